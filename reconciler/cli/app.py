@@ -1,0 +1,59 @@
+"""The ``reconciler`` command: the typer application every command module registers on.
+
+Each command lives in a module of this package named for what it does (``validate.py``,
+``plugins.py``, ...). Conventions every command follows: human output by default and
+``--output json`` for machines; exit 0 on success, 1 when the thing checked is bad, 2 when the
+command could not do its job (missing path, unreachable server); one clear line on stderr instead
+of a traceback.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import typer
+from rich.console import Console
+
+from reconciler import __version__
+
+app = typer.Typer(
+    name="reconciler",
+    help="GitOps reconciliation of state-machine workflows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+OutputOption = typer.Option(
+    OutputFormat.text, "--output", "-o", help="text for people, json for scripts"
+)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one clear line on stderr and return the Exit to raise."""
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"reconciler {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """GitOps reconciliation of state-machine workflows."""

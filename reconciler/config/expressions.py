@@ -1,0 +1,99 @@
+"""CEL expressions and ``${{ }}`` interpolation: the only code that runs from YAML.
+
+Expressions are compiled once (the loader compiles every one at load time so that a syntax error
+is a validation error with its line; the engine reuses the cached programs). A string that is
+exactly one ``${{ expr }}`` evaluates to the expression's value with its type; a string with text
+around one or more ``${{ }}`` evaluates to a string. Nothing from YAML is ever handed to ``eval``,
+a template engine or a shell.
+
+Scope names (DESIGN §3): ``inputs``, ``secrets`` (inside ``with:`` only), ``observed``,
+``outputs``, ``result`` (in ``until``), ``message`` (in ``match``), the ``foreach`` variable,
+and ``run``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from typing import Any
+
+import cel
+
+from reconciler.errors import EvaluationError, ExpressionError
+
+TEMPLATE_RE = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
+
+
+@lru_cache(maxsize=65536)
+def compile_expr(source: str) -> cel.Program:
+    """Compile CEL once. Raises :class:`ExpressionError` (without position; callers add it)."""
+    try:
+        return cel.compile(source.strip())
+    except (ValueError, RuntimeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ExpressionError(f"invalid CEL {source.strip()!r}: {detail}") from None
+
+
+def templates_in(value: str) -> list[str]:
+    """The CEL sources of every ``${{ }}`` in a string."""
+    return [m.group(1).strip() for m in TEMPLATE_RE.finditer(value)]
+
+
+def iter_templates(value: Any) -> Iterator[str]:
+    """Every ``${{ }}`` source anywhere in a nested structure of dicts, lists and strings."""
+    if isinstance(value, str):
+        yield from templates_in(value)
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from iter_templates(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from iter_templates(v)
+
+
+def evaluate(source: str, scope: Mapping[str, Any]) -> Any:
+    """Evaluate CEL in ``scope``. Runtime failures raise :class:`EvaluationError`."""
+    program = compile_expr(source)
+    try:
+        return program.execute(dict(scope))
+    except (ValueError, RuntimeError, TypeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EvaluationError(f"{source.strip()!r} failed: {detail}") from None
+
+
+def evaluate_bool(source: str, scope: Mapping[str, Any]) -> bool:
+    value = evaluate(source, scope)
+    if not isinstance(value, bool):
+        raise EvaluationError(
+            f"{source.strip()!r} must be true or false, got {type(value).__name__}"
+        )
+    return value
+
+
+def render(value: Any, scope: Mapping[str, Any]) -> Any:
+    """Replace every ``${{ }}`` in a nested structure; a whole-string template keeps its type."""
+    if isinstance(value, str):
+        return _render_str(value, scope)
+    if isinstance(value, Mapping):
+        return {k: render(v, scope) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [render(v, scope) for v in value]
+    return value
+
+
+def _render_str(text: str, scope: Mapping[str, Any]) -> Any:
+    if "${{" not in text:
+        return text
+    whole = TEMPLATE_RE.fullmatch(text.strip())
+    if whole is not None and len(TEMPLATE_RE.findall(text)) == 1:
+        return evaluate(whole.group(1), scope)
+    return TEMPLATE_RE.sub(lambda m: _to_text(evaluate(m.group(1), scope)), text)
+
+
+def _to_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

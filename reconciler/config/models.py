@@ -1,0 +1,391 @@
+"""The workflow format (DESIGN §3) as pydantic models: the single description of every input.
+
+These models validate a parsed YAML document, document every field (the descriptions feed
+``reconciler schema``) and produce the JSON Schema. Shorthands (``action``, ``next``,
+``onError``, a transition's string ``on``) are accepted on input and normalised to one form, so
+the engine, the validator and the graph only ever see ``do`` lists and ``transitions`` lists.
+
+Nothing here reads files or evaluates expressions: :mod:`reconciler.config.loader` turns files
+into these models, :mod:`reconciler.config.validate` checks what a single model cannot (state
+references, plugins, CEL), and :mod:`reconciler.engine` runs them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"1h30m"``, ``"500ms"``, ``"2s"`` or a number of seconds → :class:`timedelta`."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("a duration is a string like '30s', '5m' or '1h30m'")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError("a duration is a string like '30s', '5m' or '1h30m'")
+    text = value.strip()
+    pos, total = 0, 0.0
+    for m in _DURATION_RE.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not text or pos != len(text):
+        raise ValueError(
+            f"invalid duration {value!r}: use e.g. '500ms', '30s', '5m', '1h30m', '1d'"
+        )
+    return timedelta(seconds=total)
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    if seconds and seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{seconds}s"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$",
+            "description": "A duration such as '500ms', '30s', '5m', '1h30m'.",
+        }
+    ),
+]
+
+CelExpr = Annotated[
+    str,
+    Field(min_length=1, json_schema_extra={"format": "cel"}),
+]
+"""A CEL expression (https://cel.dev), compiled when the file is loaded."""
+
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+STATE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+SECRET_REF_PATTERN = (
+    r"^(vault:[^#\s]+#[^#\s]+|env:[A-Za-z_][A-Za-z0-9_]*|file:\S+|transit:[^:\s]+:\S+)$"
+)
+
+
+class Model(BaseModel):
+    """Base: camelCase in YAML, unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+    )
+
+
+class RetryPolicy(Model):
+    """How often and how patiently a state's actions are retried on a retryable error."""
+
+    attempts: int = Field(1, ge=1, le=1000, description="Total tries, the first included.")
+    delay: Duration = Field(timedelta(seconds=1), description="Wait before the second try.")
+    backoff: float = Field(
+        2.0, ge=1.0, le=100.0, description="Factor applied to the delay after each try."
+    )
+    max_delay: Duration = Field(timedelta(minutes=1), description="Upper bound of one wait.")
+    jitter: Literal["none", "full", "equal"] = Field(
+        "full", description="Randomisation of each wait (AWS 'full' or 'equal' jitter, or none)."
+    )
+
+
+class Action(Model):
+    """One call of a plugin with a request (``with:``), rendered from expressions at run time."""
+
+    plugin: str = Field(description="Registered plugin name, e.g. 'http.request'.")
+    with_: dict[str, Any] = Field(
+        default_factory=dict,
+        alias="with",
+        description="The plugin's request; strings may embed ${{ CEL }}.",
+    )
+    as_: str | None = Field(
+        None,
+        alias="as",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name under which the response is kept as outputs.<name>.",
+    )
+    timeout: Duration | None = Field(None, description="Deadline of this one call.")
+
+
+class Poll(Model):
+    """Call a check plugin every ``every`` until ``until`` (CEL over ``result``) is true."""
+
+    plugin: str
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    every: Duration = Field(timedelta(seconds=5), description="Pause between calls.")
+    until: CelExpr = Field(
+        description="CEL over `result` (the response); true fires the transition."
+    )
+
+
+class Subscribe(Model):
+    """Wait for a message from a subscribe plugin that satisfies ``match`` (CEL over ``message``)."""
+
+    plugin: str
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    match: CelExpr | None = Field(None, description="CEL over `message`; absent means any message.")
+
+
+ConditionKind = Literal["on", "when", "after", "poll", "subscribe", "default"]
+
+
+class Transition(Model):
+    """A way out of a state. A transition with only ``to`` is the default branch.
+
+    Transitions with ``on`` are decided by how the state's actions ended; ``when`` transitions are
+    choices evaluated in order after the actions succeeded; ``after``, ``poll`` and
+    ``subscribe`` race each other and the first to fire wins.
+    """
+
+    to: str = Field(description="Target state.")
+    on: list[str] | None = Field(
+        None,
+        description="Outcome names: 'success', 'error', or error names such as 'Timeout'.",
+    )
+    when: CelExpr | None = Field(None, description="A choice: taken if this CEL is true.")
+    after: Duration | None = Field(
+        None, description="Fires once this long has passed in the state."
+    )
+    poll: Poll | None = None
+    subscribe: Subscribe | None = None
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _on_as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> Transition:
+        given = [
+            k for k in ("on", "when", "after", "poll", "subscribe") if getattr(self, k) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"a transition has one condition, found {', '.join(given)}")
+        return self
+
+    @property
+    def kind(self) -> ConditionKind:
+        for k in ("on", "when", "after", "poll", "subscribe"):
+            if getattr(self, k) is not None:
+                return k
+        return "default"
+
+
+class ForEach(Model):
+    """Run ``do`` once per item, ``concurrency`` at a time; output is every item's result."""
+
+    items: CelExpr | list[Any] = Field(description="A list, or CEL that yields one.")
+    as_: str = Field("item", alias="as", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    concurrency: int = Field(1, ge=1, le=10000)
+    tolerate: int | Annotated[str, Field(pattern=r"^\d{1,3}%$")] = Field(
+        0,
+        description="Failures allowed before the state fails: a count or a percentage like '10%'.",
+    )
+    do: list[Action] = Field(min_length=1)
+
+    @field_validator("tolerate")
+    @classmethod
+    def _tolerate_range(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("tolerate cannot be negative")
+        if isinstance(value, str) and int(value[:-1]) > 100:
+            raise ValueError("tolerate percentage is at most 100%")
+        return value
+
+    def tolerated(self, total: int) -> int:
+        if isinstance(self.tolerate, int):
+            return self.tolerate
+        return (total * int(self.tolerate[:-1])) // 100
+
+
+class State(Model):
+    """A node of the machine: actions (``do``) or a ``foreach``, then transitions; or an end."""
+
+    do: list[Action] = Field(default_factory=list, description="Actions run in order.")
+    action: Action | None = Field(None, description="Shorthand for a one-item `do`.", exclude=True)
+    foreach: ForEach | None = None
+    retry: RetryPolicy | None = None
+    timeout: Duration | None = Field(
+        None, description="State deadline; resets on every transition."
+    )
+    transitions: list[Transition] = Field(default_factory=list)
+    next: str | None = Field(None, description="Shorthand for {to: X, on: success}.", exclude=True)
+    on_error: str | None = Field(
+        None, description="Shorthand for {to: Y, on: error}.", exclude=True
+    )
+    end: Literal["success", "failure"] | None = Field(None, description="Marks an end state.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("action") is not None:
+            if data.get("do"):
+                raise ValueError("use either `action` or `do`, not both")
+            data["do"] = [data["action"]]
+        data.pop("action", None)
+        extra: list[dict[str, Any]] = []
+        if data.get("next") is not None:
+            extra.append({"to": data["next"], "on": ["success"]})
+        on_error = data.get("onError", data.get("on_error"))
+        if on_error is not None:
+            extra.append({"to": on_error, "on": ["error"]})
+        data.pop("next", None)
+        data.pop("onError", None)
+        data.pop("on_error", None)
+        if extra:
+            transitions = data.get("transitions") or []
+            if not isinstance(transitions, list):
+                return data
+            data["transitions"] = [*transitions, *extra]
+        return data
+
+    @model_validator(mode="after")
+    def _shape(self) -> State:
+        if self.end is not None and (self.do or self.foreach or self.transitions):
+            raise ValueError("an end state has no actions and no transitions")
+        if self.do and self.foreach:
+            raise ValueError("a state has either `do` or `foreach`, not both")
+        if self.end is None and not self.transitions:
+            raise ValueError("a state needs transitions (or `next`), or `end: success|failure`")
+        return self
+
+    @property
+    def is_end(self) -> bool:
+        return self.end is not None
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.do or self.foreach)
+
+
+class DuringChecks(Model):
+    every: Duration = Field(timedelta(seconds=30))
+    checks: list[Action] = Field(default_factory=list)
+
+
+class Checks(Model):
+    """Health gates around a run: ``pre`` gates it, ``during`` aborts it, ``post`` fails it."""
+
+    pre: list[Action] = Field(default_factory=list)
+    during: DuringChecks | None = None
+    post: list[Action] = Field(default_factory=list)
+
+
+class Metadata(Model):
+    name: str = Field(max_length=63, pattern=NAME_PATTERN, description="Unique in the repository.")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+SecretRef = Annotated[
+    str,
+    Field(
+        pattern=SECRET_REF_PATTERN,
+        description="vault:<path>#<key>, env:NAME, file:/path or transit:<key>:<ciphertext>.",
+    ),
+]
+
+
+class Spec(Model):
+    interval: Duration | None = Field(None, description="Drift re-check cadence, e.g. '5m'.")
+    cron: str | None = Field(None, description="Drift re-check as a 5-field cron expression.")
+    timeout: Duration | None = Field(None, description="Deadline of a whole run.")
+    depends_on: list[str] = Field(default_factory=list)
+    suspend: bool = False
+    inputs: dict[str, Any] = Field(
+        default_factory=dict, description="The desired state; `inputs.*`."
+    )
+    secrets: dict[str, SecretRef] = Field(default_factory=dict)
+    observe: Action | None = Field(None, description="Read-only probe (check plugins only).")
+    desired: Any = Field(None, description="Must be a subset of what observe returns.")
+    in_sync: CelExpr | None = Field(None, description="CEL over `observed`; true means in sync.")
+    checks: Checks = Field(default_factory=Checks)
+    start: str
+    states: dict[Annotated[str, Field(pattern=STATE_PATTERN)], State] = Field(min_length=1)
+    on_delete: str | None = Field(
+        None, description="State to run when the file is removed from git."
+    )
+
+    @model_validator(mode="after")
+    def _schedule(self) -> Spec:
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("set either `interval` or `cron`, not both")
+        if self.cron is not None and len(self.cron.split()) != 5:
+            raise ValueError(
+                f"cron {self.cron!r} must have 5 fields (minute hour day month weekday)"
+            )
+        if self.desired is not None and self.in_sync is not None:
+            raise ValueError("set either `desired` or `inSync`, not both")
+        if (self.desired is not None or self.in_sync is not None) and self.observe is None:
+            raise ValueError("`desired`/`inSync` need an `observe` probe")
+        return self
+
+
+class MockError(Model):
+    error: str = Field(description="Name of the error to raise, e.g. 'Conflict'.")
+    message: str = ""
+    retryable: bool | None = None
+
+
+class TestExpectation(Model):
+    path: list[str] | None = Field(None, description="States visited, in order.")
+    end: Literal["success", "failure"] | None = None
+    outputs: dict[str, Any] | None = Field(None, description="Subset of outputs expected.")
+
+
+class WorkflowTest(Model):
+    """An inline unit test: plugins replaced by mocks, the path taken is checked."""
+
+    name: str
+    inputs: dict[str, Any] = Field(default_factory=dict, description="Overrides of spec.inputs.")
+    mocks: dict[str, list[dict[str, Any] | MockError]] = Field(
+        default_factory=dict,
+        description="Per plugin, the responses its successive calls return (or errors raised).",
+    )
+    expect: TestExpectation = Field(default_factory=TestExpectation)
+
+
+class Workflow(Model):
+    """One workflow document."""
+
+    api_version: Literal["reconciler/v1"]
+    kind: Literal["Workflow"]
+    metadata: Metadata
+    spec: Spec
+    tests: list[WorkflowTest] = Field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name

@@ -1,0 +1,134 @@
+"""The run journal: what the engine records, and the interface a store implements.
+
+The engine (``engine/runner.py``) writes a :class:`RunRecord` when a run starts, one
+:class:`JournalEntry` per event, and the final status; every ``transition`` entry is written
+*before* the next state starts, which is what lets an interrupted run resume in the state it was
+in (``RunRecord.current_state`` plus the ``outputs`` carried in the last transition entry).
+
+:class:`MemoryJournal` serves one-shot commands and tests; the daemon's store
+(``reconciler/store``) implements the same :class:`Journal` protocol in SQL. Everything written
+here has already been through the run's redaction, so no secret value reaches a journal.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+class EventKind(StrEnum):
+    RUN_STARTED = "run_started"
+    RUN_RESUMED = "run_resumed"
+    CHECK = "check"
+    STATE_ENTERED = "state_entered"
+    ACTION = "action"
+    TRANSITION = "transition"
+    RUN_FINISHED = "run_finished"
+
+
+class RunRecord(BaseModel):
+    """One run of one workflow's machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    workflow: str
+    revision: str = ""
+    parent_id: str | None = None
+    reason: str = Field("", description="Why it ran: drift, spec-change, manual, delete, test.")
+    status: RunStatus = RunStatus.RUNNING
+    current_state: str | None = None
+    attempt: int = 1
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    error: str | None = Field(None, description="Redacted error name and message of a failed run.")
+    outputs: dict[str, Any] = Field(default_factory=dict)
+
+
+class JournalEntry(BaseModel):
+    """One event of a run. ``seq`` orders a run's entries and is unique within it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    seq: int
+    at: datetime = Field(default_factory=utcnow)
+    kind: EventKind
+    state: str | None = None
+    to_state: str | None = None
+    outcome: str | None = Field(None, description="'success' or the error name.")
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+@runtime_checkable
+class Journal(Protocol):
+    """Where runs are recorded. Implementations must make each call durable before returning."""
+
+    async def run_started(self, run: RunRecord) -> None: ...
+
+    async def record(self, entry: JournalEntry) -> None:
+        """Append an entry; for ``transition`` entries also update the run's current state and
+        outputs (``entry.to_state`` and ``entry.detail['outputs']``)."""
+
+    async def run_finished(self, run: RunRecord) -> None:
+        """Store the final status, ``finished_at``, error and outputs of ``run``."""
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def entries(self, run_id: str) -> list[JournalEntry]: ...
+
+    async def unfinished_runs(self) -> list[RunRecord]:
+        """Runs still marked running: after a crash these are resumed."""
+
+
+class MemoryJournal:
+    """A :class:`Journal` in memory, for one-shot commands and tests."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunRecord] = {}
+        self.log: dict[str, list[JournalEntry]] = {}
+
+    async def run_started(self, run: RunRecord) -> None:
+        self.runs[run.id] = run.model_copy(deep=True)
+        self.log.setdefault(run.id, [])
+
+    async def record(self, entry: JournalEntry) -> None:
+        self.log.setdefault(entry.run_id, []).append(entry)
+        run = self.runs.get(entry.run_id)
+        if run is not None and entry.kind is EventKind.TRANSITION:
+            run.current_state = entry.to_state
+            if "outputs" in entry.detail:
+                run.outputs = dict(entry.detail["outputs"])
+        elif run is not None and entry.kind is EventKind.STATE_ENTERED:
+            run.current_state = entry.state
+
+    async def run_finished(self, run: RunRecord) -> None:
+        self.runs[run.id] = run.model_copy(deep=True)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        run = self.runs.get(run_id)
+        return run.model_copy(deep=True) if run else None
+
+    async def entries(self, run_id: str) -> list[JournalEntry]:
+        return list(self.log.get(run_id, []))
+
+    async def unfinished_runs(self) -> list[RunRecord]:
+        return [r.model_copy(deep=True) for r in self.runs.values() if not r.status.finished]

@@ -1,0 +1,205 @@
+"""Every error reconciler raises, in one tree.
+
+The names below are what workflow authors write in a transition's ``on:`` list, so they are a
+public contract: renaming one breaks users' workflows.
+
+    ReconcilerError                 base of everything below
+    ├── ConfigError                 a workflow file or setting is wrong (path:line:col known)
+    │   └── ExpressionError         a CEL expression does not compile
+    ├── PluginNotFound              no plugin is registered under a name
+    └── ActionError                 something failed during a run; routed by ``on:``
+        ├── Timeout                 a state, action or run deadline passed      (retryable)
+        ├── Cancelled               the run or the action was cancelled
+        ├── InvalidRequest          a rendered request fails the plugin's model
+        ├── EvaluationError         a CEL expression failed at run time
+        ├── SecretUnavailable       a secret reference could not be resolved     (retryable)
+        ├── CheckFailed             a pre/during/post check did not pass
+        ├── ChildRunFailed          a ``workflow.run`` child ended in failure
+        └── PluginError             base for a plugin's own named errors
+            ├── Conflict            the target exists in another shape
+            ├── NotFound            the target does not exist
+            ├── ConnectionFailed    the server could not be reached              (retryable)
+            ├── CommandFailed       a command exited non-zero
+            └── HTTPError           an HTTP status the caller did not accept
+                ├── HTTP4xx
+                └── HTTP5xx                                                      (retryable)
+
+In ``on:`` an error matches its own name and the name of every ancestor up to ``ActionError``,
+so ``on: [HTTPError]`` catches ``HTTP5xx`` and ``on: [PluginError]`` catches every plugin error.
+The keyword ``error`` matches any error and ``success`` matches a state that raised none.
+Plugins define their own errors by subclassing :class:`PluginError` (or any leaf) and setting
+``retryable``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ReconcilerError(Exception):
+    """Base of every error reconciler raises on purpose."""
+
+
+class ConfigError(ReconcilerError):
+    """A problem in a workflow file, reported as ``path:line:col: message``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.line = line
+        self.column = column
+
+    def __str__(self) -> str:
+        where = ":".join(str(p) for p in (self.path, self.line, self.column) if p is not None)
+        return f"{where}: {self.message}" if where else self.message
+
+
+class ExpressionError(ConfigError):
+    """A CEL expression that does not compile."""
+
+
+class PluginNotFound(ReconcilerError):
+    """No plugin is registered under the requested name."""
+
+
+class ActionError(ReconcilerError):
+    """A failure during a run. Its :attr:`name` is what ``on:`` matches.
+
+    ``retryable`` tells the engine whether repeating the same action may help; a state's retry
+    policy stops early on the first non-retryable error. ``details`` is a JSON-able mapping kept
+    in the journal, so it must never hold a secret value (the journal redacts known secrets, but
+    plugins should not rely on that).
+    """
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        details: dict[str, Any] | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        if retryable is not None:
+            self.retryable = retryable  # type: ignore[misc]
+
+    @property
+    def name(self) -> str:
+        """The name users write in ``on:``."""
+        return type(self).__name__
+
+    def names(self) -> list[str]:
+        """This error's name and its ancestors' names, most specific first."""
+        out: list[str] = []
+        for cls in type(self).__mro__:
+            if not (isinstance(cls, type) and issubclass(cls, ActionError)):
+                continue
+            out.append(cls.__name__)
+            if cls is ActionError:
+                break
+        return out
+
+    def matches(self, name: str) -> bool:
+        """Whether ``on: [name]`` catches this error."""
+        return name == "error" or name in self.names()
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.message}" if self.message else self.name
+
+
+class Timeout(ActionError):
+    retryable = True
+
+
+class Cancelled(ActionError):
+    retryable = False
+
+
+class InvalidRequest(ActionError):
+    retryable = False
+
+
+class EvaluationError(ActionError):
+    retryable = False
+
+
+class SecretUnavailable(ActionError):
+    retryable = True
+
+
+class CheckFailed(ActionError):
+    retryable = False
+
+
+class ChildRunFailed(ActionError):
+    retryable = False
+
+
+class PluginError(ActionError):
+    retryable = False
+
+
+class Conflict(PluginError):
+    retryable = False
+
+
+class NotFound(PluginError):
+    retryable = False
+
+
+class ConnectionFailed(PluginError):
+    retryable = True
+
+
+class CommandFailed(PluginError):
+    retryable = False
+
+
+class HTTPError(PluginError):
+    retryable = False
+
+
+class HTTP4xx(HTTPError):
+    retryable = False
+
+
+class HTTP5xx(HTTPError):
+    retryable = True
+
+
+BUILTIN_ERROR_NAMES: frozenset[str] = frozenset(
+    {"error", "success"}
+    | {
+        cls.__name__
+        for cls in (
+            ActionError,
+            Timeout,
+            Cancelled,
+            InvalidRequest,
+            EvaluationError,
+            SecretUnavailable,
+            CheckFailed,
+            ChildRunFailed,
+            PluginError,
+            Conflict,
+            NotFound,
+            ConnectionFailed,
+            CommandFailed,
+            HTTPError,
+            HTTP4xx,
+            HTTP5xx,
+        )
+    }
+)
+"""Names valid in ``on:`` whatever plugins are installed (plugins add their own)."""

@@ -1,0 +1,222 @@
+"""The plugin contract: what a plugin author writes and what the engine gives it.
+
+A plugin does one kind of work (``file.write``, ``sql.exec``, ...). It declares a pydantic
+``Request`` (validated at load time, so a typo in ``with:`` fails ``reconciler validate``), a
+``Response``, and an async :meth:`Plugin.run`. It knows nothing of the engine beyond its request,
+its response and the :class:`ActionContext` it is handed.
+
+Plugins are found through the entry-point group ``reconciler.plugins``; the built-in ones register
+the same way a third-party package does::
+
+    [project.entry-points."reconciler.plugins"]
+    "acme.deploy" = "acme_reconciler:Deploy"
+
+A *check* plugin (``check = True``) promises to be read-only; only check plugins may be used in
+``observe``, ``poll`` and ``checks``. A plugin that can feed a ``subscribe`` condition implements
+:class:`SubscribePlugin`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from reconciler.config.models import RetryPolicy
+from reconciler.errors import ActionError, PluginNotFound
+
+ENTRY_POINT_GROUP = "reconciler.plugins"
+
+
+class Request(BaseModel):
+    """Base of plugin requests: unknown fields are errors, so typos are caught at load time."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Response(BaseModel):
+    """Base of plugin responses. ``changed`` follows Ansible: did this call modify anything?"""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    changed: bool = False
+
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+ResponseT = TypeVar("ResponseT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a plugin may know about the run it serves (also the ``run`` CEL variable)."""
+
+    id: str
+    workflow: str
+    revision: str = ""
+    attempt: int = 1
+    parent_id: str | None = None
+
+    def as_scope(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "workflow": self.workflow,
+            "revision": self.revision,
+            "attempt": self.attempt,
+        }
+
+
+ChildRunner = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+"""Starts workflow ``name`` with ``inputs`` as a child run; returns its outputs or raises."""
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+@dataclass
+class ActionContext:
+    """Everything the engine hands a plugin for one call.
+
+    ``idempotency_key`` is stable across re-executions of the same action in the same run (after
+    a retry or a crash), so a plugin talking to a system that supports it can deduplicate.
+    ``redact`` replaces every secret value known to the run with ``***``: plugins that return
+    free text (command output, response bodies) pass it through ``redact`` first.
+    Cancellation arrives as :class:`asyncio.CancelledError`; a plugin that must clean up
+    catches it, cleans up, and re-raises.
+    """
+
+    run: RunInfo
+    idempotency_key: str
+    logger: logging.LoggerAdapter[logging.Logger] | Any
+    workdir: Path = field(default_factory=Path.cwd)
+    redact: Callable[[str], str] = _identity
+    run_child: ChildRunner | None = None
+    deadline: float | None = None
+    """Event-loop time by which the action must finish, if any."""
+
+    def time_left(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - asyncio.get_running_loop().time())
+
+
+class Plugin(ABC, Generic[RequestT, ResponseT]):
+    """Base class of every plugin.
+
+    Subclasses set ``Request`` and ``Response`` (pydantic models), optionally ``check``,
+    ``retry`` (the default policy when a state sets none) and ``errors`` (the named errors it
+    may raise, so ``validate`` can accept them in ``on:``), and implement :meth:`run`.
+    The docstring of the subclass is its description in ``reconciler plugins``.
+    """
+
+    name: ClassVar[str] = ""
+    check: ClassVar[bool] = False
+    Request: ClassVar[type[BaseModel]]
+    Response: ClassVar[type[BaseModel]]
+    retry: ClassVar[RetryPolicy | None] = None
+    errors: ClassVar[tuple[type[ActionError], ...]] = ()
+
+    async def init(self) -> None:
+        """Get ready (connect, check reachability). Raise an :class:`ActionError` if not ready."""
+
+    async def close(self) -> None:
+        """Release what :meth:`init` or :meth:`run` acquired."""
+
+    @abstractmethod
+    async def run(self, request: RequestT, context: ActionContext) -> ResponseT:
+        """Do the work once. Raise a named :class:`ActionError` on failure."""
+
+    @classmethod
+    def description(cls) -> str:
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+class SubscribePlugin(Plugin[RequestT, ResponseT]):
+    """A plugin that can feed a ``subscribe`` condition with a stream of messages.
+
+    ``subscribe`` yields each message as a JSON-able mapping (it becomes ``message`` in the
+    condition's ``match`` expression). The engine closes the iterator when the condition loses
+    the race, so a plugin releases its subscription in a ``finally``.
+    """
+
+    @abstractmethod
+    def subscribe(
+        self, request: RequestT, context: ActionContext
+    ) -> AsyncIterator[Mapping[str, Any]]: ...
+
+
+class PluginRegistry:
+    """Plugins by name. Instances are created once and shared by every run."""
+
+    def __init__(self, plugins: Mapping[str, type[Plugin[Any, Any]]] | None = None) -> None:
+        self._classes: dict[str, type[Plugin[Any, Any]]] = dict(plugins or {})
+        self._instances: dict[str, Plugin[Any, Any]] = {}
+        self.load_errors: dict[str, str] = {}
+        """Entry points that failed to import, by plugin name, with the reason."""
+
+    @classmethod
+    def discover(cls, *, allow: Iterable[str] | None = None) -> PluginRegistry:
+        """Load every plugin registered in the ``reconciler.plugins`` entry-point group."""
+        registry = cls()
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                plugin_cls = ep.load()
+            except Exception as exc:  # a broken third-party package must not stop the rest
+                registry.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            registry.register(ep.name, plugin_cls)
+        return registry
+
+    def register(self, name: str, plugin_cls: type[Plugin[Any, Any]]) -> None:
+        if not plugin_cls.name:
+            plugin_cls.name = name
+        self._classes[name] = plugin_cls
+        self._instances.pop(name, None)
+
+    def names(self) -> list[str]:
+        return sorted(self._classes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes
+
+    def get(self, name: str) -> type[Plugin[Any, Any]]:
+        try:
+            return self._classes[name]
+        except KeyError:
+            raise PluginNotFound(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        msg = f"unknown plugin {name!r}"
+        if name in self.load_errors:
+            return f"{msg}: it failed to load ({self.load_errors[name]})"
+        close = difflib.get_close_matches(name, self._classes, n=1)
+        return f"{msg}; did you mean {close[0]!r}?" if close else msg
+
+    def instance(self, name: str) -> Plugin[Any, Any]:
+        """The shared instance of plugin ``name`` (created on first use)."""
+        inst = self._instances.get(name)
+        if inst is None:
+            inst = self.get(name)()
+            self._instances[name] = inst
+        return inst
+
+    def error_names(self) -> set[str]:
+        """Every error name some plugin declares, for checking ``on:`` lists."""
+        out: set[str] = set()
+        for plugin_cls in self._classes.values():
+            for err in plugin_cls.errors:
+                out.add(err.__name__)
+        return out
+
+    async def close(self) -> None:
+        for inst in self._instances.values():
+            await inst.close()

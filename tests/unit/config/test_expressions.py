@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+
+from reconciler.config.expressions import compile_expr, evaluate_bool, iter_templates, render
+from reconciler.errors import EvaluationError, ExpressionError
+
+SCOPE = {"inputs": {"n": 2, "names": ["a", "b"], "db": "app"}}
+
+
+def test_whole_string_template_keeps_type() -> None:
+    assert render("${{ inputs.n }}", SCOPE) == 2
+    assert render("${{ inputs.names }}", SCOPE) == ["a", "b"]
+
+
+def test_embedded_templates_become_text() -> None:
+    assert render("db=${{ inputs.db }} n=${{ inputs.n + 1 }}", SCOPE) == "db=app n=3"
+
+
+def test_render_walks_nested_structures() -> None:
+    assert render({"a": ["${{ inputs.db }}", {"b": "${{ inputs.n * 2 }}"}], "c": 1}, SCOPE) == {
+        "a": ["app", {"b": 4}],
+        "c": 1,
+    }
+
+
+def test_invalid_cel_is_an_expression_error() -> None:
+    with pytest.raises(ExpressionError, match="invalid CEL"):
+        compile_expr("1 +")
+
+
+def test_runtime_failure_is_an_evaluation_error() -> None:
+    with pytest.raises(EvaluationError, match="missing"):
+        render("${{ missing.x }}", SCOPE)
+
+
+def test_evaluate_bool_rejects_non_bool() -> None:
+    with pytest.raises(EvaluationError, match="true or false"):
+        evaluate_bool("inputs.n", SCOPE)
+
+
+def test_iter_templates_finds_every_expression() -> None:
+    assert sorted(iter_templates({"a": "${{ x }} and ${{ y }}", "b": ["${{ z }}"]})) == [
+        "x",
+        "y",
+        "z",
+    ]

@@ -7,6 +7,8 @@ public contract: renaming one breaks users' workflows.
     ├── ConfigError                 a workflow file or setting is wrong (path:line:col known)
     │   └── ExpressionError         a CEL expression does not compile
     ├── PluginNotFound              no plugin is registered under a name
+    ├── SourceError                 the git repository or directory holding workflows failed
+    │   └── FetchFailed             a fetch/read failed (names the repo, masked, and branch)
     └── ActionError                 something failed during a run; routed by ``on:``
         ├── Timeout                 a state, action or run deadline passed      (retryable)
         ├── Cancelled               the run or the action was cancelled
@@ -68,6 +70,15 @@ class ExpressionError(ConfigError):
 
 class PluginNotFound(ReconcilerError):
     """No plugin is registered under the requested name."""
+
+
+class SourceError(ReconcilerError):
+    """The source of workflow files (``reconciler/sources``) failed. Not an ``ActionError``."""
+
+
+class FetchFailed(SourceError):
+    """Fetching or reading a revision failed. The message names the repository (credentials
+    masked), branch and sub-path; the last good revision stays in use."""
 
 
 class ActionError(ReconcilerError):

@@ -1,0 +1,233 @@
+"""Daemon settings (DESIGN §6): one pydantic-settings model, three sources, one precedence.
+
+A value comes from, in order of precedence: a command-line flag (passed to :meth:`DaemonSettings.load`
+as keyword values by ``reconciler run``), a ``RECONCILER_*`` environment variable, then the config
+file given by ``--config`` (YAML or TOML; keys may be written ``max-concurrent-runs``,
+``max_concurrent_runs`` or ``maxConcurrentRuns``). Unset values take the defaults below.
+
+The API token and the webhook secret never come from a flag (flags show up in ``ps``): they come
+from ``RECONCILER_API_TOKEN`` / ``RECONCILER_WEBHOOK_SECRET`` or from a file named by
+``--api-token-file`` / ``--webhook-secret-file``, and are held as :class:`~pydantic.SecretStr` so
+printing the settings never shows them.
+
+Neighbours: :mod:`reconciler.cli.run` builds the settings; :mod:`reconciler.daemon.controller`
+consumes them.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from reconciler.config.models import Duration
+from reconciler.errors import ConfigError
+
+ENV_PREFIX = "RECONCILER_"
+
+_FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar(
+    "reconciler_settings_file", default=None
+)
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+_SECRET_KEYS = {"api_token", "webhook_secret"}
+
+
+def _split_list(value: Any) -> Any:
+    """``"a,b , c"`` → ``["a", "b", "c"]``; lists pass through; empty text means no list."""
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",")]
+        return [item for item in items if item] or None
+    return value
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """The values read from ``--config`` (set by :meth:`DaemonSettings.load`)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        values = _FILE_VALUES.get() or {}
+        return values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_FILE_VALUES.get() or {})
+
+
+class DaemonSettings(BaseSettings):
+    """Every setting of ``reconciler run``. Field names are the flag names with ``_`` for ``-``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    repo: str | None = Field(
+        None,
+        description="Git URL or local path of the repository to watch. Default: the current "
+        "directory's examples/quickstart when run in the project checkout.",
+    )
+    branch: str | None = Field(None, description="Branch to follow; default: the remote's HEAD.")
+    path: str = Field(".", description="Sub-path of the repository holding workflow files.")
+    data_dir: Path = Field(Path(".reconciler"), description="Where state, clones and SQLite live.")
+    store: str | None = Field(
+        None, description="SQLAlchemy URL of the store; default: SQLite in the data directory."
+    )
+    listen: str = Field("127.0.0.1:8080", description="host:port of the HTTP endpoint.")
+    poll_interval: Duration = Field(
+        timedelta(seconds=60), description="How often the repository is fetched."
+    )
+    max_concurrent_runs: int = Field(4, ge=1, le=1000, description="Runs in flight at once.")
+    allow_plugins: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="Plugins the repository may use (comma-separated); default: every "
+        "installed plugin.",
+    )
+    keep_runs: int | None = Field(
+        100, ge=1, description="Runs kept per workflow; older ones are pruned."
+    )
+    keep_days: int | None = Field(30, ge=1, description="Days of run history kept.")
+    default_interval: Duration = Field(
+        timedelta(minutes=5),
+        description="Drift re-check cadence of workflows that set neither interval nor cron.",
+    )
+    grace_period: Duration = Field(
+        timedelta(seconds=30),
+        description="On SIGTERM, how long running states get to finish before they are "
+        "cancelled (they resume on the next start).",
+    )
+    log_level: str = Field("info", description="debug, info, warning or error.")
+    api_token_file: Path | None = Field(None, description="File holding the API bearer token.")
+    webhook_secret_file: Path | None = Field(None, description="File holding the webhook secret.")
+    api_token: SecretStr | None = Field(
+        None, description="From RECONCILER_API_TOKEN or --api-token-file only."
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="From RECONCILER_WEBHOOK_SECRET or --webhook-secret-file only."
+    )
+
+    @field_validator("allow_plugins", mode="before")
+    @classmethod
+    def _plugins_list(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in {"debug", "info", "warning", "error"}:
+            raise ValueError("log level is one of debug, info, warning, error")
+        return level
+
+    @model_validator(mode="after")
+    def _secrets_from_files(self) -> DaemonSettings:
+        for name in ("api_token", "webhook_secret"):
+            file: Path | None = getattr(self, f"{name}_file")
+            if file is None or getattr(self, name) is not None:
+                continue
+            try:
+                text = file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read {name}_file {str(file)!r}: {exc.strerror}") from None
+            object.__setattr__(self, name, SecretStr(text))
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _ConfigFileSource(settings_cls))
+
+    @classmethod
+    def load(
+        cls,
+        config_file: Path | None = None,
+        /,
+        **flags: Any,
+    ) -> DaemonSettings:
+        """Settings from ``flags`` (``None`` values mean "not given"), env, then ``config_file``.
+
+        Raises :class:`~reconciler.errors.ConfigError` naming the offending setting (and the
+        file, when it came from one) instead of a pydantic traceback.
+        """
+        given = {k: v for k, v in flags.items() if v is not None}
+        for key in _SECRET_KEYS & given.keys():
+            raise ConfigError(
+                f"{key} cannot be a flag; use {ENV_PREFIX}{key.upper()} or --{key.replace('_', '-')}-file"
+            )
+        file_values = read_config_file(config_file) if config_file is not None else {}
+        token = _FILE_VALUES.set(file_values)
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            raise ConfigError(
+                _explain(exc), path=str(config_file) if config_file else None
+            ) from None
+        finally:
+            _FILE_VALUES.reset(token)
+
+
+def _normalise_key(key: str) -> str:
+    return _CAMEL.sub("_", key).lower().replace("-", "_")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings in a YAML (``.yaml``/``.yml``/other) or TOML (``.toml``) file, keys normalised.
+
+    Unknown keys and secret values are :class:`ConfigError` with the file's path: a typo in a
+    config file must not be silently ignored, and a token belongs in a file of its own.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", path=str(path)) from None
+    try:
+        raw: Any = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(
+            f"not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}", path=str(path)
+        ) from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("a config file is a mapping of setting names to values", path=str(path))
+    known = set(DaemonSettings.model_fields)
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = _normalise_key(str(key))
+        if name in _SECRET_KEYS:
+            raise ConfigError(
+                f"{key!r} cannot be written in the config file; use {ENV_PREFIX}{name.upper()} "
+                f"or {name}_file",
+                path=str(path),
+            )
+        if name not in known:
+            raise ConfigError(f"unknown setting {key!r}", path=str(path))
+        out[name] = value
+    return out
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        parts.append(f"{where.replace('_', '-')}: {err['msg']}")
+    return "invalid settings: " + "; ".join(parts)

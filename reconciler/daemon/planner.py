@@ -1,0 +1,397 @@
+"""The planner: DESIGN §4 "Deciding", as pure functions from facts to a decision.
+
+Flow: sources → snapshot → **planner** → queue → runner → store. For one workflow at one
+snapshot revision the controller asks, in order:
+
+1. :func:`plan_invalid` when the workflow's file does not load (status ``Invalid``; the previous
+   status fields such as ``last_applied_revision`` stay, nothing runs with the broken spec);
+2. :func:`plan_static` — suspended (``Suspended``, nothing runs), waiting for dependencies
+   (``Pending``), or "observe first";
+3. :func:`plan_observed` with the engine's :class:`Observation` (or ``None`` when the workflow
+   has no ``observe`` probe) — run (reason ``drift``, ``spec-change``, ``retry`` or ``manual``),
+   or record ``Converged`` at this revision *without* a run;
+4. :func:`plan_finished` after a run, with a fresh observation — ``Converged``, or ``Degraded``
+   (``RunFailed``, or ``DriftRemains``: "run finished, drift remains").
+
+Nothing here does I/O or reads the clock: ``now`` is passed in, so every rule is a plain unit test.
+Each :class:`Decision` carries the complete new :class:`WorkflowStatusRecord` to store and a
+one-line ``message`` in plain words, which is also what the daemon logs.
+
+Reasons (``WorkflowStatusRecord.reason``) the planner writes, documented in docs/daemon.md:
+``InvalidSpec``, ``Suspended``, ``DependencyNotReady``, ``ObserveFailed``, ``InSync``,
+``OutOfSync``, ``SpecChanged``, ``Retrying``, ``ManualSync``, ``Running``, ``RunSucceeded``,
+``RunFailed``, ``DriftRemains``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from reconciler.config.models import Workflow
+from reconciler.config.snapshot import Problem
+from reconciler.engine.drift import FieldDiff
+from reconciler.store.records import Health, Sync, WorkflowStatusRecord
+
+MAX_DIFF_ITEMS = 20
+"""At most this many field diffs are kept in a status (the rest are counted)."""
+
+
+class RunReason(StrEnum):
+    """Why a run starts (``RunRecord.reason``)."""
+
+    DRIFT = "drift"
+    SPEC_CHANGE = "spec-change"
+    RETRY = "retry"
+    MANUAL = "manual"
+    DELETE = "delete"
+
+
+class Reason(StrEnum):
+    """The ``reason`` field of a status: one CamelCase word, stable for alerting."""
+
+    INVALID_SPEC = "InvalidSpec"
+    SUSPENDED = "Suspended"
+    DEPENDENCY_NOT_READY = "DependencyNotReady"
+    OBSERVE_FAILED = "ObserveFailed"
+    IN_SYNC = "InSync"
+    OUT_OF_SYNC = "OutOfSync"
+    SPEC_CHANGED = "SpecChanged"
+    RETRYING = "Retrying"
+    MANUAL_SYNC = "ManualSync"
+    RUN_SUCCEEDED = "RunSucceeded"
+    RUN_FAILED = "RunFailed"
+    DRIFT_REMAINS = "DriftRemains"
+
+
+class Observation(Protocol):
+    """What :meth:`reconciler.engine.runner.Engine.observe` returns (read structurally)."""
+
+    @property
+    def observed(self) -> Any: ...
+
+    @property
+    def in_sync(self) -> bool | None: ...
+
+    @property
+    def diff(self) -> Sequence[FieldDiff]: ...
+
+    @property
+    def error(self) -> Any: ...
+
+
+class Next(StrEnum):
+    """What the controller does after a decision."""
+
+    DONE = "done"
+    """Store the status; nothing else to do."""
+    OBSERVE = "observe"
+    """Run the observe probe (if any), then call :func:`plan_observed`."""
+    RUN = "run"
+    """Store the status, start a run for ``run_reason``, then call :func:`plan_finished`."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The planner's answer: the status to store, what to do next, and why in plain words."""
+
+    status: WorkflowStatusRecord
+    next: Next
+    message: str
+    run_reason: RunReason | None = None
+    failed: bool = False
+    """True when the workflow should back off (a failed run, failing probe, drift remaining)."""
+    converged: bool = False
+    """True when the workflow reached ``Converged`` at this revision (dependents may proceed)."""
+
+
+def _base(name: str, status: WorkflowStatusRecord | None) -> WorkflowStatusRecord:
+    return status if status is not None else WorkflowStatusRecord(name=name)
+
+
+def _update(record: WorkflowStatusRecord, now: datetime, /, **changes: Any) -> WorkflowStatusRecord:
+    return record.model_copy(update={**changes, "updated_at": now})
+
+
+def diff_json(diff: Sequence[FieldDiff]) -> list[dict[str, Any]] | None:
+    """The JSON-able diff kept in a status (at most :data:`MAX_DIFF_ITEMS` entries)."""
+    if not diff:
+        return None
+    out = [d.as_dict() for d in diff[:MAX_DIFF_ITEMS]]
+    if len(diff) > MAX_DIFF_ITEMS:
+        out.append({"path": "…", "more": len(diff) - MAX_DIFF_ITEMS})
+    return out
+
+
+def describe_diff(diff: Sequence[FieldDiff]) -> str:
+    """``"rows[0].owner differs"`` / ``"content differs"`` / ``"3 fields differ"``."""
+    if not diff:
+        return "observed state differs"
+    if len(diff) == 1:
+        path = diff[0].path or "observed value"
+        return f"{path} is missing" if diff[0].missing else f"{path} differs"
+    return f"{len(diff)} fields differ ({', '.join(d.path or '.' for d in diff[:3])}…)"
+
+
+def plan_invalid(
+    name: str,
+    status: WorkflowStatusRecord | None,
+    *,
+    problems: Sequence[Problem],
+    now: datetime,
+) -> Decision:
+    """The workflow's file does not load: ``Invalid`` with ``path:line:col: message``.
+
+    Sync, revisions, spec digest and run fields stay as they were, so the last good version's
+    facts remain visible; no run starts with a broken spec.
+    """
+    errors = [p for p in problems if p.is_error] or list(problems)
+    if errors:
+        text = str(errors[0])
+        if len(errors) > 1:
+            text += f" (and {len(errors) - 1} more)"
+    else:
+        text = "the workflow's file is invalid"
+    new = _update(
+        _base(name, status), now, status=Health.INVALID, reason=Reason.INVALID_SPEC, message=text
+    )
+    return Decision(new, Next.DONE, f"workflow {name} is invalid: {text}; not running it")
+
+
+def dependency_blockers(
+    workflow: Workflow,
+    statuses: Mapping[str, WorkflowStatusRecord],
+    *,
+    revision: str,
+) -> dict[str, str]:
+    """Dependencies not yet ``Converged`` at ``revision``, each with a few words on why."""
+    out: dict[str, str] = {}
+    for dep in workflow.spec.depends_on:
+        st = statuses.get(dep)
+        if st is None:
+            out[dep] = "not known yet"
+        elif st.status is not Health.CONVERGED:
+            out[dep] = st.status.value
+        elif st.last_applied_revision != revision:
+            out[dep] = "not converged at this revision yet"
+    return out
+
+
+def plan_static(
+    workflow: Workflow,
+    status: WorkflowStatusRecord | None,
+    *,
+    revision: str,
+    statuses: Mapping[str, WorkflowStatusRecord],
+    now: datetime,
+) -> Decision:
+    """Before observing: suspended → ``Suspended``; waiting dependencies → ``Pending``."""
+    name = workflow.name
+    base = _base(name, status)
+    if workflow.spec.suspend:
+        new = _update(
+            base,
+            now,
+            status=Health.SUSPENDED,
+            reason=Reason.SUSPENDED,
+            message="suspended in its spec; nothing runs",
+        )
+        return Decision(new, Next.DONE, f"workflow {name} is suspended; nothing runs")
+    blockers = dependency_blockers(workflow, statuses, revision=revision)
+    if blockers:
+        waiting = ", ".join(f"{dep} ({why})" for dep, why in sorted(blockers.items()))
+        new = _update(
+            base,
+            now,
+            status=Health.PENDING,
+            reason=Reason.DEPENDENCY_NOT_READY,
+            message=f"waiting for {waiting}",
+        )
+        return Decision(new, Next.DONE, f"workflow {name} waits for {waiting}")
+    return Decision(base, Next.OBSERVE, f"checking workflow {name}")
+
+
+def plan_observed(
+    workflow: Workflow,
+    status: WorkflowStatusRecord | None,
+    *,
+    revision: str,
+    digest: str,
+    observation: Observation | None,
+    manual: bool,
+    now: datetime,
+) -> Decision:
+    """After observing (``observation`` is ``None`` without a probe): run, or record converged.
+
+    A run starts when out of sync, when the spec changed and there is no probe, when the last
+    attempt failed and there is no probe to say otherwise, or on a manual sync. An in-sync
+    workflow — spec changed or not — is recorded ``Converged`` at ``revision`` without a run.
+    """
+    name = workflow.name
+    base = _base(name, status)
+    has_probe = workflow.spec.observe is not None
+
+    if has_probe and observation is not None and observation.error is not None:
+        text = f"observe failed: {observation.error}"
+        new = _update(
+            base,
+            now,
+            sync=Sync.UNKNOWN,
+            status=Health.DEGRADED,
+            reason=Reason.OBSERVE_FAILED,
+            message=text,
+            observed_at=now,
+        )
+        return Decision(new, Next.DONE, f"workflow {name}: {text}", failed=True)
+
+    observed_fields: dict[str, Any] = {}
+    if has_probe and observation is not None:
+        in_sync = observation.in_sync is not False
+        observed_fields = {
+            "sync": Sync.SYNCED if in_sync else Sync.OUT_OF_SYNC,
+            "diff": None if in_sync else diff_json(observation.diff),
+            "observed_at": now,
+        }
+    else:
+        in_sync = None
+
+    spec_changed = base.spec_digest != digest
+    run_reason: RunReason | None = None
+    why = ""
+    reason = Reason.MANUAL_SYNC
+    if manual:
+        run_reason, reason, why = RunReason.MANUAL, Reason.MANUAL_SYNC, "manual sync requested"
+    elif in_sync is False:
+        assert observation is not None
+        run_reason, reason = RunReason.DRIFT, Reason.OUT_OF_SYNC
+        why = f"out of sync ({describe_diff(observation.diff)})"
+    elif in_sync is None and spec_changed:
+        run_reason, reason = RunReason.SPEC_CHANGE, Reason.SPEC_CHANGED
+        why = "spec changed and it has no observe probe"
+    elif in_sync is None and base.status is not Health.CONVERGED:
+        run_reason, reason = RunReason.RETRY, Reason.RETRYING
+        why = f"last attempt did not converge ({base.status.value}) and it has no observe probe"
+
+    if run_reason is None:
+        already = base.status is Health.CONVERGED and not spec_changed
+        new = _update(
+            base,
+            now,
+            **observed_fields,
+            **({} if has_probe else {"sync": Sync.SYNCED}),
+            status=Health.CONVERGED,
+            reason=Reason.IN_SYNC,
+            message="observed state matches desired state"
+            if has_probe
+            else "spec unchanged since the last successful run",
+            last_applied_revision=revision,
+            spec_digest=digest,
+            failures=0,
+        )
+        if already:
+            text = f"workflow {name} is in sync; nothing to do"
+        elif spec_changed and base.spec_digest is not None:
+            text = (
+                f"workflow {name} changed but is already in sync; recorded converged without a run"
+            )
+        else:
+            text = f"workflow {name} is in sync; recorded converged without a run"
+        return Decision(new, Next.DONE, text, converged=True)
+
+    new = _update(
+        base,
+        now,
+        **observed_fields,
+        status=Health.PROGRESSING,
+        reason=reason,
+        message=why,
+        last_attempted_revision=revision,
+    )
+    return Decision(
+        new,
+        Next.RUN,
+        f"workflow {name} is {why}" if run_reason is RunReason.DRIFT else f"workflow {name}: {why}",
+        run_reason=run_reason,
+    )
+
+
+def plan_finished(
+    workflow: Workflow,
+    status: WorkflowStatusRecord | None,
+    *,
+    revision: str,
+    digest: str,
+    run_id: str,
+    error: str | None,
+    observation: Observation | None,
+    now: datetime,
+) -> Decision:
+    """After a run ended (``error`` is its redacted error, ``None`` on success).
+
+    Success is checked by observing again: still out of sync → ``Degraded``/``DriftRemains``
+    ("run finished, drift remains"), which backs off like a failure. A failed run → ``Degraded``/
+    ``RunFailed`` with back-off. Otherwise ``Converged`` at ``revision``.
+    """
+    name = workflow.name
+    base = _update(_base(name, status), now, last_run_id=run_id, last_attempted_revision=revision)
+    short = run_id[:8]
+    if error is not None:
+        new = _update(
+            base,
+            now,
+            status=Health.DEGRADED,
+            reason=Reason.RUN_FAILED,
+            message=f"run {short} failed: {error}",
+            failures=base.failures + 1,
+        )
+        return Decision(
+            new, Next.DONE, f"workflow {name}: run {short} failed: {error}", failed=True
+        )
+    if workflow.spec.observe is not None and observation is not None:
+        if observation.error is not None:
+            text = f"run {short} finished but observe failed: {observation.error}"
+            new = _update(
+                base,
+                now,
+                sync=Sync.UNKNOWN,
+                status=Health.DEGRADED,
+                reason=Reason.OBSERVE_FAILED,
+                message=text,
+                failures=base.failures + 1,
+                observed_at=now,
+            )
+            return Decision(new, Next.DONE, f"workflow {name}: {text}", failed=True)
+        if observation.in_sync is False:
+            text = f"run {short} finished, drift remains ({describe_diff(observation.diff)})"
+            new = _update(
+                base,
+                now,
+                sync=Sync.OUT_OF_SYNC,
+                status=Health.DEGRADED,
+                reason=Reason.DRIFT_REMAINS,
+                message=text,
+                diff=diff_json(observation.diff),
+                failures=base.failures + 1,
+                observed_at=now,
+            )
+            return Decision(new, Next.DONE, f"workflow {name}: {text}", failed=True)
+    new = _update(
+        base,
+        now,
+        sync=Sync.SYNCED,
+        status=Health.CONVERGED,
+        reason=Reason.RUN_SUCCEEDED,
+        message=f"run {short} succeeded",
+        diff=None,
+        last_applied_revision=revision,
+        spec_digest=digest,
+        last_success_at=now,
+        failures=0,
+        **({"observed_at": now} if observation is not None else {}),
+    )
+    return Decision(
+        new, Next.DONE, f"workflow {name}: run {short} succeeded; converged", converged=True
+    )

@@ -1,0 +1,293 @@
+"""The planner's decision rules (DESIGN §4 "Deciding"), one rule per test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.config.models import Workflow
+from reconciler.config.snapshot import Problem
+from reconciler.daemon.planner import (
+    Next,
+    Reason,
+    RunReason,
+    plan_finished,
+    plan_invalid,
+    plan_observed,
+    plan_static,
+)
+from reconciler.engine.drift import FieldDiff, diff_subset
+from reconciler.store.records import Health, Sync, WorkflowStatusRecord
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """An observation value as the engine reports it."""
+
+    observed: Any
+    in_sync: bool | None
+    diff: list[FieldDiff] = field(default_factory=list)
+    error: str | None = None
+
+
+def seen(desired: Any, observed: Any) -> Seen:
+    diff = diff_subset(desired, observed)
+    return Seen(observed, not diff, diff)
+
+
+def workflow(name: str = "motd", *, probe: bool = True, **spec: Any) -> Workflow:
+    body: dict[str, Any] = {
+        "start": "write",
+        "states": {
+            "write": {
+                "action": {"plugin": "file.write", "with": {"path": "/tmp/x", "content": "hi"}},
+                "next": "done",
+                "onError": "failed",
+            },
+            "done": {"end": "success"},
+            "failed": {"end": "failure"},
+        },
+        **spec,
+    }
+    if probe:
+        body["observe"] = {"plugin": "file.read", "with": {"path": "/tmp/x"}}
+        body["desired"] = {"content": "hi"}
+    return Workflow.model_validate(
+        {
+            "apiVersion": "reconciler/v1",
+            "kind": "Workflow",
+            "metadata": {"name": name},
+            "spec": body,
+        }
+    )
+
+
+def converged(
+    name: str = "motd", *, revision: str = "r1", digest: str = "d1"
+) -> WorkflowStatusRecord:
+    return WorkflowStatusRecord(
+        name=name,
+        sync=Sync.SYNCED,
+        status=Health.CONVERGED,
+        last_applied_revision=revision,
+        last_attempted_revision=revision,
+        spec_digest=digest,
+        last_run_id="run-1",
+    )
+
+
+def test_invalid_file_marks_invalid_with_position_and_keeps_last_good_facts() -> None:
+    problem = Problem("motd.yaml", 7, 3, "unknown state 'dne'", workflow="motd")
+    decision = plan_invalid("motd", converged(), problems=[problem], now=NOW)
+    assert decision.next is Next.DONE
+    assert decision.status.status is Health.INVALID
+    assert decision.status.reason == Reason.INVALID_SPEC
+    assert decision.status.message == "motd.yaml:7:3: unknown state 'dne'"
+    assert decision.status.last_applied_revision == "r1"
+    assert decision.status.spec_digest == "d1"
+    assert decision.status.sync is Sync.SYNCED
+
+
+def test_invalid_message_counts_further_errors() -> None:
+    problems = [Problem("a.yaml", 1, 1, "one"), Problem("a.yaml", 2, 1, "two")]
+    decision = plan_invalid("new", None, problems=problems, now=NOW)
+    assert decision.status.message == "a.yaml:1:1: one (and 1 more)"
+
+
+def test_suspended_workflow_is_suspended_and_nothing_runs() -> None:
+    decision = plan_static(workflow(suspend=True), converged(), revision="r2", statuses={}, now=NOW)
+    assert decision.next is Next.DONE
+    assert decision.status.status is Health.SUSPENDED
+    assert decision.status.last_applied_revision == "r1"
+
+
+def test_dependent_waits_until_dependency_is_converged_at_this_revision() -> None:
+    wf = workflow("app", dependsOn=["database"])
+    stale = {"database": converged("database", revision="r1")}
+    waiting = plan_static(wf, None, revision="r2", statuses=stale, now=NOW)
+    assert waiting.next is Next.DONE
+    assert waiting.status.status is Health.PENDING
+    assert waiting.status.reason == Reason.DEPENDENCY_NOT_READY
+    assert "database" in waiting.status.message
+
+    fresh = {"database": converged("database", revision="r2")}
+    ready = plan_static(wf, None, revision="r2", statuses=fresh, now=NOW)
+    assert ready.next is Next.OBSERVE
+
+
+def test_out_of_sync_starts_a_drift_run_and_explains_the_diff() -> None:
+    decision = plan_observed(
+        workflow(),
+        converged(),
+        revision="r2",
+        digest="d1",
+        observation=seen({"content": "hi"}, {"content": "bye"}),
+        manual=False,
+        now=NOW,
+    )
+    assert decision.next is Next.RUN
+    assert decision.run_reason is RunReason.DRIFT
+    assert decision.status.sync is Sync.OUT_OF_SYNC
+    assert decision.status.status is Health.PROGRESSING
+    assert decision.status.diff == [{"path": "content", "desired": "hi", "observed": "bye"}]
+    assert decision.message == "workflow motd is out of sync (content differs)"
+    assert decision.status.last_attempted_revision == "r2"
+
+
+def test_in_sync_workflow_whose_spec_changed_is_converged_without_a_run() -> None:
+    decision = plan_observed(
+        workflow(),
+        converged(digest="old"),
+        revision="r2",
+        digest="new",
+        observation=seen({"content": "hi"}, {"content": "hi", "size": 2}),
+        manual=False,
+        now=NOW,
+    )
+    assert decision.next is Next.DONE
+    assert decision.converged
+    assert decision.status.status is Health.CONVERGED
+    assert decision.status.sync is Sync.SYNCED
+    assert decision.status.last_applied_revision == "r2"
+    assert decision.status.spec_digest == "new"
+    assert decision.status.last_run_id == "run-1"
+    assert "without a run" in decision.message
+
+
+def test_manual_sync_runs_even_when_in_sync() -> None:
+    decision = plan_observed(
+        workflow(),
+        converged(),
+        revision="r1",
+        digest="d1",
+        observation=seen({"content": "hi"}, {"content": "hi"}),
+        manual=True,
+        now=NOW,
+    )
+    assert decision.next is Next.RUN
+    assert decision.run_reason is RunReason.MANUAL
+
+
+def test_workflow_without_probe_runs_when_its_spec_changed_and_not_otherwise() -> None:
+    wf = workflow(probe=False)
+    changed = plan_observed(
+        wf,
+        converged(digest="old"),
+        revision="r2",
+        digest="new",
+        observation=None,
+        manual=False,
+        now=NOW,
+    )
+    assert changed.next is Next.RUN
+    assert changed.run_reason is RunReason.SPEC_CHANGE
+
+    same = plan_observed(
+        wf,
+        converged(digest="d1"),
+        revision="r2",
+        digest="d1",
+        observation=None,
+        manual=False,
+        now=NOW,
+    )
+    assert same.next is Next.DONE
+    assert same.status.status is Health.CONVERGED
+    assert same.status.last_applied_revision == "r2"
+
+
+def test_workflow_without_probe_retries_after_a_failed_run() -> None:
+    failed = converged().model_copy(update={"status": Health.DEGRADED, "failures": 1})
+    decision = plan_observed(
+        workflow(probe=False),
+        failed,
+        revision="r1",
+        digest="d1",
+        observation=None,
+        manual=False,
+        now=NOW,
+    )
+    assert decision.next is Next.RUN
+    assert decision.run_reason is RunReason.RETRY
+
+
+def test_failing_probe_degrades_and_backs_off_without_running() -> None:
+    decision = plan_observed(
+        workflow(),
+        converged(),
+        revision="r2",
+        digest="d1",
+        observation=Seen(None, None, [], "ConnectionFailed: refused"),
+        manual=False,
+        now=NOW,
+    )
+    assert decision.next is Next.DONE
+    assert decision.failed
+    assert decision.status.status is Health.DEGRADED
+    assert decision.status.sync is Sync.UNKNOWN
+    assert decision.status.reason == Reason.OBSERVE_FAILED
+
+
+def test_successful_run_that_leaves_drift_is_degraded_drift_remains() -> None:
+    decision = plan_finished(
+        workflow(),
+        converged(),
+        revision="r2",
+        digest="d2",
+        run_id="3f2a9c0e-aaaa",
+        error=None,
+        observation=seen({"content": "hi"}, {"content": "bye"}),
+        now=NOW,
+    )
+    assert decision.failed
+    assert decision.status.status is Health.DEGRADED
+    assert decision.status.reason == Reason.DRIFT_REMAINS
+    assert decision.status.message.startswith("run 3f2a9c0e finished, drift remains")
+    assert decision.status.last_applied_revision == "r1"
+    assert decision.status.failures == 1
+
+
+def test_failed_run_is_degraded_run_failed_and_counts_failures() -> None:
+    before = converged().model_copy(update={"failures": 2})
+    decision = plan_finished(
+        workflow(),
+        before,
+        revision="r2",
+        digest="d2",
+        run_id="run-2",
+        error="Conflict: exists",
+        observation=None,
+        now=NOW,
+    )
+    assert decision.failed
+    assert decision.status.status is Health.DEGRADED
+    assert decision.status.reason == Reason.RUN_FAILED
+    assert decision.status.failures == 3
+    assert decision.status.last_run_id == "run-2"
+    assert decision.status.last_attempted_revision == "r2"
+    assert decision.status.last_applied_revision == "r1"
+    assert decision.status.spec_digest == "d1"
+
+
+def test_successful_run_that_converges_records_the_revision_and_resets_failures() -> None:
+    before = converged().model_copy(update={"failures": 4, "status": Health.PROGRESSING})
+    decision = plan_finished(
+        workflow(),
+        before,
+        revision="r2",
+        digest="d2",
+        run_id="run-2",
+        error=None,
+        observation=seen({"content": "hi"}, {"content": "hi"}),
+        now=NOW,
+    )
+    assert decision.converged and not decision.failed
+    assert decision.status.status is Health.CONVERGED
+    assert decision.status.reason == Reason.RUN_SUCCEEDED
+    assert decision.status.failures == 0
+    assert decision.status.last_applied_revision == "r2"
+    assert decision.status.spec_digest == "d2"
+    assert decision.status.last_success_at == NOW

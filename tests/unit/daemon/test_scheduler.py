@@ -1,0 +1,87 @@
+"""Drift-check scheduling: one job per workflow, interval or cron, only replaced on change."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from reconciler.config.models import Workflow
+from reconciler.daemon.scheduler import DriftScheduler, schedule_of
+
+
+def workflow(name: str, **spec: Any) -> Workflow:
+    return Workflow.model_validate(
+        {
+            "apiVersion": "reconciler/v1",
+            "kind": "Workflow",
+            "metadata": {"name": name},
+            "spec": {"start": "done", "states": {"done": {"end": "success"}}, **spec},
+        }
+    )
+
+
+def test_schedule_comes_from_interval_cron_or_the_default() -> None:
+    five = timedelta(minutes=5)
+    assert schedule_of(workflow("a", interval="30s"), default_interval=five) == ("interval", "30.0")
+    assert schedule_of(workflow("b", cron="*/10 * * * *"), default_interval=five) == (
+        "cron",
+        "*/10 * * * *",
+    )
+    assert schedule_of(workflow("c"), default_interval=five) == ("interval", "300.0")
+    assert schedule_of(workflow("d"), default_interval=None) is None
+
+
+@pytest.mark.timeout(5)
+async def test_due_interval_job_reports_the_workflow_name() -> None:
+    due: list[str] = []
+    scheduler = DriftScheduler(due.append)
+    scheduler.sync({"motd": workflow("motd", interval="20ms")})
+    scheduler.start()
+    try:
+        for _ in range(100):
+            if due:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        scheduler.shutdown()
+    assert due and set(due) == {"motd"}
+
+
+async def test_cron_workflow_is_next_checked_on_its_cron_boundary() -> None:
+    scheduler = DriftScheduler(lambda _name: None)
+    scheduler.sync({"nightly": workflow("nightly", cron="0 3 * * *")})
+    scheduler.start()
+    try:
+        when = scheduler.next_check("nightly")
+    finally:
+        scheduler.shutdown()
+    assert when is not None
+    assert (when.hour, when.minute, when.second) == (3, 0, 0)
+    assert when > datetime.now(UTC)
+
+
+async def test_unchanged_schedule_keeps_its_job_and_removed_workflow_loses_it() -> None:
+    scheduler = DriftScheduler(lambda _name: None)
+    scheduler.start()
+    try:
+        scheduler.sync({"a": workflow("a", interval="1h"), "b": workflow("b", interval="1h")})
+        first = scheduler.next_check("a")
+        await asyncio.sleep(0.02)
+        scheduler.sync({"a": workflow("a", interval="1h", suspend=False)})
+        assert scheduler.next_check("a") == first
+        assert scheduler.next_check("b") is None
+        assert set(scheduler.scheduled) == {"a"}
+        scheduler.sync({"a": workflow("a", interval="2h")})
+        assert scheduler.scheduled["a"] == ("interval", "7200.0")
+    finally:
+        scheduler.shutdown()
+
+
+async def test_invalid_cron_is_reported_not_raised() -> None:
+    scheduler = DriftScheduler(lambda _name: None)
+    scheduler.sync({"bad": workflow("bad", cron="61 * * * *")})
+    assert "bad" in scheduler.problems
+    assert scheduler.next_check("bad") is None

@@ -7,6 +7,9 @@ public contract: renaming one breaks users' workflows.
     ├── ConfigError                 a workflow file or setting is wrong (path:line:col known)
     │   └── ExpressionError         a CEL expression does not compile
     ├── PluginNotFound              no plugin is registered under a name
+    ├── StoreError                  the durable store (``reconciler/store``) failed
+    │   ├── StoreUnavailable        the database cannot be reached or opened (names host, never password)
+    │   └── LeaseLost               a fenced write came from a lease that is no longer current
     ├── SourceError                 the git repository or directory holding workflows failed
     │   └── FetchFailed             a fetch/read failed (names the repo, masked, and branch)
     └── ActionError                 something failed during a run; routed by ``on:``
@@ -70,6 +73,19 @@ class ExpressionError(ConfigError):
 
 class PluginNotFound(ReconcilerError):
     """No plugin is registered under the requested name."""
+
+
+class StoreError(ReconcilerError):
+    """The durable store failed. Not an ``ActionError``: workflows cannot route on it."""
+
+
+class StoreUnavailable(StoreError):
+    """The store's database cannot be reached or opened. The message names the host (or file),
+    never a password."""
+
+
+class LeaseLost(StoreError):
+    """A write fenced by a lease was refused because another owner has since acquired it."""
 
 
 class SourceError(ReconcilerError):

@@ -1,0 +1,23 @@
+"""The durable store (SQLAlchemy 2 + Alembic; SQLite WAL or PostgreSQL).
+
+Last stop of the flow (sources → snapshot → planner → queue → runner → store): the runner
+journals runs here (:class:`Store` implements :class:`reconciler.engine.journal.Journal`), the
+planner keeps each workflow's :class:`WorkflowStatusRecord`, replicas share work through
+:class:`Lease`\\ s, and retention prunes old runs. Open it with ``await Store.open(url,
+data_dir=...)``.
+"""
+
+from reconciler.store.records import Health, Lease, Sync, WorkflowStatusRecord
+from reconciler.store.retention import prune_periodically
+from reconciler.store.store import Store, describe, resolve_url
+
+__all__ = [
+    "Health",
+    "Lease",
+    "Store",
+    "Sync",
+    "WorkflowStatusRecord",
+    "describe",
+    "prune_periodically",
+    "resolve_url",
+]

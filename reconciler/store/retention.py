@@ -1,0 +1,96 @@
+"""Retention: pruning old runs and their journal so the store does not grow forever.
+
+The daemon (``reconciler/daemon``) runs :func:`prune_periodically` in the background with the
+``--keep-runs`` / ``--keep-days`` settings; :meth:`Store.prune` is the single pass it repeats.
+
+Each setting is a limit, and a run is pruned when it breaks *any* configured limit: it is not
+among the newest ``keep_runs`` runs of its workflow (counting every run, running ones included),
+or it started more than ``keep_days`` days before ``now``. Whatever the limits, a run is never
+pruned while it is still running, nor when a workflow's status row points at it
+(``workflow_status.last_run_id``), so the status page can always show the last run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reconciler.engine.journal import RunStatus
+from reconciler.errors import StoreError
+from reconciler.store.tables import JournalRow, RunRow, WorkflowStatusRow
+
+if TYPE_CHECKING:
+    from reconciler.store.store import Store
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 500
+
+
+async def prune_runs(
+    conn: AsyncConnection,
+    keep_runs: int | None,
+    keep_days: int | None,
+    *,
+    now: datetime,
+) -> int:
+    """Delete the runs (and their journal) that break a limit; returns how many runs went."""
+    if keep_runs is None and keep_days is None:
+        return 0
+    if keep_runs is not None and keep_runs < 0:
+        raise ValueError("keep_runs must be >= 0")
+    if keep_days is not None and keep_days < 0:
+        raise ValueError("keep_days must be >= 0")
+
+    rank = (
+        func.row_number()
+        .over(partition_by=RunRow.workflow, order_by=(RunRow.started_at.desc(), RunRow.id.desc()))
+        .label("rank")
+    )
+    ranked = select(RunRow.id, RunRow.status, RunRow.started_at, rank).subquery()
+    limits = []
+    if keep_runs is not None:
+        limits.append(ranked.c.rank > keep_runs)
+    if keep_days is not None:
+        limits.append(ranked.c.started_at < now - timedelta(days=keep_days))
+    referenced = select(WorkflowStatusRow.last_run_id).where(
+        WorkflowStatusRow.last_run_id.is_not(None)
+    )
+    doomed_q = select(ranked.c.id).where(
+        ranked.c.status != RunStatus.RUNNING.value,
+        ranked.c.id.not_in(referenced),
+        or_(*limits),
+    )
+    doomed: Sequence[str] = (await conn.execute(doomed_q)).scalars().all()
+    for start in range(0, len(doomed), _CHUNK):
+        chunk = list(doomed[start : start + _CHUNK])
+        await conn.execute(delete(JournalRow).where(JournalRow.run_id.in_(chunk)))
+        await conn.execute(
+            delete(RunRow).where(RunRow.id.in_(chunk), RunRow.status != RunStatus.RUNNING.value)
+        )
+    return len(doomed)
+
+
+async def prune_periodically(
+    store: Store,
+    keep_runs: int | None,
+    *,
+    keep_days: int | None,
+    interval: float = 3600.0,
+) -> None:
+    """Prune every ``interval`` seconds until cancelled; a failed pass is logged and retried at
+    the next interval rather than stopping the daemon."""
+    while True:
+        try:
+            removed = await store.prune(keep_runs, keep_days)
+            if removed:
+                log.info("pruned old runs", extra={"runs": removed})
+        except StoreError as exc:
+            log.warning("pruning runs failed: %s", exc)
+        await asyncio.sleep(interval)

@@ -1,0 +1,416 @@
+"""The durable store: workflow status, runs, the transition journal, leases and retention.
+
+It sits at the end of the flow (sources → snapshot → planner → queue → runner → **store**): the
+runner (``reconciler/engine``) journals every run through the :class:`Journal` protocol this
+class implements, the planner (``reconciler/daemon``) reads and writes each workflow's
+:class:`WorkflowStatusRecord`, replicas coordinate with :meth:`Store.acquire` leases, and the API,
+page and CLI only read. Embedded default: SQLite (WAL) at ``<data_dir>/reconciler.db``; for
+teams, PostgreSQL (``postgresql+psycopg://...``). Both run on SQLAlchemy 2's async engine.
+
+What callers may rely on: :meth:`Store.open` brings the schema to the newest Alembic revision
+before returning (migrations are the only schema source); every write method commits before it
+returns, in one transaction (a ``transition`` entry and the run's new ``current_state`` /
+``outputs`` land together or not at all); timestamps come back timezone-aware UTC; database
+failures surface as :class:`StoreError` subclasses whose messages never contain a password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Table, delete, event, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, RowMapping, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
+from reconciler.errors import StoreError, StoreUnavailable
+from reconciler.store import leases, migrate, retention
+from reconciler.store.records import Lease, WorkflowStatusRecord
+from reconciler.store.tables import (
+    JOURNAL,
+    RUNS,
+    WORKFLOW_STATUS,
+    JournalRow,
+    RunRow,
+    WorkflowStatusRow,
+)
+
+DEFAULT_FILENAME = "reconciler.db"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+POSTGRES_CONNECT_TIMEOUT_S = 10
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def resolve_url(url: str | None, *, data_dir: Path) -> URL:
+    """The async SQLAlchemy URL for a ``--store`` setting.
+
+    ``None`` means SQLite at ``<data_dir>/reconciler.db``; a string without ``://`` is a SQLite
+    file path; ``sqlite:``/``postgresql:``/``postgres:`` URLs get the async driver
+    (``aiosqlite`` / ``psycopg``) whatever driver they named.
+    """
+    if url is None:
+        return URL.create("sqlite+aiosqlite", database=str(Path(data_dir) / DEFAULT_FILENAME))
+    if "://" not in url:
+        return URL.create("sqlite+aiosqlite", database=str(Path(url).expanduser()))
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError("the store URL cannot be parsed") from None
+    backend = parsed.drivername.split("+", 1)[0]
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    raise StoreError(f"unsupported store backend {backend!r}: use a SQLite path or postgresql://")
+
+
+def describe(url: URL) -> str:
+    """Where the store lives, for messages: a file path or ``host:port/database``; never the
+    password."""
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite database {url.database or ':memory:'}"
+    return f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+
+
+def _reason(exc: BaseException, url: URL) -> str:
+    """A one-line cause from a driver error, with the password scrubbed just in case."""
+    orig = getattr(exc, "orig", None) or exc
+    text = " ".join(str(orig).split()) or type(orig).__name__
+    if url.password:
+        text = text.replace(str(url.password), "***")
+    return text[:300]
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _run_from_row(row: RowMapping) -> RunRecord:
+    data = dict(row)
+    data["outputs"] = data.get("outputs") or {}
+    return RunRecord.model_validate(data)
+
+
+def _entry_from_row(row: RowMapping) -> JournalEntry:
+    data = dict(row)
+    data["detail"] = data.get("detail") or {}
+    return JournalEntry.model_validate(data)
+
+
+class Store:
+    """The async store. Create it with :meth:`open`; one instance per process, shared by all
+    tasks (the engine's pool hands each call its own connection)."""
+
+    def __init__(self, engine: AsyncEngine, *, url: URL) -> None:
+        self._engine = engine
+        self.url = url
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @classmethod
+    async def open(cls, url: str | None, *, data_dir: Path) -> Store:
+        """Connect, migrate to head, and return the store.
+
+        Raises :class:`StoreUnavailable` (naming the host or file, never the password) when the
+        database cannot be reached or opened, and :class:`StoreError` for an unusable URL.
+        """
+        resolved = resolve_url(url, data_dir=data_dir)
+        engine = cls._create_engine(resolved)
+        store = cls(engine, url=resolved)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(migrate.upgrade_to_head)
+        except (DBAPIError, OSError) as exc:
+            await engine.dispose()
+            raise StoreUnavailable(
+                f"cannot open the store: {describe(resolved)}: {_reason(exc, resolved)}"
+            ) from None
+        except BaseException:
+            await engine.dispose()
+            raise
+        return store
+
+    @staticmethod
+    def _create_engine(url: URL) -> AsyncEngine:
+        if url.get_backend_name() == "sqlite":
+            memory = url.database in (None, "", ":memory:")
+            if not memory:
+                try:
+                    Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreUnavailable(
+                        f"cannot open the store: {describe(url)}: {exc.strerror or exc}"
+                    ) from None
+            if memory:
+                engine = create_async_engine(url, poolclass=StaticPool)
+            else:
+                engine = create_async_engine(url)
+            event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+            return engine
+        connect_args: dict[str, Any] = {}
+        if "connect_timeout" not in url.query:
+            connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
+        return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+    async def close(self) -> None:
+        """Close every pooled connection. The store must not be used afterwards."""
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.url.get_backend_name()
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction, committed on success; driver errors become :class:`StoreError`."""
+        try:
+            async with self._engine.begin() as conn:
+                yield conn
+        except IntegrityError as exc:
+            raise StoreError(f"the store refused the write: {_reason(exc, self.url)}") from None
+        except DBAPIError as exc:
+            if exc.connection_invalidated or isinstance(exc.orig, OSError):
+                raise StoreUnavailable(
+                    f"lost the store: {describe(self.url)}: {_reason(exc, self.url)}"
+                ) from None
+            raise StoreError(f"store operation failed: {_reason(exc, self.url)}") from None
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailable(f"store unavailable: {describe(self.url)}: {exc}") from None
+
+    async def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at."""
+        async with self._tx() as conn:
+            return await conn.run_sync(migrate.current_revision)
+
+    async def schema_diff(self) -> list[Any]:
+        """Alembic's autogenerate comparison of the database with the store's models (what
+        ``alembic check`` reports); empty when the schema is exactly what the code expects."""
+        async with self._tx() as conn:
+            return await conn.run_sync(migrate.schema_diff)
+
+    # ----------------------------------------------------------------- upserts
+
+    async def _upsert(
+        self, conn: AsyncConnection, table: Table, values: dict[str, Any], *, key: str
+    ) -> None:
+        ins: Any
+        if conn.dialect.name == "postgresql":
+            ins = postgresql.insert(table).values(values)
+        else:
+            ins = sqlite.insert(table).values(values)
+        changes = {k: ins.excluded[k] for k in values if k != key}
+        await conn.execute(ins.on_conflict_do_update(index_elements=[key], set_=changes))
+
+    # ----------------------------------------------------------------- workflow status
+
+    async def get_status(self, name: str) -> WorkflowStatusRecord | None:
+        """The status row of workflow ``name``, or ``None`` if it has none (new or retired)."""
+        async with self._tx() as conn:
+            row = (
+                (await conn.execute(select(WORKFLOW_STATUS).where(WorkflowStatusRow.name == name)))
+                .mappings()
+                .first()
+            )
+        return WorkflowStatusRecord.model_validate(dict(row)) if row else None
+
+    async def put_status(self, record: WorkflowStatusRecord) -> None:
+        """Insert or replace the status row of ``record.name`` (all fields, as given)."""
+        values = record.model_dump(mode="json")
+        for key in ("last_success_at", "next_check_at", "observed_at", "updated_at"):
+            values[key] = getattr(record, key)
+        async with self._tx() as conn:
+            await self._upsert(conn, WORKFLOW_STATUS, values, key="name")
+
+    async def list_statuses(self) -> list[WorkflowStatusRecord]:
+        """Every workflow's status row, by name."""
+        async with self._tx() as conn:
+            rows = (
+                (await conn.execute(select(WORKFLOW_STATUS).order_by(WorkflowStatusRow.name)))
+                .mappings()
+                .all()
+            )
+        return [WorkflowStatusRecord.model_validate(dict(r)) for r in rows]
+
+    async def delete_status(self, name: str) -> bool:
+        """Retire workflow ``name``: drop its status row; its runs and journal stay (until
+        retention prunes them). Returns whether a row existed."""
+        async with self._tx() as conn:
+            result = await conn.execute(
+                delete(WorkflowStatusRow).where(WorkflowStatusRow.name == name)
+            )
+        return bool(result.rowcount)
+
+    # ----------------------------------------------------------------- journal
+
+    @staticmethod
+    def _run_values(run: RunRecord) -> dict[str, Any]:
+        values = run.model_dump(mode="json")
+        values["started_at"] = run.started_at
+        values["finished_at"] = run.finished_at
+        values["status"] = run.status.value
+        return values
+
+    async def run_started(self, run: RunRecord, *, fence: Lease | None = None) -> None:
+        """Record a new run (or overwrite the record of a run started again on resume)."""
+        async with self._tx() as conn:
+            if fence is not None:
+                await leases.check_fence(conn, fence)
+            await self._upsert(conn, RUNS, self._run_values(run), key="id")
+
+    async def record(self, entry: JournalEntry, *, fence: Lease | None = None) -> None:
+        """Append ``entry``; a ``transition`` also sets the run's ``current_state`` to
+        ``entry.to_state`` and, when ``entry.detail`` has ``outputs``, its outputs; a
+        ``state_entered`` sets ``current_state`` to ``entry.state`` — all in one transaction.
+
+        With ``fence``, the write is refused with :class:`LeaseLost` unless that lease is still
+        current. A duplicate ``(run_id, seq)`` or an unknown run is a :class:`StoreError`.
+        """
+        values = entry.model_dump(mode="json")
+        values["at"] = entry.at
+        values["kind"] = entry.kind.value
+        async with self._tx() as conn:
+            if fence is not None:
+                await leases.check_fence(conn, fence)
+            await conn.execute(JOURNAL.insert().values(values))
+            changes: dict[str, Any] = {}
+            if entry.kind is EventKind.TRANSITION:
+                changes["current_state"] = entry.to_state
+                if "outputs" in values["detail"]:
+                    changes["outputs"] = dict(values["detail"]["outputs"] or {})
+            elif entry.kind is EventKind.STATE_ENTERED:
+                changes["current_state"] = entry.state
+            if changes:
+                await conn.execute(
+                    update(RunRow).where(RunRow.id == entry.run_id).values(**changes)
+                )
+
+    async def run_finished(self, run: RunRecord, *, fence: Lease | None = None) -> None:
+        """Store the final status, ``finished_at``, error and outputs of ``run``."""
+        async with self._tx() as conn:
+            if fence is not None:
+                await leases.check_fence(conn, fence)
+            await self._upsert(conn, RUNS, self._run_values(run), key="id")
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        async with self._tx() as conn:
+            row = (await conn.execute(select(RUNS).where(RunRow.id == run_id))).mappings().first()
+        return _run_from_row(row) if row else None
+
+    async def entries(self, run_id: str) -> list[JournalEntry]:
+        """The run's journal in ``seq`` order."""
+        async with self._tx() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        select(JOURNAL).where(JournalRow.run_id == run_id).order_by(JournalRow.seq)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [_entry_from_row(r) for r in rows]
+
+    async def unfinished_runs(self) -> list[RunRecord]:
+        """Runs still marked running, oldest first: after a crash these are resumed."""
+        async with self._tx() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        select(RUNS)
+                        .where(RunRow.status == RunStatus.RUNNING.value)
+                        .order_by(RunRow.started_at, RunRow.id)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [_run_from_row(r) for r in rows]
+
+    async def list_runs(
+        self,
+        workflow: str | None = None,
+        *,
+        limit: int = 50,
+        before: datetime | None = None,
+    ) -> list[RunRecord]:
+        """Runs newest first, optionally of one workflow and started strictly before ``before``
+        (pass the last page's oldest ``started_at`` to page back)."""
+        stmt = select(RUNS).order_by(RunRow.started_at.desc(), RunRow.id.desc())
+        if workflow is not None:
+            stmt = stmt.where(RunRow.workflow == workflow)
+        if before is not None:
+            stmt = stmt.where(RunRow.started_at < before)
+        async with self._tx() as conn:
+            rows = (await conn.execute(stmt.limit(max(0, limit)))).mappings().all()
+        return [_run_from_row(r) for r in rows]
+
+    # ----------------------------------------------------------------- leases
+
+    async def acquire(
+        self,
+        name: str,
+        owner: str,
+        *,
+        ttl: timedelta | float,
+        now: datetime | None = None,
+    ) -> Lease | None:
+        """Take lease ``name`` for ``owner`` for ``ttl`` (seconds or timedelta); ``None`` while
+        another owner holds it unexpired. See :mod:`reconciler.store.leases`."""
+        delta = leases.as_timedelta(ttl)
+        async with self._tx() as conn:
+            return await leases.acquire(conn, name, owner, ttl=delta, now=now or _utcnow())
+
+    async def renew(self, lease: Lease, *, now: datetime | None = None) -> bool:
+        """Extend ``lease`` by its TTL (updating ``lease.expires_at``); False once it was taken
+        over, after which the holder must stop acting on it."""
+        async with self._tx() as conn:
+            return await leases.renew(conn, lease, now=now or _utcnow())
+
+    async def release(self, lease: Lease, *, now: datetime | None = None) -> bool:
+        """Give ``lease`` up so another owner can take it at once."""
+        async with self._tx() as conn:
+            return await leases.release(conn, lease, now=now or _utcnow())
+
+    # ----------------------------------------------------------------- retention
+
+    async def prune(
+        self,
+        keep_runs: int | None,
+        keep_days: int | None,
+        *,
+        now: datetime | None = None,
+    ) -> int:
+        """Delete old finished runs and their journal; returns how many runs were removed.
+        See :mod:`reconciler.store.retention` for exactly which."""
+        async with self._tx() as conn:
+            return await retention.prune_runs(conn, keep_runs, keep_days, now=now or _utcnow())

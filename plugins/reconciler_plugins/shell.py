@@ -1,0 +1,292 @@
+"""Built-in ``shell.run``: run a command as a child process, safely by default.
+
+Where it sits: the runner (``reconciler.engine``) renders an action's ``with:`` into a
+:class:`ShellRunRequest` and awaits :meth:`ShellRun.run`; the response becomes ``outputs.<as>``
+and is journaled by the store. The daemon's policy (``--allow-plugins``) decides whether a
+repository may use this plugin at all.
+
+What callers may rely on:
+
+* no shell is involved unless the request says ``shell: true``: ``argv`` is executed directly,
+  so ``$HOME``, ``;`` or ``*`` in an argument are passed literally;
+* the child runs in its own process group (session); a timeout or a cancellation kills the
+  whole group with SIGKILL and reaps it before the call returns, so no grandchild survives;
+* the child does not inherit the daemon's environment (which holds its tokens), only ``PATH``,
+  ``HOME``, ``LANG``, ``LC_ALL``, ``LC_CTYPE``, ``TZ``, ``USER``, ``LOGNAME`` and ``TMPDIR``,
+  plus ``env`` from the request;
+* stdout and stderr are each capped to their last 64 KiB (``truncated`` says when) and pass
+  through ``context.redact`` before they are returned or put in an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from reconciler.config.models import Duration
+from reconciler.errors import CommandFailed, NotFound, Timeout
+from reconciler.plugin import ActionContext, Plugin, Request, Response
+
+__all__ = ["OUTPUT_CAP", "ShellRun", "ShellRunRequest", "ShellRunResponse"]
+
+OUTPUT_CAP = 64 * 1024
+"""Bytes of stdout and of stderr kept (the tail)."""
+
+ERROR_TAIL = 2048
+"""Characters of stderr kept in a :class:`CommandFailed`'s details."""
+
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "TMPDIR")
+"""The only variables of the daemon's environment a child sees (besides ``env``)."""
+
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class ShellRunRequest(Request):
+    """What ``shell.run`` runs. Exactly one of ``argv`` or ``command`` (with ``shell: true``)."""
+
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    argv: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Program and arguments, executed directly (no shell), e.g. ['git', 'gc'].",
+    )
+    command: str | None = Field(
+        None,
+        min_length=1,
+        description="A command line for /bin/sh -c; only allowed together with shell: true.",
+    )
+    shell: bool = Field(
+        False, description="Run `command` through /bin/sh -c. Off by default: prefer argv."
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra environment variables; the daemon's own environment is not inherited.",
+    )
+    cwd: str | None = Field(
+        None, description="Working directory; relative paths resolve against the workdir."
+    )
+    timeout: Duration | None = Field(
+        None,
+        description="Kill the command's process group and raise Timeout after this long.",
+    )
+    stdin: str | None = Field(None, description="Text fed to the command's standard input.")
+    creates: str | None = Field(
+        None,
+        description=(
+            "If this path exists the command is skipped (changed=false), as in Ansible; "
+            "relative paths resolve against the workdir."
+        ),
+    )
+    changed: bool = Field(
+        True,
+        description=(
+            "Report changed=true when the command ran and exited with an ok code. Set false "
+            "for read-only commands."
+        ),
+    )
+    ok_exit_codes: list[int] = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        description="Exit codes that count as success; any other raises CommandFailed.",
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_run(self) -> ShellRunRequest:
+        if self.shell:
+            if self.command is None or self.argv is not None:
+                raise ValueError("shell: true needs `command` (a string) and no `argv`")
+        else:
+            if self.command is not None:
+                raise ValueError(
+                    "`command` runs through a shell, which must be asked for explicitly: "
+                    "add shell: true, or use `argv` (a list) instead"
+                )
+            if self.argv is None:
+                raise ValueError("give `argv` (a list), or `command` with shell: true")
+        return self
+
+    def program(self) -> list[str]:
+        if self.shell:
+            assert self.command is not None  # guaranteed by _one_way_to_run
+            return ["/bin/sh", "-c", self.command]
+        assert self.argv is not None
+        return list(self.argv)
+
+
+class ShellRunResponse(Response):
+    """What the command did."""
+
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    changed: bool = Field(
+        description="True if the command ran (and the request did not say changed: false)."
+    )
+    exit_code: int | None = Field(description="Exit status; null when skipped by `creates`.")
+    stdout: str = Field("", description="Standard output (last 64 KiB, secrets replaced by ***).")
+    stderr: str = Field("", description="Standard error (last 64 KiB, secrets replaced by ***).")
+    truncated: bool = Field(False, description="True if stdout or stderr exceeded 64 KiB.")
+    skipped: bool = Field(False, description="True if `creates` existed and nothing ran.")
+
+
+class _Tail:
+    """The last ``cap`` bytes of a stream."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.truncated = False
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > self.cap:
+            del self.data[: len(self.data) - self.cap]
+            self.truncated = True
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+async def _drain(stream: asyncio.StreamReader | None, into: _Tail) -> None:
+    if stream is None:
+        return
+    while chunk := await stream.read(65536):
+        into.add(chunk)
+
+
+async def _feed(stream: asyncio.StreamWriter | None, data: bytes | None) -> None:
+    if stream is None:
+        return
+    try:
+        if data:
+            stream.write(data)
+            await stream.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the command did not read all of its input: its exit code tells the story
+    finally:
+        stream.close()
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL the child's process group (it leads its own session, so pgid == pid)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Kill the group and wait for the child, even while the calling task is being cancelled."""
+    _kill_group(proc)
+    with contextlib.suppress(ProcessLookupError):
+        await asyncio.shield(proc.wait())
+
+
+def _child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+    env.setdefault("PATH", _DEFAULT_PATH)
+    env.update(extra)
+    return env
+
+
+class ShellRun(Plugin[ShellRunRequest, ShellRunResponse]):
+    """Run a command (argv, or a shell command line with shell: true) and capture its output.
+
+    Errors: ``CommandFailed`` (an exit code not in ``okExitCodes``; details hold ``exitCode`` and
+    the redacted tail of ``stderr``; a program that cannot be found or executed fails with exit
+    code 127 or 126, as in a shell), ``NotFound`` (``cwd`` does not exist), ``Timeout``.
+    No default retry: a command is not assumed to be safe to repeat.
+    """
+
+    Request = ShellRunRequest
+    Response = ShellRunResponse
+    errors = (CommandFailed, NotFound, Timeout)
+
+    async def run(self, request: ShellRunRequest, context: ActionContext) -> ShellRunResponse:
+        workdir = Path(context.workdir)
+        if request.creates is not None:
+            creates = Path(request.creates)
+            if not creates.is_absolute():
+                creates = workdir / creates
+            if creates.exists():
+                return ShellRunResponse(changed=False, exit_code=None, skipped=True)
+
+        cwd = workdir
+        if request.cwd is not None:
+            cwd = Path(request.cwd) if Path(request.cwd).is_absolute() else workdir / request.cwd
+        if not cwd.is_dir():
+            raise NotFound(f"working directory {cwd} does not exist", details={"cwd": str(cwd)})
+
+        argv = request.program()
+        shown = context.redact(argv[0])
+        seconds = request.timeout.total_seconds() if request.timeout is not None else None
+        left = context.time_left()
+        if left is not None:
+            seconds = left if seconds is None else min(seconds, left)
+
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE
+                if request.stdin is not None
+                else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=cwd,
+                env=_child_env(request.env),
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise CommandFailed(
+                f"{shown}: command not found", details={"exitCode": 127, "stderr": ""}
+            ) from None
+        except PermissionError:
+            raise CommandFailed(
+                f"{shown}: permission denied", details={"exitCode": 126, "stderr": ""}
+            ) from None
+        except OSError as exc:
+            raise CommandFailed(
+                f"{shown}: cannot execute ({exc.strerror})",
+                details={"exitCode": 126, "stderr": ""},
+            ) from None
+
+        out, err = _Tail(OUTPUT_CAP), _Tail(OUTPUT_CAP)
+        stdin_data = request.stdin.encode() if request.stdin is not None else None
+        try:
+            async with asyncio.timeout(seconds):
+                await asyncio.gather(
+                    _feed(proc.stdin, stdin_data),
+                    _drain(proc.stdout, out),
+                    _drain(proc.stderr, err),
+                    proc.wait(),
+                )
+        except TimeoutError:
+            await _reap(proc)
+            raise Timeout(
+                f"{shown} did not finish within {seconds:g}s; its process group was killed",
+                details={"stderr": context.redact(err.text())[-ERROR_TAIL:]},
+            ) from None
+        except BaseException:
+            # cancellation (or anything unexpected): leave no process behind, then re-raise
+            await _reap(proc)
+            raise
+
+        code = proc.returncode
+        assert code is not None
+        stdout, stderr = context.redact(out.text()), context.redact(err.text())
+        if code not in request.ok_exit_codes:
+            raise CommandFailed(
+                f"{shown} exited with code {code}",
+                details={"exitCode": code, "stderr": stderr[-ERROR_TAIL:]},
+            )
+        return ShellRunResponse(
+            changed=request.changed,
+            exit_code=code,
+            stdout=stdout,
+            stderr=stderr,
+            truncated=out.truncated or err.truncated,
+        )

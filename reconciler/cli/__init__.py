@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from reconciler.cli.app import app
-
 # Each module registers its commands on ``app`` when imported.
 # (one import per command module; keep sorted)
+from reconciler.cli import graph as _graph  # noqa: F401
+from reconciler.cli.app import app
 
 
 def main() -> None:

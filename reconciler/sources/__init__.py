@@ -1,0 +1,98 @@
+"""Sources of workflow files: git remotes, local git repositories and plain directories.
+
+The first stage of the flow (sources → snapshot → planner → queue → runner → store). Callers
+(the daemon's controller, the CLI's one-shot commands) use :func:`open_source` and the
+:class:`Source` protocol only:
+
+    source = open_source(settings.repo, branch=settings.branch, path=settings.path,
+                         data_dir=settings.data_dir, poll_interval=settings.poll_interval)
+    await source.run(on_revision, stop=stop)    # daemon: each new Revision, until stop is set
+    revision = await source.fetch()             # one-shot: the current revision (FetchFailed)
+    source.refresh()                            # webhook: fetch now
+
+A :class:`Revision` holds raw bytes; ``reconciler/config``'s loader parses them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+from git import InvalidGitRepositoryError, NoSuchPathError
+
+from reconciler.errors import FetchFailed
+from reconciler.sources.base import (
+    BaseSource,
+    OnRevision,
+    Revision,
+    Source,
+    is_workflow_file,
+    mask_url,
+)
+from reconciler.sources.directory import DirectorySource
+from reconciler.sources.git import LocalGitSource, RemoteGitSource, is_remote_url
+
+__all__ = [
+    "BaseSource",
+    "DirectorySource",
+    "LocalGitSource",
+    "OnRevision",
+    "RemoteGitSource",
+    "Revision",
+    "Source",
+    "is_remote_url",
+    "is_workflow_file",
+    "mask_url",
+    "normalize_subpath",
+    "open_source",
+]
+
+
+def normalize_subpath(path: str) -> str:
+    """``path`` as a clean posix path relative to the repository root ("" for the root).
+
+    Raises ``ValueError`` for a path that escapes the repository (``..``) or is absolute.
+    """
+    text = path.replace("\\", "/").strip()
+    if text.startswith("/"):
+        raise ValueError(f"sub-path {path!r} must be relative to the repository root")
+    parts = [p for p in PurePosixPath(text).parts if p not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"sub-path {path!r} must not contain '..'")
+    return "/".join(parts)
+
+
+def open_source(
+    repo: str,
+    *,
+    branch: str | None = None,
+    path: str = "",
+    data_dir: Path,
+    poll_interval: float = 60.0,
+) -> Source:
+    """The source for ``repo``: a remote URL, a local git repository, or a plain directory.
+
+    - remote (``https://``, ``ssh://``, ``git@host:``, ``file://``, ``git://``): cloned bare into
+      ``<data_dir>/repos/`` on the first fetch, then polled every ``poll_interval`` seconds;
+    - a local git repository (its top-level directory): the committed tree of ``branch``
+      (default: the branch checked out now), watched and polled;
+    - any other existing directory: its files as on disk (development mode); ``branch`` must
+      then be None.
+
+    Nothing is fetched here. Raises ``FetchFailed`` when a local path does not exist,
+    ``ValueError`` for a bad ``path`` or a branch given for a plain directory.
+    """
+    subpath = normalize_subpath(path)
+    if is_remote_url(repo):
+        return RemoteGitSource(
+            repo, branch=branch, subpath=subpath, data_dir=data_dir, poll_interval=poll_interval
+        )
+    local = Path(repo).expanduser()
+    if not local.is_dir():
+        raise FetchFailed(f"repository {repo} does not exist (not a URL, not a directory)")
+    try:
+        return LocalGitSource(local, branch=branch, subpath=subpath, poll_interval=poll_interval)
+    except (InvalidGitRepositoryError, NoSuchPathError):
+        pass
+    if branch is not None:
+        raise ValueError(f"{repo} is a plain directory, not a git repository: it has no branches")
+    return DirectorySource(local, subpath=subpath, poll_interval=poll_interval)

@@ -1,0 +1,397 @@
+"""Git sources: a remote repository cloned into the data directory, or a local repository.
+
+First stage of the flow (sources → snapshot → planner → queue → runner → store). Both sources
+read file bytes straight from a commit's tree with gitpython (no working-tree checkout), so a
+local repository's uncommitted edits are never seen. Between two commits only git's own tree
+diff, limited to the sub-path, decides what changed, and only the changed blobs are read; the
+bytes of unchanged files are carried over from the previous :class:`Revision`. The loop,
+polling, watching and bookkeeping live in :mod:`reconciler.sources.base`; the loader
+(``reconciler/config``) turns the bytes into a snapshot.
+
+Every gitpython call runs in ``asyncio.to_thread``. Credentials in a remote URL never appear in
+``description``, logs or :class:`~reconciler.errors.FetchFailed` messages; they are stored only
+in the private clone's ``config`` (so they are not on a command line visible in ``ps``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import git
+
+from reconciler.errors import FetchFailed
+from reconciler.sources.base import (
+    BaseSource,
+    Revision,
+    is_workflow_file,
+    mask_url,
+    scrub,
+    url_secrets,
+)
+
+FETCH_TIMEOUT_SECONDS = 300.0
+"""A fetch that takes longer than this is killed and reported as failed."""
+
+_REMOTE = "origin"
+_SYMLINK_MODE = "120000"
+_GITLINK_MODE = "160000"
+_NULL_SHA = "0" * 40
+_REMOTE_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|[\w.-]+@[\w.-]+:)")
+
+
+def is_remote_url(repo: str) -> bool:
+    """Whether ``repo`` names a remote to clone (``https://``, ``ssh://``, ``git@host:``,
+    ``file://``, ``git://``) rather than a local path."""
+    return bool(_REMOTE_URL.match(repo))
+
+
+def _git_env() -> dict[str, str]:
+    """Environment for git commands: never prompt, never wait on a terminal."""
+    env = {"GIT_TERMINAL_PROMPT": "0"}
+    if "GIT_SSH_COMMAND" not in os.environ:
+        env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
+    return env
+
+
+class _TreeReader:
+    """Reads one repository's commits into :class:`Revision` objects (runs in a worker thread).
+
+    ``where`` is the human description used in error messages (repository masked, branch).
+    """
+
+    def __init__(self, repo: git.Repo, subpath: str, *, where: str) -> None:
+        self.repo = repo
+        self.subpath = subpath
+        self.where = where
+
+    def read(self, sha: str, previous: Revision | None) -> Revision:
+        """The revision at commit ``sha``, incremental from ``previous`` when possible."""
+        commit = self.repo.commit(sha)
+        self._check_subpath(sha)
+        files: dict[str, bytes]
+        if previous is not None and self._has_commit(previous.id):
+            files, changed, removed = self._incremental(previous, sha)
+        else:
+            files = self._read_all(sha)
+            old = previous.files if previous is not None else {}
+            changed = {path for path, data in files.items() if old.get(path) != data}
+            removed = set(old) - set(files)
+            # Share unchanged bytes with the previous revision, as the incremental path does.
+            for path in set(files) - changed:
+                files[path] = old[path]
+        author = (commit.author.name or "") if commit.author else ""
+        return Revision(
+            id=sha,
+            files=files,
+            changed=frozenset(changed),
+            removed=frozenset(removed),
+            previous=previous.id if previous is not None else None,
+            message=commit.summary if isinstance(commit.summary, str) else commit.summary.decode(),
+            author=author,
+            committed_at=commit.committed_datetime,
+        )
+
+    def _check_subpath(self, sha: str) -> None:
+        if not self.subpath:
+            return
+        try:
+            kind = self.repo.git.cat_file("-t", f"{sha}:{self.subpath}")
+        except git.GitCommandError:
+            raise FetchFailed(
+                f"{self.where}: path '{self.subpath}' does not exist at commit {sha[:12]}"
+            ) from None
+        if kind.strip() != "tree":
+            raise FetchFailed(
+                f"{self.where}: path '{self.subpath}' is not a directory at commit {sha[:12]}"
+            )
+
+    def _has_commit(self, sha: str) -> bool:
+        if len(sha) != 40 or not all(c in "0123456789abcdef" for c in sha):
+            return False
+        try:
+            return bool(self.repo.git.cat_file("-t", sha).strip() == "commit")
+        except git.GitCommandError:
+            return False
+
+    def _pathspec(self) -> list[str]:
+        return ["--", f":(literal){self.subpath}"] if self.subpath else []
+
+    def _relative(self, path: str) -> str | None:
+        """``path`` relative to the sub-path, or None when outside it or not a workflow file."""
+        if self.subpath:
+            prefix = self.subpath + "/"
+            if not path.startswith(prefix):
+                return None
+            path = path[len(prefix) :]
+        return path if is_workflow_file(path) else None
+
+    def _blob(self, hexsha: str) -> bytes:
+        data: bytes = self.repo.odb.stream(binascii.unhexlify(hexsha)).read()
+        return data
+
+    def _read_all(self, sha: str) -> dict[str, bytes]:
+        out = self.repo.git.ls_tree("-r", "-z", "--full-tree", sha, *self._pathspec())
+        files: dict[str, bytes] = {}
+        for record in out.split("\0"):
+            if not record:
+                continue
+            meta, _, path = record.partition("\t")
+            mode, kind, hexsha = meta.split()
+            rel = self._relative(path)
+            if rel is None or kind != "blob" or mode == _SYMLINK_MODE:
+                continue
+            files[rel] = self._blob(hexsha)
+        return files
+
+    def _incremental(
+        self, previous: Revision, sha: str
+    ) -> tuple[dict[str, bytes], set[str], set[str]]:
+        """Apply git's tree diff between ``previous`` and ``sha`` to the previous files."""
+        out = self.repo.git.diff_tree(
+            "-r", "-z", "--raw", "--no-renames", "--abbrev=40", previous.id, sha, *self._pathspec()
+        )
+        files = dict(previous.files)
+        changed: set[str] = set()
+        removed: set[str] = set()
+        fields = out.split("\0")
+        # Records are ":oldmode newmode oldsha newsha status" followed by the path.
+        for i in range(0, len(fields) - 1, 2):
+            meta, path = fields[i], fields[i + 1]
+            if not meta.startswith(":"):
+                continue
+            _old_mode, new_mode, _old_sha, new_sha, _status = meta[1:].split()
+            rel = self._relative(path)
+            if rel is None:
+                continue
+            present = new_sha != _NULL_SHA and new_mode not in (_SYMLINK_MODE, _GITLINK_MODE)
+            if present:
+                files[rel] = self._blob(new_sha)
+                changed.add(rel)
+                removed.discard(rel)
+            elif rel in files:
+                del files[rel]
+                removed.add(rel)
+        return files, changed, removed
+
+
+class _GitSourceBase(BaseSource):
+    """What the remote and local git sources share: where, sub-path and error scrubbing."""
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        subpath: str,
+        poll_interval: float,
+        poll: bool,
+        secrets: list[str],
+    ) -> None:
+        super().__init__(description, poll_interval=poll_interval, poll=poll)
+        self.subpath = subpath
+        self._secrets = secrets
+
+    def _failure(self, what: str, exc: BaseException) -> FetchFailed:
+        """A FetchFailed for ``exc`` naming this source, with credentials scrubbed."""
+        detail = _git_error_text(exc)
+        return FetchFailed(scrub(f"{self.description}: {what}: {detail}", self._secrets))
+
+    async def _fetch(self, previous: Revision | None) -> Revision | None:
+        try:
+            return await asyncio.to_thread(self._fetch_sync, previous)
+        except FetchFailed as exc:
+            raise FetchFailed(scrub(str(exc), self._secrets)) from None
+        except (git.GitError, OSError, ValueError) as exc:
+            raise self._failure("fetch failed", exc) from None
+
+    def _fetch_sync(self, previous: Revision | None) -> Revision | None:
+        raise NotImplementedError
+
+
+def _git_error_text(exc: BaseException) -> str:
+    """The useful part of a git failure: its ``fatal:``/``error:`` lines, else the message."""
+    if isinstance(exc, git.GitCommandError):
+        stderr = exc.stderr if isinstance(exc.stderr, str) else str(exc.stderr or "")
+        lines = [
+            line.strip().strip("'").strip()
+            for line in stderr.splitlines()
+            if line.strip().strip("'").strip()
+        ]
+        lines = [line.removeprefix("stderr: ").strip("'").strip() for line in lines]
+        important = [line for line in lines if line.startswith(("fatal:", "error:"))]
+        text = "; ".join(important or lines)
+        return text or f"git exited with status {exc.status}"
+    return str(exc) or type(exc).__name__
+
+
+class RemoteGitSource(_GitSourceBase):
+    """A remote repository, kept as a bare clone under ``<data_dir>/repos/<hash of url>``.
+
+    Only the configured branch is fetched (into ``refs/remotes/origin/<branch>``); with no
+    branch given, the remote's default branch (its ``HEAD``) is resolved on the first fetch and
+    then kept. Polled, never watched.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        branch: str | None,
+        subpath: str,
+        data_dir: Path,
+        poll_interval: float,
+    ) -> None:
+        self.url = url
+        self.masked_url = mask_url(url)
+        self.branch = branch
+        key = hashlib.sha256(self.masked_url.encode()).hexdigest()[:16]
+        self.cache_dir = Path(data_dir) / "repos" / key
+        super().__init__(
+            _describe(self.masked_url, branch, subpath),
+            subpath=subpath,
+            poll_interval=poll_interval,
+            poll=True,
+            secrets=url_secrets(url),
+        )
+
+    def _fetch_sync(self, previous: Revision | None) -> Revision | None:
+        with self._open_cache() as repo:
+            branch = self.branch or self._remote_default_branch(repo)
+            where = _describe(self.masked_url, branch, self.subpath)
+            ref = f"refs/remotes/{_REMOTE}/{branch}"
+            try:
+                repo.git.fetch(
+                    "--no-tags",
+                    "--no-write-fetch-head",
+                    _REMOTE,
+                    f"+refs/heads/{branch}:{ref}",
+                    kill_after_timeout=FETCH_TIMEOUT_SECONDS,
+                )
+            except git.GitCommandError as exc:
+                detail = _git_error_text(exc)
+                if "couldn't find remote ref" in detail:
+                    raise FetchFailed(
+                        f"{where}: branch '{branch}' does not exist in {self.masked_url}"
+                    ) from None
+                raise FetchFailed(f"{where}: fetch failed: {detail}") from None
+            sha = repo.git.rev_parse("--verify", f"{ref}^{{commit}}").strip()
+            if previous is not None and previous.id == sha:
+                return None
+            return _TreeReader(repo, self.subpath, where=where).read(sha, previous)
+
+    @contextmanager
+    def _open_cache(self) -> Iterator[git.Repo]:
+        """The bare clone, created on first use; the remote URL is (re)set each time so rotated
+        credentials take effect."""
+        fresh = not (self.cache_dir / "HEAD").exists()
+        if fresh:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            repo = git.Repo.init(self.cache_dir, bare=True)
+        else:
+            repo = git.Repo(self.cache_dir)
+        try:
+            repo.git.update_environment(**_git_env())
+            if _REMOTE in [r.name for r in repo.remotes]:
+                if repo.git.config("--get", f"remote.{_REMOTE}.url").strip() != self.url:
+                    repo.git.remote("set-url", _REMOTE, self.url)
+            else:
+                repo.git.remote("add", _REMOTE, self.url)
+            yield repo
+        finally:
+            repo.close()
+
+    def _remote_default_branch(self, repo: git.Repo) -> str:
+        try:
+            out: str = str(
+                repo.git.ls_remote(
+                    "--symref", _REMOTE, "HEAD", kill_after_timeout=FETCH_TIMEOUT_SECONDS
+                )
+            )
+        except git.GitCommandError as exc:
+            raise FetchFailed(
+                f"{self.description}: cannot reach the repository: {_git_error_text(exc)}"
+            ) from None
+        for line in out.splitlines():
+            if line.startswith("ref: refs/heads/") and line.endswith("\tHEAD"):
+                branch = line.removeprefix("ref: refs/heads/").removesuffix("\tHEAD")
+                self.branch = branch
+                self.description = _describe(self.masked_url, branch, self.subpath)
+                return branch
+        raise FetchFailed(
+            f"{self.description}: the remote has no default branch (empty repository?); "
+            "set --branch"
+        )
+
+
+class LocalGitSource(_GitSourceBase):
+    """A git repository on this machine, read at the committed tip of a branch.
+
+    With no branch given, the branch checked out when the source was opened is used (or
+    ``HEAD`` itself when detached). Watched through its ``.git`` refs, and polled as a safety net
+    for filesystems where notification is unreliable.
+    """
+
+    def __init__(
+        self, path: Path, *, branch: str | None, subpath: str, poll_interval: float
+    ) -> None:
+        self.path = Path(path).resolve()
+        with git.Repo(self.path) as repo:
+            self.git_dir = Path(repo.git_dir).resolve()
+            self.common_dir = Path(repo.common_dir).resolve()
+            if branch is None:
+                try:
+                    head = repo.git.symbolic_ref("-q", "HEAD").strip()
+                except git.GitCommandError:
+                    head = ""  # detached: follow HEAD
+                branch = head.removeprefix("refs/heads/") or None
+        self.branch = branch
+        super().__init__(
+            _describe(str(self.path), branch or "HEAD", subpath),
+            subpath=subpath,
+            poll_interval=poll_interval,
+            poll=True,
+            secrets=[],
+        )
+
+    def _fetch_sync(self, previous: Revision | None) -> Revision | None:
+        with git.Repo(self.path) as repo:
+            rev = f"refs/heads/{self.branch}" if self.branch else "HEAD"
+            try:
+                sha = repo.git.rev_parse("--verify", "-q", f"{rev}^{{commit}}").strip()
+            except git.GitCommandError:
+                what = f"branch '{self.branch}'" if self.branch else "HEAD"
+                raise FetchFailed(
+                    f"{self.description}: {what} does not exist or has no commits"
+                ) from None
+            if previous is not None and previous.id == sha:
+                return None
+            return _TreeReader(repo, self.subpath, where=self.description).read(sha, previous)
+
+    def _watch_targets(self) -> tuple[list[Path], Callable[[Path], bool]] | None:
+        roots = sorted({self.git_dir, self.common_dir})
+
+        def accept(path: Path) -> bool:
+            if path.name.endswith(".lock"):
+                return False
+            for root in roots:
+                try:
+                    rel = path.relative_to(root)
+                except ValueError:
+                    continue
+                parts = rel.parts
+                if parts and (parts[0] in ("HEAD", "packed-refs", "refs")):
+                    return True
+            return False
+
+        return list(roots), accept
+
+
+def _describe(repo: str, branch: str | None, subpath: str) -> str:
+    text = f"git {repo} branch {branch or '(default)'}"
+    return f"{text} path {subpath}/" if subpath else text

@@ -1,0 +1,181 @@
+"""Helpers for the source tests: real git repositories (``git init`` in tmp dirs), bare remotes
+and a ``git daemon`` on a loopback port. The fixtures are re-exported by ``conftest.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from reconciler.sources import Revision
+
+GIT_ENV = {
+    **os.environ,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` and return its stdout; fail the test on a non-zero exit."""
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")
+    return done.stdout
+
+
+@dataclass
+class WorkRepo:
+    """A non-bare repository the test commits to."""
+
+    path: Path
+
+    def write(self, files: dict[str, str | None]) -> None:
+        """Write (or delete, for None) files in the working tree, without committing."""
+        for name, content in files.items():
+            target = self.path / name
+            if content is None:
+                target.unlink()
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content)
+
+    def commit(self, files: dict[str, str | None], message: str = "change") -> str:
+        """Write the files, commit everything, and return the new commit's sha."""
+        self.write(files)
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "--allow-empty", "-m", message)
+        return self.head()
+
+    def head(self, ref: str = "HEAD") -> str:
+        return git(self.path, "rev-parse", ref).strip()
+
+    def push(self, branch: str = "main") -> None:
+        git(self.path, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+
+
+def init_repo(path: Path, *, branch: str = "main") -> WorkRepo:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", branch)
+    git(path, "config", "user.name", "Test Author")
+    git(path, "config", "user.email", "author@example.test")
+    git(path, "config", "commit.gpgsign", "false")
+    return WorkRepo(path)
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> WorkRepo:
+    """A fresh repository on branch ``main`` with no commits."""
+    return init_repo(tmp_path / "work")
+
+
+@dataclass
+class Remote:
+    """A bare repository ``<base>/repo.git`` that ``work`` pushes to."""
+
+    base: Path
+    bare: Path
+    work: WorkRepo
+
+    @property
+    def file_url(self) -> str:
+        return self.bare.as_uri()
+
+
+@pytest.fixture
+def remote(tmp_path: Path, work: WorkRepo) -> Remote:
+    base = tmp_path / "served"
+    bare = base / "repo.git"
+    base.mkdir()
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(work.path, "remote", "add", "origin", str(bare))
+    return Remote(base=base, bare=bare, work=work)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class GitDaemon:
+    """``git daemon`` serving ``base_path`` on a loopback port; can be stopped and restarted."""
+
+    def __init__(self, base_path: Path) -> None:
+        self.base_path = base_path
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, name: str) -> str:
+        return f"git://127.0.0.1:{self.port}/{name}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "git",
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                f"--base-path={self.base_path}",
+                "--listen=127.0.0.1",
+                f"--port={self.port}",
+                str(self.base_path),
+            ],
+            env=GIT_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # `git daemon` runs git-daemon as a child: give them their own process group so
+            # stop() can end exactly these processes.
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise AssertionError("git daemon exited at start") from None
+                time.sleep(0.05)
+        raise AssertionError("git daemon did not start listening")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+@pytest.fixture
+def git_daemon(remote: Remote) -> Iterator[GitDaemon]:
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    daemon = GitDaemon(remote.base)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def texts(revision: Revision) -> dict[str, str]:
+    return {path: data.decode() for path, data in revision.files.items()}
+
+
+async def next_revision(queue: asyncio.Queue[Revision], *, within: float = 10.0) -> Revision:
+    """The next revision a running source delivered (``within`` is a generous safety limit)."""
+    return await asyncio.wait_for(queue.get(), timeout=within)

@@ -1,0 +1,582 @@
+"""Workflow files → :class:`~reconciler.config.snapshot.Snapshot`, with line numbers.
+
+Flow: sources (git checkout, local directory) → **loader** → snapshot → planner. The sources hand
+this module a directory (:func:`load_tree`) or one file's bytes (:func:`load_text`); it parses YAML
+with positions, validates each document against :class:`~reconciler.config.models.Workflow` and
+maps every pydantic error back to the line and column of the offending key or value.
+:mod:`reconciler.config.validate` then runs the checks a single model cannot do.
+
+Guarantees callers rely on:
+
+* nothing raises for bad input: every problem (YAML syntax, schema, binary or non-UTF-8 bytes,
+  oversized files, alias bombs, too-deep nesting) becomes a :class:`Problem`;
+* one bad file never hides another, and one bad document never hides the good documents of the
+  same file (except a YAML syntax error, after which the rest of that file cannot be read);
+* YAML is read with the YAML 1.2 core scalars: only ``true``/``false`` are booleans (so the
+  ``on:`` key of a transition stays the string ``"on"``), no sexagesimal or implicit octal
+  integers, and dates stay strings;
+* input size is bounded: files above :data:`MAX_FILE_BYTES`, nesting deeper than
+  :data:`MAX_DEPTH` and documents whose aliases expand beyond :data:`MAX_EXPANDED_NODES` nodes
+  are refused before anything is built from them.
+
+Parsing is CPU-bound and synchronous; async callers run :func:`load_tree` through
+``asyncio.to_thread`` when the tree is large.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from reconciler.config import models
+from reconciler.config.models import Workflow
+from reconciler.config.snapshot import (
+    FileResult,
+    LoadedWorkflow,
+    Loc,
+    NodePos,
+    Problem,
+    Snapshot,
+    locate,
+)
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_EXPANDED_NODES",
+    "MAX_FILE_BYTES",
+    "FileResult",
+    "LoadedWorkflow",
+    "Problem",
+    "Snapshot",
+    "load_file",
+    "load_text",
+    "load_tree",
+    "workflow_digest",
+]
+
+MAX_FILE_BYTES = 1024 * 1024
+"""Files larger than this are refused (a workflow is a few kilobytes)."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists accepted in a document."""
+MAX_EXPANDED_NODES = 100_000
+"""Most YAML nodes a document may have once every alias is expanded (stops billion laughs)."""
+
+YAML_SUFFIXES = (".yaml", ".yml")
+API_VERSION = "reconciler/v1"
+KIND = "Workflow"
+
+
+class _Refused(yaml.YAMLError):
+    """A document we will not build (too deep, too big once expanded, recursive)."""
+
+    def __init__(self, message: str, mark: yaml.Mark | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core scalars and a nesting limit."""
+
+    yaml_implicit_resolvers: dict[Any, Any] = {}
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(
+                    f"nesting deeper than {MAX_DEPTH} levels",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+
+
+def _construct_bool(loader: yaml.SafeLoader, node: Node) -> bool:
+    value = loader.construct_scalar(node)  # type: ignore[arg-type]
+    return str(value).lower() == "true"
+
+
+def _construct_int(loader: yaml.SafeLoader, node: Node) -> int:
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def _known_keys() -> set[str]:
+    keys: set[str] = set()
+    for obj in vars(models).values():
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not BaseModel:
+            for name, info in obj.model_fields.items():
+                keys.add(info.alias or name)
+    return keys | {"action", "next", "onError"}
+
+
+_KNOWN_KEYS = _known_keys()
+
+
+def workflow_digest(workflow: Workflow) -> str:
+    """sha256 of the normalised model as sorted JSON (insensitive to formatting and shorthands)."""
+    data = workflow.model_dump(mode="json", by_alias=True)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_text(text: str | bytes, *, path: str) -> FileResult:
+    """Load one file's content. Never raises for bad content: problems are in the result."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    digest = hashlib.sha256(raw).hexdigest()
+    result = FileResult(path=path, digest=digest)
+    if len(raw) > MAX_FILE_BYTES:
+        result.problems.append(
+            Problem(path, 1, 1, f"file is larger than {MAX_FILE_BYTES // 1024} KiB; refused")
+        )
+        return result
+    if b"\x00" in raw:
+        result.problems.append(Problem(path, 1, 1, "binary file (contains NUL bytes), not YAML"))
+        return result
+    try:
+        decoded = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        result.problems.append(
+            Problem(path, line, column, f"not UTF-8 text (invalid byte 0x{raw[exc.start]:02x})")
+        )
+        return result
+    for node, problem in _documents(decoded, path=path):
+        if problem is not None:
+            result.problems.append(problem)
+            continue
+        assert node is not None
+        _load_document(node, result)
+    return result
+
+
+def load_file(file: Path, *, display: str | None = None) -> FileResult:
+    """Load one file from disk; unreadable or oversized files become problems."""
+    shown = display if display is not None else file.as_posix()
+    try:
+        size = file.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return FileResult(
+                path=shown,
+                problems=[
+                    Problem(
+                        shown, 1, 1, f"file is larger than {MAX_FILE_BYTES // 1024} KiB; refused"
+                    )
+                ],
+            )
+        data = file.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return FileResult(
+            path=shown, problems=[Problem(shown, 1, 1, f"cannot read file: {reason}")]
+        )
+    return load_text(data, path=shown)
+
+
+def iter_yaml_files(root: Path) -> Iterator[Path]:
+    """Every ``.yaml``/``.yml`` file under ``root``, sorted, skipping hidden files and dirs."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.startswith(".") or not name.lower().endswith(YAML_SUFFIXES):
+                continue
+            found.append(Path(dirpath) / name)
+    yield from sorted(found)
+
+
+def load_tree(
+    root: Path,
+    *,
+    display_root: Path | None = None,
+    revision: str | None = None,
+) -> Snapshot:
+    """Load every workflow file under ``root`` into a :class:`Snapshot`.
+
+    ``Snapshot.files`` is keyed by the path relative to ``root`` (POSIX separators); problems
+    show ``display_root / relative`` when ``display_root`` is given (the CLI passes the path as
+    the user typed it), else the relative path. ``revision`` defaults to a digest of the files'
+    contents, so equal trees give equal revisions. A symlink that leaves ``root`` is reported and
+    not followed.
+    """
+    root_resolved = root.resolve()
+    files: dict[str, FileResult] = {}
+    for file in iter_yaml_files(root):
+        rel = file.relative_to(root).as_posix()
+        shown = (display_root / rel).as_posix() if display_root is not None else rel
+        if file.is_symlink():
+            target = file.resolve()
+            if not target.is_relative_to(root_resolved):
+                files[rel] = FileResult(
+                    path=shown,
+                    problems=[
+                        Problem(
+                            shown,
+                            1,
+                            1,
+                            "symlink points outside the workflow directory; ignored",
+                            severity="warning",
+                        )
+                    ],
+                )
+                continue
+        files[rel] = load_file(file, display=shown)
+    if revision is None:
+        h = hashlib.sha256()
+        for rel, result in sorted(files.items()):
+            h.update(rel.encode())
+            h.update(b"\0")
+            h.update(result.digest.encode())
+            h.update(b"\0")
+        revision = "sha256:" + h.hexdigest()[:16]
+    return Snapshot.from_files(revision, files)
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
+def _documents(text: str, *, path: str) -> Iterator[tuple[Node | None, Problem | None]]:
+    """Each document's node (checked against the size limits), or the problem that stops it."""
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        yield None, _reader_problem(path, text, exc)
+        return
+    try:
+        while True:
+            try:
+                if not loader.check_node():
+                    return
+                node = loader.get_node()
+            except _Refused as exc:
+                yield None, _mark_problem(path, exc.mark, f"refused: {exc.message}")
+                return
+            except yaml.MarkedYAMLError as exc:
+                yield None, _yaml_problem(path, exc)
+                return
+            except yaml.reader.ReaderError as exc:
+                yield None, _reader_problem(path, text, exc)
+                return
+            except yaml.YAMLError as exc:
+                yield None, Problem(path, 1, 1, f"YAML error: {_one_line(str(exc))}")
+                return
+            except RecursionError:
+                yield None, Problem(path, 1, 1, f"refused: nesting deeper than {MAX_DEPTH} levels")
+                return
+            if node is None:
+                continue
+            refusal = _check_expansion(node)
+            if refusal is not None:
+                yield None, _mark_problem(path, refusal.mark, f"refused: {refusal.message}")
+                continue
+            yield node, None
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: Node) -> _Refused | None:
+    """Refuse recursive aliases and documents that expand past the node and depth budget."""
+    sizes: dict[int, tuple[int, int]] = {}
+    active: set[int] = set()
+    # Iterative post-order walk: the composed graph shares aliased nodes, so memoise by id.
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            active.discard(key)
+            count, depth = 1, 0
+            for child in _children(node):
+                c_count, c_depth = sizes[id(child)]
+                count += c_count
+                depth = max(depth, c_depth)
+                if count > MAX_EXPANDED_NODES:
+                    return _Refused(
+                        f"document expands to more than {MAX_EXPANDED_NODES} nodes through "
+                        "anchors and aliases (alias bomb?)",
+                        node.start_mark,
+                    )
+            if depth + 1 > MAX_DEPTH:
+                return _Refused(f"nesting deeper than {MAX_DEPTH} levels", node.start_mark)
+            sizes[key] = (count, depth + 1)
+            continue
+        if key in sizes:
+            continue
+        if key in active:
+            return _Refused("recursive alias (an anchor used inside itself)", node.start_mark)
+        active.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in active:
+                return _Refused("recursive alias (an anchor used inside itself)", child.start_mark)
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return None
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        out: list[Node] = []
+        for k, v in node.value:
+            out.extend((k, v))
+        return out
+    return []
+
+
+def _positions(root: Node) -> tuple[dict[Loc, NodePos], list[tuple[Node, str]]]:
+    """Position of every path in the document, and every duplicated mapping key."""
+    positions: dict[Loc, NodePos] = {
+        (): NodePos(None, _pos(root.start_mark), isinstance(root, ScalarNode))
+    }
+    duplicates: list[tuple[Node, str]] = []
+    stack: list[tuple[Loc, Node]] = [((), root)]
+    while stack:
+        loc, node = stack.pop()
+        if isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                positions[(*loc, i)] = NodePos(
+                    None, _pos(item.start_mark), isinstance(item, ScalarNode)
+                )
+                stack.append(((*loc, i), item))
+        elif isinstance(node, MappingNode):
+            seen: set[str] = set()
+            for k, v in node.value:
+                if not isinstance(k, ScalarNode):
+                    continue
+                name = str(k.value)
+                if name in seen and name != "<<":
+                    duplicates.append((k, name))
+                seen.add(name)
+                positions[(*loc, name)] = NodePos(
+                    _pos(k.start_mark), _pos(v.start_mark), isinstance(v, ScalarNode)
+                )
+                stack.append(((*loc, name), v))
+    return positions, duplicates
+
+
+def _pos(mark: yaml.Mark) -> tuple[int, int]:
+    return mark.line + 1, mark.column + 1
+
+
+# -- documents -------------------------------------------------------------------------------
+
+
+def _load_document(node: Node, result: FileResult) -> None:
+    path = result.path
+    positions, duplicates = _positions(node)
+    doc_line = node.start_mark.line + 1
+    try:
+        loader = _Loader("")
+        data = loader.construct_document(node)
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        mark = getattr(exc, "problem_mark", None) or node.start_mark
+        detail = getattr(exc, "problem", None) or _one_line(str(exc)) or type(exc).__name__
+        result.problems.append(_mark_problem(path, mark, f"YAML error: {detail}"))
+        return
+    if data is None:
+        return  # an empty document (e.g. a trailing ``---``)
+    if not isinstance(data, dict):
+        result.problems.append(
+            Problem(
+                path,
+                doc_line,
+                node.start_mark.column + 1,
+                f"a workflow document is a mapping (apiVersion, kind, metadata, spec), "
+                f"found {_yaml_type(data)}",
+            )
+        )
+        return
+    api_version, kind = data.get("apiVersion"), data.get("kind")
+    ours = kind == KIND or (isinstance(api_version, str) and api_version.startswith("reconciler"))
+    if not ours and (kind is not None or api_version is not None):
+        where = locate(positions, ("kind",), default=(doc_line, 1))
+        result.problems.append(
+            Problem(
+                path,
+                *where,
+                f"not a reconciler workflow (apiVersion {api_version!r}, kind {kind!r}); "
+                f"expected apiVersion {API_VERSION!r} and kind {KIND!r}; document ignored",
+                severity="warning",
+            )
+        )
+        return
+    name = _readable_name(data)
+    problems: list[Problem] = []
+    for key_node, key in duplicates:
+        line, column = _pos(key_node.start_mark)
+        problems.append(
+            Problem(
+                path, line, column, f"duplicate key {key!r} (the last one would win)", workflow=name
+            )
+        )
+    try:
+        workflow = Workflow.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(
+            _validation_problems(exc, positions, path=path, name=name, doc_line=doc_line)
+        )
+        workflow = None
+    except (ValueError, TypeError, RecursionError) as exc:  # pragma: no cover - defensive
+        problems.append(
+            Problem(path, doc_line, 1, f"invalid workflow: {_one_line(str(exc))}", workflow=name)
+        )
+        workflow = None
+    result.problems.extend(problems)
+    if problems or workflow is None:
+        if name is not None:
+            result.invalid_names.add(name)
+        return
+    result.workflows.append(
+        LoadedWorkflow(
+            workflow=workflow,
+            path=path,
+            line=doc_line,
+            digest=workflow_digest(workflow),
+            positions=positions,
+        )
+    )
+
+
+def _readable_name(data: Mapping[str, Any]) -> str | None:
+    metadata = data.get("metadata")
+    if isinstance(metadata, Mapping):
+        name = metadata.get("name")
+        if isinstance(name, str) and name:
+            return name
+    return None
+
+
+def _validation_problems(
+    exc: ValidationError,
+    positions: Mapping[Loc, NodePos],
+    *,
+    path: str,
+    name: str | None,
+    doc_line: int,
+) -> list[Problem]:
+    out: list[Problem] = []
+    seen: set[tuple[int, int, str]] = set()
+    for err in exc.errors(include_url=False, include_input=False):
+        loc: Loc = tuple(err["loc"])
+        kind = err["type"]
+        shown = _dotted(loc)
+        if kind == "extra_forbidden":
+            key = str(loc[-1]) if loc else "?"
+            close = difflib.get_close_matches(key, _KNOWN_KEYS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            message = f"unknown key {key!r} in {_dotted(loc[:-1]) or 'the document'}{hint}"
+            line, column = locate(positions, loc, key=True, default=(doc_line, 1))
+        elif kind == "missing":
+            message = f"{shown}: required field is missing"
+            line, column = locate(positions, loc, key=True, default=(doc_line, 1))
+        else:
+            msg = str(err["msg"])
+            msg = msg.removeprefix("Value error, ")
+            message = f"{shown}: {msg}" if shown else msg
+            line, column = locate(positions, loc, default=(doc_line, 1))
+        if (line, column, message) in seen:
+            continue
+        seen.add((line, column, message))
+        out.append(Problem(path, line, column, message, workflow=name))
+    return out
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _yaml_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return f"a {type(value).__name__}"
+
+
+def _yaml_problem(path: str, exc: yaml.MarkedYAMLError) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    detail = exc.problem or exc.context or "invalid YAML"
+    context = ""
+    if exc.context and exc.problem:
+        started = exc.context_mark
+        if started is not None and mark is not None and started.line != mark.line:
+            context = f" ({exc.context} started at line {started.line + 1})"
+        else:
+            context = f" ({exc.context})"
+    return _mark_problem(path, mark, f"YAML syntax error: {detail}{context}")
+
+
+def _reader_problem(path: str, text: str, exc: yaml.reader.ReaderError) -> Problem:
+    position = max(0, min(int(exc.position), len(text)))
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    return Problem(
+        path, line, column, f"not YAML text: control character #x{exc.character:04x} is not allowed"
+    )
+
+
+def _mark_problem(path: str, mark: yaml.Mark | None, message: str) -> Problem:
+    if mark is None:
+        return Problem(path, 1, 1, message)
+    return Problem(path, mark.line + 1, mark.column + 1, message)
+
+
+def _one_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""

@@ -1,0 +1,244 @@
+"""What the loader hands on: every workflow of one revision, with its problems and positions.
+
+Flow: sources → **snapshot** → planner → queue → runner → store. :mod:`reconciler.config.loader`
+turns files into :class:`FileResult` objects and assembles them here into a :class:`Snapshot`;
+:mod:`reconciler.config.validate` adds the static checks; the daemon's planner reads
+``Snapshot.workflows`` (the valid ones) and ``Snapshot.invalid`` (names to mark ``Invalid``, so that
+the last good version keeps its status).
+
+Everything here is plain data. A :class:`Snapshot` can be rebuilt incrementally with
+:meth:`Snapshot.from_files`: re-load only the files that changed and reuse the other
+:class:`FileResult` objects, which are never mutated after they are built.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from reconciler.config.models import Workflow
+
+Severity = Literal["error", "warning"]
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a file, at a 1-based ``line`` and ``column``.
+
+    ``workflow`` names the workflow the problem belongs to when it is known, so the daemon can
+    mark exactly that workflow ``Invalid``. ``message`` never contains a secret value.
+    """
+
+    path: str
+    line: int
+    column: int
+    message: str
+    severity: Severity = "error"
+    workflow: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: {self.message}"
+
+    def format(self) -> str:
+        """``path:line:col: severity: message``, as ``reconciler validate`` prints it."""
+        return f"{self.path}:{self.line}:{self.column}: {self.severity}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "severity": self.severity,
+            "message": self.message,
+            "workflow": self.workflow,
+        }
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+
+@dataclass(frozen=True)
+class NodePos:
+    """Where a YAML node sits: its key (for mapping entries) and its value, 1-based."""
+
+    key: tuple[int, int] | None
+    value: tuple[int, int]
+    scalar: bool
+
+
+@dataclass(frozen=True)
+class LoadedWorkflow:
+    """A workflow that passed the schema, with where it came from.
+
+    ``digest`` is the sha256 of the normalised model as sorted JSON: equal digests mean equal
+    specs whatever the formatting, key order or shorthands, so the planner uses it to detect
+    "spec changed". ``positions`` maps a path into the YAML document (mapping keys as strings,
+    list indices as ints, the same shape as a pydantic error ``loc`` by alias) to its position;
+    use :meth:`locate` rather than reading it directly.
+    """
+
+    workflow: Workflow
+    path: str
+    line: int
+    digest: str
+    positions: Mapping[Loc, NodePos] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.workflow.name
+
+    def locate(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
+        """``(line, column)`` of the node at ``loc`` (a path in the *normalised* model).
+
+        Paths that only exist after normalisation are mapped back to what the author wrote:
+        ``do[0]`` of a state written with ``action:`` points at ``action``, and the transitions
+        appended for ``next:``/``onError:`` point at those keys. A path that does not exist
+        (a missing field) falls back to its nearest existing ancestor. Scalars report their
+        value's position unless ``key`` is true; mappings and lists report their key's.
+        """
+        return locate(self.positions, loc, key=key, default=(self.line, 1))
+
+
+def locate(
+    positions: Mapping[Loc, NodePos],
+    loc: Loc,
+    *,
+    key: bool = False,
+    default: tuple[int, int] = (1, 1),
+) -> tuple[int, int]:
+    """Position of ``loc`` in a position map; see :meth:`LoadedWorkflow.locate`."""
+    resolved: list[str | int] = []
+    best: NodePos | None = positions.get(())
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        candidate = (*resolved, part)
+        pos = positions.get(candidate)
+        if pos is None and part == "do" and (*resolved, "action") in positions:
+            # ``action: {...}`` was normalised into ``do: [{...}]``.
+            resolved.append("action")
+            best = positions[tuple(resolved)]
+            if i + 1 < len(loc) and loc[i + 1] == 0:
+                i += 1
+            i += 1
+            continue
+        if part == "transitions" and i + 1 < len(loc) and isinstance(loc[i + 1], int):
+            index = loc[i + 1]
+            assert isinstance(index, int)
+            written = 0
+            while (*resolved, "transitions", written) in positions:
+                written += 1
+            if index >= written:
+                extras = [k for k in ("next", "onError") if (*resolved, k) in positions]
+                extra = index - written
+                if extra < len(extras):
+                    hit = positions[(*resolved, extras[extra])]
+                    return _pick(hit, key=key or i + 2 < len(loc))
+                break
+        if pos is None:
+            break
+        resolved.append(part)
+        best = pos
+        i += 1
+    if best is None:
+        return default
+    complete = i >= len(loc)
+    return _pick(best, key=key or not complete)
+
+
+def _pick(pos: NodePos, *, key: bool) -> tuple[int, int]:
+    if pos.key is not None and (key or not pos.scalar):
+        return pos.key
+    return pos.value
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """Everything one file produced: its valid workflows, its problems, and failed names.
+
+    ``invalid_names`` holds the ``metadata.name`` of every document that failed to load but
+    whose name could still be read, so the daemon can mark exactly those workflows ``Invalid``
+    while the file's other documents load normally.
+    """
+
+    path: str
+    workflows: list[LoadedWorkflow] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    invalid_names: set[str] = field(default_factory=set)
+    digest: str = ""
+    """sha256 of the file's bytes, so a caller can tell whether a re-read is needed."""
+
+
+def _where(lw: LoadedWorkflow) -> str:
+    return f"{lw.path}:{lw.locate(('metadata', 'name'))[0]}"
+
+
+@dataclass
+class Snapshot:
+    """Every workflow of one revision.
+
+    ``workflows`` holds only workflows that loaded and whose name is unique; ``invalid`` maps
+    each workflow name that failed (schema errors, duplicates) to its problems; ``problems`` is
+    every load problem, in file order; ``files`` keeps each file's :class:`FileResult` by the
+    path it was loaded under, for incremental rebuilds.
+    """
+
+    revision: str
+    workflows: dict[str, LoadedWorkflow] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    invalid: dict[str, list[Problem]] = field(default_factory=dict)
+    files: dict[str, FileResult] = field(default_factory=dict)
+
+    @classmethod
+    def from_files(cls, revision: str, files: Mapping[str, FileResult]) -> Snapshot:
+        """Assemble a snapshot from per-file results (reused unchanged between revisions).
+
+        A name defined more than once (in one file or across files, valid or not) is a
+        problem on every definition, and none of them is in ``workflows``.
+        """
+        ordered = dict(sorted(files.items()))
+        problems: list[Problem] = []
+        defined: dict[str, list[LoadedWorkflow]] = defaultdict(list)
+        failed: dict[str, list[str]] = defaultdict(list)
+        invalid: dict[str, list[Problem]] = defaultdict(list)
+        for result in ordered.values():
+            problems.extend(result.problems)
+            for lw in result.workflows:
+                defined[lw.name].append(lw)
+            for name in sorted(result.invalid_names):
+                failed[name].append(result.path)
+            for problem in result.problems:
+                if problem.workflow is not None and problem.workflow in result.invalid_names:
+                    invalid[problem.workflow].append(problem)
+        workflows: dict[str, LoadedWorkflow] = {}
+        for name, lws in defined.items():
+            count = len(lws) + len(failed.get(name, []))
+            if count == 1:
+                workflows[name] = lws[0]
+                continue
+            places = [_where(lw) for lw in lws] + failed.get(name, [])
+            for lw in lws:
+                others = [p for p in places if p != _where(lw)]
+                dup = Problem(
+                    lw.path,
+                    *lw.locate(("metadata", "name")),
+                    f"duplicate workflow name {name!r} (also defined at {', '.join(others)})",
+                    workflow=name,
+                )
+                problems.append(dup)
+                invalid[name].append(dup)
+        return cls(
+            revision=revision,
+            workflows=workflows,
+            problems=problems,
+            invalid=dict(invalid),
+            files=ordered,
+        )
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.is_error]

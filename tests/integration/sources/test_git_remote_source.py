@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import shutil
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 from sources_helpers import GitDaemon, Remote, git, texts
 
 from reconciler.errors import FetchFailed
-from reconciler.sources import RemoteGitSource, open_source
+from reconciler.sources import RemoteGitSource, Revision, mask_url, open_source
 
 
 def many_files(count: int) -> dict[str, str | None]:
@@ -269,3 +271,49 @@ async def test_credentials_never_appear_in_description_or_errors(tmp_path: Path)
     # The cache directory name is a hash, not the URL.
     for entry in (tmp_path / "data" / "repos").iterdir():
         assert "s3cr3t" not in entry.name
+
+
+async def test_credentials_never_appear_in_logs_of_the_retrying_loop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    url = "https://deploy-user:s3cr3t-T0ken@127.0.0.1:1/org/repo.git"
+    source = open_source(url, branch="main", data_dir=tmp_path / "data", poll_interval=3600)
+    stop = asyncio.Event()
+
+    async def on_revision(revision: Revision) -> None:
+        raise AssertionError("an unreachable remote yields no revision")
+
+    with caplog.at_level(logging.DEBUG):
+        task = asyncio.create_task(source.run(on_revision, stop=stop))
+        for _ in range(200):
+            if source.fetch_count_failed >= 2:  # the first attempt and one retry
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+
+    assert source.fetch_count_failed >= 2
+    captured = capsys.readouterr()
+    logged = captured.out + captured.err + caplog.text
+    assert "source.fetch_failed" in logged
+    assert "s3cr3t-T0ken" not in logged
+    assert "deploy-user" not in logged
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:pass@host/r.git", "https://***@host/r.git"),
+        ("https://ghp_tokenonly@github.com/o/r.git", "https://***@github.com/o/r.git"),
+        ("ssh://git@host:2222/o/r.git", "ssh://git@host:2222/o/r.git"),
+        ("ssh://git:pw@host/o/r.git", "ssh://***@host/o/r.git"),
+        ("git@github.com:o/r.git", "git@github.com:o/r.git"),
+        ("file:///srv/r.git", "file:///srv/r.git"),
+    ],
+)
+def test_descriptions_mask_passwords_and_tokens_but_keep_plain_ssh_users(
+    tmp_path: Path, url: str, shown: str
+) -> None:
+    source = open_source(url, branch="main", data_dir=tmp_path)
+    assert source.description == f"git {shown} branch main"
+    assert mask_url(url) == shown

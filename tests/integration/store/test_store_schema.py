@@ -1,11 +1,88 @@
-"""Schema: migrations are the only schema source and match the models on both backends."""
+"""Opening the store: migrations are the only schema source, they match the models on both
+backends, re-opening is a no-op that keeps the data, and an unreachable database is a clear error."""
 
 from __future__ import annotations
 
-from reconciler.store import Store
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from reconciler.engine.journal import Journal, RunRecord
+from reconciler.errors import StoreError, StoreUnavailable
+from reconciler.store import Store, resolve_url
 from reconciler.store.migrate import head_revision
+
+OpenStore = Callable[[], Awaitable[Store]]
+
+
+async def test_migrations_apply_on_an_empty_database_and_reopening_is_a_no_op(
+    open_store: OpenStore,
+) -> None:
+    first = await open_store()
+    assert await first.schema_revision() == head_revision() == "0001"
+    await first.run_started(RunRecord(id="r1", workflow="wf"))
+    await first.close()
+
+    again = await open_store()
+    assert await again.schema_revision() == head_revision()
+    assert await again.schema_diff() == []
+    kept = await again.get_run("r1")
+    assert kept is not None and kept.workflow == "wf"
 
 
 async def test_orm_metadata_matches_the_migrated_schema(store: Store) -> None:
     assert await store.schema_diff() == []
-    assert await store.schema_revision() == head_revision()
+
+
+async def test_store_implements_the_engine_journal_protocol(store: Store) -> None:
+    assert isinstance(store, Journal)
+
+
+async def test_default_store_is_sqlite_in_wal_mode_under_the_data_dir(tmp_path: Path) -> None:
+    data_dir = tmp_path / "fresh" / "data"
+    store = await Store.open(None, data_dir=data_dir)
+    try:
+        assert store.backend == "sqlite"
+        await store.run_started(RunRecord(id="r1", workflow="wf"))
+    finally:
+        await store.close()
+    db = data_dir / "reconciler.db"
+    assert db.is_file()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT id FROM runs").fetchall() == [("r1",)]
+
+
+def test_store_urls_get_the_async_driver(tmp_path: Path) -> None:
+    assert resolve_url("relative/x.db", data_dir=tmp_path).drivername == "sqlite+aiosqlite"
+    assert resolve_url("sqlite:////tmp/x.db", data_dir=tmp_path).drivername == "sqlite+aiosqlite"
+    pg = resolve_url("postgres://u:pw@db.example:5433/rec", data_dir=tmp_path)
+    assert pg.drivername == "postgresql+psycopg"
+    assert (pg.host, pg.port, pg.database) == ("db.example", 5433, "rec")
+
+
+def test_an_unsupported_backend_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="unsupported store backend 'mysql'"):
+        resolve_url("mysql://root@localhost/db", data_dir=tmp_path)
+
+
+async def test_unreachable_postgresql_names_host_and_port_but_not_the_password(
+    tmp_path: Path,
+) -> None:
+    url = "postgresql+psycopg://reconciler:canary-pw-8f3@127.0.0.1:1/test"
+    with pytest.raises(StoreUnavailable) as caught:
+        await Store.open(url, data_dir=tmp_path)
+    message = str(caught.value)
+    assert "127.0.0.1:1" in message
+    assert "canary-pw-8f3" not in message
+    # The driver's exception is not chained into tracebacks either.
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+async def test_sqlite_file_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the data directory should be")
+    with pytest.raises(StoreUnavailable, match="not-a-dir"):
+        await Store.open(str(blocker / "reconciler.db"), data_dir=tmp_path)

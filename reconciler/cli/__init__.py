@@ -5,6 +5,7 @@ from __future__ import annotations
 # Each module registers its commands on ``app`` when imported.
 # (one import per command module; keep sorted)
 from reconciler.cli import graph as _graph  # noqa: F401
+from reconciler.cli import plugins as _plugins  # noqa: F401
 from reconciler.cli.app import app
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 # (one import per command module; keep sorted)
 from reconciler.cli import graph as _graph  # noqa: F401
 from reconciler.cli import plugins as _plugins  # noqa: F401
+from reconciler.cli import run as _run  # noqa: F401
 from reconciler.cli.app import app
 
 

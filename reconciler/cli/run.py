@@ -1,0 +1,174 @@
+"""``reconciler run``: the daemon (DESIGN §4 and §6).
+
+Builds :class:`~reconciler.daemon.settings.DaemonSettings` from flags, ``RECONCILER_*``
+variables and ``--config`` (in that order of precedence), opens the store and the source, and
+hands them to :class:`~reconciler.daemon.controller.Controller` until SIGTERM or SIGINT, then
+exits 0 after the graceful shutdown. With no repository configured and run from the project
+checkout, it serves ``examples/quickstart`` as a plain directory.
+
+The HTTP API is not served yet: ``--listen`` is accepted and kept in the settings as the seam
+for it. Logs are structured (structlog): human-readable on a terminal, JSON lines otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import structlog
+import typer
+
+from reconciler.cli.app import app, fail
+from reconciler.daemon.controller import Controller, restrict_registry
+from reconciler.daemon.settings import DaemonSettings
+from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.plugin import PluginRegistry
+from reconciler.sources import open_source
+from reconciler.store import Store, describe
+
+QUICKSTART = Path("examples/quickstart")
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def configure_logging(level: str, *, json_lines: bool | None = None) -> None:
+    """structlog (and stdlib logging) to stderr: JSON when not a TTY, console otherwise."""
+    as_json = not sys.stderr.isatty() if json_lines is None else json_lines
+    numeric = _LEVELS.get(level, logging.INFO)
+    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(name)s: %(message)s")
+    # apscheduler narrates every job at INFO; the daemon says what matters itself.
+    logging.getLogger("apscheduler").setLevel(max(numeric, logging.WARNING))
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+@app.command()
+def run(
+    repo_arg: str | None = typer.Argument(
+        None, metavar="[REPO]", help="Git URL or path (same as --repo)."
+    ),
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML or TOML file of settings (lowest precedence)."),
+    ] = None,
+    repo: str | None = typer.Option(None, "--repo", help="Git URL or local path to watch."),
+    branch: str | None = typer.Option(None, "--branch", help="Branch to follow."),
+    path: str | None = typer.Option(None, "--path", help="Sub-path holding workflow files."),
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Default ./.reconciler.")
+    ] = None,
+    store: str | None = typer.Option(
+        None, "--store", help="Store URL; default SQLite in the data dir."
+    ),
+    listen: str | None = typer.Option(None, "--listen", help="host:port (default 127.0.0.1:8080)."),
+    poll_interval: str | None = typer.Option(
+        None, "--poll-interval", help="How often to fetch, e.g. 60s."
+    ),
+    max_concurrent_runs: int | None = typer.Option(None, "--max-concurrent-runs"),
+    allow_plugins: str | None = typer.Option(
+        None, "--allow-plugins", help="Comma-separated plugins the repository may use."
+    ),
+    keep_runs: int | None = typer.Option(None, "--keep-runs", help="Runs kept per workflow."),
+    keep_days: int | None = typer.Option(None, "--keep-days", help="Days of run history kept."),
+    default_interval: str | None = typer.Option(
+        None, "--default-interval", help="Drift check cadence when a workflow sets none."
+    ),
+    grace_period: str | None = typer.Option(
+        None, "--grace-period", help="On SIGTERM, time running states get to finish."
+    ),
+    log_level: str | None = typer.Option(None, "--log-level", help="debug|info|warning|error"),
+    api_token_file: Annotated[Path | None, typer.Option("--api-token-file")] = None,
+    webhook_secret_file: Annotated[Path | None, typer.Option("--webhook-secret-file")] = None,
+) -> None:
+    """Run the reconcile daemon: watch the repository and converge every workflow."""
+    if repo_arg is not None and repo is not None and repo_arg != repo:
+        raise fail("give the repository either as an argument or with --repo, not both")
+    try:
+        settings = DaemonSettings.load(
+            config,
+            repo=repo_arg or repo,
+            branch=branch,
+            path=path,
+            data_dir=data_dir,
+            store=store,
+            listen=listen,
+            poll_interval=poll_interval,
+            max_concurrent_runs=max_concurrent_runs,
+            allow_plugins=allow_plugins,
+            keep_runs=keep_runs,
+            keep_days=keep_days,
+            default_interval=default_interval,
+            grace_period=grace_period,
+            log_level=log_level,
+            api_token_file=api_token_file,
+            webhook_secret_file=webhook_secret_file,
+        )
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    if settings.repo is None:
+        if not QUICKSTART.is_dir():
+            raise fail("no repository to watch: pass --repo (or set RECONCILER_REPO)")
+        settings = settings.model_copy(update={"repo": str(QUICKSTART)})
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except ReconcilerError as exc:
+        raise fail(str(exc)) from None
+    except ValueError as exc:  # a bad sub-path or a branch for a plain directory
+        raise fail(str(exc)) from None
+
+
+async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) -> None:
+    """Open the store and the source, and reconcile until ``stop`` (or SIGTERM/SIGINT).
+
+    Raises :class:`~reconciler.errors.ReconcilerError` when the store or the repository cannot
+    be opened; nothing is left running when it returns.
+    """
+    assert settings.repo is not None
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    source = open_source(
+        settings.repo,
+        branch=settings.branch,
+        path=settings.path,
+        data_dir=settings.data_dir,
+        poll_interval=settings.poll_interval.total_seconds(),
+    )
+    registry = restrict_registry(PluginRegistry.discover(), settings.allow_plugins)
+    store = await Store.open(settings.store, data_dir=settings.data_dir)
+    log = structlog.get_logger("reconciler.daemon")
+    log.info(f"store: {describe(store.url)}")
+    try:
+        controller = Controller(settings, store, source=source, registry=registry)
+        await controller.run(stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await registry.close()
+        await store.close()

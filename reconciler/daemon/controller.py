@@ -1,0 +1,567 @@
+"""The controller: the reconcile loop of DESIGN §4, wiring every stage together.
+
+Flow: source → **snapshot** (loaded incrementally here) → planner → queue → engine → store.
+
+- A new :class:`~reconciler.sources.Revision` re-loads only ``revision.changed`` files (other
+  :class:`~reconciler.config.snapshot.FileResult` objects are reused), validates the snapshot,
+  resets back-off and queues every workflow; workflows whose file was removed run their
+  ``onDelete`` state (if any) and are retired, their run history kept. A file that no longer
+  parses marks the workflows it held ``Invalid`` — it never counts as a removal.
+- Drift checks (:class:`~reconciler.daemon.scheduler.DriftScheduler`), back-off expiry and
+  manual syncs (:meth:`Controller.request_sync`, the seam for the HTTP API) feed the same
+  :class:`~reconciler.daemon.queue.WorkQueue`.
+- ``max_concurrent_runs`` workers take keys from the queue and ask the
+  :mod:`~reconciler.daemon.planner` what to do, observing and running through the
+  :class:`~reconciler.engine.runner.Engine`, storing each decision in the
+  :class:`~reconciler.store.Store` and logging it in plain words.
+- At start, runs the store still marks running are resumed in the state they were in.
+- :meth:`Controller.run` returns once ``stop`` is set: no new work is taken, running work gets
+  ``grace_period`` to finish; runs still going after that are interrupted *without* being
+  marked finished, so they resume on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+import structlog
+
+from reconciler.config.loader import load_text
+from reconciler.config.models import Workflow
+from reconciler.config.snapshot import FileResult, LoadedWorkflow, Problem, Snapshot
+from reconciler.config.validate import validate_snapshot
+from reconciler.daemon.planner import (
+    Decision,
+    Next,
+    Observation,
+    RunReason,
+    plan_finished,
+    plan_invalid,
+    plan_observed,
+    plan_static,
+)
+from reconciler.daemon.queue import Reason, WorkItem, WorkQueue
+from reconciler.daemon.scheduler import DriftScheduler
+from reconciler.daemon.settings import DaemonSettings
+from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
+from reconciler.engine.runner import Engine
+from reconciler.errors import ReconcilerError, StoreError
+from reconciler.plugin import PluginRegistry, RunInfo
+from reconciler.sources import Revision, Source
+from reconciler.store import Health, Store, WorkflowStatusRecord, prune_periodically
+
+log = structlog.get_logger("reconciler.daemon")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def short(run_id: str) -> str:
+    """A run id as logs show it: ``3f2a9c0e…``."""
+    return f"{run_id[:8]}…"
+
+
+class DaemonJournal:
+    """The store's journal, as the engine sees it, plus one rule for shutdown.
+
+    Once :attr:`interrupting` is set (the grace period is over), a run cancelled by the
+    shutdown is *not* recorded as finished: its record stays ``running`` at the state it was in,
+    with every transition already journaled, so the next start resumes it (DESIGN §4
+    "Durability"). Everything else passes straight to the store.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.interrupting = False
+        self.interrupted: dict[str, str | None] = {}
+        """Runs left resumable by the shutdown: run id → the state they were in."""
+
+    async def run_started(self, run: RunRecord) -> None:
+        await self.store.run_started(run)
+
+    async def record(self, entry: JournalEntry) -> None:
+        if (
+            self.interrupting
+            and entry.kind is EventKind.RUN_FINISHED
+            and entry.outcome == RunStatus.CANCELLED.value
+        ):
+            self.interrupted[entry.run_id] = entry.state
+            return
+        await self.store.record(entry)
+
+    async def run_finished(self, run: RunRecord) -> None:
+        if self.interrupting and run.status is RunStatus.CANCELLED:
+            self.interrupted[run.id] = run.current_state
+            return
+        await self.store.run_finished(run)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await self.store.get_run(run_id)
+
+    async def entries(self, run_id: str) -> list[JournalEntry]:
+        return await self.store.entries(run_id)
+
+    async def unfinished_runs(self) -> list[RunRecord]:
+        return await self.store.unfinished_runs()
+
+
+@dataclass
+class _Target:
+    """What the workers know about the workflows of the current snapshot."""
+
+    revision: str = ""
+    valid: dict[str, LoadedWorkflow] = field(default_factory=dict)
+    invalid: dict[str, list[Problem]] = field(default_factory=dict)
+    removed: dict[str, LoadedWorkflow] = field(default_factory=dict)
+    """Workflows gone from git, waiting for their onDelete run and retirement."""
+
+
+def restrict_registry(registry: PluginRegistry, allow: list[str] | None) -> PluginRegistry:
+    """Only the plugins ``--allow-plugins`` names (all when ``allow`` is None).
+
+    A workflow using another plugin then fails validation ("unknown plugin") and is marked
+    ``Invalid``: a commit cannot grant itself ``shell.run``.
+    """
+    if allow is None:
+        return registry
+    allowed = PluginRegistry(
+        {name: registry.get(name) for name in registry.names() if name in allow}
+    )
+    allowed.load_errors = {k: v for k, v in registry.load_errors.items() if k in allow}
+    return allowed
+
+
+class Controller:
+    """Runs the reconcile loop for one repository until stopped."""
+
+    def __init__(
+        self,
+        settings: DaemonSettings,
+        store: Store,
+        *,
+        source: Source,
+        registry: PluginRegistry,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.source = source
+        self.registry = registry
+        self._now = now
+        self.journal = DaemonJournal(store)
+        self.engine = Engine(registry, journal=self.journal, workdir=settings.data_dir)
+        self.target = _Target()
+        self.snapshot: Snapshot | None = None
+        self._files: dict[str, FileResult] = {}
+        self._resume: dict[str, RunRecord] = {}
+        self.queue = WorkQueue(
+            max_concurrent=settings.max_concurrent_runs,
+            clock=clock,
+            dependencies=self._dependencies,
+        )
+        self.scheduler = DriftScheduler(
+            self._drift_check_due, default_interval=settings.default_interval
+        )
+        self.ready = asyncio.Event()
+        """Set once the first revision has been loaded (the seam for ``/readyz``)."""
+
+    # -- public seams ------------------------------------------------------------------------
+
+    def request_sync(self, name: str) -> bool:
+        """Queue a manual sync of ``name`` (runs even when in sync). False for unknown names."""
+        if name not in self.target.valid and name not in self.target.invalid:
+            return False
+        log.info(f"manual sync of workflow {name} requested", workflow=name)
+        self.queue.add(name, Reason.MANUAL)
+        return True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Reconcile until ``stop`` is set, then shut down gracefully (see module docstring)."""
+        await self._load_unfinished_runs()
+        self.scheduler.start()
+        source_stop = asyncio.Event()
+        workers = [
+            asyncio.create_task(self._worker(i), name=f"reconcile-worker-{i}")
+            for i in range(self.settings.max_concurrent_runs)
+        ]
+        source_task = asyncio.create_task(
+            self.source.run(self._on_revision, stop=source_stop), name="source"
+        )
+        prune_task = asyncio.create_task(
+            prune_periodically(
+                self.store, self.settings.keep_runs, keep_days=self.settings.keep_days
+            ),
+            name="prune",
+        )
+        log.info(
+            f"reconciler started: watching {self.source.description}",
+            max_concurrent_runs=self.settings.max_concurrent_runs,
+        )
+        try:
+            await stop.wait()
+        finally:
+            await self._shutdown(workers, source_task, prune_task, source_stop)
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    async def _shutdown(
+        self,
+        workers: list[asyncio.Task[None]],
+        source_task: asyncio.Task[None],
+        prune_task: asyncio.Task[None],
+        source_stop: asyncio.Event,
+    ) -> None:
+        busy = sorted(self.queue.processing)
+        log.info(
+            "stopping: taking no new work"
+            + (f"; waiting for {', '.join(busy)} to finish" if busy else ""),
+        )
+        source_stop.set()
+        self.scheduler.shutdown()
+        self.queue.shutdown()
+        prune_task.cancel()
+        grace = self.settings.grace_period.total_seconds()
+        _done, pending = await asyncio.wait(workers, timeout=grace) if workers else (set(), set())
+        if pending:
+            self.journal.interrupting = True
+            log.warning(
+                f"grace period of {grace:g}s is over; interrupting {', '.join(sorted(self.queue.processing))}"
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for run_id, state in self.journal.interrupted.items():
+                log.info(
+                    f"run {short(run_id)} interrupted in state {state}; it resumes on the next start",
+                    run=run_id,
+                    state=state,
+                )
+        await asyncio.gather(source_task, prune_task, return_exceptions=True)
+        log.info("stopped")
+
+    # -- triggers ----------------------------------------------------------------------------
+
+    def _drift_check_due(self, name: str) -> None:
+        if name in self.target.valid:
+            self.queue.add(name, Reason.DRIFT_CHECK)
+
+    def _dependencies(self, name: str) -> list[str]:
+        lw = self.target.valid.get(name)
+        return list(lw.workflow.spec.depends_on) if lw is not None else []
+
+    async def _load_unfinished_runs(self) -> None:
+        for record in await self.store.unfinished_runs():
+            if record.parent_id is not None:
+                continue  # a child run is resumed by its parent's workflow.run action
+            self._resume[record.workflow] = record
+
+    async def _on_revision(self, revision: Revision) -> None:
+        """Load the new revision incrementally and queue what it affects."""
+        previous_files = self._files
+        files: dict[str, FileResult] = {}
+        for path, content in revision.files.items():
+            old = previous_files.get(path)
+            if old is not None and path not in revision.changed:
+                files[path] = old
+            else:
+                files[path] = load_text(content, path=path)
+        snapshot = Snapshot.from_files(revision.id, files)
+        invalid: dict[str, list[Problem]] = {k: list(v) for k, v in snapshot.invalid.items()}
+        for problem in validate_snapshot(snapshot, self.registry):
+            if problem.is_error and problem.workflow in snapshot.workflows:
+                invalid.setdefault(problem.workflow, []).append(problem)
+        # A file that no longer parses at all names no workflow: the ones it held are invalid.
+        for path, result in files.items():
+            nameless = [p for p in result.problems if p.is_error and p.workflow is None]
+            old = previous_files.get(path)
+            if not nameless or old is None:
+                continue
+            for lw in old.workflows:
+                if lw.name not in snapshot.workflows:
+                    invalid.setdefault(lw.name, []).extend(nameless)
+        valid = {n: lw for n, lw in snapshot.workflows.items() if n not in invalid}
+
+        before = set(self.target.valid) | set(self.target.invalid)
+        removed = dict(self.target.removed)
+        for name in before - set(valid) - set(invalid):
+            last = self.target.valid.get(name) or self._last_known(name, previous_files)
+            if last is not None:
+                removed[name] = last
+        for name in list(removed):
+            if name in valid or name in invalid:
+                del removed[name]
+
+        self._files = files
+        self.snapshot = snapshot
+        self.target = _Target(revision.id, valid, invalid, removed)
+        self.engine.workflows = {n: lw.workflow for n, lw in valid.items()}
+        self.scheduler.sync({n: lw.workflow for n, lw in valid.items()})
+
+        changed = len(revision.changed) + len(revision.removed)
+        log.info(
+            f"revision {revision.short_id}: {len(valid)} workflows valid, {len(invalid)} invalid, "
+            f"{len(removed)} removed ({changed} files changed)",
+            revision=revision.id,
+        )
+        for name in sorted(valid) + sorted(invalid):
+            self.queue.forget(name)
+            reason = Reason.RESUME if name in self._resume and name in valid else Reason.REVISION
+            self.queue.add(name, reason)
+        for name in sorted(removed):
+            self.queue.add(name, Reason.DELETE)
+        for name, record in list(self._resume.items()):
+            if name not in valid:
+                del self._resume[name]
+                await self._abandon(record, why="its workflow is no longer valid in git")
+        self.ready.set()
+
+    @staticmethod
+    def _last_known(name: str, files: Mapping[str, FileResult]) -> LoadedWorkflow | None:
+        for result in files.values():
+            for lw in result.workflows:
+                if lw.name == name:
+                    return lw
+        return None
+
+    # -- workers -----------------------------------------------------------------------------
+
+    async def _worker(self, index: int) -> None:
+        while True:
+            item = await self.queue.get()
+            if item is None:
+                return
+            try:
+                await self._reconcile(item)
+            except (ReconcilerError, OSError) as exc:
+                # One workflow's trouble (a store hiccup, a bad file) must not stop the loop.
+                log.error(
+                    f"reconciling workflow {item.key} failed: {exc}",
+                    workflow=item.key,
+                    error=type(exc).__name__,
+                )
+                self.queue.fail(item.key)
+            finally:
+                self.queue.done(item.key)
+
+    async def _reconcile(self, item: WorkItem) -> None:
+        name = item.key
+        target = self.target
+        if name in target.removed:
+            await self._retire(name, target.removed[name])
+            return
+        status = await self.store.get_status(name)
+        if name in target.invalid:
+            await self._apply(
+                plan_invalid(name, status, problems=target.invalid[name], now=self._now()), name
+            )
+            return
+        lw = target.valid.get(name)
+        if lw is None:
+            return
+        workflow = lw.workflow
+        revision = target.revision
+        resume = self._resume.pop(name, None)
+        if resume is not None:
+            await self._run(
+                lw, status, revision=revision, reason=resume.reason or "resume", resume=resume
+            )
+            return
+        statuses = {
+            dep: st
+            for dep in workflow.spec.depends_on
+            if (st := await self.store.get_status(dep)) is not None
+        }
+        decision = plan_static(
+            workflow, status, revision=revision, statuses=statuses, now=self._now()
+        )
+        if decision.next is Next.DONE:
+            await self._apply(decision, name)
+            return
+        observation = await self._observe(workflow, revision) if workflow.spec.observe else None
+        decision = plan_observed(
+            workflow,
+            status,
+            revision=revision,
+            digest=lw.digest,
+            observation=observation,
+            manual=item.manual,
+            now=self._now(),
+        )
+        if decision.next is not Next.RUN:
+            await self._apply(decision, name)
+            return
+        observed = observation.observed if observation is not None else None
+        await self._run(
+            lw,
+            decision.status,
+            revision=revision,
+            reason=str(decision.run_reason),
+            why=decision.message,
+            observed=observed if isinstance(observed, dict) else None,
+        )
+
+    async def _observe(self, workflow: Workflow, revision: str) -> Observation:
+        return await self.engine.observe(
+            workflow, run_info=RunInfo(id=uuid4().hex, workflow=workflow.name, revision=revision)
+        )
+
+    async def _run(
+        self,
+        lw: LoadedWorkflow,
+        status: WorkflowStatusRecord | None,
+        *,
+        revision: str,
+        reason: str,
+        why: str = "",
+        observed: dict[str, Any] | None = None,
+        resume: RunRecord | None = None,
+    ) -> None:
+        workflow = lw.workflow
+        name = workflow.name
+        run_id = resume.id if resume is not None else uuid4().hex
+        base = status or WorkflowStatusRecord(name=name)
+        running = base.model_copy(
+            update={
+                "status": Health.PROGRESSING,
+                "last_run_id": run_id,
+                "last_attempted_revision": revision,
+                "updated_at": self._now(),
+                **(
+                    {"reason": "Resuming", "message": f"resuming run {short(run_id)}"}
+                    if resume
+                    else {}
+                ),
+            }
+        )
+        await self._store_status(running)
+        if resume is not None:
+            log.info(
+                f"resuming run {short(run_id)} of workflow {name} in state {resume.current_state}",
+                workflow=name,
+                run=run_id,
+                revision=revision,
+            )
+        else:
+            log.info(
+                f"{why}; starting run {short(run_id)} (reason: {reason})",
+                workflow=name,
+                run=run_id,
+                revision=revision,
+            )
+        result = await self.engine.run(
+            workflow,
+            reason=reason,
+            revision=revision,
+            observed=observed,
+            resume=resume,
+            run_id=None if resume is not None else run_id,
+        )
+        after = (
+            await self._observe(workflow, revision)
+            if result.ok and workflow.spec.observe is not None
+            else None
+        )
+        decision = plan_finished(
+            workflow,
+            running,
+            revision=revision,
+            digest=lw.digest,
+            run_id=run_id,
+            error=result.run.error or (str(result.error) if result.error else None),
+            observation=after,
+            now=self._now(),
+        )
+        await self._apply(decision, name)
+
+    async def _retire(self, name: str, lw: LoadedWorkflow) -> None:
+        workflow = lw.workflow
+        on_delete = workflow.spec.on_delete
+        if on_delete is not None:
+            run_id = uuid4().hex
+            log.info(
+                f"workflow {name} was removed from git; starting run {short(run_id)} "
+                f"in its onDelete state {on_delete} (reason: delete)",
+                workflow=name,
+                run=run_id,
+            )
+            spec = workflow.spec.model_copy(update={"start": on_delete})
+            result = await self.engine.run(
+                workflow.model_copy(update={"spec": spec}),
+                reason=RunReason.DELETE.value,
+                revision=self.target.revision,
+                run_id=run_id,
+            )
+            if not result.ok:
+                log.warning(
+                    f"onDelete run {short(run_id)} of workflow {name} failed: {result.run.error}; "
+                    "retiring it anyway",
+                    workflow=name,
+                    run=run_id,
+                )
+        self.target.removed.pop(name, None)
+        self.scheduler.remove(name)
+        await self.store.delete_status(name)
+        log.info(f"workflow {name} retired (its run history is kept)", workflow=name)
+
+    async def _abandon(self, record: RunRecord, *, why: str) -> None:
+        record = record.model_copy(
+            update={
+                "status": RunStatus.CANCELLED,
+                "finished_at": utcnow(),
+                "error": f"Cancelled: not resumed because {why}",
+            }
+        )
+        with contextlib.suppress(StoreError):
+            await self.store.run_finished(record)
+        log.warning(
+            f"run {short(record.id)} of workflow {record.workflow} not resumed: {why}",
+            workflow=record.workflow,
+            run=record.id,
+        )
+
+    # -- applying decisions ------------------------------------------------------------------
+
+    async def _apply(self, decision: Decision, name: str) -> None:
+        await self._store_status(decision.status)
+        level = "warning" if decision.failed or decision.status.status is Health.INVALID else "info"
+        fields: dict[str, Any] = {
+            "workflow": name,
+            "revision": self.target.revision,
+            "status": decision.status.status.value,
+            "sync": decision.status.sync.value,
+            "reason": decision.status.reason,
+        }
+        if decision.failed:
+            delay = self.queue.fail(name)
+            getattr(log, level)(f"{decision.message}; retrying in {delay:g}s", **fields)
+        else:
+            getattr(log, level)(decision.message, **fields)
+        if decision.converged:
+            self.queue.forget(name)
+            await self._wake_dependents(name)
+
+    async def _store_status(self, record: WorkflowStatusRecord) -> None:
+        nxt = self.scheduler.next_check(record.name)
+        await self.store.put_status(record.model_copy(update={"next_check_at": nxt}))
+
+    async def _wake_dependents(self, name: str) -> None:
+        for other, lw in self.target.valid.items():
+            if name not in lw.workflow.spec.depends_on:
+                continue
+            status = await self.store.get_status(other)
+            if (
+                status is not None
+                and status.status is Health.CONVERGED
+                and status.last_applied_revision == self.target.revision
+            ):
+                continue
+            self.queue.add(other, Reason.DEPENDENCY)

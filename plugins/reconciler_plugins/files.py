@@ -88,7 +88,7 @@ class FileReadResponse(Response):
     model_config = ConfigDict(alias_generator=to_camel)
 
     changed: bool = Field(False, description="Always false: reading changes nothing.")
-    exists: bool = Field(description="Whether the file exists.")
+    exists: bool = Field(False, description="Whether the file exists.")
     content: str = Field(
         "", description="Decoded content with known secret values replaced by ***; '' if missing."
     )
@@ -177,9 +177,9 @@ class FileWriteResponse(Response):
 
     model_config = ConfigDict(alias_generator=to_camel)
 
-    changed: bool = Field(description="True if the content or the mode was changed.")
-    path: str = Field(description="Absolute path of the file.")
-    sha256: str = Field(description="Hex SHA-256 of the file's content after the call.")
+    changed: bool = Field(False, description="True if the content or the mode was changed.")
+    path: str = Field("", description="Absolute path of the file.")
+    sha256: str = Field("", description="Hex SHA-256 of the file's content after the call.")
 
 
 def _current_umask() -> int:

@@ -149,10 +149,11 @@ class HttpRequestResponse(Response):
 
     model_config = ConfigDict(alias_generator=to_camel)
 
-    changed: bool = Field(description="See the request's `changed`.")
-    status: int = Field(description="HTTP status code.")
+    changed: bool = Field(False, description="See the request's `changed`.")
+    status: int = Field(200, description="HTTP status code.")
     headers: dict[str, str] = Field(
-        description="Response headers (lower-case names, secrets replaced by ***)."
+        default_factory=dict,
+        description="Response headers (lower-case names, secrets replaced by ***).",
     )
     json_: Any = Field(None, alias="json", description="The parsed body if it is JSON, else null.")
     text: str = Field("", description="The body as text (first 64 KiB, secrets replaced).")
@@ -195,8 +196,8 @@ class HttpCheckResponse(Response):
 
     changed: bool = Field(False, description="Always false: a check changes nothing.")
     ok: bool = Field(description="True if every expectation held.")
-    status: int | None = Field(description="HTTP status code; null if no answer came.")
-    latency_ms: float = Field(description="Time to the complete response, in milliseconds.")
+    status: int | None = Field(None, description="HTTP status code; null if no answer came.")
+    latency_ms: float = Field(0.0, description="Time to the complete response, in milliseconds.")
     reason: str = Field("", description="Why the probe failed; '' when ok.")
 
 

@@ -126,9 +126,9 @@ class ShellRunResponse(Response):
     model_config = ConfigDict(alias_generator=to_camel)
 
     changed: bool = Field(
-        description="True if the command ran (and the request did not say changed: false)."
+        False, description="True if the command ran (and the request did not say changed: false)."
     )
-    exit_code: int | None = Field(description="Exit status; null when skipped by `creates`.")
+    exit_code: int | None = Field(None, description="Exit status; null when skipped by `creates`.")
     stdout: str = Field("", description="Standard output (last 64 KiB, secrets replaced by ***).")
     stderr: str = Field("", description="Standard error (last 64 KiB, secrets replaced by ***).")
     truncated: bool = Field(False, description="True if stdout or stderr exceeded 64 KiB.")

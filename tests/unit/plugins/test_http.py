@@ -354,3 +354,12 @@ async def test_check_without_raising_reports_ok_false_and_a_reason(
 async def test_check_with_head_needs_no_body(base_url: str) -> None:
     response = await check(url=f"{base_url}/health", method="head")
     assert (response.ok, response.status) == (True, 200)
+
+
+def test_responses_dump_json_and_latency_under_their_yaml_names() -> None:
+    dumped = HttpRequestResponse.model_validate({"json": {"a": 1}}).model_dump(
+        by_alias=True, mode="json"
+    )
+    assert (dumped["json"], dumped["status"], dumped["changed"]) == ({"a": 1}, 200, False)
+    check_dump = HttpCheckResponse.model_validate({"ok": True}).model_dump(by_alias=True)
+    assert check_dump["latencyMs"] == 0.0

@@ -232,3 +232,13 @@ async def test_cancellation_kills_the_process_group_and_reraises(tmp_path: Path)
         await task
 
     await eventually(lambda: not pid_alive(grandchild))
+
+
+def test_response_dumps_in_camel_case_and_accepts_a_partial_mock() -> None:
+    # the engine journals `model_dump(by_alias=True, mode="json")`; workflow tests mock responses
+    dumped = ShellRunResponse.model_validate({"changed": True}).model_dump(
+        by_alias=True, mode="json"
+    )
+    assert dumped["changed"] is True
+    assert dumped["exitCode"] is None
+    assert "exit_code" not in dumped

@@ -1,0 +1,577 @@
+"""Static validation: everything that can be known wrong about a snapshot before anything runs.
+
+Flow: sources → loader → snapshot → **validate** → planner. The loader has already checked each
+document against the schema; this module checks what one model cannot (DESIGN §3 "Static
+validation"): plugins exist and their ``with:`` fits their pydantic ``Request``, only check plugins
+observe/poll/check, CEL compiles, states and transitions form a machine that can end, ``on:`` names
+exist, ``dependsOn`` points at real workflows without cycles, and no clear-text credential sits
+where a secret reference belongs.
+
+Every problem carries the ``path:line:col`` of the offending node and the workflow's name, and no
+check stops at the first problem. Messages never repeat a credential's value. ``reconciler
+validate`` prints the problems; the daemon marks every workflow with an error ``Invalid``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.config.expressions import compile_expr, templates_in
+from reconciler.config.models import Action, Workflow
+from reconciler.config.snapshot import LoadedWorkflow, Loc, Problem, Snapshot
+from reconciler.errors import BUILTIN_ERROR_NAMES, ExpressionError
+from reconciler.plugin import PluginRegistry, SubscribePlugin
+
+__all__ = ["find_credentials", "validate_snapshot", "validate_workflow"]
+
+SECRET_HINT = (
+    "use a secret reference: put `vault:...`/`env:NAME` under spec.secrets "
+    "and write ${{ secrets.NAME }}"
+)
+
+_CREDENTIAL_KEYS = (
+    "password",
+    "passwd",
+    "pwd",
+    "token",
+    "secret",
+    "apikey",
+    "privatekey",
+    "secretkey",
+    "accesskey",
+    "dsn",
+)
+_CREDENTIAL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("an AWS access key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("a private key", re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")),
+    ("a GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_\w{20,})")),
+    ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+)
+_EXPECTING = re.compile(r" expecting \{[^}]*\}")
+_URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:([^/\s@]+)@")
+_SECRETS_REF = re.compile(
+    r"(?<![\w.])secrets\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*[\"']([^\"']+)[\"']\s*\])?"
+)
+
+
+@dataclass(frozen=True)
+class _ActionSite:
+    """One plugin call in a workflow: where it is and what kind of plugin it needs."""
+
+    loc: Loc
+    plugin: str
+    with_: Mapping[str, Any]
+    role: str
+    """``action``, ``observe``, ``check``, ``poll`` or ``subscribe``."""
+
+
+class _Reporter:
+    def __init__(self, lw: LoadedWorkflow) -> None:
+        self.lw = lw
+        self.problems: list[Problem] = []
+
+    def add(self, loc: Loc, message: str, *, severity: str = "error", key: bool = False) -> None:
+        line, column = self.lw.locate(loc, key=key)
+        self.problems.append(
+            Problem(
+                self.lw.path,
+                line,
+                column,
+                message,
+                severity="warning" if severity == "warning" else "error",
+                workflow=self.lw.name,
+            )
+        )
+
+
+def validate_snapshot(
+    snapshot: Snapshot, registry: PluginRegistry, *, strict: bool = False
+) -> list[Problem]:
+    """Static problems of every valid workflow in ``snapshot``, plus cross-workflow ones.
+
+    Returns only what the static checks find; the loader's own problems (YAML, schema,
+    duplicate names) are already in ``snapshot.problems``. ``dependsOn`` may name any workflow
+    of the snapshot, including an invalid one (it exists; it just cannot converge yet).
+    """
+    problems: list[Problem] = []
+    for name in sorted(snapshot.workflows):
+        problems.extend(validate_workflow(snapshot.workflows[name], registry, strict=strict))
+    problems.extend(_check_dependencies(snapshot))
+    return problems
+
+
+def validate_workflow(
+    lw: LoadedWorkflow, registry: PluginRegistry, *, strict: bool = False
+) -> list[Problem]:
+    """Static problems of one workflow. ``strict`` turns "no failure transition" into an error."""
+    report = _Reporter(lw)
+    wf = lw.workflow
+    sites = list(_action_sites(wf))
+    for site in sites:
+        _check_action(site, registry, report)
+    _check_expressions(wf, report)
+    _check_secrets(wf, sites, report)
+    _check_credentials(wf, sites, report)
+    _check_states(wf, registry, report, strict=strict)
+    return report.problems
+
+
+# -- actions ---------------------------------------------------------------------------------
+
+
+def _action_sites(wf: Workflow) -> Iterator[_ActionSite]:
+    spec = wf.spec
+    base: Loc = ("spec",)
+    if spec.observe is not None:
+        yield _site(spec.observe, (*base, "observe"), "observe")
+    for i, action in enumerate(spec.checks.pre):
+        yield _site(action, (*base, "checks", "pre", i), "check")
+    if spec.checks.during is not None:
+        for i, action in enumerate(spec.checks.during.checks):
+            yield _site(action, (*base, "checks", "during", "checks", i), "check")
+    for i, action in enumerate(spec.checks.post):
+        yield _site(action, (*base, "checks", "post", i), "check")
+    for name, state in spec.states.items():
+        sloc: Loc = (*base, "states", name)
+        for i, action in enumerate(state.do):
+            yield _site(action, (*sloc, "do", i), "action")
+        if state.foreach is not None:
+            for i, action in enumerate(state.foreach.do):
+                yield _site(action, (*sloc, "foreach", "do", i), "action")
+        for j, tr in enumerate(state.transitions):
+            tloc: Loc = (*sloc, "transitions", j)
+            if tr.poll is not None:
+                yield _ActionSite((*tloc, "poll"), tr.poll.plugin, tr.poll.with_, "poll")
+            if tr.subscribe is not None:
+                yield _ActionSite(
+                    (*tloc, "subscribe"), tr.subscribe.plugin, tr.subscribe.with_, "subscribe"
+                )
+
+
+def _site(action: Action, loc: Loc, role: str) -> _ActionSite:
+    return _ActionSite(loc, action.plugin, action.with_, role)
+
+
+def _check_action(site: _ActionSite, registry: PluginRegistry, report: _Reporter) -> None:
+    if site.plugin not in registry:
+        report.add((*site.loc, "plugin"), registry.unknown_message(site.plugin))
+        return
+    plugin_cls = registry.get(site.plugin)
+    if site.role in ("observe", "check", "poll") and not plugin_cls.check:
+        where = {"observe": "observe", "check": "checks", "poll": "poll"}[site.role]
+        report.add(
+            (*site.loc, "plugin"),
+            f"plugin {site.plugin!r} is not a check (read-only) plugin; "
+            f"only check plugins may be used in {where}",
+        )
+    if site.role == "subscribe" and not issubclass(plugin_cls, SubscribePlugin):
+        report.add(
+            (*site.loc, "plugin"),
+            f"plugin {site.plugin!r} cannot feed a subscribe condition",
+        )
+    try:
+        plugin_cls.Request.model_validate(dict(site.with_))
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False, include_input=False):
+            loc: Loc = tuple(err["loc"])
+            if _templated_prefix(site.with_, loc):
+                continue  # a ${{ }} value can only be checked once rendered
+            report.add((*site.loc, "with", *loc), _request_message(site.plugin, err, plugin_cls))
+    except (ValueError, TypeError) as exc:  # a plugin's own validator misbehaving
+        report.add((*site.loc, "with"), f"plugin {site.plugin!r}: invalid request: {exc}")
+
+
+def _templated_prefix(value: Any, loc: Loc) -> bool:
+    """Whether some prefix of ``loc`` inside ``value`` is a string holding ``${{ }}``."""
+    current = value
+    for part in loc:
+        if isinstance(current, str):
+            break
+        in_map = isinstance(current, Mapping) and part in current
+        in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        if not (in_map or in_list):
+            break
+        current = current[part]
+    return isinstance(current, str) and "${{" in current
+
+
+def _request_message(plugin: str, err: Any, plugin_cls: Any) -> str:
+    loc: Loc = tuple(err["loc"])
+    field = ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        fields = sorted(
+            (info.alias or name) for name, info in plugin_cls.Request.model_fields.items()
+        )
+        close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"fields: {', '.join(fields)}"
+        return f"plugin {plugin!r}: unknown field {field!r} in with:; {hint}"
+    if err["type"] == "missing":
+        return f"plugin {plugin!r}: with: is missing required field {field!r}"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"plugin {plugin!r}: with.{field}: {msg}" if field else f"plugin {plugin!r}: {msg}"
+
+
+# -- expressions and secrets -----------------------------------------------------------------
+
+
+def _walk(value: Any, loc: Loc) -> Iterator[tuple[Loc, Any]]:
+    """Every (loc, leaf or key) in a nested structure; mapping entries yield (loc, key, value)."""
+    yield loc, value
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _walk(v, (*loc, str(k)))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _walk(v, (*loc, i))
+
+
+def _cel_fields(wf: Workflow) -> Iterator[tuple[Loc, str]]:
+    """Every plain CEL field (not ``${{ }}``): inSync, when, until, match, foreach items."""
+    spec = wf.spec
+    if spec.in_sync is not None:
+        yield ("spec", "inSync"), spec.in_sync
+    for name, state in spec.states.items():
+        sloc: Loc = ("spec", "states", name)
+        if state.foreach is not None and isinstance(state.foreach.items, str):
+            yield (*sloc, "foreach", "items"), state.foreach.items
+        for j, tr in enumerate(state.transitions):
+            tloc: Loc = (*sloc, "transitions", j)
+            if tr.when is not None:
+                yield (*tloc, "when"), tr.when
+            if tr.poll is not None:
+                yield (*tloc, "poll", "until"), tr.poll.until
+            if tr.subscribe is not None and tr.subscribe.match is not None:
+                yield (*tloc, "subscribe", "match"), tr.subscribe.match
+
+
+def _templated_values(wf: Workflow) -> Iterator[tuple[Loc, str, bool]]:
+    """Every string holding ``${{ }}``, with whether it sits inside an action's ``with:``."""
+    for site in _action_sites(wf):
+        for loc, value in _walk(dict(site.with_), (*site.loc, "with")):
+            if isinstance(value, str) and "${{" in value:
+                yield loc, value, True
+    spec = wf.spec
+    for root, value in (
+        (("spec", "inputs"), spec.inputs),
+        (("spec", "desired"), spec.desired),
+    ):
+        for loc, leaf in _walk(value, root):
+            if isinstance(leaf, str) and "${{" in leaf:
+                yield loc, leaf, False
+    for name, state in spec.states.items():
+        if state.foreach is not None and isinstance(state.foreach.items, list):
+            for loc, leaf in _walk(
+                state.foreach.items, ("spec", "states", name, "foreach", "items")
+            ):
+                if isinstance(leaf, str) and "${{" in leaf:
+                    yield loc, leaf, False
+
+
+def _check_expressions(wf: Workflow, report: _Reporter) -> None:
+    for loc, source in _cel_fields(wf):
+        if "${{" in source:
+            report.add(loc, "write plain CEL here, without ${{ }}")
+            continue
+        _compile(source, loc, report)
+    for loc, value, _ in _templated_values(wf):
+        if value.count("${{") != len(templates_in(value)):
+            report.add(loc, "unterminated ${{ (missing }})")
+        for source in templates_in(value):
+            _compile(source, loc, report)
+
+
+def _compile(source: str, loc: Loc, report: _Reporter) -> None:
+    if not source.strip():
+        report.add(loc, "empty expression")
+        return
+    try:
+        compile_expr(source)
+    except ExpressionError as exc:
+        report.add(loc, _EXPECTING.sub("", exc.message))
+
+
+def _check_secrets(wf: Workflow, sites: list[_ActionSite], report: _Reporter) -> None:
+    declared = set(wf.spec.secrets)
+    for loc, value, in_with in _templated_values(wf):
+        for source in templates_in(value):
+            _secret_refs(source, loc, report, declared=declared, allowed=in_with)
+    for loc, source in _cel_fields(wf):
+        _secret_refs(source, loc, report, declared=declared, allowed=False)
+
+
+def _secret_refs(
+    source: str, loc: Loc, report: _Reporter, *, declared: set[str], allowed: bool
+) -> None:
+    for m in _SECRETS_REF.finditer(_strip_cel_strings(source)):
+        if not allowed:
+            report.add(
+                loc,
+                "secrets may only be used inside an action's with: "
+                "(they must never reach conditions, inputs or logs)",
+            )
+            return
+        name = m.group(1) or m.group(2)
+        if name is None:
+            continue
+        if name not in declared:
+            close = difflib.get_close_matches(name, declared, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            report.add(loc, f"secret {name!r} is not declared under spec.secrets{hint}")
+
+
+def _strip_cel_strings(source: str) -> str:
+    """CEL with string literals blanked, so text inside quotes is not taken for a reference."""
+    return re.sub(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'", '""', source)
+
+
+# -- clear-text credentials ------------------------------------------------------------------
+
+
+def find_credentials(value: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
+    """Where ``value`` holds what looks like a clear-text credential, and what it looks like.
+
+    Flags literal (non-``${{ }}``) values under credential-like keys and well-known key
+    formats anywhere. Yields descriptions only, never the value itself.
+    """
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            sub: Loc = (*loc, str(k))
+            if _is_credential_key(str(k)) and _is_literal(v):
+                yield sub, f"clear-text credential in {str(k)!r}"
+                continue
+            yield from find_credentials(v, sub)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from find_credentials(v, (*loc, i))
+    elif isinstance(value, str):
+        for what, pattern in _CREDENTIAL_PATTERNS:
+            if pattern.search(value):
+                yield loc, f"value looks like {what}"
+                return
+        for m in _URL_USERINFO.finditer(value):
+            if "${{" not in m.group(1):
+                yield loc, "URL with a clear-text password (user:password@)"
+                return
+
+
+def _is_credential_key(key: str) -> bool:
+    norm = re.sub(r"[^a-z0-9]", "", key.lower())
+    return any(norm.endswith(k) for k in _CREDENTIAL_KEYS)
+
+
+def _is_literal(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip()) and "${{" not in value
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_credentials(wf: Workflow, sites: list[_ActionSite], report: _Reporter) -> None:
+    roots: list[tuple[Loc, Any]] = [(("spec", "inputs"), wf.spec.inputs)]
+    roots += [((*site.loc, "with"), dict(site.with_)) for site in sites]
+    for root, value in roots:
+        for loc, what in find_credentials(value, root):
+            report.add(loc, f"{what}; {SECRET_HINT}")
+
+
+# -- the state machine -----------------------------------------------------------------------
+
+
+def _check_states(
+    wf: Workflow, registry: PluginRegistry, report: _Reporter, *, strict: bool
+) -> None:
+    spec = wf.spec
+    states = spec.states
+    names = list(states)
+
+    def unknown(target: str) -> str:
+        close = difflib.get_close_matches(target, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown state {target!r}{hint}"
+
+    if spec.start not in states:
+        report.add(("spec", "start"), unknown(spec.start))
+    if spec.on_delete is not None and spec.on_delete not in states:
+        report.add(("spec", "onDelete"), unknown(spec.on_delete))
+
+    known_errors = BUILTIN_ERROR_NAMES | registry.error_names()
+    edges: dict[str, set[str]] = {name: set() for name in states}
+    for name, state in states.items():
+        sloc: Loc = ("spec", "states", name)
+        for j, tr in enumerate(state.transitions):
+            tloc: Loc = (*sloc, "transitions", j)
+            if tr.to in states:
+                edges[name].add(tr.to)
+            else:
+                report.add((*tloc, "to"), unknown(tr.to))
+            for k, outcome in enumerate(tr.on or []):
+                if outcome not in known_errors:
+                    close = difflib.get_close_matches(outcome, sorted(known_errors), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    report.add(
+                        (*tloc, "on", k),
+                        f"unknown outcome {outcome!r} in on: (not 'success', 'error', a built-in "
+                        f"error or an error some plugin declares){hint}",
+                    )
+        if state.has_work and not _has_failure_branch(state.transitions):
+            report.add(
+                sloc,
+                f"state {name!r} runs actions but has no failure transition "
+                "(add `onError:`, `on: error` or a default branch)",
+                severity="error" if strict else "warning",
+                key=True,
+            )
+
+    roots = [s for s in (spec.start, spec.on_delete) if s is not None and s in states]
+    reachable = _closure(roots, edges)
+    for name in names:
+        if name not in reachable and spec.start in states:
+            report.add(
+                ("spec", "states", name),
+                f"state {name!r} is unreachable from start {spec.start!r}",
+                severity="warning",
+                key=True,
+            )
+    reverse: dict[str, set[str]] = {name: set() for name in states}
+    for src, targets in edges.items():
+        for dst in targets:
+            reverse[dst].add(src)
+    ending = _closure([n for n, s in states.items() if s.is_end], reverse)
+    for name in names:
+        if name not in ending:
+            report.add(
+                ("spec", "states", name),
+                f"state {name!r} has no path to an end state (the run could never finish)",
+                key=True,
+            )
+
+
+def _has_failure_branch(transitions: list[Any]) -> bool:
+    for tr in transitions:
+        if tr.kind == "default":
+            return True
+        if tr.on and any(outcome != "success" for outcome in tr.on):
+            return True
+    return False
+
+
+def _closure(roots: list[str], edges: Mapping[str, set[str]]) -> set[str]:
+    seen = set(roots)
+    queue = deque(roots)
+    while queue:
+        for nxt in edges.get(queue.popleft(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return seen
+
+
+# -- across workflows ------------------------------------------------------------------------
+
+
+def _check_dependencies(snapshot: Snapshot) -> list[Problem]:
+    problems: list[Problem] = []
+    existing = set(snapshot.workflows) | set(snapshot.invalid)
+    graph: dict[str, list[str]] = {}
+    for name, lw in sorted(snapshot.workflows.items()):
+        deps = lw.workflow.spec.depends_on
+        graph[name] = [d for d in deps if d in snapshot.workflows]
+        for i, dep in enumerate(deps):
+            if dep not in existing:
+                close = difflib.get_close_matches(dep, sorted(existing), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                line, column = lw.locate(("spec", "dependsOn", i))
+                problems.append(
+                    Problem(
+                        lw.path,
+                        line,
+                        column,
+                        f"dependsOn: unknown workflow {dep!r}{hint}",
+                        workflow=name,
+                    )
+                )
+    for cycle in _cycles(graph):
+        shown = " -> ".join([*cycle, cycle[0]])
+        for i, name in enumerate(cycle):
+            lw = snapshot.workflows[name]
+            dep = cycle[(i + 1) % len(cycle)]
+            index = lw.workflow.spec.depends_on.index(dep)
+            line, column = lw.locate(("spec", "dependsOn", index))
+            problems.append(
+                Problem(lw.path, line, column, f"dependsOn cycle: {shown}", workflow=name)
+            )
+    return problems
+
+
+def _cycles(graph: Mapping[str, list[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component that has one (self-loops included)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    out: list[list[str]] = []
+    counter = 0
+
+    def strongconnect(root: str) -> None:
+        nonlocal counter
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            succ = graph.get(node, [])
+            if i < len(succ):
+                work.append((node, i + 1))
+                nxt = succ[i]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if low[node] == index[node]:
+                component: list[str] = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in graph.get(node, []):
+                    out.append(_cycle_in(sorted(component), graph))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+
+    for name in sorted(graph):
+        if name not in index:
+            strongconnect(name)
+    return out
+
+
+def _cycle_in(component: list[str], graph: Mapping[str, list[str]]) -> list[str]:
+    """The shortest cycle through the component's first member, by breadth-first search."""
+    members = set(component)
+    start = component[0]
+    parent: dict[str, str] = {}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        for nxt in graph.get(node, []):
+            if nxt == start:
+                path = [node]
+                while path[-1] != start:
+                    path.append(parent[path[-1]])
+                return path[::-1]
+            if nxt in members and nxt not in parent:
+                parent[nxt] = node
+                queue.append(nxt)
+    return [start]  # pragma: no cover - a strongly connected component always has one

@@ -29,6 +29,7 @@ from reconciler.errors import (
     ReconcilerError,
     SecretUnavailable,
     Timeout,
+    TooManyFailures,
 )
 from reconciler.plugin import (
     ActionContext,
@@ -71,6 +72,7 @@ __all__ = [
     "State",
     "SubscribePlugin",
     "Timeout",
+    "TooManyFailures",
     "Transition",
     "Workflow",
     "__version__",

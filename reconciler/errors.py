@@ -20,6 +20,7 @@ public contract: renaming one breaks users' workflows.
         ├── SecretUnavailable       a secret reference could not be resolved     (retryable)
         ├── CheckFailed             a pre/during/post check did not pass
         ├── ChildRunFailed          a ``workflow.run`` child ended in failure
+        ├── TooManyFailures         more ``foreach`` items failed than ``tolerate`` allows
         └── PluginError             base for a plugin's own named errors
             ├── Conflict            the target exists in another shape
             ├── NotFound            the target does not exist
@@ -173,6 +174,10 @@ class ChildRunFailed(ActionError):
     retryable = False
 
 
+class TooManyFailures(ActionError):
+    retryable = False
+
+
 class PluginError(ActionError):
     retryable = False
 
@@ -218,6 +223,7 @@ BUILTIN_ERROR_NAMES: frozenset[str] = frozenset(
             SecretUnavailable,
             CheckFailed,
             ChildRunFailed,
+            TooManyFailures,
             PluginError,
             Conflict,
             NotFound,

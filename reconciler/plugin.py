@@ -74,7 +74,8 @@ class RunInfo:
 
 
 ChildRunner = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
-"""Starts workflow ``name`` with ``inputs`` as a child run; returns its outputs or raises."""
+"""Starts workflow ``name`` with ``inputs`` as a child run; returns ``{"runId", "outputs",
+"changed"}`` of the finished child, or raises ``ChildRunFailed``."""
 
 
 def _identity(text: str) -> str:

@@ -1,0 +1,325 @@
+"""One run's working context and the single way the engine calls a plugin.
+
+Sits inside the runner (sources → snapshot → planner → queue → **runner** → store):
+:class:`RunContext` holds what one run knows (inputs, observed, outputs so far, resolved secrets,
+its redactor, logger and journal) and :meth:`RunContext.call_action` renders ``with:``, validates
+the request, calls the plugin under its deadline with the retry policy, validates the response and
+journals the attempt. ``engine/runner.py`` drives states with it; ``engine/foreach.py``,
+``engine/conditions.py`` and ``engine/checks.py`` use it for their plugin calls. Every error that
+leaves this module is an :class:`ActionError` whose message has been redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from reconciler.config.expressions import render
+from reconciler.config.models import Action, RetryPolicy
+from reconciler.engine.journal import EventKind, Journal, JournalEntry, RunRecord
+from reconciler.engine.retry import effective_policy, retry_delay
+from reconciler.errors import (
+    ActionError,
+    InvalidRequest,
+    PluginError,
+    PluginNotFound,
+    Timeout,
+)
+from reconciler.plugin import (
+    ActionContext,
+    ChildRunner,
+    Plugin,
+    PluginRegistry,
+    RunInfo,
+    SubscribePlugin,
+)
+from reconciler.secrets.redaction import RedactingLogger, Redactor
+
+
+def _min_deadline(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+@dataclass
+class RunContext:
+    """What one run (or one observe probe) knows while it executes.
+
+    ``outputs`` hold raw responses (they feed CEL); anything written out goes through
+    :attr:`redactor` first. ``journal`` is ``None`` for an observe probe, which records nothing.
+    """
+
+    registry: PluginRegistry
+    record: RunRecord
+    redactor: Redactor
+    logger: RedactingLogger
+    journal: Journal | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    observed: Any = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    workdir: Path = field(default_factory=Path.cwd)
+    run_child: ChildRunner | None = None
+    clock: Callable[[], float] | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    changed: bool = False
+    seq: int = 0
+
+    # -- time, scope, redaction -------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.clock() if self.clock is not None else asyncio.get_running_loop().time()
+
+    def run_info(self, attempt: int | None = None) -> RunInfo:
+        return RunInfo(
+            id=self.record.id,
+            workflow=self.record.workflow,
+            revision=self.record.revision,
+            attempt=attempt if attempt is not None else self.record.attempt,
+            parent_id=self.record.parent_id,
+        )
+
+    def scope(
+        self,
+        *,
+        with_secrets: bool = False,
+        extra: Mapping[str, Any] | None = None,
+        attempt: int | None = None,
+    ) -> dict[str, Any]:
+        """CEL variables: inputs, observed, outputs, run (+ secrets only for ``with:``)."""
+        scope: dict[str, Any] = {
+            "inputs": self.inputs,
+            "observed": self.observed if self.observed is not None else {},
+            "outputs": self.outputs,
+            "run": self.run_info(attempt).as_scope(),
+        }
+        if with_secrets:
+            scope["secrets"] = self.secrets
+        if extra:
+            scope.update(extra)
+        return scope
+
+    def redact_error(self, err: ActionError) -> ActionError:
+        """Mask secrets in an error's message, args and details (in place); returns it."""
+        err.message = self.redactor.redact(err.message)
+        err.args = tuple(self.redactor.redact(a) if isinstance(a, str) else a for a in err.args)
+        err.details = self.redactor.redact_obj(err.details)
+        return err
+
+    def error_detail(self, err: ActionError) -> dict[str, str]:
+        return {"name": err.name, "message": self.redactor.redact(err.message)}
+
+    def redacted_outputs(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.redactor.redact_obj(self.outputs)
+        return out
+
+    async def write(
+        self,
+        kind: EventKind,
+        *,
+        state: str | None = None,
+        to_state: str | None = None,
+        outcome: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Append a journal entry (detail redacted); no-op for an observe probe."""
+        if self.journal is None:
+            return
+        self.seq += 1
+        await self.journal.record(
+            JournalEntry(
+                run_id=self.record.id,
+                seq=self.seq,
+                kind=kind,
+                state=state,
+                to_state=to_state,
+                outcome=outcome,
+                detail=self.redactor.redact_obj(detail or {}),
+            )
+        )
+
+    # -- plugin calls ---------------------------------------------------------------------
+
+    def plugin(self, name: str) -> tuple[type[Plugin[Any, Any]], Plugin[Any, Any]]:
+        try:
+            return self.registry.get(name), self.registry.instance(name)
+        except PluginNotFound as exc:
+            raise PluginError(str(exc)) from None
+
+    def prepare(
+        self,
+        plugin_name: str,
+        with_: Mapping[str, Any],
+        *,
+        key: str,
+        deadline: float | None = None,
+        extra: Mapping[str, Any] | None = None,
+        attempt: int = 1,
+        state: str | None = None,
+    ) -> tuple[Plugin[Any, Any], type[Plugin[Any, Any]], BaseModel, ActionContext]:
+        """Render and validate a request and build the plugin's context (no call yet)."""
+        plugin_cls, plugin = self.plugin(plugin_name)
+        try:
+            rendered = render(
+                dict(with_), self.scope(with_secrets=True, extra=extra, attempt=attempt)
+            )
+        except ActionError as err:
+            raise self.redact_error(err) from None
+        try:
+            request = plugin_cls.Request.model_validate(rendered)
+        except ValidationError as exc:
+            raise InvalidRequest(
+                self.redactor.redact(f"{plugin_name}: {exc}"), details={"plugin": plugin_name}
+            ) from None
+        context = ActionContext(
+            run=self.run_info(attempt),
+            idempotency_key=key,
+            logger=self.logger.bind(state=state, plugin=plugin_name, attempt=attempt),
+            workdir=self.workdir,
+            redact=self.redactor.redact,
+            run_child=self.run_child,
+            deadline=deadline,
+        )
+        return plugin, plugin_cls, request, context
+
+    async def call_once(
+        self,
+        plugin_name: str,
+        with_: Mapping[str, Any],
+        *,
+        key: str,
+        time_limit: float | None = None,
+        deadline: float | None = None,
+        extra: Mapping[str, Any] | None = None,
+        attempt: int = 1,
+        state: str | None = None,
+    ) -> dict[str, Any]:
+        """One try: render, validate, call (under ``time_limit``), validate the response.
+
+        Returns the response as JSON-able data (by alias). ``deadline`` (event-loop time) is the
+        outer limit the plugin is told about; ``time_limit`` (seconds) is this call's own limit.
+        """
+        own_deadline = self.now() + time_limit if time_limit is not None else None
+        plugin, plugin_cls, request, context = self.prepare(
+            plugin_name,
+            with_,
+            key=key,
+            deadline=_min_deadline(own_deadline, deadline),
+            extra=extra,
+            attempt=attempt,
+            state=state,
+        )
+        try:
+            async with asyncio.timeout_at(own_deadline):
+                response = await plugin.run(request, context)
+        except ActionError as err:
+            raise self.redact_error(err) from None
+        except TimeoutError:
+            limit = f" after {time_limit:g}s" if time_limit is not None else ""
+            raise Timeout(f"{plugin_name} timed out{limit}") from None
+        except Exception as exc:  # a plugin bug must never crash the run loop
+            raise PluginError(
+                self.redactor.redact(f"{plugin_name} raised {type(exc).__name__}: {exc}")
+            ) from None
+        return self.validate_response(plugin_name, plugin_cls, response)
+
+    def validate_response(
+        self, plugin_name: str, plugin_cls: type[Plugin[Any, Any]], response: Any
+    ) -> dict[str, Any]:
+        model = plugin_cls.Response
+        try:
+            if not isinstance(response, model):
+                data = response.model_dump() if isinstance(response, BaseModel) else response
+                response = model.model_validate(data)
+        except ValidationError as exc:
+            raise PluginError(
+                self.redactor.redact(f"{plugin_name} returned an invalid response: {exc}")
+            ) from None
+        dumped: dict[str, Any] = response.model_dump(by_alias=True, mode="json")
+        return dumped
+
+    async def call_action(
+        self,
+        action: Action,
+        *,
+        state: str | None,
+        index: int,
+        key: str,
+        retry: RetryPolicy | None = None,
+        deadline: float | None = None,
+        extra: Mapping[str, Any] | None = None,
+        kind: EventKind = EventKind.ACTION,
+        detail: Mapping[str, Any] | None = None,
+        count_changes: bool = True,
+    ) -> dict[str, Any]:
+        """Call ``action`` with its retry policy, journaling every attempt.
+
+        Returns the response data; raises the last (redacted) :class:`ActionError`. A
+        non-retryable error stops the retries at once. Keeps ``outputs[as]`` only when called for
+        a plain state (the caller decides; foreach keeps per-item results instead).
+        """
+        plugin_cls, _ = self.plugin(action.plugin)
+        policy = effective_policy(retry, plugin_cls)
+        timeout = action.timeout.total_seconds() if action.timeout is not None else None
+        attempt = 1
+        while True:
+            started = self.now()
+            entry: dict[str, Any] = {
+                "plugin": action.plugin,
+                "index": index,
+                "attempt": attempt,
+                **(detail or {}),
+            }
+            try:
+                data = await self.call_once(
+                    action.plugin,
+                    action.with_,
+                    key=key,
+                    time_limit=timeout,
+                    deadline=deadline,
+                    extra=extra,
+                    attempt=attempt,
+                    state=state,
+                )
+            except ActionError as err:
+                entry.update(
+                    ok=False,
+                    changed=False,
+                    error=self.error_detail(err),
+                    duration=round(self.now() - started, 6),
+                )
+                await self.write(kind, state=state, outcome=err.name, detail=entry)
+                self.logger.warning(
+                    "action failed", state=state, plugin=action.plugin, error=str(err)
+                )
+                if attempt >= policy.attempts or not err.retryable:
+                    raise
+                await asyncio.sleep(retry_delay(policy, attempt, rng=self.rng))
+                attempt += 1
+                continue
+            changed = bool(data.get("changed"))
+            if count_changes and changed:
+                self.changed = True
+            entry.update(ok=True, changed=changed, duration=round(self.now() - started, 6))
+            await self.write(kind, state=state, outcome="success", detail=entry)
+            return data
+
+    async def subscribe(
+        self,
+        plugin_name: str,
+        with_: Mapping[str, Any],
+        *,
+        key: str,
+        state: str | None = None,
+    ) -> AsyncIterator[Mapping[str, Any]]:
+        """The message stream of a subscribe plugin (closed by the caller with ``aclose``)."""
+        plugin, _cls, request, context = self.prepare(plugin_name, with_, key=key, state=state)
+        if not isinstance(plugin, SubscribePlugin):
+            raise InvalidRequest(f"{plugin_name} cannot be used in `subscribe`")
+        return plugin.subscribe(request, context)

@@ -1,0 +1,150 @@
+"""How a state is left: ``on`` outcomes, ``when`` choices, and the ``after``/``poll``/``subscribe`` race.
+
+Called by the runner (``engine/runner.py``) once a state's actions are done. Order of decision
+(DESIGN §3): an error goes to the first transition whose ``on`` matches it; success goes to the
+first ``on: success``, else the first true ``when``, else the race of every ``after``, ``poll`` and
+``subscribe`` condition (first to fire wins, the others are cancelled), else the default branch.
+Poll and subscribe plugin calls go through :class:`reconciler.engine.actions.RunContext`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reconciler.config.expressions import evaluate_bool
+from reconciler.config.models import Poll, Subscribe, Transition
+from reconciler.engine.actions import RunContext
+from reconciler.errors import ActionError, PluginError
+
+RACE_KINDS = frozenset({"after", "poll", "subscribe"})
+
+
+def match_error(transitions: Sequence[Transition], error: ActionError) -> Transition | None:
+    """The first transition whose ``on`` names the error, an ancestor of it, or ``error``."""
+    for t in transitions:
+        if t.on is not None and any(n != "success" and error.matches(n) for n in t.on):
+            return t
+    return None
+
+
+def match_success(transitions: Sequence[Transition]) -> Transition | None:
+    """The first ``on: success`` transition."""
+    for t in transitions:
+        if t.on is not None and "success" in t.on:
+            return t
+    return None
+
+
+def choose_when(transitions: Sequence[Transition], scope: Mapping[str, Any]) -> Transition | None:
+    """The first ``when`` choice whose CEL is true (raises EvaluationError on a bad one)."""
+    for t in transitions:
+        if t.when is not None and evaluate_bool(t.when, scope):
+            return t
+    return None
+
+
+def default_branch(transitions: Sequence[Transition]) -> Transition | None:
+    for t in transitions:
+        if t.kind == "default":
+            return t
+    return None
+
+
+def racers(transitions: Sequence[Transition]) -> list[Transition]:
+    return [t for t in transitions if t.kind in RACE_KINDS]
+
+
+async def _wait_after(ctx: RunContext, fire_at: float) -> None:
+    await asyncio.sleep(max(0.0, fire_at - ctx.now()))
+
+
+async def _poll(
+    ctx: RunContext, poll: Poll, *, state: str, index: int, deadline: float | None
+) -> None:
+    """Call the check plugin every ``poll.every`` until ``until`` holds over ``result``.
+
+    A retryable error (the target is not reachable yet) means "not yet"; a non-retryable one ends
+    the wait with that error, routed by the state's ``on`` transitions.
+    """
+    key = f"{ctx.record.id}/{state}/poll/{index}"
+    every = poll.every.total_seconds()
+    while True:
+        try:
+            result = await ctx.call_once(
+                poll.plugin, poll.with_, key=key, deadline=deadline, state=state
+            )
+        except ActionError as err:
+            if not err.retryable:
+                raise
+            ctx.logger.info("poll not ready", state=state, plugin=poll.plugin, error=str(err))
+        else:
+            if evaluate_bool(poll.until, ctx.scope(extra={"result": result})):
+                return
+        await asyncio.sleep(every)
+
+
+async def _subscribe(ctx: RunContext, sub: Subscribe, *, state: str, index: int) -> None:
+    """Read messages until one satisfies ``match``; the iterator is always closed."""
+    key = f"{ctx.record.id}/{state}/subscribe/{index}"
+    stream = await ctx.subscribe(sub.plugin, sub.with_, key=key, state=state)
+    try:
+        async for message in stream:
+            if sub.match is None or evaluate_bool(
+                sub.match, ctx.scope(extra={"message": dict(message)})
+            ):
+                return
+        # the stream ended without a match: this condition never fires
+        await asyncio.Event().wait()
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+
+
+async def race(
+    ctx: RunContext,
+    transitions: Sequence[Transition],
+    *,
+    state: str,
+    entered_at: float,
+    deadline: float | None = None,
+) -> Transition:
+    """Run every ``after``/``poll``/``subscribe`` condition at once; return the first to fire.
+
+    The losers are cancelled and awaited before this returns (a poll or subscribe plugin sees
+    :class:`asyncio.CancelledError`). An :class:`ActionError` raised by a condition (a
+    non-retryable poll failure, a failing subscription, a bad CEL) ends the race with that error.
+    ``after`` counts from ``entered_at``, the moment the state was entered.
+    """
+    tasks: dict[asyncio.Task[None], Transition] = {}
+    for index, t in enumerate(transitions):
+        if t.after is not None:
+            coro = _wait_after(ctx, entered_at + t.after.total_seconds())
+        elif t.poll is not None:
+            coro = _poll(ctx, t.poll, state=state, index=index, deadline=deadline)
+        elif t.subscribe is not None:
+            coro = _subscribe(ctx, t.subscribe, state=state, index=index)
+        else:
+            continue
+        tasks[asyncio.create_task(coro, name=f"{state}:{t.kind}:{index}")] = t
+    try:
+        done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        # several may finish in the same loop iteration: the earlier transition wins
+        winner = next(task for task in tasks if task in done)
+        try:
+            winner.result()  # re-raises the condition's error, if any
+        except ActionError as err:
+            raise ctx.redact_error(err) from None
+        except Exception as exc:  # a subscribe plugin's bug must not crash the run loop
+            raise PluginError(
+                ctx.redactor.redact(f"{tasks[winner].kind} condition failed: {exc!r}")
+            ) from None
+        return tasks[winner]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

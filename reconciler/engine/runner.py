@@ -1,0 +1,529 @@
+"""The engine: observe a workflow, and run its state machine from start to an end state.
+
+Sits at **runner** in the flow sources → snapshot → planner → queue → **runner** → store: the
+planner calls :meth:`Engine.observe` to decide whether a workflow drifted, the queue calls
+:meth:`Engine.run` for the workflows that need a run, and everything the run does is written to a
+:class:`~reconciler.engine.journal.Journal` (the store implements it). Plugin calls go through
+``engine/actions.py``; ``foreach.py``, ``conditions.py``, ``checks.py``, ``retry.py`` and
+``drift.py`` hold one concept each. Secrets come from a
+:class:`~reconciler.secrets.resolver.SecretResolver` and are masked by a per-run
+:class:`~reconciler.secrets.redaction.Redactor` before anything leaves the engine.
+
+A run: ``run_started`` → resolve secrets → pre checks → start state → ... → end state → post
+checks → ``run_finished``. Each ``transition`` entry is journaled before the next state starts,
+so :meth:`Engine.run` with ``resume=`` can re-enter the state an interrupted run was in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import structlog
+
+from reconciler.config.expressions import evaluate_bool, render
+from reconciler.config.models import State, Transition, Workflow, format_duration
+from reconciler.engine.actions import RunContext
+from reconciler.engine.checks import during_checks_loop, run_checks
+from reconciler.engine.conditions import (
+    choose_when,
+    default_branch,
+    match_error,
+    match_success,
+    race,
+    racers,
+)
+from reconciler.engine.drift import FieldDiff, diff_subset
+from reconciler.engine.foreach import run_foreach
+from reconciler.engine.journal import EventKind, Journal, RunRecord, RunStatus, utcnow
+from reconciler.errors import (
+    ActionError,
+    Cancelled,
+    CheckFailed,
+    ChildRunFailed,
+    NotFound,
+    Timeout,
+)
+from reconciler.plugin import ChildRunner, PluginRegistry, RunInfo
+from reconciler.secrets.redaction import RedactingLogger, Redactor
+from reconciler.secrets.resolver import DefaultResolver, SecretResolver
+
+MAX_CHILD_DEPTH = 16
+"""``workflow.run`` nesting limit, so a workflow that runs itself fails instead of looping."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the observe probe saw and whether it matches the desired state.
+
+    ``in_sync`` is ``None`` when the workflow has no probe (or no ``desired``/``inSync`` to
+    compare with) and when the probe failed (then ``error`` says why). ``observed`` and ``diff``
+    are redacted.
+    """
+
+    observed: Any
+    in_sync: bool | None
+    diff: list[FieldDiff]
+    error: ActionError | None = None
+
+
+@dataclass
+class RunResult:
+    """How a run ended. ``error`` is ``None`` exactly when the run succeeded.
+
+    ``path`` lists the states entered, in order (the end state included); ``outputs`` are the
+    run's redacted outputs; ``changed`` is true when any action reported ``changed``; ``end`` is
+    the ``end:`` value of the end state reached, if one was reached.
+    """
+
+    run: RunRecord
+    path: list[str]
+    outputs: dict[str, Any]
+    changed: bool
+    error: ActionError | None
+    end: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.run.status is RunStatus.SUCCEEDED
+
+
+@dataclass
+class _Flow:
+    """Mutable bookkeeping of one run's machine, shared with its exception handlers."""
+
+    path: list[str] = field(default_factory=list)
+    end: str | None = None
+    states_running: bool = False
+    check_failure: CheckFailed | None = None
+
+
+class Engine:
+    """Runs workflows. One engine serves every run of a process; runs may proceed concurrently.
+
+    ``workflows`` are the ones ``workflow.run`` may start by name; ``secrets`` defaults to
+    :class:`DefaultResolver` (``env:``/``file:``); ``clock`` is the time source used for
+    durations and deadlines (event-loop time by default; deadlines are always enforced with
+    the event loop).
+    """
+
+    def __init__(
+        self,
+        registry: PluginRegistry,
+        *,
+        journal: Journal,
+        workflows: Mapping[str, Workflow] | None = None,
+        workdir: Path | None = None,
+        secrets: SecretResolver | None = None,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.registry = registry
+        self.journal = journal
+        self.workflows: dict[str, Workflow] = dict(workflows or {})
+        self.workdir = workdir if workdir is not None else Path.cwd()
+        self.secrets: SecretResolver = secrets if secrets is not None else DefaultResolver()
+        self.clock = clock
+        self.rng = rng if rng is not None else random.Random()
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _context(
+        self,
+        workflow: Workflow,
+        record: RunRecord,
+        *,
+        journal: Journal | None,
+        inputs: Mapping[str, Any] | None,
+        observed: Any = None,
+        inherited: Iterable[str] = (),
+    ) -> RunContext:
+        redactor = Redactor(inherited)
+        logger = RedactingLogger(
+            structlog.get_logger("reconciler.engine").bind(
+                workflow=workflow.name, run=record.id, state=None, revision=record.revision
+            ),
+            redactor,
+        )
+        return RunContext(
+            registry=self.registry,
+            record=record,
+            redactor=redactor,
+            logger=logger,
+            journal=journal,
+            inputs={**workflow.spec.inputs, **dict(inputs or {})},
+            observed=observed,
+            workdir=self.workdir,
+            clock=self.clock,
+            rng=self.rng,
+        )
+
+    async def _resolve(self, ctx: RunContext, refs: Mapping[str, str]) -> dict[str, str]:
+        if not refs:
+            return {}
+        values = await self.secrets.resolve(dict(refs))
+        for value in values.values():
+            ctx.redactor.add(value)
+        return values
+
+    # -- observe ------------------------------------------------------------------------------
+
+    async def observe(
+        self,
+        workflow: Workflow,
+        *,
+        run_info: RunInfo | None = None,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        """Run the workflow's ``observe`` probe and compare it with ``desired``/``inSync``.
+
+        Never raises an :class:`ActionError`: a failing probe (or secret, or CEL) is returned in
+        :attr:`Observation.error`. Nothing is journaled.
+        """
+        spec = workflow.spec
+        if spec.observe is None:
+            return Observation(None, None, [])
+        info = run_info or RunInfo(id=uuid4().hex, workflow=workflow.name)
+        record = RunRecord(
+            id=info.id,
+            workflow=workflow.name,
+            revision=info.revision,
+            parent_id=info.parent_id,
+            reason="observe",
+        )
+        ctx = self._context(workflow, record, journal=None, inputs=inputs)
+        try:
+            ctx.secrets = await self._resolve(ctx, spec.secrets)
+            observed = await ctx.call_action(
+                spec.observe,
+                state=None,
+                index=0,
+                key=f"{info.id}/observe/0",
+                count_changes=False,
+            )
+            scope = {"inputs": ctx.inputs, "run": ctx.run_info().as_scope(), "observed": observed}
+            diff: list[FieldDiff] = []
+            in_sync: bool | None = None
+            if spec.desired is not None:
+                desired = render(spec.desired, {k: v for k, v in scope.items() if k != "observed"})
+                diff = diff_subset(desired, observed)
+                in_sync = not diff
+            elif spec.in_sync is not None:
+                in_sync = evaluate_bool(spec.in_sync, scope)
+        except ActionError as err:
+            return Observation(None, None, [], ctx.redact_error(err))
+        redact = ctx.redactor.redact_obj
+        safe_diff = [
+            FieldDiff(d.path, redact(d.desired), redact(d.observed), d.missing) for d in diff
+        ]
+        return Observation(redact(observed), in_sync, safe_diff)
+
+    # -- run ----------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        workflow: Workflow,
+        *,
+        reason: str = "",
+        revision: str = "",
+        observed: dict[str, Any] | None = None,
+        resume: RunRecord | None = None,
+        parent_id: str | None = None,
+        run_id: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> RunResult:
+        """Run ``workflow``'s machine to an end state and return how it ended.
+
+        ``observed`` is the last observation (the ``observed`` CEL variable); ``inputs`` are
+        merged over ``spec.inputs``; ``resume`` re-enters ``resume.current_state`` of an
+        interrupted run with its outputs and the same run id (and so the same idempotency keys).
+        Failures are reported in :attr:`RunResult.error`, never raised. If the task running this
+        is cancelled, the run is journaled as ``cancelled`` and :class:`asyncio.CancelledError`
+        propagates.
+        """
+        return await self._run(
+            workflow,
+            reason=reason,
+            revision=revision,
+            observed=observed,
+            resume=resume,
+            parent_id=parent_id,
+            run_id=run_id,
+            inputs=inputs,
+        )
+
+    async def _run(
+        self,
+        workflow: Workflow,
+        *,
+        reason: str,
+        revision: str,
+        observed: dict[str, Any] | None,
+        resume: RunRecord | None,
+        parent_id: str | None,
+        run_id: str | None,
+        inputs: Mapping[str, Any] | None,
+        inherited: Iterable[str] = (),
+        depth: int = 0,
+    ) -> RunResult:
+        spec = workflow.spec
+        if resume is not None:
+            record = resume.model_copy(deep=True)
+            record.status = RunStatus.RUNNING
+            record.attempt += 1
+            record.finished_at = None
+            record.error = None
+            record.revision = revision or record.revision
+        else:
+            record = RunRecord(
+                id=run_id or uuid4().hex,
+                workflow=workflow.name,
+                revision=revision,
+                parent_id=parent_id,
+                reason=reason,
+            )
+        ctx = self._context(
+            workflow,
+            record,
+            journal=self.journal,
+            inputs=inputs,
+            observed=observed,
+            inherited=inherited,
+        )
+        ctx.run_child = self._child_runner(ctx, depth)
+        flow = _Flow()
+        task = asyncio.current_task()
+
+        if resume is not None:
+            ctx.outputs = dict(record.outputs)
+            ctx.seq = max((e.seq for e in await self.journal.entries(record.id)), default=0)
+            await ctx.write(
+                EventKind.RUN_RESUMED,
+                state=record.current_state,
+                detail={"attempt": record.attempt, "reason": reason},
+            )
+        else:
+            await self.journal.run_started(record)
+            await ctx.write(
+                EventKind.RUN_STARTED,
+                detail={"reason": reason, "revision": revision, "parentId": parent_id},
+            )
+        ctx.logger.info("run started", reason=reason, resumed=resume is not None)
+
+        def on_check_failure(err: CheckFailed) -> None:
+            if flow.states_running and flow.check_failure is None and task is not None:
+                flow.check_failure = err
+                task.cancel()
+
+        run_deadline = ctx.now() + spec.timeout.total_seconds() if spec.timeout else None
+        error: ActionError | None = None
+        during: asyncio.Task[None] | None = None
+        try:
+            try:
+                async with asyncio.timeout_at(_loop_deadline(ctx, run_deadline)):
+                    ctx.secrets = await self._resolve(ctx, spec.secrets)
+                    if resume is None and spec.checks.pre:
+                        await run_checks(ctx, "pre", spec.checks.pre)
+                    checks_during = spec.checks.during
+                    if checks_during is not None and checks_during.checks:
+                        during = asyncio.create_task(
+                            during_checks_loop(ctx, checks_during, on_check_failure)
+                        )
+                    start = (
+                        record.current_state
+                        if resume is not None and record.current_state
+                        else spec.start
+                    )
+                    flow.states_running = True
+                    try:
+                        error = await self._machine(ctx, workflow, start, flow, run_deadline)
+                    finally:
+                        flow.states_running = False
+                    if during is not None:
+                        during.cancel()
+                    if error is None and spec.checks.post:
+                        await run_checks(ctx, "post", spec.checks.post)
+            except TimeoutError:
+                assert spec.timeout is not None
+                error = Timeout(f"run deadline of {format_duration(spec.timeout)} passed")
+        except ActionError as err:
+            error = ctx.redact_error(err)
+        except asyncio.CancelledError:
+            if flow.check_failure is not None and task is not None:
+                task.uncancel()
+                error = flow.check_failure
+            else:
+                await self._finish(ctx, RunStatus.CANCELLED, Cancelled("the run was cancelled"))
+                raise
+        finally:
+            if during is not None:
+                during.cancel()
+                await asyncio.gather(during, return_exceptions=True)
+        status = RunStatus.SUCCEEDED if error is None else RunStatus.FAILED
+        await self._finish(ctx, status, error)
+        return RunResult(
+            run=record.model_copy(deep=True),
+            path=flow.path,
+            outputs=ctx.redacted_outputs(),
+            changed=ctx.changed,
+            error=error,
+            end=flow.end,
+        )
+
+    async def _finish(self, ctx: RunContext, status: RunStatus, error: ActionError | None) -> None:
+        record = ctx.record
+        record.status = status
+        record.finished_at = utcnow()
+        record.error = ctx.redactor.redact(str(error)) if error is not None else None
+        record.outputs = ctx.redacted_outputs()
+        await ctx.write(
+            EventKind.RUN_FINISHED,
+            state=record.current_state,
+            outcome=status.value,
+            detail={"status": status.value, "error": record.error, "changed": ctx.changed},
+        )
+        await self.journal.run_finished(record)
+        ctx.logger.info("run finished", status=status.value, error=record.error)
+
+    async def _machine(
+        self,
+        ctx: RunContext,
+        workflow: Workflow,
+        start: str,
+        flow: _Flow,
+        run_deadline: float | None,
+    ) -> ActionError | None:
+        """Walk states from ``start``; the error of a failed run, or ``None`` on success."""
+        states = workflow.spec.states
+        name = start
+        last_error: ActionError | None = None
+        while True:
+            state = states.get(name)
+            if state is None:
+                return ActionError(f"unknown state {name!r}")
+            flow.path.append(name)
+            ctx.record.current_state = name
+            await ctx.write(EventKind.STATE_ENTERED, state=name)
+            ctx.logger.info("state entered", state=name)
+            if state.end is not None:
+                flow.end = state.end
+                if state.end == "success":
+                    return None
+                cause = f" after {last_error}" if last_error is not None else ""
+                return ActionError(f"reached failure end state {name!r}{cause}")
+            transition, error, condition = await self._run_state(ctx, name, state, run_deadline)
+            if transition is None:
+                assert error is not None
+                return error
+            detail: dict[str, Any] = {"condition": condition, "outputs": ctx.redacted_outputs()}
+            if error is not None:
+                detail["error"] = ctx.error_detail(error)
+            await ctx.write(
+                EventKind.TRANSITION,
+                state=name,
+                to_state=transition.to,
+                outcome="success" if error is None else error.name,
+                detail=detail,
+            )
+            ctx.logger.info("transition", state=name, to=transition.to, condition=condition)
+            last_error = error
+            name = transition.to
+
+    async def _run_state(
+        self, ctx: RunContext, name: str, state: State, run_deadline: float | None
+    ) -> tuple[Transition | None, ActionError | None, str]:
+        """Run one state under its own (fresh) timeout; the transition to take and why."""
+        entered = ctx.now()
+        state_deadline = entered + state.timeout.total_seconds() if state.timeout else None
+        deadline = _earliest(state_deadline, run_deadline)
+        try:
+            async with asyncio.timeout_at(_loop_deadline(ctx, state_deadline)):
+                return await self._decide(ctx, name, state, entered, deadline)
+        except TimeoutError:
+            assert state.timeout is not None
+            err = Timeout(f"state {name!r} timed out after {format_duration(state.timeout)}")
+            return match_error(state.transitions, err), err, "on"
+
+    async def _decide(
+        self, ctx: RunContext, name: str, state: State, entered: float, deadline: float | None
+    ) -> tuple[Transition | None, ActionError | None, str]:
+        try:
+            if state.foreach is not None:
+                await run_foreach(ctx, name, state.foreach, retry=state.retry, deadline=deadline)
+            for index, action in enumerate(state.do):
+                data = await ctx.call_action(
+                    action,
+                    state=name,
+                    index=index,
+                    key=f"{ctx.record.id}/{name}/{index}",
+                    retry=state.retry,
+                    deadline=deadline,
+                )
+                if action.as_:
+                    ctx.outputs[action.as_] = data
+            chosen = match_success(state.transitions)
+            if chosen is not None:
+                return chosen, None, "on"
+            chosen = choose_when(state.transitions, ctx.scope())
+            if chosen is not None:
+                return chosen, None, "when"
+            competing = racers(state.transitions)
+            if competing:
+                chosen = await race(
+                    ctx, competing, state=name, entered_at=entered, deadline=deadline
+                )
+                return chosen, None, chosen.kind
+            chosen = default_branch(state.transitions)
+            if chosen is not None:
+                return chosen, None, "default"
+            return None, ActionError(f"no transition fired in state {name!r}"), "none"
+        except ActionError as err:
+            err = ctx.redact_error(err)
+            return match_error(state.transitions, err), err, "on"
+
+    def _child_runner(self, parent: RunContext, depth: int) -> ChildRunner:
+        async def run_child(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+            workflow = self.workflows.get(name)
+            if workflow is None:
+                raise NotFound(f"no workflow named {name!r} to run as a child")
+            if depth >= MAX_CHILD_DEPTH:
+                raise ChildRunFailed(
+                    f"workflow.run nested deeper than {MAX_CHILD_DEPTH} levels at {name!r}"
+                )
+            result = await self._run(
+                workflow,
+                reason=f"child of run {parent.record.id}",
+                revision=parent.record.revision,
+                observed=None,
+                resume=None,
+                parent_id=parent.record.id,
+                run_id=None,
+                inputs=inputs,
+                inherited=parent.secrets.values(),
+                depth=depth + 1,
+            )
+            if result.error is not None:
+                raise ChildRunFailed(
+                    f"child run {result.run.id} of workflow {name!r} failed: {result.run.error}",
+                    details={"runId": result.run.id, "workflow": name},
+                )
+            return {"runId": result.run.id, "outputs": result.outputs, "changed": result.changed}
+
+        return run_child
+
+
+def _earliest(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def _loop_deadline(ctx: RunContext, deadline: float | None) -> float | None:
+    """Translate a deadline on the engine's clock to event-loop time (they differ in tests)."""
+    if deadline is None or ctx.clock is None:
+        return deadline
+    return asyncio.get_running_loop().time() + (deadline - ctx.now())

@@ -1,0 +1,120 @@
+"""Secret resolution: turn ``spec.secrets`` references into values at run time.
+
+The runner (``engine/runner.py``) calls a :class:`SecretResolver` once per run (and
+``Engine.observe`` once per probe); the values go straight into a
+:class:`~reconciler.secrets.redaction.Redactor` and into the ``secrets`` CEL scope used only while
+rendering ``with:``. :class:`DefaultResolver` knows ``env:NAME`` and ``file:/path``; Vault
+(``vault:``, ``transit:``) plugs in later through the same protocol. Error messages name the
+reference, never a value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from reconciler.errors import SecretUnavailable
+
+VAULT_NOT_CONFIGURED = "vault is not configured; see the secrets guide"
+
+
+@runtime_checkable
+class SecretResolver(Protocol):
+    """Resolves ``{name: reference}`` into ``{name: value}``.
+
+    Raises :class:`SecretUnavailable` naming the reference (never a value) when one cannot be
+    resolved; a resolver never returns a partial mapping.
+    """
+
+    async def resolve(self, refs: dict[str, str]) -> dict[str, str]: ...
+
+
+class DefaultResolver:
+    """``env:NAME`` from the process environment, ``file:/path`` from a file.
+
+    A file's single trailing newline is stripped (``echo secret > file`` is the common way to
+    write one). ``vault:`` and ``transit:`` references raise :class:`SecretUnavailable` until a
+    Vault-backed resolver is configured.
+    """
+
+    def __init__(self, *, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = environ
+
+    async def resolve(self, refs: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, ref in refs.items():
+            out[name] = await self.resolve_one(name, ref)
+        return out
+
+    async def resolve_one(self, name: str, ref: str) -> str:
+        scheme, _, rest = ref.partition(":")
+        if scheme == "env":
+            env = self._environ if self._environ is not None else os.environ
+            if rest not in env:
+                raise SecretUnavailable(
+                    f"secret {name!r} ({ref}): environment variable {rest} is not set",
+                    details={"secret": name, "ref": ref},
+                )
+            return env[rest]
+        if scheme == "file":
+            return await asyncio.to_thread(_read_file, name, ref, Path(rest))
+        if scheme in ("vault", "transit"):
+            raise SecretUnavailable(
+                f"secret {name!r} ({scheme}:...): {VAULT_NOT_CONFIGURED}",
+                details={"secret": name},
+                retryable=False,
+            )
+        raise SecretUnavailable(
+            f"secret {name!r}: unsupported reference scheme {scheme!r}",
+            details={"secret": name},
+            retryable=False,
+        )
+
+
+def _read_file(name: str, ref: str, path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SecretUnavailable(
+            f"secret {name!r} ({ref}): file not found", details={"secret": name, "ref": ref}
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        # the OS error text names the path, never the content
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise SecretUnavailable(
+            f"secret {name!r} ({ref}): cannot read file: {reason}",
+            details={"secret": name, "ref": ref},
+        ) from None
+    if text.endswith("\r\n"):
+        return text[:-2]
+    if text.endswith("\n"):
+        return text[:-1]
+    return text
+
+
+class StaticResolver:
+    """Returns fixed values: for tests and the workflow test harness (no real secret needed).
+
+    References without a value get ``default`` (formatted with ``{name}``), or fail with
+    :class:`SecretUnavailable` when ``default`` is ``None``.
+    """
+
+    def __init__(
+        self, values: Mapping[str, str] | None = None, *, default: str | None = None
+    ) -> None:
+        self._values = dict(values or {})
+        self._default = default
+
+    async def resolve(self, refs: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, ref in refs.items():
+            if name in self._values:
+                out[name] = self._values[name]
+            elif self._default is not None:
+                out[name] = self._default.format(name=name)
+            else:
+                raise SecretUnavailable(f"secret {name!r} ({ref}) has no test value")
+        return out

@@ -1,0 +1,142 @@
+"""Secrets in runs: resolved once, usable only in `with:`, masked everywhere they could leak."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from reconciler.engine.journal import MemoryJournal, RunStatus
+from reconciler.engine.runner import Engine
+from reconciler.plugin import ActionContext, Plugin, PluginRegistry, Request, Response
+
+CANARY = "canary-Zq8v!secret"
+END = {"done": {"end": "success"}, "failed": {"end": "failure"}}
+
+
+class LeakyRequest(Request):
+    token: str
+    mode: str = "echo"
+
+
+class LeakyResponse(Response):
+    said: str = ""
+
+
+class Leaky(Plugin[LeakyRequest, LeakyResponse]):
+    """Does everything a careless plugin could do with a secret."""
+
+    Request = LeakyRequest
+    Response = LeakyResponse
+
+    async def run(self, request: LeakyRequest, context: ActionContext) -> LeakyResponse:
+        context.logger.info(f"using token {request.token}", token=request.token)
+        if request.mode == "raise":
+            from reconciler.errors import CommandFailed
+
+            raise CommandFailed(f"login failed for {request.token}", details={"t": request.token})
+        if request.mode == "crash":
+            raise RuntimeError(f"boom {request.token}")
+        return LeakyResponse(said=f"token is {request.token}", changed=True)
+
+
+@pytest.fixture
+def leaky_engine(
+    registry: PluginRegistry, journal: MemoryJournal, monkeypatch: pytest.MonkeyPatch
+) -> Engine:
+    monkeypatch.setenv("RECONCILER_TEST_CANARY", CANARY)
+    registry.register("test.leaky", Leaky)
+    return Engine(registry, journal=journal)
+
+
+def everything(journal: MemoryJournal) -> str:
+    parts = [r.model_dump_json() for r in journal.runs.values()]
+    parts += [e.model_dump_json() for log in journal.log.values() for e in log]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("mode", ["echo", "raise", "crash"])
+async def test_a_secret_never_reaches_journal_errors_outputs_or_logs(
+    leaky_engine: Engine, journal: MemoryJournal, wf: Any, mode: str
+) -> None:
+    w = wf(
+        {
+            "a": {
+                "action": {
+                    "plugin": "test.leaky",
+                    "with": {"token": "${{ secrets.tok }}", "mode": mode},
+                    "as": "leak",
+                },
+                "retry": {"attempts": 2, "delay": "1ms"},
+                "next": "done",
+            },
+            **END,
+        },
+        secrets={"tok": "env:RECONCILER_TEST_CANARY"},
+    )
+    with capture_logs() as logs:
+        result = await leaky_engine.run(w)
+    assert CANARY not in everything(journal)
+    assert CANARY not in repr(result.outputs) and CANARY not in str(result.error)
+    assert CANARY not in repr(result.run.model_dump())
+    assert CANARY not in repr(logs)
+    assert any("***" in str(line) for line in logs)  # the plugin's log line was kept, masked
+    if mode == "echo":
+        assert result.ok and result.outputs["leak"]["said"] == "token is ***"
+    else:
+        assert result.error is not None and "***" in result.error.message
+        assert CANARY not in repr(result.error.details) and CANARY not in repr(result.error.args)
+
+
+async def test_an_unresolvable_secret_fails_the_run_naming_the_reference(
+    engine: Engine, registry: PluginRegistry, wf: Any, tmp_path: Path
+) -> None:
+    w = wf(
+        {"a": {"action": {"plugin": "test.echo"}, "next": "done"}, **END},
+        secrets={"pw": f"file:{tmp_path / 'absent'}"},
+    )
+    result = await engine.run(w)
+    assert result.run.status is RunStatus.FAILED and result.path == []
+    assert result.error is not None and result.error.name == "SecretUnavailable"
+    assert "'pw'" in result.error.message
+    assert registry.instance("test.echo").calls == []
+
+
+async def test_secrets_are_only_in_scope_inside_with(
+    leaky_engine: Engine, registry: PluginRegistry, wf: Any
+) -> None:
+    w = wf(
+        {
+            "a": {"transitions": [{"to": "done", "when": "secrets.tok != ''"}, {"to": "failed"}]},
+            **END,
+        },
+        secrets={"tok": "env:RECONCILER_TEST_CANARY"},
+    )
+    result = await leaky_engine.run(w)
+    assert result.error is not None and result.error.name == "EvaluationError"
+
+
+async def test_a_secret_from_a_file_is_usable_and_masked(
+    engine: Engine, registry: PluginRegistry, journal: MemoryJournal, wf: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "pw").write_text(CANARY + "\n")
+    w = wf(
+        {
+            "a": {
+                "action": {
+                    "plugin": "test.echo",
+                    "with": {"value": "${{ secrets.pw }}"},
+                    "as": "e",
+                },
+                "next": "done",
+            },
+            **END,
+        },
+        secrets={"pw": f"file:{tmp_path / 'pw'}"},
+    )
+    result = await engine.run(w)
+    assert registry.instance("test.echo").calls[0]["value"] == CANARY  # the plugin got the value
+    assert result.outputs["e"]["value"] == "***"
+    assert CANARY not in everything(journal)

@@ -362,7 +362,7 @@ class HttpRequest(Plugin[HttpRequestRequest, HttpRequestResponse]):
     retryable), ``HTTP4xx``, ``HTTP5xx`` (retryable), ``HTTPError`` (another unexpected status,
     e.g. a 3xx, or too many redirects), ``ConnectionFailed`` (retryable, except for a TLS
     certificate that fails verification), ``Timeout``, ``InvalidRequest`` (a bad URL).
-    Default retry: 3 attempts, 1s then 2s apart, on retryable errors only.
+    Default retry: 3 attempts, about 1s then 2s apart (jittered), retryable errors only.
     """
 
     Request = HttpRequestRequest
@@ -426,7 +426,7 @@ class HttpCheck(Plugin[HttpCheckRequest, HttpCheckResponse]):
     instead): an unexpected status raises ``TooManyRequests`` (429), ``HTTP4xx``, ``HTTP5xx`` or
     ``HTTPError`` (e.g. a 3xx); a body without ``contains`` raises ``CheckFailed``; an
     unreachable server ``ConnectionFailed``; a slow one ``Timeout``.
-    Default retry: 3 attempts, 1s then 2s apart, on retryable errors only.
+    Default retry: 3 attempts, about 1s then 2s apart (jittered), retryable errors only.
     """
 
     check = True

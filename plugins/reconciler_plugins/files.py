@@ -194,6 +194,8 @@ class FileWrite(Plugin[FileWriteRequest, FileWriteResponse]):
     The new content goes to a temp file in the same directory, is fsynced, then renamed over the
     target with ``os.replace`` (and the directory fsynced), so a crash or a cancellation never
     leaves a half-written file. When only the mode differs the file is chmod-ed, not rewritten.
+    A replaced file keeps its owner and group when the daemon may set them; a symlink is
+    followed (the file it points to is replaced, the link stays).
     Errors: ``NotFound`` (missing parent with ``makeDirs: false``), ``Conflict`` (the path or a
     parent is not what it should be, e.g. a directory), ``PermissionDenied``, ``PluginError``.
     """
@@ -204,6 +206,9 @@ class FileWrite(Plugin[FileWriteRequest, FileWriteResponse]):
 
     async def run(self, request: FileWriteRequest, context: ActionContext) -> FileWriteResponse:
         path = resolve_path(request.path, context)
+        if path.is_symlink():
+            # replace the file the link points to and keep the link, as editors and Ansible do
+            path = path.resolve()
         try:
             data = request.content.encode(request.encoding)
         except LookupError:
@@ -239,7 +244,9 @@ class FileWrite(Plugin[FileWriteRequest, FileWriteResponse]):
                 context.logger.info(f"file.write changed the mode of {path}")
                 return result
             final_mode = current_mode if wanted_mode is None else wanted_mode
+            owner: tuple[int, int] | None = (current.st_uid, current.st_gid)
         else:
+            owner = None
             final_mode = 0o666 & ~_current_umask() if wanted_mode is None else wanted_mode
 
         parent = path.parent
@@ -256,7 +263,7 @@ class FileWrite(Plugin[FileWriteRequest, FileWriteResponse]):
                 details={"path": str(parent)},
             )
 
-        await _atomic_write(path, data, final_mode)
+        await _atomic_write(path, data, mode=final_mode, owner=owner)
         context.logger.info(f"file.write wrote {path} ({len(data)} bytes)")
         return result
 
@@ -268,8 +275,13 @@ def _same_content(path: Path, data: bytes) -> bool:
         return False
 
 
-async def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+async def _atomic_write(
+    path: Path, data: bytes, *, mode: int, owner: tuple[int, int] | None
+) -> None:
     """Write ``data`` to a temp file next to ``path``, fsync it, and rename it over ``path``.
+
+    The new file gets ``mode`` and, when the process may set it, the ``owner`` (uid, gid) of
+    the file it replaces.
 
     The temp file is removed whatever happens before the rename, cancellation included. Writing
     yields to the event loop every 64 KiB so a large file neither blocks the loop nor delays a
@@ -286,6 +298,9 @@ async def _atomic_write(path: Path, data: bytes, mode: int) -> None:
                 fh.write(data[start : start + _CHUNK])
                 await asyncio.sleep(0)
             fh.flush()
+            if owner is not None:
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fh.fileno(), *owner)
             os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -252,3 +252,30 @@ async def test_absolute_paths_ignore_the_workdir(tmp_path: Path) -> None:
     target = tmp_path / "abs.txt"
     await write(tmp_path / "elsewhere", path=str(target), content="x")
     assert target.read_text() == "x"
+
+
+async def test_write_through_a_symlink_replaces_its_target_and_keeps_the_link(
+    tmp_path: Path,
+) -> None:
+    real = tmp_path / "real.conf"
+    real.write_text("old")
+    link = tmp_path / "link.conf"
+    link.symlink_to(real)
+
+    changed, _ = await write(tmp_path, path="link.conf", content="new")
+
+    assert changed is True
+    assert link.is_symlink()
+    assert real.read_text() == "new"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+async def test_rewritten_file_keeps_its_owner_and_group(tmp_path: Path) -> None:
+    target = tmp_path / "owned.conf"
+    target.write_text("old")
+    os.chown(target, 65534, 65534)
+
+    await write(tmp_path, path="owned.conf", content="new")
+
+    assert (target.stat().st_uid, target.stat().st_gid) == (65534, 65534)
+    assert target.read_text() == "new"

@@ -1,0 +1,241 @@
+"""`reconciler run` as a real process on a real git repository, stopped with SIGTERM.
+
+A repository of three workflows (each keeps one file's content) is committed in ``tmp_path``;
+the daemon must converge all three, and a later commit that changes one workflow must run that
+workflow only. Statuses and runs are read from the daemon's own SQLite store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.store import Health, Store, WorkflowStatusRecord
+
+pytestmark = pytest.mark.timeout(90)
+
+WORKFLOW = """\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata:
+  name: {name}
+spec:
+  interval: 1h
+  inputs:
+    path: "{out}"
+    content: "{content}"
+  observe:
+    plugin: file.read
+    with: {{path: "${{{{ inputs.path }}}}", missingOk: true}}
+  desired:
+    content: "{content}"
+  start: write
+  states:
+    write:
+      action:
+        plugin: file.write
+        with: {{path: "${{{{ inputs.path }}}}", content: "${{{{ inputs.content }}}}"}}
+      next: done
+      onError: failed
+    done: {{end: success}}
+    failed: {{end: failure}}
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def write_workflow(repo: Path, out: Path, name: str, content: str) -> None:
+    text = WORKFLOW.format(name=name, out=out / f"{name}.txt", content=content)
+    (repo / f"{name}.yaml").write_text(text)
+
+
+def commit(repo: Path, message: str) -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    return path
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, repo: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """Start the daemon once the test has committed; stopped (SIGTERM) at teardown."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        log = (tmp_path / "daemon.log").open("ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from reconciler.cli import main; main()",
+                "run",
+                "--repo",
+                str(repo),
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--poll-interval",
+                "500ms",
+                "--grace-period",
+                "5s",
+            ],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+        procs.append(proc)
+        # The daemon creates and migrates the store; the test opens it only after that.
+        deadline = time.monotonic() + 30
+        while "reconciler started" not in (tmp_path / "daemon.log").read_text():
+            assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
+            assert time.monotonic() < deadline, "the daemon did not start in 30s"
+            time.sleep(0.05)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+async def statuses(data_dir: Path) -> dict[str, WorkflowStatusRecord]:
+    store = await Store.open(None, data_dir=data_dir)
+    try:
+        return {s.name: s for s in await store.list_statuses()}
+    finally:
+        await store.close()
+
+
+async def runs_by_workflow(data_dir: Path) -> dict[str, list[str]]:
+    store = await Store.open(None, data_dir=data_dir)
+    try:
+        out: dict[str, list[str]] = {}
+        for run in await store.list_runs(limit=1000):
+            out.setdefault(run.workflow, []).append(run.reason)
+        return out
+    finally:
+        await store.close()
+
+
+async def wait_converged(
+    data_dir: Path, names: set[str], revision: str
+) -> dict[str, WorkflowStatusRecord]:
+    timeout = 30
+    deadline = time.monotonic() + timeout
+    seen: dict[str, WorkflowStatusRecord] = {}
+    while time.monotonic() < deadline:
+        seen = await statuses(data_dir)
+        if all(
+            n in seen
+            and seen[n].status is Health.CONVERGED
+            and seen[n].last_applied_revision == revision
+            for n in names
+        ):
+            return seen
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not converged at {revision[:12]} in {timeout}s: {seen}")
+
+
+def log_events(tmp_path: Path) -> list[dict[str, object]]:
+    events = []
+    for line in (tmp_path / "daemon.log").read_text().splitlines():
+        if line.startswith("{"):
+            events.append(json.loads(line))
+    return events
+
+
+async def test_daemon_converges_three_workflows_and_a_commit_runs_only_the_changed_one(
+    tmp_path: Path, repo: Path, daemon: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    out = tmp_path / "out"
+    for name in ("alpha", "beta", "gamma"):
+        write_workflow(repo, out, name, f"hello {name}")
+    first = commit(repo, "three workflows")
+    data_dir = tmp_path / "data"
+
+    proc = daemon()
+    await wait_converged(data_dir, {"alpha", "beta", "gamma"}, first)
+    assert (out / "alpha.txt").read_text() == "hello alpha"
+    assert (out / "beta.txt").read_text() == "hello beta"
+    assert (out / "gamma.txt").read_text() == "hello gamma"
+    assert await runs_by_workflow(data_dir) == {
+        "alpha": ["drift"],
+        "beta": ["drift"],
+        "gamma": ["drift"],
+    }
+
+    write_workflow(repo, out, "beta", "hello again")
+    second = commit(repo, "change beta")
+    final = await wait_converged(data_dir, {"alpha", "beta", "gamma"}, second)
+    assert (out / "beta.txt").read_text() == "hello again"
+    runs = await runs_by_workflow(data_dir)
+    assert runs == {"alpha": ["drift"], "beta": ["drift", "drift"], "gamma": ["drift"]}
+    assert final["alpha"].reason == "InSync"
+    assert final["beta"].reason == "RunSucceeded"
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+
+    messages = [str(e.get("event")) for e in log_events(tmp_path)]
+    assert any(
+        m.startswith("workflow beta is out of sync (content differs); starting run")
+        and m.endswith("(reason: drift)")
+        for m in messages
+    ), messages
+    assert "stopped" in messages
+
+
+async def test_daemon_marks_a_broken_file_invalid_and_keeps_its_last_good_status(
+    tmp_path: Path, repo: Path, daemon: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    out = tmp_path / "out"
+    write_workflow(repo, out, "alpha", "hello alpha")
+    first = commit(repo, "alpha")
+    data_dir = tmp_path / "data"
+    proc = daemon()
+    await wait_converged(data_dir, {"alpha"}, first)
+
+    text = (repo / "alpha.yaml").read_text().replace("next: done", "next: nowhere")
+    (repo / "alpha.yaml").write_text(text.replace("hello alpha", "broken"))
+    commit(repo, "break alpha")
+    deadline = time.monotonic() + 30
+    status = None
+    while time.monotonic() < deadline:
+        status = (await statuses(data_dir)).get("alpha")
+        if status is not None and status.status is Health.INVALID:
+            break
+        await asyncio.sleep(0.1)
+    assert status is not None and status.status is Health.INVALID, status
+    assert status.message.startswith("alpha.yaml:")
+    assert "nowhere" in status.message
+    assert status.last_applied_revision == first
+    assert (out / "alpha.txt").read_text() == "hello alpha", "the broken spec must not run"
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,8 @@ class RunContext:
     run_child: ChildRunner | None = None
     clock: Callable[[], float] | None = None
     rng: random.Random = field(default_factory=random.Random)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    """How retry waits are spent (the test harness skips them)."""
     changed: bool = False
     seq: int = 0
 
@@ -300,7 +302,7 @@ class RunContext:
                 )
                 if attempt >= policy.attempts or not err.retryable:
                     raise
-                await asyncio.sleep(retry_delay(policy, attempt, rng=self.rng))
+                await self.sleep(retry_delay(policy, attempt, rng=self.rng))
                 attempt += 1
                 continue
             changed = bool(data.get("changed"))

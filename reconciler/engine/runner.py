@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,7 +109,8 @@ class Engine:
     ``workflows`` are the ones ``workflow.run`` may start by name; ``secrets`` defaults to
     :class:`DefaultResolver` (``env:``/``file:``); ``clock`` is the time source used for
     durations and deadlines (event-loop time by default; deadlines are always enforced with
-    the event loop).
+    the event loop); ``rng`` drives retry jitter; ``retry_sleep`` spends the waits between
+    retries (``asyncio.sleep`` by default; the test harness passes one that does not wait).
     """
 
     def __init__(
@@ -122,6 +123,7 @@ class Engine:
         secrets: SecretResolver | None = None,
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
+        retry_sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.registry = registry
         self.journal = journal
@@ -130,6 +132,7 @@ class Engine:
         self.secrets: SecretResolver = secrets if secrets is not None else DefaultResolver()
         self.clock = clock
         self.rng = rng if rng is not None else random.Random()
+        self.retry_sleep = retry_sleep if retry_sleep is not None else asyncio.sleep
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -161,6 +164,7 @@ class Engine:
             workdir=self.workdir,
             clock=self.clock,
             rng=self.rng,
+            sleep=self.retry_sleep,
         )
 
     async def _resolve(self, ctx: RunContext, refs: Mapping[str, str]) -> dict[str, str]:

@@ -58,6 +58,7 @@ __all__ = [
     "LoadedWorkflow",
     "Problem",
     "Snapshot",
+    "YamlLoader",
     "load_file",
     "load_text",
     "load_tree",
@@ -85,8 +86,13 @@ class _Refused(yaml.YAMLError):
         self.mark = mark
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core scalars and a nesting limit."""
+class YamlLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core scalars and a nesting limit.
+
+    Usable on its own (``yaml.load(text, Loader=YamlLoader)``) wherever workflow YAML must be
+    read exactly as the loader reads it, e.g. ``on:`` as a string key. It does not apply the
+    alias-expansion budget; :func:`load_text` does.
+    """
 
     yaml_implicit_resolvers: dict[Any, Any] = {}
 
@@ -107,20 +113,20 @@ class _Loader(yaml.SafeLoader):
             self._depth -= 1
 
 
-_Loader.add_implicit_resolver(
+YamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool",
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
 )
-_Loader.add_implicit_resolver(
+YamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
 )
-_Loader.add_implicit_resolver(
+YamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:int",
     re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
     list("-+0123456789"),
 )
-_Loader.add_implicit_resolver(
+YamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(
         r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
@@ -128,7 +134,7 @@ _Loader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
-_Loader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+YamlLoader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
 
 
 def _construct_bool(loader: yaml.SafeLoader, node: Node) -> bool:
@@ -145,8 +151,8 @@ def _construct_int(loader: yaml.SafeLoader, node: Node) -> int:
     return int(text, 10)
 
 
-_Loader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
-_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+YamlLoader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
+YamlLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def _known_keys() -> set[str]:
@@ -287,7 +293,7 @@ def load_tree(
 def _documents(text: str, *, path: str) -> Iterator[tuple[Node | None, Problem | None]]:
     """Each document's node (checked against the size limits), or the problem that stops it."""
     try:
-        loader = _Loader(text)
+        loader = YamlLoader(text)
     except yaml.reader.ReaderError as exc:
         yield None, _reader_problem(path, text, exc)
         return
@@ -417,7 +423,7 @@ def _load_document(node: Node, result: FileResult) -> None:
     positions, duplicates = _positions(node)
     doc_line = node.start_mark.line + 1
     try:
-        loader = _Loader("")
+        loader = YamlLoader("")
         data = loader.construct_document(node)
     except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
         mark = getattr(exc, "problem_mark", None) or node.start_mark

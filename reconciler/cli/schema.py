@@ -1,0 +1,106 @@
+"""``reconciler schema``: the JSON Schema of workflow files, plugin requests included, for editors.
+
+Not part of the run flow: it turns :class:`reconciler.config.models.Workflow` and each installed
+plugin's pydantic ``Request`` into one JSON Schema (draft 2020-12) that editors use through
+``# yaml-language-server: $schema=...``. Each ``plugin``/``with`` pair (actions, observe, checks,
+poll, subscribe) is refined with ``if plugin == X then with: <X.Request>``; a ``with`` field may
+always be given as a ``${{ }}`` string instead, since it is rendered at run time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reconciler.cli.app import app, fail
+from reconciler.config.models import Workflow
+from reconciler.plugin import PluginRegistry
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+TEMPLATE_STRING: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"\$\{\{",
+    "description": "A ${{ CEL }} expression, rendered at run time.",
+}
+_PLUGIN_CALLS = ("Action", "Poll", "Subscribe")
+
+
+def workflow_schema(registry: PluginRegistry) -> dict[str, Any]:
+    """The Workflow JSON Schema with each plugin's request schema attached to its ``with``."""
+    schema = Workflow.model_json_schema(by_alias=True)
+    schema["$schema"] = SCHEMA_DIALECT
+    schema.setdefault("title", "reconciler Workflow")
+    defs: dict[str, Any] = schema.setdefault("$defs", {})
+    branches: list[dict[str, Any]] = []
+    for name in registry.names():
+        request = registry.get(name).Request
+        prefix = f"plugin.{name}."
+        request_schema = request.model_json_schema(
+            by_alias=True, ref_template=f"#/$defs/{prefix}{{model}}"
+        )
+        for def_name, definition in request_schema.pop("$defs", {}).items():
+            defs[prefix + def_name] = definition
+        _allow_templates(request_schema)
+        key = f"{prefix}request"
+        defs[key] = request_schema
+        branches.append(
+            {
+                "if": {"properties": {"plugin": {"const": name}}, "required": ["plugin"]},
+                "then": {"properties": {"with": {"$ref": f"#/$defs/{key}"}}},
+            }
+        )
+    _accept_on_shorthand(defs)
+    for call in _PLUGIN_CALLS:
+        definition = defs.get(call)
+        if definition is None:
+            continue
+        plugin_prop = definition.get("properties", {}).get("plugin")
+        if plugin_prop is not None and registry.names():
+            plugin_prop["examples"] = registry.names()
+        if branches:
+            definition["allOf"] = [*definition.get("allOf", []), *branches]
+    return schema
+
+
+def _accept_on_shorthand(defs: dict[str, Any]) -> None:
+    """A transition's ``on`` may be one name (``on: success``) as well as a list."""
+    on = defs.get("Transition", {}).get("properties", {}).get("on")
+    if on is None:
+        return
+    description = on.get("description")
+    on.clear()
+    on["anyOf"] = [
+        {"type": "string"},
+        {"type": "array", "items": {"type": "string"}},
+        {"type": "null"},
+    ]
+    on["default"] = None
+    if description:
+        on["description"] = description
+
+
+def _allow_templates(request_schema: dict[str, Any]) -> None:
+    """Let every top-level request field also be a ``${{ }}`` string."""
+    for field, prop in list(request_schema.get("properties", {}).items()):
+        request_schema["properties"][field] = {"anyOf": [prop, TEMPLATE_STRING]}
+
+
+@app.command()
+def schema(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the schema to this file instead of stdout."),
+    ] = None,
+) -> None:
+    """Print the JSON Schema of workflow files (plugin requests included) for editors."""
+    text = json.dumps(workflow_schema(PluginRegistry.discover()), indent=2, sort_keys=False)
+    if output is None:
+        print(text)
+        return
+    try:
+        output.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"{output}: cannot write: {exc.strerror or type(exc).__name__}") from None

@@ -1,0 +1,103 @@
+"""``reconciler validate PATH...``: load and statically check workflow files, for people and CI.
+
+Sits at the very front of the flow (files → loader → snapshot → **validate**) and runs nothing.
+It calls :func:`reconciler.config.loader.load_tree`/:func:`~reconciler.config.loader.load_file`
+and :func:`reconciler.config.validate.validate_snapshot` with the installed plugins, then prints
+every problem as ``path:line:col: severity: message`` and a summary.
+
+Exit codes: 0 valid (warnings allowed), 1 invalid (at least one error, or nothing to validate),
+2 the command could not run (a path that does not exist).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from reconciler.cli.app import OutputFormat, OutputOption, app, console, fail
+from reconciler.config.loader import load_file, load_tree
+from reconciler.config.snapshot import FileResult, Problem, Snapshot
+from reconciler.config.validate import validate_snapshot
+from reconciler.plugin import PluginRegistry
+
+
+def collect(paths: list[Path]) -> dict[str, FileResult]:
+    """Every workflow file under ``paths``, keyed by its path as the user would write it.
+
+    Raises :class:`typer.Exit` (code 2) with one clear line for a path that does not exist.
+    """
+    files: dict[str, FileResult] = {}
+    for path in paths:
+        if not path.exists():
+            raise fail(f"{path}: no such file or directory")
+        if path.is_dir():
+            tree = load_tree(path, display_root=path)
+            for result in tree.files.values():
+                files[result.path] = result
+        else:
+            result = load_file(path, display=path.as_posix())
+            files[result.path] = result
+    return files
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Workflow files or directories to check.")],
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Action states without a failure transition are errors."),
+    ] = False,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Check workflow files: YAML, schema, plugins, CEL, state machine, dependencies, secrets."""
+    files = collect(paths)
+    snapshot = Snapshot.from_files("validate", files)
+    registry = PluginRegistry.discover()
+    problems = sorted(
+        [*snapshot.problems, *validate_snapshot(snapshot, registry, strict=strict)],
+        key=lambda p: (p.path, p.line, p.column, p.message),
+    )
+    workflows = len(snapshot.workflows) + len(snapshot.invalid)
+    if not files or (workflows == 0 and not problems):
+        shown = ", ".join(str(p) for p in paths)
+        problems.append(
+            Problem(shown, 1, 1, "no workflow files (.yaml/.yml with kind: Workflow) found")
+        )
+    errors = sum(1 for p in problems if p.is_error)
+    warnings = len(problems) - errors
+    summary = {
+        "files": len(files),
+        "workflows": workflows,
+        "errors": errors,
+        "warnings": warnings,
+        "valid": errors == 0,
+    }
+    if output is OutputFormat.json:
+        print(json.dumps({"problems": [p.as_dict() for p in problems], "summary": summary}))
+    else:
+        _print_text(problems, summary)
+    if errors:
+        raise typer.Exit(1)
+
+
+def _print_text(problems: list[Problem], summary: dict[str, int | bool]) -> None:
+    for problem in problems:
+        style = "red" if problem.is_error else "yellow"
+        console.print(
+            f"{escape(problem.path)}:{problem.line}:{problem.column}: "
+            f"[{style}]{problem.severity}[/{style}]: {escape(problem.message)}",
+            highlight=False,
+            markup=True,
+            soft_wrap=True,
+        )
+    verdict = "valid" if summary["valid"] else "invalid"
+    console.print(
+        f"{summary['files']} file(s), {summary['workflows']} workflow(s): "
+        f"{summary['errors']} error(s), {summary['warnings']} warning(s): {verdict}",
+        highlight=False,
+        soft_wrap=True,
+    )

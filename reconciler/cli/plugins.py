@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 import typer
+from pydantic.errors import PydanticUserError
 from rich.markup import escape
 from rich.table import Table
 
@@ -46,9 +47,20 @@ def describe_plugin(
     if schemas:
         doc = inspect.cleandoc(plugin_cls.__doc__ or "")
         out["documentation"] = doc
-        out["request"] = plugin_cls.Request.model_json_schema(by_alias=True)
-        out["response"] = plugin_cls.Response.model_json_schema(by_alias=True, mode="serialization")
+        out["request"] = _schema(plugin_cls, "Request")
+        out["response"] = _schema(plugin_cls, "Response")
     return out
+
+
+def _schema(plugin_cls: type[Plugin[Any, Any]], which: str) -> dict[str, Any]:
+    """The JSON Schema of ``plugin_cls.<which>``, or why a (third-party) model has none."""
+    try:
+        model = getattr(plugin_cls, which)
+        mode = "validation" if which == "Request" else "serialization"
+        schema: dict[str, Any] = model.model_json_schema(by_alias=True, mode=mode)
+    except (AttributeError, TypeError, PydanticUserError) as exc:
+        return {"error": f"no JSON Schema: {type(exc).__name__}: {exc}"}
+    return schema
 
 
 @app.command("plugins")

@@ -29,6 +29,8 @@ BUILTINS = {
 ACME_MODULE = '''
 """An example third-party plugin package."""
 
+from collections.abc import Callable
+
 from pydantic import Field
 
 from reconciler.plugin import ActionContext, Plugin, Request, Response
@@ -51,6 +53,20 @@ class Hello(Plugin[HelloRequest, HelloResponse]):
 
     async def run(self, request: HelloRequest, context: ActionContext) -> HelloResponse:
         return HelloResponse(greeting=f"hello {request.name}")
+
+
+class WeirdRequest(Request):
+    callback: Callable[[], None] = Field(description="Not expressible in JSON Schema.")
+
+
+class Weird(Plugin[WeirdRequest, Response]):
+    """A plugin whose request has no JSON Schema."""
+
+    Request = WeirdRequest
+    Response = Response
+
+    async def run(self, request: WeirdRequest, context: ActionContext) -> Response:
+        return Response()
 '''
 
 
@@ -94,6 +110,7 @@ def acme_site(tmp_path: Path) -> Path:
             [reconciler.plugins]
             acme.hello = acme_reconciler:Hello
             acme.broken = acme_missing_module:Nope
+            acme.weird = acme_reconciler:Weird
             """
         )
     )
@@ -173,3 +190,9 @@ def test_plugin_that_failed_to_load_is_reported_not_hidden(acme_site: Path) -> N
     shown = run_cli("acme.broken", pythonpath=acme_site)
     assert shown.returncode == 2
     assert "failed to load" in shown.stderr
+
+
+def test_plugin_without_a_json_schema_is_shown_with_the_reason(acme_site: Path) -> None:
+    info = as_json(run_cli("acme.weird", "-o", "json", pythonpath=acme_site))
+    assert "no JSON Schema" in info["request"]["error"]
+    assert info["response"]["properties"]["changed"]["type"] == "boolean"

@@ -9,7 +9,8 @@ API and the web page call these pure functions; nothing here does I/O.
 
 What callers may rely on:
 
-* every state is drawn, plus a start marker pointing at ``spec.start``; end states are drawn
+* every state is drawn, plus a start marker pointing at ``spec.start`` (and a second, labelled
+  ``onDelete``, pointing at ``spec.onDelete`` when there is one); end states are drawn
   differently for ``success`` and ``failure``; a transition naming a state that does not exist
   (an invalid workflow) is still drawn, to a node styled as missing, so a broken file can be looked
   at before it is fixed;
@@ -71,6 +72,7 @@ class Diagram:
 
     name: str
     start: str
+    on_delete: str | None
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
 
@@ -180,13 +182,21 @@ def build_diagram(
                 )
             )
     start = workflow.spec.start
-    if start not in known and start not in missing:
-        missing.append(start)
+    on_delete = workflow.spec.on_delete
+    for entry in (start, on_delete):
+        if entry is not None and entry not in known and entry not in missing:
+            missing.append(entry)
     for name in missing:
         nodes.append(
             Node(name=name, kind="missing", detail="unknown state", current=False, visited=False)
         )
-    return Diagram(name=workflow.name, start=start, nodes=tuple(nodes), edges=tuple(edges))
+    return Diagram(
+        name=workflow.name,
+        start=start,
+        on_delete=on_delete,
+        nodes=tuple(nodes),
+        edges=tuple(edges),
+    )
 
 
 # --- Mermaid ---------------------------------------------------------------------------------
@@ -260,6 +270,8 @@ def to_mermaid(
         if node.detail:
             lines.append(f"    {ids[node.name]} : {mermaid_escape(node.detail)}")
     lines.append(f"    [*] --> {ids[diagram.start]}")
+    if diagram.on_delete is not None:
+        lines.append(f"    [*] --> {ids[diagram.on_delete]} : onDelete")
     for edge in diagram.edges:
         lines.append(
             f"    {ids[edge.source]} --> {ids[edge.target]} : {mermaid_escape(edge.label)}"
@@ -285,6 +297,7 @@ def _has_class(node: Node, css: str) -> bool:
 # --- DOT -------------------------------------------------------------------------------------
 
 _DOT_START_ID = "[start]"  # brackets cannot occur in a state name, so this never collides
+_DOT_DELETE_ID = "[deleted]"
 _DOT_EDGE_STYLE: dict[EdgeKind, str] = {
     "success": 'color="#2e7d32"',
     "error": 'color="#c62828", fontcolor="#c62828", style=dashed',
@@ -339,7 +352,7 @@ def _dot_node_attrs(node: Node) -> str:
 def to_dot(workflow: Workflow, *, current: str | None = None, visited: Sequence[str] = ()) -> str:
     """Graphviz DOT text of ``workflow`` (see the module doc for the promises).
 
-    The start marker is a filled point; success ends are double circles, failure ends double
+    The start marker is a filled point (a red one leads to ``onDelete``); success ends are double circles, failure ends double
     octagons; error routes are dashed, racing conditions dotted; ``current`` is filled yellow
     with a thick border, ``visited`` states are filled blue and the edges a run took are bold.
     """
@@ -354,6 +367,14 @@ def to_dot(workflow: Workflow, *, current: str | None = None, visited: Sequence[
     for node in diagram.nodes:
         lines.append(f"    {dot_quote(node.name)} [{_dot_node_attrs(node)}];")
     lines.append(f"    {dot_quote(_DOT_START_ID)} -> {dot_quote(diagram.start)};")
+    if diagram.on_delete is not None:
+        lines.append(
+            f'    {dot_quote(_DOT_DELETE_ID)} [shape=point, width=0.2, label="", color="#c62828"];'
+        )
+        lines.append(
+            f"    {dot_quote(_DOT_DELETE_ID)} -> {dot_quote(diagram.on_delete)} "
+            '[label="onDelete", style=dashed, color="#c62828", fontcolor="#c62828"];'
+        )
     for edge in diagram.edges:
         attrs = [f"label={dot_quote(edge.label)}", _DOT_EDGE_STYLE[edge.kind]]
         if edge.on_path:

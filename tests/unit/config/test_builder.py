@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -286,3 +287,71 @@ def test_request_fields_that_collide_with_helper_arguments_go_through_request() 
         "with": {"url": "http://x", "timeout": "5s"},
         "timeout": "10s",
     }
+
+
+def test_builder_reproduces_the_quickstart_motd_example() -> None:
+    loader = pytest.importorskip("reconciler.config.loader")
+    path = Path(__file__).resolve().parents[3] / "examples" / "quickstart" / "motd.yaml"
+    (loaded,) = loader.load_file(path).workflows
+    message = "Welcome! This machine is looked after by reconciler.\n"
+    write_ok = {"changed": True, "path": "/tmp/motd", "sha256": "0000"}
+    built = (
+        WorkflowBuilder("motd", labels={"example": "quickstart"})
+        .interval("1m")
+        .inputs(path=".reconciler/quickstart-out/motd", message=message)
+        .observe("file.read", path="${{ inputs.path }}", missingOk=True)
+        .desired({"exists": True, "content": "${{ inputs.message }}"})
+        .state(
+            "write",
+            action=action(
+                "file.write",
+                path="${{ inputs.path }}",
+                content="${{ inputs.message }}",
+                as_="written",
+            ),
+            next="verify",
+            on_error="failed",
+        )
+        .state(
+            "verify",
+            when("done", "outputs.check.content == inputs.message"),
+            default("failed"),
+            action=action("file.read", path="${{ inputs.path }}", as_="check"),
+        )
+        .end("done")
+        .end("failed", "failure")
+        .test(
+            "writes the file when it is missing",
+            mocks={
+                "file.read": [{"exists": False}, {"exists": True, "content": message}],
+                "file.write": [write_ok],
+            },
+            path=["write", "verify", "done"],
+            end="success",
+        )
+        .test(
+            "nothing runs when the file is already right",
+            mocks={"file.read": [{"exists": True, "content": message}]},
+            path=[],
+        )
+        .test(
+            "a write that does not stick fails the run",
+            mocks={
+                "file.read": [{"exists": True, "content": "edited by hand\n"}] * 2,
+                "file.write": [write_ok],
+            },
+            path=["write", "verify", "failed"],
+            end="failure",
+        )
+        .test(
+            "a write error is routed to the failure end",
+            mocks={
+                "file.read": [{"exists": False}],
+                "file.write": [mock_error("PermissionDenied", "read-only file system")],
+            },
+            path=["write", "failed"],
+            end="failure",
+        )
+        .build()
+    )
+    assert built == loaded.workflow

@@ -336,3 +336,23 @@ def test_graphviz_dot_accepts_the_output() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "<svg" in done.stdout and "wait_ready" in done.stdout
+
+
+def test_on_delete_state_gets_its_own_labelled_entry() -> None:
+    wf = Workflow.model_validate(
+        {
+            **DESIGN_EXAMPLE.model_dump(by_alias=True),
+            "spec": {**DESIGN_EXAMPLE.spec.model_dump(by_alias=True), "onDelete": "cleanup"},
+        }
+    )
+    text = to_mermaid(wf)
+    assert_valid_mermaid(text)
+    assert "    [*] --> s_cleanup : onDelete" in text
+    assert "    [*] --> s_create\n" in text
+    graph = parse_dot(to_dot(wf))
+    entries = {
+        (unquote(e.get_source()), unquote(e.get_destination()), unquote(e.get("label") or '""'))
+        for e in graph.get_edges()
+        if unquote(e.get_source()).startswith("[")
+    }
+    assert entries == {("[start]", "create", ""), ("[deleted]", "cleanup", "onDelete")}

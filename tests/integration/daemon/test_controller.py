@@ -1,0 +1,324 @@
+"""The controller in-process on real git repositories, a real SQLite store and real files.
+
+Each test commits workflows to a repository in ``tmp_path``, runs :class:`Controller` until the
+expected status shows up in the store, and checks what happened on disk and in the run history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from reconciler.daemon.controller import Controller, restrict_registry
+from reconciler.daemon.settings import DaemonSettings
+from reconciler.engine.journal import EventKind, RunStatus
+from reconciler.plugin import PluginRegistry
+from reconciler.sources import open_source
+from reconciler.store import Health, Store, WorkflowStatusRecord
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def commit(repo: Path, message: str = "change") -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def file_workflow(
+    name: str, target: Path, content: str, *, states: dict[str, Any] | None = None, **spec: Any
+) -> dict[str, Any]:
+    """A workflow keeping ``target`` at ``content`` (observe with file.read, write with file.write)."""
+    return {
+        "apiVersion": "reconciler/v1",
+        "kind": "Workflow",
+        "metadata": {"name": name},
+        "spec": {
+            "interval": "1h",
+            "inputs": {"path": str(target), "content": content},
+            "observe": {
+                "plugin": "file.read",
+                "with": {"path": "${{ inputs.path }}", "missingOk": True},
+            },
+            "desired": {"content": content},
+            "start": "write",
+            "states": states
+            or {
+                "write": {
+                    "action": {
+                        "plugin": "file.write",
+                        "with": {"path": "${{ inputs.path }}", "content": "${{ inputs.content }}"},
+                    },
+                    "next": "done",
+                    "onError": "failed",
+                },
+                "done": {"end": "success"},
+                "failed": {"end": "failure"},
+            },
+            **spec,
+        },
+    }
+
+
+def put(repo: Path, name: str, document: dict[str, Any]) -> None:
+    (repo / f"{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    return path
+
+
+@asynccontextmanager
+async def running(
+    tmp_path: Path, repo: Path, **overrides: Any
+) -> AsyncIterator[tuple[Controller, Store]]:
+    """A controller on ``repo`` with its store, stopped (gracefully) on exit."""
+    settings = DaemonSettings.load(
+        repo=str(repo),
+        data_dir=tmp_path / "data",
+        poll_interval="200ms",
+        grace_period=overrides.pop("grace_period", "5s"),
+        **overrides,
+    )
+    store = await Store.open(None, data_dir=settings.data_dir)
+    source = open_source(
+        str(repo), data_dir=settings.data_dir, poll_interval=settings.poll_interval.total_seconds()
+    )
+    registry = restrict_registry(PluginRegistry.discover(), settings.allow_plugins)
+    controller = Controller(settings, store, source=source, registry=registry)
+    stop = asyncio.Event()
+    task = asyncio.create_task(controller.run(stop))
+    try:
+        yield controller, store
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await registry.close()
+        await store.close()
+
+
+async def eventually(
+    store: Store, name: str, check: Callable[[WorkflowStatusRecord], bool]
+) -> WorkflowStatusRecord:
+    """The status of ``name`` once ``check`` accepts it (fails after 20 s)."""
+    deadline = time.monotonic() + 20
+    status = None
+    while time.monotonic() < deadline:
+        status = await store.get_status(name)
+        if status is not None and check(status):
+            return status
+        await asyncio.sleep(0.03)
+    raise AssertionError(f"status of {name} never matched: {status}")
+
+
+def converged_at(revision: str) -> Callable[[WorkflowStatusRecord], bool]:
+    return lambda s: s.status is Health.CONVERGED and s.last_applied_revision == revision
+
+
+async def test_removed_workflow_runs_its_on_delete_state_then_is_retired_keeping_history(
+    tmp_path: Path, repo: Path
+) -> None:
+    target, marker = tmp_path / "motd", tmp_path / "motd.deleted"
+    doc = file_workflow("motd", target, "hi")
+    doc["spec"]["states"]["cleanup"] = {
+        "action": {"plugin": "file.write", "with": {"path": str(marker), "content": "bye"}},
+        "next": "done",
+    }
+    doc["spec"]["onDelete"] = "cleanup"
+    put(repo, "motd", doc)
+    first = commit(repo)
+    async with running(tmp_path, repo) as (_controller, store):
+        await eventually(store, "motd", converged_at(first))
+        (repo / "motd.yaml").unlink()
+        commit(repo, "remove motd")
+        deadline = time.monotonic() + 20
+        while await store.get_status("motd") is not None:
+            assert time.monotonic() < deadline, "motd was never retired"
+            await asyncio.sleep(0.03)
+        runs = await store.list_runs("motd")
+    assert marker.read_text() == "bye"
+    assert sorted(r.reason for r in runs) == ["delete", "drift"]
+    assert all(r.status is RunStatus.SUCCEEDED for r in runs)
+
+
+async def test_file_that_stops_parsing_marks_its_workflow_invalid_instead_of_deleting_it(
+    tmp_path: Path, repo: Path
+) -> None:
+    marker = tmp_path / "deleted"
+    doc = file_workflow("motd", tmp_path / "motd", "hi")
+    doc["spec"]["states"]["cleanup"] = {
+        "action": {"plugin": "file.write", "with": {"path": str(marker), "content": "bye"}},
+        "next": "done",
+    }
+    doc["spec"]["onDelete"] = "cleanup"
+    put(repo, "motd", doc)
+    first = commit(repo)
+    async with running(tmp_path, repo) as (_controller, store):
+        await eventually(store, "motd", converged_at(first))
+        (repo / "motd.yaml").write_text("apiVersion: [unclosed\n")
+        commit(repo, "break the YAML")
+        status = await eventually(store, "motd", lambda s: s.status is Health.INVALID)
+    assert status.message.startswith("motd.yaml:")
+    assert status.last_applied_revision == first
+    assert not marker.exists(), "a parse error is not a removal: onDelete must not run"
+
+
+async def test_failed_run_is_degraded_with_a_backoff_before_the_retry(
+    tmp_path: Path, repo: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory is needed")
+    doc = file_workflow("broken", tmp_path / "motd", "hi")
+    doc["spec"]["states"]["write"]["action"]["with"]["path"] = str(blocker / "motd")
+    put(repo, "broken", doc)
+    first = commit(repo)
+    async with running(tmp_path, repo) as (controller, store):
+        status = await eventually(store, "broken", lambda s: s.status is Health.DEGRADED)
+        assert controller.queue.failures("broken") == 1
+        next_due = controller.queue.next_due()
+        runs = await store.list_runs("broken")
+    assert status.reason == "RunFailed"
+    assert status.failures == 1
+    assert status.last_attempted_revision == first
+    assert status.last_applied_revision is None
+    assert next_due is not None and next_due > 5, "the retry waits for the 10 s back-off"
+    assert len(runs) == 1 and runs[0].status is RunStatus.FAILED
+
+
+async def test_dependent_workflow_runs_only_after_its_dependency_converged(
+    tmp_path: Path, repo: Path
+) -> None:
+    put(repo, "app", file_workflow("app", tmp_path / "app", "app", dependsOn=["database"]))
+    put(repo, "database", file_workflow("database", tmp_path / "db", "db"))
+    first = commit(repo)
+    async with running(tmp_path, repo, max_concurrent_runs=4) as (_controller, store):
+        await eventually(store, "app", converged_at(first))
+        database = await store.get_status("database")
+        app_runs = await store.list_runs("app")
+        db_runs = await store.list_runs("database")
+    assert database is not None and database.status is Health.CONVERGED
+    assert db_runs[0].finished_at is not None
+    assert app_runs[0].started_at >= db_runs[0].finished_at
+
+
+async def test_periodic_drift_check_repairs_a_file_changed_behind_its_back(
+    tmp_path: Path, repo: Path
+) -> None:
+    target = tmp_path / "motd"
+    doc = file_workflow("motd", target, "hi")
+    doc["spec"]["interval"] = "100ms"
+    put(repo, "motd", doc)
+    first = commit(repo)
+    async with running(tmp_path, repo) as (_controller, store):
+        await eventually(store, "motd", converged_at(first))
+        target.write_text("tampered")
+        deadline = time.monotonic() + 20
+        while target.read_text() != "hi":
+            assert time.monotonic() < deadline, "drift was never repaired"
+            await asyncio.sleep(0.03)
+        await eventually(store, "motd", lambda s: s.status is Health.CONVERGED)
+        runs = await store.list_runs("motd")
+    assert [r.reason for r in runs] == ["drift", "drift"]
+
+
+async def test_manual_sync_runs_a_workflow_that_is_in_sync(tmp_path: Path, repo: Path) -> None:
+    put(repo, "motd", file_workflow("motd", tmp_path / "motd", "hi"))
+    first = commit(repo)
+    async with running(tmp_path, repo) as (controller, store):
+        await eventually(store, "motd", converged_at(first))
+        assert controller.request_sync("motd")
+        assert not controller.request_sync("no-such-workflow")
+        deadline = time.monotonic() + 20
+        while len(runs := await store.list_runs("motd")) < 2 or not runs[0].status.finished:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.03)
+    assert runs[0].reason == "manual"
+
+
+async def test_plugin_not_allowed_by_the_daemon_makes_the_workflow_invalid(
+    tmp_path: Path, repo: Path
+) -> None:
+    put(repo, "motd", file_workflow("motd", tmp_path / "motd", "hi"))
+    commit(repo)
+    async with running(tmp_path, repo, allow_plugins="file.read") as (_controller, store):
+        status = await eventually(store, "motd", lambda s: s.status is Health.INVALID)
+    assert "file.write" in status.message
+    assert not (tmp_path / "motd").exists()
+
+
+async def test_run_interrupted_by_shutdown_resumes_in_its_state_on_the_next_start(
+    tmp_path: Path, repo: Path
+) -> None:
+    first_file, second_file = tmp_path / "first", tmp_path / "second"
+    states = {
+        "write": {
+            "action": {"plugin": "file.write", "with": {"path": str(first_file), "content": "1"}},
+            "next": "wait",
+        },
+        "wait": {"transitions": [{"to": "finish", "after": "1500ms"}]},
+        "finish": {
+            "action": {
+                "plugin": "file.write",
+                "with": {"path": "${{ inputs.path }}", "content": "hi"},
+            },
+            "next": "done",
+        },
+        "done": {"end": "success"},
+    }
+    target = second_file
+    put(repo, "slow", file_workflow("slow", target, "hi", states=states))
+    commit(repo)
+    async with running(tmp_path, repo, grace_period="50ms") as (_controller, store):
+        deadline = time.monotonic() + 20
+        while True:
+            runs = await store.list_runs("slow")
+            if runs and runs[0].current_state == "wait":
+                break
+            assert time.monotonic() < deadline, "the run never reached state wait"
+            await asyncio.sleep(0.02)
+        run_id = runs[0].id
+    # Stopped with the run still waiting: it stays resumable, not cancelled.
+    store = await Store.open(None, data_dir=tmp_path / "data")
+    try:
+        interrupted = await store.get_run(run_id)
+        assert interrupted is not None
+        assert interrupted.status is RunStatus.RUNNING
+        assert interrupted.current_state == "wait"
+    finally:
+        await store.close()
+    assert not second_file.exists()
+
+    async with running(tmp_path, repo) as (_controller, store):
+        deadline = time.monotonic() + 20
+        while (run := await store.get_run(run_id)) is None or not run.status.finished:
+            assert time.monotonic() < deadline, "the resumed run never finished"
+            await asyncio.sleep(0.03)
+        entries = await store.entries(run_id)
+        status = await eventually(store, "slow", lambda s: s.status is Health.CONVERGED)
+    assert run.status is RunStatus.SUCCEEDED
+    assert second_file.read_text() == "hi"
+    assert [e.kind for e in entries].count(EventKind.RUN_RESUMED) == 1
+    assert [e.state for e in entries if e.kind is EventKind.STATE_ENTERED][:2] == ["write", "wait"]
+    assert status.last_run_id == run_id

@@ -70,6 +70,8 @@ class RunContext:
     rng: random.Random = field(default_factory=random.Random)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     """How retry waits are spent (the test harness skips them)."""
+    ready: Callable[[Plugin[Any, Any]], Awaitable[None]] | None = None
+    """Makes sure a plugin's ``init()`` ran once before its first call (the engine's)."""
     changed: bool = False
     seq: int = 0
 
@@ -219,6 +221,8 @@ class RunContext:
         )
         try:
             async with asyncio.timeout_at(own_deadline):
+                if self.ready is not None:
+                    await self.ready(plugin)
                 response = await plugin.run(request, context)
         except ActionError as err:
             raise self.redact_error(err) from None
@@ -229,10 +233,10 @@ class RunContext:
             raise PluginError(
                 self.redactor.redact(f"{plugin_name} raised {type(exc).__name__}: {exc}")
             ) from None
-        return self.validate_response(plugin_name, plugin_cls, response)
+        return self.validate_response(plugin_name, plugin_cls, response=response)
 
     def validate_response(
-        self, plugin_name: str, plugin_cls: type[Plugin[Any, Any]], response: Any
+        self, plugin_name: str, plugin_cls: type[Plugin[Any, Any]], *, response: Any
     ) -> dict[str, Any]:
         model = plugin_cls.Response
         try:
@@ -324,4 +328,6 @@ class RunContext:
         plugin, _cls, request, context = self.prepare(plugin_name, with_, key=key, state=state)
         if not isinstance(plugin, SubscribePlugin):
             raise InvalidRequest(f"{plugin_name} cannot be used in `subscribe`")
+        if self.ready is not None:
+            await self.ready(plugin)
         return plugin.subscribe(request, context)

@@ -20,7 +20,7 @@ from reconciler.errors import ActionError, CheckFailed
 Phase = Literal["pre", "during", "post"]
 
 
-async def run_checks(ctx: RunContext, phase: Phase, checks: Sequence[Action]) -> None:
+async def run_checks(ctx: RunContext, checks: Sequence[Action], *, phase: Phase) -> None:
     """Run every check of ``phase`` in order; raise :class:`CheckFailed` on the first failure.
 
     A failing ``pre`` check's message starts with "blocked by pre check", which is what the
@@ -46,7 +46,7 @@ async def run_checks(ctx: RunContext, phase: Phase, checks: Sequence[Action]) ->
 
 
 async def during_checks_loop(
-    ctx: RunContext, during: DuringChecks, on_failure: Callable[[CheckFailed], None]
+    ctx: RunContext, during: DuringChecks, *, on_failure: Callable[[CheckFailed], None]
 ) -> None:
     """Every ``during.every``, run the during checks; on failure call ``on_failure`` and stop.
 
@@ -56,7 +56,7 @@ async def during_checks_loop(
     while True:
         await asyncio.sleep(interval)
         try:
-            await run_checks(ctx, "during", during.checks)
+            await run_checks(ctx, during.checks, phase="during")
         except CheckFailed as err:
             on_failure(err)
             return

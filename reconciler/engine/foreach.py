@@ -34,9 +34,9 @@ def foreach_items(ctx: RunContext, foreach: ForEach) -> list[Any]:
 
 async def run_foreach(
     ctx: RunContext,
-    state: str,
     foreach: ForEach,
     *,
+    state: str,
     retry: RetryPolicy | None = None,
     deadline: float | None = None,
 ) -> list[dict[str, Any]]:

@@ -47,9 +47,10 @@ from reconciler.errors import (
     CheckFailed,
     ChildRunFailed,
     NotFound,
+    PluginError,
     Timeout,
 )
-from reconciler.plugin import ChildRunner, PluginRegistry, RunInfo
+from reconciler.plugin import ChildRunner, Plugin, PluginRegistry, RunInfo
 from reconciler.secrets.redaction import RedactingLogger, Redactor
 from reconciler.secrets.resolver import DefaultResolver, SecretResolver
 
@@ -133,6 +134,8 @@ class Engine:
         self.clock = clock
         self.rng = rng if rng is not None else random.Random()
         self.retry_sleep = retry_sleep if retry_sleep is not None else asyncio.sleep
+        self._ready: dict[int, Plugin[Any, Any]] = {}
+        self._init_locks: dict[int, asyncio.Lock] = {}
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -165,7 +168,28 @@ class Engine:
             clock=self.clock,
             rng=self.rng,
             sleep=self.retry_sleep,
+            ready=self._ensure_ready,
         )
+
+    async def _ensure_ready(self, plugin: Plugin[Any, Any]) -> None:
+        """Run ``plugin.init()`` once, before its first call; a failure is retried next call."""
+        key = id(plugin)
+        if key in self._ready:
+            return
+        lock = self._init_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if key in self._ready:
+                return
+            try:
+                await plugin.init()
+            except ActionError:
+                raise
+            except Exception as exc:  # a plugin bug must never crash the run loop
+                raise PluginError(
+                    f"{plugin.name or type(plugin).__name__} failed to initialise: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+            self._ready[key] = plugin
 
     async def _resolve(self, ctx: RunContext, refs: Mapping[str, str]) -> dict[str, str]:
         if not refs:
@@ -331,12 +355,13 @@ class Engine:
             try:
                 async with asyncio.timeout_at(_loop_deadline(ctx, run_deadline)):
                     ctx.secrets = await self._resolve(ctx, spec.secrets)
-                    if resume is None and spec.checks.pre:
-                        await run_checks(ctx, "pre", spec.checks.pre)
+                    # a resumed run that had entered a state already passed its pre checks
+                    if spec.checks.pre and (resume is None or resume.current_state is None):
+                        await run_checks(ctx, spec.checks.pre, phase="pre")
                     checks_during = spec.checks.during
                     if checks_during is not None and checks_during.checks:
                         during = asyncio.create_task(
-                            during_checks_loop(ctx, checks_during, on_check_failure)
+                            during_checks_loop(ctx, checks_during, on_failure=on_check_failure)
                         )
                     start = (
                         record.current_state
@@ -345,13 +370,15 @@ class Engine:
                     )
                     flow.states_running = True
                     try:
-                        error = await self._machine(ctx, workflow, start, flow, run_deadline)
+                        error = await self._machine(
+                            ctx, workflow, start=start, flow=flow, run_deadline=run_deadline
+                        )
                     finally:
                         flow.states_running = False
                     if during is not None:
                         during.cancel()
                     if error is None and spec.checks.post:
-                        await run_checks(ctx, "post", spec.checks.post)
+                        await run_checks(ctx, spec.checks.post, phase="post")
             except TimeoutError:
                 assert spec.timeout is not None
                 error = Timeout(f"run deadline of {format_duration(spec.timeout)} passed")
@@ -362,14 +389,16 @@ class Engine:
                 task.uncancel()
                 error = flow.check_failure
             else:
-                await self._finish(ctx, RunStatus.CANCELLED, Cancelled("the run was cancelled"))
+                await self._finish(
+                    ctx, RunStatus.CANCELLED, error=Cancelled("the run was cancelled")
+                )
                 raise
         finally:
             if during is not None:
                 during.cancel()
                 await asyncio.gather(during, return_exceptions=True)
         status = RunStatus.SUCCEEDED if error is None else RunStatus.FAILED
-        await self._finish(ctx, status, error)
+        await self._finish(ctx, status, error=error)
         return RunResult(
             run=record.model_copy(deep=True),
             path=flow.path,
@@ -379,7 +408,9 @@ class Engine:
             end=flow.end,
         )
 
-    async def _finish(self, ctx: RunContext, status: RunStatus, error: ActionError | None) -> None:
+    async def _finish(
+        self, ctx: RunContext, status: RunStatus, *, error: ActionError | None
+    ) -> None:
         record = ctx.record
         record.status = status
         record.finished_at = utcnow()
@@ -398,6 +429,7 @@ class Engine:
         self,
         ctx: RunContext,
         workflow: Workflow,
+        *,
         start: str,
         flow: _Flow,
         run_deadline: float | None,
@@ -420,7 +452,9 @@ class Engine:
                     return None
                 cause = f" after {last_error}" if last_error is not None else ""
                 return ActionError(f"reached failure end state {name!r}{cause}")
-            transition, error, condition = await self._run_state(ctx, name, state, run_deadline)
+            transition, error, condition = await self._run_state(
+                ctx, name, state=state, run_deadline=run_deadline
+            )
             if transition is None:
                 assert error is not None
                 return error
@@ -439,7 +473,7 @@ class Engine:
             name = transition.to
 
     async def _run_state(
-        self, ctx: RunContext, name: str, state: State, run_deadline: float | None
+        self, ctx: RunContext, name: str, *, state: State, run_deadline: float | None
     ) -> tuple[Transition | None, ActionError | None, str]:
         """Run one state under its own (fresh) timeout; the transition to take and why."""
         entered = ctx.now()
@@ -447,18 +481,28 @@ class Engine:
         deadline = _earliest(state_deadline, run_deadline)
         try:
             async with asyncio.timeout_at(_loop_deadline(ctx, state_deadline)):
-                return await self._decide(ctx, name, state, entered, deadline)
+                return await self._decide(
+                    ctx, name, state=state, entered=entered, deadline=deadline
+                )
         except TimeoutError:
             assert state.timeout is not None
             err = Timeout(f"state {name!r} timed out after {format_duration(state.timeout)}")
             return match_error(state.transitions, err), err, "on"
 
     async def _decide(
-        self, ctx: RunContext, name: str, state: State, entered: float, deadline: float | None
+        self,
+        ctx: RunContext,
+        name: str,
+        *,
+        state: State,
+        entered: float,
+        deadline: float | None,
     ) -> tuple[Transition | None, ActionError | None, str]:
         try:
             if state.foreach is not None:
-                await run_foreach(ctx, name, state.foreach, retry=state.retry, deadline=deadline)
+                await run_foreach(
+                    ctx, state.foreach, state=name, retry=state.retry, deadline=deadline
+                )
             for index, action in enumerate(state.do):
                 data = await ctx.call_action(
                     action,

@@ -60,7 +60,7 @@ class DefaultResolver:
                 )
             return env[rest]
         if scheme == "file":
-            return await asyncio.to_thread(_read_file, name, ref, Path(rest))
+            return await asyncio.to_thread(_read_file, name, ref, path=Path(rest))
         if scheme in ("vault", "transit"):
             raise SecretUnavailable(
                 f"secret {name!r} ({scheme}:...): {VAULT_NOT_CONFIGURED}",
@@ -74,7 +74,7 @@ class DefaultResolver:
         )
 
 
-def _read_file(name: str, ref: str, path: Path) -> str:
+def _read_file(name: str, ref: str, *, path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -531,3 +531,40 @@ async def test_unknown_plugin_at_run_time_is_a_plugin_error(engine: Engine, wf: 
 
 def test_error_types_used_here_are_action_errors() -> None:
     assert issubclass(ConnectionFailed, ActionError) and ConnectionFailed.retryable
+
+
+class NeedsInit(Plugin[Request, Response]):
+    """Counts init() calls; fails the first init to show it is retried."""
+
+    def __init__(self) -> None:
+        self.inits = 0
+
+    Request = Request
+    Response = Response
+
+    async def init(self) -> None:
+        self.inits += 1
+        if self.inits == 1:
+            raise ConnectionFailed("server not up yet")
+
+    async def run(self, request: Request, context: ActionContext) -> Response:
+        return Response()
+
+
+async def test_plugin_init_runs_once_before_first_use_and_is_retried_after_failure(
+    engine: Engine, registry: PluginRegistry, wf: Any
+) -> None:
+    registry.register("test.init", NeedsInit)
+    w = wf(
+        {
+            "a": {
+                "do": [{"plugin": "test.init"}, {"plugin": "test.init"}],
+                "retry": {"attempts": 2, "delay": "1ms"},
+                "next": "done",
+            },
+            **END,
+        }
+    )
+    assert (await engine.run(w)).ok
+    assert (await engine.run(w)).ok
+    assert registry.instance("test.init").inits == 2

@@ -139,6 +139,15 @@ def restrict_registry(registry: PluginRegistry, allow: list[str] | None) -> Plug
     return allowed
 
 
+def _innermost_frame(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "unknown place"
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
 class Controller:
     """Runs the reconcile loop for one repository until stopped."""
 
@@ -345,6 +354,17 @@ class Controller:
                 # One workflow's trouble (a store hiccup, a bad file) must not stop the loop.
                 log.error(
                     f"reconciling workflow {item.key} failed: {exc}",
+                    workflow=item.key,
+                    error=type(exc).__name__,
+                )
+                self.queue.fail(item.key)
+            except Exception as exc:
+                # A bug somewhere below must not silently kill this worker. The message is not
+                # logged (it could hold a secret value); the type and place are enough to debug.
+                where = _innermost_frame(exc)
+                log.error(
+                    f"reconciling workflow {item.key} crashed with {type(exc).__name__} at "
+                    f"{where}; this is a bug, the workflow backs off and is retried",
                     workflow=item.key,
                     error=type(exc).__name__,
                 )

@@ -80,7 +80,11 @@ class DaemonSettings(BaseSettings):
         description="Git URL or local path of the repository to watch. Default: the current "
         "directory's examples/quickstart when run in the project checkout.",
     )
-    branch: str | None = Field(None, description="Branch to follow; default: the remote's HEAD.")
+    branch: str | None = Field(
+        None,
+        description="Branch to follow; default: the remote's default branch, or the branch "
+        "checked out in a local repository.",
+    )
     path: str = Field(".", description="Sub-path of the repository holding workflow files.")
     data_dir: Path = Field(Path(".reconciler"), description="Where state, clones and SQLite live.")
     store: str | None = Field(

@@ -92,3 +92,17 @@ async def test_failing_post_check_turns_success_into_failure(
     assert result.path == ["work", "done"] and result.run.status is RunStatus.FAILED
     assert isinstance(result.error, CheckFailed) and "post check failed" in result.error.message
     assert len(registry.instance("test.echo").calls) == 1
+
+
+async def test_a_resumed_run_does_not_repeat_its_pre_checks(
+    engine: Engine, registry: PluginRegistry, journal: Any, wf: Any
+) -> None:
+    w = wf(WORK, checks={"pre": [{"plugin": "test.health"}]})
+    first = await engine.run(w)
+    assert registry.instance("test.health").calls == 1
+    interrupted = first.run.model_copy(
+        update={"status": RunStatus.RUNNING, "current_state": "work"}
+    )
+    resumed = await engine.run(w, resume=interrupted)
+    assert resumed.ok and resumed.path == ["work", "done"]
+    assert registry.instance("test.health").calls == 1

@@ -178,3 +178,21 @@ async def test_a_losing_subscription_is_cancelled_and_closed(
     assert result.path == ["wait", "done"]
     source = registry.instance("test.messages")
     assert source.cancelled == 1 and source.closed == 1 and source.delivered == 0
+
+
+async def test_subscribe_on_a_plugin_without_a_stream_is_an_invalid_request(
+    engine: Engine, wf: Any
+) -> None:
+    w = wf(
+        {
+            "wait": {
+                "transitions": [
+                    {"to": "done", "subscribe": {"plugin": "test.probe"}},
+                    {"to": "failed", "after": "10s"},
+                ]
+            },
+            **END,
+        }
+    )
+    result = await asyncio.wait_for(engine.run(w), 5)
+    assert result.error is not None and result.error.name == "InvalidRequest"

@@ -64,3 +64,19 @@ async def test_observed_value_is_available_to_the_run(engine: Engine, wf: Any) -
     )
     obs = await engine.observe(w)
     assert (await engine.run(w, observed=obs.observed)).path == ["a", "done"]
+
+
+async def test_observed_values_and_diffs_are_redacted(
+    engine: Engine, wf: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("RECONCILER_TEST_DSN", "postgres://admin:pw-Xy7@db")
+    w = wf(
+        STATES,
+        secrets={"dsn": "env:RECONCILER_TEST_DSN"},
+        observe={"plugin": "test.probe", "with": {"value": "${{ secrets.dsn }}"}},
+        desired={"value": "something else"},
+    )
+    obs = await engine.observe(w)
+    assert obs.in_sync is False
+    assert obs.observed == {"changed": False, "value": "***"}
+    assert obs.diff[0].observed == "***"

@@ -230,18 +230,18 @@ async def test_state_timeout_routes_a_timeout_error(
 
 
 async def test_state_timeout_restarts_on_every_entry(engine: Engine, wf: Any) -> None:
-    # each visit takes ~40ms of a 150ms state timeout; five visits (~200ms) exceed it in total
+    # each visit takes ~30ms of a 200ms state timeout; eight visits (~240ms) exceed it in total
     w = wf(
         {
             "loop": {
                 "do": [
-                    {"plugin": "test.sleep", "with": {"seconds": 0.04}},
+                    {"plugin": "test.sleep", "with": {"seconds": 0.03}},
                     {"plugin": "test.echo", "with": {"value": "${{ run.id }}"}},
                 ],
-                "timeout": "150ms",
+                "timeout": "200ms",
                 "transitions": [
                     {"to": "failed", "on": "Timeout"},
-                    {"to": "done", "when": "size(outputs) > 0 && outputs.n.value >= 4"},
+                    {"to": "done", "when": "size(outputs) > 0 && outputs.n.value >= 7"},
                     {"to": "count"},
                 ],
             },
@@ -258,7 +258,7 @@ async def test_state_timeout_restarts_on_every_entry(engine: Engine, wf: Any) ->
     )
     result = await asyncio.wait_for(engine.run(w), 10)
     assert result.error is None, result.error
-    assert result.path.count("loop") == 5 and result.path[-1] == "done"
+    assert result.path.count("loop") == 8 and result.path[-1] == "done"
 
 
 async def test_timeout_without_a_route_fails_the_run(engine: Engine, wf: Any) -> None:

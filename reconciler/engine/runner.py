@@ -48,6 +48,7 @@ from reconciler.errors import (
     ChildRunFailed,
     NotFound,
     PluginError,
+    SecretUnavailable,
     Timeout,
 )
 from reconciler.plugin import ChildRunner, Plugin, PluginRegistry, RunInfo
@@ -194,7 +195,15 @@ class Engine:
     async def _resolve(self, ctx: RunContext, refs: Mapping[str, str]) -> dict[str, str]:
         if not refs:
             return {}
-        values = await self.secrets.resolve(dict(refs))
+        try:
+            values = await self.secrets.resolve(dict(refs))
+        except ActionError:
+            raise
+        except Exception as exc:  # a resolver bug must not crash the run loop
+            raise SecretUnavailable(
+                f"secret resolution failed ({type(exc).__name__}); references: "
+                + ", ".join(sorted(refs))
+            ) from None
         for value in values.values():
             ctx.redactor.add(value)
         return values
@@ -380,8 +389,8 @@ class Engine:
                     if error is None and spec.checks.post:
                         await run_checks(ctx, spec.checks.post, phase="post")
             except TimeoutError:
-                assert spec.timeout is not None
-                error = Timeout(f"run deadline of {format_duration(spec.timeout)} passed")
+                limit = f" of {format_duration(spec.timeout)}" if spec.timeout else ""
+                error = Timeout(f"run deadline{limit} passed")
         except ActionError as err:
             error = ctx.redact_error(err)
         except asyncio.CancelledError:

@@ -140,3 +140,32 @@ async def test_a_secret_from_a_file_is_usable_and_masked(
     assert registry.instance("test.echo").calls[0]["value"] == CANARY  # the plugin got the value
     assert result.outputs["e"]["value"] == "***"
     assert CANARY not in everything(journal)
+
+
+class BrokenResolver:
+    """A resolver with a bug whose exception text carries a secret."""
+
+    async def resolve(self, refs: dict[str, str]) -> dict[str, str]:
+        raise RuntimeError(f"unexpected payload {CANARY}")
+
+
+async def test_a_crashing_resolver_fails_the_run_with_secret_unavailable(
+    registry: PluginRegistry, journal: MemoryJournal, wf: Any
+) -> None:
+    engine = Engine(registry, journal=journal, secrets=BrokenResolver())
+    w = wf(
+        {"a": {"action": {"plugin": "test.echo"}, "next": "done"}, **END},
+        secrets={"tok": "env:X"},
+    )
+    result = await engine.run(w)
+    assert result.error is not None and result.error.name == "SecretUnavailable"
+    assert "tok" in result.error.message and CANARY not in str(result.error)
+    assert CANARY not in everything(journal)
+    probe = wf(
+        {"a": {"action": {"plugin": "test.echo"}, "next": "done"}, **END},
+        secrets={"tok": "env:X"},
+        observe={"plugin": "test.probe"},
+        inSync="true",
+    )
+    observation = await engine.observe(probe)
+    assert observation.error is not None and observation.error.name == "SecretUnavailable"

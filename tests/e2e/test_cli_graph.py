@@ -10,6 +10,9 @@ from pathlib import Path
 import pydot
 import pytest
 
+from reconciler.config.loader import load_tree
+from reconciler.engine.graph import to_dot
+
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart"
 RECONCILER = Path(sys.executable).parent / "reconciler"
@@ -135,12 +138,20 @@ def test_missing_path_exits_2(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz `dot` binary not installed")
 def test_every_quickstart_example_renders_with_graphviz() -> None:
-    files = sorted(QUICKSTART.glob("*.yaml"))
-    assert len(files) >= 3
-    for file in files:
-        done = run(str(file), "--format", "dot")
-        assert done.returncode == 0, f"{file.name}: {done.stderr}"
-        svg = subprocess.run(
-            ["dot", "-Tsvg"], input=done.stdout, capture_output=True, text=True, timeout=60
-        )
-        assert svg.returncode == 0, f"{file.name}: {svg.stderr}"
+    snapshot = load_tree(QUICKSTART)
+    assert len(snapshot.workflows) >= 3 and not snapshot.invalid
+    for name, loaded in snapshot.workflows.items():
+        for text in (
+            to_dot(loaded.workflow),
+            to_dot(loaded.workflow, current=loaded.workflow.spec.start),
+        ):
+            svg = subprocess.run(
+                ["dot", "-Tsvg"],
+                input=text,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert svg.returncode == 0, f"{name}: {svg.stderr}"
+            assert "<svg" in svg.stdout

@@ -270,7 +270,13 @@ class RunContext:
         non-retryable error stops the retries at once. Keeps ``outputs[as]`` only when called for
         a plain state (the caller decides; foreach keeps per-item results instead).
         """
-        plugin_cls, _ = self.plugin(action.plugin)
+        try:
+            plugin_cls, _ = self.plugin(action.plugin)
+        except PluginError as err:
+            failed = {"plugin": action.plugin, "index": index, "attempt": 1, **(detail or {})}
+            failed.update(ok=False, changed=False, error=self.error_detail(err), duration=0.0)
+            await self.write(kind, state=state, outcome=err.name, detail=failed)
+            raise
         policy = effective_policy(retry, plugin_cls)
         timeout = action.timeout.total_seconds() if action.timeout is not None else None
         attempt = 1

@@ -524,9 +524,13 @@ async def test_changed_is_true_when_any_action_changed_something(engine: Engine,
     assert (await engine.run(changed)).changed is True
 
 
-async def test_unknown_plugin_at_run_time_is_a_plugin_error(engine: Engine, wf: Any) -> None:
+async def test_unknown_plugin_at_run_time_is_a_journaled_plugin_error(
+    engine: Engine, wf: Any, entries: Any
+) -> None:
     result = await engine.run(wf({"a": {"action": {"plugin": "nope.nope"}, "next": "done"}, **END}))
     assert isinstance(result.error, PluginError) and "unknown plugin" in result.error.message
+    [action] = [e for e in await entries(result.run.id) if e.kind is EventKind.ACTION]
+    assert action.detail["plugin"] == "nope.nope" and action.detail["ok"] is False
 
 
 def test_error_types_used_here_are_action_errors() -> None:

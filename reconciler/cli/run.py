@@ -45,8 +45,9 @@ def configure_logging(level: str, *, json_lines: bool | None = None) -> None:
     as_json = not sys.stderr.isatty() if json_lines is None else json_lines
     numeric = _LEVELS.get(level, logging.INFO)
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(name)s: %(message)s")
-    # apscheduler narrates every job at INFO; the daemon says what matters itself.
-    logging.getLogger("apscheduler").setLevel(max(numeric, logging.WARNING))
+    # apscheduler and alembic narrate routine steps at INFO; the daemon says what matters itself.
+    for chatty in ("apscheduler", "alembic"):
+        logging.getLogger(chatty).setLevel(max(numeric, logging.WARNING))
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if as_json
@@ -81,6 +82,10 @@ def run(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Default ./.reconciler.")
     ] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option("--workdir", help="Where relative paths in workflows resolve (default .)."),
+    ] = None,
     store: str | None = typer.Option(
         None, "--store", help="Store URL; default SQLite in the data dir."
     ),
@@ -114,6 +119,7 @@ def run(
             branch=branch,
             path=path,
             data_dir=data_dir,
+            workdir=workdir,
             store=store,
             listen=listen,
             poll_interval=poll_interval,

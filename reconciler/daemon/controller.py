@@ -167,7 +167,7 @@ class Controller:
         self.registry = registry
         self._now = now
         self.journal = DaemonJournal(store)
-        self.engine = Engine(registry, journal=self.journal, workdir=settings.data_dir)
+        self.engine = Engine(registry, journal=self.journal, workdir=settings.workdir.resolve())
         self.target = _Target()
         self.snapshot: Snapshot | None = None
         self._files: dict[str, FileResult] = {}

@@ -133,7 +133,8 @@ def describe_diff(diff: Sequence[FieldDiff]) -> str:
     if len(diff) == 1:
         path = diff[0].path or "observed value"
         return f"{path} is missing" if diff[0].missing else f"{path} differs"
-    return f"{len(diff)} fields differ ({', '.join(d.path or '.' for d in diff[:3])}…)"
+    shown = ", ".join(d.path or "." for d in diff[:3])
+    return f"{len(diff)} fields differ ({shown}{', …' if len(diff) > 3 else ''})"
 
 
 def plan_invalid(

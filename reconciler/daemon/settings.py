@@ -87,6 +87,10 @@ class DaemonSettings(BaseSettings):
     )
     path: str = Field(".", description="Sub-path of the repository holding workflow files.")
     data_dir: Path = Field(Path(".reconciler"), description="Where state, clones and SQLite live.")
+    workdir: Path = Field(
+        Path("."),
+        description="Directory relative paths in workflows resolve against (as with apply).",
+    )
     store: str | None = Field(
         None, description="SQLAlchemy URL of the store; default: SQLite in the data directory."
     )

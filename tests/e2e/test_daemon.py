@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -239,3 +240,80 @@ async def test_daemon_marks_a_broken_file_invalid_and_keeps_its_last_good_status
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
+
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def spawn(args: list[str], *, cwd: Path, out: IO[bytes]) -> subprocess.Popen[bytes]:
+    """``reconciler ARGS...`` as a child process, without any RECONCILER_* from this one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from reconciler.cli import main; main()", *args],
+        cwd=cwd,
+        stdout=out,
+        stderr=out,
+        env=env,
+    )
+
+
+@pytest.mark.skipif(
+    not (PROJECT / "examples" / "quickstart").is_dir(), reason="not in the project checkout"
+)
+async def test_daemon_without_a_repository_serves_the_quickstart_in_the_checkout(
+    tmp_path: Path,
+) -> None:
+    data_dir, workdir = tmp_path / "data", tmp_path / "work"
+    workdir.mkdir()
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        proc = spawn(
+            ["run", "--data-dir", str(data_dir), "--workdir", str(workdir)], cwd=PROJECT, out=out
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while "reconciler started" not in log.read_text():
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            motd = None
+            while time.monotonic() < deadline:
+                motd = (await statuses(data_dir)).get("motd")
+                if motd is not None and motd.status is Health.CONVERGED:
+                    break
+                await asyncio.sleep(0.1)
+            assert motd is not None and motd.status is Health.CONVERGED, motd
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(20)
+    assert code == 0
+    started = [
+        e for e in log_events(tmp_path) if e.get("event", "").startswith("reconciler started")
+    ]  # type: ignore[union-attr]
+    assert started and str(PROJECT / "examples" / "quickstart") in str(started[0]["event"])
+    assert not (PROJECT / ".reconciler" / "quickstart-out" / "never").exists()
+
+
+def test_bad_setting_in_the_config_file_exits_2_with_one_clear_line(tmp_path: Path) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_text('max-concurrent-runs = "many"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from reconciler.cli import main; main()",
+            "run",
+            "--config",
+            str(config),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "max-concurrent-runs" in result.stderr
+    assert str(config) in result.stderr
+    assert "Traceback" not in result.stderr

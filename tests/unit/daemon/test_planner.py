@@ -291,3 +291,15 @@ def test_successful_run_that_converges_records_the_revision_and_resets_failures(
     assert decision.status.last_applied_revision == "r2"
     assert decision.status.spec_digest == "d2"
     assert decision.status.last_success_at == NOW
+
+
+def test_diff_description_names_the_fields_that_differ() -> None:
+    from reconciler.daemon.planner import describe_diff
+
+    assert describe_diff(diff_subset({"a": 1}, {"a": 2})) == "a differs"
+    assert describe_diff(diff_subset({"a": 1}, {})) == "a is missing"
+    assert describe_diff(diff_subset({"a": 1, "b": 2}, {"a": 0, "b": 0})) == (
+        "2 fields differ (a, b)"
+    )
+    four = diff_subset({"a": 1, "b": 1, "c": 1, "d": 1}, {})
+    assert describe_diff(four) == "4 fields differ (a, b, c, …)"

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler.config.expressions import compile_expr, templates_in
-from reconciler.config.models import Action, Workflow
+from reconciler.config.models import Action, MockError, Workflow
 from reconciler.config.snapshot import LoadedWorkflow, Loc, Problem, Snapshot
 from reconciler.errors import BUILTIN_ERROR_NAMES, ExpressionError
 from reconciler.plugin import PluginRegistry, SubscribePlugin
@@ -120,6 +120,7 @@ def validate_workflow(
     _check_secrets(wf, sites, report)
     _check_credentials(wf, sites, report)
     _check_states(wf, registry, report, strict=strict)
+    _check_tests(wf, registry, report)
     return report.problems
 
 
@@ -470,6 +471,49 @@ def _closure(roots: list[str], edges: Mapping[str, set[str]]) -> set[str]:
                 seen.add(nxt)
                 queue.append(nxt)
     return seen
+
+
+# -- inline tests ----------------------------------------------------------------------------
+
+
+def _check_tests(wf: Workflow, registry: PluginRegistry, report: _Reporter) -> None:
+    """``tests:`` mock real plugins, raise known errors and expect existing states."""
+    states = list(wf.spec.states)
+    known_errors = BUILTIN_ERROR_NAMES | registry.error_names()
+    for i, test in enumerate(wf.tests):
+        tloc: Loc = ("tests", i)
+        for plugin, responses in test.mocks.items():
+            if plugin not in registry:
+                report.add((*tloc, "mocks", plugin), registry.unknown_message(plugin), key=True)
+            for k, response in enumerate(responses):
+                error = _mock_error_name(response)
+                if error is not None and error not in known_errors:
+                    close = difflib.get_close_matches(error, sorted(known_errors), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    report.add(
+                        (*tloc, "mocks", plugin, k, "error"),
+                        f"test {test.name!r}: unknown error {error!r}{hint}",
+                    )
+        for j, state in enumerate(test.expect.path or []):
+            if state not in states:
+                close = difflib.get_close_matches(state, states, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                report.add(
+                    (*tloc, "expect", "path", j),
+                    f"test {test.name!r}: unknown state {state!r} in expect.path{hint}",
+                )
+
+
+def _mock_error_name(response: Any) -> str | None:
+    if isinstance(response, MockError):
+        return response.error
+    if (
+        isinstance(response, Mapping)
+        and isinstance(response.get("error"), str)
+        and set(response) <= {"error", "message", "retryable"}
+    ):
+        return str(response["error"])
+    return None
 
 
 # -- across workflows ------------------------------------------------------------------------

@@ -467,3 +467,33 @@ def test_validate_snapshot_covers_every_workflow() -> None:
         "a",
         "b",
     ]
+
+
+def test_inline_tests_must_mock_known_plugins_errors_and_states() -> None:
+    text = HEAD.format(name="demo") + dedent(
+        """\
+          start: a
+          states:
+            a:
+              action: {plugin: t.write, with: {path: p, content: c}}
+              next: done
+              onError: done
+            done: {end: success}
+        tests:
+          - name: happy
+            mocks: {t.write: [{changed: true}], t.wrte: [{}]}
+            expect: {path: [a, don], end: success}
+          - name: sad
+            mocks:
+              t.write: [{error: Lockd}, {error: Locked}]
+            expect: {path: [a, done]}
+        """
+    )
+    result = load_text(text, path="w.yaml")
+    assert result.problems == []
+    problems = validate_workflow(result.workflows[0], REGISTRY)
+    by_line = {p.line: p.message for p in problems}
+    assert set(by_line) == {15, 16, 19}
+    assert "unknown plugin 't.wrte'" in by_line[15]
+    assert "unknown state 'don'" in by_line[16] and "'done'" in by_line[16]
+    assert "unknown error 'Lockd'" in by_line[19] and "'Locked'" in by_line[19]

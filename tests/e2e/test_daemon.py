@@ -87,7 +87,9 @@ def daemon(tmp_path: Path, repo: Path) -> Iterator[Callable[[], subprocess.Popen
     procs: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:
-        log = (tmp_path / "daemon.log").open("ab")
+        log_file = tmp_path / "daemon.log"
+        before = log_file.read_text().count("reconciler started") if log_file.exists() else 0
+        log = log_file.open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
         proc = subprocess.Popen(
             [
@@ -112,7 +114,7 @@ def daemon(tmp_path: Path, repo: Path) -> Iterator[Callable[[], subprocess.Popen
         procs.append(proc)
         # The daemon creates and migrates the store; the test opens it only after that.
         deadline = time.monotonic() + 30
-        while "reconciler started" not in (tmp_path / "daemon.log").read_text():
+        while log_file.read_text().count("reconciler started") <= before:
             assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
             assert time.monotonic() < deadline, "the daemon did not start in 30s"
             time.sleep(0.05)
@@ -317,3 +319,77 @@ def test_bad_setting_in_the_config_file_exits_2_with_one_clear_line(tmp_path: Pa
     assert "max-concurrent-runs" in result.stderr
     assert str(config) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+SLOW = """\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata:
+  name: slow
+spec:
+  start: first
+  states:
+    first:
+      action:
+        plugin: file.write
+        with: {{path: "{first}", content: "1"}}
+      next: wait
+    wait:
+      transitions:
+        - {{to: second, after: 2s}}
+    second:
+      action:
+        plugin: file.write
+        with: {{path: "{second}", content: "2"}}
+      next: done
+    done: {{end: success}}
+"""
+
+
+async def test_run_killed_mid_state_resumes_in_that_state_after_a_restart(
+    tmp_path: Path, repo: Path, daemon: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    (repo / "slow.yaml").write_text(SLOW.format(first=first, second=second))
+    commit(repo, "slow workflow")
+    data_dir = tmp_path / "data"
+
+    proc = daemon()
+    deadline = time.monotonic() + 30
+    run = None
+    while time.monotonic() < deadline:
+        store = await Store.open(None, data_dir=data_dir)
+        try:
+            runs = await store.list_runs("slow")
+        finally:
+            await store.close()
+        if runs and runs[0].current_state == "wait":
+            run = runs[0]
+            break
+        await asyncio.sleep(0.05)
+    assert run is not None, "the run never reached state wait"
+    proc.kill()  # a crash: no shutdown, no journal write
+    proc.wait(10)
+    assert first.read_text() == "1"
+    assert not second.exists()
+
+    restarted = daemon()
+    status = None
+    while time.monotonic() < deadline + 30:
+        status = (await statuses(data_dir)).get("slow")
+        if status is not None and status.status is Health.CONVERGED:
+            break
+        await asyncio.sleep(0.1)
+    assert status is not None and status.status is Health.CONVERGED, status
+    assert status.last_run_id == run.id
+    assert second.read_text() == "2"
+    store = await Store.open(None, data_dir=data_dir)
+    try:
+        all_runs = await store.list_runs("slow")
+        kinds = [e.kind.value for e in await store.entries(run.id)]
+    finally:
+        await store.close()
+    assert [r.id for r in all_runs] == [run.id], "the run was resumed, not started again"
+    assert kinds.count("run_resumed") == 1
+    restarted.send_signal(signal.SIGTERM)
+    assert restarted.wait(20) == 0

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Mapping
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from textwrap import dedent, indent
 from typing import Any
 
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import Field
 
 from reconciler.config.loader import load_text, load_tree
@@ -497,3 +502,72 @@ def test_inline_tests_must_mock_known_plugins_errors_and_states() -> None:
     assert "unknown plugin 't.wrte'" in by_line[15]
     assert "unknown state 'don'" in by_line[16] and "'done'" in by_line[16]
     assert "unknown error 'Lockd'" in by_line[19] and "'Locked'" in by_line[19]
+
+
+NAMES = ["a", "b", "c", "d", "e", "f"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(NAMES),
+        st.lists(st.sampled_from([*NAMES, "zz"]), max_size=4, unique=True),
+        min_size=1,
+    )
+)
+def test_dependency_cycles_are_reported_exactly_when_the_graph_has_one(
+    graph: dict[str, list[str]],
+) -> None:
+    files = {}
+    for name, deps in graph.items():
+        body = f"dependsOn: {deps}\nstart: done\nstates: {{done: {{end: success}}}}\n"
+        text = HEAD.format(name=name) + indent(body, "  ")
+        files[f"{name}.yaml"] = load_text(text, path=f"{name}.yaml")
+    problems = validate_snapshot(Snapshot.from_files("r", files), REGISTRY)
+    reported = [p for p in problems if "cycle" in p.message]
+    known = {n: [d for d in deps if d in graph] for n, deps in graph.items()}
+    try:
+        list(TopologicalSorter(known).static_order())
+        acyclic = True
+    except CycleError:
+        acyclic = False
+    assert acyclic == (reported == [])
+    for problem in reported:
+        cycle = problem.message.removeprefix("dependsOn cycle: ").split(" -> ")
+        assert cycle[0] == cycle[-1]
+        for src, dst in itertools.pairwise(cycle):
+            assert dst in known[src]
+    unknown = [p for p in problems if "unknown workflow" in p.message]
+    assert len(unknown) == sum(1 for deps in graph.values() for d in deps if d not in graph)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["s0", "s1", "s2", "s3", "s4"]),
+        st.one_of(
+            st.sampled_from(["end-success", "end-failure"]),
+            st.lists(st.sampled_from(["s0", "s1", "s2", "s3", "s4", "nope"]), min_size=1),
+        ),
+        min_size=1,
+    ),
+    st.sampled_from(["s0", "s1", "nope"]),
+)
+def test_any_state_graph_gets_positioned_problems_and_never_an_exception(
+    states: dict[str, Any], start: str
+) -> None:
+    spec_states: dict[str, Any] = {}
+    for name, shape in states.items():
+        if isinstance(shape, str):
+            spec_states[name] = {"end": shape.removeprefix("end-")}
+        else:
+            spec_states[name] = {"transitions": [{"to": t} for t in shape]}
+    body = {"start": start, "states": spec_states}
+    text = HEAD.format(name="g") + indent(yaml.safe_dump(body), "  ")
+    [lw] = load_text(text, path="g.yaml").workflows
+    problems = validate_workflow(lw, REGISTRY)
+    for problem in problems:
+        assert problem.line > 5 and problem.column >= 1
+    ends = {n for n, s in spec_states.items() if "end" in s}
+    if not ends:
+        assert any("no path to an end state" in p.message for p in problems)

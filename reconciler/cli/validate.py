@@ -62,7 +62,7 @@ def validate(
         key=lambda p: (p.path, p.line, p.column, p.message),
     )
     workflows = len(snapshot.workflows) + len(snapshot.invalid)
-    if not files or (workflows == 0 and not problems):
+    if workflows == 0 and not any(p.is_error for p in problems):
         shown = ", ".join(str(p) for p in paths)
         problems.append(
             Problem(shown, 1, 1, "no workflow files (.yaml/.yml with kind: Workflow) found")

@@ -128,6 +128,18 @@ def test_empty_directory_is_invalid_with_one_clear_line(tmp_path: Path) -> None:
     assert f"{tmp_path}:1:1: error: no workflow files" in proc.stdout
 
 
+def test_directory_with_only_foreign_documents_is_invalid(tmp_path: Path) -> None:
+    (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\n")
+    proc = run("validate", str(tmp_path))
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"{tmp_path}/cm.yaml:2:7: warning: not a reconciler workflow")
+    assert (
+        lines[1]
+        == f"{tmp_path}:1:1: error: no workflow files (.yaml/.yml with kind: Workflow) found"
+    )
+
+
 def test_binary_file_is_one_clear_problem(tmp_path: Path) -> None:
     binary = tmp_path / "image.yaml"
     binary.write_bytes(bytes(range(256)))

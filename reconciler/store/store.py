@@ -23,14 +23,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Table, delete, event, select, update
+from alembic.util import CommandError
+from sqlalchemy import Table, delete, event, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
+from reconciler.engine.journal import EventKind, Journal, JournalEntry, RunRecord, RunStatus
 from reconciler.errors import StoreError, StoreUnavailable
 from reconciler.store import leases, migrate, retention
 from reconciler.store.records import Lease, WorkflowStatusRecord
@@ -46,6 +47,7 @@ from reconciler.store.tables import (
 DEFAULT_FILENAME = "reconciler.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 POSTGRES_CONNECT_TIMEOUT_S = 10
+MIGRATION_LOCK_KEY = 0x7265636F6E63  # 'reconc': the advisory lock held while migrating
 
 
 def _utcnow() -> datetime:
@@ -137,11 +139,25 @@ class Store:
         store = cls(engine, url=resolved)
         try:
             async with engine.begin() as conn:
+                # Serialise migrations of processes opening the same database at once (replicas
+                # starting together; the CLI next to the daemon) and make them atomic.
+                if resolved.get_backend_name() == "postgresql":
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                    )
+                else:
+                    await conn.exec_driver_sql("BEGIN IMMEDIATE")
                 await conn.run_sync(migrate.upgrade_to_head)
         except (DBAPIError, OSError) as exc:
             await engine.dispose()
             raise StoreUnavailable(
                 f"cannot open the store: {describe(resolved)}: {_reason(exc, resolved)}"
+            ) from None
+        except CommandError as exc:
+            await engine.dispose()
+            raise StoreError(
+                f"cannot migrate the store at {describe(resolved)}: {exc} "
+                "(was it created by a newer reconciler?)"
             ) from None
         except BaseException:
             await engine.dispose()
@@ -414,3 +430,8 @@ class Store:
         See :mod:`reconciler.store.retention` for exactly which."""
         async with self._tx() as conn:
             return await retention.prune_runs(conn, keep_runs, keep_days, now=now or _utcnow())
+
+
+def _is_a_journal(store: Store) -> Journal:
+    """Static proof (checked by mypy) that :class:`Store` satisfies the engine's protocol."""
+    return store

@@ -3,11 +3,14 @@ backends, re-opening is a no-op that keeps the data, and an unreachable database
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from reconciler.engine.journal import Journal, RunRecord
 from reconciler.errors import StoreError, StoreUnavailable
@@ -86,3 +89,35 @@ async def test_sqlite_file_that_cannot_be_created_is_a_clear_error(tmp_path: Pat
     blocker.write_text("a file where the data directory should be")
     with pytest.raises(StoreUnavailable, match="not-a-dir"):
         await Store.open(str(blocker / "reconciler.db"), data_dir=tmp_path)
+
+
+async def test_processes_opening_a_fresh_database_at_once_migrate_it_once(
+    store_url: str, tmp_path: Path
+) -> None:
+    stores = await asyncio.gather(
+        *(Store.open(store_url, data_dir=tmp_path / "data") for _ in range(4))
+    )
+    try:
+        for store in stores:
+            assert await store.schema_revision() == head_revision()
+        await stores[0].run_started(RunRecord(id="r1", workflow="wf"))
+        assert await stores[3].get_run("r1") is not None
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_database_from_a_newer_reconciler_is_refused_clearly(
+    open_store: OpenStore,
+) -> None:
+    store = await open_store()
+    engine = create_async_engine(store.url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = 'ffff9999'"))
+    finally:
+        await engine.dispose()
+    await store.close()
+
+    with pytest.raises(StoreError, match="ffff9999"):
+        await open_store()

@@ -29,7 +29,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
 
 from reconciler.engine.journal import EventKind, Journal, JournalEntry, RunRecord, RunStatus
 from reconciler.errors import StoreError, StoreUnavailable
@@ -100,7 +99,7 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA synchronous=FULL")  # durable before returning, as Journal asks
     finally:
         cursor.close()
 
@@ -167,18 +166,19 @@ class Store:
     @staticmethod
     def _create_engine(url: URL) -> AsyncEngine:
         if url.get_backend_name() == "sqlite":
-            memory = url.database in (None, "", ":memory:")
-            if not memory:
-                try:
-                    Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise StoreUnavailable(
-                        f"cannot open the store: {describe(url)}: {exc.strerror or exc}"
-                    ) from None
-            if memory:
-                engine = create_async_engine(url, poolclass=StaticPool)
-            else:
-                engine = create_async_engine(url)
+            if url.database in (None, "", ":memory:") or "mode=memory" in str(url.database):
+                # Each pooled connection would see its own empty database.
+                raise StoreError(
+                    "an in-memory SQLite store is not supported: give a file path "
+                    "(one-shot runs without history use the engine's MemoryJournal)"
+                )
+            try:
+                Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"cannot open the store: {describe(url)}: {exc.strerror or exc}"
+                ) from None
+            engine = create_async_engine(url)
             event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
             return engine
         connect_args: dict[str, Any] = {}

@@ -71,6 +71,11 @@ def test_an_unsupported_backend_is_refused(tmp_path: Path) -> None:
         resolve_url("mysql://root@localhost/db", data_dir=tmp_path)
 
 
+async def test_an_in_memory_sqlite_store_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="in-memory"):
+        await Store.open("sqlite://", data_dir=tmp_path)
+
+
 async def test_unreachable_postgresql_names_host_and_port_but_not_the_password(
     tmp_path: Path,
 ) -> None:

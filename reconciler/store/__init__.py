@@ -9,9 +9,10 @@ data_dir=...)``.
 
 from reconciler.store.records import Health, Lease, Sync, WorkflowStatusRecord
 from reconciler.store.retention import prune_periodically
-from reconciler.store.store import Store, describe, resolve_url
+from reconciler.store.store import FencedJournal, Store, describe, resolve_url
 
 __all__ = [
+    "FencedJournal",
     "Health",
     "Lease",
     "Store",

@@ -223,6 +223,20 @@ class Store:
         except (SQLAlchemyError, OSError) as exc:
             raise StoreUnavailable(f"store unavailable: {describe(self.url)}: {exc}") from None
 
+    async def ping(self) -> bool:
+        """Whether the database answers now (for ``/readyz``); never raises."""
+        try:
+            async with self._tx() as conn:
+                await conn.execute(text("SELECT 1"))
+        except StoreError:
+            return False
+        return True
+
+    def fenced(self, lease: Lease) -> FencedJournal:
+        """A :class:`Journal` whose every write is fenced by ``lease``: hand it to the runner of
+        a run this replica owns, and a replica that lost the lease cannot write any more."""
+        return FencedJournal(self, lease)
+
     async def schema_revision(self) -> str | None:
         """The Alembic revision the database is at."""
         async with self._tx() as conn:
@@ -432,6 +446,33 @@ class Store:
             return await retention.prune_runs(conn, keep_runs, keep_days, now=now or _utcnow())
 
 
-def _is_a_journal(store: Store) -> Journal:
-    """Static proof (checked by mypy) that :class:`Store` satisfies the engine's protocol."""
-    return store
+class FencedJournal:
+    """The store seen through one lease (see :meth:`Store.fenced`): reads pass through, writes
+    raise :class:`LeaseLost` once another owner has acquired the lease."""
+
+    def __init__(self, store: Store, lease: Lease) -> None:
+        self.store = store
+        self.lease = lease
+
+    async def run_started(self, run: RunRecord) -> None:
+        await self.store.run_started(run, fence=self.lease)
+
+    async def record(self, entry: JournalEntry) -> None:
+        await self.store.record(entry, fence=self.lease)
+
+    async def run_finished(self, run: RunRecord) -> None:
+        await self.store.run_finished(run, fence=self.lease)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await self.store.get_run(run_id)
+
+    async def entries(self, run_id: str) -> list[JournalEntry]:
+        return await self.store.entries(run_id)
+
+    async def unfinished_runs(self) -> list[RunRecord]:
+        return await self.store.unfinished_runs()
+
+
+def _is_a_journal(store: Store, fenced: FencedJournal) -> tuple[Journal, Journal]:
+    """Static proof (checked by mypy) that both satisfy the engine's protocol."""
+    return store, fenced

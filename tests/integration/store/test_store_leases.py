@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
+from reconciler.engine.journal import EventKind, Journal, JournalEntry, RunRecord, RunStatus
 from reconciler.errors import LeaseLost
 from reconciler.store import Store
 
@@ -153,3 +153,22 @@ def test_a_lease_ttl_must_be_positive() -> None:
     assert as_timedelta(1.5) == timedelta(seconds=1.5)
     with pytest.raises(ValueError, match="positive"):
         as_timedelta(0)
+
+
+async def test_a_fenced_journal_stops_writing_once_the_lease_is_lost(store: Store) -> None:
+    lease = await store.acquire("wf/a", "replica-1", ttl=TTL, now=T0)
+    assert lease is not None
+    journal = store.fenced(lease)
+    assert isinstance(journal, Journal)
+    await journal.run_started(RunRecord(id="r1", workflow="a"))
+    await journal.record(JournalEntry(run_id="r1", seq=1, kind=EventKind.RUN_STARTED))
+
+    assert await store.acquire("wf/a", "replica-2", ttl=TTL, now=T0 + 2 * TTL) is not None
+
+    with pytest.raises(LeaseLost):
+        await journal.record(JournalEntry(run_id="r1", seq=2, kind=EventKind.CHECK))
+    with pytest.raises(LeaseLost):
+        await journal.run_finished(RunRecord(id="r1", workflow="a", status=RunStatus.FAILED))
+    # Reads still work, and show nothing of the refused writes.
+    assert [e.seq for e in await journal.entries("r1")] == [1]
+    assert [r.id for r in await journal.unfinished_runs()] == ["r1"]

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from reconciler.engine.journal import Journal, RunRecord
 from reconciler.errors import StoreError, StoreUnavailable
 from reconciler.store import Store, resolve_url
-from reconciler.store.migrate import head_revision
+from reconciler.store.migrate import current_revision, head_revision, upgrade_to_head
 
 OpenStore = Callable[[], Awaitable[Store]]
 
@@ -126,3 +126,30 @@ async def test_a_database_from_a_newer_reconciler_is_refused_clearly(
 
     with pytest.raises(StoreError, match="ffff9999"):
         await open_store()
+
+
+async def test_ping_tells_whether_the_database_answers(store: Store, tmp_path: Path) -> None:
+    assert await store.ping() is True
+    url = resolve_url("postgresql://postgres@127.0.0.1:1/test?connect_timeout=2", data_dir=tmp_path)
+    unreachable = Store(create_async_engine(url), url=url)
+    try:
+        assert await unreachable.ping() is False
+    finally:
+        await unreachable.close()
+
+
+async def test_migrations_downgrade_to_empty_and_upgrade_again(store: Store) -> None:
+    from alembic import command
+
+    from reconciler.store.migrate import alembic_config
+
+    engine = create_async_engine(store.url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "base"))
+            assert await conn.run_sync(current_revision) is None
+            await conn.run_sync(upgrade_to_head)
+            assert await conn.run_sync(current_revision) == head_revision()
+    finally:
+        await engine.dispose()
+    assert await store.schema_diff() == []

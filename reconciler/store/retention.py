@@ -13,11 +13,11 @@ pruned while it is still running, nor when a workflow's status row points at it
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+import structlog
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,7 +28,7 @@ from reconciler.store.tables import JournalRow, RunRow, WorkflowStatusRow
 if TYPE_CHECKING:
     from reconciler.store.store import Store
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("reconciler.store")
 
 _CHUNK = 500
 
@@ -90,7 +90,7 @@ async def prune_periodically(
         try:
             removed = await store.prune(keep_runs, keep_days)
             if removed:
-                log.info("pruned old runs", extra={"runs": removed})
+                log.info("pruned old runs", runs=removed)
         except StoreError as exc:
-            log.warning("pruning runs failed: %s", exc)
+            log.warning("pruning runs failed", error=str(exc))
         await asyncio.sleep(interval)

@@ -38,6 +38,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         )
     finally:
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute("SET lock_timeout = '20s'")  # fail, not hang, if a store was left open
             admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 

@@ -99,10 +99,13 @@ async def test_sqlite_file_that_cannot_be_created_is_a_clear_error(tmp_path: Pat
 async def test_processes_opening_a_fresh_database_at_once_migrate_it_once(
     store_url: str, tmp_path: Path
 ) -> None:
-    stores = await asyncio.gather(
-        *(Store.open(store_url, data_dir=tmp_path / "data") for _ in range(4))
+    outcomes = await asyncio.gather(
+        *(Store.open(store_url, data_dir=tmp_path / "data") for _ in range(4)),
+        return_exceptions=True,
     )
+    stores = [o for o in outcomes if isinstance(o, Store)]
     try:
+        assert len(stores) == 4, [o for o in outcomes if not isinstance(o, Store)]
         for store in stores:
             assert await store.schema_revision() == head_revision()
         await stores[0].run_started(RunRecord(id="r1", workflow="wf"))

@@ -291,6 +291,9 @@ class Controller:
         # A file that no longer parses at all names no workflow: the ones it held are invalid.
         for path, result in files.items():
             nameless = [p for p in result.problems if p.is_error and p.workflow is None]
+            if nameless and path in revision.changed:
+                more = f" (and {len(nameless) - 1} more)" if len(nameless) > 1 else ""
+                log.warning(f"file {nameless[0]}{more}", revision=revision.id, file=path)
             old = previous_files.get(path)
             if not nameless or old is None:
                 continue

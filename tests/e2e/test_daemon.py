@@ -393,3 +393,60 @@ async def test_run_killed_mid_state_resumes_in_that_state_after_a_restart(
     assert kinds.count("run_resumed") == 1
     restarted.send_signal(signal.SIGTERM)
     assert restarted.wait(20) == 0
+
+
+CANARY_WORKFLOW = """\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata:
+  name: canary
+spec:
+  secrets:
+    token: env:H7_CANARY_TOKEN
+  start: write
+  states:
+    write:
+      action:
+        plugin: file.write
+        with: {{path: "{blocker}/${{{{ secrets.token }}}}", content: "${{{{ secrets.token }}}}"}}
+      next: done
+      onError: failed
+    done: {{end: success}}
+    failed: {{end: failure}}
+"""
+
+
+async def test_a_canary_secret_never_reaches_the_log_or_the_store(
+    tmp_path: Path,
+    repo: Path,
+    daemon: Callable[[], subprocess.Popen[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    canary = "canary-7f3a9c51e2d84b60"
+    monkeypatch.setenv("H7_CANARY_TOKEN", canary)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory is needed: the write fails naming its path")
+    (repo / "canary.yaml").write_text(CANARY_WORKFLOW.format(blocker=blocker))
+    commit(repo, "canary")
+    data_dir = tmp_path / "data"
+
+    proc = daemon()
+    deadline = time.monotonic() + 30
+    status = None
+    while time.monotonic() < deadline:
+        status = (await statuses(data_dir)).get("canary")
+        if status is not None and status.status is Health.DEGRADED:
+            break
+        await asyncio.sleep(0.1)
+    assert status is not None and status.status is Health.DEGRADED, status
+    assert status.reason == "RunFailed"
+    assert "***" in status.message
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+
+    log_text = (tmp_path / "daemon.log").read_text()
+    assert "RunFailed" in log_text or "failed" in log_text
+    assert canary not in log_text
+    for file in data_dir.iterdir():
+        if file.is_file():
+            assert canary.encode() not in file.read_bytes(), f"canary found in {file.name}"

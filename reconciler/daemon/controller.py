@@ -54,6 +54,7 @@ from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunSta
 from reconciler.engine.runner import Engine
 from reconciler.errors import ReconcilerError, StoreError
 from reconciler.plugin import PluginRegistry, RunInfo
+from reconciler.secrets.resolver import SecretResolver
 from reconciler.sources import Revision, Source
 from reconciler.store import Health, Store, WorkflowStatusRecord, prune_periodically
 
@@ -149,7 +150,12 @@ def _innermost_frame(exc: BaseException) -> str:
 
 
 class Controller:
-    """Runs the reconcile loop for one repository until stopped."""
+    """Runs the reconcile loop for one repository until stopped.
+
+    ``secrets`` is the resolver runs use (default: ``env:``/``file:`` only, until Vault is
+    wired); ``clock`` (monotonic seconds, for back-off) and ``now`` (UTC timestamps in statuses)
+    are injectable for tests.
+    """
 
     def __init__(
         self,
@@ -158,6 +164,7 @@ class Controller:
         *,
         source: Source,
         registry: PluginRegistry,
+        secrets: SecretResolver | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -167,7 +174,9 @@ class Controller:
         self.registry = registry
         self._now = now
         self.journal = DaemonJournal(store)
-        self.engine = Engine(registry, journal=self.journal, workdir=settings.workdir.resolve())
+        self.engine = Engine(
+            registry, journal=self.journal, workdir=settings.workdir.resolve(), secrets=secrets
+        )
         self.target = _Target()
         self.snapshot: Snapshot | None = None
         self._files: dict[str, FileResult] = {}

@@ -450,3 +450,45 @@ async def test_a_canary_secret_never_reaches_the_log_or_the_store(
     for file in data_dir.iterdir():
         if file.is_file():
             assert canary.encode() not in file.read_bytes(), f"canary found in {file.name}"
+
+
+async def test_daemon_follows_a_remote_branch_and_sub_path_from_config_file_and_flags(
+    tmp_path: Path,
+) -> None:
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q", "-b", "prod")
+    (work / "ops").mkdir()
+    out = tmp_path / "out"
+    write_workflow(work / "ops", out, "alpha", "from prod")
+    (work / "not-workflows.yaml").write_text("this: is not under the sub-path\n")
+    revision = commit(work, "prod workflows")
+    git(work, "push", "-q", f"file://{remote}", "prod")
+
+    config = tmp_path / "reconciler.yaml"
+    config.write_text(
+        f"repo: file://{remote}\nbranch: does-not-exist\npath: ops\npoll-interval: 500ms\n"
+    )
+    data_dir = tmp_path / "data"
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as sink:
+        proc = spawn(
+            ["run", "--config", str(config), "--branch", "prod", "--data-dir", str(data_dir)],
+            cwd=tmp_path,
+            out=sink,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while "reconciler started" not in log.read_text():
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            found = await wait_converged(data_dir, {"alpha"}, revision)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(20)
+    assert code == 0
+    assert set(found) == {"alpha"}
+    assert (out / "alpha.txt").read_text() == "from prod"

@@ -52,7 +52,7 @@ from reconciler.daemon.scheduler import DriftScheduler
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
 from reconciler.engine.runner import Engine
-from reconciler.errors import ReconcilerError, StoreError
+from reconciler.errors import ReconcilerError, SourceError, StoreError
 from reconciler.plugin import PluginRegistry, RunInfo
 from reconciler.secrets.resolver import SecretResolver
 from reconciler.sources import Revision, Source
@@ -203,7 +203,11 @@ class Controller:
         return True
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Reconcile until ``stop`` is set, then shut down gracefully (see module docstring)."""
+        """Reconcile until ``stop`` is set, then shut down gracefully (see module docstring).
+
+        Raises :class:`~reconciler.errors.SourceError` (after the same graceful shutdown) if the
+        source stops on its own, since no new revision could arrive after that.
+        """
         await self._load_unfinished_runs()
         self.scheduler.start()
         source_stop = asyncio.Event()
@@ -224,10 +228,17 @@ class Controller:
             f"reconciler started: watching {self.source.description}",
             max_concurrent_runs=self.settings.max_concurrent_runs,
         )
+        stopper = asyncio.create_task(stop.wait(), name="stop")
         try:
-            await stop.wait()
+            await asyncio.wait({stopper, source_task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            stopper.cancel()
             await self._shutdown(workers, source_task, prune_task, source_stop)
+        if not stop.is_set():
+            # The source only returns when asked to; anything else means no more revisions.
+            failure = source_task.exception() if not source_task.cancelled() else None
+            what = type(failure).__name__ if failure is not None else "it returned"
+            raise SourceError(f"the source of workflow files stopped unexpectedly ({what})")
 
     # -- shutdown ----------------------------------------------------------------------------
 

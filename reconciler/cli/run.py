@@ -70,7 +70,7 @@ def configure_logging(level: str, *, json_lines: bool | None = None) -> None:
 @app.command()
 def run(
     repo_arg: str | None = typer.Argument(
-        None, metavar="[REPO]", help="Git URL or path (same as --repo)."
+        None, metavar="REPO", help="Git URL or path (same as --repo)."
     ),
     config: Annotated[
         Path | None,

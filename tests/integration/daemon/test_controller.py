@@ -247,7 +247,9 @@ async def test_manual_sync_runs_a_workflow_that_is_in_sync(tmp_path: Path, repo:
     put(repo, "motd", file_workflow("motd", tmp_path / "motd", "hi"))
     first = commit(repo)
     async with running(tmp_path, repo) as (controller, store):
-        await eventually(store, "motd", converged_at(first))
+        converged = await eventually(store, "motd", converged_at(first))
+        assert converged.next_check_at is not None, "the hourly drift check is scheduled"
+        assert 50 * 60 < (converged.next_check_at - converged.updated_at).total_seconds() <= 3600
         assert controller.request_sync("motd")
         assert not controller.request_sync("no-such-workflow")
         deadline = time.monotonic() + 20

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.daemon.queue import Reason, WorkQueue, backoff_delay
 
@@ -161,3 +163,52 @@ async def test_get_wakes_up_when_a_delayed_key_becomes_due() -> None:
     item = await asyncio.wait_for(queue.get(), 1)
     assert item is not None
     assert item.reasons == {Reason.DRIFT_CHECK}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["add", "get", "done", "fail", "tick"]),
+            st.sampled_from(["a", "b", "c", "d"]),
+        ),
+        max_size=60,
+    ),
+    limit=st.integers(min_value=1, max_value=3),
+)
+def test_queue_invariants_hold_for_any_sequence_of_operations(
+    ops: list[tuple[str, str]], limit: int
+) -> None:
+    """Never over the limit, never one key twice in flight, and nothing added is ever lost."""
+    clock = FakeClock()
+    deps = {"b": ["a"], "d": ["c"]}
+    queue = WorkQueue(max_concurrent=limit, clock=clock, dependencies=lambda k: deps.get(k, []))
+    owed: set[str] = set()  # keys added since they were last handed out
+    for op, key in ops:
+        if op == "add":
+            queue.add(key)
+            owed.add(key)
+        elif op == "get":
+            item = queue.try_get()
+            if item is not None:
+                assert list(queue.processing).count(item.key) == 1
+                owed.discard(item.key)
+        elif op == "done" and key in queue.processing:
+            queue.done(key)
+        elif op == "fail" and key in queue.processing:
+            queue.fail(key)
+            queue.done(key)
+        elif op == "tick":
+            clock.advance(30)
+        assert len(queue.processing) <= limit
+    # Drain: finish everything in flight and let every back-off expire.
+    for key in list(queue.processing):
+        queue.done(key)
+    clock.advance(3600)
+    handed: list[str] = []
+    while (item := queue.try_get()) is not None:
+        handed.append(item.key)
+        owed.discard(item.key)
+        queue.done(item.key)
+    assert not owed, f"keys added but never handed out: {owed}"
+    assert len(handed) == len(set(handed))

@@ -248,16 +248,17 @@ def plan_observed(
         )
         return Decision(new, Next.DONE, f"workflow {name}: {text}", failed=True)
 
+    # A probe without `desired`/`inSync` has nothing to compare with: it decides like no probe.
+    in_sync = observation.in_sync if has_probe and observation is not None else None
+    compares = in_sync is not None
     observed_fields: dict[str, Any] = {}
-    if has_probe and observation is not None:
-        in_sync = observation.in_sync is not False
+    if compares:
         observed_fields = {
             "sync": Sync.SYNCED if in_sync else Sync.OUT_OF_SYNC,
-            "diff": None if in_sync else diff_json(observation.diff),
+            "diff": None if in_sync else diff_json(observation.diff if observation else []),
             "observed_at": now,
         }
-    else:
-        in_sync = None
+    no_probe = "it has no observe probe" if not has_probe else "its probe has no desired state"
 
     spec_changed = base.spec_digest != digest
     run_reason: RunReason | None = None
@@ -271,10 +272,10 @@ def plan_observed(
         why = f"out of sync ({describe_diff(observation.diff)})"
     elif in_sync is None and spec_changed:
         run_reason, reason = RunReason.SPEC_CHANGE, Reason.SPEC_CHANGED
-        why = "spec changed and it has no observe probe"
+        why = f"spec changed and {no_probe}"
     elif in_sync is None and base.status is not Health.CONVERGED:
         run_reason, reason = RunReason.RETRY, Reason.RETRYING
-        why = f"last attempt did not converge ({base.status.value}) and it has no observe probe"
+        why = f"last attempt did not converge ({base.status.value}) and {no_probe}"
 
     if run_reason is None:
         already = base.status is Health.CONVERGED and not spec_changed
@@ -282,11 +283,11 @@ def plan_observed(
             base,
             now,
             **observed_fields,
-            **({} if has_probe else {"sync": Sync.SYNCED}),
+            **({} if compares else {"sync": Sync.SYNCED}),
             status=Health.CONVERGED,
             reason=Reason.IN_SYNC,
             message="observed state matches desired state"
-            if has_probe
+            if compares
             else "spec unchanged since the last successful run",
             last_applied_revision=revision,
             spec_digest=digest,

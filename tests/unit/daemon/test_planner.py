@@ -303,3 +303,21 @@ def test_diff_description_names_the_fields_that_differ() -> None:
     )
     four = diff_subset({"a": 1, "b": 1, "c": 1, "d": 1}, {})
     assert describe_diff(four) == "4 fields differ (a, b, c, …)"
+
+
+def test_probe_without_desired_state_decides_like_a_workflow_without_probe() -> None:
+    body = workflow().model_dump(by_alias=True, exclude_none=True)
+    del body["spec"]["desired"]
+    wf = Workflow.model_validate(body)
+    observation = Seen({"content": "anything"}, None)
+    unchanged = plan_observed(
+        wf, converged(), revision="r2", digest="d1", observation=observation, manual=False, now=NOW
+    )
+    assert unchanged.next is Next.DONE
+    assert unchanged.status.status is Health.CONVERGED
+    changed = plan_observed(
+        wf, converged(), revision="r2", digest="d2", observation=observation, manual=False, now=NOW
+    )
+    assert changed.next is Next.RUN
+    assert changed.run_reason is RunReason.SPEC_CHANGE
+    assert changed.status.message == "spec changed and its probe has no desired state"

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 
@@ -23,6 +25,7 @@ from reconciler.engine.journal import EventKind, RunStatus
 from reconciler.plugin import PluginRegistry
 from reconciler.sources import open_source
 from reconciler.store import Health, Store, WorkflowStatusRecord
+from tests.conftest import require_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -98,11 +101,12 @@ async def running(
     settings = DaemonSettings.load(
         repo=str(repo),
         data_dir=tmp_path / "data",
+        store=overrides.pop("store", None),
         poll_interval="200ms",
         grace_period=overrides.pop("grace_period", "5s"),
         **overrides,
     )
-    store = await Store.open(None, data_dir=settings.data_dir)
+    store = await Store.open(settings.store, data_dir=settings.data_dir)
     source = open_source(
         str(repo), data_dir=settings.data_dir, poll_interval=settings.poll_interval.total_seconds()
     )
@@ -324,3 +328,38 @@ async def test_run_interrupted_by_shutdown_resumes_in_its_state_on_the_next_star
     assert [e.kind for e in entries].count(EventKind.RUN_RESUMED) == 1
     assert [e.state for e in entries if e.kind is EventKind.STATE_ENTERED][:2] == ["write", "wait"]
     assert status.last_run_id == run_id
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A store URL on the local PostgreSQL, in a schema of its own dropped afterwards."""
+    require_server("127.0.0.1", 5432, "PostgreSQL")
+    admin_dsn = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    schema = f"daemon_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            admin.execute("SET lock_timeout = '20s'")
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.mark.postgres
+async def test_daemon_on_postgresql_converges_and_reruns_only_the_changed_workflow(
+    tmp_path: Path, repo: Path, postgres_url: str
+) -> None:
+    for name in ("alpha", "beta", "gamma"):
+        put(repo, name, file_workflow(name, tmp_path / name, f"hello {name}"))
+    first = commit(repo, "three workflows")
+    async with running(tmp_path, repo, store=postgres_url) as (_controller, store):
+        for name in ("alpha", "beta", "gamma"):
+            await eventually(store, name, converged_at(first))
+        put(repo, "beta", file_workflow("beta", tmp_path / "beta", "hello again"))
+        second = commit(repo, "change beta")
+        for name in ("alpha", "beta", "gamma"):
+            await eventually(store, name, converged_at(second))
+        runs = {n: len(await store.list_runs(n)) for n in ("alpha", "beta", "gamma")}
+    assert runs == {"alpha": 1, "beta": 2, "gamma": 1}
+    assert (tmp_path / "beta").read_text() == "hello again"

@@ -125,19 +125,33 @@ class _Target:
     """Workflows gone from git, waiting for their onDelete run and retirement."""
 
 
+class PolicyRegistry(PluginRegistry):
+    """The installed plugins minus those the daemon's ``--allow-plugins`` leaves out.
+
+    Validation then reports a left-out plugin as "not allowed" (and the workflow is ``Invalid``),
+    rather than as unknown.
+    """
+
+    def __init__(self, registry: PluginRegistry, allow: list[str]) -> None:
+        super().__init__({name: registry.get(name) for name in registry.names() if name in allow})
+        self.load_errors = {k: v for k, v in registry.load_errors.items() if k in allow}
+        self.refused = frozenset(name for name in registry.names() if name not in allow)
+
+    def unknown_message(self, name: str) -> str:
+        if name in self.refused:
+            return f"plugin {name!r} is not allowed here (the daemon's --allow-plugins does not list it)"
+        return super().unknown_message(name)
+
+
 def restrict_registry(registry: PluginRegistry, allow: list[str] | None) -> PluginRegistry:
     """Only the plugins ``--allow-plugins`` names (all when ``allow`` is None).
 
-    A workflow using another plugin then fails validation ("unknown plugin") and is marked
-    ``Invalid``: a commit cannot grant itself ``shell.run``.
+    A workflow using another plugin then fails validation and is marked ``Invalid``: a commit
+    cannot grant itself ``shell.run``.
     """
     if allow is None:
         return registry
-    allowed = PluginRegistry(
-        {name: registry.get(name) for name in registry.names() if name in allow}
-    )
-    allowed.load_errors = {k: v for k, v in registry.load_errors.items() if k in allow}
-    return allowed
+    return PolicyRegistry(registry, allow)
 
 
 def _innermost_frame(exc: BaseException) -> str:

@@ -82,11 +82,11 @@ def repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, repo: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+def daemon(tmp_path: Path, repo: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start the daemon once the test has committed; stopped (SIGTERM) at teardown."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start() -> subprocess.Popen[bytes]:
+    def start(*extra: str) -> subprocess.Popen[bytes]:
         log_file = tmp_path / "daemon.log"
         before = log_file.read_text().count("reconciler started") if log_file.exists() else 0
         log = log_file.open("ab")
@@ -105,6 +105,7 @@ def daemon(tmp_path: Path, repo: Path) -> Iterator[Callable[[], subprocess.Popen
                 "500ms",
                 "--grace-period",
                 "5s",
+                *extra,
             ],
             cwd=tmp_path,
             stdout=log,
@@ -174,7 +175,7 @@ def log_events(tmp_path: Path) -> list[dict[str, object]]:
 
 
 async def test_daemon_converges_three_workflows_and_a_commit_runs_only_the_changed_one(
-    tmp_path: Path, repo: Path, daemon: Callable[[], subprocess.Popen[bytes]]
+    tmp_path: Path, repo: Path, daemon: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
     out = tmp_path / "out"
     for name in ("alpha", "beta", "gamma"):
@@ -215,7 +216,7 @@ async def test_daemon_converges_three_workflows_and_a_commit_runs_only_the_chang
 
 
 async def test_daemon_marks_a_broken_file_invalid_and_keeps_its_last_good_status(
-    tmp_path: Path, repo: Path, daemon: Callable[[], subprocess.Popen[bytes]]
+    tmp_path: Path, repo: Path, daemon: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
     out = tmp_path / "out"
     write_workflow(repo, out, "alpha", "hello alpha")
@@ -347,7 +348,7 @@ spec:
 
 
 async def test_run_killed_mid_state_resumes_in_that_state_after_a_restart(
-    tmp_path: Path, repo: Path, daemon: Callable[[], subprocess.Popen[bytes]]
+    tmp_path: Path, repo: Path, daemon: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     (repo / "slow.yaml").write_text(SLOW.format(first=first, second=second))
@@ -419,7 +420,7 @@ spec:
 async def test_a_canary_secret_never_reaches_the_log_or_the_store(
     tmp_path: Path,
     repo: Path,
-    daemon: Callable[[], subprocess.Popen[bytes]],
+    daemon: Callable[..., subprocess.Popen[bytes]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     canary = "canary-7f3a9c51e2d84b60"
@@ -492,3 +493,47 @@ async def test_daemon_follows_a_remote_branch_and_sub_path_from_config_file_and_
     assert code == 0
     assert set(found) == {"alpha"}
     assert (out / "alpha.txt").read_text() == "from prod"
+
+
+async def test_sigterm_waits_out_the_grace_period_exits_0_and_the_run_resumes_on_restart(
+    tmp_path: Path, repo: Path, daemon: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    (repo / "slow.yaml").write_text(SLOW.format(first=first, second=second))
+    commit(repo, "slow workflow")
+    data_dir = tmp_path / "data"
+
+    proc = daemon("--grace-period", "200ms")
+    deadline = time.monotonic() + 30
+    run = None
+    while run is None and time.monotonic() < deadline:
+        store = await Store.open(None, data_dir=data_dir)
+        try:
+            runs = await store.list_runs("slow")
+        finally:
+            await store.close()
+        if runs and runs[0].current_state == "wait":
+            run = runs[0]
+        await asyncio.sleep(0.05)
+    assert run is not None, "the run never reached state wait"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    messages = [str(e.get("event")) for e in log_events(tmp_path)]
+    assert any(m.startswith("grace period of 0.2s is over") for m in messages), messages
+    assert any(
+        m == f"run {run.id[:8]}… interrupted in state wait; it resumes on the next start"
+        for m in messages
+    ), messages
+
+    restarted = daemon()
+    status = None
+    while time.monotonic() < deadline + 30:
+        status = (await statuses(data_dir)).get("slow")
+        if status is not None and status.status is Health.CONVERGED:
+            break
+        await asyncio.sleep(0.1)
+    assert status is not None and status.status is Health.CONVERGED, status
+    assert status.last_run_id == run.id
+    assert second.read_text() == "2"
+    restarted.send_signal(signal.SIGTERM)
+    assert restarted.wait(20) == 0

@@ -47,6 +47,7 @@ from reconciler.daemon.planner import (
     plan_observed,
     plan_static,
 )
+from reconciler.daemon.planner import Reason as StatusReason
 from reconciler.daemon.queue import Reason, WorkItem, WorkQueue
 from reconciler.daemon.scheduler import DriftScheduler
 from reconciler.daemon.settings import DaemonSettings
@@ -493,7 +494,7 @@ class Controller:
                 "last_attempted_revision": revision,
                 "updated_at": self._now(),
                 **(
-                    {"reason": "Resuming", "message": f"resuming run {short(run_id)}"}
+                    {"reason": StatusReason.RESUMING, "message": f"resuming run {short(run_id)}"}
                     if resume
                     else {}
                 ),

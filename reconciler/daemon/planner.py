@@ -19,8 +19,8 @@ one-line ``message`` in plain words, which is also what the daemon logs.
 
 Reasons (``WorkflowStatusRecord.reason``) the planner writes, documented in docs/daemon.md:
 ``InvalidSpec``, ``Suspended``, ``DependencyNotReady``, ``ObserveFailed``, ``InSync``,
-``OutOfSync``, ``SpecChanged``, ``Retrying``, ``ManualSync``, ``Running``, ``RunSucceeded``,
-``RunFailed``, ``DriftRemains``.
+``OutOfSync``, ``SpecChanged``, ``Retrying``, ``ManualSync``, ``Resuming`` (written by the
+controller), ``RunSucceeded``, ``RunFailed``, ``DriftRemains``.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class Reason(StrEnum):
     SPEC_CHANGED = "SpecChanged"
     RETRYING = "Retrying"
     MANUAL_SYNC = "ManualSync"
+    RESUMING = "Resuming"
     RUN_SUCCEEDED = "RunSucceeded"
     RUN_FAILED = "RunFailed"
     DRIFT_REMAINS = "DriftRemains"

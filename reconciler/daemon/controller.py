@@ -124,6 +124,9 @@ class _Target:
     invalid: dict[str, list[Problem]] = field(default_factory=dict)
     removed: dict[str, LoadedWorkflow] = field(default_factory=dict)
     """Workflows gone from git, waiting for their onDelete run and retirement."""
+    orphans: set[str] = field(default_factory=set)
+    """Statuses in the store of workflows that were already gone from git when the daemon
+    started: their spec is unknown, so they are retired without an onDelete run."""
 
 
 class PolicyRegistry(PluginRegistry):
@@ -347,23 +350,28 @@ class Controller:
             if name in valid or name in invalid:
                 del removed[name]
 
+        orphans: set[str] = set(self.target.orphans)
+        if self.snapshot is None:  # the first revision since start: compare with the store
+            known = {st.name for st in await self.store.list_statuses()}
+            orphans = known - set(valid) - set(invalid)
+        orphans -= set(valid) | set(invalid)
         self._files = files
         self.snapshot = snapshot
-        self.target = _Target(revision.id, valid, invalid, removed)
+        self.target = _Target(revision.id, valid, invalid, removed, orphans)
         self.engine.workflows = {n: lw.workflow for n, lw in valid.items()}
         self.scheduler.sync({n: lw.workflow for n, lw in valid.items()})
 
         changed = len(revision.changed) + len(revision.removed)
         log.info(
             f"revision {revision.short_id}: {len(valid)} workflows valid, {len(invalid)} invalid, "
-            f"{len(removed)} removed ({changed} files changed)",
+            f"{len(removed) + len(orphans)} removed ({changed} files changed)",
             revision=revision.id,
         )
         for name in sorted(valid) + sorted(invalid):
             self.queue.forget(name)
             reason = Reason.RESUME if name in self._resume and name in valid else Reason.REVISION
             self.queue.add(name, reason)
-        for name in sorted(removed):
+        for name in sorted(set(removed) | orphans):
             self.queue.add(name, Reason.DELETE)
         for name, record in list(self._resume.items()):
             if name not in valid:
@@ -415,6 +423,15 @@ class Controller:
         target = self.target
         if name in target.removed:
             await self._retire(name, target.removed[name])
+            return
+        if name in target.orphans:
+            target.orphans.discard(name)
+            await self.store.delete_status(name)
+            log.warning(
+                f"workflow {name} was removed from git while the daemon was stopped; retired "
+                "without an onDelete run (its spec is gone; its run history is kept)",
+                workflow=name,
+            )
             return
         status = await self.store.get_status(name)
         if name in target.invalid:

@@ -363,3 +363,24 @@ async def test_daemon_on_postgresql_converges_and_reruns_only_the_changed_workfl
         runs = {n: len(await store.list_runs(n)) for n in ("alpha", "beta", "gamma")}
     assert runs == {"alpha": 1, "beta": 2, "gamma": 1}
     assert (tmp_path / "beta").read_text() == "hello again"
+
+
+async def test_workflow_removed_while_the_daemon_was_stopped_is_retired_at_start(
+    tmp_path: Path, repo: Path
+) -> None:
+    put(repo, "keep", file_workflow("keep", tmp_path / "keep", "k"))
+    put(repo, "gone", file_workflow("gone", tmp_path / "gone", "g"))
+    first = commit(repo)
+    async with running(tmp_path, repo) as (_controller, store):
+        await eventually(store, "keep", converged_at(first))
+        await eventually(store, "gone", converged_at(first))
+    (repo / "gone.yaml").unlink()
+    second = commit(repo, "remove gone while stopped")
+    async with running(tmp_path, repo) as (_controller, store):
+        await eventually(store, "keep", converged_at(second))
+        deadline = time.monotonic() + 20
+        while await store.get_status("gone") is not None:
+            assert time.monotonic() < deadline, "gone was never retired"
+            await asyncio.sleep(0.03)
+        history = await store.list_runs("gone")
+    assert len(history) == 1, "its run history is kept"

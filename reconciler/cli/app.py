@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from reconciler import __version__
+from reconciler.telemetry.logging import configure_logging
 
 app = typer.Typer(
     name="reconciler",
@@ -55,5 +56,10 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Log what runs do (info level) on stderr."
+    ),
 ) -> None:
     """GitOps reconciliation of state-machine workflows."""
+    # One-shot commands log warnings only; `reconciler run` sets its own level.
+    configure_logging("info" if verbose else "warning")

@@ -13,9 +13,7 @@ for it. Logs are structured (structlog): human-readable on a terminal, JSON line
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -29,42 +27,9 @@ from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.plugin import PluginRegistry
 from reconciler.sources import open_source
 from reconciler.store import Store, describe
+from reconciler.telemetry.logging import configure_logging
 
 QUICKSTART = Path("examples/quickstart")
-
-_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
-
-
-def configure_logging(level: str, *, json_lines: bool | None = None) -> None:
-    """structlog (and stdlib logging) to stderr: JSON when not a TTY, console otherwise."""
-    as_json = not sys.stderr.isatty() if json_lines is None else json_lines
-    numeric = _LEVELS.get(level, logging.INFO)
-    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(name)s: %(message)s")
-    # apscheduler and alembic narrate routine steps at INFO; the daemon says what matters itself.
-    for chatty in ("apscheduler", "alembic"):
-        logging.getLogger(chatty).setLevel(max(numeric, logging.WARNING))
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if as_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
 
 
 @app.command()

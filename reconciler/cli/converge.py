@@ -252,7 +252,9 @@ def _print(ws: Workspace, outcomes: list[Outcome], *, apply: bool) -> None:
         table.add_row(*cells)
     for name, problems in ws.invalid.items():
         cells = [name, "-"] + (["skipped", "no", "Invalid"] if apply else [])
-        cells += ["[red]invalid[/red]", escape(str(problems[0]))]
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        first = problems[0]
+        cells += ["[red]invalid[/red]", escape(f"{first.path}:{first.line}: see above{more}")]
         table.add_row(*cells)
     console.print(table)
     failed = sum(o.failed for o in outcomes) + len(ws.invalid)

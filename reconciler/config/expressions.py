@@ -13,6 +13,7 @@ and ``run``.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
@@ -92,8 +93,11 @@ def _render_str(text: str, scope: Mapping[str, Any]) -> Any:
 
 
 def _to_text(value: Any) -> str:
+    """How a value embedded in text reads: JSON for lists and maps, as YAML authors expect."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list | tuple | Mapping):
+        return json.dumps(value, default=str, separators=(", ", ": "))
     return str(value)

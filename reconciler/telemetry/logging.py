@@ -4,6 +4,12 @@ Every part of reconciler logs through ``structlog`` with bound context (workflow
 revision); this module decides where those lines go: always stderr (stdout is reserved for
 command output such as ``--output json``), JSON lines when stderr is not a TTY, a readable
 console format otherwise.
+
+The controller binds ``workflow``/``revision`` (and ``run`` once a run starts) with
+``structlog.contextvars`` for each reconcile, the engine binds all four on its run logger, and
+:func:`add_context_keys` gives every JSON line the four keys (``null`` when a line is about no
+workflow, such as "reconciler started"), so a log query by ``workflow`` or ``run`` never
+misses a line for want of the key.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import logging
 import sys
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -19,6 +26,16 @@ LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+CONTEXT_KEYS: tuple[str, ...] = ("workflow", "run", "state", "revision")
+"""Keys present on every log line (DESIGN §6 "Logs")."""
+
+
+def add_context_keys(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """A structlog processor: :data:`CONTEXT_KEYS` on every line, ``None`` when not bound."""
+    for key in CONTEXT_KEYS:
+        event_dict.setdefault(key, None)
+    return event_dict
 
 
 def configure_logging(level: str, *, json_lines: bool | None = None) -> None:
@@ -38,6 +55,8 @@ def configure_logging(level: str, *, json_lines: bool | None = None) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            # on a terminal, four "None"s per line would only be noise
+            *([add_context_keys] if as_json else []),
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

@@ -1,21 +1,60 @@
-"""Prometheus metrics: the one registry the daemon exposes on ``/metrics``.
+"""Prometheus metrics: the one registry the daemon exposes on ``/metrics`` (DESIGN §6).
 
 Everything reconciler measures is registered on :data:`REGISTRY` (never on prometheus-client's
 global default registry, so tests and several daemons in one process do not collide). Names carry
-the ``reconciler_`` prefix and no label ever holds an unbounded value (no run ids, no error text).
+the ``reconciler_`` prefix and no label ever holds an unbounded value: no run ids, no error text,
+no paths outside the repository. ``workflow`` and ``file`` are bounded by the repository,
+``plugin`` by the installed plugins, ``result``/``status``/``reason`` by fixed vocabularies and
+``revision`` (on ``snapshot_info`` only) by the one current revision.
+
+This module only *declares* the metrics. They are fed from the flow by
+:mod:`reconciler.telemetry.instrument` (a journal wrapper the engine writes through, a resolver
+wrapper, and hooks the daemon's controller calls); the engine itself knows nothing of Prometheus.
+Values that already live elsewhere (queue depth, fetch counters of the source) are read at scrape
+time through :data:`LIVE` rather than copied.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from reconciler import __version__
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
+
+RUN_RESULTS: tuple[str, ...] = ("succeeded", "failed", "cancelled")
+"""Values of ``result`` on ``reconciler_runs_total`` (a finished run's status)."""
+
+FETCH_RESULTS: tuple[str, ...] = ("success", "failure")
+"""Values of ``result`` on ``reconciler_git_fetch_total``."""
+
+SECRET_REASONS: tuple[str, ...] = (
+    "missing",
+    "forbidden",
+    "sealed",
+    "unreadable",
+    "not_configured",
+    "unsupported",
+    "error",
+)
+"""Values of ``reason`` on ``reconciler_secret_errors_total``."""
+
+SECRET_PROVIDERS: tuple[str, ...] = ("env", "file", "vault", "transit", "unknown")
+"""Values of ``provider`` on ``reconciler_secret_errors_total`` (the reference's scheme)."""
+
+_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+_RUN_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 BUILD_INFO = Gauge(
     "reconciler_build_info",
@@ -24,3 +63,167 @@ BUILD_INFO = Gauge(
     registry=REGISTRY,
 )
 BUILD_INFO.labels(version=__version__).set(1)
+
+WORKFLOW_STATUS = Gauge(
+    "reconciler_workflow_status",
+    "1 for the workflow's current status (Pending, Progressing, Converged, Degraded, "
+    "Suspended, Invalid), 0 for the others.",
+    ["workflow", "status"],
+    registry=REGISTRY,
+)
+WORKFLOW_IN_SYNC = Gauge(
+    "reconciler_workflow_in_sync",
+    "1 when the observed state matches the desired state, 0 when it drifted; absent while "
+    "unknown (no probe, or not observed yet).",
+    ["workflow"],
+    registry=REGISTRY,
+)
+WORKFLOW_LAST_SUCCESS = Gauge(
+    "reconciler_workflow_last_success_timestamp_seconds",
+    "Unix time the workflow's last successful run finished.",
+    ["workflow"],
+    registry=REGISTRY,
+)
+RUNS = Counter(
+    "reconciler_runs_total",
+    "Finished runs, by workflow and result (succeeded, failed, cancelled).",
+    ["workflow", "result"],
+    registry=REGISTRY,
+)
+RUN_DURATION = Histogram(
+    "reconciler_run_duration_seconds",
+    "Wall-clock time of finished runs (a resumed run counts from its resumption).",
+    ["workflow"],
+    buckets=_RUN_BUCKETS,
+    registry=REGISTRY,
+)
+ACTION_DURATION = Histogram(
+    "reconciler_action_duration_seconds",
+    "Time of each action attempt, by plugin and result ('success' or the error name).",
+    ["plugin", "result"],
+    buckets=_SECONDS_BUCKETS,
+    registry=REGISTRY,
+)
+ACTION_RETRIES = Counter(
+    "reconciler_action_retries_total",
+    "Action attempts beyond the first, by plugin.",
+    ["plugin"],
+    registry=REGISTRY,
+)
+TRANSITIONS = Counter(
+    "reconciler_transitions_total",
+    "State transitions taken, by workflow.",
+    ["workflow"],
+    registry=REGISTRY,
+)
+RUNS_IN_PROGRESS = Gauge(
+    "reconciler_runs_in_progress",
+    "Runs started (or resumed) and not finished yet.",
+    registry=REGISTRY,
+)
+SNAPSHOT_INFO = Gauge(
+    "reconciler_snapshot_info",
+    "Always 1; the revision label names the revision the daemon currently works from.",
+    ["revision"],
+    registry=REGISTRY,
+)
+CONFIG_ERRORS = Gauge(
+    "reconciler_config_errors",
+    "Errors found in a workflow file of the current revision (the series goes when fixed).",
+    ["file"],
+    registry=REGISTRY,
+)
+SECRET_ERRORS = Counter(
+    "reconciler_secret_errors_total",
+    "Secret references that could not be resolved, by provider and reason.",
+    ["provider", "reason"],
+    registry=REGISTRY,
+)
+# Every (provider, reason) starts at 0, so increase() sees the very first error.
+for _provider in SECRET_PROVIDERS:
+    for _reason in SECRET_REASONS:
+        SECRET_ERRORS.labels(provider=_provider, reason=_reason)
+
+
+@dataclass
+class FetchStats:
+    """What :class:`LiveCollector` reads from the source at scrape time."""
+
+    ok: int
+    failed: int
+    last_success_at: datetime | None
+
+
+class LiveCollector(Collector):
+    """Metrics read at scrape time from the running daemon's objects, not copied into gauges.
+
+    ``queue_depth`` and ``fetch_stats`` are set by
+    :meth:`reconciler.telemetry.instrument.DaemonMetrics.watch_queue` / ``watch_source``.
+    Before a daemon is wired, the queue depth and fetch counters read 0 and the last successful
+    fetch reads 0 (never), so alert expressions always find a series.
+    """
+
+    def __init__(self) -> None:
+        self.queue_depth: Callable[[], int] | None = None
+        self.fetch_stats: Callable[[], FetchStats] | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(FetchStats(0, 0, None), depth=0)
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self.fetch_stats() if self.fetch_stats is not None else FetchStats(0, 0, None)
+        depth = self.queue_depth() if self.queue_depth is not None else 0
+        return self._families(stats, depth=depth)
+
+    @staticmethod
+    def _families(stats: FetchStats, *, depth: int) -> list[Metric]:
+        fetches = CounterMetricFamily(
+            "reconciler_git_fetch",
+            "Fetches of the repository (or reads of the directory), by result.",
+            labels=["result"],
+        )
+        fetches.add_metric(["success"], stats.ok)
+        fetches.add_metric(["failure"], stats.failed)
+        last = stats.last_success_at.timestamp() if stats.last_success_at is not None else 0.0
+        return [
+            fetches,
+            GaugeMetricFamily(
+                "reconciler_git_last_fetch_success_timestamp_seconds",
+                "Unix time of the last successful fetch; 0 before the first one.",
+                value=last,
+            ),
+            GaugeMetricFamily(
+                "reconciler_queue_depth",
+                "Workflows waiting in the work queue to be reconciled now.",
+                value=depth,
+            ),
+        ]
+
+
+LIVE = LiveCollector()
+REGISTRY.register(LIVE)
+
+PER_WORKFLOW: tuple[Gauge | Counter | Histogram, ...] = (
+    WORKFLOW_STATUS,
+    WORKFLOW_IN_SYNC,
+    WORKFLOW_LAST_SUCCESS,
+    RUNS,
+    RUN_DURATION,
+    TRANSITIONS,
+)
+"""Metrics with a ``workflow`` label: their series go when the workflow is retired."""
+
+
+def remove_series(metric: Gauge | Counter | Histogram, **match: str) -> None:
+    """Remove every series of ``metric`` whose labels include all of ``match``."""
+    names = metric._labelnames
+    wanted = {names.index(k): v for k, v in match.items()}
+    for family in metric.collect():
+        seen: set[tuple[str, ...]] = set()
+        for sample in family.samples:
+            values = tuple(sample.labels.get(n, "") for n in names)
+            if values in seen or any(values[i] != v for i, v in wanted.items()):
+                continue
+            seen.add(values)
+            with contextlib.suppress(KeyError):
+                metric.remove(*values)

@@ -9,6 +9,7 @@ from reconciler.cli import graph as _graph  # noqa: F401
 from reconciler.cli import plugins as _plugins  # noqa: F401
 from reconciler.cli import run as _run  # noqa: F401
 from reconciler.cli import schema as _schema  # noqa: F401
+from reconciler.cli import secrets as _secrets  # noqa: F401
 from reconciler.cli import test as _test  # noqa: F401
 from reconciler.cli import validate as _validate  # noqa: F401
 from reconciler.cli.app import app

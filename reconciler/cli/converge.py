@@ -32,8 +32,9 @@ from reconciler.cli.app import OutputFormat, OutputOption, app, console, err_con
 from reconciler.cli.workspace import Workspace, dependency_order, load_workspace
 from reconciler.engine.journal import Journal, MemoryJournal
 from reconciler.engine.runner import Engine, Observation
-from reconciler.errors import StoreError
+from reconciler.errors import ConfigError, StoreError
 from reconciler.plugin import PluginRegistry
+from reconciler.secrets.resolver import resolver_from_env
 
 PathsArg = Annotated[list[Path], typer.Argument(help="Workflow files or directories.")]
 WorkflowOpt = Annotated[
@@ -191,11 +192,16 @@ async def _apply_one(engine: Engine, ws: Workspace, name: str, done: dict[str, O
 async def _converge(
     ws: Workspace, *, apply: bool, journal: Journal, registry: PluginRegistry, show: bool
 ) -> list[Outcome]:
+    try:
+        secrets = resolver_from_env()
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     engine = Engine(
         registry,
         journal=journal,
         workflows={n: lw.workflow for n, lw in ws.snapshot.workflows.items()},
         workdir=Path.cwd(),
+        secrets=secrets,
     )
     done: dict[str, Outcome] = {}
     verb = "applying" if apply else "observing"

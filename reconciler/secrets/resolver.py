@@ -3,9 +3,10 @@
 The runner (``engine/runner.py``) calls a :class:`SecretResolver` once per run (and
 ``Engine.observe`` once per probe); the values go straight into a
 :class:`~reconciler.secrets.redaction.Redactor` and into the ``secrets`` CEL scope used only while
-rendering ``with:``. :class:`DefaultResolver` knows ``env:NAME`` and ``file:/path``; Vault
-(``vault:``, ``transit:``) plugs in later through the same protocol. Error messages name the
-reference, never a value.
+rendering ``with:``. :class:`DefaultResolver` knows ``env:NAME`` and ``file:/path`` itself and
+routes ``vault:`` and ``transit:`` to a :class:`~reconciler.secrets.vault.VaultClient` when one is
+configured (:func:`resolver_from_env` builds that for the one-shot commands; the daemon builds it
+from its settings in ``reconciler/cli/run.py``). Error messages name the reference, never a value.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import asyncio
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from reconciler.errors import SecretUnavailable
+
+if TYPE_CHECKING:
+    from reconciler.secrets.vault import VaultClient
 
 VAULT_NOT_CONFIGURED = "vault is not configured; see the secrets guide"
 
@@ -36,12 +40,15 @@ class DefaultResolver:
     """``env:NAME`` from the process environment, ``file:/path`` from a file.
 
     A file's single trailing newline is stripped (``echo secret > file`` is the common way to
-    write one). ``vault:`` and ``transit:`` references raise :class:`SecretUnavailable` until a
-    Vault-backed resolver is configured.
+    write one). ``vault:`` and ``transit:`` references go to ``vault``; without one they raise
+    :class:`SecretUnavailable` saying Vault is not configured.
     """
 
-    def __init__(self, *, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, *, environ: Mapping[str, str] | None = None, vault: VaultClient | None = None
+    ) -> None:
         self._environ = environ
+        self.vault = vault
 
     async def resolve(self, refs: dict[str, str]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -61,6 +68,10 @@ class DefaultResolver:
             return env[rest]
         if scheme == "file":
             return await asyncio.to_thread(_read_file, name, ref, path=Path(rest))
+        if scheme == "vault" and self.vault is not None:
+            return await self.vault.read(name, ref)
+        if scheme == "transit" and self.vault is not None:
+            return await self.vault.decrypt(name, ref)
         if scheme in ("vault", "transit"):
             raise SecretUnavailable(
                 f"secret {name!r} ({scheme}:...): {VAULT_NOT_CONFIGURED}",
@@ -72,6 +83,32 @@ class DefaultResolver:
             details={"secret": name},
             retryable=False,
         )
+
+
+def resolver_from_env(environ: Mapping[str, str] | None = None) -> DefaultResolver:
+    """The resolver of the one-shot commands (``plan``, ``apply``): Vault when
+    ``RECONCILER_VAULT_ADDR`` (or ``VAULT_ADDR``) is set, ``env:``/``file:`` always.
+
+    Raises :class:`~reconciler.errors.ConfigError` when the Vault variables are inconsistent.
+    """
+    from reconciler.secrets.vault import VaultClient, VaultConfig
+
+    config = VaultConfig.from_env(environ)
+    return DefaultResolver(
+        environ=environ, vault=VaultClient(config) if config is not None else None
+    )
+
+
+def resolver_from_settings(settings: object) -> DefaultResolver:
+    """The daemon's resolver: Vault from its ``vault_*`` settings (``DaemonSettings``), with
+    ``VAULT_ADDR``/``VAULT_TOKEN``/... as fallbacks; ``env:``/``file:`` always.
+
+    Raises :class:`~reconciler.errors.ConfigError` when the Vault settings are inconsistent.
+    """
+    from reconciler.secrets.vault import VaultClient, VaultConfig
+
+    config = VaultConfig.from_settings(settings)
+    return DefaultResolver(vault=VaultClient(config) if config is not None else None)
 
 
 def _read_file(name: str, ref: str, *, path: Path) -> str:

@@ -25,7 +25,6 @@ from reconciler.daemon.controller import Controller, restrict_registry
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.plugin import PluginRegistry
-from reconciler.secrets.resolver import resolver_from_settings
 from reconciler.sources import open_source
 from reconciler.store import Store, describe
 from reconciler.telemetry.logging import configure_logging
@@ -72,6 +71,12 @@ def run(
         None, "--grace-period", help="On SIGTERM, time running states get to finish."
     ),
     log_level: str | None = typer.Option(None, "--log-level", help="debug|info|warning|error"),
+    replica_id: str | None = typer.Option(
+        None, "--replica-id", help="This replica's name in the leases table (PostgreSQL)."
+    ),
+    lease_ttl: str | None = typer.Option(
+        None, "--lease-ttl", help="Lease lifetime; a dead replica's runs move after it (30s)."
+    ),
     api_token_file: Annotated[Path | None, typer.Option("--api-token-file")] = None,
     webhook_secret_file: Annotated[Path | None, typer.Option("--webhook-secret-file")] = None,
 ) -> None:
@@ -96,6 +101,8 @@ def run(
             default_interval=default_interval,
             grace_period=grace_period,
             log_level=log_level,
+            replica_id=replica_id,
+            lease_ttl=lease_ttl,
             api_token_file=api_token_file,
             webhook_secret_file=webhook_secret_file,
         )
@@ -132,20 +139,15 @@ async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) 
         data_dir=settings.data_dir,
         poll_interval=settings.poll_interval.total_seconds(),
     )
-    secrets = resolver_from_settings(settings)
     registry = restrict_registry(PluginRegistry.discover(), settings.allow_plugins)
     store = await Store.open(settings.store, data_dir=settings.data_dir)
     log = structlog.get_logger("reconciler.daemon")
     log.info(f"store: {describe(store.url)}")
-    if secrets.vault is not None:
-        log.info(f"vault: {secrets.vault.config.addr} is {await secrets.vault.health()}")
     try:
-        controller = Controller(settings, store, source=source, registry=registry, secrets=secrets)
+        controller = Controller(settings, store, source=source, registry=registry)
         await controller.run(stop)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await registry.close()
         await store.close()
-        if secrets.vault is not None:
-            secrets.vault.close()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,16 +49,16 @@ from reconciler.daemon.planner import (
 )
 from reconciler.daemon.planner import Reason as StatusReason
 from reconciler.daemon.queue import Reason, WorkItem, WorkQueue
+from reconciler.daemon.replicas import WorkflowLeases, current_fence
 from reconciler.daemon.scheduler import DriftScheduler
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
 from reconciler.engine.runner import Engine
-from reconciler.errors import ReconcilerError, SourceError, StoreError
+from reconciler.errors import LeaseLost, ReconcilerError, SourceError, StoreError
 from reconciler.plugin import PluginRegistry, RunInfo
 from reconciler.secrets.resolver import SecretResolver
 from reconciler.sources import Revision, Source
 from reconciler.store import Health, Store, WorkflowStatusRecord, prune_periodically
-from reconciler.telemetry.instrument import DaemonMetrics
 
 log = structlog.get_logger("reconciler.daemon")
 
@@ -88,7 +88,7 @@ class DaemonJournal:
         """Runs left resumable by the shutdown: run id → the state they were in."""
 
     async def run_started(self, run: RunRecord) -> None:
-        await self.store.run_started(run)
+        await self.store.run_started(run, fence=current_fence())
 
     async def record(self, entry: JournalEntry) -> None:
         if (
@@ -98,13 +98,13 @@ class DaemonJournal:
         ):
             self.interrupted[entry.run_id] = entry.state
             return
-        await self.store.record(entry)
+        await self.store.record(entry, fence=current_fence())
 
     async def run_finished(self, run: RunRecord) -> None:
         if self.interrupting and run.status is RunStatus.CANCELLED:
             self.interrupted[run.id] = run.current_state
             return
-        await self.store.run_finished(run)
+        await self.store.run_finished(run, fence=current_fence())
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         return await self.store.get_run(run_id)
@@ -193,12 +193,8 @@ class Controller:
         self.registry = registry
         self._now = now
         self.journal = DaemonJournal(store)
-        self.metrics = DaemonMetrics()
         self.engine = Engine(
-            registry,
-            journal=self.metrics.journal(self.journal),
-            workdir=settings.workdir.resolve(),
-            secrets=self.metrics.resolver(secrets),
+            registry, journal=self.journal, workdir=settings.workdir.resolve(), secrets=secrets
         )
         self.target = _Target()
         self.snapshot: Snapshot | None = None
@@ -212,10 +208,10 @@ class Controller:
         self.scheduler = DriftScheduler(
             self._drift_check_due, default_interval=settings.default_interval
         )
-        self.metrics.watch_queue(self.queue)
-        self.metrics.watch_source(source)
         self.ready = asyncio.Event()
         """Set once the first revision has been loaded (the seam for ``/readyz``)."""
+        self.leases = WorkflowLeases(store, owner=settings.replica_id, ttl=settings.lease_ttl)
+        """Claims on workflows shared with other replicas (PostgreSQL; see daemon/replicas.py)."""
 
     # -- public seams ------------------------------------------------------------------------
 
@@ -233,6 +229,7 @@ class Controller:
         Raises :class:`~reconciler.errors.SourceError` (after the same graceful shutdown) if the
         source stops on its own, since no new revision could arrive after that.
         """
+        self.leases.start()
         await self._load_unfinished_runs()
         self.scheduler.start()
         source_stop = asyncio.Event()
@@ -249,6 +246,10 @@ class Controller:
             ),
             name="prune",
         )
+        leases_task = asyncio.create_task(
+            self.leases.maintain(on_orphans=self._take_over, busy=lambda: self.queue.processing),
+            name="leases",
+        )
         log.info(
             f"reconciler started: watching {self.source.description}",
             max_concurrent_runs=self.settings.max_concurrent_runs,
@@ -259,6 +260,9 @@ class Controller:
         finally:
             stopper.cancel()
             await self._shutdown(workers, source_task, prune_task, source_stop)
+            leases_task.cancel()
+            await asyncio.gather(leases_task, return_exceptions=True)
+            await self.leases.stop()
         if not stop.is_set():
             # The source only returns when asked to; anything else means no more revisions.
             failure = source_task.exception() if not source_task.cancelled() else None
@@ -312,7 +316,15 @@ class Controller:
         lw = self.target.valid.get(name)
         return list(lw.workflow.spec.depends_on) if lw is not None else []
 
+    def _take_over(self, names: Iterable[str]) -> None:
+        """Queue workflows whose unfinished run may have lost its replica (the claim decides)."""
+        for name in names:
+            if name in self.target.valid:
+                self.queue.add(name, Reason.RESUME)
+
     async def _load_unfinished_runs(self) -> None:
+        if self.leases.shared:
+            return  # replicas: resumed under the workflow's lease (_claim_unfinished_run)
         for record in await self.store.unfinished_runs():
             if record.parent_id is not None:
                 continue  # a child run is resumed by its parent's workflow.run action
@@ -330,8 +342,7 @@ class Controller:
                 files[path] = load_text(content, path=path)
         snapshot = Snapshot.from_files(revision.id, files)
         invalid: dict[str, list[Problem]] = {k: list(v) for k, v in snapshot.invalid.items()}
-        checked = validate_snapshot(snapshot, self.registry)
-        for problem in checked:
+        for problem in validate_snapshot(snapshot, self.registry):
             if problem.is_error and problem.workflow in snapshot.workflows:
                 invalid.setdefault(problem.workflow, []).append(problem)
         # A file that no longer parses at all names no workflow: the ones it held are invalid.
@@ -366,7 +377,6 @@ class Controller:
         self._files = files
         self.snapshot = snapshot
         self.target = _Target(revision.id, valid, invalid, removed, orphans)
-        self.metrics.snapshot_loaded(revision.id, [*snapshot.problems, *checked])
         self.engine.workflows = {n: lw.workflow for n, lw in valid.items()}
         self.scheduler.sync({n: lw.workflow for n, lw in valid.items()})
 
@@ -404,10 +414,14 @@ class Controller:
             if item is None:
                 return
             try:
-                with structlog.contextvars.bound_contextvars(
-                    workflow=item.key, run=None, state=None, revision=self.target.revision
-                ):
-                    await self._reconcile(item)
+                await self._reconcile(item)
+            except LeaseLost as exc:
+                log.warning(
+                    f"workflow {item.key}: {exc}; its journal writes from here are refused "
+                    "(LeaseLost) and the new owner completes the run",
+                    workflow=item.key,
+                    error="LeaseLost",
+                )
             except (ReconcilerError, OSError) as exc:
                 # One workflow's trouble (a store hiccup, a bad file) must not stop the loop.
                 log.error(
@@ -431,6 +445,37 @@ class Controller:
                 self.queue.done(item.key)
 
     async def _reconcile(self, item: WorkItem) -> None:
+        async with self.leases.hold(item.key) as claimed:
+            if not claimed:
+                log.debug(f"workflow {item.key} is claimed by another replica", workflow=item.key)
+                return
+            if self.leases.shared:
+                await self._claim_unfinished_run(item.key)
+            await self._reconcile_held(item)
+
+    async def _claim_unfinished_run(self, name: str) -> None:
+        """Under ``name``'s lease: a top-level run of it still marked running was left by a
+        replica that died, stopped or lost the lease; resume it here (or abandon it when the
+        workflow is gone from git)."""
+        left = [
+            r for r in await self.store.unfinished_runs() if r.workflow == name and not r.parent_id
+        ]
+        self._resume.pop(name, None)
+        if not left:
+            return
+        if name not in self.target.valid:
+            for record in left:
+                await self._abandon(record, why="its workflow is no longer valid in git")
+            return
+        self._resume[name] = left[-1]
+        log.info(
+            f"taking over run {short(left[-1].id)} of workflow {name} (its replica stopped or "
+            f"lost the lease); replica {self.leases.owner}",
+            workflow=name,
+            run=left[-1].id,
+        )
+
+    async def _reconcile_held(self, item: WorkItem) -> None:
         name = item.key
         target = self.target
         if name in target.removed:
@@ -439,7 +484,6 @@ class Controller:
         if name in target.orphans:
             target.orphans.discard(name)
             await self.store.delete_status(name)
-            self.metrics.workflow_removed(name)
             log.warning(
                 f"workflow {name} was removed from git while the daemon was stopped; retired "
                 "without an onDelete run (its spec is gone; its run history is kept)",
@@ -516,7 +560,6 @@ class Controller:
         workflow = lw.workflow
         name = workflow.name
         run_id = resume.id if resume is not None else uuid4().hex
-        structlog.contextvars.bind_contextvars(run=run_id)
         base = status or WorkflowStatusRecord(name=name)
         running = base.model_copy(
             update={
@@ -599,7 +642,6 @@ class Controller:
         self.target.removed.pop(name, None)
         self.scheduler.remove(name)
         await self.store.delete_status(name)
-        self.metrics.workflow_removed(name)
         log.info(f"workflow {name} retired (its run history is kept)", workflow=name)
 
     async def _abandon(self, record: RunRecord, *, why: str) -> None:
@@ -642,7 +684,6 @@ class Controller:
     async def _store_status(self, record: WorkflowStatusRecord) -> None:
         nxt = self.scheduler.next_check(record.name)
         await self.store.put_status(record.model_copy(update={"next_check_at": nxt}))
-        self.metrics.status_changed(record)
 
     async def _wake_dependents(self, name: str) -> None:
         for other, lw in self.target.valid.items():

@@ -55,6 +55,7 @@ class Reason(StrEnum):
 
     INVALID_SPEC = "InvalidSpec"
     SUSPENDED = "Suspended"
+    SUSPENDED_MANUALLY = "SuspendedManually"
     DEPENDENCY_NOT_READY = "DependencyNotReady"
     OBSERVE_FAILED = "ObserveFailed"
     IN_SYNC = "InSync"

@@ -8,9 +8,7 @@ file given by ``--config`` (YAML or TOML; keys may be written ``max-concurrent-r
 The API token and the webhook secret never come from a flag (flags show up in ``ps``): they come
 from ``RECONCILER_API_TOKEN`` / ``RECONCILER_WEBHOOK_SECRET`` or from a file named by
 ``--api-token-file`` / ``--webhook-secret-file``, and are held as :class:`~pydantic.SecretStr` so
-printing the settings never shows them. The same holds for the Vault token and AppRole secret ID
-(``vault_*`` settings, turned into a :class:`~reconciler.secrets.vault.VaultConfig` by
-``reconciler run``).
+printing the settings never shows them.
 
 Neighbours: :mod:`reconciler.cli.run` builds the settings; :mod:`reconciler.daemon.controller`
 consumes them.
@@ -24,7 +22,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -45,7 +43,7 @@ _FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar(
     "reconciler_settings_file", default=None
 )
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
-_SECRET_KEYS = {"api_token", "webhook_secret", "vault_token", "vault_secret_id"}
+_SECRET_KEYS = {"api_token", "webhook_secret"}
 
 
 def _split_list(value: Any) -> Any:
@@ -120,6 +118,16 @@ class DaemonSettings(BaseSettings):
         "cancelled (they resume on the next start).",
     )
     log_level: str = Field("info", description="debug, info, warning or error.")
+    replica_id: str | None = Field(
+        None,
+        description="Name of this replica in the leases table (PostgreSQL stores); default "
+        "<hostname>-<pid>-<random>.",
+    )
+    lease_ttl: Duration = Field(
+        timedelta(seconds=30),
+        description="How long a replica's claim on a workflow outlives its last renewal (renewed "
+        "every third); a dead replica's runs are taken over after this.",
+    )
     api_token_file: Path | None = Field(None, description="File holding the API bearer token.")
     webhook_secret_file: Path | None = Field(None, description="File holding the webhook secret.")
     api_token: SecretStr | None = Field(
@@ -128,38 +136,6 @@ class DaemonSettings(BaseSettings):
     webhook_secret: SecretStr | None = Field(
         None, description="From RECONCILER_WEBHOOK_SECRET or --webhook-secret-file only."
     )
-    # Vault (reconciler.secrets.vault.VaultConfig describes each; VAULT_ADDR, VAULT_TOKEN,
-    # VAULT_NAMESPACE and VAULT_CACERT are the fallbacks of the settings with those names).
-    vault_addr: str | None = Field(None, description="Vault's address; unset: no Vault.")
-    vault_auth_method: Literal["token", "approle", "kubernetes"] = Field(
-        "token", description="How the daemon logs in to Vault."
-    )
-    vault_token: SecretStr | None = Field(
-        None, description="From RECONCILER_VAULT_TOKEN (or VAULT_TOKEN) or vault-token-file only."
-    )
-    vault_token_file: Path | None = Field(None, description="File holding the Vault token.")
-    vault_role: str | None = Field(None, description="Vault role of Kubernetes auth.")
-    vault_role_id: str | None = Field(None, description="AppRole role ID.")
-    vault_role_id_file: Path | None = Field(None, description="File holding the role ID.")
-    vault_secret_id: SecretStr | None = Field(
-        None, description="From RECONCILER_VAULT_SECRET_ID or vault-secret-id-file only."
-    )
-    vault_secret_id_file: Path | None = Field(
-        None, description="File holding the AppRole secret ID."
-    )
-    vault_auth_mount: str | None = Field(
-        None, description="Mount of the auth method (default approle / kubernetes)."
-    )
-    vault_kubernetes_token_path: Path | None = Field(
-        None,
-        description="Service-account token for Kubernetes auth (default "
-        "/var/run/secrets/kubernetes.io/serviceaccount/token).",
-    )
-    vault_kv_version: Literal[1, 2] | None = Field(
-        None, description="KV version of every mount; default: detected per mount."
-    )
-    vault_namespace: str | None = Field(None, description="Vault Enterprise namespace.")
-    vault_ca_cert: Path | None = Field(None, description="CA bundle for Vault's TLS certificate.")
 
     @field_validator("allow_plugins", mode="before")
     @classmethod

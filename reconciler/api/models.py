@@ -1,0 +1,203 @@
+"""The HTTP API's request and response bodies: the single description of what goes over the wire.
+
+These pydantic models feed ``/openapi.json`` (:mod:`reconciler.api.app` names them as every
+route's ``response_model``) and are what ``reconciler status``/``runs`` (:mod:`reconciler.cli.remote`)
+parse back. They are built from the store's records (:class:`~reconciler.store.WorkflowStatusRecord`,
+:class:`~reconciler.engine.journal.RunRecord`, :class:`~reconciler.engine.journal.JournalEntry`)
+and the controller's snapshot (:class:`~reconciler.config.snapshot.LoadedWorkflow`); nothing here
+does I/O. Run errors, outputs and journal details come from the store, where the engine wrote them
+already redacted; spec summaries name secrets but never carry their references or values.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reconciler.config.models import Workflow
+from reconciler.config.snapshot import Problem
+from reconciler.engine.graph import short_duration, state_detail
+from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
+from reconciler.store import Health, Sync
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(_Out):
+    code: str = Field(description="Stable machine-readable code, e.g. not_found, conflict.")
+    message: str = Field(description="What went wrong, in one sentence for people.")
+
+
+class ErrorResponse(_Out):
+    """Every error answer: ``{"error": {"code": ..., "message": ...}}``."""
+
+    error: ErrorBody
+
+
+class Alive(_Out):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(_Out):
+    ready: bool
+    reason: str = Field("", description="Why not ready; empty when ready.")
+    revision: str | None = Field(None, description="The revision loaded, once there is one.")
+
+
+class ProblemOut(_Out):
+    path: str
+    line: int
+    column: int
+    message: str
+    severity: str
+
+    @classmethod
+    def of(cls, problem: Problem) -> ProblemOut:
+        return cls(
+            path=problem.path,
+            line=problem.line,
+            column=problem.column,
+            message=problem.message,
+            severity=problem.severity,
+        )
+
+
+class WorkflowSummary(_Out):
+    """One line of the workflow list."""
+
+    name: str
+    status: Health
+    sync: Sync
+    reason: str = ""
+    message: str = ""
+    revision: str | None = Field(None, description="The last revision applied successfully.")
+    last_attempted_revision: str | None = None
+    last_run_id: str | None = None
+    last_success_at: datetime | None = None
+    next_check_at: datetime | None = None
+    failures: int = 0
+    labels: dict[str, str] = Field(default_factory=dict)
+    suspended: bool = Field(False, description="Suspended through the API (not in its spec).")
+    running_run_id: str | None = Field(None, description="The run in progress, if any.")
+    updated_at: datetime | None = None
+
+
+class StateSummary(_Out):
+    name: str
+    end: Literal["success", "failure"] | None = None
+    detail: str = Field("", description="Its work in a few words (plugins, retry).")
+
+
+class SpecSummary(_Out):
+    """What a workflow is, without its inputs or secret references."""
+
+    file: str
+    line: int
+    start: str
+    states: list[StateSummary]
+    interval: str | None = None
+    cron: str | None = None
+    depends_on: list[str] = Field(default_factory=list)
+    suspend: bool = False
+    observe_plugin: str | None = None
+    on_delete: str | None = None
+    secrets: list[str] = Field(default_factory=list, description="Secret names only.")
+
+    @classmethod
+    def of(cls, workflow: Workflow, *, file: str, line: int) -> SpecSummary:
+        spec = workflow.spec
+        return cls(
+            file=file,
+            line=line,
+            start=spec.start,
+            states=[
+                StateSummary(name=name, end=state.end, detail=state_detail(state))
+                for name, state in spec.states.items()
+            ],
+            interval=short_duration(spec.interval) if spec.interval is not None else None,
+            cron=spec.cron,
+            depends_on=list(spec.depends_on),
+            suspend=spec.suspend,
+            observe_plugin=spec.observe.plugin if spec.observe is not None else None,
+            on_delete=spec.on_delete,
+            secrets=sorted(spec.secrets),
+        )
+
+
+class WorkflowDetail(WorkflowSummary):
+    """One workflow: its status, field diff, spec summary and problems."""
+
+    diff: Any = Field(None, description="Field diff between desired and observed (JSON).")
+    observed_at: datetime | None = None
+    spec: SpecSummary | None = Field(None, description="None when the workflow is invalid.")
+    problems: list[ProblemOut] = Field(default_factory=list)
+
+
+class WorkflowList(_Out):
+    revision: str = Field(description="The revision the daemon has loaded ('' before the first).")
+    workflows: list[WorkflowSummary]
+
+
+class RunSummary(_Out):
+    id: str
+    workflow: str
+    revision: str = ""
+    parent_id: str | None = None
+    reason: str = ""
+    status: RunStatus
+    current_state: str | None = None
+    attempt: int = 1
+    started_at: datetime
+    finished_at: datetime | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, run: RunRecord) -> RunSummary:
+        return cls.model_validate(run.model_dump(exclude={"outputs"}))
+
+
+class JournalEntryOut(_Out):
+    seq: int
+    at: datetime
+    kind: EventKind
+    state: str | None = None
+    to_state: str | None = None
+    outcome: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, entry: JournalEntry) -> JournalEntryOut:
+        return cls.model_validate(entry.model_dump(exclude={"run_id"}))
+
+
+class RunDetail(RunSummary):
+    """A run with its outputs and its whole transition journal."""
+
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    journal: list[JournalEntryOut] = Field(default_factory=list)
+
+
+class RunList(_Out):
+    runs: list[RunSummary]
+    next_before: datetime | None = Field(
+        None, description="Pass as ?before= to get the next (older) page; None on the last."
+    )
+
+
+class Accepted(_Out):
+    """The answer to sync, suspend, resume and cancel."""
+
+    message: str
+    workflow: str | None = None
+    run_id: str | None = None
+
+
+class HookResult(_Out):
+    """The answer to a webhook delivery."""
+
+    triggered: bool = Field(description="Whether an immediate fetch was started.")
+    message: str

@@ -1,0 +1,191 @@
+"""Push webhooks from GitHub, GitLab or anything that can sign a body (DESIGN §6).
+
+The front door of the flow's first stage (**sources** → snapshot → planner → queue → runner →
+store): a correctly signed push of the tracked branch calls ``source.refresh()`` on the
+controller's :class:`~reconciler.sources.Source`, which fetches at once instead of waiting for the
+next poll. Nothing else is triggered and nothing from the payload is trusted beyond "something
+was pushed": the new revision is whatever the fetch finds.
+
+- ``POST /hooks/github``: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>``;
+  ``X-GitHub-Event: push`` of ``refs/heads/<tracked branch>`` triggers, ``ping`` answers 200
+  (everything else 202).
+- ``POST /hooks/gitlab``: ``X-Gitlab-Token: <secret>``; ``X-Gitlab-Event: Push Hook``.
+- ``POST /hooks/generic``: ``X-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>``;
+  any body, always triggers.
+
+The secret is the daemon's webhook secret (``RECONCILER_WEBHOOK_SECRET`` or
+``--webhook-secret-file``); every comparison is :func:`hmac.compare_digest`. Bodies over
+:data:`MAX_BODY` are refused with 413 before being read whole; a missing or wrong signature is 401
+and triggers nothing; with no secret configured every hook answers 403 saying how to set one.
+Events that are valid but not for us (another branch, a tag, an issue event) answer 202 with
+``triggered: false`` and the reason, so the provider's delivery log shows why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request, Response
+from pydantic import SecretStr
+
+from reconciler.api.auth import ApiError
+from reconciler.api.models import ErrorResponse, HookResult
+from reconciler.daemon.controller import Controller
+
+log = structlog.get_logger("reconciler.api.hooks")
+
+MAX_BODY = 1024 * 1024
+"""Largest webhook body accepted (1 MiB); GitHub caps its payloads at 25 MB, pushes are small."""
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 413)
+}
+
+
+def sign(secret: str | bytes, body: bytes) -> str:
+    """``sha256=<hex>``: the signature GitHub and the generic hook expect for ``body``."""
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+async def read_limited(request: Request, *, limit: int = MAX_BODY) -> bytes:
+    """The raw body, refusing (413) one over ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"webhook bodies are limited to {limit} bytes")
+
+
+def _signature_ok(secret: SecretStr, body: bytes, given: str | None) -> bool:
+    if not given:
+        return False
+    expected = sign(secret.get_secret_value(), body)
+    return hmac.compare_digest(given.strip().encode("utf-8"), expected.encode("utf-8"))
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ApiError(400, "invalid_payload", "the webhook body is not JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_payload", "the webhook body is not a JSON object")
+    return data
+
+
+def hooks_router(controller: Controller) -> APIRouter:
+    """The ``/hooks/*`` routes for ``controller``."""
+    router = APIRouter(prefix="/hooks", tags=["webhooks"], responses=_ERRORS)
+
+    def secret() -> SecretStr:
+        value = controller.settings.webhook_secret
+        if value is None or not value.get_secret_value():
+            raise ApiError(
+                403,
+                "no_webhook_secret",
+                "webhooks are disabled because the daemon has no webhook secret: start it with "
+                "RECONCILER_WEBHOOK_SECRET set or with --webhook-secret-file",
+            )
+        return value
+
+    def tracked_branch(payload_default: Any) -> str | None:
+        branch = getattr(controller.source, "branch", None) or controller.settings.branch
+        if branch:
+            return str(branch)
+        return payload_default if isinstance(payload_default, str) and payload_default else None
+
+    def trigger(provider: str, why: str) -> HookResult:
+        log.info(f"{provider} webhook: {why}; fetching now", provider=provider)
+        controller.source.refresh()
+        return HookResult(triggered=True, message=f"{why}; fetching now")
+
+    def ignore(provider: str, why: str) -> HookResult:
+        log.info(f"{provider} webhook ignored: {why}", provider=provider)
+        return HookResult(triggered=False, message=why)
+
+    def unsigned(provider: str, header: str) -> ApiError:
+        log.warning(f"{provider} webhook refused: missing or wrong {header}", provider=provider)
+        return ApiError(401, "invalid_signature", f"missing or wrong {header}; nothing triggered")
+
+    def push_of_branch(provider: str, payload: dict[str, Any], default: Any) -> HookResult:
+        ref = payload.get("ref")
+        if not isinstance(ref, str):
+            raise ApiError(400, "invalid_payload", "the push event has no 'ref'")
+        branch = tracked_branch(default)
+        if branch is not None and ref != f"refs/heads/{branch}":
+            return ignore(provider, f"push to {ref}, not the tracked branch {branch}")
+        return trigger(provider, f"push to {ref}")
+
+    @router.post(
+        "/github",
+        response_model=HookResult,
+        status_code=202,
+        summary="GitHub push webhook (X-Hub-Signature-256)",
+    )
+    async def github(request: Request, response: Response) -> HookResult:
+        key = secret()
+        body = await read_limited(request)
+        if not _signature_ok(key, body, request.headers.get("x-hub-signature-256")):
+            raise unsigned("github", "X-Hub-Signature-256")
+        event = request.headers.get("x-github-event", "")
+        if event == "ping":
+            response.status_code = 200
+            return HookResult(triggered=False, message="pong")
+        if event != "push":
+            return ignore("github", f"event {event or '(none)'!r} is not a push")
+        payload = _json(body)
+        repository = payload.get("repository")
+        default = repository.get("default_branch") if isinstance(repository, dict) else None
+        return push_of_branch("github", payload, default)
+
+    @router.post(
+        "/gitlab",
+        response_model=HookResult,
+        status_code=202,
+        summary="GitLab push webhook (X-Gitlab-Token)",
+    )
+    async def gitlab(request: Request) -> HookResult:
+        key = secret()
+        given = request.headers.get("x-gitlab-token", "")
+        if not given or not hmac.compare_digest(
+            given.encode("utf-8"), key.get_secret_value().encode("utf-8")
+        ):
+            raise unsigned("gitlab", "X-Gitlab-Token")
+        body = await read_limited(request)
+        event = request.headers.get("x-gitlab-event", "")
+        if event != "Push Hook":
+            return ignore("gitlab", f"event {event or '(none)'!r} is not a Push Hook")
+        payload = _json(body)
+        project = payload.get("project")
+        default = project.get("default_branch") if isinstance(project, dict) else None
+        return push_of_branch("gitlab", payload, default)
+
+    @router.post(
+        "/generic",
+        response_model=HookResult,
+        status_code=202,
+        summary="Generic webhook (X-Signature-256: sha256=<HMAC-SHA256 of the body>)",
+    )
+    async def generic(request: Request) -> HookResult:
+        key = secret()
+        body = await read_limited(request)
+        if not _signature_ok(key, body, request.headers.get("x-signature-256")):
+            raise unsigned("generic", "X-Signature-256")
+        return trigger("generic", "signed notification")
+
+    return router

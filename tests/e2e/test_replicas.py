@@ -1,0 +1,395 @@
+"""Several `reconciler run` processes sharing one PostgreSQL store (DESIGN §7, issue 8).
+
+Real daemon processes on a real git repository and the real PostgreSQL at 127.0.0.1:5432, each
+test in a schema of its own (the daemons' ``--store`` URL carries ``search_path``). Lease TTLs
+are 2 s so that take-over is quick. What is checked comes from the shared store (runs and their
+transition journal) and from each replica's own JSON log, which names the runs it started or took
+over. The slow tests of the suite: about 15-25 s each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from tests.conftest import require_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=test"
+LEASE_TTL = 2.0
+TAKEOVER_MARGIN = 6.0
+"""Generous bound past the lease TTL for another replica to resume a run (scans run every TTL/2)."""
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def commit(repo: Path, message: str) -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def write_file_workflow(repo: Path, out: Path, name: str, content: str) -> None:
+    """A cheap workflow without a probe: it runs once per spec change and writes one file."""
+    repo.joinpath(f"{name}.yaml").write_text(
+        f"""\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  interval: 1h
+  inputs: {{path: "{out / name}.txt", content: "{content}"}}
+  start: write
+  states:
+    write:
+      action:
+        plugin: file.write
+        with: {{path: "${{{{ inputs.path }}}}", content: "${{{{ inputs.content }}}}"}}
+      next: done
+      onError: failed
+    done: {{end: success}}
+    failed: {{end: failure}}
+"""
+    )
+
+
+def write_slow_workflow(repo: Path, out: Path, name: str, seconds: float) -> None:
+    """A workflow whose ``work`` state sleeps, then appends its name to a file."""
+    repo.joinpath(f"{name}.yaml").write_text(
+        f"""\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  interval: 1h
+  start: work
+  states:
+    work:
+      action:
+        plugin: shell.run
+        with: {{argv: [sh, -c, "sleep {seconds} && echo {name} >> {out}/{name}.log"]}}
+      next: done
+      onError: failed
+    done: {{end: success}}
+    failed: {{end: failure}}
+"""
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Replica:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_file: Path
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_file.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+    def runs_begun(self) -> set[str]:
+        """Run ids this replica started or took over."""
+        return {
+            str(e["run"])
+            for e in self.events()
+            if e.get("run") and ("starting run" in e["event"] or "taking over run" in e["event"])
+        }
+
+
+@dataclass
+class Cluster:
+    """Daemon processes on one repository and one PostgreSQL schema."""
+
+    tmp_path: Path
+    repo: Path
+    store_url: str
+    dsn: str
+    replicas: list[Replica] = field(default_factory=list)
+
+    def start(self, count: int, *extra: str) -> list[Replica]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+        started = []
+        for _ in range(count):
+            name = f"r{len(self.replicas) + 1}"
+            log_file = self.tmp_path / f"{name}.log"
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from reconciler.cli import main; main()",
+                    "run",
+                    "--repo",
+                    str(self.repo),
+                    "--data-dir",
+                    str(self.tmp_path / f"data-{name}"),
+                    "--store",
+                    self.store_url,
+                    "--replica-id",
+                    name,
+                    "--lease-ttl",
+                    f"{LEASE_TTL:g}s",
+                    "--listen",
+                    f"127.0.0.1:{free_port()}",
+                    "--poll-interval",
+                    "500ms",
+                    "--grace-period",
+                    "1s",
+                    *extra,
+                ],
+                cwd=self.tmp_path,
+                stdout=log_file.open("ab"),
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+            replica = Replica(name, proc, log_file)
+            self.replicas.append(replica)
+            started.append(replica)
+        deadline = time.monotonic() + 60
+        for replica in started:
+            while "reconciler started" not in replica.log_file.read_text(errors="replace"):
+                assert replica.proc.poll() is None, replica.log_file.read_text()
+                assert time.monotonic() < deadline, f"{replica.name} did not start in 60s"
+                time.sleep(0.05)
+        return started
+
+    def query(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        with psycopg.connect(self.dsn, row_factory=dict_row) as conn:
+            return list(conn.execute(sql, params).fetchall())
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self.query("select id, workflow, revision, status, attempt from runs")
+
+    def wait_for(self, what: str, check: Callable[[], bool], *, timeout: float = 60.0) -> float:
+        """Poll ``check`` until true; returns the monotonic time it became true."""
+        deadline = time.monotonic() + timeout
+        while not check():
+            for replica in self.replicas:
+                if replica.proc.poll() not in (None, -signal.SIGKILL):
+                    raise AssertionError(f"{replica.name} exited:\n{replica.log_file.read_text()}")
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.1)
+        return time.monotonic()
+
+    def stop_all(self) -> None:
+        for replica in self.replicas:
+            if replica.proc.poll() is None:
+                replica.proc.send_signal(signal.SIGCONT)
+                replica.proc.terminate()
+        for replica in self.replicas:
+            try:
+                replica.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                replica.proc.kill()
+                replica.proc.wait(5)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    require_server(PG_HOST, PG_PORT, "PostgreSQL")
+    schema = f"replicas_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    # A paused replica must not keep a lock past a second: idle transactions are ended.
+    options = f"-csearch_path%3D{schema}%20-cidle_in_transaction_session_timeout%3D1000"
+    url = f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test?options={options}"
+    dsn = f"{PG_ADMIN_DSN} options='-csearch_path={schema}'"
+    group = Cluster(tmp_path, repo, url, dsn)
+    try:
+        yield group
+    finally:
+        group.stop_all()
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute("SET lock_timeout = '20s'")
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def succeeded_per_revision(cluster: Cluster) -> Counter[tuple[str, str]]:
+    return Counter(
+        (r["workflow"], r["revision"]) for r in cluster.runs() if r["status"] == "succeeded"
+    )
+
+
+def finished_entries(cluster: Cluster, run_id: str) -> list[dict[str, Any]]:
+    return cluster.query(
+        "select seq, outcome from journal where run_id = %s and kind = 'run_finished'", run_id
+    )
+
+
+def test_three_replicas_converge_300_workflows_exactly_once_per_revision_and_share_the_work(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    names = [f"wf-{i:03d}" for i in range(300)]
+    for name in names:
+        write_file_workflow(cluster.repo, out, name, "one")
+    first = commit(cluster.repo, "300 workflows")
+    replicas = cluster.start(3)
+
+    expected = {(name, first) for name in names}
+    cluster.wait_for(
+        "300 runs at the first revision",
+        lambda: set(succeeded_per_revision(cluster)) >= expected,
+    )
+    for name in names[:100]:  # a second revision changes a third of them
+        write_file_workflow(cluster.repo, out, name, "two")
+    second = commit(cluster.repo, "change 100 workflows")
+    expected |= {(name, second) for name in names[:100]}
+    cluster.wait_for(
+        "100 runs at the second revision",
+        lambda: set(succeeded_per_revision(cluster)) >= expected,
+    )
+    time.sleep(LEASE_TTL)  # anything that would run twice has had time to
+    cluster.stop_all()
+
+    counts = succeeded_per_revision(cluster)
+    assert set(counts) == expected
+    assert set(counts.values()) == {1}, [k for k, v in counts.items() if v > 1]
+    assert all(r["status"] == "succeeded" for r in cluster.runs())
+    assert {p.read_text() for p in out.iterdir()} == {"one", "two"}
+    assert sum(p.read_text() == "two" for p in out.iterdir()) == 100
+
+    by_replica = {r.name: r.runs_begun() for r in replicas}
+    assert all(by_replica.values()), {k: len(v) for k, v in by_replica.items()}
+    assert sum(len(v) for v in by_replica.values()) == 400  # no run begun by two replicas
+    assert all(r.proc.returncode == 0 for r in replicas)
+
+
+def test_runs_of_a_replica_killed_mid_run_are_resumed_by_another_within_the_lease(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    names = [f"slow-{i}" for i in range(6)]
+    for name in names:
+        write_slow_workflow(cluster.repo, out, name, 3)
+    commit(cluster.repo, "six slow workflows")
+    replicas = cluster.start(3, "--max-concurrent-runs", "2")
+
+    def in_work() -> list[dict[str, Any]]:
+        return cluster.query(
+            "select id, workflow from runs where status = 'running' and current_state = 'work'"
+        )
+
+    cluster.wait_for("runs in their slow state", lambda: len(in_work()) >= 3)
+    victim = max(replicas, key=lambda r: len(r.runs_begun()))
+    orphaned = {row["id"] for row in in_work()} & victim.runs_begun()
+    assert orphaned
+    victim.proc.kill()
+    killed_at = time.monotonic()
+    victim.proc.wait(5)
+
+    def resumed() -> bool:
+        rows = cluster.query(
+            "select distinct run_id from journal where kind = 'run_resumed' and run_id = any(%s)",
+            list(orphaned),
+        )
+        return len(rows) == len(orphaned)
+
+    taken_over_at = cluster.wait_for("the orphaned runs to be resumed", resumed, timeout=30)
+    assert taken_over_at - killed_at < LEASE_TTL + TAKEOVER_MARGIN
+
+    cluster.wait_for(
+        "every workflow to finish",
+        lambda: len(succeeded_per_revision(cluster)) == len(names),
+        timeout=30,
+    )
+    runs = {r["id"]: r for r in cluster.runs()}
+    for run_id in orphaned:
+        assert runs[run_id]["status"] == "succeeded"
+        assert runs[run_id]["attempt"] == 2  # the same run, resumed in its state
+        assert len(finished_entries(cluster, run_id)) == 1
+    survivors = [r for r in replicas if r is not victim]
+    assert orphaned <= set().union(*(r.runs_begun() for r in survivors))
+    assert set(succeeded_per_revision(cluster).values()) == {1}
+    for name in names:  # nothing lost: every workflow's work was done
+        assert (out / f"{name}.log").exists()
+
+
+def test_a_paused_replica_cannot_complete_a_run_another_took_over(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    write_slow_workflow(cluster.repo, out, "paused", 3)
+    commit(cluster.repo, "one slow workflow")
+    replicas = cluster.start(2)
+
+    def running_id() -> str | None:
+        rows = cluster.query("select id from runs where current_state = 'work'")
+        return str(rows[0]["id"]) if rows else None
+
+    cluster.wait_for("the run to enter its slow state", lambda: running_id() is not None)
+    run_id = running_id()
+    assert run_id is not None
+    owner = next(r for r in replicas if run_id in r.runs_begun())
+    other = next(r for r in replicas if r is not owner)
+    owner.proc.send_signal(signal.SIGSTOP)
+    try:
+        cluster.wait_for(
+            "the other replica to finish the run",
+            lambda: (
+                cluster.query("select status from runs where id = %s", run_id)[0]["status"]
+                == "succeeded"
+            ),
+            timeout=30,
+        )
+    finally:
+        owner.proc.send_signal(signal.SIGCONT)
+    assert run_id in other.runs_begun()
+
+    cluster.wait_for(
+        "the woken replica to learn it lost the lease",
+        lambda: any(e.get("error") == "LeaseLost" for e in owner.events()),
+        timeout=20,
+    )
+    time.sleep(LEASE_TTL)  # give a late write every chance to land
+    assert owner.proc.poll() is None  # it carries on with other work
+    cluster.stop_all()
+
+    assert [e["outcome"] for e in finished_entries(cluster, run_id)] == ["succeeded"]
+    last = cluster.query(
+        "select kind from journal where run_id = %s order by seq desc limit 1", run_id
+    )
+    assert last[0]["kind"] == "run_finished"
+    assert succeeded_per_revision(cluster) == Counter(
+        {("paused", git(cluster.repo, "rev-parse", "HEAD")): 1}
+    )
+    assert cluster.query("select count(*) as n from runs")[0]["n"] == 1

@@ -1,0 +1,248 @@
+"""A real daemon for API tests: a git repository in ``tmp_path``, a SQLite store, a running
+:class:`Controller` and the API served by uvicorn on a free loopback port (the same
+:class:`~reconciler.cli.run.ApiServer` ``reconciler run`` uses).
+
+The repository holds ``motd`` (keeps a file's content; converges in a moment), ``slow`` (a
+``sleep`` that stays running, for cancel and "already running") and ``broken`` (uses a plugin
+that does not exist: ``Invalid``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from reconciler.api import create_app
+from reconciler.cli.run import ApiServer
+from reconciler.daemon.controller import Controller
+from reconciler.daemon.settings import DaemonSettings
+from reconciler.plugin import PluginRegistry
+from reconciler.sources import open_source
+from reconciler.store import Store
+
+TOKEN = "t0ken-for-tests-4c1d"
+SECRET = "hook-secret-9a7e"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def commit(repo: Path, message: str = "change") -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def motd(target: Path, content: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "reconciler/v1",
+        "kind": "Workflow",
+        "metadata": {"name": "motd", "labels": {"team": "ops"}},
+        "spec": {
+            "interval": "1h",
+            "inputs": {"path": str(target), "content": content},
+            "observe": {
+                "plugin": "file.read",
+                "with": {"path": "${{ inputs.path }}", "missingOk": True},
+            },
+            "desired": {"content": content},
+            "start": "write",
+            "states": {
+                "write": {
+                    "action": {
+                        "plugin": "file.write",
+                        "with": {"path": "${{ inputs.path }}", "content": "${{ inputs.content }}"},
+                    },
+                    "next": "done",
+                    "onError": "failed",
+                },
+                "done": {"end": "success"},
+                "failed": {"end": "failure"},
+            },
+        },
+    }
+
+
+SLOW = {
+    "apiVersion": "reconciler/v1",
+    "kind": "Workflow",
+    "metadata": {"name": "slow"},
+    "spec": {
+        "interval": "1h",
+        "start": "wait",
+        "states": {
+            "wait": {
+                "action": {"plugin": "shell.run", "with": {"argv": ["sleep", "60"]}},
+                "next": "done",
+                "onError": "failed",
+            },
+            "done": {"end": "success"},
+            "failed": {"end": "failure"},
+        },
+    },
+}
+
+BROKEN = {
+    "apiVersion": "reconciler/v1",
+    "kind": "Workflow",
+    "metadata": {"name": "broken"},
+    "spec": {
+        "start": "go",
+        "states": {
+            "go": {"action": {"plugin": "no.such.plugin", "with": {}}, "next": "done"},
+            "done": {"end": "success"},
+        },
+    },
+}
+
+
+def write_repo(repo: Path, out: Path, content: str = "hello") -> str:
+    for name, doc in (("motd", motd(out, content)), ("slow", SLOW), ("broken", BROKEN)):
+        (repo / f"{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return commit(repo)
+
+
+@dataclass
+class Daemon:
+    """A running controller with its API, and an httpx client pointed at it."""
+
+    url: str
+    repo: Path
+    out: Path
+    controller: Controller
+    store: Store
+    client: httpx.AsyncClient
+
+    def auth(self, token: str = TOKEN) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    async def until(self, check: Callable[[], Awaitable[bool]], what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not await check():
+            assert time.monotonic() < deadline, f"never happened: {what}"
+            await asyncio.sleep(0.05)
+
+    async def workflow(self, name: str) -> dict[str, Any]:
+        response = await self.client.get(f"/api/v1/workflows/{name}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def until_status(self, name: str, *statuses: str) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+
+        async def check() -> bool:
+            seen.update(await self.workflow(name))
+            return seen["status"] in statuses
+
+        await self.until(check, f"{name} in {statuses} (last: {seen.get('status')})")
+        return seen
+
+    async def running_run(self, name: str) -> str:
+        """The id of ``name``'s run in progress, once the store shows it in a state."""
+        found: list[str] = []
+
+        async def check() -> bool:
+            found[:] = [r for r, w in self.controller.running.items() if w == name]
+            run = await self.store.get_run(found[0]) if found else None
+            return run is not None and run.current_state is not None
+
+        await self.until(check, f"a run of {name} in progress")
+        return found[0]
+
+
+async def start_daemon(
+    tmp_path: Path,
+    *,
+    token: str | None = TOKEN,
+    secret: str | None = SECRET,
+    poll_interval: str = "1h",
+    **overrides: Any,
+) -> AsyncIterator[Daemon]:
+    """Commit the repository, start controller and API, yield; stop both on exit."""
+    repo, out = tmp_path / "repo", tmp_path / "motd.txt"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    write_repo(repo, out)
+    settings = DaemonSettings.load(
+        repo=str(repo),
+        branch="main",
+        data_dir=tmp_path / "data",
+        poll_interval=poll_interval,
+        grace_period="200ms",
+        listen="127.0.0.1:0",
+        **overrides,
+    ).model_copy(
+        update={
+            "api_token": SecretStr(token) if token is not None else None,
+            "webhook_secret": SecretStr(secret) if secret is not None else None,
+        }
+    )
+    store = await Store.open(settings.store, data_dir=settings.data_dir)
+    source = open_source(
+        str(repo),
+        branch="main",
+        data_dir=settings.data_dir,
+        poll_interval=settings.poll_interval.total_seconds(),
+    )
+    registry = PluginRegistry.discover()
+    controller = Controller(settings, store, source=source, registry=registry)
+    server = ApiServer(create_app(controller), listen=settings.listen)
+    sock = server.bind()
+    host, port = sock.getsockname()[:2]
+    stop = asyncio.Event()
+    loop_task = asyncio.create_task(controller.run(stop))
+    http_task = asyncio.create_task(server.serve(sockets=[sock]))
+    url = f"http://{host}:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            daemon = Daemon(url, repo, out, controller, store, client)
+            await daemon.until(_started(server), "the API server to start")
+            await daemon.until(_ready(controller), "the first revision to load")
+            yield daemon
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop_task, 30)
+        server.should_exit = True
+        await asyncio.wait_for(http_task, 10)
+        sock.close()
+        await registry.close()
+        await store.close()
+
+
+def _started(server: ApiServer) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return server.started
+
+    return check
+
+
+def _ready(controller: Controller) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return controller.ready.is_set()
+
+    return check
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+    """The daemon with a token and a webhook secret configured."""
+    async for d in start_daemon(tmp_path):
+        yield d

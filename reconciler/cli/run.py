@@ -25,6 +25,7 @@ from reconciler.daemon.controller import Controller, restrict_registry
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.plugin import PluginRegistry
+from reconciler.secrets.resolver import resolver_from_settings
 from reconciler.sources import open_source
 from reconciler.store import Store, describe
 from reconciler.telemetry.logging import configure_logging
@@ -139,15 +140,20 @@ async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) 
         data_dir=settings.data_dir,
         poll_interval=settings.poll_interval.total_seconds(),
     )
+    secrets = resolver_from_settings(settings)
     registry = restrict_registry(PluginRegistry.discover(), settings.allow_plugins)
     store = await Store.open(settings.store, data_dir=settings.data_dir)
     log = structlog.get_logger("reconciler.daemon")
     log.info(f"store: {describe(store.url)}")
+    if secrets.vault is not None:
+        log.info(f"vault: {secrets.vault.config.addr} is {await secrets.vault.health()}")
     try:
-        controller = Controller(settings, store, source=source, registry=registry)
+        controller = Controller(settings, store, source=source, registry=registry, secrets=secrets)
         await controller.run(stop)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await registry.close()
         await store.close()
+        if secrets.vault is not None:
+            secrets.vault.close()

@@ -59,6 +59,7 @@ from reconciler.plugin import PluginRegistry, RunInfo
 from reconciler.secrets.resolver import SecretResolver
 from reconciler.sources import Revision, Source
 from reconciler.store import Health, Store, WorkflowStatusRecord, prune_periodically
+from reconciler.telemetry.instrument import DaemonMetrics
 
 log = structlog.get_logger("reconciler.daemon")
 
@@ -193,8 +194,12 @@ class Controller:
         self.registry = registry
         self._now = now
         self.journal = DaemonJournal(store)
+        self.metrics = DaemonMetrics()
         self.engine = Engine(
-            registry, journal=self.journal, workdir=settings.workdir.resolve(), secrets=secrets
+            registry,
+            journal=self.metrics.journal(self.journal),
+            workdir=settings.workdir.resolve(),
+            secrets=self.metrics.resolver(secrets),
         )
         self.target = _Target()
         self.snapshot: Snapshot | None = None
@@ -208,6 +213,8 @@ class Controller:
         self.scheduler = DriftScheduler(
             self._drift_check_due, default_interval=settings.default_interval
         )
+        self.metrics.watch_queue(self.queue)
+        self.metrics.watch_source(source)
         self.ready = asyncio.Event()
         """Set once the first revision has been loaded (the seam for ``/readyz``)."""
         self.leases = WorkflowLeases(store, owner=settings.replica_id, ttl=settings.lease_ttl)
@@ -342,7 +349,8 @@ class Controller:
                 files[path] = load_text(content, path=path)
         snapshot = Snapshot.from_files(revision.id, files)
         invalid: dict[str, list[Problem]] = {k: list(v) for k, v in snapshot.invalid.items()}
-        for problem in validate_snapshot(snapshot, self.registry):
+        checked = validate_snapshot(snapshot, self.registry)
+        for problem in checked:
             if problem.is_error and problem.workflow in snapshot.workflows:
                 invalid.setdefault(problem.workflow, []).append(problem)
         # A file that no longer parses at all names no workflow: the ones it held are invalid.
@@ -377,6 +385,7 @@ class Controller:
         self._files = files
         self.snapshot = snapshot
         self.target = _Target(revision.id, valid, invalid, removed, orphans)
+        self.metrics.snapshot_loaded(revision.id, [*snapshot.problems, *checked])
         self.engine.workflows = {n: lw.workflow for n, lw in valid.items()}
         self.scheduler.sync({n: lw.workflow for n, lw in valid.items()})
 
@@ -414,7 +423,10 @@ class Controller:
             if item is None:
                 return
             try:
-                await self._reconcile(item)
+                with structlog.contextvars.bound_contextvars(
+                    workflow=item.key, run=None, state=None, revision=self.target.revision
+                ):
+                    await self._reconcile(item)
             except LeaseLost as exc:
                 log.warning(
                     f"workflow {item.key}: {exc}; its journal writes from here are refused "
@@ -484,6 +496,7 @@ class Controller:
         if name in target.orphans:
             target.orphans.discard(name)
             await self.store.delete_status(name)
+            self.metrics.workflow_removed(name)
             log.warning(
                 f"workflow {name} was removed from git while the daemon was stopped; retired "
                 "without an onDelete run (its spec is gone; its run history is kept)",
@@ -560,6 +573,7 @@ class Controller:
         workflow = lw.workflow
         name = workflow.name
         run_id = resume.id if resume is not None else uuid4().hex
+        structlog.contextvars.bind_contextvars(run=run_id)
         base = status or WorkflowStatusRecord(name=name)
         running = base.model_copy(
             update={
@@ -642,6 +656,7 @@ class Controller:
         self.target.removed.pop(name, None)
         self.scheduler.remove(name)
         await self.store.delete_status(name)
+        self.metrics.workflow_removed(name)
         log.info(f"workflow {name} retired (its run history is kept)", workflow=name)
 
     async def _abandon(self, record: RunRecord, *, why: str) -> None:
@@ -684,6 +699,7 @@ class Controller:
     async def _store_status(self, record: WorkflowStatusRecord) -> None:
         nxt = self.scheduler.next_check(record.name)
         await self.store.put_status(record.model_copy(update={"next_check_at": nxt}))
+        self.metrics.status_changed(record)
 
     async def _wake_dependents(self, name: str) -> None:
         for other, lw in self.target.valid.items():

@@ -8,7 +8,9 @@ file given by ``--config`` (YAML or TOML; keys may be written ``max-concurrent-r
 The API token and the webhook secret never come from a flag (flags show up in ``ps``): they come
 from ``RECONCILER_API_TOKEN`` / ``RECONCILER_WEBHOOK_SECRET`` or from a file named by
 ``--api-token-file`` / ``--webhook-secret-file``, and are held as :class:`~pydantic.SecretStr` so
-printing the settings never shows them.
+printing the settings never shows them. The same holds for the Vault token and AppRole secret ID
+(``vault_*`` settings, turned into a :class:`~reconciler.secrets.vault.VaultConfig` by
+``reconciler run``).
 
 Neighbours: :mod:`reconciler.cli.run` builds the settings; :mod:`reconciler.daemon.controller`
 consumes them.
@@ -22,7 +24,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -43,7 +45,7 @@ _FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar(
     "reconciler_settings_file", default=None
 )
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
-_SECRET_KEYS = {"api_token", "webhook_secret"}
+_SECRET_KEYS = {"api_token", "webhook_secret", "vault_token", "vault_secret_id"}
 
 
 def _split_list(value: Any) -> Any:
@@ -136,6 +138,38 @@ class DaemonSettings(BaseSettings):
     webhook_secret: SecretStr | None = Field(
         None, description="From RECONCILER_WEBHOOK_SECRET or --webhook-secret-file only."
     )
+    # Vault (reconciler.secrets.vault.VaultConfig describes each; VAULT_ADDR, VAULT_TOKEN,
+    # VAULT_NAMESPACE and VAULT_CACERT are the fallbacks of the settings with those names).
+    vault_addr: str | None = Field(None, description="Vault's address; unset: no Vault.")
+    vault_auth_method: Literal["token", "approle", "kubernetes"] = Field(
+        "token", description="How the daemon logs in to Vault."
+    )
+    vault_token: SecretStr | None = Field(
+        None, description="From RECONCILER_VAULT_TOKEN (or VAULT_TOKEN) or vault-token-file only."
+    )
+    vault_token_file: Path | None = Field(None, description="File holding the Vault token.")
+    vault_role: str | None = Field(None, description="Vault role of Kubernetes auth.")
+    vault_role_id: str | None = Field(None, description="AppRole role ID.")
+    vault_role_id_file: Path | None = Field(None, description="File holding the role ID.")
+    vault_secret_id: SecretStr | None = Field(
+        None, description="From RECONCILER_VAULT_SECRET_ID or vault-secret-id-file only."
+    )
+    vault_secret_id_file: Path | None = Field(
+        None, description="File holding the AppRole secret ID."
+    )
+    vault_auth_mount: str | None = Field(
+        None, description="Mount of the auth method (default approle / kubernetes)."
+    )
+    vault_kubernetes_token_path: Path | None = Field(
+        None,
+        description="Service-account token for Kubernetes auth (default "
+        "/var/run/secrets/kubernetes.io/serviceaccount/token).",
+    )
+    vault_kv_version: Literal[1, 2] | None = Field(
+        None, description="KV version of every mount; default: detected per mount."
+    )
+    vault_namespace: str | None = Field(None, description="Vault Enterprise namespace.")
+    vault_ca_cert: Path | None = Field(None, description="CA bundle for Vault's TLS certificate.")
 
     @field_validator("allow_plugins", mode="before")
     @classmethod

@@ -6,20 +6,27 @@ hands them to :class:`~reconciler.daemon.controller.Controller` until SIGTERM or
 exits 0 after the graceful shutdown. With no repository configured and run from the project
 checkout, it serves ``examples/quickstart`` as a plain directory.
 
-The HTTP API is not served yet: ``--listen`` is accepted and kept in the settings as the seam
-for it. Logs are structured (structlog): human-readable on a terminal, JSON lines otherwise.
+The HTTP API (:func:`reconciler.api.create_app`) is served by uvicorn on ``--listen`` in the
+same event loop as the controller; both stop together on SIGTERM (the API stops taking requests
+once the controller has shut down). Logs are structured (structlog): human-readable on a terminal, JSON lines otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import structlog
 import typer
+import uvicorn
+from fastapi import FastAPI
 
+from reconciler.api import create_app
 from reconciler.cli.app import app, fail
 from reconciler.daemon.controller import Controller, restrict_registry
 from reconciler.daemon.settings import DaemonSettings
@@ -31,6 +38,42 @@ from reconciler.store import Store, describe
 from reconciler.telemetry.logging import configure_logging
 
 QUICKSTART = Path("examples/quickstart")
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn serving the API on ``listen`` (``host:port``), leaving signals to :func:`serve`.
+
+    uvicorn's own signal capture would re-raise SIGTERM after shutting down; here the controller
+    owns SIGTERM/SIGINT and tells the server to exit once it has stopped.
+    """
+
+    def __init__(self, app: FastAPI, *, listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        self.host = host.strip("[]") or "0.0.0.0"
+        try:
+            self.port = int(port)
+        except ValueError:
+            raise ConfigError(f"--listen {listen!r} is not host:port") from None
+        super().__init__(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def bind(self) -> socket.socket:
+        """The listening socket; :class:`ConfigError` when the address is taken or invalid."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from None
+        sock.set_inheritable(True)
+        return sock
 
 
 @app.command()
@@ -56,6 +99,9 @@ def run(
         None, "--store", help="Store URL; default SQLite in the data dir."
     ),
     listen: str | None = typer.Option(None, "--listen", help="host:port (default 127.0.0.1:8080)."),
+    read_auth: str | None = typer.Option(
+        None, "--read-auth", help="none|token: whether reading the API needs the token."
+    ),
     poll_interval: str | None = typer.Option(
         None, "--poll-interval", help="How often to fetch, e.g. 60s."
     ),
@@ -94,6 +140,7 @@ def run(
             workdir=workdir,
             store=store,
             listen=listen,
+            read_auth=read_auth,
             poll_interval=poll_interval,
             max_concurrent_runs=max_concurrent_runs,
             allow_plugins=allow_plugins,
@@ -149,7 +196,15 @@ async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) 
         log.info(f"vault: {secrets.vault.config.addr} is {await secrets.vault.health()}")
     try:
         controller = Controller(settings, store, source=source, registry=registry, secrets=secrets)
-        await controller.run(stop)
+        server = ApiServer(create_app(controller), listen=settings.listen)
+        sock = server.bind()
+        http = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+        try:
+            await controller.run(stop)
+        finally:
+            server.should_exit = True
+            await asyncio.gather(http, return_exceptions=True)
+            sock.close()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

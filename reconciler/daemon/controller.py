@@ -10,6 +10,11 @@ Flow: source → **snapshot** (loaded incrementally here) → planner → queue 
 - Drift checks (:class:`~reconciler.daemon.scheduler.DriftScheduler`), back-off expiry and
   manual syncs (:meth:`Controller.request_sync`, the seam for the HTTP API) feed the same
   :class:`~reconciler.daemon.queue.WorkQueue`.
+- The HTTP API (:mod:`reconciler.api`) steers through :meth:`Controller.suspend` /
+  :meth:`Controller.resume` (a daemon-side override kept in the workflow's status row, reason
+  ``SuspendedManually``, so it survives a restart) and :meth:`Controller.cancel` (cancels a
+  running run's task; the run is journaled ``cancelled`` and the workflow backs off like after a
+  failure).
 - ``max_concurrent_runs`` workers take keys from the queue and ask the
   :mod:`~reconciler.daemon.planner` what to do, observing and running through the
   :class:`~reconciler.engine.runner.Engine`, storing each decision in the
@@ -53,7 +58,7 @@ from reconciler.daemon.replicas import WorkflowLeases, current_fence
 from reconciler.daemon.scheduler import DriftScheduler
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
-from reconciler.engine.runner import Engine
+from reconciler.engine.runner import Engine, RunResult
 from reconciler.errors import LeaseLost, ReconcilerError, SourceError, StoreError
 from reconciler.plugin import PluginRegistry, RunInfo
 from reconciler.secrets.resolver import SecretResolver
@@ -217,6 +222,12 @@ class Controller:
         self.metrics.watch_source(source)
         self.ready = asyncio.Event()
         """Set once the first revision has been loaded (the seam for ``/readyz``)."""
+        self.suspended: set[str] = set()
+        """Workflows suspended through the API (loaded from their status rows at start)."""
+        self.running: dict[str, str] = {}
+        """Runs in progress in this process: run id → workflow name."""
+        self._run_tasks: dict[str, asyncio.Task[RunResult]] = {}
+        self._cancel_requested: set[str] = set()
         self.leases = WorkflowLeases(store, owner=settings.replica_id, ttl=settings.lease_ttl)
         """Claims on workflows shared with other replicas (PostgreSQL; see daemon/replicas.py)."""
 
@@ -228,6 +239,55 @@ class Controller:
             return False
         log.info(f"manual sync of workflow {name} requested", workflow=name)
         self.queue.add(name, Reason.MANUAL)
+        return True
+
+    async def suspend(self, name: str) -> bool:
+        """Stop starting runs of ``name`` until :meth:`resume` (a run in progress finishes;
+        cancel it to stop it). Kept in the status row, so it survives a restart. False for
+        unknown names."""
+        if name not in self.target.valid and name not in self.target.invalid:
+            return False
+        self.suspended.add(name)
+        status = await self.store.get_status(name) or WorkflowStatusRecord(name=name)
+        await self._store_status(status)
+        log.info(f"workflow {name} suspended through the API; nothing runs", workflow=name)
+        return True
+
+    async def resume(self, name: str) -> bool:
+        """Undo :meth:`suspend` and queue ``name`` at once. False for unknown names."""
+        if name not in self.target.valid and name not in self.target.invalid:
+            return False
+        was = name in self.suspended
+        self.suspended.discard(name)
+        status = await self.store.get_status(name)
+        if status is not None and status.reason == StatusReason.SUSPENDED_MANUALLY:
+            await self.store.put_status(
+                status.model_copy(
+                    update={
+                        "status": Health.PENDING,
+                        "reason": "",
+                        "message": "resumed through the API",
+                        "updated_at": self._now(),
+                    }
+                )
+            )
+        if was:
+            log.info(f"workflow {name} resumed through the API", workflow=name)
+        self.queue.add(name, Reason.MANUAL)
+        return True
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel run ``run_id`` if it is in progress in this process (False otherwise)."""
+        task = self._run_tasks.get(run_id)
+        if task is None or task.done():
+            return False
+        self._cancel_requested.add(run_id)
+        task.cancel()
+        log.info(
+            f"run {short(run_id)} of workflow {self.running.get(run_id)} cancelled through the API",
+            workflow=self.running.get(run_id),
+            run=run_id,
+        )
         return True
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -330,6 +390,9 @@ class Controller:
                 self.queue.add(name, Reason.RESUME)
 
     async def _load_unfinished_runs(self) -> None:
+        for status in await self.store.list_statuses():
+            if status.reason == StatusReason.SUSPENDED_MANUALLY:
+                self.suspended.add(status.name)
         if self.leases.shared:
             return  # replicas: resumed under the workflow's lease (_claim_unfinished_run)
         for record in await self.store.unfinished_runs():
@@ -514,6 +577,10 @@ class Controller:
             return
         workflow = lw.workflow
         revision = target.revision
+        if name in self.suspended:
+            await self._store_status(status or WorkflowStatusRecord(name=name))
+            log.info(f"workflow {name} is suspended through the API; nothing runs", workflow=name)
+            return
         resume = self._resume.pop(name, None)
         if resume is not None:
             await self._run(
@@ -603,14 +670,44 @@ class Controller:
                 run=run_id,
                 revision=revision,
             )
-        result = await self.engine.run(
-            workflow,
-            reason=reason,
-            revision=revision,
-            observed=observed,
-            resume=resume,
-            run_id=None if resume is not None else run_id,
+        task = asyncio.create_task(
+            self.engine.run(
+                workflow,
+                reason=reason,
+                revision=revision,
+                observed=observed,
+                resume=resume,
+                run_id=None if resume is not None else run_id,
+            ),
+            name=f"run-{run_id}",
         )
+        self._run_tasks[run_id] = task
+        self.running[run_id] = name
+        cancelled_by_api = False
+        try:
+            result = await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if run_id not in self._cancel_requested or (current and current.cancelling()):
+                raise  # shutdown: the run stays resumable
+            cancelled_by_api = True
+        finally:
+            self._run_tasks.pop(run_id, None)
+            self.running.pop(run_id, None)
+            self._cancel_requested.discard(run_id)
+        if cancelled_by_api:
+            decision = plan_finished(
+                workflow,
+                running,
+                revision=revision,
+                digest=lw.digest,
+                run_id=run_id,
+                error="Cancelled: the run was cancelled through the API",
+                observation=None,
+                now=self._now(),
+            )
+            await self._apply(decision, name)
+            return
         after = (
             await self._observe(workflow, revision)
             if result.ok and workflow.spec.observe is not None
@@ -697,6 +794,15 @@ class Controller:
             await self._wake_dependents(name)
 
     async def _store_status(self, record: WorkflowStatusRecord) -> None:
+        if record.name in self.suspended:
+            record = record.model_copy(
+                update={
+                    "status": Health.SUSPENDED,
+                    "reason": StatusReason.SUSPENDED_MANUALLY,
+                    "message": "suspended through the API; resume it to run again",
+                    "updated_at": self._now(),
+                }
+            )
         nxt = self.scheduler.next_check(record.name)
         await self.store.put_status(record.model_copy(update={"next_check_at": nxt}))
         self.metrics.status_changed(record)

@@ -97,6 +97,11 @@ class DaemonSettings(BaseSettings):
         None, description="SQLAlchemy URL of the store; default: SQLite in the data directory."
     )
     listen: str = Field("127.0.0.1:8080", description="host:port of the HTTP endpoint.")
+    read_auth: Literal["none", "token"] | None = Field(
+        None,
+        description="Whether reading the API needs the token: none or token; default none when "
+        "listening on loopback, token otherwise.",
+    )
     poll_interval: Duration = Field(
         timedelta(seconds=60), description="How often the repository is fetched."
     )

@@ -27,10 +27,12 @@ Policies are simplified to lists of ``fnmatch`` patterns over API paths (``secre
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -97,6 +99,7 @@ class FakeVault:
         self.offset = 0.0
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
+        self.connections: list[socket.socket] = []
         self.mounts: dict[str, dict[str, Any]] = {
             "secret/": {"type": "kv", "options": {"version": "2"}, "description": "kv v2"},
             "kv/": {"type": "kv", "options": {"version": "1"}, "description": "kv v1"},
@@ -178,10 +181,16 @@ class FakeVault:
         return self
 
     def stop(self) -> None:
+        """Stop listening and drop every open (keep-alive) connection: Vault is down."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self.lock:
+            connections, self.connections = self.connections, []
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> FakeVault:
         return self.start()
@@ -509,6 +518,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.state.lock:
+            self.state.connections.append(self.connection)
 
     def _serve(self, method: str) -> None:
         url = urlsplit(self.path)

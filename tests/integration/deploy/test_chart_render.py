@@ -1,0 +1,420 @@
+"""charts/reconciler rendered by the real Helm engine: what a `helm install` would create.
+
+Each value set of the issue (defaults, PostgreSQL with 3 replicas, SQLite on a PVC, monitoring,
+Vault Kubernetes auth, SSH and token git credentials) is linted, rendered, validated object by
+object, and its Deployment checked for what a security review and the daemon need.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import pytest
+import yaml
+from deploy_helpers import (
+    ALERTS_FILE,
+    CHART_DIR,
+    DOCKERFILE,
+    FULLNAME,
+    NAMESPACE,
+    NEEDS_ALERTS,
+    REPO_URL,
+    VALUE_SETS,
+    Rendered,
+    load_chart,
+    render,
+    require_alerts_file,
+    validate_object,
+)
+
+from reconciler.daemon.settings import DaemonSettings
+
+DATA_DIR = "/var/lib/reconciler"
+
+
+@pytest.fixture(scope="module")
+def chart() -> Iterator[helm.Chart]:
+    with load_chart() as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="module")
+def installs(chart: helm.Chart) -> dict[str, Rendered]:
+    """Every value set rendered once (those that need the alerts file only when it exists)."""
+    return {
+        name: render(chart, values)
+        for name, values in VALUE_SETS.items()
+        if name not in NEEDS_ALERTS or ALERTS_FILE.exists()
+    }
+
+
+def install(installs: dict[str, Rendered], name: str) -> Rendered:
+    if name in NEEDS_ALERTS:
+        require_alerts_file()
+    return installs[name]
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_chart_lints_without_warnings(name: str) -> None:
+    if name in NEEDS_ALERTS:
+        require_alerts_file()
+    report = helm.lint(CHART_DIR, VALUE_SETS[name], strict=True, namespace=NAMESPACE)
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert report["total_charts_linted"] == 1
+    assert problems == [], problems
+    assert report["errors"] == []
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_every_rendered_object_conforms_to_its_schema(
+    installs: dict[str, Rendered], name: str
+) -> None:
+    rendered = install(installs, name)
+    assert rendered.objects
+    for obj in rendered.objects:
+        validate_object(obj)
+        assert obj["metadata"]["name"].startswith(FULLNAME)
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == "ops"
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_the_chart_never_creates_a_secret_or_holds_a_secret_value(
+    installs: dict[str, Rendered], name: str
+) -> None:
+    rendered = install(installs, name)
+    assert "Secret" not in rendered.by_kind
+    for var in rendered.container["env"]:
+        assert not re.search(r"TOKEN$|SECRET$|PASSWORD", var["name"]) or "value" not in var
+
+
+def test_defaults_render_the_daemon_its_service_account_service_pdb_and_network_policy(
+    installs: dict[str, Rendered],
+) -> None:
+    rendered = installs["defaults"]
+    assert sorted(rendered.by_kind) == [
+        "Deployment",
+        "NetworkPolicy",
+        "PersistentVolumeClaim",
+        "PodDisruptionBudget",
+        "Service",
+        "ServiceAccount",
+    ]
+    assert rendered.one("Deployment")["spec"]["replicas"] == 1
+    assert rendered.pod["serviceAccountName"] == rendered.one("ServiceAccount")["metadata"]["name"]
+
+
+def test_probes_ask_healthz_for_liveness_and_readyz_for_readiness(
+    installs: dict[str, Rendered],
+) -> None:
+    container = installs["defaults"].container
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+def test_the_pod_runs_as_the_images_non_root_user_with_nothing_extra(
+    installs: dict[str, Rendered],
+) -> None:
+    rendered = installs["defaults"]
+    image_user = re.findall(r"^USER (\d+):(\d+)$", DOCKERFILE.read_text(), re.MULTILINE)[-1]
+    pod = rendered.pod["securityContext"]
+    assert pod["runAsNonRoot"] is True
+    assert (str(pod["runAsUser"]), str(pod["runAsGroup"])) == image_user
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = rendered.container["securityContext"]
+    assert container["readOnlyRootFilesystem"] is True
+    assert container["allowPrivilegeEscalation"] is False
+    assert container["capabilities"] == {"drop": ["ALL"]}
+    assert container["seccompProfile"] == {"type": "RuntimeDefault"}
+    # The daemon never calls the Kubernetes API: no token in the pod unless Vault needs it.
+    assert rendered.pod["automountServiceAccountToken"] is False
+    assert rendered.one("ServiceAccount")["automountServiceAccountToken"] is False
+
+
+def test_only_the_data_dir_tmp_and_home_are_writable(installs: dict[str, Rendered]) -> None:
+    for name, rendered in installs.items():
+        writable = {path for path, mount in rendered.mounts.items() if not mount.get("readOnly")}
+        assert writable == {DATA_DIR, "/tmp", "/home/reconciler"}, name
+        for path, mount in rendered.mounts.items():
+            volume = rendered.volumes[mount["name"]]
+            kinds = {"emptyDir", "persistentVolumeClaim"} if path in writable else {"secret"}
+            assert kinds & volume.keys(), (name, path, volume)
+
+
+def settings_from(rendered: Rendered, monkeypatch: pytest.MonkeyPatch) -> DaemonSettings:
+    """The settings ``reconciler run`` would load in the rendered pod (Kubernetes' values for
+    the variables it fills from the pod and from Secrets)."""
+    from_cluster = {
+        "RECONCILER_REPLICA_ID": "ops-reconciler-5d9c7-x2x4q",
+        "RECONCILER_STORE": "postgresql+psycopg://reconciler@db/reconciler",
+    }
+    for name, item in rendered.env.items():
+        monkeypatch.setenv(name, item["value"] if "value" in item else from_cluster[name])
+    return DaemonSettings.load()
+
+
+def test_the_daemon_settings_load_from_the_rendered_environment(
+    installs: dict[str, Rendered], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered = installs["defaults"]
+    assert rendered.env["RECONCILER_REPLICA_ID"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.name"}
+    }
+    settings = settings_from(rendered, monkeypatch)
+    assert settings.repo == REPO_URL
+    assert settings.listen == "0.0.0.0:8080"
+    assert str(settings.data_dir) == DATA_DIR
+    assert settings.store is None  # SQLite in the data directory, on the claim
+    assert settings.replica_id == "ops-reconciler-5d9c7-x2x4q"
+    assert settings.poll_interval.total_seconds() == 60
+    assert settings.grace_period.total_seconds() == 30
+    assert rendered.pod["terminationGracePeriodSeconds"] == 45
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_every_reconciler_variable_the_chart_sets_is_a_daemon_setting(
+    installs: dict[str, Rendered], name: str
+) -> None:
+    fields = set(DaemonSettings.model_fields)
+    for var in install(installs, name).env:
+        if var.startswith("RECONCILER_"):
+            assert var.removeprefix("RECONCILER_").lower() in fields, var
+
+
+def test_postgresql_with_three_replicas_shares_one_store_url_from_a_secret(
+    installs: dict[str, Rendered], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered = installs["postgresql-3-replicas"]
+    deployment = rendered.one("Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert rendered.env["RECONCILER_STORE"] == {
+        "name": "RECONCILER_STORE",
+        "valueFrom": {"secretKeyRef": {"name": "reconciler-db", "key": "url"}},
+    }
+    assert rendered.env["RECONCILER_BRANCH"]["value"] == "main"
+    assert rendered.env["RECONCILER_PATH"]["value"] == "workflows"
+    # No SQLite, so no claim: each replica keeps its clone in an emptyDir.
+    assert "PersistentVolumeClaim" not in rendered.by_kind
+    assert rendered.volumes["data"] == {"name": "data", "emptyDir": {}}
+    assert rendered.one("PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    assert settings_from(rendered, monkeypatch).store == (
+        "postgresql+psycopg://reconciler@db/reconciler"
+    )
+
+
+def test_sqlite_keeps_its_data_dir_on_a_claim_that_outlives_uninstall(
+    installs: dict[str, Rendered],
+) -> None:
+    rendered = installs["sqlite-pvc"]
+    claim = rendered.one("PersistentVolumeClaim")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert rendered.volumes["data"]["persistentVolumeClaim"] == {
+        "claimName": claim["metadata"]["name"]
+    }
+    assert rendered.mounts[DATA_DIR]["name"] == "data"
+    assert rendered.env["RECONCILER_DATA_DIR"]["value"] == DATA_DIR
+    assert "RECONCILER_STORE" not in rendered.env
+    # One writer on a ReadWriteOnce volume: the old pod goes before the new one comes.
+    assert rendered.one("Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_an_existing_claim_is_used_and_none_is_created(chart: helm.Chart) -> None:
+    values = {
+        "repo": {"url": REPO_URL},
+        "store": {"sqlite": {"persistence": {"existingClaim": "reconciler-history"}}},
+    }
+    rendered = render(chart, values)
+    assert "PersistentVolumeClaim" not in rendered.by_kind
+    assert rendered.volumes["data"]["persistentVolumeClaim"] == {"claimName": "reconciler-history"}
+
+
+def test_the_service_monitor_scrapes_the_services_http_port(installs: dict[str, Rendered]) -> None:
+    rendered = install(installs, "monitoring")
+    monitor = rendered.one("ServiceMonitor")
+    service = rendered.one("Service")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+    ]
+    assert service["spec"]["ports"][0]["name"] == "http"
+
+
+def test_the_prometheus_rule_holds_exactly_the_rules_file(installs: dict[str, Rendered]) -> None:
+    rendered = install(installs, "monitoring")
+    rule = rendered.one("PrometheusRule")
+    rules_file = yaml.safe_load(ALERTS_FILE.read_text(encoding="utf-8"))
+    assert rule["spec"] == {"groups": rules_file["groups"]}
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_the_prometheus_rule_renders_whatever_rules_file_the_chart_ships(
+    tmp_path: Path,
+) -> None:
+    """The template copies files/alerts.yaml verbatim, Prometheus templating included."""
+    copy = tmp_path / "reconciler"
+    subprocess.run(["cp", "-r", str(CHART_DIR), str(copy)], check=True)
+    (copy / "files").mkdir(exist_ok=True)
+    groups = [
+        {
+            "name": "reconciler-test",
+            "rules": [
+                {
+                    "alert": "ReconcilerWorkflowFailing",
+                    "expr": 'reconciler_workflow_status{status="Degraded"} == 1',
+                    "for": "15m",
+                    "labels": {"severity": "warning"},
+                    "annotations": {"summary": "{{ $labels.workflow }} is failing"},
+                }
+            ],
+        }
+    ]
+    (copy / "files" / "alerts.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    values = {"repo": {"url": REPO_URL}, "metrics": {"prometheusRule": {"enabled": True}}}
+    with load_chart(copy) as chart:
+        rule = render(chart, values).one("PrometheusRule")
+    validate_object(rule)
+    assert rule["spec"]["groups"] == groups
+
+
+def test_vault_kubernetes_auth_gets_the_address_role_and_service_account_token(
+    installs: dict[str, Rendered], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered = installs["vault-kubernetes"]
+    env = {name: item.get("value") for name, item in rendered.env.items()}
+    assert env["RECONCILER_VAULT_ADDR"] == "https://vault.example.com:8200"
+    assert env["RECONCILER_VAULT_AUTH_METHOD"] == "kubernetes"
+    assert env["RECONCILER_VAULT_ROLE"] == "reconciler"
+    assert env["RECONCILER_VAULT_AUTH_MOUNT"] == "k8s-prod"
+    # Kubernetes auth logs in with the pod's service-account token: it is mounted only now.
+    assert rendered.pod["automountServiceAccountToken"] is True
+    assert env["RECONCILER_VAULT_CA_CERT"] == "/etc/reconciler/vault-ca/ca.crt"
+    assert rendered.volumes["vault-ca"]["secret"]["secretName"] == "vault-ca"
+    assert rendered.mounts["/etc/reconciler/vault-ca"]["readOnly"] is True
+    assert "vault-credentials" not in rendered.volumes
+    settings = settings_from(rendered, monkeypatch)
+    assert settings.vault_addr == "https://vault.example.com:8200"
+    assert settings.vault_auth_method == "kubernetes"
+    assert (settings.vault_role, settings.vault_auth_mount) == ("reconciler", "k8s-prod")
+
+
+def test_ssh_git_credentials_give_ssh_the_key_and_pinned_known_hosts(
+    installs: dict[str, Rendered], tmp_path: Path
+) -> None:
+    rendered = installs["ssh-git"]
+    volume = rendered.volumes["git-credentials"]["secret"]
+    assert volume["secretName"] == "reconciler-git-ssh"
+    assert volume["defaultMode"] == 0o440
+    assert {item["path"] for item in volume["items"]} == {"ssh-privatekey", "known_hosts"}
+    assert rendered.mounts["/etc/reconciler/git"]["readOnly"] is True
+    command = rendered.env["GIT_SSH_COMMAND"]["value"]
+    # The real ssh client resolves the options the way git will pass them (with the Secret's
+    # two files where the volume puts them).
+    (tmp_path / "ssh-privatekey").write_text("not a real key\n")
+    (tmp_path / "known_hosts").write_text("git.example.com ssh-ed25519 AAAA\n")
+    argv = shlex.split(command.replace("/etc/reconciler/git", str(tmp_path)))
+    resolved = subprocess.run(
+        [*argv[:1], "-G", *argv[1:], "git.example.com"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert f"identityfile {tmp_path}/ssh-privatekey" in resolved
+    assert f"userknownhostsfile {tmp_path}/known_hosts" in resolved
+    assert "stricthostkeychecking true" in resolved
+    assert "batchmode yes" in resolved
+
+
+def test_a_git_token_reaches_git_through_a_credential_helper_reading_the_mounted_file(
+    installs: dict[str, Rendered], tmp_path: Path
+) -> None:
+    rendered = installs["token-git-and-api-tokens"]
+    volume = rendered.volumes["git-credentials"]["secret"]
+    assert volume["secretName"] == "reconciler-git"
+    assert volume["items"] == [{"key": "token", "path": "token"}]
+    (tmp_path / "token").write_text("ghp_canary\n")
+    env = {
+        name: item["value"].replace("/etc/reconciler/git", str(tmp_path))
+        for name, item in rendered.env.items()
+        if name.startswith("GIT_CONFIG_")
+    }
+    assert "ghp_canary" not in str(rendered.objects)
+    answer = subprocess.run(
+        ["git", "credential", "fill"],
+        input="protocol=https\nhost=git.example.com\n\n",
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GIT_TERMINAL_PROMPT": "0", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "username=x-access-token" in answer.splitlines()
+    assert "password=ghp_canary" in answer.splitlines()
+
+
+def test_api_token_and_webhook_secret_are_files_from_existing_secrets(
+    installs: dict[str, Rendered],
+) -> None:
+    rendered = installs["token-git-and-api-tokens"]
+    for setting, volume, secret, key in [
+        ("RECONCILER_API_TOKEN_FILE", "api-token", "reconciler-api", "token"),
+        ("RECONCILER_WEBHOOK_SECRET_FILE", "webhook-secret", "reconciler-webhook", "secret"),
+    ]:
+        path = Path(rendered.env[setting]["value"])
+        mount = rendered.mounts[str(path.parent)]
+        assert mount == {"name": volume, "mountPath": str(path.parent), "readOnly": True}
+        assert rendered.volumes[volume]["secret"]["secretName"] == secret
+        assert rendered.volumes[volume]["secret"]["items"] == [{"key": key, "path": path.name}]
+    assert rendered.env["RECONCILER_ALLOW_PLUGINS"]["value"] == "http.check,http.request"
+
+
+def test_the_network_policy_opens_only_the_http_port(installs: dict[str, Rendered]) -> None:
+    default = installs["defaults"].one("NetworkPolicy")["spec"]
+    assert default["policyTypes"] == ["Ingress"]
+    assert default["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    locked = installs["locked-down-network"].one("NetworkPolicy")["spec"]
+    assert locked["policyTypes"] == ["Ingress", "Egress"]
+    assert locked["ingress"][0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    dns: dict[str, Any] = {
+        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    }
+    assert locked["egress"] == [dns, {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]
+
+
+def test_pod_selectors_all_pick_the_deployments_pods(installs: dict[str, Rendered]) -> None:
+    rendered = installs["defaults"]
+    pod_labels = rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    for selector in [
+        rendered.one("Deployment")["spec"]["selector"]["matchLabels"],
+        rendered.one("Service")["spec"]["selector"],
+        rendered.one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        rendered.one("NetworkPolicy")["spec"]["podSelector"]["matchLabels"],
+    ]:
+        assert selector and selector.items() <= pod_labels.items()
+
+
+def test_notes_tell_how_to_reach_the_page_and_what_to_do_next(
+    installs: dict[str, Rendered],
+) -> None:
+    notes = installs["defaults"].notes
+    assert f"kubectl --namespace {NAMESPACE} port-forward service/{FULLNAME} 8080:8080" in notes
+    assert "http://127.0.0.1:8080/" in notes
+    assert "apiToken.existingSecret" in notes
+    assert "daemon.allowPlugins" in notes
+    configured = installs["token-git-and-api-tokens"].notes
+    assert "apiToken.existingSecret" not in configured
+    assert "daemon.allowPlugins" not in configured

@@ -1,0 +1,174 @@
+"""A real Prometheus server scrapes a running daemon and raises the failing-workflow alert.
+
+Starts ``reconciler run`` (a subprocess serving ``/metrics`` on a free loopback port) on a git
+repository whose one workflow fails on every run, and Debian's ``/usr/bin/prometheus`` on
+another free port, scraping the daemon every second and evaluating a test copy of
+``charts/reconciler/files/alerts.yaml`` every second (``for:`` shortened to 1s; the expressions
+are the shipped ones). The test then polls Prometheus' own ``/api/v1/alerts`` until
+``ReconcilerWorkflowFailing`` for that workflow is pending or firing — the second failed run
+(after a 10 s back-off) is what makes ``increase()`` positive — and checks that the alerts about
+a healthy daemon (absent, git sync stale, config invalid) stay silent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.integration.telemetry.harness import commit, failing_workflow, init_repo, put
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+
+PROMETHEUS = "/usr/bin/prometheus"
+RULES = Path(__file__).resolve().parents[3] / "charts" / "reconciler" / "files" / "alerts.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(url: str, *, proc: subprocess.Popen[bytes], log: Path, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        assert proc.poll() is None, f"{proc.args[0]} exited:\n{log.read_text()[-3000:]}"
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{url} never answered:\n{log.read_text()[-3000:]}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes the test starts; terminated (then killed) at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in reversed(started):
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def test_real_prometheus_raises_the_failing_workflow_alert_from_the_daemons_metrics(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    if not (os.access(PROMETHEUS, os.X_OK) and shutil.which("promtool")):
+        message = f"{PROMETHEUS} is not installed (apt-get install prometheus)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+    name = f"doomed-{uuid.uuid4().hex[:8]}"
+    repo = init_repo(tmp_path / "repo")
+    put(repo, name, failing_workflow(name))
+    commit(repo)
+
+    daemon_port, prometheus_port = free_port(), free_port()
+    daemon_log = tmp_path / "daemon.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    with daemon_log.open("wb") as out:
+        processes.append(
+            subprocess.Popen(
+                [
+                    *(sys.executable, "-c", "from reconciler.cli import main; main()", "run"),
+                    *("--repo", str(repo), "--data-dir", str(tmp_path / "data")),
+                    *("--listen", f"127.0.0.1:{daemon_port}", "--poll-interval", "1s"),
+                ],
+                cwd=tmp_path,
+                stdout=out,
+                stderr=out,
+                env=env,
+            )
+        )
+    wait_for(f"http://127.0.0.1:{daemon_port}/metrics", proc=processes[0], log=daemon_log)
+
+    rules = yaml.safe_load(RULES.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule["for"] = "1s"
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(tmp_path / "rules.yaml")],
+        "scrape_configs": [
+            {
+                "job_name": "reconciler",
+                "static_configs": [{"targets": [f"127.0.0.1:{daemon_port}"]}],
+            }
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    prometheus_log = tmp_path / "prometheus.log"
+    with prometheus_log.open("wb") as out:
+        processes.append(
+            subprocess.Popen(
+                [
+                    PROMETHEUS,
+                    f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{prometheus_port}",
+                ],
+                cwd=tmp_path,
+                stdout=out,
+                stderr=out,
+            )
+        )
+    api = f"http://127.0.0.1:{prometheus_port}/api/v1"
+    wait_for(f"http://127.0.0.1:{prometheus_port}/-/ready", proc=processes[1], log=prometheus_log)
+
+    def alerts() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = httpx.get(f"{api}/alerts", timeout=5).json()["data"]["alerts"]
+        return found
+
+    deadline = time.monotonic() + 60
+    failing: list[dict[str, Any]] = []
+    while not failing:
+        assert processes[0].poll() is None, daemon_log.read_text()[-3000:]
+        assert time.monotonic() < deadline, (
+            f"no ReconcilerWorkflowFailing within 60 s; alerts: {alerts()}\n"
+            f"targets: {httpx.get(f'{api}/targets', timeout=5).text[:2000]}"
+        )
+        failing = [
+            a
+            for a in alerts()
+            if a["labels"].get("alertname") == "ReconcilerWorkflowFailing"
+            and a["labels"].get("workflow") == name
+            and a["state"] in ("pending", "firing")
+        ]
+        time.sleep(0.5)
+
+    alert = failing[0]
+    assert alert["labels"]["severity"] == "warning"
+    assert alert["labels"]["job"] == "reconciler"
+    assert alert["annotations"]["summary"] == f"Workflow {name} keeps failing"
+    assert alert["annotations"]["runbook_url"] == "docs/operations.md#reconcilerworkflowfailing"
+    # Prometheus saw what the alert is built on, scraped from the daemon
+    query = f'reconciler_runs_total{{workflow="{name}",result="failed"}}'
+    result = httpx.get(f"{api}/query", params={"query": query}, timeout=5).json()["data"]
+    assert float(result["result"][0]["value"][1]) >= 2
+    targets = httpx.get(f"{api}/targets", timeout=5).json()["data"]["activeTargets"]
+    assert [t["health"] for t in targets] == ["up"]
+    # a healthy, scraped daemon with a valid repository raises none of these
+    quiet = {"ReconcilerAbsent", "ReconcilerGitSyncStale", "ReconcilerConfigInvalid"}
+    assert not [a for a in alerts() if a["labels"]["alertname"] in quiet]

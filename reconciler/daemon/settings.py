@@ -170,8 +170,8 @@ class DaemonSettings(BaseSettings):
         description="Service-account token for Kubernetes auth (default "
         "/var/run/secrets/kubernetes.io/serviceaccount/token).",
     )
-    vault_kv_version: Literal[1, 2] | None = Field(
-        None, description="KV version of every mount; default: detected per mount."
+    vault_kv_version: int | None = Field(
+        None, ge=1, le=2, description="KV version (1 or 2) of every mount; default: detected."
     )
     vault_namespace: str | None = Field(None, description="Vault Enterprise namespace.")
     vault_ca_cert: Path | None = Field(None, description="CA bundle for Vault's TLS certificate.")

@@ -40,7 +40,15 @@ import hvac
 import requests
 import structlog
 from hvac import exceptions as hv
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from reconciler.errors import ConfigError, ReconcilerError, SecretUnavailable
 
@@ -98,6 +106,12 @@ class VaultConfig(BaseModel):
     cache_ttl: float = Field(
         300.0, ge=0, description="Longest a secret is cached (never past its lease)."
     )
+
+    @field_validator("kv_version", mode="before")
+    @classmethod
+    def _version_number(cls, value: Any) -> Any:
+        """``"2"`` (from an environment variable) is 2."""
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
     @model_validator(mode="after")
     def _credentials(self) -> VaultConfig:

@@ -124,6 +124,21 @@ def secret_provider(ref: str | None) -> str:
     return scheme if scheme in SECRET_PROVIDERS else "unknown"
 
 
+VAULT_CODES: dict[str, str] = {
+    "not-found": "missing",
+    "key-missing": "missing",
+    "deleted": "missing",
+    "forbidden": "forbidden",
+    "token-expired": "auth",
+    "login-failed": "auth",
+    "sealed": "sealed",
+    "unreachable": "unreachable",
+    "bad-reference": "invalid",
+    "decrypt-failed": "invalid",
+    "vault-error": "error",
+}
+"""``details['reason']`` codes of :mod:`reconciler.secrets.vault` → metric reasons."""
+
 _REASON_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sealed", ("sealed",)),
     ("forbidden", ("forbidden", "permission denied", "403")),
@@ -137,12 +152,15 @@ _REASON_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 def secret_reason(error: SecretUnavailable) -> str:
     """A reason from :data:`~reconciler.telemetry.metrics.SECRET_REASONS` for ``error``.
 
-    A resolver may say it in ``details['reason']``; otherwise the message is matched against a
-    few words. The message itself never becomes a label.
+    A resolver may say it in ``details['reason']`` (a reason of the vocabulary, or one of the
+    Vault resolver's :data:`VAULT_CODES`); otherwise the message is matched against a few
+    words. The message itself never becomes a label.
     """
     given = error.details.get("reason")
     if isinstance(given, str) and given in SECRET_REASONS:
         return given
+    if isinstance(given, str) and given in VAULT_CODES:
+        return VAULT_CODES[given]
     text = error.message.lower()
     for reason, words in _REASON_WORDS:
         if any(word in text for word in words):

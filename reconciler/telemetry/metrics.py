@@ -42,13 +42,20 @@ FETCH_RESULTS: tuple[str, ...] = ("success", "failure")
 SECRET_REASONS: tuple[str, ...] = (
     "missing",
     "forbidden",
+    "auth",
     "sealed",
+    "unreachable",
+    "invalid",
     "unreadable",
     "not_configured",
     "unsupported",
     "error",
 )
-"""Values of ``reason`` on ``reconciler_secret_errors_total``."""
+"""Values of ``reason`` on ``reconciler_secret_errors_total``: ``missing`` (variable, file or
+Vault path absent), ``forbidden`` (policy), ``auth`` (Vault token expired, login failed),
+``sealed``, ``unreachable`` (Vault), ``invalid`` (bad reference, undecryptable ciphertext),
+``unreadable`` (file), ``not_configured`` (``vault:`` without Vault), ``unsupported``
+(unknown scheme), ``error`` (anything else)."""
 
 SECRET_PROVIDERS: tuple[str, ...] = ("env", "file", "vault", "transit", "unknown")
 """Values of ``provider`` on ``reconciler_secret_errors_total`` (the reference's scheme)."""

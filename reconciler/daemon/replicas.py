@@ -78,6 +78,7 @@ class SqliteDaemonLock:
     """
 
     def __init__(self, database: Path) -> None:
+        self.database = database
         self.path = database.with_name(database.name + ".daemon.lock")
         self._file: IO[str] | None = None
 
@@ -92,7 +93,7 @@ class SqliteDaemonLock:
             handle.close()
             raise StoreError(
                 f"another reconciler daemon (pid {holder}) is already using the SQLite store "
-                f"{self.path.with_suffix('').with_suffix('')}: SQLite supports one daemon; "
+                f"{self.database}: SQLite supports one daemon; "
                 "stop it, or use a PostgreSQL store (--store postgresql://...) to run several "
                 "replicas"
             ) from None

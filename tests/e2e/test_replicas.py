@@ -393,3 +393,65 @@ def test_a_paused_replica_cannot_complete_a_run_another_took_over(
         {("paused", git(cluster.repo, "rev-parse", "HEAD")): 1}
     )
     assert cluster.query("select count(*) as n from runs")[0]["n"] == 1
+
+
+def test_a_second_daemon_on_the_same_sqlite_store_fails_at_start_with_a_clear_message(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    out = tmp_path / "out"
+    out.mkdir()
+    write_file_workflow(repo, out, "solo", "one")
+    commit(repo, "one workflow")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+
+    def daemon(log_name: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from reconciler.cli import main; main()",
+                "run",
+                "--repo",
+                str(repo),
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--listen",
+                f"127.0.0.1:{free_port()}",
+            ],
+            cwd=tmp_path,
+            stdout=(tmp_path / log_name).open("ab"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    first = daemon("first.log")
+    try:
+        deadline = time.monotonic() + 60
+        while "reconciler started" not in (tmp_path / "first.log").read_text():
+            assert first.poll() is None, (tmp_path / "first.log").read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = daemon("second.log")
+        assert second.wait(60) == 2
+        message = (tmp_path / "second.log").read_text()
+        assert f"another reconciler daemon (pid {first.pid})" in message
+        assert str(tmp_path / "data" / "reconciler.db") in message
+        assert "use a PostgreSQL store" in message
+        assert first.poll() is None  # the first one is unaffected
+    finally:
+        first.terminate()
+        assert first.wait(20) == 0
+
+    third = daemon("third.log")  # the lock went with the first daemon
+    try:
+        deadline = time.monotonic() + 60
+        while "reconciler started" not in (tmp_path / "third.log").read_text():
+            assert third.poll() is None, (tmp_path / "third.log").read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        third.terminate()
+        assert third.wait(20) == 0

@@ -1,0 +1,147 @@
+"""WorkflowLeases in-process on the real PostgreSQL (a schema per test) and a real SQLite file.
+
+Two :class:`WorkflowLeases` with different owners stand for two replicas sharing one store: at
+most one of them holds a workflow at a time, the holder's journal writes are fenced by its lease,
+and a holder that lost its lease is stopped with :class:`LeaseLost` and cannot write any more.
+On SQLite there are no leases, but only one daemon may use the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from reconciler.daemon.replicas import WorkflowLeases, current_fence, lease_name
+from reconciler.engine.journal import RunRecord, RunStatus
+from reconciler.errors import LeaseLost, StoreError
+from reconciler.store import Store
+from tests.conftest import require_server
+
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
+
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+@pytest.fixture
+async def pg_store(tmp_path: Path) -> AsyncIterator[Store]:
+    require_server("127.0.0.1", 5432, "PostgreSQL")
+    schema = f"leases_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    store = await Store.open(url, data_dir=tmp_path)
+    try:
+        yield store
+    finally:
+        await store.close()
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute("SET lock_timeout = '20s'")
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def a_run(workflow: str) -> RunRecord:
+    return RunRecord(id=uuid.uuid4().hex, workflow=workflow, revision="r1", reason="test")
+
+
+async def test_only_one_replica_holds_a_workflow_and_its_writes_carry_the_lease(
+    pg_store: Store,
+) -> None:
+    one = WorkflowLeases(pg_store, owner="one", ttl=timedelta(seconds=30))
+    two = WorkflowLeases(pg_store, owner="two", ttl=timedelta(seconds=30))
+    assert one.shared and two.shared
+    assert current_fence() is None
+    async with one.hold("app") as claimed:
+        assert claimed
+        fence = current_fence()
+        assert fence is not None
+        assert (fence.name, fence.owner) == (lease_name("app"), "one")
+        assert one.held == {"app"}
+        await pg_store.run_started(a_run("app"), fence=fence)
+        async with two.hold("app") as other:
+            assert not other  # held elsewhere: skip
+        async with two.hold("db") as other:
+            assert other  # other workflows are free
+    assert current_fence() is None and one.held == frozenset()
+    async with two.hold("app") as claimed:  # released at once, no waiting for expiry
+        assert claimed
+        taken = current_fence()
+        assert taken is not None and taken.fencing_token > fence.fencing_token
+
+
+async def test_a_replica_whose_lease_was_taken_over_cannot_write_and_stops(
+    pg_store: Store,
+) -> None:
+    slow = WorkflowLeases(pg_store, owner="slow", ttl=timedelta(seconds=0.5))
+    fast = WorkflowLeases(pg_store, owner="fast", ttl=timedelta(seconds=30))
+    run = a_run("app")
+    with pytest.raises(LeaseLost, match="no longer held"):
+        async with slow.hold("app") as claimed:
+            assert claimed
+            await pg_store.run_started(run, fence=current_fence())
+            await asyncio.sleep(0.7)  # paused past its TTL without renewing
+            async with fast.hold("app") as took_over:
+                assert took_over
+                done = run.model_copy(update={"status": RunStatus.SUCCEEDED})
+                await pg_store.run_finished(done, fence=current_fence())
+            # back under the slow replica's stale lease: its late write is refused
+            late = run.model_copy(update={"status": RunStatus.FAILED})
+            await pg_store.run_finished(late, fence=current_fence())
+    record = await pg_store.get_run(run.id)
+    assert record is not None and record.status is RunStatus.SUCCEEDED
+    assert slow.held == frozenset()
+
+
+async def test_renewal_keeps_a_lease_and_a_failed_renewal_cancels_the_holder(
+    pg_store: Store,
+) -> None:
+    mine = WorkflowLeases(pg_store, owner="mine", ttl=timedelta(seconds=0.6))
+    thief = WorkflowLeases(pg_store, owner="thief", ttl=timedelta(seconds=30))
+    entered = asyncio.Event()
+
+    async def hold_forever() -> None:
+        async with mine.hold("app") as claimed:
+            assert claimed
+            entered.set()
+            await asyncio.sleep(3600)
+
+    keeper = asyncio.create_task(mine.maintain(on_orphans=lambda names: None, busy=list))
+    holder = asyncio.create_task(hold_forever())
+    await entered.wait()
+    await asyncio.sleep(1.0)  # longer than the TTL: renewals keep it
+    async with thief.hold("app") as claimed:
+        assert not claimed
+    keeper.cancel()
+    await asyncio.gather(keeper, return_exceptions=True)
+    await asyncio.sleep(0.7)  # now it expires; the thief takes it
+    async with thief.hold("app") as claimed:
+        assert claimed
+        await mine.renew_all()  # the holder's renewal fails: its task is cancelled
+        with pytest.raises(LeaseLost, match="taken over by another replica"):
+            await holder
+    assert mine.held == frozenset()
+
+
+async def test_on_sqlite_there_are_no_leases_but_one_daemon_per_file(tmp_path: Path) -> None:
+    store = await Store.open(str(tmp_path / "store.db"), data_dir=tmp_path)
+    other_store = await Store.open(str(tmp_path / "store.db"), data_dir=tmp_path)
+    try:
+        first = WorkflowLeases(store, owner="first")
+        second = WorkflowLeases(other_store, owner="second")
+        assert not first.shared
+        first.start()
+        with pytest.raises(StoreError, match="already using the SQLite store"):
+            second.start()
+        async with first.hold("app") as claimed:
+            assert claimed and current_fence() is None
+        await first.stop()
+        second.start()  # free once the first daemon stopped
+        await second.stop()
+    finally:
+        await store.close()
+        await other_store.close()

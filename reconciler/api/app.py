@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import make_asgi_app
@@ -262,7 +262,7 @@ def create_app(controller: Controller) -> FastAPI:
 
     @app.get(
         "/api/v1/workflows/{name}/graph",
-        response_class=PlainTextResponse,
+        response_class=Response,
         dependencies=read,
         tags=["workflows"],
         summary="State diagram (Mermaid or DOT), the current state highlighted",

@@ -181,8 +181,9 @@ async def start_daemon(
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     write_repo(repo, out)
+    url = f"file://{repo}"  # a remote: only polls (hourly) and hooks fetch, no file watcher
     settings = DaemonSettings.load(
-        repo=str(repo),
+        repo=url,
         branch="main",
         data_dir=tmp_path / "data",
         poll_interval=poll_interval,
@@ -197,7 +198,7 @@ async def start_daemon(
     )
     store = await Store.open(settings.store, data_dir=settings.data_dir)
     source = open_source(
-        str(repo),
+        url,
         branch="main",
         data_dir=settings.data_dir,
         poll_interval=settings.poll_interval.total_seconds(),
@@ -210,10 +211,10 @@ async def start_daemon(
     stop = asyncio.Event()
     loop_task = asyncio.create_task(controller.run(stop))
     http_task = asyncio.create_task(server.serve(sockets=[sock]))
-    url = f"http://{host}:{port}"
+    base = f"http://{host}:{port}"
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            daemon = Daemon(url, repo, out, controller, store, client)
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            daemon = Daemon(base, repo, out, controller, store, client)
             await daemon.until(_started(server), "the API server to start")
             await daemon.until(_ready(controller), "the first revision to load")
             yield daemon

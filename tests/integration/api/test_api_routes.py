@@ -41,6 +41,7 @@ async def test_workflow_list_shows_status_sync_revision_labels_and_problems(
     daemon: Daemon,
 ) -> None:
     await daemon.until_status("motd", "Converged")
+    await daemon.until_status("broken", "Invalid")
     response = await daemon.client.get("/api/v1/workflows")
     assert response.status_code == 200
     body = response.json()
@@ -61,8 +62,7 @@ async def test_workflow_detail_has_spec_summary_states_and_problems(daemon: Daem
     assert [s["name"] for s in motd["spec"]["states"]] == ["write", "done", "failed"]
     assert motd["spec"]["observe_plugin"] == "file.read"
     assert motd["spec"]["interval"] == "1h"
-    broken = await daemon.workflow("broken")
-    assert broken["status"] == "Invalid"
+    broken = await daemon.until_status("broken", "Invalid")
     assert any("no.such.plugin" in p["message"] for p in broken["problems"])
 
 

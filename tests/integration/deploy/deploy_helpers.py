@@ -76,6 +76,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "caSecret": "vault-ca",
         },
     },
+    "vault-approle": {
+        "repo": {"url": REPO_URL},
+        "vault": {
+            "enabled": True,
+            "address": "https://vault.example.com:8200",
+            "authMethod": "approle",
+            "approle": {"existingSecret": "reconciler-vault-approle"},
+        },
+    },
     "ssh-git": {
         "repo": {"url": "git@git.example.com:ops/maintenance.git"},
         "git": {"credentials": {"type": "ssh", "existingSecret": "reconciler-git-ssh"}},

@@ -311,6 +311,26 @@ def test_vault_kubernetes_auth_gets_the_address_role_and_service_account_token(
     assert (settings.vault_role, settings.vault_auth_mount) == ("reconciler", "k8s-prod")
 
 
+def test_vault_approle_credentials_are_files_from_an_existing_secret(
+    installs: dict[str, Rendered],
+) -> None:
+    rendered = installs["vault-approle"]
+    env = {name: item.get("value") for name, item in rendered.env.items()}
+    assert env["RECONCILER_VAULT_AUTH_METHOD"] == "approle"
+    assert env["RECONCILER_VAULT_ROLE_ID_FILE"] == "/etc/reconciler/vault/role-id"
+    assert env["RECONCILER_VAULT_SECRET_ID_FILE"] == "/etc/reconciler/vault/secret-id"
+    assert rendered.mounts["/etc/reconciler/vault"] == {
+        "name": "vault-credentials",
+        "mountPath": "/etc/reconciler/vault",
+        "readOnly": True,
+    }
+    secret = rendered.volumes["vault-credentials"]["secret"]
+    assert secret["secretName"] == "reconciler-vault-approle"
+    assert {item["key"] for item in secret["items"]} == {"role-id", "secret-id"}
+    # No Kubernetes auth: the service-account token stays out of the pod.
+    assert rendered.pod["automountServiceAccountToken"] is False
+
+
 def test_ssh_git_credentials_give_ssh_the_key_and_pinned_known_hosts(
     installs: dict[str, Rendered], tmp_path: Path
 ) -> None:
@@ -413,8 +433,14 @@ def test_notes_tell_how_to_reach_the_page_and_what_to_do_next(
     notes = installs["defaults"].notes
     assert f"kubectl --namespace {NAMESPACE} port-forward service/{FULLNAME} 8080:8080" in notes
     assert "http://127.0.0.1:8080/" in notes
+    assert "No API token is configured, so the API refuses reads" in notes
     assert "apiToken.existingSecret" in notes
     assert "daemon.allowPlugins" in notes
     configured = installs["token-git-and-api-tokens"].notes
+    assert "type it in the page's header field" in configured
+    assert (
+        f"kubectl --namespace {NAMESPACE} get secret reconciler-api -o jsonpath='{{.data.token}}'"
+        in configured
+    )
     assert "apiToken.existingSecret" not in configured
     assert "daemon.allowPlugins" not in configured

@@ -244,6 +244,8 @@ def test_the_build_context_holds_exactly_what_pip_install_needs(tmp_path: Path) 
         declared = archive.read(entry_points).decode()
     assert "reconciler/cli/app.py" in names
     assert "reconciler/store/alembic.ini" in names
+    assert "reconciler/store/migrations/script.py.mako" in names
+    assert "reconciler/api/static/index.html" in names  # the page, served offline
     assert "reconciler_plugins/shell.py" in names
     assert "reconciler = reconciler.cli:main" in declared
     assert "[reconciler.plugins]" in declared

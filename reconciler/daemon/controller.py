@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from typing import Any
 from uuid import uuid4
 
@@ -144,9 +145,12 @@ class PolicyRegistry(PluginRegistry):
     """
 
     def __init__(self, registry: PluginRegistry, allow: list[str]) -> None:
-        super().__init__({name: registry.get(name) for name in registry.names() if name in allow})
-        self.load_errors = {k: v for k, v in registry.load_errors.items() if k in allow}
-        self.refused = frozenset(name for name in registry.names() if name not in allow)
+        def allowed(name: str) -> bool:  # glob patterns: "http.*" allows http.check, http.request
+            return any(fnmatchcase(name, pattern) for pattern in allow)
+
+        super().__init__({name: registry.get(name) for name in registry.names() if allowed(name)})
+        self.load_errors = {k: v for k, v in registry.load_errors.items() if allowed(k)}
+        self.refused = frozenset(name for name in registry.names() if not allowed(name))
 
     def unknown_message(self, name: str) -> str:
         if name in self.refused:
@@ -155,7 +159,7 @@ class PolicyRegistry(PluginRegistry):
 
 
 def restrict_registry(registry: PluginRegistry, allow: list[str] | None) -> PluginRegistry:
-    """Only the plugins ``--allow-plugins`` names (all when ``allow`` is None).
+    """Only the plugins ``--allow-plugins`` matches (glob patterns; all when ``allow`` is None).
 
     A workflow using another plugin then fails validation and is marked ``Invalid``: a commit
     cannot grant itself ``shell.run``.
@@ -177,8 +181,8 @@ def _innermost_frame(exc: BaseException) -> str:
 class Controller:
     """Runs the reconcile loop for one repository until stopped.
 
-    ``secrets`` is the resolver runs use (default: ``env:``/``file:`` only, until Vault is
-    wired); ``clock`` (monotonic seconds, for back-off) and ``now`` (UTC timestamps in statuses)
+    ``secrets`` is the resolver runs use (default: ``env:``/``file:`` only; ``reconciler run``
+    passes one with Vault when configured); ``clock`` (monotonic seconds, for back-off) and ``now`` (UTC timestamps in statuses)
     are injectable for tests.
     """
 

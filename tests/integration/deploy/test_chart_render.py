@@ -261,6 +261,18 @@ def test_the_prometheus_rule_holds_exactly_the_rules_file(installs: dict[str, Re
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
+def test_the_packaged_chart_carries_the_rules_file(
+    installs: dict[str, Rendered], tmp_path: Path
+) -> None:
+    """`helm package` (what a chart repository serves) keeps files/alerts.yaml in the archive."""
+    reference = install(installs, "monitoring")
+    archive = helm.package(CHART_DIR, destination=tmp_path)
+    with load_chart(Path(archive)) as packaged:
+        rendered = render(packaged, VALUE_SETS["monitoring"])
+    assert rendered.one("PrometheusRule") == reference.one("PrometheusRule")
+    assert rendered.objects == reference.objects
+
+
 def test_the_prometheus_rule_renders_whatever_rules_file_the_chart_ships(
     tmp_path: Path,
 ) -> None:

@@ -22,7 +22,13 @@ from pydantic import BaseModel, ValidationError
 
 from reconciler.config.expressions import render
 from reconciler.config.models import Action, RetryPolicy
-from reconciler.engine.journal import EventKind, Journal, JournalEntry, RunRecord
+from reconciler.engine.journal import (
+    EventKind,
+    Journal,
+    JournalEntry,
+    RunRecord,
+    trusted_entry,
+)
 from reconciler.engine.retry import effective_policy, retry_delay
 from reconciler.errors import (
     ActionError,
@@ -40,6 +46,8 @@ from reconciler.plugin import (
     SubscribePlugin,
 )
 from reconciler.secrets.redaction import RedactingLogger, Redactor
+
+_ABSENT = object()
 
 
 def _min_deadline(*values: float | None) -> float | None:
@@ -74,6 +82,11 @@ class RunContext:
     """Makes sure a plugin's ``init()`` ran once before its first call (the engine's)."""
     changed: bool = False
     seq: int = 0
+    _snapshot: tuple[dict[str, Any], int, tuple[tuple[str, Any], ...], dict[str, Any]] | None = (
+        field(default=None, init=False, repr=False)
+    )
+    """The cache of :meth:`outputs_snapshot`: (outputs dict, number of secret values known,
+    the outputs' items, their redacted copy)."""
 
     # -- time, scope, redaction -------------------------------------------------------------
 
@@ -120,8 +133,28 @@ class RunContext:
         return {"name": err.name, "message": self.redactor.redact(err.message)}
 
     def redacted_outputs(self) -> dict[str, Any]:
-        out: dict[str, Any] = self.redactor.redact_obj(self.outputs)
-        return out
+        """A fresh redacted copy of :attr:`outputs` (top level copied; values shared)."""
+        return dict(self.outputs_snapshot())
+
+    def outputs_snapshot(self) -> dict[str, Any]:
+        """The redacted outputs as of now, shared until :attr:`outputs` changes: do not mutate.
+
+        Every ``transition`` entry carries the outputs; most states add none, so the redacted
+        copy is kept and reused while ``outputs`` is the same dict holding the same values
+        (compared by identity — outputs are plugin responses, never changed in place).
+        """
+        outputs = self.outputs
+        secrets = len(self.redactor)
+        cached = self._snapshot
+        if cached is not None and cached[0] is outputs and cached[1] == secrets:
+            items = cached[2]
+            if len(items) == len(outputs):
+                get = outputs.get
+                if not items or all(get(k, _ABSENT) is v for k, v in items):
+                    return cached[3]
+        snapshot: dict[str, Any] = self.redactor.redact_obj(outputs) if secrets else dict(outputs)
+        self._snapshot = (outputs, secrets, tuple(outputs.items()), snapshot)
+        return snapshot
 
     async def write(
         self,
@@ -131,21 +164,44 @@ class RunContext:
         to_state: str | None = None,
         outcome: str | None = None,
         detail: dict[str, Any] | None = None,
+        redacted: bool = False,
     ) -> None:
-        """Append a journal entry (detail redacted); no-op for an observe probe."""
+        """Append a journal entry; no-op for an observe probe.
+
+        ``detail`` is redacted here unless the caller says it already is (``redacted=True``:
+        built only from redacted parts such as :meth:`outputs_snapshot` and
+        :meth:`error_detail`).
+        """
         if self.journal is None:
             return
-        self.seq += 1
+        if detail is not None and not redacted and len(self.redactor):
+            detail = self.redactor.redact_obj(detail)
         await self.journal.record(
-            JournalEntry(
-                run_id=self.record.id,
-                seq=self.seq,
-                kind=kind,
-                state=state,
-                to_state=to_state,
-                outcome=outcome,
-                detail=self.redactor.redact_obj(detail or {}),
-            )
+            self.entry(kind, state=state, to_state=to_state, outcome=outcome, detail=detail)
+        )
+
+    def entry(
+        self,
+        kind: EventKind,
+        *,
+        state: str | None = None,
+        to_state: str | None = None,
+        outcome: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> JournalEntry:
+        """The run's next journal entry (``seq`` taken); ``detail`` must be redacted already.
+
+        :meth:`write` is the usual way; the runner's state loop records this itself.
+        """
+        self.seq += 1
+        return trusted_entry(
+            self.record.id,
+            self.seq,
+            kind=kind,
+            state=state,
+            to_state=to_state,
+            outcome=outcome,
+            detail={} if detail is None else detail,
         )
 
     # -- plugin calls ---------------------------------------------------------------------

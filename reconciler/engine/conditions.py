@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler.config.expressions import evaluate_bool
@@ -55,6 +56,29 @@ def default_branch(transitions: Sequence[Transition]) -> Transition | None:
 
 def racers(transitions: Sequence[Transition]) -> list[Transition]:
     return [t for t in transitions if t.kind in RACE_KINDS]
+
+
+@dataclass(frozen=True, slots=True)
+class Exits:
+    """A state's transitions sorted once by how they fire (the runner caches one per state).
+
+    ``success`` is :func:`match_success`, ``choices`` the ``when`` transitions in order,
+    ``racers`` what :func:`racers` returns and ``default`` :func:`default_branch`.
+    """
+
+    success: Transition | None
+    choices: tuple[Transition, ...]
+    racers: tuple[Transition, ...]
+    default: Transition | None
+
+    @classmethod
+    def of(cls, transitions: Sequence[Transition]) -> Exits:
+        return cls(
+            success=match_success(transitions),
+            choices=tuple(t for t in transitions if t.when is not None),
+            racers=tuple(racers(transitions)),
+            default=default_branch(transitions),
+        )
 
 
 async def _wait_after(ctx: RunContext, fire_at: float) -> None:

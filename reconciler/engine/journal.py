@@ -44,6 +44,11 @@ class EventKind(StrEnum):
     RUN_FINISHED = "run_finished"
 
 
+# Looking a member up on an enum class is slow next to a module global (the hot path needs these)
+_STATE_ENTERED = EventKind.STATE_ENTERED
+_TRANSITION = EventKind.TRANSITION
+
+
 class RunRecord(BaseModel):
     """One run of one workflow's machine."""
 
@@ -76,6 +81,59 @@ class JournalEntry(BaseModel):
     to_state: str | None = None
     outcome: str | None = Field(None, description="'success' or the error name.")
     detail: dict[str, Any] = Field(default_factory=dict)
+
+
+def set_field(model: BaseModel, name: str, value: Any) -> None:
+    """``model.<name> = value`` without pydantic's ``__setattr__`` dispatch, for the hot path.
+
+    Only for a field of a mutable model without ``validate_assignment`` (:class:`RunRecord`),
+    where that is exactly what the assignment does: store the value and mark the field set.
+    """
+    model.__dict__[name] = value
+    model.__pydantic_fields_set__.add(name)
+
+
+_ENTRY_FIELDS_SET = frozenset(("run_id", "seq", "kind", "state", "to_state", "outcome", "detail"))
+_set_attr = object.__setattr__
+_new = object.__new__  # what JournalEntry.__new__ is, minus the metaclass lookup
+
+
+def trusted_entry(
+    run_id: str,
+    seq: int,
+    *,
+    kind: EventKind,
+    state: str | None,
+    to_state: str | None,
+    outcome: str | None,
+    detail: dict[str, Any],
+) -> JournalEntry:
+    """A :class:`JournalEntry` built from the engine's own, already well-typed values.
+
+    The engine writes one entry per event, so this skips pydantic validation (which would only
+    re-check what the type annotations of this function already guarantee). The result equals
+    ``JournalEntry(run_id=..., seq=..., kind=..., ...)`` field for field, ``model_fields_set``
+    included (``at`` is the default, taken now).
+    """
+    entry = _new(JournalEntry)
+    _set_attr(
+        entry,
+        "__dict__",
+        {
+            "run_id": run_id,
+            "seq": seq,
+            "at": datetime.now(UTC),
+            "kind": kind,
+            "state": state,
+            "to_state": to_state,
+            "outcome": outcome,
+            "detail": detail,
+        },
+    )
+    _set_attr(entry, "__pydantic_fields_set__", set(_ENTRY_FIELDS_SET))
+    _set_attr(entry, "__pydantic_extra__", None)
+    _set_attr(entry, "__pydantic_private__", None)
+    return entry
 
 
 @runtime_checkable
@@ -111,14 +169,21 @@ class MemoryJournal:
         self.log.setdefault(run.id, [])
 
     async def record(self, entry: JournalEntry) -> None:
-        self.log.setdefault(entry.run_id, []).append(entry)
-        run = self.runs.get(entry.run_id)
-        if run is not None and entry.kind is EventKind.TRANSITION:
-            run.current_state = entry.to_state
+        run_id = entry.run_id
+        log = self.log.get(run_id)
+        if log is None:
+            log = self.log[run_id] = []
+        log.append(entry)
+        run = self.runs.get(run_id)
+        if run is None:
+            return
+        kind = entry.kind
+        if kind is _STATE_ENTERED:
+            set_field(run, "current_state", entry.state)
+        elif kind is _TRANSITION:
+            set_field(run, "current_state", entry.to_state)
             if "outputs" in entry.detail:
-                run.outputs = dict(entry.detail["outputs"])
-        elif run is not None and entry.kind is EventKind.STATE_ENTERED:
-            run.current_state = entry.state
+                set_field(run, "outputs", dict(entry.detail["outputs"]))
 
     async def run_finished(self, run: RunRecord) -> None:
         self.runs[run.id] = run.model_copy(deep=True)

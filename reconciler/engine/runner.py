@@ -17,7 +17,9 @@ so :meth:`Engine.run` with ``resume=`` can re-enter the state an interrupted run
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,17 +32,18 @@ from reconciler.config.expressions import evaluate_bool, render
 from reconciler.config.models import State, Transition, Workflow, format_duration
 from reconciler.engine.actions import RunContext
 from reconciler.engine.checks import during_checks_loop, run_checks
-from reconciler.engine.conditions import (
-    choose_when,
-    default_branch,
-    match_error,
-    match_success,
-    race,
-    racers,
-)
+from reconciler.engine.conditions import Exits, choose_when, match_error, race
 from reconciler.engine.drift import FieldDiff, diff_subset
 from reconciler.engine.foreach import run_foreach
-from reconciler.engine.journal import EventKind, Journal, RunRecord, RunStatus, utcnow
+from reconciler.engine.journal import (
+    EventKind,
+    Journal,
+    RunRecord,
+    RunStatus,
+    set_field,
+    trusted_entry,
+    utcnow,
+)
 from reconciler.errors import (
     ActionError,
     Cancelled,
@@ -54,6 +57,9 @@ from reconciler.errors import (
 from reconciler.plugin import ChildRunner, Plugin, PluginRegistry, RunInfo
 from reconciler.secrets.redaction import RedactingLogger, Redactor
 from reconciler.secrets.resolver import DefaultResolver, SecretResolver
+
+_STATE_ENTERED = EventKind.STATE_ENTERED  # enum members as globals: faster in the state loop
+_TRANSITION = EventKind.TRANSITION
 
 MAX_CHILD_DEPTH = 16
 """``workflow.run`` nesting limit, so a workflow that runs itself fails instead of looping."""
@@ -93,6 +99,22 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.run.status is RunStatus.SUCCEEDED
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the runner needs to know of one state, worked out once per :class:`State` object.
+
+    ``waits`` is true when leaving the state may take time (actions, a ``foreach``, racing
+    conditions); otherwise the transition is decided at once, without yielding to the loop.
+    ``settled`` is that decision when nothing about the run can change it (no actions, no
+    ``when``, nothing racing: the ``on: success`` or default transition).
+    """
+
+    state: weakref.ref[State]
+    exits: Exits
+    waits: bool
+    settled: tuple[Transition, None, str] | None
 
 
 @dataclass
@@ -445,6 +467,11 @@ class Engine:
     ) -> ActionError | None:
         """Walk states from ``start``; the error of a failed run, or ``None`` on success."""
         states = workflow.spec.states
+        record = ctx.record
+        run_id = record.id
+        journal = self.journal
+        logger = ctx.logger
+        narrate = logger.is_enabled_for(logging.INFO)  # once per run: the loop is hot
         name = start
         last_error: ActionError | None = None
         while True:
@@ -452,49 +479,87 @@ class Engine:
             if state is None:
                 return ActionError(f"unknown state {name!r}")
             flow.path.append(name)
-            ctx.record.current_state = name
-            await ctx.write(EventKind.STATE_ENTERED, state=name)
-            ctx.logger.info("state entered", state=name)
+            set_field(record, "current_state", name)
+            ctx.seq += 1
+            await journal.record(
+                trusted_entry(
+                    run_id,
+                    ctx.seq,
+                    kind=_STATE_ENTERED,
+                    state=name,
+                    to_state=None,
+                    outcome=None,
+                    detail={},
+                )
+            )
+            if narrate:
+                logger.info("state entered", state=name)
             if state.end is not None:
                 flow.end = state.end
                 if state.end == "success":
                     return None
                 cause = f" after {last_error}" if last_error is not None else ""
                 return ActionError(f"reached failure end state {name!r}{cause}")
-            transition, error, condition = await self._run_state(
-                ctx, name, state=state, run_deadline=run_deadline
-            )
+            plan = _PLANS.get(id(state))
+            if plan is None or plan.state() is not state:
+                plan = _plan(state)
+            decided: tuple[Transition | None, ActionError | None, str]
+            if plan.settled is not None:
+                decided = plan.settled
+            elif plan.waits:
+                decided = await self._run_state(
+                    ctx, name, state=state, exits=plan.exits, run_deadline=run_deadline
+                )
+            else:  # nothing to call or wait for: decided without yielding (so no timeout)
+                decided = _decide_now(ctx, name, state, plan.exits)
+            transition, error, condition = decided
             if transition is None:
                 assert error is not None
                 return error
-            detail: dict[str, Any] = {"condition": condition, "outputs": ctx.redacted_outputs()}
+            # every part is redacted already: the condition kind is a keyword of the format
+            detail: dict[str, Any] = {"condition": condition, "outputs": ctx.outputs_snapshot()}
             if error is not None:
                 detail["error"] = ctx.error_detail(error)
-            await ctx.write(
-                EventKind.TRANSITION,
-                state=name,
-                to_state=transition.to,
-                outcome="success" if error is None else error.name,
-                detail=detail,
+            ctx.seq += 1
+            await journal.record(
+                trusted_entry(
+                    run_id,
+                    ctx.seq,
+                    kind=_TRANSITION,
+                    state=name,
+                    to_state=transition.to,
+                    outcome="success" if error is None else error.name,
+                    detail=detail,
+                )
             )
-            ctx.logger.info("transition", state=name, to=transition.to, condition=condition)
+            if narrate:
+                logger.info("transition", state=name, to=transition.to, condition=condition)
             last_error = error
             name = transition.to
 
     async def _run_state(
-        self, ctx: RunContext, name: str, *, state: State, run_deadline: float | None
+        self,
+        ctx: RunContext,
+        name: str,
+        *,
+        state: State,
+        exits: Exits,
+        run_deadline: float | None,
     ) -> tuple[Transition | None, ActionError | None, str]:
         """Run one state under its own (fresh) timeout; the transition to take and why."""
         entered = ctx.now()
-        state_deadline = entered + state.timeout.total_seconds() if state.timeout else None
+        if not state.timeout:  # no timer of its own to arm (nor for a zero timeout, as before)
+            return await self._decide(
+                ctx, name, state=state, exits=exits, entered=entered, deadline=run_deadline
+            )
+        state_deadline = entered + state.timeout.total_seconds()
         deadline = _earliest(state_deadline, run_deadline)
         try:
             async with asyncio.timeout_at(_loop_deadline(ctx, state_deadline)):
                 return await self._decide(
-                    ctx, name, state=state, entered=entered, deadline=deadline
+                    ctx, name, state=state, exits=exits, entered=entered, deadline=deadline
                 )
         except TimeoutError:
-            assert state.timeout is not None
             err = Timeout(f"state {name!r} timed out after {format_duration(state.timeout)}")
             return match_error(state.transitions, err), err, "on"
 
@@ -504,6 +569,7 @@ class Engine:
         name: str,
         *,
         state: State,
+        exits: Exits,
         entered: float,
         deadline: float | None,
     ) -> tuple[Transition | None, ActionError | None, str]:
@@ -523,22 +589,13 @@ class Engine:
                 )
                 if action.as_:
                     ctx.outputs[action.as_] = data
-            chosen = match_success(state.transitions)
-            if chosen is not None:
-                return chosen, None, "on"
-            chosen = choose_when(state.transitions, ctx.scope())
-            if chosen is not None:
-                return chosen, None, "when"
-            competing = racers(state.transitions)
-            if competing:
-                chosen = await race(
-                    ctx, competing, state=name, entered_at=entered, deadline=deadline
-                )
-                return chosen, None, chosen.kind
-            chosen = default_branch(state.transitions)
-            if chosen is not None:
-                return chosen, None, "default"
-            return None, ActionError(f"no transition fired in state {name!r}"), "none"
+            decided = _choose(ctx, name, exits)
+            if decided is not None:
+                return decided
+            chosen = await race(
+                ctx, exits.racers, state=name, entered_at=entered, deadline=deadline
+            )
+            return chosen, None, chosen.kind
         except ActionError as err:
             err = ctx.redact_error(err)
             return match_error(state.transitions, err), err, "on"
@@ -572,6 +629,69 @@ class Engine:
             return {"runId": result.run.id, "outputs": result.outputs, "changed": result.changed}
 
         return run_child
+
+
+_PLANS: dict[int, _Plan] = {}
+"""Plans by ``id()`` of their state; an entry goes when its state is garbage-collected."""
+
+
+def _plan(state: State) -> _Plan:
+    """The state's :class:`_Plan`, worked out on its first visit and kept while it lives.
+
+    Workflows are immutable once loaded, so every run of every engine in the process shares it.
+    """
+    key = id(state)
+    plan = _PLANS.get(key)
+    if plan is not None and plan.state() is state:
+        return plan
+
+    def forget(ref: weakref.ref[State]) -> None:
+        known = _PLANS.get(key)
+        if known is not None and known.state is ref:
+            del _PLANS[key]
+
+    exits = Exits.of(state.transitions)
+    waits = bool(state.do) or state.foreach is not None or bool(exits.racers)
+    settled: tuple[Transition, None, str] | None = None
+    if not waits and not exits.choices:
+        if exits.success is not None:
+            settled = (exits.success, None, "on")
+        elif exits.default is not None:
+            settled = (exits.default, None, "default")
+    plan = _Plan(weakref.ref(state, forget), exits, waits, settled)
+    _PLANS[key] = plan
+    return plan
+
+
+def _choose(
+    ctx: RunContext, name: str, exits: Exits
+) -> tuple[Transition | None, ActionError | None, str] | None:
+    """Decide once the actions succeeded: ``on: success``, then the first true ``when``, then
+    (when nothing races) the default branch. ``None`` means the racing conditions decide."""
+    if exits.success is not None:
+        return exits.success, None, "on"
+    if exits.choices:
+        chosen = choose_when(exits.choices, ctx.scope())
+        if chosen is not None:
+            return chosen, None, "when"
+    if exits.racers:
+        return None
+    if exits.default is not None:
+        return exits.default, None, "default"
+    return None, ActionError(f"no transition fired in state {name!r}"), "none"
+
+
+def _decide_now(
+    ctx: RunContext, name: str, state: State, exits: Exits
+) -> tuple[Transition | None, ActionError | None, str]:
+    """:meth:`Engine._decide` for a state with no actions and nothing racing."""
+    try:
+        decided = _choose(ctx, name, exits)
+    except ActionError as err:
+        err = ctx.redact_error(err)
+        return match_error(state.transitions, err), err, "on"
+    assert decided is not None, "a state without racers is always decided"
+    return decided
 
 
 def _earliest(*values: float | None) -> float | None:

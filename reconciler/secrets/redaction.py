@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 MASK = "***"
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
 class Redactor:
@@ -77,7 +78,14 @@ class RedactingLogger:
         bound = self._logger.bind(**self._redactor.redact_obj(values))
         return RedactingLogger(bound, self._redactor)
 
+    def is_enabled_for(self, level: int) -> bool:
+        """False when the wrapped logger drops ``level`` (``logging.INFO``...) anyway."""
+        enabled = getattr(self._logger, "is_enabled_for", None)  # structlog's filtering loggers
+        return enabled is None or bool(enabled(level))
+
     def _emit(self, level: str, event: str, *args: Any, **kw: Any) -> Any:
+        if not self.is_enabled_for(_LEVELS[level]):
+            return None  # a disabled level costs no redaction
         event = self._redactor.redact(str(event))
         if args:  # stdlib-style %-formatting: format first, then redact the result
             try:

@@ -1,0 +1,337 @@
+"""Engine benchmark: state transitions per second against two Python state-machine libraries,
+and ``foreach`` throughput against plain ``asyncio.gather`` with a semaphore.
+
+Exercises the **runner** of the flow sources → snapshot → planner → queue → **runner** → store
+(``reconciler/engine/runner.py`` with ``actions.py``, ``foreach.py`` and ``journal.py``), the way
+``reconciler apply`` drives it: one :class:`~reconciler.engine.runner.Engine`, a
+:class:`~reconciler.engine.journal.MemoryJournal`, logging configured at the one-shot default
+(``warning``) by :func:`reconciler.telemetry.logging.configure_logging`.
+
+Two measurements, each the median of ``--repeat`` repetitions in this one process:
+
+* **linear machine** — ``--states`` states, each with only a default transition to the next, the
+  last one ``end: success``. Our engine journals every transition (``state_entered`` and
+  ``transition`` entries with the redacted outputs) and runs the whole run life cycle
+  (``run_started`` … ``run_finished``); the peers, ``transitions`` and ``python-statemachine``,
+  walk the same states with one trigger per step and record nothing.
+* **foreach** — one state with ``--items`` items of a no-op plugin at concurrency 100, against a
+  baseline that calls the same no-op coroutine through ``asyncio.gather`` and a
+  ``Semaphore(100)``. Every item is a validated request, a plugin call, a validated response and
+  a journaled action entry in the engine; the baseline does only the call.
+
+Run ``python bench/engine.py [--states N] [--items M] [--repeat R]``; see ``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from reconciler.config.models import Workflow
+from reconciler.engine.journal import MemoryJournal
+from reconciler.engine.runner import Engine
+from reconciler.plugin import ActionContext, Plugin, PluginRegistry, Request, Response, RunInfo
+from reconciler.telemetry.logging import configure_logging
+
+FOREACH_CONCURRENCY = 100
+
+
+class NoopRequest(Request):
+    """The no-op plugin takes nothing."""
+
+
+class Noop(Plugin[NoopRequest, Response]):
+    """Does nothing and reports no change (the benchmark's action)."""
+
+    Request = NoopRequest
+    Response = Response
+
+    async def run(self, request: NoopRequest, context: ActionContext) -> Response:
+        return Response()
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the result table."""
+
+    bench: str
+    subject: str
+    rate: float
+    unit: str
+    ratio: float | None = None
+    note: str = ""
+
+
+# -- workflows ----------------------------------------------------------------------------------
+
+
+def linear_workflow(states: int) -> Workflow:
+    """``states`` states ``s0 … s{n-1}``, each defaulting to the next; the last ends in success."""
+    body: dict[str, Any] = {f"s{i}": {"transitions": [{"to": f"s{i + 1}"}]} for i in range(states)}
+    body[f"s{states - 1}"] = {"end": "success"}
+    return Workflow.model_validate(
+        {
+            "apiVersion": "reconciler/v1",
+            "kind": "Workflow",
+            "metadata": {"name": "bench-linear"},
+            "spec": {"start": "s0", "states": body},
+        }
+    )
+
+
+def foreach_workflow(items: int) -> Workflow:
+    """One ``foreach`` state of ``items`` no-op actions at concurrency 100, then success."""
+    return Workflow.model_validate(
+        {
+            "apiVersion": "reconciler/v1",
+            "kind": "Workflow",
+            "metadata": {"name": "bench-foreach"},
+            "spec": {
+                "start": "fan",
+                "states": {
+                    "fan": {
+                        "foreach": {
+                            "items": list(range(items)),
+                            "concurrency": FOREACH_CONCURRENCY,
+                            "do": [{"plugin": "bench.noop"}],
+                        },
+                        "next": "done",
+                    },
+                    "done": {"end": "success"},
+                },
+            },
+        }
+    )
+
+
+def registry() -> PluginRegistry:
+    return PluginRegistry({"bench.noop": Noop})
+
+
+# -- subjects -----------------------------------------------------------------------------------
+
+
+class BenchmarkFailed(RuntimeError):
+    """A subject did not do what it was asked (the figures would be meaningless)."""
+
+
+async def engine_linear(workflow: Workflow, states: int) -> float:
+    """Seconds for one engine run of the linear machine (fresh engine and journal)."""
+    journal = MemoryJournal()
+    engine = Engine(registry(), journal=journal)
+    started = time.process_time()
+    result = await engine.run(workflow, reason="bench")
+    elapsed = time.process_time() - started
+    if not result.ok or len(result.path) != states:
+        raise BenchmarkFailed(f"engine run ended {result.run.status} after {len(result.path)}")
+    transitions = sum(1 for e in journal.log[result.run.id] if e.kind == "transition")
+    if transitions != states - 1:
+        raise BenchmarkFailed(f"engine journaled {transitions} transitions, not {states - 1}")
+    return elapsed
+
+
+def transitions_linear(states: int) -> float:
+    """Seconds for ``transitions`` to walk the machine with one ``step`` trigger per state."""
+    from transitions import Machine
+
+    class Model:
+        state: str
+
+    model = Model()
+    names = [f"s{i}" for i in range(states)]
+    machine = Machine(model=model, states=names, initial=names[0], auto_transitions=False)
+    for src, dst in itertools.pairwise(names):
+        machine.add_transition("step", src, dst)
+    step: Callable[[], bool] = model.step  # type: ignore[attr-defined]
+    started = time.process_time()
+    for _ in range(states - 1):
+        step()
+    elapsed = time.process_time() - started
+    if model.state != names[-1]:
+        raise BenchmarkFailed(f"transitions stopped in {model.state}")
+    return elapsed
+
+
+def statemachine_linear(states: int) -> float:
+    """Seconds for ``python-statemachine`` to walk the machine with one ``step`` event a state."""
+    from statemachine import State, StateMachine
+
+    nodes = [
+        State(f"s{i}", initial=i == 0, final=i == states - 1, value=f"s{i}") for i in range(states)
+    ]
+    step = nodes[0].to(nodes[1])
+    for src, dst in itertools.pairwise(nodes[1:]):
+        step |= src.to(dst)
+    attrs: dict[str, Any] = {f"s{i}": node for i, node in enumerate(nodes)}
+    attrs["step"] = step
+    machine_cls = type("Linear", (StateMachine,), attrs)
+    machine = machine_cls()
+    send = machine.send
+    started = time.process_time()
+    for _ in range(states - 1):
+        send("step")
+    elapsed = time.process_time() - started
+    final = machine.current_state_value
+    if final != f"s{states - 1}":
+        raise BenchmarkFailed(f"python-statemachine stopped in {final}")
+    return elapsed
+
+
+async def engine_foreach(workflow: Workflow, items: int) -> float:
+    journal = MemoryJournal()
+    engine = Engine(registry(), journal=journal)
+    started = time.process_time()
+    result = await engine.run(workflow, reason="bench")
+    elapsed = time.process_time() - started
+    done = result.outputs.get("fan", [])
+    if not result.ok or len(done) != items or not all(r["ok"] for r in done):
+        raise BenchmarkFailed(f"engine foreach ended {result.run.status}")
+    return elapsed
+
+
+async def gather_foreach(items: int) -> float:
+    """The baseline: the same no-op coroutine through ``gather`` under a ``Semaphore(100)``."""
+    plugin = Noop()
+    request = NoopRequest()
+    context = ActionContext(
+        run=RunInfo(id="bench", workflow="bench"),
+        idempotency_key="bench",
+        logger=structlog.get_logger("bench"),
+    )
+    semaphore = asyncio.Semaphore(FOREACH_CONCURRENCY)
+
+    async def one() -> Response:
+        async with semaphore:
+            return await plugin.run(request, context)
+
+    started = time.process_time()
+    results = await asyncio.gather(*(one() for _ in range(items)))
+    elapsed = time.process_time() - started
+    if len(results) != items:
+        raise BenchmarkFailed("gather lost items")
+    return elapsed
+
+
+# -- driver -------------------------------------------------------------------------------------
+
+
+def _median_rate(count: int, seconds: Sequence[float]) -> float:
+    return count / statistics.median(seconds)
+
+
+async def measure(*, states: int, items: int, repeat: int) -> list[Row]:
+    """Run every subject ``repeat`` times (interleaved) and return the table rows."""
+    if states < 2:
+        raise ValueError("--states must be at least 2")
+    if items < 1 or repeat < 1:
+        raise ValueError("--items and --repeat must be at least 1")
+    linear = linear_workflow(states)
+    fan = foreach_workflow(items)
+    times: dict[str, list[float]] = {k: [] for k in ("engine", "tr", "psm", "fe", "gather")}
+    # one warm-up round (imports, caches) that is not counted
+    await engine_linear(linear, states)
+    transitions_linear(states)
+    statemachine_linear(states)
+    await engine_foreach(fan, items)
+    await gather_foreach(items)
+    for _ in range(repeat):
+        times["engine"].append(await engine_linear(linear, states))
+        times["tr"].append(transitions_linear(states))
+        times["psm"].append(statemachine_linear(states))
+        times["fe"].append(await engine_foreach(fan, items))
+        times["gather"].append(await gather_foreach(items))
+    steps = states - 1
+    ours = _median_rate(steps, times["engine"])
+    peer_tr = _median_rate(steps, times["tr"])
+    peer_psm = _median_rate(steps, times["psm"])
+    faster = max(peer_tr, peer_psm)
+    fe = _median_rate(items, times["fe"])
+    base = _median_rate(items, times["gather"])
+    machine = f"linear machine, {states} states"
+    fan_name = f"foreach, {items} items, concurrency {FOREACH_CONCURRENCY}"
+    return [
+        Row(machine, "reconciler engine", ours, "transitions/s", ours / faster, "journals all"),
+        Row(machine, "transitions", peer_tr, "transitions/s", peer_tr / faster),
+        Row(machine, "python-statemachine", peer_psm, "transitions/s", peer_psm / faster),
+        Row(fan_name, "reconciler engine", fe, "items/s", fe / base, "journals all"),
+        Row(fan_name, "asyncio.gather+Semaphore", base, "items/s", 1.0),
+    ]
+
+
+def _peer_versions() -> str:
+    from importlib.metadata import version
+
+    return (
+        f"transitions {version('transitions')}, "
+        f"python-statemachine {version('python-statemachine')}"
+    )
+
+
+def render_table(rows: Sequence[Row], *, states: int, items: int, repeat: int) -> str:
+    """The printed report: configuration, then one line per subject."""
+    lines = [
+        f"python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}",
+        f"peers: {_peer_versions()}",
+        f"config: --states {states} --items {items} --repeat {repeat} "
+        "(median of repeats; logging at 'warning', the one-shot default)",
+        "note: the reconciler engine journals every transition to a MemoryJournal (with the "
+        "redacted outputs) and every action; the peers record nothing",
+        "",
+    ]
+    header = ("bench", "subject", "rate", "unit", "ratio", "note")
+    body = [
+        (
+            r.bench,
+            r.subject,
+            f"{r.rate:,.0f}",
+            r.unit,
+            "" if r.ratio is None else f"{r.ratio:.2f}x",
+            r.note,
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *body, strict=True)]
+
+    def fmt(cells: Sequence[str]) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    lines.append(fmt(header))
+    lines.append(fmt(["-" * w for w in widths]))
+    lines.extend(fmt(row) for row in body)
+    lines.append("")
+    lines.append(
+        "ratio: transitions/s against the faster peer; foreach items/s against the gather baseline"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--states", type=int, default=1000, help="states of the linear machine")
+    parser.add_argument("--items", type=int, default=10_000, help="items of the foreach state")
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions (median is reported)")
+    args = parser.parse_args(argv)
+    if args.states < 2:
+        parser.error("--states must be at least 2 (a machine needs a transition)")
+    if args.items < 1 or args.repeat < 1:
+        parser.error("--items and --repeat must be at least 1")
+    configure_logging("warning", json_lines=True)
+    rows = asyncio.run(measure(states=args.states, items=args.items, repeat=args.repeat))
+    print(render_table(rows, states=args.states, items=args.items, repeat=args.repeat))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""What the state loop journals, entry by entry: the contract its fast path must keep.
+
+The runner builds entries without re-validating them, reuses the redacted outputs between
+transitions that add none, and works out each state's transitions once per state object. These
+tests pin down that none of that is visible: entries equal validated ones, every transition entry
+carries the outputs (redacted) as they were at that moment, and decisions are made per run.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import pytest
+
+from reconciler.engine import runner
+from reconciler.engine.journal import EventKind, JournalEntry, MemoryJournal, trusted_entry
+from reconciler.engine.runner import Engine
+from reconciler.plugin import PluginRegistry
+
+END = {"done": {"end": "success"}, "failed": {"end": "failure"}}
+SECRET = "s3cr3t-hot-path-canary"
+
+
+def test_a_trusted_entry_equals_the_validated_one_field_for_field() -> None:
+    detail = {"condition": "default", "outputs": {"a": {"value": 1}}}
+    fast = trusted_entry(
+        "run-1",
+        7,
+        kind=EventKind.TRANSITION,
+        state="a",
+        to_state="b",
+        outcome="success",
+        detail=detail,
+    )
+    checked = JournalEntry(
+        run_id="run-1",
+        seq=7,
+        kind=EventKind.TRANSITION,
+        state="a",
+        to_state="b",
+        outcome="success",
+        detail=detail,
+    )
+    assert fast.model_dump(exclude={"at"}) == checked.model_dump(exclude={"at"})
+    assert fast.model_fields_set == checked.model_fields_set
+    assert fast.at.tzinfo is not None
+    assert JournalEntry.model_validate(fast.model_dump()) == fast
+    assert fast.model_dump_json()  # serialises like any entry (the SQL store does this)
+
+
+async def test_every_journaled_entry_is_a_valid_journal_entry(
+    engine: Engine, journal: MemoryJournal, wf: Any
+) -> None:
+    w = wf(
+        {
+            "a": {
+                "action": {"plugin": "test.echo", "with": {"value": 1}, "as": "one"},
+                "next": "b",
+            },
+            "b": {"transitions": [{"to": "done", "when": "outputs.one.value == 1"}]},
+            **END,
+        }
+    )
+    result = await engine.run(w)
+    assert result.ok, result.error
+    log = await journal.entries(result.run.id)
+    assert [e.seq for e in log] == list(range(1, len(log) + 1))
+    for entry in log:
+        assert JournalEntry.model_validate(entry.model_dump()) == entry
+
+
+async def test_each_transition_carries_the_outputs_as_they_were_then(
+    engine: Engine, journal: MemoryJournal, wf: Any
+) -> None:
+    w = wf(
+        {
+            "a": {
+                "action": {"plugin": "test.echo", "with": {"value": 1}, "as": "first"},
+                "next": "route",
+            },
+            "route": {"transitions": [{"to": "b"}]},
+            "b": {
+                "action": {"plugin": "test.echo", "with": {"value": 2}, "as": "second"},
+                "next": "done",
+            },
+            **END,
+        }
+    )
+    result = await engine.run(w)
+    assert result.ok, result.error
+    moves = [e for e in await journal.entries(result.run.id) if e.kind is EventKind.TRANSITION]
+    assert [(e.state, e.to_state) for e in moves] == [("a", "route"), ("route", "b"), ("b", "done")]
+    first = {"changed": False, "value": 1}
+    second = {"changed": False, "value": 2}
+    assert [e.detail["outputs"] for e in moves] == [
+        {"first": first},
+        {"first": first},
+        {"first": first, "second": second},
+    ]
+    assert result.outputs == {"first": first, "second": second}
+
+
+async def test_outputs_holding_a_secret_are_masked_in_every_transition(
+    engine: Engine, journal: MemoryJournal, wf: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECONCILER_HOT_PATH_SECRET", SECRET)
+    w = wf(
+        {
+            "a": {
+                "action": {
+                    "plugin": "test.echo",
+                    "with": {"value": "token ${{ secrets.pw }}"},
+                    "as": "said",
+                },
+                "next": "r1",
+            },
+            "r1": {"transitions": [{"to": "r2"}]},
+            "r2": {"transitions": [{"to": "done"}]},
+            **END,
+        },
+        secrets={"pw": "env:RECONCILER_HOT_PATH_SECRET"},
+    )
+    result = await engine.run(w)
+    assert result.ok, result.error
+    log = await journal.entries(result.run.id)
+    moves = [e for e in log if e.kind is EventKind.TRANSITION]
+    assert len(moves) == 3
+    for entry in moves:
+        assert entry.detail["outputs"] == {"said": {"changed": False, "value": "token ***"}}
+    assert SECRET not in repr([e.model_dump() for e in log])
+    assert SECRET not in repr(result.outputs) and SECRET not in repr(result.run.model_dump())
+
+
+async def test_one_workflow_decides_afresh_in_every_run_of_every_engine(
+    registry: PluginRegistry, wf: Any
+) -> None:
+    w = wf(
+        {
+            "choose": {
+                "transitions": [
+                    {"to": "done", "when": "inputs.go"},
+                    {"to": "failed"},
+                ]
+            },
+            **END,
+        },
+        inputs={"go": True},
+    )
+    first = Engine(registry, journal=MemoryJournal())
+    second = Engine(registry, journal=MemoryJournal())
+    assert (await first.run(w)).path == ["choose", "done"]
+    assert (await second.run(w, inputs={"go": False})).path == ["choose", "failed"]
+    assert (await first.run(w, inputs={"go": False})).end == "failure"
+    assert (await second.run(w)).end == "success"
+
+
+async def test_what_the_runner_learnt_about_a_workflow_goes_with_it(
+    engine: Engine, wf: Any
+) -> None:
+    w = wf({"a": {"transitions": [{"to": "b"}]}, "b": {"transitions": [{"to": "done"}]}, **END})
+    assert (await engine.run(w)).ok
+    ids = {id(state) for state in w.spec.states.values()}
+    assert ids & set(runner._PLANS)
+    del w
+    gc.collect()
+    assert not ids & set(runner._PLANS)

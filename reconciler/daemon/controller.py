@@ -452,6 +452,7 @@ class Controller:
         self._files = files
         self.snapshot = snapshot
         self.target = _Target(revision.id, valid, invalid, removed, orphans)
+        self.leases.revision_loaded(revision.id, at=self._now())
         self.metrics.snapshot_loaded(revision.id, [*snapshot.problems, *checked])
         self.engine.workflows = {n: lw.workflow for n, lw in valid.items()}
         self.scheduler.sync({n: lw.workflow for n, lw in valid.items()})
@@ -529,6 +530,20 @@ class Controller:
                 log.debug(f"workflow {item.key} is claimed by another replica", workflow=item.key)
                 return
             if self.leases.shared:
+                ahead = self.leases.ahead_of_us(await self.store.get_status(item.key))
+                if ahead is not None:
+                    log.info(
+                        f"workflow {item.key} was reconciled by another replica at revision "
+                        f"{ahead[:12]}, which this replica has not fetched yet; checking again "
+                        "after the next poll",
+                        workflow=item.key,
+                    )
+                    self.queue.add_after(
+                        item.key,
+                        self.settings.poll_interval.total_seconds(),
+                        reason=Reason.REVISION,
+                    )
+                    return
                 await self._claim_unfinished_run(item.key)
             await self._reconcile_held(item)
 

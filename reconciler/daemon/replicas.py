@@ -37,14 +37,14 @@ import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
 
 import structlog
 
 from reconciler.errors import LeaseLost, StoreError
-from reconciler.store import Lease, Store
+from reconciler.store import Lease, Store, WorkflowStatusRecord
 
 log = structlog.get_logger("reconciler.daemon")
 
@@ -138,6 +138,8 @@ class WorkflowLeases:
         self.shared = store.backend == "postgresql"
         self._held: dict[str, _Held] = {}
         self._lock: SqliteDaemonLock | None = None
+        self._seen: set[str] = set()
+        self._loaded_at: datetime | None = None
 
     @property
     def held(self) -> frozenset[str]:
@@ -170,6 +172,26 @@ class WorkflowLeases:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+    # -- revisions ---------------------------------------------------------------------------
+
+    def revision_loaded(self, revision: str, *, at: datetime) -> None:
+        """Note that this replica now works at ``revision`` (loaded at ``at``)."""
+        self._seen.add(revision)
+        self._loaded_at = at
+
+    def ahead_of_us(self, status: WorkflowStatusRecord | None) -> str | None:
+        """The revision another replica reconciled this workflow at, when that is probably newer
+        than this replica's: written after this replica loaded its revision, and never loaded
+        here. Each replica fetches git on its own, so for up to a poll interval they may
+        disagree; the one behind must not run the previous spec over the newer one's work.
+        ``None`` when this replica may go ahead (always on SQLite)."""
+        if not self.shared or status is None or self._loaded_at is None:
+            return None
+        revision = status.last_attempted_revision
+        if revision is None or revision in self._seen or status.updated_at <= self._loaded_at:
+            return None
+        return revision
 
     # -- claiming ----------------------------------------------------------------------------
 

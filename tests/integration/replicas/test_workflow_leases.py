@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -20,7 +20,7 @@ import pytest
 from reconciler.daemon.replicas import WorkflowLeases, current_fence, lease_name
 from reconciler.engine.journal import RunRecord, RunStatus
 from reconciler.errors import LeaseLost, StoreError
-from reconciler.store import Store
+from reconciler.store import Store, WorkflowStatusRecord
 from tests.conftest import require_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
@@ -125,6 +125,24 @@ async def test_renewal_keeps_a_lease_and_a_failed_renewal_cancels_the_holder(
         with pytest.raises(LeaseLost, match="taken over by another replica"):
             await holder
     assert mine.held == frozenset()
+
+
+async def test_a_replica_behind_on_git_leaves_workflows_reconciled_at_a_newer_revision(
+    pg_store: Store,
+) -> None:
+    leases = WorkflowLeases(pg_store, owner="behind")
+    loaded = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    leases.revision_loaded("rev1", at=loaded)
+    later = WorkflowStatusRecord(
+        name="app", last_attempted_revision="rev2", updated_at=loaded + timedelta(seconds=1)
+    )
+    assert leases.ahead_of_us(later) == "rev2"
+    # written before this replica loaded its revision: an older one, which it may replace
+    assert leases.ahead_of_us(later.model_copy(update={"updated_at": loaded})) is None
+    assert leases.ahead_of_us(later.model_copy(update={"last_attempted_revision": "rev1"})) is None
+    assert leases.ahead_of_us(None) is None
+    leases.revision_loaded("rev2", at=loaded + timedelta(seconds=2))
+    assert leases.ahead_of_us(later) is None
 
 
 async def test_on_sqlite_there_are_no_leases_but_one_daemon_per_file(tmp_path: Path) -> None:

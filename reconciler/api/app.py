@@ -20,6 +20,7 @@ it when ``read_auth`` is ``token``. Every error is ``{"error": {"code", "message
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -49,10 +50,11 @@ from reconciler.api.models import (
     WorkflowList,
     WorkflowSummary,
 )
+from reconciler.api.page import mount_page
 from reconciler.api.webhooks import hooks_router
 from reconciler.config.models import Workflow
 from reconciler.daemon.controller import Controller
-from reconciler.engine.graph import to_dot, to_mermaid
+from reconciler.engine.graph import build_diagram, to_dot, to_mermaid
 from reconciler.engine.journal import EventKind, RunStatus
 from reconciler.errors import StoreError
 from reconciler.store import Health, WorkflowStatusRecord
@@ -266,17 +268,26 @@ def create_app(controller: Controller) -> FastAPI:
         dependencies=read,
         tags=["workflows"],
         summary="State diagram (Mermaid or DOT), the current state highlighted",
-        responses={**_CONFLICT, 200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+        responses={
+            **_CONFLICT,
+            200: {
+                "content": {
+                    "text/plain": {"schema": {"type": "string"}},
+                    "application/json": {"schema": {"type": "object"}},
+                }
+            },
+        },
     )
     async def get_graph(
         name: str,
         format: Annotated[
-            Literal["mermaid", "dot"], Query(description="mermaid or dot")
+            Literal["mermaid", "dot", "json"],
+            Query(description="mermaid, dot, or json (nodes and edges, as the web page draws)"),
         ] = "mermaid",
         run: Annotated[
             str | None, Query(description="Highlight this run (default: the one running).")
         ] = None,
-    ) -> PlainTextResponse:
+    ) -> Response:
         status = await status_of(name)
         workflow = workflow_model(name)
         if workflow is None:
@@ -304,6 +315,9 @@ def create_app(controller: Controller) -> FastAPI:
                             current = e.state
                         elif e.kind is EventKind.TRANSITION:
                             current = e.to_state
+        if format == "json":
+            diagram = build_diagram(workflow, current=current, visited=visited)
+            return JSONResponse(dataclasses.asdict(diagram))
         render = to_dot if format == "dot" else to_mermaid
         return PlainTextResponse(render(workflow, current=current, visited=visited))
 
@@ -432,4 +446,5 @@ def create_app(controller: Controller) -> FastAPI:
             run_id=run_id,
         )
 
+    mount_page(app)
     return app

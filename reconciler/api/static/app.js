@@ -1,0 +1,241 @@
+// The reconciler web page: reads the daemon's JSON API and redraws every few seconds.
+// Everything it needs is served by the daemon (no CDN); data is inserted with textContent
+// only, never as HTML. Mutations (sync) send the API token typed in the header.
+"use strict";
+
+const REFRESH_MS = 2000;
+const SVG = "http://www.w3.org/2000/svg";
+const state = { selected: null, run: null, timer: null };
+
+const $ = (sel) => document.querySelector(sel);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(child ?? ""));
+  }
+  return node;
+}
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  return node;
+}
+
+const badge = (text) => el("span", { class: `badge ${text}` }, text);
+const short = (rev) => (rev ? (rev.startsWith("dir-") ? rev.slice(0, 12) : rev.slice(0, 8)) : "");
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  let body = null;
+  try { body = await response.json(); } catch (_) { body = null; }
+  if (!response.ok) {
+    const message = body && body.error ? body.error.message : `${response.status} ${response.statusText}`;
+    throw new Error(message);
+  }
+  return body;
+}
+
+function token() { return sessionStorage.getItem("reconciler-token") || ""; }
+
+async function sync(name, button) {
+  button.disabled = true;
+  const notice = $("#notice");
+  try {
+    const headers = token() ? { Authorization: `Bearer ${token()}` } : {};
+    const answer = await api(`/api/v1/workflows/${encodeURIComponent(name)}/sync`, { method: "POST", headers });
+    notice.textContent = answer.message;
+  } catch (err) {
+    notice.textContent = `sync ${name}: ${err.message}`;
+  } finally {
+    button.disabled = false;
+    refresh();
+  }
+}
+
+function renderList(data) {
+  $("#revision").textContent = data.revision ? `revision ${short(data.revision)}` : "no revision yet";
+  const body = $("#workflows tbody");
+  body.replaceChildren();
+  $("#empty").hidden = data.workflows.length > 0;
+  for (const wf of data.workflows) {
+    const button = el("button", { onclick: (e) => { e.stopPropagation(); select(wf.name); sync(wf.name, button); } }, "sync");
+    const row = el("tr", { class: "clickable", "data-workflow": wf.name, onclick: () => select(wf.name) },
+      el("td", {}, wf.name),
+      el("td", { class: "status" }, badge(wf.status)),
+      el("td", { class: "sync" }, badge(wf.sync)),
+      el("td", {}, el("code", {}, short(wf.revision))),
+      el("td", {}, wf.running_run_id ? `running ${short(wf.running_run_id)}` : short(wf.last_run_id)),
+      el("td", { title: wf.message }, wf.reason),
+      el("td", {}, when(wf.next_check_at)),
+      el("td", {}, button));
+    if (wf.name === state.selected) row.classList.add("selected");
+    body.append(row);
+  }
+}
+
+// A layered layout: each state sits in the column of its distance from `start`.
+function drawDiagram(diagram) {
+  const level = new Map([[diagram.start, 0]]);
+  const queue = [diagram.start];
+  while (queue.length) {
+    const name = queue.shift();
+    for (const edge of diagram.edges) {
+      if (edge.source === name && !level.has(edge.target)) {
+        level.set(edge.target, level.get(name) + 1);
+        queue.push(edge.target);
+      }
+    }
+  }
+  let spare = Math.max(0, ...level.values()) + 1;
+  for (const node of diagram.nodes) if (!level.has(node.name)) level.set(node.name, spare++);
+  const rows = new Map();
+  const pos = new Map();
+  const W = 150, H = 36, DX = 210, DY = 70, PAD = 20;
+  for (const node of diagram.nodes) {
+    const col = level.get(node.name);
+    const row = rows.get(col) || 0;
+    rows.set(col, row + 1);
+    pos.set(node.name, { x: PAD + col * DX, y: PAD + row * DY });
+  }
+  const width = PAD * 2 + (Math.max(...level.values()) + 1) * DX;
+  const height = PAD * 2 + Math.max(1, ...rows.values()) * DY;
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img" });
+  const defs = svg("defs");
+  const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
+  marker.append(svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#8c959f" }));
+  defs.append(marker);
+  root.append(defs);
+  for (const edge of diagram.edges) {
+    const a = pos.get(edge.source), b = pos.get(edge.target);
+    if (!a || !b) continue;
+    let d, lx, ly;
+    if (edge.source === edge.target) {
+      d = `M ${a.x + W - 20} ${a.y} C ${a.x + W + 20} ${a.y - 40}, ${a.x + W + 40} ${a.y + H / 2}, ${a.x + W} ${a.y + H / 2}`;
+      lx = a.x + W + 10; ly = a.y - 14;
+    } else if (b.x > a.x) {
+      const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2;
+      d = `M ${x1} ${y1} C ${x1 + 40} ${y1}, ${x2 - 40} ${y2}, ${x2} ${y2}`;
+      lx = (x1 + x2) / 2; ly = (y1 + y2) / 2 - 4;
+    } else {
+      const x1 = a.x + W / 2, y1 = a.y + H, x2 = b.x + W / 2, y2 = b.y + H;
+      const dip = Math.max(y1, y2) + 30;
+      d = `M ${x1} ${y1} C ${x1} ${dip}, ${x2} ${dip}, ${x2} ${y2}`;
+      lx = (x1 + x2) / 2; ly = dip - 6;
+    }
+    const classes = ["edge", edge.kind];
+    if (edge.on_path) classes.push("on-path");
+    root.append(svg("path", { d, class: classes.join(" "), "marker-end": "url(#arrow)" }));
+    const label = svg("text", { x: lx, y: ly, class: "label", "text-anchor": "middle" });
+    label.textContent = edge.label.length > 30 ? `${edge.label.slice(0, 29)}…` : edge.label;
+    root.append(label);
+  }
+  for (const node of diagram.nodes) {
+    const p = pos.get(node.name);
+    const classes = ["node", node.kind];
+    if (node.visited) classes.push("visited");
+    if (node.current) classes.push("current");
+    const group = svg("g", { class: classes.join(" "), "data-state": node.name });
+    group.append(svg("rect", { x: p.x, y: p.y, width: W, height: H, rx: node.kind === "state" ? 6 : 18 }));
+    const text = svg("text", { x: p.x + W / 2, y: p.y + H / 2 + 4, "text-anchor": "middle" });
+    text.textContent = node.name === diagram.start ? `▶ ${node.name}` : node.name;
+    const title = svg("title");
+    title.textContent = node.detail || node.kind;
+    group.append(title, text);
+    root.append(group);
+  }
+  $("#diagram").replaceChildren(root);
+}
+
+function renderDetail(wf, runs) {
+  $("#detail").hidden = false;
+  $("#detail-name").replaceChildren(wf.name, " ", badge(wf.status), " ", badge(wf.sync));
+  $("#detail-message").textContent = [wf.reason, wf.message].filter(Boolean).join(": ");
+  const diffs = Array.isArray(wf.diff) ? wf.diff : [];
+  $("#diff-box").hidden = diffs.length === 0;
+  $("#diff tbody").replaceChildren(...diffs.map((d) => el("tr", {},
+    el("td", {}, el("code", {}, d.path)),
+    el("td", {}, el("code", {}, JSON.stringify(d.desired))),
+    el("td", {}, el("code", {}, d.missing ? "(missing)" : JSON.stringify(d.observed))))));
+  const problems = wf.problems || [];
+  $("#problems-box").hidden = problems.length === 0;
+  $("#problems").replaceChildren(...problems.map((p) => el("li", {}, `${p.path}:${p.line}:${p.column}: ${p.message}`)));
+  $("#runs tbody").replaceChildren(...runs.runs.map((r) => {
+    const row = el("tr", { class: "clickable", "data-run": r.id, onclick: () => { state.run = r.id; refresh(); } },
+      el("td", {}, el("code", {}, short(r.id))),
+      el("td", {}, badge(r.status)),
+      el("td", {}, r.reason),
+      el("td", {}, r.current_state || ""),
+      el("td", {}, when(r.started_at)),
+      el("td", {}, el("code", {}, short(r.revision))),
+      el("td", {}, r.error || ""));
+    if (r.id === state.run) row.classList.add("selected");
+    return row;
+  }));
+}
+
+function renderJournal(run) {
+  $("#journal-box").hidden = false;
+  $("#journal-title").textContent = `Journal of run ${short(run.id)} (${run.status})`;
+  $("#journal tbody").replaceChildren(...run.journal.map((e) => {
+    const where = e.to_state ? `${e.state} → ${e.to_state}` : (e.state || "");
+    const { outputs, ...rest } = e.detail || {};
+    return el("tr", {},
+      el("td", {}, String(e.seq)),
+      el("td", {}, new Date(e.at).toLocaleTimeString()),
+      el("td", {}, e.kind),
+      el("td", {}, where),
+      el("td", {}, e.outcome || ""),
+      el("td", {}, el("code", {}, JSON.stringify(rest))));
+  }));
+}
+
+async function refresh() {
+  try {
+    const ready = await fetch("/readyz");
+    const badgeEl = $("#ready");
+    badgeEl.textContent = ready.ok ? "ready" : "not ready";
+    badgeEl.className = `badge ${ready.ok ? "ready" : "notready"}`;
+    renderList(await api("/api/v1/workflows"));
+    if (state.selected) {
+      const name = encodeURIComponent(state.selected);
+      const [wf, runs] = await Promise.all([
+        api(`/api/v1/workflows/${name}`),
+        api(`/api/v1/runs?workflow=${name}&limit=20`),
+      ]);
+      renderDetail(wf, runs);
+      const running = runs.runs.find((r) => r.status === "running");
+      const shown = state.run ? runs.runs.find((r) => r.id === state.run) : running || runs.runs[0];
+      const diagramRun = running || shown;
+      const query = diagramRun ? `&run=${encodeURIComponent(diagramRun.id)}` : "";
+      drawDiagram(await api(`/api/v1/workflows/${name}/graph?format=json${query}`));
+      if (shown) renderJournal(await api(`/api/v1/runs/${encodeURIComponent(shown.id)}`));
+      else $("#journal-box").hidden = true;
+    }
+  } catch (err) {
+    $("#notice").textContent = err.message;
+  }
+}
+
+function select(name) {
+  if (state.selected !== name) state.run = null;
+  state.selected = name;
+  history.replaceState(null, "", `#${encodeURIComponent(name)}`);
+  refresh();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const input = $("#token");
+  input.value = token();
+  input.addEventListener("change", () => sessionStorage.setItem("reconciler-token", input.value));
+  if (location.hash.length > 1) state.selected = decodeURIComponent(location.hash.slice(1));
+  refresh();
+  state.timer = setInterval(refresh, REFRESH_MS);
+});

@@ -1,0 +1,233 @@
+"""The web page in headless Chromium against a real daemon process: see, open, sync, live.
+
+Chromium is Debian's (``/usr/bin/chromium``, installed by ``.ci/run``) driven by Playwright; the
+daemon is a real ``reconciler run`` on a git repository in ``tmp_path``. A screenshot of the page
+is saved in the test's output directory (``tmp_path``) and copied to ``test-output/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.timeout(120)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+TOKEN = "page-test-token"
+CANARY = "canary-7f3e1c9a-never-shown"
+
+SLOW = """\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata: {name: slow}
+spec:
+  interval: 1h
+  secrets: {canary: env:PAGE_CANARY}
+  start: work
+  states:
+    work:
+      action:
+        plugin: shell.run
+        with: {argv: [sh, -c, "sleep 2; echo done", "${{ secrets.canary }}"], changed: false}
+      next: done
+      onError: failed
+    done: {end: success}
+    failed: {end: failure}
+"""
+
+MOTD = """\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata: {name: motd}
+spec:
+  interval: 1h
+  observe: {plugin: file.read, with: {path: motd.txt, missingOk: true}}
+  desired: {content: "hello\\n"}
+  start: write
+  states:
+    write:
+      action: {plugin: file.write, with: {path: motd.txt, content: "hello\\n"}}
+      next: done
+      onError: failed
+    done: {end: success}
+    failed: {end: failure}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=T", "-c", "user.email=t@example.test", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+def get_json(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return json.loads(answer.read())  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[str]:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "slow.yaml").write_text(SLOW)
+    (repo / "motd.yaml").write_text(MOTD)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "two workflows")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env.update(RECONCILER_API_TOKEN=TOKEN, PAGE_CANARY=CANARY)
+    log = (tmp_path / "daemon.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "run",
+            "--repo",
+            str(repo),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=log,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
+            assert time.monotonic() < deadline, "daemon did not converge in 60 s"
+            try:
+                listed = get_json(f"{base}/api/v1/workflows")["workflows"]
+                statuses = {w["name"]: w["status"] for w in listed}  # type: ignore[union-attr]
+                if statuses == {"slow": "Converged", "motd": "Converged"}:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def chromium() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is not installed (Debian package chromium)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    with playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_page_shows_workflows_diagram_and_sync_updates_live(
+    daemon: str, chromium: object, tmp_path: Path
+) -> None:
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page.goto(daemon + "/")
+
+    rows = page.locator("#workflows tbody tr")
+    rows.first.wait_for()
+    assert sorted(rows.all_inner_texts()) and {
+        r.get_attribute("data-workflow") for r in rows.all()
+    } == {"slow", "motd"}
+    slow = page.locator('#workflows tr[data-workflow="slow"]')
+    assert slow.locator("td.status").inner_text() == "Converged"
+    last_run_before = slow.locator("td").nth(4).inner_text()
+
+    slow.click()
+    page.locator('#diagram g[data-state="work"]').wait_for()
+    assert page.locator('#diagram g[data-state="done"]').count() == 1
+    page.locator("#journal tbody tr").first.wait_for()  # the converging run's journal
+    assert "run_finished" in page.locator("#journal").inner_text()
+
+    page.evaluate("window.__sameDocument = 42")
+    page.fill("#token", TOKEN)
+    page.dispatch_event("#token", "change")
+    slow.locator("button").click()
+
+    page.wait_for_function(
+        "document.querySelector('#workflows tr[data-workflow=\"slow\"] td.status')"
+        ".innerText === 'Progressing'",
+        timeout=20_000,
+    )
+    page.locator('#diagram g.current[data-state="work"]').wait_for(timeout=20_000)
+    page.wait_for_function(
+        "document.querySelector('#workflows tr[data-workflow=\"slow\"] td.status')"
+        ".innerText === 'Converged'",
+        timeout=30_000,
+    )
+    assert page.evaluate("window.__sameDocument") == 42  # updated live, never reloaded
+    assert slow.locator("td").nth(4).inner_text() != last_run_before
+
+    shot = tmp_path / "page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    out = REPO_ROOT / "test-output"
+    out.mkdir(exist_ok=True)
+    shutil.copy(shot, out / "web-page.png")
+    assert shot.stat().st_size > 10_000
+
+    assert CANARY not in page.content()
+
+
+def test_sync_without_the_token_is_refused_on_the_page(daemon: str, chromium: object) -> None:
+    page = chromium.new_page()  # type: ignore[attr-defined]
+    page.goto(daemon + "/")
+    motd = page.locator('#workflows tr[data-workflow="motd"]')
+    motd.wait_for()
+    motd.locator("button").click()
+    page.wait_for_function(
+        "document.querySelector('#notice').innerText.includes('sync motd')", timeout=10_000
+    )
+    assert "token" in page.locator("#notice").inner_text().lower()

@@ -85,7 +85,10 @@ async def test_exposition_after_real_runs_shows_every_named_metric_with_the_righ
         "secrets": counter("reconciler_secret_errors_total", provider="env", reason="missing"),
     }
     started = time.time()
-    async with running(tmp_path, repo) as (controller, store):
+    # one worker: while bad's run (two 100 ms timeouts) goes on, the others wait in the queue
+    async with running(tmp_path, repo, max_concurrent_runs=1) as (controller, store):
+        await until(lambda: (value("reconciler_runs_in_progress") or 0) == 1, "a run going on")
+        await until(lambda: (value("reconciler_queue_depth") or 0) >= 1, "workflows queued")
         ok_status = await eventually(store, ok, lambda s: s.status is Health.CONVERGED)
         await eventually(store, bad, lambda s: s.status is Health.DEGRADED)
         await eventually(store, secret, lambda s: s.status is Health.DEGRADED)

@@ -15,6 +15,7 @@ validate`` prints the problems; the daemon marks every workflow with an error ``
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -53,7 +54,15 @@ _CREDENTIAL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a private key", re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")),
     ("a GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_\w{20,})")),
     ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("a Vault token", re.compile(r"\bhv[sbr]\.[A-Za-z0-9_-]{20,}")),
+    ("a Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
+    ("a Stripe secret key", re.compile(r"\b[sr]k_(?:live|test)_[0-9A-Za-z]{16,}")),
+    ("a GitLab token", re.compile(r"\bglpat-[0-9A-Za-z_-]{20,}")),
+    ("a JSON Web Token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.")),
+    ("a Slack webhook URL", re.compile(r"hooks\.slack\.com/services/T[A-Z0-9]+/")),
 )
+_HIGH_ENTROPY_CANDIDATE = re.compile(r"[A-Za-z0-9+/=_\-]{24,}")
+_REFERENCE_SCHEMES = ("vault:", "transit:", "env:", "file:")
 _EXPECTING = re.compile(r" expecting \{[^}]*\}")
 _URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:([^/\s@]+)@")
 _SECRETS_REF = re.compile(
@@ -360,6 +369,21 @@ def find_credentials(value: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
             if "${{" not in m.group(1):
                 yield loc, "URL with a clear-text password (user:password@)"
                 return
+        if "${{" not in value and not value.startswith(_REFERENCE_SCHEMES):
+            for m in _HIGH_ENTROPY_CANDIDATE.finditer(value):
+                if _looks_random(m.group()):
+                    yield loc, f"a random-looking {len(m.group())}-character literal (a key?)"
+                    return
+
+
+def _looks_random(word: str) -> bool:
+    """Mixed-case letters and digits with high Shannon entropy: a generated key, not a word,
+    path, hex digest or UUID (those are too regular or lack a character class)."""
+    if not (re.search(r"[a-z]", word) and re.search(r"[A-Z]", word) and re.search(r"\d", word)):
+        return False
+    counts = [word.count(c) for c in set(word)]
+    entropy = -sum(n / len(word) * math.log2(n / len(word)) for n in counts)
+    return entropy >= 4.2
 
 
 def _is_credential_key(key: str) -> bool:

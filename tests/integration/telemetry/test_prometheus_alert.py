@@ -45,7 +45,7 @@ def free_port() -> int:
 def wait_for(url: str, *, proc: subprocess.Popen[bytes], log: Path, within: float = 30) -> None:
     deadline = time.monotonic() + within
     while True:
-        assert proc.poll() is None, f"{proc.args[0]} exited:\n{log.read_text()[-3000:]}"
+        assert proc.poll() is None, f"{proc.args!r} exited:\n{log.read_text()[-3000:]}"
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return

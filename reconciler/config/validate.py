@@ -63,6 +63,7 @@ _CREDENTIAL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 _HIGH_ENTROPY_CANDIDATE = re.compile(r"[A-Za-z0-9+/=_\-]{24,}")
 _REFERENCE_SCHEMES = ("vault:", "transit:", "env:", "file:")
+RANDOM_LITERAL = "a random-looking"
 _EXPECTING = re.compile(r" expecting \{[^}]*\}")
 _URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:([^/\s@]+)@")
 _SECRETS_REF = re.compile(
@@ -372,7 +373,7 @@ def find_credentials(value: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
         if "${{" not in value and not value.startswith(_REFERENCE_SCHEMES):
             for m in _HIGH_ENTROPY_CANDIDATE.finditer(value):
                 if _looks_random(m.group()):
-                    yield loc, f"a random-looking {len(m.group())}-character literal (a key?)"
+                    yield loc, f"{RANDOM_LITERAL} {len(m.group())}-character literal (a key?)"
                     return
 
 
@@ -402,7 +403,9 @@ def _check_credentials(wf: Workflow, sites: list[_ActionSite], report: _Reporter
     roots += [((*site.loc, "with"), dict(site.with_)) for site in sites]
     for root, value in roots:
         for loc, what in find_credentials(value, root):
-            report.add(loc, f"{what}; {SECRET_HINT}")
+            # a random-looking literal may be a false positive: a warning, not a blocker
+            severity = "warning" if what.startswith(RANDOM_LITERAL) else "error"
+            report.add(loc, f"{what}; {SECRET_HINT}", severity=severity)
 
 
 # -- the state machine -----------------------------------------------------------------------

@@ -47,3 +47,27 @@ def test_key_formats_and_random_literals_are_flagged_without_the_value(
 )
 def test_ordinary_values_digests_and_references_are_not_flagged(value: str) -> None:
     assert list(find_credentials({"args": [value]})) == []
+
+
+def test_a_random_looking_literal_is_a_warning_and_a_known_format_an_error() -> None:
+    from reconciler.config.loader import load_text
+    from reconciler.config.validate import validate_workflow
+    from reconciler.plugin import PluginRegistry
+
+    text = """\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata: {name: keys}
+spec:
+  inputs:
+    build: 9fQ2mZ7vLx4KpR8tWb3nYc6H
+    vault: hvs.CAESIJ8y3b0Wq1mQx7k2LwV9nR4tZpA5sDfG
+  start: done
+  states:
+    done: {end: success}
+"""
+    [loaded] = load_text(text, path="keys.yaml").workflows
+    problems = validate_workflow(loaded, PluginRegistry.discover())
+    by_line = {p.line: p for p in problems if "secret reference" in p.message}
+    assert by_line[6].severity == "warning" and "random-looking" in by_line[6].message
+    assert by_line[7].severity == "error" and "a Vault token" in by_line[7].message

@@ -107,7 +107,7 @@ def run(
     ),
     max_concurrent_runs: int | None = typer.Option(None, "--max-concurrent-runs"),
     allow_plugins: str | None = typer.Option(
-        None, "--allow-plugins", help="Comma-separated plugins the repository may use."
+        None, "--allow-plugins", help="Comma-separated globs of plugins the repository may use."
     ),
     keep_runs: int | None = typer.Option(None, "--keep-runs", help="Runs kept per workflow."),
     keep_days: int | None = typer.Option(None, "--keep-days", help="Days of run history kept."),

@@ -190,6 +190,8 @@ class MetricsResolver:
             raise
 
     def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (e.g. while being copied): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
 

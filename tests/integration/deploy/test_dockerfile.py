@@ -245,7 +245,11 @@ def test_the_build_context_holds_exactly_what_pip_install_needs(tmp_path: Path) 
     assert "reconciler/cli/app.py" in names
     assert "reconciler/store/alembic.ini" in names
     assert "reconciler/store/migrations/script.py.mako" in names
-    assert "reconciler/api/static/index.html" in names  # the page, served offline
+    # Every file of the two packages — code, migrations, the page's static files — is installed.
+    shipped = {p for p in sent if p.startswith("reconciler/")} | {
+        p.removeprefix("plugins/") for p in sent if p.startswith("plugins/reconciler_plugins/")
+    }
+    assert shipped - names == set()
     assert "reconciler_plugins/shell.py" in names
     assert "reconciler = reconciler.cli:main" in declared
     assert "[reconciler.plugins]" in declared

@@ -7,6 +7,7 @@ from __future__ import annotations
 from reconciler.cli import converge as _converge  # noqa: F401
 from reconciler.cli import graph as _graph  # noqa: F401
 from reconciler.cli import plugins as _plugins  # noqa: F401
+from reconciler.cli import remote as _remote  # noqa: F401
 from reconciler.cli import run as _run  # noqa: F401
 from reconciler.cli import schema as _schema  # noqa: F401
 from reconciler.cli import secrets as _secrets  # noqa: F401

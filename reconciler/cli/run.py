@@ -199,6 +199,8 @@ async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) 
         server = ApiServer(create_app(controller), listen=settings.listen)
         sock = server.bind()
         http = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+        host, port = sock.getsockname()[:2]
+        log.info(f"API listening on http://{host}:{port}")
         try:
             await controller.run(stop)
         finally:

@@ -91,6 +91,7 @@ def daemon(tmp_path: Path, repo: Path) -> Iterator[Callable[..., subprocess.Pope
         before = log_file.read_text().count("reconciler started") if log_file.exists() else 0
         log = log_file.open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+        env["RECONCILER_LISTEN"] = "127.0.0.1:0"  # the API on any free port: daemons never clash
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -251,6 +252,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 def spawn(args: list[str], *, cwd: Path, out: IO[bytes]) -> subprocess.Popen[bytes]:
     """``reconciler ARGS...`` as a child process, without any RECONCILER_* from this one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env["RECONCILER_LISTEN"] = "127.0.0.1:0"  # the API on any free port: daemons never clash
     return subprocess.Popen(
         [sys.executable, "-c", "from reconciler.cli import main; main()", *args],
         cwd=cwd,

@@ -1,0 +1,458 @@
+"""``reconciler status|runs|sync|suspend|resume|cancel``: the daemon's HTTP API from a terminal.
+
+These commands talk to a running ``reconciler run`` over its API (:mod:`reconciler.api.app`)
+with httpx; they never open the store themselves. Responses are parsed with the API's own
+models (:mod:`reconciler.api.models`), shown as rich tables for people and passed through as
+JSON with ``--output json`` for scripts.
+
+``--server`` (or ``RECONCILER_SERVER``; default ``http://127.0.0.1:8080``) names the daemon;
+``--token`` / ``--token-file`` (or ``RECONCILER_API_TOKEN``) carry the bearer token that
+mutations always need (and reads, when the daemon runs with ``--read-auth token``). Exit codes
+follow :mod:`reconciler.cli.app`: 0 on success, 2 when the command could not do its job — the
+daemon is unreachable, refused the token, does not know the workflow or run, or refused the
+change (e.g. already running) — always with one clear line on stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.markup import escape
+from rich.table import Table
+
+from reconciler.api.models import (
+    Accepted,
+    ErrorResponse,
+    RunDetail,
+    RunList,
+    WorkflowDetail,
+    WorkflowList,
+)
+from reconciler.cli.app import OutputFormat, OutputOption, app, console, fail
+from reconciler.errors import ReconcilerError
+
+__all__ = ["RemoteError", "call"]
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+TIMEOUT_SECONDS = 10.0
+
+Model = TypeVar("Model", bound=BaseModel)
+
+ServerOption = Annotated[
+    str,
+    typer.Option(
+        "--server",
+        envvar="RECONCILER_SERVER",
+        help="Base URL of the daemon's API.",
+        show_default=True,
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="RECONCILER_API_TOKEN",
+        help="API token (prefer RECONCILER_API_TOKEN or --token-file: flags show up in ps).",
+        show_default=False,
+        show_envvar=True,
+    ),
+]
+TokenFileOption = Annotated[
+    Path | None, typer.Option("--token-file", help="File holding the API token.")
+]
+
+
+class RemoteError(ReconcilerError):
+    """The daemon could not be reached or answered with an error; the message says which."""
+
+
+def _token(token: str | None, token_file: Path | None) -> str | None:
+    if token_file is not None:
+        try:
+            text = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise RemoteError(f"cannot read --token-file {token_file}: {exc.strerror}") from None
+        return text or None
+    return token or None
+
+
+async def call(
+    server: str,
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> httpx.Response:
+    """One request to the API; :class:`RemoteError` with a one-line message on any failure."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    base = server.rstrip("/")
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT_SECONDS) as client:
+            response = await client.request(method, path, headers=headers, params=params)
+    except httpx.InvalidURL:
+        raise RemoteError(f"--server {server!r} is not a URL") from None
+    except httpx.UnsupportedProtocol:
+        raise RemoteError(f"--server {server!r} is not an http:// or https:// URL") from None
+    except httpx.TimeoutException:
+        raise RemoteError(
+            f"the daemon at {base} did not answer within {TIMEOUT_SECONDS:g}s"
+        ) from None
+    except httpx.TransportError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise RemoteError(f"cannot reach the daemon at {base}: {reason}") from None
+    if response.is_success:
+        return response
+    try:
+        error = ErrorResponse.model_validate_json(response.content).error
+        message = error.message
+    except ValidationError:
+        message = response.text.strip()[:200] or response.reason_phrase
+    if response.status_code == 401 and not token:
+        message += " (pass --token, --token-file or set RECONCILER_API_TOKEN)"
+    raise RemoteError(f"{message} (HTTP {response.status_code})")
+
+
+async def _get(server: str, path: str, model: type[Model], **kw: Any) -> tuple[Model, Any]:
+    response = await call(server, "GET", path, **kw)
+    try:
+        return model.model_validate_json(response.content), response.json()
+    except ValidationError as exc:
+        raise RemoteError(
+            f"unexpected answer from {server} for {path} ({exc.error_count()} problems); "
+            "is it a reconciler daemon of the same version?"
+        ) from None
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except RemoteError as exc:
+        raise fail(str(exc)) from None
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _short(value: str | None, n: int = 12) -> str:
+    return value[:n] if value else "-"
+
+
+_STATUS_STYLE = {
+    "Converged": "green",
+    "Progressing": "cyan",
+    "Pending": "yellow",
+    "Degraded": "red",
+    "Invalid": "red",
+    "Suspended": "magenta",
+    "succeeded": "green",
+    "running": "cyan",
+    "failed": "red",
+    "cancelled": "yellow",
+}
+
+
+def _styled(value: str) -> str:
+    style = _STATUS_STYLE.get(value)
+    return f"[{style}]{value}[/{style}]" if style else value
+
+
+def _print_json(data: Any) -> None:
+    console.print_json(json.dumps(data))
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+@app.command()
+def status(
+    name: Annotated[str | None, typer.Argument(help="One workflow (default: all).")] = None,
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Show every workflow's status (or one workflow in detail) from a running daemon."""
+
+    async def fetch() -> None:
+        secret = _token(token, token_file)
+        if name is None:
+            listing, raw = await _get(server, "/api/v1/workflows", WorkflowList, token=secret)
+            if output is OutputFormat.json:
+                _print_json(raw)
+            else:
+                _workflow_table(listing)
+        else:
+            detail, raw = await _get(
+                server, f"/api/v1/workflows/{quote(name, safe='')}", WorkflowDetail, token=secret
+            )
+            if output is OutputFormat.json:
+                _print_json(raw)
+            else:
+                _workflow_detail(detail)
+
+    _run(fetch())
+
+
+def _workflow_table(listing: WorkflowList) -> None:
+    table = Table(
+        title=f"revision {_short(listing.revision) if listing.revision else '(none yet)'}"
+    )
+    for column in ("WORKFLOW", "STATUS", "SYNC", "REVISION", "LAST RUN", "NEXT CHECK", "REASON"):
+        table.add_column(column)
+    for wf in listing.workflows:
+        reason = wf.reason + (f": {wf.message}" if wf.message else "")
+        table.add_row(
+            escape(wf.name),
+            _styled(wf.status.value) + (" (API)" if wf.suspended else ""),
+            wf.sync.value,
+            _short(wf.revision),
+            _short(wf.running_run_id or wf.last_run_id, 8)
+            + (" (running)" if wf.running_run_id else ""),
+            _when(wf.next_check_at),
+            escape(reason),
+        )
+    console.print(table)
+    if not listing.workflows:
+        console.print("no workflows")
+
+
+def _workflow_detail(wf: WorkflowDetail) -> None:
+    rows = [
+        ("workflow", wf.name),
+        ("status", _styled(wf.status.value)),
+        ("sync", wf.sync.value),
+        ("reason", escape(wf.reason or "-")),
+        ("message", escape(wf.message or "-")),
+        ("revision", wf.revision or "-"),
+        ("last attempted", wf.last_attempted_revision or "-"),
+        ("last run", wf.last_run_id or "-"),
+        ("running", wf.running_run_id or "-"),
+        ("last success", _when(wf.last_success_at)),
+        ("next check", _when(wf.next_check_at)),
+        ("failures", str(wf.failures)),
+        ("suspended (API)", "yes" if wf.suspended else "no"),
+    ]
+    if wf.labels:
+        rows.append(("labels", escape(", ".join(f"{k}={v}" for k, v in wf.labels.items()))))
+    if wf.spec is not None:
+        rows.append(("file", f"{wf.spec.file}:{wf.spec.line}"))
+        rows.append(("states", escape(", ".join(s.name for s in wf.spec.states))))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        console.print(f"[bold]{key.ljust(width)}[/bold]  {value}", highlight=False)
+    if wf.diff:
+        console.print("[bold]diff[/bold]")
+        console.print_json(json.dumps(wf.diff))
+    for problem in wf.problems:
+        console.print(
+            f"[red]{escape(problem.path)}:{problem.line}:{problem.column}: "
+            f"{problem.severity}:[/red] {escape(problem.message)}",
+            highlight=False,
+        )
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+@app.command()
+def runs(
+    run_id: Annotated[str | None, typer.Argument(help="One run, with its journal.")] = None,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", help="Only this workflow's runs.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=500)] = 20,
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """List recent runs (newest first), or show one run with its transition journal."""
+
+    async def fetch() -> None:
+        secret = _token(token, token_file)
+        if run_id is None:
+            params: dict[str, Any] = {"limit": limit}
+            if workflow:
+                params["workflow"] = workflow
+            listing, raw = await _get(server, "/api/v1/runs", RunList, token=secret, params=params)
+            if output is OutputFormat.json:
+                _print_json(raw)
+            else:
+                _runs_table(listing)
+        else:
+            detail, raw = await _get(
+                server, f"/api/v1/runs/{quote(run_id, safe='')}", RunDetail, token=secret
+            )
+            if output is OutputFormat.json:
+                _print_json(raw)
+            else:
+                _run_detail(detail)
+
+    _run(fetch())
+
+
+def _duration(start: datetime, end: datetime | None) -> str:
+    if end is None:
+        return "-"
+    return f"{(end - start).total_seconds():.1f}s"
+
+
+def _runs_table(listing: RunList) -> None:
+    table = Table()
+    for column in ("RUN", "WORKFLOW", "STATUS", "REASON", "STATE", "STARTED", "TOOK", "ERROR"):
+        table.add_column(column)
+    for run in listing.runs:
+        table.add_row(
+            run.id,
+            escape(run.workflow),
+            _styled(run.status.value),
+            escape(run.reason),
+            escape(run.current_state or "-"),
+            _when(run.started_at),
+            _duration(run.started_at, run.finished_at),
+            escape(run.error or ""),
+        )
+    console.print(table)
+    if not listing.runs:
+        console.print("no runs")
+
+
+def _run_detail(run: RunDetail) -> None:
+    console.print(
+        f"run [bold]{run.id}[/bold] of workflow [bold]{escape(run.workflow)}[/bold]: "
+        f"{_styled(run.status.value)} (reason {escape(run.reason or '-')}, revision "
+        f"{_short(run.revision)}, started {_when(run.started_at)}, took "
+        f"{_duration(run.started_at, run.finished_at)})",
+        highlight=False,
+    )
+    if run.error:
+        console.print(f"[red]error:[/red] {escape(run.error)}", highlight=False)
+    table = Table(title="journal")
+    for column in ("SEQ", "AT", "EVENT", "STATE", "TO", "OUTCOME"):
+        table.add_column(column)
+    for e in run.journal:
+        table.add_row(
+            str(e.seq),
+            _when(e.at),
+            e.kind.value,
+            escape(e.state or ""),
+            escape(e.to_state or ""),
+            escape(e.outcome or ""),
+        )
+    console.print(table)
+
+
+# -- mutations --------------------------------------------------------------------------------
+
+
+def _mutate(
+    what: str,
+    path: str,
+    *,
+    server: str,
+    token: str | None,
+    token_file: Path | None,
+    output: OutputFormat,
+) -> None:
+    async def post() -> None:
+        secret = _token(token, token_file)
+        if secret is None:
+            raise RemoteError(
+                f"{what} needs the daemon's API token: pass --token-file, set "
+                "RECONCILER_API_TOKEN or pass --token"
+            )
+        response = await call(server, "POST", path, token=secret)
+        if output is OutputFormat.json:
+            _print_json(response.json())
+        else:
+            console.print(Accepted.model_validate_json(response.content).message, highlight=False)
+
+    _run(post())
+
+
+@app.command()
+def sync(
+    name: Annotated[str, typer.Argument(help="The workflow to sync now.")],
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Ask the daemon to check and converge a workflow now (runs even when in sync)."""
+    _mutate(
+        "sync",
+        f"/api/v1/workflows/{quote(name, safe='')}/sync",
+        server=server,
+        token=token,
+        token_file=token_file,
+        output=output,
+    )
+
+
+@app.command()
+def suspend(
+    name: Annotated[str, typer.Argument(help="The workflow to suspend.")],
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Stop the daemon from starting runs of a workflow until it is resumed."""
+    _mutate(
+        "suspend",
+        f"/api/v1/workflows/{quote(name, safe='')}/suspend",
+        server=server,
+        token=token,
+        token_file=token_file,
+        output=output,
+    )
+
+
+@app.command()
+def resume(
+    name: Annotated[str, typer.Argument(help="The workflow to resume.")],
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Undo a suspend; the daemon checks the workflow at once."""
+    _mutate(
+        "resume",
+        f"/api/v1/workflows/{quote(name, safe='')}/resume",
+        server=server,
+        token=token,
+        token_file=token_file,
+        output=output,
+    )
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="The run to cancel.")],
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Cancel a run in progress (the workflow backs off as after a failure)."""
+    _mutate(
+        "cancel",
+        f"/api/v1/runs/{quote(run_id, safe='')}/cancel",
+        server=server,
+        token=token,
+        token_file=token_file,
+        output=output,
+    )

@@ -1,0 +1,269 @@
+"""``reconciler status|runs|sync|suspend|resume|cancel`` against a real ``reconciler run`` process.
+
+One daemon (a git repository in a temporary directory, SQLite store, the API on a free loopback
+port, a token in ``RECONCILER_API_TOKEN``) serves the whole module. A few commands run as their
+own process, exactly as a user types them (table layout, one-line errors, exit codes); the others
+run in-process through typer's runner against the same daemon, to keep the module fast (each
+new interpreter spends seconds importing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from reconciler.cli import app
+
+pytestmark = pytest.mark.timeout(90)
+
+TOKEN = "cli-e2e-token-5b2f"
+
+WORKFLOW = """\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata:
+  name: motd
+  labels: {{team: ops}}
+spec:
+  interval: 1h
+  inputs:
+    path: "{out}"
+  observe:
+    plugin: file.read
+    with: {{path: "${{{{ inputs.path }}}}", missingOk: true}}
+  desired:
+    content: "hello"
+  start: write
+  states:
+    write:
+      action:
+        plugin: file.write
+        with: {{path: "${{{{ inputs.path }}}}", content: "hello"}}
+      next: done
+      onError: failed
+    done: {{end: success}}
+    failed: {{end: failure}}
+"""
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env["COLUMNS"] = "200"  # wide enough that rich never truncates a cell
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Daemon:
+    url: str
+    out: Path
+    tmp: Path
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    tmp = tmp_path_factory.mktemp("remote")
+    repo, out = tmp / "repo", tmp / "motd.txt"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "motd.yaml").write_text(WORKFLOW.format(out=out))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "motd")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp / "daemon.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from reconciler.cli import main; main()",
+            "run",
+            "--repo",
+            str(repo),
+            "--data-dir",
+            str(tmp / "data"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--grace-period",
+            "2s",
+        ],
+        cwd=tmp,
+        stdout=log,
+        stderr=log,
+        env=clean_env(RECONCILER_API_TOKEN=TOKEN),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, (tmp / "daemon.log").read_text()
+            assert time.monotonic() < deadline, "the daemon's API never became ready"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        yield Daemon(url, out, tmp)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        log.close()
+    assert code == 0, (tmp / "daemon.log").read_text()
+
+
+def cli(*args: str, **env: str) -> Result:
+    """The command in-process (typer's runner), with no RECONCILER_* but ``env``."""
+    unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("RECONCILER_")}
+    result = CliRunner().invoke(app, list(args), env={**unset, **env})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The command as its own process, as a user types it."""
+    return subprocess.run(
+        [sys.executable, "-c", "from reconciler.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(**env),
+        timeout=60,
+    )
+
+
+def status_json(daemon: Daemon, name: str = "motd") -> dict[str, Any]:
+    """Straight from the API (waiting is not what these tests are about)."""
+    response = httpx.get(f"{daemon.url}/api/v1/workflows/{name}", timeout=10)
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def wait_for(daemon: Daemon, check: Any, what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        current = status_json(daemon)
+        if check(current):
+            return current
+        assert time.monotonic() < deadline, f"never happened: {what}; last: {current}"
+        time.sleep(0.1)
+
+
+def test_status_shows_a_table_for_people_and_json_for_scripts(daemon: Daemon) -> None:
+    converged = wait_for(daemon, lambda s: s["status"] == "Converged", "motd converged")
+    table = cli_process("status", "--server", daemon.url)
+    assert table.returncode == 0, table.stderr
+    header = next(li for li in table.stdout.splitlines() if "WORKFLOW" in li)
+    for column in ("STATUS", "SYNC", "REVISION", "LAST RUN", "NEXT CHECK", "REASON"):
+        assert column in header
+    row = next(li for li in table.stdout.splitlines() if "motd" in li)
+    assert "Converged" in row and "Synced" in row
+    assert converged["revision"][:12] in row
+    listing = cli("status", "--server", daemon.url, "-o", "json")
+    assert listing.returncode == 0, listing.stderr
+    workflows = json.loads(listing.stdout)["workflows"]
+    assert [(w["name"], w["status"], w["labels"]) for w in workflows] == [
+        ("motd", "Converged", {"team": "ops"})
+    ]
+
+
+def test_sync_with_the_token_runs_the_workflow_again(daemon: Daemon) -> None:
+    before = wait_for(daemon, lambda s: s["status"] == "Converged", "motd converged")
+    result = cli("sync", "motd", "--server", daemon.url, RECONCILER_API_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "sync of workflow motd queued"
+    after = wait_for(
+        daemon,
+        lambda s: s["last_run_id"] != before["last_run_id"] and s["status"] == "Converged",
+        "a second run of motd",
+    )
+    runs = cli("runs", "--workflow", "motd", "--server", daemon.url, "-o", "json")
+    reasons = [r["reason"] for r in json.loads(runs.stdout)["runs"]]
+    assert reasons[0] == "manual"
+    detail = cli("runs", after["last_run_id"], "--server", daemon.url)
+    assert detail.returncode == 0, detail.stderr
+    assert "succeeded" in detail.stdout and "transition" in detail.stdout
+
+
+def test_token_from_a_file_works_for_suspend_and_resume(daemon: Daemon) -> None:
+    token_file = daemon.tmp / "token"
+    token_file.write_text(TOKEN + "\n")
+    args = ("--server", daemon.url, "--token-file", str(token_file))
+    suspended = cli("suspend", "motd", *args)
+    assert suspended.returncode == 0, suspended.stderr
+    state = wait_for(daemon, lambda s: s["status"] == "Suspended", "motd suspended")
+    assert state["reason"] == "SuspendedManually"
+    refused = cli("sync", "motd", *args)
+    assert refused.returncode == 2
+    assert "suspended" in refused.stderr
+    resumed = cli("resume", "motd", *args)
+    assert resumed.returncode == 0, resumed.stderr
+    wait_for(daemon, lambda s: s["status"] == "Converged" and not s["suspended"], "resumed")
+
+
+def test_mutation_without_a_token_says_how_to_give_one(daemon: Daemon) -> None:
+    result = cli_process("sync", "motd", "--server", daemon.url)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "needs the daemon's API token" in result.stderr
+    assert "RECONCILER_API_TOKEN" in result.stderr
+
+
+def test_wrong_token_and_unknown_names_are_one_clear_line(daemon: Daemon) -> None:
+    wrong = cli("sync", "motd", "--server", daemon.url, "--token", "nope")
+    assert wrong.returncode == 2
+    assert "the API token is not valid (HTTP 401)" in wrong.stderr
+    assert TOKEN not in wrong.stderr
+    unknown = cli("status", "nope", "--server", daemon.url)
+    assert unknown.returncode == 2
+    assert "no workflow named 'nope' (HTTP 404)" in unknown.stderr
+    assert "Traceback" not in wrong.stderr + unknown.stderr
+
+
+def test_server_down_is_one_clear_line_and_exit_2() -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result = cli_process("status", RECONCILER_SERVER=url)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: cannot reach the daemon at {url}")
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stdout == ""
+    for args in (("runs",), ("sync", "motd", "--token", TOKEN)):
+        quick = cli(*args, RECONCILER_SERVER=url)
+        assert quick.returncode == 2, args
+        assert f"cannot reach the daemon at {url}" in quick.stderr

@@ -249,6 +249,8 @@ class FakeVault:
             if kind["options"] and kind["options"].get("version") == "2":
                 return self._kv2(mount, rest, query)
             return self._kv1(mount + rest)
+        if kind["type"] == "kv" and method in ("POST", "PUT"):
+            return self._kv_write(mount, rest, body, kind)
         return 405, {"errors": [f"unsupported operation on {path}"]}
 
     def _envelope(self, **parts: Any) -> dict[str, Any]:
@@ -452,6 +454,31 @@ class FakeVault:
         if entry.deletion_time or entry.destroyed:
             return 404, self._envelope(data={"data": None, "metadata": metadata})
         return 200, self._envelope(data={"data": dict(entry.data), "metadata": metadata})
+
+    def _kv_write(self, mount: str, rest: str, body: Any, kind: dict[str, Any]) -> tuple[int, Any]:
+        """KV writes (``vault kv put``): v2 ``data/<path>`` with ``{data, options.cas}``; v1."""
+        body = body if isinstance(body, dict) else {}
+        if not (kind["options"] and kind["options"].get("version") == "2"):
+            self.put_kv1(mount + rest, body)
+            return 200, self._envelope()
+        sub_kind, _, sub = rest.partition("/")
+        if sub_kind != "data" or not isinstance(body.get("data"), dict):
+            return 400, {"errors": ["no data provided"]}
+        cas = (body.get("options") or {}).get("cas")
+        current = len(self.kv2.get(mount + sub, []))
+        if cas is not None and int(cas) != current:
+            return 400, {"errors": ["check-and-set parameter did not match the current version"]}
+        version = self.put_kv2(mount + sub, body["data"])
+        entry = self.kv2[mount + sub][version - 1]
+        return 200, self._envelope(
+            data={
+                "created_time": entry.created,
+                "custom_metadata": None,
+                "deletion_time": "",
+                "destroyed": False,
+                "version": version,
+            }
+        )
 
     def _transit(self, rest: str, body: Any) -> tuple[int, Any]:
         op, _, name = rest.partition("/")

@@ -1,0 +1,97 @@
+"""Helpers shared by the server-backed built-in plugins (``sql``, ``nats``, ``redis``, ``vault``).
+
+Where it sits: below the plugin modules of this package, which the runner
+(``reconciler.engine``) calls through :class:`reconciler.plugin.Plugin`. It holds what every
+client of a remote server needs the same way: the ``AuthenticationFailed`` error, URLs shown
+without their credentials, the seconds an I/O call may take under the action's deadline, a
+reachability probe for ``init()``, and the redaction of free text before it leaves a plugin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+from reconciler.errors import ConnectionFailed, PluginError
+from reconciler.plugin import ActionContext
+
+__all__ = [
+    "AuthenticationFailed",
+    "default_url",
+    "probe_tcp",
+    "redact_all",
+    "seconds_for",
+    "shown_url",
+]
+
+
+class AuthenticationFailed(PluginError):
+    """The server refused the credentials (not retryable: the same credentials fail again)."""
+
+    retryable = False
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its ``user:password@`` part (or the password of ``user:password@``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if "@" not in parts.netloc:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"***@{hostport}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def seconds_for(limit: timedelta, context: ActionContext) -> float:
+    """The request's own ``limit`` bounded by what is left of the action's deadline."""
+    seconds = limit.total_seconds()
+    left = context.time_left()
+    return min(seconds, left) if left is not None else seconds
+
+
+def redact_all(text: str, context: ActionContext, extra: Iterable[str] = ()) -> str:
+    """``text`` with every secret known to the run and every value of ``extra`` masked."""
+    out = context.redact(text)
+    for value in sorted((v for v in extra if v and len(v) >= 3), key=len, reverse=True):
+        out = out.replace(value, "***")
+    return out
+
+
+def default_url(variable: str) -> str | None:
+    """The operator's default server for a plugin, from the daemon's environment, if set."""
+    value = os.environ.get(variable, "").strip()
+    return value or None
+
+
+async def probe_tcp(
+    url: str,
+    *,
+    default_port: int,
+    what: str,
+    limit: float = 3.0,
+    redact: Callable[[str], str] = lambda text: text,
+) -> None:
+    """Open and close a TCP connection to ``url``'s host; raise ``ConnectionFailed`` if it fails.
+
+    Used by ``init()``: the message names the server (credentials masked) and the reason.
+    """
+    parts = urlsplit(url if "://" in url else f"tcp://{url}")
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or default_port
+    try:
+        async with asyncio.timeout(limit):
+            _reader, writer = await asyncio.open_connection(host, port)
+        writer.close()
+        await writer.wait_closed()
+    except (OSError, TimeoutError) as exc:
+        reason = f"no answer within {limit:g}s" if isinstance(exc, TimeoutError) else exc
+        raise ConnectionFailed(
+            f"{what} at {redact(shown_url(url))} is not reachable ({reason})",
+            details={"server": redact(shown_url(url))},
+        ) from None

@@ -1,0 +1,429 @@
+"""Built-in Redis plugins: ``redis.get`` (check), ``redis.set`` and ``redis.subscribe``.
+
+Where it sits: the runner (``reconciler.engine``) renders an action's ``with:`` into one of the
+requests below and awaits :meth:`run`; ``redis.subscribe`` also feeds ``subscribe`` conditions
+(``reconciler.engine.conditions``) through :meth:`RedisSubscribe.subscribe`, whose messages
+become ``message`` in the condition's ``match``. Talks to Redis through ``redis.asyncio``.
+
+What callers may rely on:
+
+* one client per call, closed before the call returns (also on error and cancellation);
+* ``redis.set`` compares and sets in one server-side script (atomic): ``changed`` is false when
+  the key already holds the value (and, if a ``ttl`` is asked for, already expires);
+* the server defaults to ``$RECONCILER_REDIS_URL`` or ``redis://127.0.0.1:6379/0``; ``init()``
+  checks at start-up that the server of ``$RECONCILER_REDIS_URL`` answers, when it is set;
+* errors: ``ConnectionFailed`` (unreachable, retryable), ``AuthenticationFailed``, ``Timeout``
+  (retryable), ``Conflict`` (the key holds another type, or ``onlyIfMissing`` found another
+  value when ``conflictIfDifferent``), ``RedisCommandError``;
+* URLs in errors lose their password; values returned pass through ``context.redact``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json as jsonlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any, TypeVar, cast
+
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from reconciler.config.models import Duration, RetryPolicy
+from reconciler.errors import ActionError, Conflict, ConnectionFailed, PluginError, Timeout
+from reconciler.plugin import ActionContext, Plugin, Request, Response, SubscribePlugin
+
+from ._common import (
+    AuthenticationFailed,
+    default_url,
+    probe_tcp,
+    redact_all,
+    seconds_for,
+    shown_url,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "RedisCommandError",
+    "RedisGet",
+    "RedisSet",
+    "RedisSubscribe",
+]
+
+URL_VARIABLE = "RECONCILER_REDIS_URL"
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+TEXT_CAP = 64 * 1024
+
+T = TypeVar("T")
+
+
+class RedisCommandError(PluginError):
+    """Redis refused a command for a reason not named more precisely (not retryable)."""
+
+    retryable = False
+
+
+class _RedisRequest(Request):
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    url: str | None = Field(
+        None,
+        description=(
+            "Server URL, redis://[user:password@]host:6379/db (rediss:// for TLS); defaults to "
+            "$RECONCILER_REDIS_URL, else redis://127.0.0.1:6379/0. Pass a secret if it holds "
+            "a password."
+        ),
+    )
+    timeout: Duration = Field(
+        timedelta(seconds=10),
+        description="Deadline of the call (connect included); bounded by the action's.",
+    )
+
+    def server(self) -> str:
+        return self.url or default_url(URL_VARIABLE) or DEFAULT_URL
+
+
+def _map_error(exc: BaseException, *, where: str, context: ActionContext) -> ActionError:
+    reason = redact_all(str(exc) or type(exc).__name__, context)
+    details = {"server": where}
+    if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError | rexc.NoPermissionError):
+        return AuthenticationFailed(f"{where}: {reason}", details=details)
+    if isinstance(exc, rexc.TimeoutError | TimeoutError):
+        return Timeout(f"{where}: no answer in time", details=details)
+    if isinstance(exc, rexc.ConnectionError | OSError):
+        return ConnectionFailed(f"{where}: cannot connect ({reason})", details=details)
+    if isinstance(exc, rexc.ResponseError) and "WRONGTYPE" in str(exc):
+        return Conflict(f"{where}: {reason}", details=details)
+    if isinstance(exc, rexc.BusyLoadingError | rexc.TryAgainError):
+        return RedisCommandError(f"{where}: {reason}", details=details, retryable=True)
+    return RedisCommandError(f"{where}: {reason}", details=details)
+
+
+def _client(request: _RedisRequest, seconds: float) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        request.server(),
+        socket_connect_timeout=max(0.1, seconds),
+        socket_timeout=max(0.1, seconds),
+        decode_responses=False,
+        retry_on_timeout=False,
+    )
+
+
+async def _with_client(
+    request: _RedisRequest,
+    context: ActionContext,
+    work: Callable[[aioredis.Redis], Awaitable[T]],
+) -> T:
+    seconds = seconds_for(request.timeout, context)
+    where = f"Redis at {context.redact(shown_url(request.server()))}"
+    client: aioredis.Redis | None = None
+    try:
+        async with asyncio.timeout(seconds):
+            client = _client(request, seconds)
+            return await work(client)
+    except ActionError:
+        raise
+    except TimeoutError:
+        raise Timeout(f"{where}: no answer within {seconds:g}s") from None
+    except (rexc.RedisError, OSError) as exc:
+        raise _map_error(exc, where=where, context=context) from None
+    except ValueError as exc:  # an unusable URL
+        raise ConnectionFailed(f"{where}: {context.redact(str(exc))}", retryable=False) from None
+    finally:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(client.aclose())
+
+
+def _text(raw: bytes) -> str:
+    return raw[:TEXT_CAP].decode("utf-8", errors="replace")
+
+
+def _parse(raw: bytes) -> Any:
+    try:
+        return jsonlib.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _redact_json(value: Any, context: ActionContext) -> Any:
+    if isinstance(value, str):
+        return context.redact(value)
+    if isinstance(value, list):
+        return [_redact_json(v, context) for v in value]
+    if isinstance(value, dict):
+        return {context.redact(str(k)): _redact_json(v, context) for k, v in value.items()}
+    return value
+
+
+class _RedisPlugin:
+    async def init(self) -> None:
+        server = default_url(URL_VARIABLE)
+        if server is not None:
+            await probe_tcp(server, default_port=6379, what="Redis (RECONCILER_REDIS_URL)")
+
+
+# ------------------------------------------------------------------------------------- get
+
+
+class RedisGetRequest(_RedisRequest):
+    """Which key ``redis.get`` reads."""
+
+    key: str = Field(min_length=1, description="Key of a string value.")
+
+
+class RedisGetResponse(Response):
+    """The key's value, or ``exists: false``."""
+
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    changed: bool = Field(False, description="Always false: reading changes nothing.")
+    exists: bool = Field(False, description="Whether the key exists.")
+    value: str | None = Field(
+        None, description="The value as text (first 64 KiB, secrets replaced); null if missing."
+    )
+    json_: Any = Field(None, alias="json", description="The value parsed as JSON, else null.")
+    ttl: float | None = Field(
+        None, description="Seconds until the key expires; null if it never does or is missing."
+    )
+
+
+class RedisGet(_RedisPlugin, Plugin[RedisGetRequest, RedisGetResponse]):
+    """Read a string key: its value (text and parsed JSON) and time to live (read-only).
+
+    A missing key is not an error: ``exists: false``. Errors: ``ConnectionFailed``
+    (retryable), ``AuthenticationFailed``, ``Timeout`` (retryable), ``Conflict`` (the key holds
+    another type), ``RedisCommandError``. Default retry: 3 attempts on retryable errors.
+    """
+
+    check = True
+    Request = RedisGetRequest
+    Response = RedisGetResponse
+    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    errors = (ConnectionFailed, AuthenticationFailed, Timeout, Conflict, RedisCommandError)
+
+    async def run(self, request: RedisGetRequest, context: ActionContext) -> RedisGetResponse:
+        async def work(client: aioredis.Redis) -> RedisGetResponse:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.get(request.key)
+                pipe.pttl(request.key)
+                raw, pttl = await pipe.execute()
+            if raw is None:
+                return RedisGetResponse(exists=False)
+            parsed = _parse(raw)
+            return RedisGetResponse(
+                exists=True,
+                value=context.redact(_text(raw)),
+                json=_redact_json(parsed, context),
+                ttl=pttl / 1000 if pttl is not None and pttl >= 0 else None,
+            )
+
+        return await _with_client(request, context, work)
+
+
+# ------------------------------------------------------------------------------------- set
+
+_SET_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+local ttl = tonumber(ARGV[2])
+if current == ARGV[1] then
+  if ttl > 0 and redis.call('PTTL', KEYS[1]) < 0 then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+    return 2
+  end
+  return 0
+end
+if ARGV[3] == '1' and current then
+  return 3
+end
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+"""
+"""Compare and set in one step. Returns 0 (same value), 1 (set), 2 (expiry added), 3 (kept
+another value because of onlyIfMissing)."""
+
+
+class RedisSetRequest(_RedisRequest):
+    """What ``redis.set`` makes a key hold."""
+
+    key: str = Field(min_length=1, description="Key to set.")
+    value: Any = Field(
+        description="The value: a string is stored as is, anything else as compact JSON."
+    )
+    ttl: Duration | None = Field(
+        None,
+        description=(
+            "Expire the key after this long when it is written (at least 1ms). A key that "
+            "already holds the value keeps its expiry, or gets this one if it has none."
+        ),
+    )
+    only_if_missing: bool = Field(
+        False, description="Never overwrite another value (Redis NX): report existed: true."
+    )
+
+    @model_validator(mode="after")
+    def _ttl_positive(self) -> RedisSetRequest:
+        if self.ttl is not None and self.ttl.total_seconds() < 0.001:
+            raise ValueError("ttl must be at least 1ms")
+        return self
+
+    def encoded(self) -> str:
+        if isinstance(self.value, str):
+            return self.value
+        return jsonlib.dumps(self.value, separators=(",", ":"), sort_keys=True)
+
+
+class RedisSetResponse(Response):
+    """What ``redis.set`` did."""
+
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    changed: bool = Field(False, description="True if the value or the expiry was written.")
+    existed: bool = Field(
+        False, description="onlyIfMissing found the key holding another value and left it."
+    )
+
+
+class RedisSet(_RedisPlugin, Plugin[RedisSetRequest, RedisSetResponse]):
+    """Make a string key hold a value (atomic compare-and-set; changed only when it differed).
+
+    Errors: ``ConnectionFailed`` (retryable), ``AuthenticationFailed``, ``Timeout``
+    (retryable), ``Conflict`` (the key holds another type), ``RedisCommandError``. Default
+    retry: 3 attempts on retryable errors (safe: setting a value converges).
+    """
+
+    Request = RedisSetRequest
+    Response = RedisSetResponse
+    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    errors = (ConnectionFailed, AuthenticationFailed, Timeout, Conflict, RedisCommandError)
+
+    async def run(self, request: RedisSetRequest, context: ActionContext) -> RedisSetResponse:
+        ttl_ms = int(request.ttl.total_seconds() * 1000) if request.ttl is not None else 0
+
+        async def work(client: aioredis.Redis) -> RedisSetResponse:
+            outcome = await client.eval(
+                _SET_SCRIPT,
+                1,
+                request.key,
+                request.encoded(),
+                str(ttl_ms),
+                "1" if request.only_if_missing else "0",
+            )
+            code = int(outcome)
+            return RedisSetResponse(changed=code in (1, 2), existed=code == 3)
+
+        return await _with_client(request, context, work)
+
+
+# ------------------------------------------------------------------------------- subscribe
+
+
+class RedisSubscribeRequest(_RedisRequest):
+    """What ``redis.subscribe`` listens to: a channel, or channels matching a pattern."""
+
+    channel: str | None = Field(None, min_length=1, description="Channel to subscribe to.")
+    pattern: str | None = Field(
+        None, min_length=1, description="Glob pattern of channels (PSUBSCRIBE), e.g. 'deploy.*'."
+    )
+    timeout: Duration = Field(
+        timedelta(seconds=10),
+        description=(
+            "As an action: how long to wait for one message (then Timeout). In a subscribe "
+            "condition it bounds connecting only; the state's own conditions bound the wait."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RedisSubscribeRequest:
+        if (self.channel is None) == (self.pattern is None):
+            raise ValueError("give exactly one of `channel` or `pattern`")
+        return self
+
+
+class RedisMessage(Response):
+    """One received message."""
+
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    changed: bool = Field(False, description="Always false: receiving changes nothing.")
+    channel: str = Field("", description="Channel the message was published on.")
+    pattern: str | None = Field(None, description="The pattern that matched, if any.")
+    data: Any = Field(None, description="The payload parsed as JSON, or null if it is not JSON.")
+    text: str = Field("", description="The payload as text (first 64 KiB, secrets replaced).")
+
+
+class RedisSubscribe(_RedisPlugin, SubscribePlugin[RedisSubscribeRequest, RedisMessage]):
+    """Wait for Pub/Sub messages on a channel or pattern; feeds `subscribe` conditions.
+
+    In a ``subscribe`` condition each message becomes ``message`` (``channel``, ``pattern``,
+    ``data`` parsed from JSON, ``text``) in ``match``. As an action it returns the first message
+    or raises ``Timeout``. Errors: ``ConnectionFailed`` (retryable), ``AuthenticationFailed``,
+    ``Timeout``, ``RedisCommandError``.
+    """
+
+    check = True
+    Request = RedisSubscribeRequest
+    Response = RedisMessage
+    errors = (ConnectionFailed, AuthenticationFailed, Timeout, RedisCommandError)
+
+    async def run(self, request: RedisSubscribeRequest, context: ActionContext) -> RedisMessage:
+        stream = cast(AsyncGenerator[Mapping[str, Any], None], self.subscribe(request, context))
+        seconds = seconds_for(request.timeout, context)
+        try:
+            try:
+                async with asyncio.timeout(seconds):
+                    first = await anext(stream)
+            except TimeoutError:
+                raise Timeout(
+                    f"no message on {request.channel or request.pattern!r} within {seconds:g}s"
+                ) from None
+            return RedisMessage.model_validate(first)
+        finally:
+            await stream.aclose()
+
+    async def subscribe(
+        self, request: RedisSubscribeRequest, context: ActionContext
+    ) -> AsyncIterator[Mapping[str, Any]]:
+        seconds = seconds_for(request.timeout, context)
+        where = f"Redis at {context.redact(shown_url(request.server()))}"
+        client = _client(request, seconds)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            try:
+                async with asyncio.timeout(seconds):
+                    if request.pattern is not None:
+                        await pubsub.psubscribe(request.pattern)
+                    else:
+                        await pubsub.subscribe(request.channel or "")
+            except TimeoutError:
+                raise Timeout(f"{where}: could not subscribe within {seconds:g}s") from None
+            except (rexc.RedisError, OSError) as exc:
+                raise _map_error(exc, where=where, context=context) from None
+            while True:
+                try:
+                    msg = await pubsub.get_message(timeout=None)
+                except (rexc.RedisError, OSError) as exc:
+                    raise _map_error(exc, where=where, context=context) from None
+                if msg is None or msg.get("type") not in ("message", "pmessage"):
+                    continue
+                raw = msg["data"] if isinstance(msg["data"], bytes) else str(msg["data"]).encode()
+                parsed = _parse(raw)
+                pattern = msg.get("pattern")
+                yield {
+                    "channel": _text(msg["channel"]),
+                    "pattern": _text(pattern) if isinstance(pattern, bytes) else None,
+                    "data": _redact_json(parsed, context),
+                    "text": context.redact(_text(raw)),
+                }
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+            with contextlib.suppress(Exception):
+                await asyncio.shield(client.aclose())

@@ -1,0 +1,554 @@
+"""Built-in ``sql.query`` (check) and ``sql.exec``: read and change SQLite and PostgreSQL databases.
+
+Where it sits: the runner (``reconciler.engine``) renders an action's ``with:`` into one of the
+requests below and awaits :meth:`run`; the response becomes ``outputs.<as>``, the ``result`` of
+a ``poll`` or the ``observed`` state of an ``observe`` probe (``sql.query`` is a check plugin),
+and is journaled by the store. Talks to the database through SQLAlchemy's asyncio engines
+(``aiosqlite`` for SQLite, ``psycopg`` for PostgreSQL), one engine per DSN, cached by each plugin
+instance for the life of the process and disposed by :meth:`close`.
+
+What callers may rely on:
+
+* values reach the database only as bound parameters (``:name`` in the SQL, ``params:`` in the
+  request); for PostgreSQL they are bound by psycopg on the client side with its own quoting,
+  so a parameter works in every statement, ``CREATE ROLE ... PASSWORD :password`` included;
+* one transaction per action: every statement of an ``sql.exec`` commits together or not at
+  all; a failure, a timeout or a cancellation rolls it back; ``sql.query`` always rolls back
+  (and runs read-only on PostgreSQL);
+* ``changed`` comes from the row counts: true if a statement affected a row, or if it was a
+  statement that reports no count (DDL); an ``unless`` guard query that returns a row skips
+  the statements and reports ``changed: false``;
+* driver errors become named errors: ``ConnectionFailed`` (unreachable, retryable),
+  ``AuthenticationFailed``, ``InvalidSQL`` (syntax, unknown column, wrong type), ``NotFound``
+  (a table, role or database that does not exist), ``Conflict`` (unique violation, an object
+  that already exists), ``SerializationFailure`` (deadlock, serialization, lock; retryable),
+  ``SQLError`` (anything else), ``Timeout``;
+* the DSN's password never appears in an error or a log line: DSNs are shown as
+  ``postgresql+psycopg://user:***@host/db``, and every text from the driver is passed through
+  ``context.redact`` with the password and the parameter values masked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from reconciler.config.models import Duration, RetryPolicy
+from reconciler.errors import (
+    ActionError,
+    Conflict,
+    ConnectionFailed,
+    InvalidRequest,
+    NotFound,
+    PluginError,
+    Timeout,
+)
+from reconciler.plugin import ActionContext, Plugin, Request, Response
+
+from ._common import AuthenticationFailed, default_url, redact_all, seconds_for
+
+__all__ = [
+    "ROW_CAP",
+    "InvalidSQL",
+    "SQLError",
+    "SerializationFailure",
+    "SqlExec",
+    "SqlExecRequest",
+    "SqlExecResponse",
+    "SqlQuery",
+    "SqlQueryRequest",
+    "SqlQueryResponse",
+]
+
+ROW_CAP = 10_000
+"""Rows ``sql.query`` returns at most (``maxRows`` may lower it)."""
+
+DEFAULT_DSN_VARIABLE = "RECONCILER_SQL_DSN"
+"""If set in the daemon's environment, ``init()`` checks at start-up that this database answers."""
+
+
+class SQLError(PluginError):
+    """The database refused the statement for a reason not named more precisely below."""
+
+    retryable = False
+
+
+class InvalidSQL(SQLError):
+    """The statement is wrong: a syntax error, an unknown column or function, a type mismatch."""
+
+    retryable = False
+
+
+class SerializationFailure(SQLError):
+    """A deadlock, a serialization failure or a lock not obtained: the same call may succeed."""
+
+    retryable = True
+
+
+Param = str | int | float | bool | None | list[str | int | float | bool | None]
+Dsn = Annotated[str, Field(min_length=1)]
+
+
+def _check_dsn(value: str) -> str:
+    try:
+        url = make_url(value)
+    except sa_exc.ArgumentError:
+        raise ValueError(
+            "not a database URL (e.g. postgresql://user@host/db or sqlite:///file.db)"
+        ) from None
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    return value
+
+
+class _SqlRequest(Request):
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    dsn: Dsn = Field(
+        description=(
+            "SQLAlchemy database URL: postgresql://user:password@host:5432/db or "
+            "sqlite:///relative/or/absolute.db (relative to the workdir). It usually holds a "
+            "password, so pass a secret: ${{ secrets.admin_dsn }}."
+        )
+    )
+    params: dict[str, Param] = Field(
+        default_factory=dict,
+        description="Values bound to the `:name` placeholders of the SQL (never interpolated).",
+    )
+    timeout: Duration = Field(
+        timedelta(seconds=30),
+        description="Deadline of the whole call (connect included); bounded by the action's.",
+    )
+
+    _dsn_ok = field_validator("dsn")(classmethod(lambda cls, v: _check_dsn(v)))
+
+
+class SqlQueryRequest(_SqlRequest):
+    """What ``sql.query`` reads."""
+
+    query: str = Field(min_length=1, description="One SELECT (or other read-only) statement.")
+    max_rows: int = Field(
+        1000, ge=1, le=ROW_CAP, description="Rows returned at most; `truncated` says when cut."
+    )
+
+
+class SqlQueryResponse(Response):
+    """The rows the query returned."""
+
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    changed: bool = Field(False, description="Always false: a query changes nothing.")
+    rows: list[dict[str, Any]] = Field(
+        default_factory=list, description="Rows as column → value maps (JSON-able values)."
+    )
+    row_count: int = Field(0, description="Number of rows in `rows`.")
+    columns: list[str] = Field(default_factory=list, description="Column names, in order.")
+    truncated: bool = Field(False, description="True if the query returned more than maxRows.")
+
+
+class SqlExecRequest(_SqlRequest):
+    """What ``sql.exec`` runs, in one transaction."""
+
+    sql: str | list[str] = Field(
+        description=(
+            "A statement, or a list of statements run in order in one transaction; each may "
+            "use the `:name` placeholders of `params`."
+        )
+    )
+    unless: str | None = Field(
+        None,
+        description=(
+            "A guard query run first in the same transaction: if it returns a row, nothing "
+            "else runs and the response says changed: false (like Ansible's `creates`)."
+        ),
+    )
+    autocommit: bool = Field(
+        False,
+        description=(
+            "Run outside a transaction, each statement committing on its own; needed for "
+            "statements PostgreSQL refuses in a transaction (CREATE DATABASE). One statement only."
+        ),
+    )
+
+    @field_validator("sql")
+    @classmethod
+    def _statements_present(cls, value: str | list[str]) -> str | list[str]:
+        items = [value] if isinstance(value, str) else value
+        if not items or any(not s.strip() for s in items):
+            raise ValueError("give at least one non-empty statement")
+        return value
+
+    def statements(self) -> list[str]:
+        return [self.sql] if isinstance(self.sql, str) else list(self.sql)
+
+
+class SqlExecResponse(Response):
+    """What the statements did."""
+
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    changed: bool = Field(
+        False, description="True if a statement affected a row or reported no count (DDL)."
+    )
+    row_counts: list[int] = Field(
+        default_factory=list,
+        description="Rows affected by each statement (-1 where the database reports none).",
+    )
+    skipped: bool = Field(False, description="True if the `unless` guard returned a row.")
+
+
+# ----------------------------------------------------------------------------- DSNs and engines
+
+
+def shown_dsn(url: URL) -> str:
+    """The DSN fit for a message: password replaced by ``***``."""
+    return url.render_as_string(hide_password=True)
+
+
+def _async_url(dsn: str, workdir: Path) -> URL:
+    """The URL of ``dsn`` with an asyncio driver, SQLite paths resolved against ``workdir``."""
+    url = make_url(dsn)
+    if url.get_backend_name() == "sqlite":
+        url = url.set(drivername="sqlite+aiosqlite")
+        database = url.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            path = Path(database)
+            if not path.is_absolute():
+                url = url.set(database=str(workdir / path))
+        return url
+    return url.set(drivername="postgresql+psycopg")
+
+
+class _Engines:
+    """Engines by DSN for one plugin instance (and one event loop)."""
+
+    def __init__(self) -> None:
+        self._engines: dict[str, tuple[asyncio.AbstractEventLoop, AsyncEngine]] = {}
+
+    def get(self, url: URL) -> AsyncEngine:
+        key = url.render_as_string(hide_password=False)
+        loop = asyncio.get_running_loop()
+        cached = self._engines.get(key)
+        if cached is not None and cached[0] is loop:
+            return cached[1]
+        if url.get_backend_name() == "postgresql":
+            from psycopg import AsyncClientCursor
+
+            engine = create_async_engine(
+                url,
+                pool_pre_ping=True,
+                pool_size=2,
+                max_overflow=4,
+                connect_args={"cursor_factory": AsyncClientCursor, "connect_timeout": 10},
+            )
+        else:
+            engine = create_async_engine(url)
+        self._engines[key] = (loop, engine)
+        return engine
+
+    async def dispose(self) -> None:
+        engines, self._engines = self._engines, {}
+        for loop, engine in engines.values():
+            if loop is asyncio.get_running_loop():
+                await engine.dispose()
+
+
+# ----------------------------------------------------------------------------- error mapping
+
+_PG_NOT_FOUND = {"42P01", "42704", "3D000", "3F000", "42883"}
+"""undefined table / object / database / schema / function."""
+_PG_CONFLICT = {"23505", "42710", "42P04", "42P06", "42P07", "42723"}
+"""unique violation / duplicate object / database / schema / table / function."""
+_PG_RETRYABLE = {"40001", "40P01", "55P03", "53300", "57P01", "57P02", "57P03"}
+"""serialization failure, deadlock, lock not available, too many connections, shutting down."""
+_PG_AUTH = {"28000", "28P01"}
+"""invalid authorization / password."""
+
+
+def _to_error(
+    exc: BaseException, *, where: str, context: ActionContext, hide: Sequence[str]
+) -> ActionError:
+    """The named error for a driver exception; its text names the DSN masked, never a secret."""
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    reason = redact_all(str(orig).strip() or type(orig).__name__, context, hide)
+    message = f"{where}: {reason}"
+    sqlstate: str | None = getattr(orig, "sqlstate", None)
+    sqlite_name: str | None = getattr(orig, "sqlite_errorname", None)
+    details: dict[str, Any] = {"database": where}
+    if sqlstate:
+        details["sqlstate"] = sqlstate
+        if sqlstate in _PG_NOT_FOUND:
+            return NotFound(message, details=details)
+        if sqlstate in _PG_CONFLICT:
+            return Conflict(message, details=details)
+        if sqlstate in _PG_RETRYABLE:
+            return SerializationFailure(message, details=details)
+        if sqlstate in _PG_AUTH:
+            return AuthenticationFailed(message, details=details)
+        if sqlstate.startswith("08"):
+            return ConnectionFailed(message, details=details)
+        if sqlstate.startswith(("42", "22")):
+            return InvalidSQL(message, details=details)
+        return SQLError(message, details=details)
+    if sqlite_name:
+        details["sqliteError"] = sqlite_name
+        text_ = str(orig).lower()
+        if sqlite_name.startswith("SQLITE_CONSTRAINT_UNIQUE") or sqlite_name == (
+            "SQLITE_CONSTRAINT_PRIMARYKEY"
+        ):
+            return Conflict(message, details=details)
+        if sqlite_name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return SerializationFailure(message, details=details)
+        if sqlite_name.startswith("SQLITE_CANTOPEN"):
+            return ConnectionFailed(message, details=details, retryable=False)
+        if text_.startswith(("no such table", "no such view", "no such index")):
+            return NotFound(message, details=details)
+        if "already exists" in text_:
+            return Conflict(message, details=details)
+        if sqlite_name == "SQLITE_ERROR":
+            return InvalidSQL(message, details=details)
+        return SQLError(message, details=details)
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | OSError):
+        # psycopg reports a failed connection attempt without a SQLSTATE: the server's words
+        said = str(orig)
+        if "password authentication failed" in said or (
+            "role " in said and "does not exist" in said
+        ):
+            return AuthenticationFailed(f"{where}: login refused ({reason})", details=details)
+        if "database " in said and "does not exist" in said:
+            return NotFound(f"{where}: {reason}", details=details)
+        return ConnectionFailed(f"{where}: cannot connect ({reason})", details=details)
+    if isinstance(exc, sa_exc.ArgumentError | sa_exc.NoSuchModuleError):
+        return InvalidRequest(message, details=details)
+    if isinstance(exc, sa_exc.StatementError):
+        # e.g. a placeholder with no value in params: raised before the database sees anything
+        return InvalidSQL(message, details=details)
+    return SQLError(message, details=details)
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def _hidden(url: URL, params: dict[str, Param]) -> list[str]:
+    """Texts never to show: the DSN's password and every string parameter."""
+    out = [url.password] if isinstance(url.password, str) else []
+    for value in params.values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                out.append(item)
+    return out
+
+
+class _SqlPlugin:
+    """What ``sql.query`` and ``sql.exec`` share: engines, deadlines and error mapping."""
+
+    def __init__(self) -> None:
+        self._engines = _Engines()
+
+    async def init(self) -> None:
+        dsn = default_url(DEFAULT_DSN_VARIABLE)
+        if dsn is None:
+            return
+        url = _async_url(dsn, Path.cwd())
+        try:
+            async with asyncio.timeout(10):
+                async with self._engines.get(url).connect() as conn:
+                    await conn.execute(text("select 1"))
+        except TimeoutError:
+            raise ConnectionFailed(
+                f"the database of {DEFAULT_DSN_VARIABLE} ({shown_dsn(url)}) gave no answer "
+                "within 10s"
+            ) from None
+        except (sa_exc.SQLAlchemyError, OSError) as exc:
+            mapped = _to_error(
+                exc, where=shown_dsn(url), context=_NO_CONTEXT, hide=_hidden(url, {})
+            )
+            raise ConnectionFailed(
+                f"the database of {DEFAULT_DSN_VARIABLE} is not usable: {mapped.message}"
+            ) from None
+
+    async def close(self) -> None:
+        await self._engines.dispose()
+
+    async def _with_connection(
+        self,
+        request: _SqlRequest,
+        context: ActionContext,
+        work: Any,
+        *,
+        autocommit: bool = False,
+        readonly: bool = False,
+    ) -> Any:
+        url = _async_url(request.dsn, context.workdir)
+        where = shown_dsn(url)
+        hide = _hidden(url, request.params)
+        seconds = seconds_for(request.timeout, context)
+        try:
+            async with asyncio.timeout(seconds):
+                engine = self._engines.get(url)
+                if autocommit:
+                    async with engine.connect() as raw:
+                        conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
+                        return await work(conn)
+                async with engine.connect() as conn:
+                    if readonly and url.get_backend_name() == "postgresql":
+                        conn = await conn.execution_options(postgresql_readonly=True)
+                    async with conn.begin() as transaction:
+                        result = await work(conn)
+                        if readonly:
+                            await transaction.rollback()
+                        return result
+        except TimeoutError:
+            raise Timeout(
+                f"{where}: no answer within {seconds:g}s; the transaction was rolled back",
+                details={"database": where},
+            ) from None
+        except (sa_exc.SQLAlchemyError, OSError) as exc:
+            raise _to_error(exc, where=where, context=context, hide=hide) from None
+
+
+class _NoContext:
+    """Stands in for an :class:`ActionContext` where none exists (``init``)."""
+
+    @staticmethod
+    def redact(text_: str) -> str:
+        return text_
+
+
+_NO_CONTEXT: Any = _NoContext()
+
+
+class SqlQuery(_SqlPlugin, Plugin[SqlQueryRequest, SqlQueryResponse]):
+    """Run a read-only query and return its rows (SQLite, PostgreSQL).
+
+    The query runs in a transaction that is always rolled back, read-only on PostgreSQL.
+    Errors: ``ConnectionFailed`` (retryable), ``AuthenticationFailed``, ``InvalidSQL``,
+    ``NotFound`` (unknown table, role, database), ``SerializationFailure`` (retryable),
+    ``SQLError``, ``Timeout``. Default retry: 3 attempts, about 1s then 2s apart, on retryable
+    errors only.
+    """
+
+    check = True
+    Request = SqlQueryRequest
+    Response = SqlQueryResponse
+    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    errors = (
+        ConnectionFailed,
+        AuthenticationFailed,
+        InvalidSQL,
+        NotFound,
+        SerializationFailure,
+        SQLError,
+        Timeout,
+    )
+
+    async def run(self, request: SqlQueryRequest, context: ActionContext) -> SqlQueryResponse:
+        async def work(conn: AsyncConnection) -> SqlQueryResponse:
+            result = await conn.execute(text(request.query), request.params)
+            if not result.returns_rows:
+                return SqlQueryResponse()
+            columns = list(result.keys())
+            fetched = result.fetchmany(request.max_rows + 1)
+            truncated = len(fetched) > request.max_rows
+            rows = [
+                {c: _redact_value(_jsonable(v), context) for c, v in zip(columns, r, strict=True)}
+                for r in fetched[: request.max_rows]
+            ]
+            return SqlQueryResponse(
+                rows=rows, row_count=len(rows), columns=columns, truncated=truncated
+            )
+
+        response: SqlQueryResponse = await self._with_connection(
+            request, context, work, readonly=True
+        )
+        return response
+
+
+def _redact_value(value: Any, context: ActionContext) -> Any:
+    if isinstance(value, str):
+        return context.redact(value)
+    if isinstance(value, list):
+        return [_redact_value(v, context) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_value(v, context) for k, v in value.items()}
+    return value
+
+
+class SqlExec(_SqlPlugin, Plugin[SqlExecRequest, SqlExecResponse]):
+    """Run statements in one transaction; changed when a row was affected (SQLite, PostgreSQL).
+
+    Every statement commits together or not at all (a failure, timeout or cancellation rolls
+    back). ``unless`` is a guard query: when it returns a row nothing runs. Errors:
+    ``ConnectionFailed`` (retryable), ``AuthenticationFailed``, ``InvalidSQL``, ``NotFound``,
+    ``Conflict`` (unique violation, object already exists), ``SerializationFailure``
+    (retryable), ``SQLError``, ``Timeout``. Default retry: 3 attempts on retryable errors only
+    (safe: a failed transaction left nothing behind).
+    """
+
+    Request = SqlExecRequest
+    Response = SqlExecResponse
+    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    errors = (
+        ConnectionFailed,
+        AuthenticationFailed,
+        InvalidSQL,
+        NotFound,
+        Conflict,
+        SerializationFailure,
+        SQLError,
+        Timeout,
+        InvalidRequest,
+    )
+
+    async def run(self, request: SqlExecRequest, context: ActionContext) -> SqlExecResponse:
+        statements = request.statements()
+        if request.autocommit and (len(statements) > 1 or request.unless is not None):
+            raise InvalidRequest("autocommit runs exactly one statement and no `unless` guard")
+
+        async def work(conn: AsyncConnection) -> SqlExecResponse:
+            if request.unless is not None:
+                guard = await conn.execute(text(request.unless), request.params)
+                if guard.returns_rows and guard.first() is not None:
+                    return SqlExecResponse(changed=False, skipped=True)
+            counts: list[int] = []
+            for statement in statements:
+                result = await conn.execute(text(statement), request.params)
+                counts.append(result.rowcount if result.rowcount is not None else -1)
+            changed = any(c != 0 for c in counts)
+            return SqlExecResponse(changed=changed, row_counts=counts)
+
+        response: SqlExecResponse = await self._with_connection(
+            request, context, work, autocommit=request.autocommit
+        )
+        return response

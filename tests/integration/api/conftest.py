@@ -176,11 +176,13 @@ async def start_daemon(
     poll_interval: str = "1h",
     **overrides: Any,
 ) -> AsyncIterator[Daemon]:
-    """Commit the repository, start controller and API, yield; stop both on exit."""
+    """Commit the repository (unless this is a restart), start controller and API, yield;
+    stop both on exit."""
     repo, out = tmp_path / "repo", tmp_path / "motd.txt"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    write_repo(repo, out)
+    if not repo.exists():  # a second start in the same tmp_path is a restart
+        repo.mkdir()
+        git(repo, "init", "-q", "-b", "main")
+        write_repo(repo, out)
     url = f"file://{repo}"  # a remote: only polls (hourly) and hooks fetch, no file watcher
     settings = DaemonSettings.load(
         repo=url,

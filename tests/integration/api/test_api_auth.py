@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.routing import APIRoute
+from pydantic import SecretStr
 
 from reconciler.api import create_app
+from reconciler.api.auth import Auth
 from tests.integration.api.conftest import TOKEN, Daemon, start_daemon
 
 pytestmark = pytest.mark.timeout(60)
@@ -76,3 +78,23 @@ async def test_without_a_configured_token_every_mutation_is_refused_with_how_to_
         reads = await daemon.client.get("/api/v1/workflows")
         assert reads.status_code == 200, "reads stay open on loopback"
         assert not daemon.controller.suspended
+
+
+@pytest.mark.parametrize(
+    ("listen", "mode"),
+    [
+        ("127.0.0.1:8080", "none"),
+        ("localhost:8080", "none"),
+        ("[::1]:8080", "none"),
+        ("0.0.0.0:8080", "token"),
+        ("10.1.2.3:8080", "token"),
+        (":8080", "token"),
+    ],
+)
+def test_reads_are_open_by_default_only_on_loopback(listen: str, mode: str) -> None:
+    assert Auth.of(SecretStr("t"), read_auth=None, listen=listen).read_auth == mode
+    assert Auth.of(SecretStr("t"), read_auth="none", listen=listen).read_auth == "none"
+
+
+def test_an_empty_token_counts_as_no_token() -> None:
+    assert Auth.of(SecretStr(""), read_auth=None, listen="127.0.0.1:1").token is None

@@ -4,12 +4,13 @@ journal, the diagram with the live state, steering (sync, suspend, resume, cance
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from reconciler.engine.journal import RunStatus
-from tests.integration.api.conftest import TOKEN, Daemon
+from tests.integration.api.conftest import TOKEN, Daemon, start_daemon
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -186,8 +187,6 @@ async def _content(path: Path, text: str) -> bool:
 
 
 async def test_read_auth_token_requires_the_token_for_reads_too(tmp_path: Path) -> None:
-    from tests.integration.api.conftest import start_daemon
-
     async for daemon in start_daemon(tmp_path, read_auth="token"):
         anonymous = await daemon.client.get("/api/v1/workflows")
         assert anonymous.status_code == 401
@@ -198,3 +197,19 @@ async def test_read_auth_token_requires_the_token_for_reads_too(tmp_path: Path) 
         assert allowed.status_code == 200
         probe = await daemon.client.get("/healthz")
         assert probe.status_code == 200, "probes stay open for the kubelet"
+
+
+async def test_a_suspend_survives_a_restart_of_the_daemon(tmp_path: Path) -> None:
+    async for daemon in start_daemon(tmp_path):
+        await daemon.until_status("motd", "Converged")
+        response = await daemon.client.post("/api/v1/workflows/motd/suspend", headers=daemon.auth())
+        assert response.status_code == 200
+        before = await daemon.until_status("motd", "Suspended")
+    async for daemon in start_daemon(tmp_path):
+        assert "motd" in daemon.controller.suspended
+        daemon.out.write_text("drifted")  # the restart queues motd; it must not repair this
+        await daemon.until(partial(_idle, daemon, "motd"), "motd checked after the start")
+        after = await daemon.workflow("motd")
+        assert after["status"] == "Suspended" and after["suspended"] is True
+        assert after["last_run_id"] == before["last_run_id"]
+        assert daemon.out.read_text() == "drifted"

@@ -192,8 +192,10 @@ async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) 
     store = await Store.open(settings.store, data_dir=settings.data_dir)
     log = structlog.get_logger("reconciler.daemon")
     log.info(f"store: {describe(store.url)}")
+    upkeep: asyncio.Task[None] | None = None
     if secrets.vault is not None:
         log.info(f"vault: {secrets.vault.config.addr} is {await secrets.vault.health()}")
+        upkeep = asyncio.create_task(secrets.vault.keep_token_alive(stop), name="vault-token")
     try:
         controller = Controller(settings, store, source=source, registry=registry, secrets=secrets)
         server = ApiServer(create_app(controller), listen=settings.listen)
@@ -212,5 +214,8 @@ async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) 
             loop.remove_signal_handler(sig)
         await registry.close()
         await store.close()
+        if upkeep is not None:
+            upkeep.cancel()
+            await asyncio.gather(upkeep, return_exceptions=True)
         if secrets.vault is not None:
             secrets.vault.close()

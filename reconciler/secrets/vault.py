@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import json
 import os
@@ -354,6 +355,21 @@ class VaultClient:
         if not body.get("initialized", True):
             return "not initialized"
         return "standby" if body.get("standby") else f"active (Vault {body.get('version', '?')})"
+
+    async def keep_token_alive(self, stop: asyncio.Event) -> None:
+        """Renew (or log in again) before the token expires, even while no run needs Vault,
+        until ``stop`` is set. The daemon runs this beside the controller; failures are logged
+        and retried, since runs report their own errors."""
+        while not stop.is_set():
+            delay = 60.0
+            try:
+                await self._ensure_token()
+                if self._expires is not None:
+                    delay = self._expires - self._clock() - self._lease / 3
+            except ReconcilerError as exc:
+                log.warning(f"Vault token upkeep failed: {exc}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=min(max(delay, 0.5), 300.0))
 
     def close(self) -> None:
         """Forget cached secrets and close the HTTP session."""

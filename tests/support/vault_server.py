@@ -155,6 +155,11 @@ class FakeVault:
     def add_kubernetes_role(self, role: str, jwt: str, paths: list[str], **kw: Any) -> None:
         self.kubernetes[role] = Role(paths, jwts={jwt}, **kw)
 
+    def token_alive(self, token: str) -> bool:
+        """Whether Vault would accept ``token`` now."""
+        with self.lock:
+            return self._token(token) is not None
+
     def count(self, method: str, path: str) -> int:
         return sum(1 for m, p in self.requests if m == method and p == path)
 

@@ -7,6 +7,7 @@ of every failure: each names the secret and the reason, never the value.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import SecretUnavailable
-from reconciler.secrets.vault import VaultClient
+from reconciler.secrets.vault import VaultClient, VaultConfig
 from tests.integration.secrets.conftest import APP_POLICY, Clock
 from tests.support.vault_server import FakeVault
 
@@ -150,8 +151,6 @@ async def test_deleted_and_destroyed_versions_say_so(
 async def test_unreachable_vault_is_retried_with_backoff_and_named(
     vault: FakeVault, clock: Clock
 ) -> None:
-    from reconciler.secrets.vault import VaultConfig
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed once the block ends: nothing listens there
@@ -310,3 +309,18 @@ async def test_cache_never_outlives_the_lease(
     assert await client.read("k", "vault:kv/legacy/short#key") == "v1", "lease still valid"
     clock.advance(2)
     assert await client.read("k", "vault:kv/legacy/short#key") == "v2", "lease of 5 s is over"
+
+
+async def test_token_upkeep_renews_while_no_run_reads_anything(vault: FakeVault) -> None:
+    token = vault.create_token(APP_POLICY, ttl=3)
+    client = VaultClient(VaultConfig(addr=vault.addr, token=token, backoff=0.01))
+    stop = asyncio.Event()
+    upkeep = asyncio.create_task(client.keep_token_alive(stop))
+    try:
+        await asyncio.sleep(4.5)  # past the token's first 3 s
+    finally:
+        stop.set()
+        await asyncio.wait_for(upkeep, 5)
+        client.close()
+    assert vault.count("POST", "auth/token/renew-self") >= 2
+    assert vault.token_alive(token), "renewals kept it alive past its first 3 s"

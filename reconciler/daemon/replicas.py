@@ -14,8 +14,8 @@ as ``fence=``, and the store refuses the write with :class:`~reconciler.errors.L
 another replica took the lease over. A failed renewal cancels the run's task; either way the
 run stops *without* being recorded finished, and the new owner completes it.
 
-Take-over: :meth:`WorkflowLeases.maintain` also scans the store's unfinished runs every half TTL
-and hands the workflows of those not running here to the controller, which queues them; the
+Take-over: :meth:`WorkflowLeases.maintain` also scans the store's unfinished runs every third of
+the TTL and hands the workflows of those not running here to the controller, which queues them; the
 claim then succeeds only once the owner's lease expired (the owner died or was paused), and the
 controller resumes the run in the state it was in.
 
@@ -275,25 +275,24 @@ class WorkflowLeases:
         on_orphans: Callable[[Iterable[str]], None],
         busy: Callable[[], Iterable[str]],
     ) -> None:
-        """Renew held leases every third of the TTL and, every half TTL, pass ``on_orphans`` the
-        workflows with an unfinished top-level run that this replica is not working on (``busy``):
-        their owner may be dead, and the claim decides. Runs until cancelled; a no-op on SQLite."""
+        """Every third of the TTL: renew the held leases, then pass ``on_orphans`` the workflows
+        with an unfinished top-level run that this replica is not working on (``busy``) — their
+        owner may be dead, and the claim decides. Runs until cancelled; a no-op on SQLite.
+
+        A dead replica's leases expire at most one TTL after its death, so its runs are queued
+        elsewhere within about 1.33 TTL."""
         if not self.shared:
             return
         period = self.ttl.total_seconds() / 3
-        loop = asyncio.get_running_loop()
-        next_scan = loop.time()
         while True:
             await self.renew_all()
-            if loop.time() >= next_scan:
-                next_scan = loop.time() + self.ttl.total_seconds() / 2
-                try:
-                    runs = await self.store.unfinished_runs()
-                except StoreError as exc:
-                    log.warning(f"could not look for runs to take over: {exc}")
-                else:
-                    mine = set(busy()) | set(self._held)
-                    orphans = {r.workflow for r in runs if r.parent_id is None} - mine
-                    if orphans:
-                        on_orphans(sorted(orphans))
+            try:
+                runs = await self.store.unfinished_runs()
+            except StoreError as exc:
+                log.warning(f"could not look for runs to take over: {exc}")
+            else:
+                mine = set(busy()) | set(self._held)
+                orphans = {r.workflow for r in runs if r.parent_id is None} - mine
+                if orphans:
+                    on_orphans(sorted(orphans))
             await asyncio.sleep(period)

@@ -36,7 +36,7 @@ PG_PORT = 5432
 PG_ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=test"
 LEASE_TTL = 2.0
 TAKEOVER_MARGIN = 6.0
-"""Generous bound past the lease TTL for another replica to resume a run (scans run every TTL/2)."""
+"""Generous bound past the lease TTL for another replica to resume a run (scans run every TTL/3)."""
 
 
 def git(repo: Path, *args: str) -> str:

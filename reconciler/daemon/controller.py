@@ -258,7 +258,8 @@ class Controller:
         return True
 
     async def resume(self, name: str) -> bool:
-        """Undo :meth:`suspend` and queue ``name`` at once. False for unknown names."""
+        """Undo :meth:`suspend` and check ``name`` at once (it runs if it is out of sync or its
+        spec changed meanwhile). False for unknown names."""
         if name not in self.target.valid and name not in self.target.invalid:
             return False
         was = name in self.suspended
@@ -277,7 +278,7 @@ class Controller:
             )
         if was:
             log.info(f"workflow {name} resumed through the API", workflow=name)
-        self.queue.add(name, Reason.MANUAL)
+        self.queue.add(name, Reason.DRIFT_CHECK)  # a check: it runs only if out of sync
         return True
 
     def cancel(self, run_id: str) -> bool:

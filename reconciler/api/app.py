@@ -324,6 +324,10 @@ def create_app(controller: Controller) -> FastAPI:
     async def steerable(name: str) -> None:
         if not known(name):
             raise ApiError(404, "not_found", f"no workflow named {name!r}")
+        if name in controller.target.removed:
+            raise ApiError(
+                409, "removed", f"workflow {name!r} was removed from git and is being retired"
+            )
 
     @app.post(
         "/api/v1/workflows/{name}/sync",
@@ -336,8 +340,6 @@ def create_app(controller: Controller) -> FastAPI:
     )
     async def sync(name: str) -> Accepted:
         await steerable(name)
-        if name in controller.target.removed:
-            raise ApiError(409, "conflict", f"workflow {name!r} was removed from git")
         if name in controller.suspended:
             raise ApiError(
                 409, "suspended", f"workflow {name!r} is suspended; resume it before syncing"
@@ -363,6 +365,7 @@ def create_app(controller: Controller) -> FastAPI:
         dependencies=write,
         tags=["steering"],
         summary="Start no more runs of this workflow until resumed",
+        responses=_CONFLICT,
     )
     async def suspend(name: str) -> Accepted:
         await steerable(name)
@@ -377,6 +380,7 @@ def create_app(controller: Controller) -> FastAPI:
         dependencies=write,
         tags=["steering"],
         summary="Undo a suspend and check the workflow now",
+        responses=_CONFLICT,
     )
     async def resume(name: str) -> Accepted:
         await steerable(name)

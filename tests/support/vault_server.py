@@ -100,6 +100,8 @@ class FakeVault:
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
         self.connections: list[socket.socket] = []
+        self.namespaces: set[str] = set()
+        """``X-Vault-Namespace`` headers seen (Enterprise namespaces; paths are not scoped)."""
         self.mounts: dict[str, dict[str, Any]] = {
             "secret/": {"type": "kv", "options": {"version": "2"}, "description": "kv v2"},
             "kv/": {"type": "kv", "options": {"version": "1"}, "description": "kv v1"},
@@ -569,6 +571,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"errors": []})
             return
         with self.state.lock:
+            if namespace := self.headers.get("X-Vault-Namespace"):
+                self.state.namespaces.add(namespace)
             status, payload = self.state.handle(
                 method,
                 url.path.removeprefix("/v1/").rstrip("/"),

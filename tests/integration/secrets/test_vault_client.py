@@ -95,6 +95,14 @@ async def test_transit_round_trip_and_a_ciphertext_for_another_key(
     assert "vault:v1:" not in err.message, "the ciphertext is not repeated in messages"
 
 
+async def test_namespace_is_sent_with_every_request(
+    make_client: MakeClient, vault: FakeVault
+) -> None:
+    client = make_client(namespace="team-ops")
+    assert await client.read("db", "vault:secret/app/db#password") == "second-pass"
+    assert vault.namespaces == {"team-ops"}
+
+
 # -- failures -----------------------------------------------------------------------------------
 
 

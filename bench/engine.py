@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import os
 import platform
@@ -246,10 +247,16 @@ async def measure(*, states: int, items: int, repeat: int) -> list[Row]:
     await engine_foreach(fan, items)
     await gather_foreach(items)
     for _ in range(repeat):
+        # each subject starts on a collected heap, so none pays for another's garbage
+        gc.collect()
         times["engine"].append(await engine_linear(linear, states))
+        gc.collect()
         times["tr"].append(transitions_linear(states))
+        gc.collect()
         times["psm"].append(statemachine_linear(states))
+        gc.collect()
         times["fe"].append(await engine_foreach(fan, items))
+        gc.collect()
         times["gather"].append(await gather_foreach(items))
     steps = states - 1
     ours = _median_rate(steps, times["engine"])

@@ -276,10 +276,11 @@ class RunContext:
             state=state,
         )
         try:
-            async with asyncio.timeout_at(own_deadline):
-                if self.ready is not None:
-                    await self.ready(plugin)
-                response = await plugin.run(request, context)
+            if own_deadline is None:  # no timer to arm
+                response = await self._invoke(plugin, request, context)
+            else:
+                async with asyncio.timeout_at(own_deadline):
+                    response = await self._invoke(plugin, request, context)
         except ActionError as err:
             raise self.redact_error(err) from None
         except TimeoutError:
@@ -290,6 +291,13 @@ class RunContext:
                 self.redactor.redact(f"{plugin_name} raised {type(exc).__name__}: {exc}")
             ) from None
         return self.validate_response(plugin_name, plugin_cls, response=response)
+
+    async def _invoke(
+        self, plugin: Plugin[Any, Any], request: BaseModel, context: ActionContext
+    ) -> Any:
+        if self.ready is not None:
+            await self.ready(plugin)
+        return await plugin.run(request, context)
 
     def validate_response(
         self, plugin_name: str, plugin_cls: type[Plugin[Any, Any]], *, response: Any

@@ -40,7 +40,6 @@ from reconciler.engine.journal import (
     Journal,
     RunRecord,
     RunStatus,
-    set_field,
     trusted_entry,
     utcnow,
 )
@@ -103,7 +102,7 @@ class RunResult:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """What the runner needs to know of one state, worked out once per :class:`State` object.
+    """What the runner needs to know of one state, worked out on its first visit.
 
     ``waits`` is true when leaving the state may take time (actions, a ``foreach``, racing
     conditions); otherwise the transition is decided at once, without yielding to the loop.
@@ -111,10 +110,22 @@ class _Plan:
     ``when``, nothing racing: the ``on: success`` or default transition).
     """
 
-    state: weakref.ref[State]
+    state: State
     exits: Exits
     waits: bool
     settled: tuple[Transition, None, str] | None
+
+    @classmethod
+    def of(cls, state: State) -> _Plan:
+        exits = Exits.of(state.transitions)
+        waits = bool(state.do) or state.foreach is not None or bool(exits.racers)
+        settled: tuple[Transition, None, str] | None = None
+        if not waits and not exits.choices:
+            if exits.success is not None:
+                settled = (exits.success, None, "on")
+            elif exits.default is not None:
+                settled = (exits.default, None, "default")
+        return cls(state, exits, waits, settled)
 
 
 @dataclass
@@ -431,7 +442,7 @@ class Engine:
         status = RunStatus.SUCCEEDED if error is None else RunStatus.FAILED
         await self._finish(ctx, status, error=error)
         return RunResult(
-            run=record.model_copy(deep=True),
+            run=record,  # the engine is done with it: no copy
             path=flow.path,
             outputs=ctx.redacted_outputs(),
             changed=ctx.changed,
@@ -467,7 +478,9 @@ class Engine:
     ) -> ActionError | None:
         """Walk states from ``start``; the error of a failed run, or ``None`` on success."""
         states = workflow.spec.states
+        plans = _plans_of(workflow)
         record = ctx.record
+        record_fields, record_set = record.__dict__, record.__pydantic_fields_set__
         run_id = record.id
         journal = self.journal
         logger = ctx.logger
@@ -475,11 +488,17 @@ class Engine:
         name = start
         last_error: ActionError | None = None
         while True:
-            state = states.get(name)
-            if state is None:
-                return ActionError(f"unknown state {name!r}")
+            plan = plans.get(name)
+            if plan is None:
+                found = states.get(name)
+                if found is None:
+                    return ActionError(f"unknown state {name!r}")
+                plan = plans[name] = _Plan.of(found)
+            state = plan.state
             flow.path.append(name)
-            set_field(record, "current_state", name)
+            # `record.current_state = name` minus pydantic's __setattr__ dispatch
+            record_fields["current_state"] = name
+            record_set.add("current_state")
             ctx.seq += 1
             await journal.record(
                 trusted_entry(
@@ -500,9 +519,6 @@ class Engine:
                     return None
                 cause = f" after {last_error}" if last_error is not None else ""
                 return ActionError(f"reached failure end state {name!r}{cause}")
-            plan = _PLANS.get(id(state))
-            if plan is None or plan.state() is not state:
-                plan = _plan(state)
             decided: tuple[Transition | None, ActionError | None, str]
             if plan.settled is not None:
                 decided = plan.settled
@@ -631,36 +647,29 @@ class Engine:
         return run_child
 
 
-_PLANS: dict[int, _Plan] = {}
-"""Plans by ``id()`` of their state; an entry goes when its state is garbage-collected."""
+_PLANS: dict[int, tuple[weakref.ref[Workflow], dict[str, _Plan]]] = {}
+"""Per workflow (by ``id()``), the plans of the states visited so far; an entry goes when its
+workflow is garbage-collected."""
 
 
-def _plan(state: State) -> _Plan:
-    """The state's :class:`_Plan`, worked out on its first visit and kept while it lives.
+def _plans_of(workflow: Workflow) -> dict[str, _Plan]:
+    """The plan table of ``workflow``, filled as its states are first visited.
 
     Workflows are immutable once loaded, so every run of every engine in the process shares it.
     """
-    key = id(state)
-    plan = _PLANS.get(key)
-    if plan is not None and plan.state() is state:
-        return plan
+    key = id(workflow)
+    known = _PLANS.get(key)
+    if known is not None and known[0]() is workflow:
+        return known[1]
 
-    def forget(ref: weakref.ref[State]) -> None:
-        known = _PLANS.get(key)
-        if known is not None and known.state is ref:
+    def forget(ref: weakref.ref[Workflow]) -> None:
+        entry = _PLANS.get(key)
+        if entry is not None and entry[0] is ref:
             del _PLANS[key]
 
-    exits = Exits.of(state.transitions)
-    waits = bool(state.do) or state.foreach is not None or bool(exits.racers)
-    settled: tuple[Transition, None, str] | None = None
-    if not waits and not exits.choices:
-        if exits.success is not None:
-            settled = (exits.success, None, "on")
-        elif exits.default is not None:
-            settled = (exits.default, None, "default")
-    plan = _Plan(weakref.ref(state, forget), exits, waits, settled)
-    _PLANS[key] = plan
-    return plan
+    plans: dict[str, _Plan] = {}
+    _PLANS[key] = (weakref.ref(workflow, forget), plans)
+    return plans
 
 
 def _choose(

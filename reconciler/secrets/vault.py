@@ -269,6 +269,10 @@ class VaultClient:
             raise self._unavailable(
                 name, ref, failure.reason, code=failure.code, retryable=failure.retryable
             ) from None
+        except hv.VaultError as exc:  # anything else Vault refuses (400, 405, ...)
+            raise self._unavailable(
+                name, ref, f"Vault answered {_errors(exc)}", code="vault-error"
+            ) from None
         if key not in data:
             keys = ", ".join(sorted(map(str, data))) or "none"
             raise self._unavailable(
@@ -311,6 +315,13 @@ class VaultClient:
                 f"transit key {key!r} cannot decrypt it: {_errors(exc)}",
                 code="decrypt-failed",
             ) from None
+        except hv.VaultError as exc:  # e.g. 404: no transit engine at that mount
+            raise self._unavailable(
+                name,
+                shown,
+                f"transit at {self.config.transit_mount}/ answered {_errors(exc)}",
+                code="vault-error",
+            ) from None
         try:
             return base64.b64decode(response["data"]["plaintext"]).decode("utf-8")
         except (KeyError, TypeError, ValueError):
@@ -335,7 +346,7 @@ class VaultClient:
                 details={"reason": failure.code},
                 retryable=failure.retryable,
             ) from None
-        except hv.InvalidRequest as exc:
+        except hv.VaultError as exc:
             raise SecretUnavailable(f"cannot encrypt with {what}: {_errors(exc)}") from None
         return f"transit:{key}:{response['data']['ciphertext']}"
 

@@ -103,6 +103,15 @@ async def test_namespace_is_sent_with_every_request(
     assert vault.namespaces == {"team-ops"}
 
 
+async def test_a_transit_mount_that_does_not_exist_is_named(
+    make_client: MakeClient, vault: FakeVault
+) -> None:
+    client = make_client(token=vault.root_token, transit_mount="crypto")
+    err = await failure(client, "transit:app:vault:v1:AAAA", name="token")
+    assert err.details["reason"] == "vault-error"
+    assert err.message.startswith("secret 'token' (transit:app:...): transit at crypto/ answered")
+
+
 # -- failures -----------------------------------------------------------------------------------
 
 

@@ -292,7 +292,8 @@ def render_table(rows: Sequence[Row], *, states: int, items: int, repeat: int) -
         f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}",
         f"peers: {_peer_versions()}",
         f"config: --states {states} --items {items} --repeat {repeat} "
-        "(median of repeats; logging at 'warning', the one-shot default)",
+        "(median of repeats; CPU time of this process, so other load on the machine skews "
+        "little; logging at 'warning', the one-shot default)",
         "note: the reconciler engine journals every transition to a MemoryJournal (with the "
         "redacted outputs) and every action; the peers record nothing",
         "",

@@ -21,16 +21,26 @@ Guarantees callers rely on:
 
 Parsing is CPU-bound and synchronous; async callers run :func:`load_tree` through
 ``asyncio.to_thread`` when the tree is large.
+
+Speed (``bench/daemon.py`` loads 10,000 files): when PyYAML has its LibYAML binding (0.2.5 or
+later, which bounds nesting in C), a file is first composed by the C parser with the same YAML 1.2
+resolvers and constructors, and its positions, node count and depth are gathered in one walk.
+Anything unusual (a parse error, a control character, nesting or expansion past the limits, a
+non-scalar key) sends the whole file back through the pure-Python :class:`YamlLoader`, so
+problems and their positions are exactly those of the pure-Python path.
 """
 
 from __future__ import annotations
 
 import difflib
+import gc
 import hashlib
 import json
 import os
 import re
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +69,7 @@ __all__ = [
     "Problem",
     "Snapshot",
     "YamlLoader",
+    "bulk_loading",
     "load_file",
     "load_text",
     "load_tree",
@@ -155,6 +166,56 @@ YamlLoader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
 YamlLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
+_STR, _NULL, _BOOL, _INT, _FLOAT, _SEQ, _MAP = (
+    f"tag:yaml.org,2002:{t}" for t in ("str", "null", "bool", "int", "float", "seq", "map")
+)
+
+
+def _libyaml_loader() -> type[Any] | None:
+    """A LibYAML-backed loader with :class:`YamlLoader`'s resolvers and constructors, or None.
+
+    Needs LibYAML 0.2.5 or later, whose parser refuses nesting past 1000 levels itself (the C
+    composer recurses, so an unbounded depth could exhaust the C stack before our limit applies).
+    """
+    try:
+        from yaml import CSafeLoader
+        from yaml._yaml import get_version
+    except ImportError:  # pragma: no cover - PyYAML built without LibYAML
+        return None
+    if tuple(get_version()) < (0, 2, 5):  # pragma: no cover - old system LibYAML
+        return None
+
+    resolvers: dict[Any, list[tuple[str, re.Pattern[str]]]] = YamlLoader.yaml_implicit_resolvers
+    wildcard = resolvers.get(None, [])
+
+    class FastLoader(CSafeLoader):
+        yaml_implicit_resolvers = resolvers
+        yaml_constructors = YamlLoader.yaml_constructors
+
+        # Resolver.resolve without path resolvers (we register none): same tags, less work
+        # for the C parser's call per node.
+        def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+            return None
+
+        def ascend_resolver(self) -> None:
+            return None
+
+        def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
+            if kind is ScalarNode:
+                if implicit[0]:
+                    for tag, regexp in resolvers.get(value[:1], []) + wildcard:
+                        if regexp.match(value):
+                            return tag
+                return _STR
+            return _SEQ if kind is SequenceNode else _MAP
+
+    return FastLoader
+
+
+_FAST_LOADER = _libyaml_loader()
+_NON_PRINTABLE: re.Pattern[str] = yaml.reader.Reader.NON_PRINTABLE
+
+
 def _known_keys() -> set[str]:
     keys: set[str] = set()
     for obj in vars(models).values():
@@ -195,6 +256,11 @@ def load_text(text: str | bytes, *, path: str) -> FileResult:
         result.problems.append(
             Problem(path, line, column, f"not UTF-8 text (invalid byte 0x{raw[exc.start]:02x})")
         )
+        return result
+    fast = _fast_documents(decoded)
+    if fast is not None:
+        for built in fast:
+            _load_document(built.node, result, built=built)
         return result
     for node, problem in _documents(decoded, path=path):
         if problem is not None:
@@ -240,6 +306,28 @@ def iter_yaml_files(root: Path) -> Iterator[Path]:
     yield from sorted(found)
 
 
+@contextmanager
+def bulk_loading() -> Iterator[None]:
+    """Keep the cyclic garbage collector out of a large synchronous load.
+
+    Loading allocates millions of small objects that mostly survive (positions, models), so the
+    collector's passes find nothing to free yet cost as much as the parsing itself (about half of
+    a 10,000-file load), and every later full collection would rescan them. So the collector is
+    paused for the block and, at its end, everything alive is moved to its permanent generation
+    (:func:`gc.freeze`) before it resumes (if it was on). Loading creates no reference cycles, and
+    frozen objects are still freed by reference counting when dropped (an old snapshot's files),
+    so nothing is kept alive. Use only around synchronous code, never across an ``await``.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
 def load_tree(
     root: Path,
     *,
@@ -256,26 +344,27 @@ def load_tree(
     """
     root_resolved = root.resolve()
     files: dict[str, FileResult] = {}
-    for file in iter_yaml_files(root):
-        rel = file.relative_to(root).as_posix()
-        shown = (display_root / rel).as_posix() if display_root is not None else rel
-        if file.is_symlink():
-            target = file.resolve()
-            if not target.is_relative_to(root_resolved):
-                files[rel] = FileResult(
-                    path=shown,
-                    problems=[
-                        Problem(
-                            shown,
-                            1,
-                            1,
-                            "symlink points outside the workflow directory; ignored",
-                            severity="warning",
-                        )
-                    ],
-                )
-                continue
-        files[rel] = load_file(file, display=shown)
+    with bulk_loading():
+        for file in iter_yaml_files(root):
+            rel = file.relative_to(root).as_posix()
+            shown = (display_root / rel).as_posix() if display_root is not None else rel
+            if file.is_symlink():
+                target = file.resolve()
+                if not target.is_relative_to(root_resolved):
+                    files[rel] = FileResult(
+                        path=shown,
+                        problems=[
+                            Problem(
+                                shown,
+                                1,
+                                1,
+                                "symlink points outside the workflow directory; ignored",
+                                severity="warning",
+                            )
+                        ],
+                    )
+                    continue
+            files[rel] = load_file(file, display=shown)
     if revision is None:
         h = hashlib.sha256()
         for rel, result in sorted(files.items()):
@@ -327,6 +416,174 @@ def _documents(text: str, *, path: str) -> Iterator[tuple[Node | None, Problem |
             yield node, None
     finally:
         loader.dispose()
+
+
+@dataclass(frozen=True)
+class _Built:
+    """One document read by the fast path: its data, positions and duplicated keys."""
+
+    node: Node
+    data: Any
+    positions: dict[Loc, NodePos]
+    duplicates: list[tuple[Node, str]]
+    text: str
+    index: int
+    """The file's text and this document's place among the file's documents."""
+
+
+class _LazyPositions(Mapping[Loc, NodePos]):
+    """A valid workflow's positions, rebuilt from its file's text on first use.
+
+    Positions are only read to report a problem (validation, duplicates), and a full map costs
+    about twenty times the file's text (a tuple key and a :class:`NodePos` per node: 200 MB for
+    10,000 workflows), so a workflow loaded by the fast path keeps its text instead.
+    """
+
+    __slots__ = ("_index", "_map", "_text")
+
+    def __init__(self, text: str, index: int) -> None:
+        self._text = text
+        self._index = index
+        self._map: dict[Loc, NodePos] | None = None
+
+    def _positions(self) -> dict[Loc, NodePos]:
+        if self._map is None:
+            documents = _fast_documents(self._text) or []
+            found = documents[self._index].positions if self._index < len(documents) else {}
+            self._map, self._text = found, ""
+        return self._map
+
+    def __getitem__(self, loc: Loc) -> NodePos:
+        return self._positions()[loc]
+
+    def __contains__(self, loc: object) -> bool:
+        return loc in self._positions()
+
+    def __iter__(self) -> Iterator[Loc]:
+        return iter(self._positions())
+
+    def __len__(self) -> int:
+        return len(self._positions())
+
+
+class _Unusual(Exception):
+    """Something the fast path leaves to the pure-Python path (never escapes this module)."""
+
+
+def _fast_documents(text: str) -> list[_Built] | None:
+    """Every document composed by LibYAML and built in one walk, or None to use the pure path.
+
+    None whenever the pure-Python path could report something or build differently (any YAML
+    error, a character PyYAML's reader refuses, a document past the depth or expansion budget,
+    a non-string key, a merge key, a tag other than str/null/bool/int/float/seq/map), so that
+    path alone decides every problem and its position.
+    """
+    if _FAST_LOADER is None or _NON_PRINTABLE.search(text):
+        return None
+    loader = _FAST_LOADER(text)
+    out: list[_Built] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            builder = _Builder()
+            data = builder.build(node, (), 1)
+            positions = builder.positions
+            positions[()] = NodePos(None, _pos(node.start_mark), type(node) is ScalarNode)
+            out.append(_Built(node, data, positions, builder.duplicates, text, len(out)))
+    except (_Unusual, yaml.YAMLError, RecursionError, ValueError):
+        return None
+    finally:
+        loader.dispose()
+    return out
+
+
+class _Builder:
+    """Builds a document's data exactly as :class:`YamlLoader` would for the tags it knows,
+    recording :func:`_positions` and the duplicated keys on the way. Budgets: raises
+    :class:`_Unusual` past :data:`MAX_DEPTH` or :data:`MAX_EXPANDED_NODES` (an alias is built
+    each time it is used, so the count equals :func:`_check_expansion`'s, and a recursive alias
+    ends at the depth limit)."""
+
+    __slots__ = ("count", "duplicates", "positions")
+
+    def __init__(self) -> None:
+        self.positions: dict[Loc, NodePos] = {}
+        self.duplicates: list[tuple[Node, str]] = []
+        self.count = 1
+
+    def build(self, node: Node, loc: Loc, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise _Unusual
+        kind = type(node)
+        tag = node.tag
+        if kind is ScalarNode:
+            value: str = node.value
+            if tag == _STR:
+                return value
+            if tag == _NULL:
+                return None
+            if tag == _BOOL:
+                return value.lower() == "true"
+            if tag == _INT:
+                return (
+                    int(value[2:], 8)
+                    if value.startswith("0o")
+                    else int(value, 0 if value.startswith("0x") else 10)
+                )
+            if tag == _FLOAT:
+                return _float(value)
+            raise _Unusual
+        positions = self.positions
+        if kind is SequenceNode and tag == _SEQ:
+            items: list[Node] = node.value
+            self.count += len(items)
+            if self.count > MAX_EXPANDED_NODES:
+                raise _Unusual
+            out: list[Any] = []
+            for i, item in enumerate(items):
+                child = (*loc, i)
+                mark = item.start_mark
+                positions[child] = NodePos(
+                    None, (mark.line + 1, mark.column + 1), type(item) is ScalarNode
+                )
+                out.append(self.build(item, child, depth + 1))
+            return out
+        if kind is MappingNode and tag == _MAP:
+            pairs: list[tuple[Node, Node]] = node.value
+            self.count += 2 * len(pairs)
+            if self.count > MAX_EXPANDED_NODES:
+                raise _Unusual
+            mapping: dict[str, Any] = {}
+            for k, v in pairs:
+                if type(k) is not ScalarNode or k.tag != _STR or k.value == "<<":
+                    raise _Unusual
+                name: str = k.value
+                if name in mapping:
+                    self.duplicates.append((k, name))
+                child = (*loc, name)
+                kmark, vmark = k.start_mark, v.start_mark
+                positions[child] = NodePos(
+                    (kmark.line + 1, kmark.column + 1),
+                    (vmark.line + 1, vmark.column + 1),
+                    type(v) is ScalarNode,
+                )
+                mapping[name] = self.build(v, child, depth + 1)
+            return mapping
+        raise _Unusual
+
+
+def _float(text: str) -> float:
+    """A YAML 1.2 core float, as PyYAML's SafeConstructor reads it."""
+    value = text.lower()
+    sign = -1.0 if value.startswith("-") else 1.0
+    value = value.lstrip("+-")
+    if value == ".inf":
+        return sign * float("inf")
+    if value == ".nan":
+        return float("nan")
+    return sign * float(value)
 
 
 def _check_expansion(root: Node) -> _Refused | None:
@@ -418,18 +675,21 @@ def _pos(mark: yaml.Mark) -> tuple[int, int]:
 # -- documents -------------------------------------------------------------------------------
 
 
-def _load_document(node: Node, result: FileResult) -> None:
+def _load_document(node: Node, result: FileResult, *, built: _Built | None = None) -> None:
     path = result.path
-    positions, duplicates = _positions(node)
     doc_line = node.start_mark.line + 1
-    try:
-        loader = YamlLoader("")
-        data = loader.construct_document(node)
-    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
-        mark = getattr(exc, "problem_mark", None) or node.start_mark
-        detail = getattr(exc, "problem", None) or _one_line(str(exc)) or type(exc).__name__
-        result.problems.append(_mark_problem(path, mark, f"YAML error: {detail}"))
-        return
+    if built is not None:
+        positions, duplicates, data = built.positions, built.duplicates, built.data
+    else:
+        positions, duplicates = _positions(node)
+        try:
+            loader = YamlLoader("")
+            data = loader.construct_document(node)
+        except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+            mark = getattr(exc, "problem_mark", None) or node.start_mark
+            detail = getattr(exc, "problem", None) or _one_line(str(exc)) or type(exc).__name__
+            result.problems.append(_mark_problem(path, mark, f"YAML error: {detail}"))
+            return
     if data is None:
         return  # an empty document (e.g. a trailing ``---``)
     if not isinstance(data, dict):
@@ -489,7 +749,7 @@ def _load_document(node: Node, result: FileResult) -> None:
             path=path,
             line=doc_line,
             digest=workflow_digest(workflow),
-            positions=positions,
+            positions=_LazyPositions(built.text, built.index) if built is not None else positions,
         )
     )
 

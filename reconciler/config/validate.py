@@ -15,6 +15,7 @@ validate`` prints the problems; the daemon marks every workflow with an error ``
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 from collections import deque
@@ -30,7 +31,7 @@ from reconciler.config.snapshot import LoadedWorkflow, Loc, Problem, Snapshot
 from reconciler.errors import BUILTIN_ERROR_NAMES, ExpressionError
 from reconciler.plugin import PluginRegistry, SubscribePlugin
 
-__all__ = ["find_credentials", "validate_snapshot", "validate_workflow"]
+__all__ = ["ValidationCache", "find_credentials", "validate_snapshot", "validate_workflow"]
 
 SECRET_HINT = (
     "use a secret reference: put `vault:...`/`env:NAME` under spec.secrets "
@@ -101,18 +102,62 @@ class _Reporter:
         )
 
 
+class ValidationCache:
+    """Each workflow's own problems, kept between snapshots of a long-running process.
+
+    The daemon re-validates every revision, but :meth:`Snapshot.from_files
+    <reconciler.config.snapshot.Snapshot.from_files>` reuses the :class:`LoadedWorkflow` objects
+    of unchanged files, and :func:`validate_workflow` depends only on that object, the registry
+    and ``strict``. So results are kept by object identity (the entry holds the object, so its
+    id cannot be reused meanwhile) and dropped when the registry or ``strict`` changes; a
+    one-file commit then validates one workflow instead of all of them. Cross-workflow checks
+    (``dependsOn``) are always recomputed.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[LoadedWorkflow, list[Problem]]] = {}
+        self._key: tuple[int, bool] | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _problems(
+        self, snapshot: Snapshot, registry: PluginRegistry, *, strict: bool
+    ) -> list[Problem]:
+        if self._key != (id(registry), strict):
+            self._entries = {}
+            self._key = (id(registry), strict)
+        entries: dict[int, tuple[LoadedWorkflow, list[Problem]]] = {}
+        problems: list[Problem] = []
+        for name in sorted(snapshot.workflows):
+            lw = snapshot.workflows[name]
+            hit = self._entries.get(id(lw))
+            found = hit[1] if hit is not None and hit[0] is lw else None
+            if found is None:
+                found = validate_workflow(lw, registry, strict=strict)
+            entries[id(lw)] = (lw, found)
+            problems.extend(found)
+        self._entries = entries
+        return problems
+
+
 def validate_snapshot(
-    snapshot: Snapshot, registry: PluginRegistry, *, strict: bool = False
+    snapshot: Snapshot,
+    registry: PluginRegistry,
+    *,
+    strict: bool = False,
+    cache: ValidationCache | None = None,
 ) -> list[Problem]:
     """Static problems of every valid workflow in ``snapshot``, plus cross-workflow ones.
 
     Returns only what the static checks find; the loader's own problems (YAML, schema,
     duplicate names) are already in ``snapshot.problems``. ``dependsOn`` may name any workflow
     of the snapshot, including an invalid one (it exists; it just cannot converge yet).
+    ``cache`` (one per long-lived caller) skips workflows validated in an earlier snapshot.
     """
-    problems: list[Problem] = []
-    for name in sorted(snapshot.workflows):
-        problems.extend(validate_workflow(snapshot.workflows[name], registry, strict=strict))
+    problems = (cache if cache is not None else ValidationCache())._problems(
+        snapshot, registry, strict=strict
+    )
     problems.extend(_check_dependencies(snapshot))
     return problems
 
@@ -124,10 +169,11 @@ def validate_workflow(
     report = _Reporter(lw)
     wf = lw.workflow
     sites = list(_action_sites(wf))
+    templated = list(_templated_values(wf, sites))
     for site in sites:
         _check_action(site, registry, report)
-    _check_expressions(wf, report)
-    _check_secrets(wf, sites, report)
+    _check_expressions(wf, templated, report)
+    _check_secrets(wf, templated, report)
     _check_credentials(wf, sites, report)
     _check_states(wf, registry, report, strict=strict)
     _check_tests(wf, registry, report)
@@ -262,9 +308,9 @@ def _cel_fields(wf: Workflow) -> Iterator[tuple[Loc, str]]:
                 yield (*tloc, "subscribe", "match"), tr.subscribe.match
 
 
-def _templated_values(wf: Workflow) -> Iterator[tuple[Loc, str, bool]]:
+def _templated_values(wf: Workflow, sites: list[_ActionSite]) -> Iterator[tuple[Loc, str, bool]]:
     """Every string holding ``${{ }}``, with whether it sits inside an action's ``with:``."""
-    for site in _action_sites(wf):
+    for site in sites:
         for loc, value in _walk(dict(site.with_), (*site.loc, "with")):
             if isinstance(value, str) and "${{" in value:
                 yield loc, value, True
@@ -285,13 +331,15 @@ def _templated_values(wf: Workflow) -> Iterator[tuple[Loc, str, bool]]:
                     yield loc, leaf, False
 
 
-def _check_expressions(wf: Workflow, report: _Reporter) -> None:
+def _check_expressions(
+    wf: Workflow, templated: list[tuple[Loc, str, bool]], report: _Reporter
+) -> None:
     for loc, source in _cel_fields(wf):
         if "${{" in source:
             report.add(loc, "write plain CEL here, without ${{ }}")
             continue
         _compile(source, loc, report)
-    for loc, value, _ in _templated_values(wf):
+    for loc, value, _ in templated:
         if value.count("${{") != len(templates_in(value)):
             report.add(loc, "unterminated ${{ (missing }})")
         for source in templates_in(value):
@@ -308,9 +356,9 @@ def _compile(source: str, loc: Loc, report: _Reporter) -> None:
         report.add(loc, _EXPECTING.sub("", exc.message))
 
 
-def _check_secrets(wf: Workflow, sites: list[_ActionSite], report: _Reporter) -> None:
+def _check_secrets(wf: Workflow, templated: list[tuple[Loc, str, bool]], report: _Reporter) -> None:
     declared = set(wf.spec.secrets)
-    for loc, value, in_with in _templated_values(wf):
+    for loc, value, in_with in templated:
         for source in templates_in(value):
             _secret_refs(source, loc, report, declared=declared, allowed=in_with)
     for loc, source in _cel_fields(wf):
@@ -387,6 +435,7 @@ def _looks_random(word: str) -> bool:
     return entropy >= 4.2
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_credential_key(key: str) -> bool:
     norm = re.sub(r"[^a-z0-9]", "", key.lower())
     return any(norm.endswith(k) for k in _CREDENTIAL_KEYS)

@@ -39,10 +39,10 @@ from uuid import uuid4
 
 import structlog
 
-from reconciler.config.loader import load_text
+from reconciler.config.loader import bulk_loading, load_text
 from reconciler.config.models import Workflow
 from reconciler.config.snapshot import FileResult, LoadedWorkflow, Problem, Snapshot
-from reconciler.config.validate import validate_snapshot
+from reconciler.config.validate import ValidationCache, validate_snapshot
 from reconciler.daemon.planner import (
     Decision,
     Next,
@@ -135,6 +135,14 @@ class _Target:
     orphans: set[str] = field(default_factory=set)
     """Statuses in the store of workflows that were already gone from git when the daemon
     started: their spec is unknown, so they are retired without an onDelete run."""
+    dependents: dict[str, list[str]] = field(default_factory=dict, init=False)
+    """Name → the valid workflows whose ``dependsOn`` lists it (so waking them is not a scan
+    of every workflow each time one converges)."""
+
+    def __post_init__(self) -> None:
+        for other, lw in self.valid.items():
+            for dep in dict.fromkeys(lw.workflow.spec.depends_on):
+                self.dependents.setdefault(dep, []).append(other)
 
 
 class PolicyRegistry(PluginRegistry):
@@ -213,6 +221,7 @@ class Controller:
         self.target = _Target()
         self.snapshot: Snapshot | None = None
         self._files: dict[str, FileResult] = {}
+        self._validation = ValidationCache()
         self._resume: dict[str, RunRecord] = {}
         self.queue = WorkQueue(
             max_concurrent=settings.max_concurrent_runs,
@@ -408,16 +417,18 @@ class Controller:
     async def _on_revision(self, revision: Revision) -> None:
         """Load the new revision incrementally and queue what it affects."""
         previous_files = self._files
+        previous_valid = self.target.valid
         files: dict[str, FileResult] = {}
-        for path, content in revision.files.items():
-            old = previous_files.get(path)
-            if old is not None and path not in revision.changed:
-                files[path] = old
-            else:
-                files[path] = load_text(content, path=path)
+        with bulk_loading():  # synchronous: the first revision may hold thousands of files
+            for path, content in revision.files.items():
+                old = previous_files.get(path)
+                if old is not None and path not in revision.changed:
+                    files[path] = old
+                else:
+                    files[path] = load_text(content, path=path)
         snapshot = Snapshot.from_files(revision.id, files)
         invalid: dict[str, list[Problem]] = {k: list(v) for k, v in snapshot.invalid.items()}
-        checked = validate_snapshot(snapshot, self.registry)
+        checked = validate_snapshot(snapshot, self.registry, cache=self._validation)
         for problem in checked:
             if problem.is_error and problem.workflow in snapshot.workflows:
                 invalid.setdefault(problem.workflow, []).append(problem)
@@ -464,7 +475,10 @@ class Controller:
             f"{len(removed) + len(orphans)} removed ({changed} files changed)",
             revision=revision.id,
         )
-        for name in sorted(valid) + sorted(invalid):
+        # What this revision changed goes first: its run should not wait behind re-checks of
+        # every unchanged workflow (DESIGN §4 still re-evaluates all of them at the revision).
+        fresh = {n for n, lw in valid.items() if previous_valid.get(n) is not lw}
+        for name in sorted(valid, key=lambda n: (n not in fresh, n)) + sorted(invalid):
             self.queue.forget(name)
             reason = Reason.RESUME if name in self._resume and name in valid else Reason.REVISION
             self.queue.add(name, reason)
@@ -828,9 +842,7 @@ class Controller:
         self.metrics.status_changed(record)
 
     async def _wake_dependents(self, name: str) -> None:
-        for other, lw in self.target.valid.items():
-            if name not in lw.workflow.spec.depends_on:
-                continue
+        for other in self.target.dependents.get(name, []):
             status = await self.store.get_status(other)
             if (
                 status is not None

@@ -1,0 +1,476 @@
+"""Daemon benchmark: how the sources → snapshot → planner → queue → runner → store path scales.
+
+Issue 3 asks for five figures on the 2-core development machine, each printed with its target
+and PASS/MISS:
+
+(a) cold load and validation of 10,000 workflow files (``load_tree`` + ``validate_snapshot``,
+    what ``reconciler validate`` and the daemon's first revision do);
+(b) re-snapshot when 1 of 10,000 files changes: the local git source's incremental read of the
+    new commit plus the :class:`~reconciler.daemon.controller.Controller`'s handling of that
+    revision (re-load the changed file, re-validate, queue what it affects);
+(c) commit-to-run-start latency, p50 and p99, through a running Controller on a SQLite store,
+    (1) for a watched local repository (the real ``watchfiles`` watcher sees the commit) and
+    (2) for a ``file://`` remote, pushed to and then refreshed with ``source.refresh()``, exactly
+    what the webhook handler calls; "run start" is the run's ``started_at`` in the store's
+    journal and "commit" the moment ``git commit`` (local) or ``git push`` (remote) returned;
+(d) a no-drift pass over 10,000 workflows whose ``observe`` is a trivial check (``file.read`` of
+    one small file that matches ``desired``): every workflow is queued as a drift check and the
+    Controller's workers observe, decide and store a status for each; timed until the queue is
+    empty;
+(e) resident memory (VmRSS) of a fresh process holding a Controller with 10,000 workflows loaded.
+
+The workflows come from one template (observe, desired, a retried write state, shorthands), in
+100 directories of a temporary git repository. Run ``python bench/daemon.py`` (about two minutes;
+``--workflows`` and ``--samples`` make it smaller, as the smoke test in
+``tests/unit/bench/test_bench_daemon_smoke.py`` does). Figures are recorded in ``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+from reconciler.config.loader import load_tree
+from reconciler.config.validate import validate_snapshot
+from reconciler.daemon.controller import Controller
+from reconciler.daemon.queue import Reason
+from reconciler.daemon.settings import DaemonSettings
+from reconciler.plugin import PluginRegistry
+from reconciler.sources import Revision, Source, open_source
+from reconciler.store import Store
+
+TEMPLATE = """\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata:
+  name: {name}
+  labels: {{team: team-{team:02d}, bench: daemon}}
+spec:
+  interval: 1h
+  inputs:
+    path: {target}
+    content: "{content}"
+  observe:
+    plugin: file.read
+    with: {{path: "${{{{ inputs.path }}}}", missingOk: true}}
+  desired:
+    content: "{content}"
+  start: write
+  states:
+    write:
+      action:
+        plugin: file.write
+        with:
+          path: "${{{{ inputs.path }}}}"
+          content: "${{{{ inputs.content }}}}"
+      retry: {{attempts: 3, delay: 1s, backoff: 2.0}}
+      next: done
+      onError: failed
+    done: {{end: success}}
+    failed: {{end: failure}}
+"""
+"""One workflow: keep ``target`` holding ``content`` (the quickstart's shape)."""
+
+CONTENT = "hello from the bench"
+
+TARGETS = {
+    "a": 3.0,
+    "b": 0.100,
+    "c": 0.500,
+    "d": 2.0,
+    "e": 300.0,
+}
+"""Targets from issue 3: seconds, except (e) in MB."""
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    key: str
+    what: str
+    value: float
+    unit: str
+    target: float | None
+
+    @property
+    def verdict(self) -> str:
+        if self.target is None:
+            return "info"
+        return "PASS" if self.value < self.target else "MISS"
+
+    def cells(self) -> list[str]:
+        shown = (
+            f"{self.value * 1000:.0f} ms"
+            if self.unit == "s" and self.value < 1
+            else (f"{self.value:.2f} s" if self.unit == "s" else f"{self.value:.0f} {self.unit}")
+        )
+        if self.target is None:
+            target = "-"
+        elif self.unit == "s":
+            target = f"< {self.target * 1000:.0f} ms" if self.target < 1 else f"< {self.target:g} s"
+        else:
+            target = f"< {self.target:g} {self.unit}"
+        return [self.key, self.what, shown, target, self.verdict]
+
+
+# -- repositories ----------------------------------------------------------------------------
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=Bench", "-c", "user.email=bench@example.test", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def workflow_text(
+    index: int, target_dir: Path, *, content: str = CONTENT, own: bool = False
+) -> str:
+    """The workflow file; it observes ``target_dir/observed.txt``, or its own file if ``own``."""
+    return TEMPLATE.format(
+        name=workflow_name(index),
+        team=index % 100,
+        target=target_file(index, target_dir, own=own).as_posix(),
+        content=content,
+    )
+
+
+def target_file(index: int, target_dir: Path, *, own: bool) -> Path:
+    return target_dir / (f"{workflow_name(index)}.txt" if own else "observed.txt")
+
+
+def workflow_name(index: int) -> str:
+    return f"wf-{index:05d}"
+
+
+def workflow_path(repo: Path, index: int) -> Path:
+    return repo / f"team-{index % 100:02d}" / f"{workflow_name(index)}.yaml"
+
+
+def make_repo(repo: Path, count: int, target_dir: Path, *, own: bool = False) -> None:
+    """A git repository with ``count`` workflows on branch ``main``, one commit, all in sync
+    with their target file (shared, or one per workflow when ``own``)."""
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        path = workflow_path(repo, i)
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(workflow_text(i, target_dir, own=own))
+        target = target_file(i, target_dir, own=own)
+        if own or i == 0:
+            target.write_text(CONTENT)
+    commit(repo, "workflows")
+
+
+def commit(repo: Path, message: str) -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+# -- the controller --------------------------------------------------------------------------
+
+
+def quiet_logging() -> None:
+    """Warnings only: 10,000 info lines per pass would measure the terminal, not the daemon."""
+    logging.basicConfig(level=logging.WARNING)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+async def open_controller(
+    repo: str, data_dir: Path, *, poll_interval: str = "1h"
+) -> tuple[Controller, Store, PluginRegistry]:
+    settings = DaemonSettings.load(
+        repo=repo, data_dir=data_dir, poll_interval=poll_interval, workdir=data_dir / "work"
+    )
+    store = await Store.open(settings.store, data_dir=settings.data_dir)
+    source = open_source(
+        repo, data_dir=settings.data_dir, poll_interval=settings.poll_interval.total_seconds()
+    )
+    registry = PluginRegistry.discover()
+    return Controller(settings, store, source=source, registry=registry), store, registry
+
+
+async def fetch(source: Source) -> Revision:
+    revision = await source.fetch()
+    assert revision is not None, "the source saw no new revision"
+    return revision
+
+
+async def drained(controller: Controller, *, within: float) -> None:
+    """Until the controller's queue is empty and no worker is busy."""
+    deadline = time.monotonic() + within
+    while len(controller.queue) or controller.queue.processing:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"queue not drained after {within:g}s")
+        await asyncio.sleep(0.005)
+
+
+# -- (a) and (b) -----------------------------------------------------------------------------
+
+
+def bench_cold_load(repo: Path) -> tuple[float, int]:
+    registry = PluginRegistry.discover()
+    started = time.perf_counter()
+    snapshot = load_tree(repo)
+    problems = validate_snapshot(snapshot, registry)
+    elapsed = time.perf_counter() - started
+    errors = [p for p in snapshot.problems + problems if p.is_error]
+    assert not errors, f"the bench's workflows should be valid: {errors[:3]}"
+    return elapsed, len(snapshot.workflows)
+
+
+async def bench_resnapshot(repo: Path, work: Path, count: int, target_dir: Path) -> float:
+    """Best of three: one file changed, committed, read by the source and applied."""
+    controller, store, registry = await open_controller(str(repo), work / "resnapshot")
+    try:
+        await controller._on_revision(await fetch(controller.source))
+        times: list[float] = []
+        for attempt in range(3):
+            workflow_path(repo, count // 2).write_text(
+                workflow_text(count // 2, target_dir, content=f"changed {attempt}")
+            )
+            commit(repo, f"change one workflow ({attempt})")
+            started = time.perf_counter()
+            revision = await fetch(controller.source)
+            await controller._on_revision(revision)
+            times.append(time.perf_counter() - started)
+            assert revision.changed == {
+                workflow_path(repo, count // 2).relative_to(repo).as_posix()
+            }
+        return min(times)
+    finally:
+        await registry.close()
+        await store.close()
+
+
+# -- (c) -------------------------------------------------------------------------------------
+
+
+async def wait_for_run(store: Store, name: str, *, after: datetime, within: float = 30) -> datetime:
+    """``started_at`` of the first run of ``name`` that started after ``after``."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for run in await store.list_runs(name, limit=3):
+            if run.started_at > after:
+                return run.started_at
+        await asyncio.sleep(0.005)
+    raise TimeoutError(f"no run of {name} started within {within:g}s")
+
+
+async def bench_latency(kind: str, work: Path, *, count: int, samples: int) -> list[float]:
+    """Commit-to-run-start latencies (seconds) through a running controller.
+
+    ``kind`` is ``local`` (the controller watches the repository it is committed to) or
+    ``remote`` (it clones a bare ``file://`` repository; each commit is pushed there and the
+    source is refreshed the way the webhook handler does).
+    """
+    base = work / f"latency-{kind}"
+    authoring = base / "repo"
+    targets = base / "targets"
+    make_repo(authoring, count, targets, own=True)
+    if kind == "remote":
+        bare = base / "remote.git"
+        git(base, "clone", "-q", "--bare", str(authoring), str(bare))
+        git(authoring, "remote", "add", "origin", bare.as_uri())
+        watched = bare.as_uri()
+    else:
+        watched = str(authoring)
+    controller, store, registry = await open_controller(watched, base / "data")
+    stop = asyncio.Event()
+    task = asyncio.create_task(controller.run(stop))
+    latencies: list[float] = []
+    try:
+        await asyncio.wait_for(controller.ready.wait(), 120)
+        await drained(controller, within=600)
+        for sample in range(samples):
+            index = (sample * 7919) % count
+            name = workflow_name(index)
+            workflow_path(authoring, index).write_text(
+                workflow_text(index, targets, content=f"sample {sample}", own=True)
+            )
+            git(authoring, "add", "-A")
+            git(authoring, "commit", "-q", "-m", f"sample {sample}")
+            if kind == "remote":
+                git(authoring, "push", "-q", "origin", "main")
+            committed = datetime.now(UTC)
+            if kind == "remote":
+                controller.source.refresh()  # what POST /hooks/* does
+            started = await wait_for_run(store, name, after=committed)
+            latencies.append((started - committed).total_seconds())
+            await drained(controller, within=600)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+        await registry.close()
+        await store.close()
+    return latencies
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (p99 of 20 samples is the largest)."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+# -- (d) -------------------------------------------------------------------------------------
+
+
+async def bench_no_drift(repo: Path, work: Path, *, count: int) -> float:
+    """One drift-check pass over every workflow, all in sync; timed until the queue drains."""
+    controller, store, registry = await open_controller(str(repo), work / "no-drift")
+    stop = asyncio.Event()
+    task = asyncio.create_task(controller.run(stop))
+    try:
+        await asyncio.wait_for(controller.ready.wait(), 120)
+        await drained(controller, within=900)  # the first pass records every workflow Converged
+        names = sorted(controller.target.valid)
+        assert len(names) == count
+        started = time.perf_counter()
+        for name in names:
+            controller.queue.add(name, Reason.DRIFT_CHECK)
+        await drained(controller, within=900)
+        elapsed = time.perf_counter() - started
+        statuses = await store.list_statuses()
+        in_sync = sum(1 for s in statuses if s.sync.value == "Synced")
+        assert in_sync == count, f"only {in_sync} of {count} workflows in sync"
+        runs = await store.list_runs(limit=1)
+        assert not runs, "a no-drift pass must not start runs"
+        return elapsed
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+        await registry.close()
+        await store.close()
+
+
+# -- (e) -------------------------------------------------------------------------------------
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise OSError("no VmRSS in /proc/self/status")
+
+
+async def loaded_rss(repo: Path, data_dir: Path) -> float:
+    """RSS of this process once a controller has loaded ``repo`` (run in a fresh process)."""
+    controller, store, registry = await open_controller(str(repo), data_dir)
+    try:
+        await controller._on_revision(await fetch(controller.source))
+        assert controller.target.valid
+        return rss_mb()
+    finally:
+        await registry.close()
+        await store.close()
+
+
+def bench_memory(repo: Path, work: Path) -> float:
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss-of", str(repo), "--data-dir", str(work / "rss")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["rss_mb"])
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def table(rows: Sequence[Row]) -> str:
+    head = ["", "figure", "measured", "target", ""]
+    cells = [head] + [r.cells() for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)) for cell in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+async def run_all(args: argparse.Namespace, work: Path, say: Callable[[str], None]) -> list[Row]:
+    n = args.workflows
+    target_dir = work / "targets"
+    repo = work / "repo"
+    say(f"generating {n} workflows in a git repository ...")
+    make_repo(repo, n, target_dir)
+    rows: list[Row] = []
+
+    say("(a) cold load and validation ...")
+    elapsed, loaded = bench_cold_load(repo)
+    rows.append(Row("a", f"cold load + validation of {loaded:,} files", elapsed, "s", TARGETS["a"]))
+
+    say("(b) re-snapshot after a one-file commit ...")
+    elapsed = await bench_resnapshot(repo, work, n, target_dir)
+    rows.append(Row("b", f"re-snapshot, 1 of {n:,} files changed", elapsed, "s", TARGETS["b"]))
+
+    for kind, label in (("local", "watched local repo"), ("remote", "file:// remote + refresh()")):
+        say(f"(c) commit-to-run-start latency, {label} ...")
+        lat = await bench_latency(kind, work, count=args.latency_workflows, samples=args.samples)
+        size = f"{args.latency_workflows:,} wf, {len(lat)} commits"
+        rows.append(Row("c", f"latency p50, {label} ({size})", statistics.median(lat), "s", None))
+        rows.append(Row("c", f"latency p99, {label}", percentile(lat, 0.99), "s", TARGETS["c"]))
+
+    # Restore the file (b) changed, so every workflow is in sync with the target file.
+    workflow_path(repo, n // 2).write_text(workflow_text(n // 2, target_dir))
+    commit(repo, "restore")
+    say("(d) no-drift pass ...")
+    elapsed = await bench_no_drift(repo, work, count=n)
+    rows.append(Row("d", f"no-drift pass over {n:,} workflows", elapsed, "s", TARGETS["d"]))
+
+    say("(e) resident memory ...")
+    rows.append(
+        Row("e", f"RSS with {n:,} workflows loaded", bench_memory(repo, work), "MB", TARGETS["e"])
+    )
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--workflows", type=int, default=10_000, help="files for (a), (b), (d), (e)"
+    )
+    parser.add_argument(
+        "--latency-workflows", type=int, default=1_000, help="workflows in the repos of (c)"
+    )
+    parser.add_argument("--samples", type=int, default=20, help="commits per latency case")
+    parser.add_argument("--rss-of", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    quiet_logging()
+    if args.rss_of is not None:
+        print(json.dumps({"rss_mb": asyncio.run(loaded_rss(args.rss_of, args.data_dir))}))
+        return 0
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as tmp:
+        rows = asyncio.run(run_all(args, Path(tmp), say))
+    print(f"reconciler daemon benchmark ({os.cpu_count()} CPUs, Python {sys.version.split()[0]})")
+    print(table(rows))
+    return 0 if all(r.verdict != "MISS" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,10 +3,11 @@
 A real ``reconciler run`` process (debug logging, SQLite store, HTTP API on a free port) resolves
 ``vault:secret/app/canary#token`` from the in-process Vault and uses it in a shell command (stdout,
 stderr and argv), in an HTTP header sent to a loopback server that echoes it back, and in the
-userinfo of a URL whose server is down (the failing connection string). Afterwards the canary
-value is searched in every line the daemon logged, every row of every table of the store (and
-the raw bytes of every file in the data directory), every API body and ``/metrics``: zero hits.
-The loopback server and the file the command writes prove the secret really was used.
+userinfo of a PostgreSQL connection string and of a URL whose servers are down (failing
+connection strings). Afterwards the canary value is searched in every line the daemon logged,
+every row of every table of the store (and the raw bytes of every file in the data directory),
+every API body and ``/metrics``: zero hits. The loopback server, the file the command writes and
+the journal's two ConnectionFailed actions prove the secret really was used.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import IO, Any
 import httpx
 import pytest
 
+from reconciler.engine.journal import EventKind
 from reconciler.store import Store
 from tests.integration.secrets.conftest import APP_POLICY
 from tests.support.vault_server import FakeVault
@@ -66,8 +68,17 @@ spec:
           url: http://127.0.0.1:{echo_port}/echo
           headers: {{Authorization: "Bearer ${{{{ secrets.token }}}}"}}
         as: echo
-      next: down
+      next: sql
       onError: failed
+    sql:
+      action:
+        plugin: sql.query
+        with:
+          dsn: postgresql://reconciler:${{{{ secrets.token }}}}@127.0.0.1:{closed_port}/app
+          query: SELECT 1
+          timeout: 2s
+      next: down
+      onError: down
     down:
       action:
         plugin: http.request
@@ -233,6 +244,11 @@ async def test_a_vault_canary_is_nowhere_after_a_failing_run(
             try:
                 run_ids = [run.id for run in await store.list_runs("canary")]
                 status = await store.get_status("canary")
+                failed_actions = {
+                    entry.state: entry.outcome
+                    for entry in await store.entries(run_ids[0])
+                    if entry.kind is EventKind.ACTION and entry.outcome != "success"
+                }
             finally:
                 await store.close()
             bodies = await asyncio.to_thread(api_bodies, base, run_ids)
@@ -244,6 +260,7 @@ async def test_a_vault_canary_is_nowhere_after_a_failing_run(
     assert used.read_text() == CANARY
     assert echo.seen == [f"Bearer {CANARY}"]
     assert status is not None and status.reason == "RunFailed"
+    assert failed_actions == {"sql": "ConnectionFailed", "down": "ConnectionFailed"}
     assert "ConnectionFailed" in status.message
 
     log_lines = log_path.read_text().splitlines()

@@ -49,4 +49,6 @@ def test_iter_templates_finds_every_expression() -> None:
 
 def test_lists_and_maps_embedded_in_text_read_as_json() -> None:
     scope = {"inputs": {"names": ["a", "b"], "opts": {"x": True}}}
-    assert render("n=${{ inputs.names }} o=${{ inputs.opts }}", scope) == 'n=["a", "b"] o={"x": true}'
+    assert (
+        render("n=${{ inputs.names }} o=${{ inputs.opts }}", scope) == 'n=["a", "b"] o={"x": true}'
+    )

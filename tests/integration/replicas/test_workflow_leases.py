@@ -74,6 +74,22 @@ async def test_only_one_replica_holds_a_workflow_and_its_writes_carry_the_lease(
         assert taken is not None and taken.fencing_token > fence.fencing_token
 
 
+async def test_a_restarted_replica_with_the_same_name_reclaims_its_leases_at_once(
+    pg_store: Store,
+) -> None:
+    # the first process claimed the workflow, then died without releasing it
+    held = await pg_store.acquire(lease_name("app"), "ops-1", ttl=timedelta(seconds=30))
+    assert held is not None
+    after = WorkflowLeases(pg_store, owner="ops-1", ttl=timedelta(seconds=30))
+    stranger = WorkflowLeases(pg_store, owner="ops-2", ttl=timedelta(seconds=30))
+    async with stranger.hold("app") as claimed:
+        assert not claimed
+    async with after.hold("app") as claimed:
+        assert claimed
+        again = current_fence()
+        assert again is not None and again.fencing_token == held.fencing_token
+
+
 async def test_a_replica_whose_lease_was_taken_over_cannot_write_and_stops(
     pg_store: Store,
 ) -> None:

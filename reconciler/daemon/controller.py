@@ -402,6 +402,8 @@ class Controller:
         for name in names:
             if name in self.target.valid:
                 self.queue.add(name, Reason.RESUME)
+            elif name in self.target.removed:
+                self.queue.add(name, Reason.DELETE)
 
     async def _load_unfinished_runs(self) -> None:
         for status in await self.store.list_statuses():
@@ -543,6 +545,10 @@ class Controller:
         async with self.leases.hold(item.key) as claimed:
             if not claimed:
                 log.debug(f"workflow {item.key} is claimed by another replica", workflow=item.key)
+                # The holder may finish before it sees these; ask again once it is done.
+                for reason in item.reasons & {Reason.MANUAL, Reason.DELETE}:
+                    later = self.leases.ttl.total_seconds() / 3
+                    self.queue.add_after(item.key, later, reason=reason)
                 return
             if self.leases.shared:
                 ahead = self.leases.ahead_of_us(await self.store.get_status(item.key))

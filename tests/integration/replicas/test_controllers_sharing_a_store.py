@@ -1,0 +1,203 @@
+"""Two :class:`Controller` replicas in one process, on one real git repository and one real
+PostgreSQL schema: what is not worth a daemon process per test (see tests/e2e/test_replicas.py
+for those) — a manual sync sent to the replica that is not running the workflow, and a workflow
+removed from git while another replica runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from reconciler.daemon.controller import Controller, restrict_registry
+from reconciler.daemon.settings import DaemonSettings
+from reconciler.engine.journal import RunRecord, RunStatus
+from reconciler.plugin import PluginRegistry
+from reconciler.sources import open_source
+from reconciler.store import Store
+from tests.conftest import require_server
+
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
+
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+SLOW = """\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  interval: 1h
+  start: work
+  states:
+    work:
+      action:
+        plugin: shell.run
+        with: {{argv: [sh, -c, "sleep {seconds}"]}}
+      next: done
+      onError: failed
+    cleanup:
+      action:
+        plugin: file.write
+        with: {{path: "{marker}", content: "bye"}}
+      next: done
+    done: {{end: success}}
+    failed: {{end: failure}}
+  onDelete: cleanup
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def commit(repo: Path, message: str) -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+async def store_url() -> AsyncIterator[str]:
+    require_server("127.0.0.1", 5432, "PostgreSQL")
+    schema = f"replicas_ctl_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute("SET lock_timeout = '20s'")
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+Replicas = Callable[[int], Awaitable[list[tuple[Controller, Store]]]]
+
+
+@pytest.fixture
+async def replicas(tmp_path: Path, store_url: str) -> AsyncIterator[Replicas]:
+    """Starts controllers (replica ids r1, r2, ...) on ``tmp_path/repo``; all stopped at the end."""
+    async with AsyncExitStack() as stack:
+
+        async def start(count: int) -> list[tuple[Controller, Store]]:
+            return [
+                await stack.enter_async_context(replica(tmp_path, store_url, f"r{i + 1}"))
+                for i in range(count)
+            ]
+
+        yield start
+
+
+@asynccontextmanager
+async def replica(
+    tmp_path: Path, store_url: str, name: str
+) -> AsyncIterator[tuple[Controller, Store]]:
+    settings = DaemonSettings.load(
+        repo=str(tmp_path / "repo"),
+        data_dir=tmp_path / f"data-{name}",
+        store=store_url,
+        poll_interval="200ms",
+        grace_period="1s",
+        replica_id=name,
+        lease_ttl="2s",
+    )
+    store = await Store.open(settings.store, data_dir=settings.data_dir)
+    source = open_source(str(tmp_path / "repo"), data_dir=settings.data_dir, poll_interval=0.2)
+    registry = restrict_registry(PluginRegistry.discover(), None)
+    controller = Controller(settings, store, source=source, registry=registry)
+    stop = asyncio.Event()
+    task = asyncio.create_task(controller.run(stop))
+    try:
+        await asyncio.wait_for(controller.ready.wait(), 20)
+        yield controller, store
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await registry.close()
+        await store.close()
+
+
+async def wait_for_runs(
+    store: Store, name: str, check: Callable[[list[RunRecord]], bool]
+) -> list[RunRecord]:
+    deadline = time.monotonic() + 30
+    runs: list[RunRecord] = []
+    while time.monotonic() < deadline:
+        runs = await store.list_runs(name)
+        if check(runs):
+            return runs
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"runs of {name} never matched: {runs}")
+
+
+def running_on(pair: list[tuple[Controller, Store]], run_id: str) -> Controller:
+    return next(c for c, _ in pair if run_id in c.running)
+
+
+async def test_a_manual_sync_sent_to_the_other_replica_runs_once_the_holder_is_done(
+    tmp_path: Path, replicas: Replicas
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "slow.yaml").write_text(SLOW.format(name="slow", seconds=1.5, marker=tmp_path / "m"))
+    commit(repo, "slow workflow")
+    pair = await replicas(2)
+    store = pair[0][1]
+    first = await wait_for_runs(store, "slow", lambda runs: len(runs) == 1)
+    await asyncio.sleep(0.3)  # the run is under way on one replica
+    holder = running_on(pair, first[0].id)
+    other = next(c for c, _ in pair if c is not holder)
+    assert other.request_sync("slow")
+
+    runs = await wait_for_runs(
+        store,
+        "slow",
+        lambda runs: len(runs) == 2 and all(r.status is RunStatus.SUCCEEDED for r in runs),
+    )
+    assert sorted(r.reason for r in runs) == ["manual", "spec-change"]
+    manual = next(r for r in runs if r.reason == "manual")
+    original = next(r for r in runs if r.reason != "manual")
+    assert original.finished_at is not None and manual.started_at >= original.finished_at
+
+
+async def test_a_workflow_removed_while_another_replica_runs_it_is_retired_after_the_run(
+    tmp_path: Path, replicas: Replicas
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    marker = tmp_path / "deleted"
+    (repo / "slow.yaml").write_text(SLOW.format(name="slow", seconds=1.5, marker=marker))
+    (repo / "other.yaml").write_text(SLOW.format(name="other", seconds=0, marker=tmp_path / "o"))
+    commit(repo, "two workflows")
+    pair = await replicas(2)
+    store = pair[0][1]
+    await wait_for_runs(store, "slow", lambda runs: len(runs) == 1)
+    (repo / "slow.yaml").unlink()
+    commit(repo, "remove slow")
+
+    runs = await wait_for_runs(
+        store,
+        "slow",
+        lambda runs: len(runs) == 2 and all(r.status is RunStatus.SUCCEEDED for r in runs),
+    )
+    assert sorted(r.reason for r in runs) == ["delete", "spec-change"]
+    assert marker.read_text() == "bye"
+    deadline = time.monotonic() + 20
+    while await store.get_status("slow") is not None:
+        assert time.monotonic() < deadline, "slow was never retired"
+        await asyncio.sleep(0.05)

@@ -551,7 +551,13 @@ class Controller:
                     self.queue.add_after(item.key, later, reason=reason)
                 return
             if self.leases.shared:
-                ahead = self.leases.ahead_of_us(await self.store.get_status(item.key))
+                status = await self.store.get_status(item.key)
+                # suspend/resume may have come through another replica's API: the row says
+                if status is not None and status.reason == StatusReason.SUSPENDED_MANUALLY:
+                    self.suspended.add(item.key)
+                else:
+                    self.suspended.discard(item.key)
+                ahead = self.leases.ahead_of_us(status)
                 if ahead is not None:
                     log.info(
                         f"workflow {item.key} was reconciled by another replica at revision "

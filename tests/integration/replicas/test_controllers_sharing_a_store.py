@@ -1,7 +1,7 @@
 """Two :class:`Controller` replicas in one process, on one real git repository and one real
 PostgreSQL schema: what is not worth a daemon process per test (see tests/e2e/test_replicas.py
-for those) — a manual sync sent to the replica that is not running the workflow, and a workflow
-removed from git while another replica runs it.
+for those) — a manual sync sent to the replica that is not running the workflow, a workflow
+removed from git while another replica runs it, and suspend/resume through one replica's API.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine.journal import RunRecord, RunStatus
 from reconciler.plugin import PluginRegistry
 from reconciler.sources import open_source
-from reconciler.store import Store
+from reconciler.store import Health, Store
 from tests.conftest import require_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
@@ -201,3 +201,36 @@ async def test_a_workflow_removed_while_another_replica_runs_it_is_retired_after
     while await store.get_status("slow") is not None:
         assert time.monotonic() < deadline, "slow was never retired"
         await asyncio.sleep(0.05)
+
+
+async def test_a_workflow_suspended_through_one_replica_does_not_run_on_another(
+    tmp_path: Path, replicas: Replicas
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "quick.yaml").write_text(SLOW.format(name="quick", seconds=0, marker=tmp_path / "m"))
+    commit(repo, "quick workflow")
+    (one, store), (two, _) = await replicas(2)
+    await wait_for_runs(
+        store, "quick", lambda runs: len(runs) == 1 and runs[0].finished_at is not None
+    )
+    await asyncio.sleep(0.2)  # the run's replica stores its status and lets the workflow go
+
+    assert await two.suspend("quick")
+    assert one.request_sync("quick")
+    deadline = time.monotonic() + 10
+    while "quick" not in one.suspended:
+        assert time.monotonic() < deadline, "the other replica never saw the suspension"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    assert len(await store.list_runs("quick")) == 1
+    status = await store.get_status("quick")
+    assert status is not None and status.status is Health.SUSPENDED
+
+    assert await two.resume("quick")
+    await wait_for_runs(
+        store,
+        "quick",
+        lambda runs: len(runs) == 2 and all(r.status is RunStatus.SUCCEEDED for r in runs),
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ from reconciler.config.models import Action, RetryPolicy
 from reconciler.engine.journal import (
     EventKind,
     Journal,
-    JournalEntry,
     RunRecord,
     trusted_entry,
 )
@@ -48,6 +47,30 @@ from reconciler.plugin import (
 from reconciler.secrets.redaction import RedactingLogger, Redactor
 
 _ABSENT = object()
+
+
+class _LazyScope(Mapping[str, Any]):
+    """The CEL scope of a ``with:``, built only when a ``${{ }}`` in it is evaluated."""
+
+    __slots__ = ("_build", "_data")
+
+    def __init__(self, build: Callable[[], dict[str, Any]]) -> None:
+        self._build = build
+        self._data: dict[str, Any] | None = None
+
+    def _scope(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = self._build()
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._scope()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._scope())
+
+    def __len__(self) -> int:
+        return len(self._scope())
 
 
 def _min_deadline(*values: float | None) -> float | None:
@@ -87,6 +110,8 @@ class RunContext:
     )
     """The cache of :meth:`outputs_snapshot`: (outputs dict, number of secret values known,
     the outputs' items, their redacted copy)."""
+    _run_info: RunInfo | None = field(default=None, init=False, repr=False)
+    """The last :meth:`run_info` (immutable), reused while the record agrees with it."""
 
     # -- time, scope, redaction -------------------------------------------------------------
 
@@ -94,13 +119,26 @@ class RunContext:
         return self.clock() if self.clock is not None else asyncio.get_running_loop().time()
 
     def run_info(self, attempt: int | None = None) -> RunInfo:
-        return RunInfo(
-            id=self.record.id,
-            workflow=self.record.workflow,
-            revision=self.record.revision,
-            attempt=attempt if attempt is not None else self.record.attempt,
-            parent_id=self.record.parent_id,
-        )
+        record = self.record
+        if attempt is None:
+            attempt = record.attempt
+        info = self._run_info
+        if (  # every plugin call asks twice: reuse it while the record says the same
+            info is None
+            or info.attempt != attempt
+            or info.id is not record.id
+            or info.revision is not record.revision
+            or info.workflow is not record.workflow
+            or info.parent_id is not record.parent_id
+        ):
+            info = self._run_info = RunInfo(
+                id=record.id,
+                workflow=record.workflow,
+                revision=record.revision,
+                attempt=attempt,
+                parent_id=record.parent_id,
+            )
+        return info
 
     def scope(
         self,
@@ -164,44 +202,29 @@ class RunContext:
         to_state: str | None = None,
         outcome: str | None = None,
         detail: dict[str, Any] | None = None,
-        redacted: bool = False,
     ) -> None:
-        """Append a journal entry; no-op for an observe probe.
+        """Append a journal entry (detail redacted); no-op for an observe probe.
 
-        ``detail`` is redacted here unless the caller says it already is (``redacted=True``:
-        built only from redacted parts such as :meth:`outputs_snapshot` and
-        :meth:`error_detail`).
+        The runner's state loop builds its ``state_entered``/``transition`` entries itself, from
+        parts already redacted (:meth:`outputs_snapshot`, :meth:`error_detail`).
         """
         if self.journal is None:
             return
-        if detail is not None and not redacted and len(self.redactor):
+        if detail is None:
+            detail = {}
+        elif len(self.redactor):
             detail = self.redactor.redact_obj(detail)
-        await self.journal.record(
-            self.entry(kind, state=state, to_state=to_state, outcome=outcome, detail=detail)
-        )
-
-    def entry(
-        self,
-        kind: EventKind,
-        *,
-        state: str | None = None,
-        to_state: str | None = None,
-        outcome: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> JournalEntry:
-        """The run's next journal entry (``seq`` taken); ``detail`` must be redacted already.
-
-        :meth:`write` is the usual way; the runner's state loop records this itself.
-        """
         self.seq += 1
-        return trusted_entry(
-            self.record.id,
-            self.seq,
-            kind=kind,
-            state=state,
-            to_state=to_state,
-            outcome=outcome,
-            detail={} if detail is None else detail,
+        await self.journal.record(
+            trusted_entry(
+                self.record.id,
+                self.seq,
+                kind=kind,
+                state=state,
+                to_state=to_state,
+                outcome=outcome,
+                detail=detail,
+            )
         )
 
     # -- plugin calls ---------------------------------------------------------------------
@@ -227,7 +250,8 @@ class RunContext:
         plugin_cls, plugin = self.plugin(plugin_name)
         try:
             rendered = render(
-                dict(with_), self.scope(with_secrets=True, extra=extra, attempt=attempt)
+                dict(with_),
+                _LazyScope(lambda: self.scope(with_secrets=True, extra=extra, attempt=attempt)),
             )
         except ActionError as err:
             raise self.redact_error(err) from None

@@ -57,7 +57,8 @@ async def run_foreach(
             output: Any = None
             try:
                 for j, action in enumerate(foreach.do):
-                    extra = {foreach.as_: item, "outputs": {**ctx.outputs, **local}}
+                    outputs = {**ctx.outputs, **local} if local else ctx.outputs
+                    extra = {foreach.as_: item, "outputs": outputs}
                     output = await ctx.call_action(
                         action,
                         state=state,

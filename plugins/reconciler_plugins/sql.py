@@ -144,6 +144,14 @@ class SqlQueryRequest(_SqlRequest):
     max_rows: int = Field(
         1000, ge=1, le=ROW_CAP, description="Rows returned at most; `truncated` says when cut."
     )
+    raise_on_failure: bool = Field(
+        True,
+        description=(
+            "Raise a named error when the query fails. If false, a failure (cannot connect, "
+            "login refused, missing table...) returns ok=false with the error's name and "
+            "reason instead, which suits an observe probe such as 'can the app log in?'."
+        ),
+    )
 
 
 class SqlQueryResponse(Response):
@@ -158,6 +166,9 @@ class SqlQueryResponse(Response):
     row_count: int = Field(0, description="Number of rows in `rows`.")
     columns: list[str] = Field(default_factory=list, description="Column names, in order.")
     truncated: bool = Field(False, description="True if the query returned more than maxRows.")
+    ok: bool = Field(True, description="False if the query failed (raiseOnFailure: false).")
+    error: str | None = Field(None, description="Name of the error when ok is false.")
+    reason: str = Field("", description="Why the query failed; '' when ok.")
 
 
 class SqlExecRequest(_SqlRequest):
@@ -453,6 +464,7 @@ class SqlQuery(_SqlPlugin, Plugin[SqlQueryRequest, SqlQueryResponse]):
     """Run a read-only query and return its rows (SQLite, PostgreSQL).
 
     The query runs in a transaction that is always rolled back, read-only on PostgreSQL.
+    With ``raiseOnFailure: false`` a failure returns ``ok: false`` with the error's name.
     Errors: ``ConnectionFailed`` (retryable), ``AuthenticationFailed``, ``InvalidSQL``,
     ``NotFound`` (unknown table, role, database), ``SerializationFailure`` (retryable),
     ``SQLError``, ``Timeout``. Default retry: 3 attempts, about 1s then 2s apart, on retryable
@@ -489,9 +501,14 @@ class SqlQuery(_SqlPlugin, Plugin[SqlQueryRequest, SqlQueryResponse]):
                 rows=rows, row_count=len(rows), columns=columns, truncated=truncated
             )
 
-        response: SqlQueryResponse = await self._with_connection(
-            request, context, work, readonly=True
-        )
+        try:
+            response: SqlQueryResponse = await self._with_connection(
+                request, context, work, readonly=True
+            )
+        except ActionError as exc:
+            if request.raise_on_failure:
+                raise
+            return SqlQueryResponse(ok=False, error=exc.name, reason=str(exc))
         return response
 
 

@@ -343,13 +343,14 @@ class VaultKvWriteRequest(_VaultRequest):
         default_factory=dict,
         description="Keys and values to set (values may be ${{ secrets.x }} or ${{ inputs.y }}).",
     )
-    generate: dict[str, int] = Field(
-        default_factory=dict,
+    generate: list[str] = Field(
+        default_factory=list,
         description=(
-            "Keys to fill with a random value of this many letters and digits (8-256), made "
-            "only when the key is missing, or every time with rotate: true. Never returned."
+            "Keys to fill with a random value of `length` letters and digits, made only when "
+            "the key is missing, or every time with rotate: true. Never returned."
         ),
     )
+    length: int = Field(32, ge=8, le=256, description="Length of generated values.")
     rotate: bool = Field(
         False, description="Generate new values for every `generate` key, present or not."
     )
@@ -368,9 +369,6 @@ class VaultKvWriteRequest(_VaultRequest):
         overlap = sorted(set(self.data) & set(self.generate))
         if overlap:
             raise ValueError(f"a key is either in `data` or in `generate`, not both: {overlap}")
-        for key, length in self.generate.items():
-            if not 8 <= length <= 256:
-                raise ValueError(f"generate.{key}: a length from 8 to 256")
         return self
 
 
@@ -423,9 +421,9 @@ class VaultKvWrite(_VaultPlugin, Plugin[VaultKvWriteRequest, VaultKvWriteRespons
             merged: dict[str, Any] = {} if request.replace else dict(existing)
             merged.update(request.data)
             generated: list[str] = []
-            for key, length in sorted(request.generate.items()):
+            for key in sorted(set(request.generate)):
                 if request.rotate or key not in existing:
-                    merged[key] = _random(length)
+                    merged[key] = _random(request.length)
                     generated.append(key)
                 else:
                     merged[key] = existing[key]

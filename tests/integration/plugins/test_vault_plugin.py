@@ -46,7 +46,7 @@ async def test_write_generates_once_then_reports_nothing_changed(
     vault: FakeVault, make_context: ContextFactory
 ) -> None:
     plugin = VaultKvWrite()
-    request = write(vault, data={"user": "app"}, generate={"password": 32})
+    request = write(vault, data={"user": "app"}, generate=["password"], length=32)
     first = await plugin.run(request, make_context())
     second = await plugin.run(request, make_context())
 
@@ -65,7 +65,7 @@ async def test_rotate_writes_a_new_version_and_keeps_other_keys(
 ) -> None:
     vault.put_kv2("secret/app/db", {"user": "app", "password": "old-password", "host": "db1"})
     rotated = await VaultKvWrite().run(
-        write(vault, generate={"password": 24}, rotate=True), make_context()
+        write(vault, generate=["password"], length=24, rotate=True), make_context()
     )
     assert (rotated.changed, rotated.version) == (True, 2)
     assert (rotated.keys, rotated.generated) == (["host", "password", "user"], ["password"])
@@ -174,7 +174,9 @@ async def test_a_cancelled_write_leaves_the_old_version_or_the_new_one_whole(
 ) -> None:
     vault.put_kv2("secret/app/db", {"user": "app", "password": "p1"})
     task = asyncio.create_task(
-        VaultKvWrite().run(write(vault, generate={"password": 16}, rotate=True), make_context())
+        VaultKvWrite().run(
+            write(vault, generate=["password"], length=16, rotate=True), make_context()
+        )
     )
     await asyncio.sleep(0)
     task.cancel()

@@ -571,6 +571,16 @@ class Controller:
                         reason=Reason.REVISION,
                     )
                     return
+                lw = self.target.valid.get(item.key)
+                if (
+                    item.reasons == {Reason.REVISION}
+                    and lw is not None
+                    and self.leases.converged_here_since(
+                        status, revision=self.target.revision, digest=lw.digest
+                    )
+                ):
+                    log.debug(f"workflow {item.key} was just converged by another replica")
+                    return
                 await self._claim_unfinished_run(item.key)
             await self._reconcile_held(item)
 

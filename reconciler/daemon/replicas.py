@@ -44,7 +44,7 @@ from typing import IO
 import structlog
 
 from reconciler.errors import LeaseLost, StoreError
-from reconciler.store import Lease, Store, WorkflowStatusRecord
+from reconciler.store import Health, Lease, Store, WorkflowStatusRecord
 
 log = structlog.get_logger("reconciler.daemon")
 
@@ -192,6 +192,21 @@ class WorkflowLeases:
         if revision is None or revision in self._seen or status.updated_at <= self._loaded_at:
             return None
         return revision
+
+    def converged_here_since(
+        self, status: WorkflowStatusRecord | None, *, revision: str, digest: str
+    ) -> bool:
+        """True when the workflow was recorded converged at ``revision`` with this spec after
+        this replica loaded the revision: another replica did the work (or found nothing to do)
+        moments ago, so a revision-triggered look here has nothing to add — not even a probe."""
+        if not self.shared or status is None or self._loaded_at is None:
+            return False
+        return (
+            status.status is Health.CONVERGED
+            and status.last_applied_revision == revision
+            and status.spec_digest == digest
+            and status.updated_at >= self._loaded_at
+        )
 
     # -- claiming ----------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import pytest
 from reconciler.daemon.replicas import WorkflowLeases, current_fence, lease_name
 from reconciler.engine.journal import RunRecord, RunStatus
 from reconciler.errors import LeaseLost, StoreError
-from reconciler.store import Store, WorkflowStatusRecord
+from reconciler.store import Health, Store, WorkflowStatusRecord
 from tests.conftest import require_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
@@ -159,6 +159,31 @@ async def test_a_replica_behind_on_git_leaves_workflows_reconciled_at_a_newer_re
     assert leases.ahead_of_us(None) is None
     leases.revision_loaded("rev2", at=loaded + timedelta(seconds=2))
     assert leases.ahead_of_us(later) is None
+
+
+async def test_a_workflow_converged_elsewhere_since_this_replica_loaded_the_revision_is_left(
+    pg_store: Store,
+) -> None:
+    leases = WorkflowLeases(pg_store, owner="late")
+    loaded = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    leases.revision_loaded("rev1", at=loaded)
+    done = WorkflowStatusRecord(
+        name="app",
+        status=Health.CONVERGED,
+        last_applied_revision="rev1",
+        spec_digest="d1",
+        updated_at=loaded + timedelta(seconds=1),
+    )
+    assert leases.converged_here_since(done, revision="rev1", digest="d1")
+    assert not leases.converged_here_since(done, revision="rev1", digest="d2")  # spec differs
+    assert not leases.converged_here_since(  # converged before: look again, as after a restart
+        done.model_copy(update={"updated_at": loaded - timedelta(seconds=1)}),
+        revision="rev1",
+        digest="d1",
+    )
+    assert not leases.converged_here_since(
+        done.model_copy(update={"status": Health.DEGRADED}), revision="rev1", digest="d1"
+    )
 
 
 async def test_on_sqlite_there_are_no_leases_but_one_daemon_per_file(tmp_path: Path) -> None:

@@ -420,11 +420,11 @@ def _documents(text: str, *, path: str) -> Iterator[tuple[Node | None, Problem |
 
 @dataclass(frozen=True)
 class _Built:
-    """One document read by the fast path: its data, positions and duplicated keys."""
+    """One document read by the fast path: its data and duplicated keys (positions are only
+    computed, by :func:`_positions`, when a problem needs them)."""
 
     node: Node
     data: Any
-    positions: dict[Loc, NodePos]
     duplicates: list[tuple[Node, str]]
     text: str
     index: int
@@ -449,7 +449,7 @@ class _LazyPositions(Mapping[Loc, NodePos]):
     def _positions(self) -> dict[Loc, NodePos]:
         if self._map is None:
             documents = _fast_documents(self._text) or []
-            found = documents[self._index].positions if self._index < len(documents) else {}
+            found = _positions(documents[self._index].node)[0] if documents[self._index :] else {}
             self._map, self._text = found, ""
         return self._map
 
@@ -488,10 +488,8 @@ def _fast_documents(text: str) -> list[_Built] | None:
             if node is None:
                 continue
             builder = _Builder()
-            data = builder.build(node, (), 1)
-            positions = builder.positions
-            positions[()] = NodePos(None, _pos(node.start_mark), type(node) is ScalarNode)
-            out.append(_Built(node, data, positions, builder.duplicates, text, len(out)))
+            data = builder.build(node, 1)
+            out.append(_Built(node, data, builder.duplicates, text, len(out)))
     except (_Unusual, yaml.YAMLError, RecursionError, ValueError):
         return None
     finally:
@@ -506,14 +504,13 @@ class _Builder:
     each time it is used, so the count equals :func:`_check_expansion`'s, and a recursive alias
     ends at the depth limit)."""
 
-    __slots__ = ("count", "duplicates", "positions")
+    __slots__ = ("count", "duplicates")
 
     def __init__(self) -> None:
-        self.positions: dict[Loc, NodePos] = {}
         self.duplicates: list[tuple[Node, str]] = []
         self.count = 1
 
-    def build(self, node: Node, loc: Loc, depth: int) -> Any:
+    def build(self, node: Node, depth: int) -> Any:
         if depth > MAX_DEPTH:
             raise _Unusual
         kind = type(node)
@@ -535,20 +532,14 @@ class _Builder:
             if tag == _FLOAT:
                 return _float(value)
             raise _Unusual
-        positions = self.positions
         if kind is SequenceNode and tag == _SEQ:
             items: list[Node] = node.value
             self.count += len(items)
             if self.count > MAX_EXPANDED_NODES:
                 raise _Unusual
             out: list[Any] = []
-            for i, item in enumerate(items):
-                child = (*loc, i)
-                mark = item.start_mark
-                positions[child] = NodePos(
-                    None, (mark.line + 1, mark.column + 1), type(item) is ScalarNode
-                )
-                out.append(self.build(item, child, depth + 1))
+            for item in items:
+                out.append(self.build(item, depth + 1))
             return out
         if kind is MappingNode and tag == _MAP:
             pairs: list[tuple[Node, Node]] = node.value
@@ -562,14 +553,7 @@ class _Builder:
                 name: str = k.value
                 if name in mapping:
                     self.duplicates.append((k, name))
-                child = (*loc, name)
-                kmark, vmark = k.start_mark, v.start_mark
-                positions[child] = NodePos(
-                    (kmark.line + 1, kmark.column + 1),
-                    (vmark.line + 1, vmark.column + 1),
-                    type(v) is ScalarNode,
-                )
-                mapping[name] = self.build(v, child, depth + 1)
+                mapping[name] = self.build(v, depth + 1)
             return mapping
         raise _Unusual
 
@@ -678,8 +662,9 @@ def _pos(mark: yaml.Mark) -> tuple[int, int]:
 def _load_document(node: Node, result: FileResult, *, built: _Built | None = None) -> None:
     path = result.path
     doc_line = node.start_mark.line + 1
+    positions: dict[Loc, NodePos] | None = None
     if built is not None:
-        positions, duplicates, data = built.positions, built.duplicates, built.data
+        duplicates, data = built.duplicates, built.data
     else:
         positions, duplicates = _positions(node)
         try:
@@ -706,6 +691,8 @@ def _load_document(node: Node, result: FileResult, *, built: _Built | None = Non
     api_version, kind = data.get("apiVersion"), data.get("kind")
     ours = kind == KIND or (isinstance(api_version, str) and api_version.startswith("reconciler"))
     if not ours and (kind is not None or api_version is not None):
+        if positions is None:
+            positions = _positions(node)[0]
         where = locate(positions, ("kind",), default=(doc_line, 1))
         result.problems.append(
             Problem(
@@ -729,6 +716,8 @@ def _load_document(node: Node, result: FileResult, *, built: _Built | None = Non
     try:
         workflow = Workflow.model_validate(data)
     except ValidationError as exc:
+        if positions is None:
+            positions = _positions(node)[0]
         problems.extend(
             _validation_problems(exc, positions, path=path, name=name, doc_line=doc_line)
         )
@@ -743,13 +732,19 @@ def _load_document(node: Node, result: FileResult, *, built: _Built | None = Non
         if name is not None:
             result.invalid_names.add(name)
         return
+    kept: Mapping[Loc, NodePos]
+    if built is not None:
+        kept = _LazyPositions(built.text, built.index)
+    else:
+        assert positions is not None
+        kept = positions
     result.workflows.append(
         LoadedWorkflow(
             workflow=workflow,
             path=path,
             line=doc_line,
             digest=workflow_digest(workflow),
-            positions=_LazyPositions(built.text, built.index) if built is not None else positions,
+            positions=kept,
         )
     )
 

@@ -206,9 +206,11 @@ class Snapshot:
         failed: dict[str, list[str]] = defaultdict(list)
         invalid: dict[str, list[Problem]] = defaultdict(list)
         for result in ordered.values():
-            problems.extend(result.problems)
             for lw in result.workflows:
-                defined[lw.name].append(lw)
+                defined[lw.workflow.metadata.name].append(lw)
+            if not result.problems and not result.invalid_names:  # the common case
+                continue
+            problems.extend(result.problems)
             for name in sorted(result.invalid_names):
                 failed[name].append(result.path)
             for problem in result.problems:

@@ -20,6 +20,7 @@ import math
 import re
 from collections import deque
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,12 +130,13 @@ class ValidationCache:
             self._key = (id(registry), strict)
         entries: dict[int, tuple[LoadedWorkflow, list[Problem]]] = {}
         problems: list[Problem] = []
+        known_errors = known_error_names(registry)
         for name in sorted(snapshot.workflows):
             lw = snapshot.workflows[name]
             hit = self._entries.get(id(lw))
             found = hit[1] if hit is not None and hit[0] is lw else None
             if found is None:
-                found = validate_workflow(lw, registry, strict=strict)
+                found = validate_workflow(lw, registry, strict=strict, known_errors=known_errors)
             entries[id(lw)] = (lw, found)
             problems.extend(found)
         self._entries = entries
@@ -163,9 +165,19 @@ def validate_snapshot(
 
 
 def validate_workflow(
-    lw: LoadedWorkflow, registry: PluginRegistry, *, strict: bool = False
+    lw: LoadedWorkflow,
+    registry: PluginRegistry,
+    *,
+    strict: bool = False,
+    known_errors: AbstractSet[str] | None = None,
 ) -> list[Problem]:
-    """Static problems of one workflow. ``strict`` turns "no failure transition" into an error."""
+    """Static problems of one workflow. ``strict`` turns "no failure transition" into an error.
+
+    ``known_errors`` is :func:`known_error_names` of ``registry``, when the caller validates
+    many workflows (it is computed otherwise).
+    """
+    if known_errors is None:
+        known_errors = known_error_names(registry)
     report = _Reporter(lw)
     wf = lw.workflow
     sites = list(_action_sites(wf))
@@ -175,9 +187,14 @@ def validate_workflow(
     _check_expressions(wf, templated, report)
     _check_secrets(wf, templated, report)
     _check_credentials(wf, sites, report)
-    _check_states(wf, registry, report, strict=strict)
-    _check_tests(wf, registry, report)
+    _check_states(wf, registry, report, strict=strict, known_errors=known_errors)
+    _check_tests(wf, registry, report, known_errors=known_errors)
     return report.problems
+
+
+def known_error_names(registry: PluginRegistry) -> frozenset[str]:
+    """Every error name an ``on:`` list may use: the built-in ones and every plugin's."""
+    return frozenset(BUILTIN_ERROR_NAMES | registry.error_names())
 
 
 # -- actions ---------------------------------------------------------------------------------
@@ -461,7 +478,12 @@ def _check_credentials(wf: Workflow, sites: list[_ActionSite], report: _Reporter
 
 
 def _check_states(
-    wf: Workflow, registry: PluginRegistry, report: _Reporter, *, strict: bool
+    wf: Workflow,
+    registry: PluginRegistry,
+    report: _Reporter,
+    *,
+    strict: bool,
+    known_errors: AbstractSet[str],
 ) -> None:
     spec = wf.spec
     states = spec.states
@@ -477,7 +499,6 @@ def _check_states(
     if spec.on_delete is not None and spec.on_delete not in states:
         report.add(("spec", "onDelete"), unknown(spec.on_delete))
 
-    known_errors = BUILTIN_ERROR_NAMES | registry.error_names()
     edges: dict[str, set[str]] = {name: set() for name in states}
     for name, state in states.items():
         sloc: Loc = ("spec", "states", name)
@@ -552,10 +573,11 @@ def _closure(roots: list[str], edges: Mapping[str, set[str]]) -> set[str]:
 # -- inline tests ----------------------------------------------------------------------------
 
 
-def _check_tests(wf: Workflow, registry: PluginRegistry, report: _Reporter) -> None:
+def _check_tests(
+    wf: Workflow, registry: PluginRegistry, report: _Reporter, *, known_errors: AbstractSet[str]
+) -> None:
     """``tests:`` mock real plugins, raise known errors and expect existing states."""
     states = list(wf.spec.states)
-    known_errors = BUILTIN_ERROR_NAMES | registry.error_names()
     for i, test in enumerate(wf.tests):
         tloc: Loc = ("tests", i)
         for plugin, responses in test.mocks.items():
@@ -601,6 +623,8 @@ def _check_dependencies(snapshot: Snapshot) -> list[Problem]:
     graph: dict[str, list[str]] = {}
     for name, lw in sorted(snapshot.workflows.items()):
         deps = lw.workflow.spec.depends_on
+        if not deps:
+            continue  # no edge out: in no cycle, names nothing unknown
         graph[name] = [d for d in deps if d in snapshot.workflows]
         for i, dep in enumerate(deps):
             if dep not in existing:

@@ -436,6 +436,8 @@ class Controller:
                 invalid.setdefault(problem.workflow, []).append(problem)
         # A file that no longer parses at all names no workflow: the ones it held are invalid.
         for path, result in files.items():
+            if not result.problems:
+                continue
             nameless = [p for p in result.problems if p.is_error and p.workflow is None]
             if nameless and path in revision.changed:
                 more = f" (and {len(nameless) - 1} more)" if len(nameless) > 1 else ""

@@ -63,6 +63,9 @@ class DriftScheduler:
         self._default_interval = default_interval
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._schedules: dict[str, Schedule] = {}
+        self._synced: dict[str, Workflow] = {}
+        """The workflow objects of the last :meth:`sync`: an unchanged object (a file the new
+        revision did not touch) keeps its job without recomputing its schedule."""
         self.problems: dict[str, str] = {}
         """Workflows whose schedule could not be built, with the reason."""
 
@@ -80,11 +83,14 @@ class DriftScheduler:
         for name in list(self._schedules):
             if name not in workflows:
                 self.remove(name)
+        synced, self._synced = self._synced, dict(workflows)
         for name, workflow in workflows.items():
+            if synced.get(name) is workflow and name not in self.problems:
+                continue
             schedule = schedule_of(workflow, default_interval=self._default_interval)
             if schedule == self._schedules.get(name):
                 continue
-            self.remove(name)
+            self._drop(name)
             if schedule is None:
                 continue
             try:
@@ -107,6 +113,10 @@ class DriftScheduler:
 
     def remove(self, name: str) -> None:
         """Stop checking ``name`` (the workflow was removed or its schedule changed)."""
+        self._synced.pop(name, None)
+        self._drop(name)
+
+    def _drop(self, name: str) -> None:
         self.problems.pop(name, None)
         if self._schedules.pop(name, None) is not None and self._scheduler.get_job(name):
             self._scheduler.remove_job(name)

@@ -5,7 +5,8 @@ requests below and awaits :meth:`run`; the response becomes ``outputs.<as>``, th
 a ``poll`` or the ``observed`` state of an ``observe`` probe (``sql.query`` is a check plugin),
 and is journaled by the store. Talks to the database through SQLAlchemy's asyncio engines
 (``aiosqlite`` for SQLite, ``psycopg`` for PostgreSQL), one engine per DSN, cached by each plugin
-instance for the life of the process and disposed by :meth:`close`.
+instance for the life of the process and disposed by :meth:`close`; connections are not pooled
+(each action logs in afresh, see :class:`_Engines`).
 
 What callers may rely on:
 
@@ -45,6 +46,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from reconciler.config.models import Duration, RetryPolicy
 from reconciler.errors import (
@@ -245,7 +247,13 @@ def _async_url(dsn: str, workdir: Path) -> URL:
 
 
 class _Engines:
-    """Engines by DSN for one plugin instance (and one event loop)."""
+    """Engines by DSN for one plugin instance (and one event loop).
+
+    An engine is cached, its connections are not (``NullPool``): every action logs in afresh,
+    so a probe such as "can this role log in?" is answered by a real login, a session of a
+    dropped role or a changed password is never reused, and an idle daemon holds no
+    connections. At reconcile cadence the cost of a connection per action is negligible.
+    """
 
     def __init__(self) -> None:
         self._engines: dict[str, tuple[asyncio.AbstractEventLoop, AsyncEngine]] = {}
@@ -261,13 +269,11 @@ class _Engines:
 
             engine = create_async_engine(
                 url,
-                pool_pre_ping=True,
-                pool_size=2,
-                max_overflow=4,
+                poolclass=NullPool,
                 connect_args={"cursor_factory": AsyncClientCursor, "connect_timeout": 10},
             )
         else:
-            engine = create_async_engine(url)
+            engine = create_async_engine(url, poolclass=NullPool)
         self._engines[key] = (loop, engine)
         return engine
 

@@ -165,3 +165,41 @@ async def test_what_the_runner_learnt_about_a_workflow_goes_with_it(
     del w
     gc.collect()
     assert key not in runner._PLANS
+
+
+async def test_with_templates_see_the_attempt_of_each_retry_and_plain_values_pass_through(
+    engine: Engine, registry: PluginRegistry, journal: MemoryJournal, wf: Any
+) -> None:
+    w = wf(
+        {
+            "a": {
+                "do": [
+                    {
+                        "plugin": "test.fail",
+                        "with": {
+                            "error": "ConnectionFailed",
+                            "times": 2,
+                            "message": "try ${{ run.attempt }} of ${{ run.workflow }}",
+                        },
+                    },
+                    {"plugin": "test.echo", "with": {"value": {"plain": ["text", 1]}}},
+                    {"plugin": "test.echo", "with": {"value": "${{ run.attempt }}"}},
+                ],
+                "retry": {"attempts": 3, "delay": "1ms"},
+                "next": "done",
+            },
+            **END,
+        }
+    )
+    result = await engine.run(w)
+    assert result.ok, result.error
+    actions = [e for e in await journal.entries(result.run.id) if e.kind is EventKind.ACTION]
+    assert [e.detail.get("error", {}).get("message") for e in actions[:2]] == [
+        "try 1 of wf",
+        "try 2 of wf",
+    ]
+    assert [c["attempt"] for c in registry.instance("test.fail").calls] == [1, 2, 3]
+    assert [c["value"] for c in registry.instance("test.echo").calls] == [
+        {"plain": ["text", 1]},
+        1,
+    ]

@@ -553,38 +553,47 @@ class Controller:
                     self.queue.add_after(item.key, later, reason=reason)
                 return
             if self.leases.shared:
-                status = await self.store.get_status(item.key)
-                # suspend/resume may have come through another replica's API: the row says
-                if status is not None and status.reason == StatusReason.SUSPENDED_MANUALLY:
-                    self.suspended.add(item.key)
-                else:
-                    self.suspended.discard(item.key)
-                ahead = self.leases.ahead_of_us(status)
-                if ahead is not None:
-                    log.info(
-                        f"workflow {item.key} was reconciled by another replica at revision "
-                        f"{ahead[:12]}, which this replica has not fetched yet; checking again "
-                        "after the next poll",
-                        workflow=item.key,
-                    )
-                    self.queue.add_after(
-                        item.key,
-                        self.settings.poll_interval.total_seconds(),
-                        reason=Reason.REVISION,
-                    )
-                    return
-                lw = self.target.valid.get(item.key)
-                if (
-                    item.reasons == {Reason.REVISION}
-                    and lw is not None
-                    and self.leases.converged_here_since(
-                        status, revision=self.target.revision, digest=lw.digest
-                    )
-                ):
-                    log.debug(f"workflow {item.key} was just converged by another replica")
+                if await self._settled_elsewhere(item):
                     return
                 await self._claim_unfinished_run(item.key)
             await self._reconcile_held(item)
+
+    async def _settled_elsewhere(self, item: WorkItem) -> bool:
+        """Replicas only, under the workflow's lease: take in what other replicas stored about
+        it, and say whether that leaves nothing to do here (see daemon/replicas.py)."""
+        name = item.key
+        status = await self.store.get_status(name)
+        # suspend/resume may have come through another replica's API: the row says
+        if status is not None and status.reason == StatusReason.SUSPENDED_MANUALLY:
+            self.suspended.add(name)
+        else:
+            self.suspended.discard(name)
+        ahead = self.leases.ahead_of_us(status)
+        if ahead is not None:
+            log.info(
+                f"workflow {name} was reconciled by another replica at revision {ahead[:12]}, "
+                "which this replica has not fetched yet; checking again after the next poll",
+                workflow=name,
+            )
+            poll = self.settings.poll_interval.total_seconds()
+            self.queue.add_after(name, poll, reason=Reason.REVISION)
+            return True
+        lw = self.target.valid.get(name)
+        if lw is None:
+            return False
+        if item.reasons == {Reason.REVISION} and self.leases.converged_here_since(
+            status, revision=self.target.revision, digest=lw.digest
+        ):
+            log.debug(f"workflow {name} was just converged by another replica", workflow=name)
+            return True
+        spec = lw.workflow.spec
+        every = spec.interval or (self.settings.default_interval if spec.cron is None else None)
+        if item.reasons == {Reason.DRIFT_CHECK} and self.leases.checked_recently(
+            status, interval=every, now=self._now()
+        ):
+            log.debug(f"workflow {name} was checked by another replica just now", workflow=name)
+            return True
+        return False
 
     async def _claim_unfinished_run(self, name: str) -> None:
         """Under ``name``'s lease: a top-level run of it still marked running was left by a

@@ -208,6 +208,17 @@ class WorkflowLeases:
             and status.updated_at >= self._loaded_at
         )
 
+    def checked_recently(
+        self, status: WorkflowStatusRecord | None, *, interval: timedelta | None, now: datetime
+    ) -> bool:
+        """For a drift check: True when some replica ran the workflow's observe probe less than
+        half its ``interval`` ago (``observed_at``), so that N replicas' schedulers do not probe
+        it N times per interval. ``interval`` is ``None`` for cron schedules, which are always
+        honoured; a workflow without a probe is never skipped (its check costs no probe)."""
+        if not self.shared or status is None or interval is None or status.observed_at is None:
+            return False
+        return now - status.observed_at < interval / 2
+
     # -- claiming ----------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager

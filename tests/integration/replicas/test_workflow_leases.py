@@ -186,6 +186,20 @@ async def test_a_workflow_converged_elsewhere_since_this_replica_loaded_the_revi
     )
 
 
+async def test_a_drift_check_is_left_out_when_another_replica_looked_within_half_the_interval(
+    pg_store: Store,
+) -> None:
+    leases = WorkflowLeases(pg_store, owner="r2")
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    status = WorkflowStatusRecord(name="app", observed_at=now - timedelta(minutes=2))
+    assert leases.checked_recently(status, interval=timedelta(minutes=5), now=now)
+    assert not leases.checked_recently(status, interval=timedelta(minutes=4), now=now)
+    assert not leases.checked_recently(status, interval=None, now=now)  # cron: always check
+    assert not leases.checked_recently(None, interval=timedelta(minutes=5), now=now)
+    never_observed = status.model_copy(update={"observed_at": None, "updated_at": now})
+    assert not leases.checked_recently(never_observed, interval=timedelta(minutes=5), now=now)
+
+
 async def test_on_sqlite_there_are_no_leases_but_one_daemon_per_file(tmp_path: Path) -> None:
     store = await Store.open(str(tmp_path / "store.db"), data_dir=tmp_path)
     other_store = await Store.open(str(tmp_path / "store.db"), data_dir=tmp_path)

@@ -219,3 +219,15 @@ async def test_cancelling_a_subscription_unsubscribes(
     # no subscriber is left on the subject: a request finds no responders
     with pytest.raises(nats.errors.NoRespondersError):
         await nc.request(subject, b"anyone?", timeout=1)
+
+
+async def test_init_reports_an_unreachable_configured_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RECONCILER_NATS_URL", f"nats://app:{CANARY}@127.0.0.1:1")
+    with pytest.raises(ConnectionFailed, match=r"RECONCILER_NATS_URL.*app:\*\*\*@127.0.0.1:1") as e:
+        await NatsPublish().init()
+    assert CANARY not in str(e.value)
+    monkeypatch.setenv("RECONCILER_NATS_URL", URL)
+    require_server("127.0.0.1", 4222, "NATS")
+    await NatsStream().init()  # a reachable server: ready

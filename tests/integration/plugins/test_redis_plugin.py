@@ -165,3 +165,14 @@ async def test_subscribe_as_an_action_times_out(unique: str, make_context: Conte
 def test_subscribe_needs_exactly_one_of_channel_or_pattern() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         RedisSubscribeRequest.model_validate({"channel": "a", "pattern": "b*"})
+
+
+async def test_init_reports_an_unreachable_configured_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RECONCILER_REDIS_URL", "redis://127.0.0.1:1/0")
+    with pytest.raises(ConnectionFailed, match="RECONCILER_REDIS_URL"):
+        await RedisGet().init()
+    monkeypatch.setenv("RECONCILER_REDIS_URL", URL)
+    require_server("127.0.0.1", 6379, "Redis")
+    await RedisSet().init()

@@ -378,3 +378,19 @@ def test_requests_reject_unknown_fields_and_other_databases() -> None:
         SqlExecRequest.model_validate({"dsn": PG, "sql": "select 1", "parms": {}})
     with pytest.raises(ValueError, match="non-empty"):
         SqlExecRequest.model_validate({"dsn": PG, "sql": []})
+
+
+async def test_init_reports_an_unusable_configured_database(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RECONCILER_SQL_DSN", f"postgresql://app:{CANARY}@127.0.0.1:1/test")
+    plugin = SqlQuery()
+    try:
+        with pytest.raises(ConnectionFailed, match="RECONCILER_SQL_DSN") as caught:
+            await plugin.init()
+        assert CANARY not in str(caught.value) and "app:***@127.0.0.1:1" in str(caught.value)
+        require_server("127.0.0.1", 5432, "PostgreSQL")
+        monkeypatch.setenv("RECONCILER_SQL_DSN", PG)
+        await plugin.init()
+    finally:
+        await plugin.close()

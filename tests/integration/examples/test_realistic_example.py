@@ -1,5 +1,9 @@
 """examples/realistic converges from scratch under the daemon, then hand-made drift is healed.
 
+Drift made by hand: the application's role is dropped (its database handed to ``postgres``) and
+the JetStream stream's max age is cut; both come back on the next interval. Then the password
+in Vault is made 31 days old and the rotation workflow replaces it on its own schedule.
+
 The daemon is the real :class:`~reconciler.daemon.controller.Controller` on a git repository
 holding a copy of the example, with its SQLite store; the servers are real: PostgreSQL
 (127.0.0.1:5432), NATS JetStream (127.0.0.1:4222), Redis (127.0.0.1:6379), the in-process Vault
@@ -20,6 +24,7 @@ import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -370,6 +375,20 @@ async def test_example_converges_from_scratch_and_heals_hand_made_drift(
             assert status.last_run_id is not None
         runs = await store.list_runs("app-database")
         assert len(runs) >= 2  # the first convergence and the healing
+
+        # ---- 31 days later (the current version's creation time moved back): rotated
+        versions = vault.kv2[f"secret/realistic/app-db-{u}"]
+        before = len(versions)
+        versions[-1].created = (datetime.now(UTC) - timedelta(days=31)).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"
+        )
+
+        async def rotated() -> bool:
+            return len(vault.kv2[f"secret/realistic/app-db-{u}"]) == before + 1
+
+        await until(rotated, "the 31-day-old password is rotated")
+        latest = vault.kv2[f"secret/realistic/app-db-{u}"][-1].data
+        assert latest["password"] != password and latest["user"] == f"app_{u}"
     finally:
         stop.set()
         await asyncio.wait_for(daemon, 30)

@@ -136,7 +136,10 @@ class _SqlRequest(Request):
         description="Deadline of the whole call (connect included); bounded by the action's.",
     )
 
-    _dsn_ok = field_validator("dsn")(classmethod(lambda cls, v: _check_dsn(v)))
+    @field_validator("dsn")
+    @classmethod
+    def _dsn_ok(cls, value: str) -> str:
+        return _check_dsn(value)
 
 
 class SqlQueryRequest(_SqlRequest):

@@ -47,6 +47,7 @@ from pydantic.alias_generators import to_camel
 from reconciler.config.models import Duration, RetryPolicy
 from reconciler.errors import (
     ActionError,
+    ConfigError,
     Conflict,
     ConnectionFailed,
     InvalidRequest,
@@ -115,7 +116,7 @@ class _Target:
         if request.addr is None or request.token is None:
             try:
                 config = VaultConfig.from_env()
-            except Exception as exc:  # ConfigError: settings invalid; never shows a value
+            except ConfigError as exc:  # names the setting, never its value
                 raise InvalidRequest(f"the process's Vault settings are invalid: {exc}") from None
         addr = request.addr or (config.addr if config else None)
         token = request.token
@@ -241,7 +242,7 @@ class _VaultPlugin:
     async def init(self) -> None:
         try:
             config = VaultConfig.from_env()
-        except Exception as exc:  # ConfigError naming the setting, never its value
+        except ConfigError as exc:  # names the setting, never its value
             raise ConnectionFailed(f"Vault settings are invalid: {exc}") from None
         if config is None:
             return

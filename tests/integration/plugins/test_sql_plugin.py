@@ -15,6 +15,7 @@ import pytest
 from reconciler_plugins._common import AuthenticationFailed
 from reconciler_plugins.sql import (
     InvalidSQL,
+    SQLError,
     SqlExec,
     SqlExecRequest,
     SqlQuery,
@@ -307,7 +308,7 @@ async def test_a_failing_statement_rolls_back_the_whole_action(
 async def test_sql_query_cannot_write(pg: str, make_context: ContextFactory) -> None:
     query = SqlQuery()
     try:
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(SQLError) as caught:
             await query.run(
                 query_request(dsn=PG, query=f"insert into {pg}.items values (1, 'x')"),
                 make_context(),

@@ -19,6 +19,14 @@ the TTL and hands the workflows of those not running here to the controller, whi
 claim then succeeds only once the owner's lease expired (the owner died or was paused), and the
 controller resumes the run in the state it was in.
 
+What replicas skip, so that N of them do not do the work N times (the controller asks, under
+the lease, in ``Controller._settled_elsewhere``): a workflow another replica reconciled at a
+revision this one has not fetched yet (:meth:`WorkflowLeases.ahead_of_us`; it is checked again
+after the next poll), a revision-triggered look at a workflow another replica converged at this
+revision since it was loaded here (:meth:`WorkflowLeases.converged_here_since`), and a drift
+check of a workflow another replica probed less than half its interval ago
+(:meth:`WorkflowLeases.checked_recently`).
+
 SQLite is single-replica: :class:`SqliteDaemonLock` takes an exclusive ``flock`` next to the
 database file for the daemon's lifetime, so a second daemon on the same file fails at start with
 a clear message (the kernel drops the lock when a daemon dies, even by ``kill -9``). Leases are

@@ -299,12 +299,29 @@ _PG_AUTH = {"28000", "28P01"}
 """invalid authorization / password."""
 
 
+def _server_words(orig: BaseException) -> str:
+    """The database's message without the statement excerpt PostgreSQL appends (``LINE 1: ...``),
+    which would show client-side bound parameters."""
+    diag = getattr(orig, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if not primary:
+        return str(orig).strip()
+    parts = [primary]
+    for label, text_ in (
+        ("DETAIL", getattr(diag, "message_detail", None)),
+        ("HINT", getattr(diag, "message_hint", None)),
+    ):
+        if text_:
+            parts.append(f"{label}: {text_}")
+    return " ".join(parts)
+
+
 def _to_error(
     exc: BaseException, *, where: str, context: ActionContext, hide: Sequence[str]
 ) -> ActionError:
     """The named error for a driver exception; its text names the DSN masked, never a secret."""
     orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
-    reason = redact_all(str(orig).strip() or type(orig).__name__, context, hide)
+    reason = redact_all(_server_words(orig) or type(orig).__name__, context, hide)
     message = f"{where}: {reason}"
     sqlstate: str | None = getattr(orig, "sqlstate", None)
     sqlite_name: str | None = getattr(orig, "sqlite_errorname", None)
@@ -381,12 +398,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def _hidden(url: URL, params: dict[str, Param]) -> list[str]:
-    """Texts never to show: the DSN's password and every string parameter."""
+    """Texts never to show: the DSN's password and every string parameter (also quoted)."""
     out = [url.password] if isinstance(url.password, str) else []
     for value in params.values():
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str):
-                out.append(item)
+                # as given, and as a client-side bound literal shows it in a server message
+                doubled = item.replace("'", "''")
+                out += [item, doubled, doubled.replace("\\", "\\\\")]
     return out
 
 

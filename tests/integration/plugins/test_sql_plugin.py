@@ -395,3 +395,26 @@ async def test_init_reports_an_unusable_configured_database(
         await plugin.init()
     finally:
         await plugin.close()
+
+
+async def test_a_parameter_never_shows_in_an_error_even_quoted_by_the_driver(
+    make_context: ContextFactory, unique: str
+) -> None:
+    require_server("127.0.0.1", 5432, "PostgreSQL")
+    password = "Pw-9d8f'x\\y"  # not known to the run as a secret: only a parameter
+    plugin = SqlExec()
+    try:
+        with pytest.raises(InvalidSQL) as caught:
+            await plugin.run(
+                exec_request(
+                    dsn=PG,
+                    sql=f"create role r_{unique} login password :pw garbage",
+                    params={"pw": password},
+                ),
+                make_context(),
+            )
+    finally:
+        await plugin.close()
+    shown = str(caught.value) + repr(caught.value.details)
+    assert "garbage" in shown
+    assert "Pw-9d8f" not in shown

@@ -58,7 +58,7 @@ def racers(transitions: Sequence[Transition]) -> list[Transition]:
     return [t for t in transitions if t.kind in RACE_KINDS]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: cheaper to build, and nothing changes it
 class Exits:
     """A state's transitions sorted once by how they fire (the runner caches one per state).
 
@@ -73,12 +73,22 @@ class Exits:
 
     @classmethod
     def of(cls, transitions: Sequence[Transition]) -> Exits:
-        return cls(
-            success=match_success(transitions),
-            choices=tuple(t for t in transitions if t.when is not None),
-            racers=tuple(racers(transitions)),
-            default=default_branch(transitions),
-        )
+        # one pass; a transition has at most one condition (models.Transition checks it)
+        success: Transition | None = None
+        default: Transition | None = None
+        choices: list[Transition] = []
+        racing: list[Transition] = []
+        for t in transitions:
+            if t.on is not None:
+                if success is None and "success" in t.on:
+                    success = t
+            elif t.when is not None:
+                choices.append(t)
+            elif t.after is not None or t.poll is not None or t.subscribe is not None:
+                racing.append(t)
+            elif default is None:
+                default = t
+        return cls(success, tuple(choices), tuple(racing), default)
 
 
 async def _wait_after(ctx: RunContext, fire_at: float) -> None:

@@ -100,7 +100,7 @@ class RunResult:
         return self.run.status is RunStatus.SUCCEEDED
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: cheaper to build, and nothing changes it
 class _Plan:
     """What the runner needs to know of one state, worked out on its first visit.
 

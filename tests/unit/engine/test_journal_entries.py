@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from reconciler.engine import runner
+from reconciler.engine.conditions import Exits, default_branch, match_success, racers
 from reconciler.engine.journal import EventKind, JournalEntry, MemoryJournal, trusted_entry
 from reconciler.engine.runner import Engine
 from reconciler.plugin import PluginRegistry
@@ -203,3 +204,31 @@ async def test_with_templates_see_the_attempt_of_each_retry_and_plain_values_pas
         {"plain": ["text", 1]},
         1,
     ]
+
+
+def test_a_states_exits_sorted_once_agree_with_the_one_by_one_rules(wf: Any) -> None:
+    w = wf(
+        {
+            "a": {
+                "transitions": [
+                    {"to": "done", "on": "Timeout"},
+                    {"to": "b", "when": "inputs.x == 1"},
+                    {"to": "done", "after": "1s"},
+                    {"to": "b"},
+                    {"to": "done", "on": ["error", "success"]},
+                    {"to": "failed", "when": "true"},
+                    {"to": "failed", "poll": {"plugin": "test.health", "until": "true"}},
+                    {"to": "failed"},
+                    {"to": "b", "on": "success"},
+                ]
+            },
+            "b": {"next": "done"},
+            **END,
+        }
+    )
+    transitions = w.spec.states["a"].transitions
+    exits = Exits.of(transitions)
+    assert exits.success is match_success(transitions) is transitions[4]
+    assert exits.choices == tuple(t for t in transitions if t.kind == "when")
+    assert list(exits.racers) == racers(transitions) == [transitions[2], transitions[6]]
+    assert exits.default is default_branch(transitions) is transitions[3]

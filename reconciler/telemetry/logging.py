@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
@@ -36,6 +37,20 @@ def add_context_keys(_logger: WrappedLogger, _method: str, event_dict: EventDict
     for key in CONTEXT_KEYS:
         event_dict.setdefault(key, None)
     return event_dict
+
+
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of writing, not at configuration.
+
+    Test runners and embedding code swap ``sys.stderr``; binding the object present when
+    logging was configured would later write into a closed stream.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def configure_logging(level: str, *, json_lines: bool | None = None) -> None:
@@ -63,6 +78,6 @@ def configure_logging(level: str, *, json_lines: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=False,
     )

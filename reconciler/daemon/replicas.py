@@ -157,8 +157,11 @@ class WorkflowLeases:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """On SQLite, make sure this is the only daemon on the file (raises StoreError)."""
+        """On SQLite, make sure this is the only daemon on the file (raises StoreError). On
+        PostgreSQL, name the replica on every log line of the calling task and the tasks it
+        starts afterwards (``replica=...``), so that merged logs say who did what."""
         if self.shared:
+            structlog.contextvars.bind_contextvars(replica=self.owner)
             log.info(
                 f"replica {self.owner}: sharing the store with any other replica "
                 f"(lease TTL {self.ttl.total_seconds():g}s)",

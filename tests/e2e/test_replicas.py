@@ -290,6 +290,8 @@ def test_three_replicas_converge_300_workflows_exactly_once_per_revision_and_sha
     assert {p.read_text() for p in out.iterdir()} == {"one", "two"}
     assert sum(p.read_text() == "two" for p in out.iterdir()) == 30
 
+    for replica in replicas:  # every line names the replica that wrote it
+        assert {e.get("replica") for e in replica.events() if e.get("run")} == {replica.name}
     by_replica = {r.name: r.runs_started() for r in replicas}
     assert all(by_replica.values()), {k: len(v) for k, v in by_replica.items()}
     assert sum(len(v) for v in by_replica.values()) == 330  # no run started by two replicas

@@ -20,6 +20,10 @@ Flow: source → **snapshot** (loaded incrementally here) → planner → queue 
   :class:`~reconciler.engine.runner.Engine`, storing each decision in the
   :class:`~reconciler.store.Store` and logging it in plain words.
 - At start, runs the store still marks running are resumed in the state they were in.
+- On a PostgreSQL store several replicas share the work (:mod:`~reconciler.daemon.replicas`):
+  each workflow is reconciled under its lease, the run's journal writes are fenced by it, and a
+  run whose replica died or lost the lease is resumed, in its state, by the replica that claims
+  the workflow next. On SQLite, a second daemon on the same file is refused at start.
 - :meth:`Controller.run` returns once ``stop`` is set: no new work is taken, running work gets
   ``grace_period`` to finish; runs still going after that are interrupted *without* being
   marked finished, so they resume on the next start.

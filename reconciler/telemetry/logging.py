@@ -53,11 +53,19 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
-def configure_logging(level: str, *, json_lines: bool | None = None) -> None:
-    """structlog (and stdlib logging) to stderr: JSON when not a TTY, console otherwise."""
-    as_json = not sys.stderr.isatty() if json_lines is None else json_lines
+def configure_logging(
+    level: str, *, json_lines: bool | None = None, stream: TextIO | None = None
+) -> None:
+    """structlog (and stdlib logging) to stderr: JSON when not a TTY, console otherwise.
+
+    ``stream`` pins the output to one stream; by default lines go to whatever ``sys.stderr``
+    is when they are written.
+    """
+    out: TextIO = stream if stream is not None else cast(TextIO, _CurrentStderr())
+    tty = (stream or sys.stderr).isatty()
+    as_json = not tty if json_lines is None else json_lines
     numeric = LEVELS.get(level, logging.INFO)
-    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(name)s: %(message)s")
+    logging.basicConfig(level=numeric, stream=out, format="%(name)s: %(message)s")
     logging.getLogger().setLevel(numeric)
     # apscheduler and alembic narrate routine steps at INFO; the daemon says what matters itself.
     for chatty in ("apscheduler", "alembic"):
@@ -65,7 +73,7 @@ def configure_logging(level: str, *, json_lines: bool | None = None) -> None:
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if as_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=tty)
     )
     structlog.configure(
         processors=[
@@ -78,6 +86,6 @@ def configure_logging(level: str, *, json_lines: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )

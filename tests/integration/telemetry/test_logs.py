@@ -45,7 +45,7 @@ def json_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     level, handlers = root.level, list(root.handlers)
     with path.open("w", encoding="utf-8") as stderr:
         monkeypatch.setattr(sys, "stderr", stderr)
-        configure_logging("info")
+        configure_logging("info", stream=stderr)
         try:
             yield path
         finally:

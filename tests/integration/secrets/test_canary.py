@@ -209,7 +209,8 @@ def table_rows(database: Path) -> Iterator[tuple[str, str]]:
 
 
 def api_bodies(base: str, run_ids: list[str]) -> dict[str, str]:
-    paths = ["/api/v1/workflows", "/api/v1/workflows/canary", "/api/v1/runs", "/metrics"]
+    paths = ["/", "/static/app.js", "/api/v1/workflows", "/api/v1/workflows/canary"]
+    paths += ["/api/v1/workflows/canary/graph?format=json", "/api/v1/runs", "/metrics"]
     paths += [f"/api/v1/runs/{run_id}" for run_id in run_ids]
     out: dict[str, str] = {}
     with httpx.Client(base_url=base, timeout=10) as client:

@@ -218,6 +218,9 @@ class Snapshot:
                     invalid[problem.workflow].append(problem)
         workflows: dict[str, LoadedWorkflow] = {}
         for name, lws in defined.items():
+            if len(lws) == 1 and name not in failed:
+                workflows[name] = lws[0]
+                continue
             count = len(lws) + len(failed.get(name, []))
             if count == 1:
                 workflows[name] = lws[0]

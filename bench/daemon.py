@@ -20,7 +20,10 @@ and PASS/MISS:
 (e) resident memory (VmRSS) of a fresh process holding a Controller with 10,000 workflows loaded.
 
 The workflows come from one template (observe, desired, a retried write state, shorthands), in
-100 directories of a temporary git repository. Run ``python bench/daemon.py`` (about two minutes;
+100 directories of a temporary git repository; (c) uses ``--latency-workflows`` (1,000) so the
+re-check of every workflow each commit triggers stays short between samples. (b) and (e) call the
+controller's revision handler directly (``Controller._on_revision``, what the source loop awaits)
+without starting its workers. Run ``python bench/daemon.py`` (two to three minutes;
 ``--workflows`` and ``--samples`` make it smaller, as the smoke test in
 ``tests/unit/bench/test_bench_daemon_smoke.py`` does). Figures are recorded in ``bench/README.md``.
 """

@@ -314,11 +314,15 @@ def bulk_loading() -> Iterator[None]:
     collector's passes find nothing to free yet cost as much as the parsing itself (about half of
     a 10,000-file load), and every later full collection would rescan them. So the collector is
     paused for the block and, at its end, everything alive is moved to its permanent generation
-    (:func:`gc.freeze`) before it resumes (if it was on). Loading creates no reference cycles, and
-    frozen objects are still freed by reference counting when dropped (an old snapshot's files),
-    so nothing is kept alive. Use only around synchronous code, never across an ``await``.
+    (:func:`gc.freeze`) before it resumes (if it was on). Garbage already waiting for the
+    collector is collected first, so the freeze pins none of it; loading creates no reference
+    cycles, and frozen objects are still freed by reference counting when dropped (an old
+    snapshot's files). Meant for large loads (a cold start, a big commit), not for every file;
+    use only around synchronous code, never across an ``await``.
     """
     was_enabled = gc.isenabled()
+    if was_enabled:
+        gc.collect()
     gc.disable()
     try:
         yield

@@ -73,6 +73,10 @@ from reconciler.telemetry.instrument import DaemonMetrics
 
 log = structlog.get_logger("reconciler.daemon")
 
+BULK_LOAD_FILES = 500
+"""A revision changing at least this many files is loaded with the garbage collector kept out
+(:func:`~reconciler.config.loader.bulk_loading`)."""
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -428,7 +432,8 @@ class Controller:
         previous_files = self._files
         previous_valid = self.target.valid
         files: dict[str, FileResult] = {}
-        with bulk_loading():  # synchronous: the first revision may hold thousands of files
+        many = len(revision.changed) >= BULK_LOAD_FILES  # the first revision, a big commit
+        with bulk_loading() if many else contextlib.nullcontext():
             for path, content in revision.files.items():
                 old = previous_files.get(path)
                 if old is not None and path not in revision.changed:

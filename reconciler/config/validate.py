@@ -9,7 +9,9 @@ where a secret reference belongs.
 
 Every problem carries the ``path:line:col`` of the offending node and the workflow's name, and no
 check stops at the first problem. Messages never repeat a credential's value. ``reconciler
-validate`` prints the problems; the daemon marks every workflow with an error ``Invalid``.
+validate`` prints the problems; the daemon marks every workflow with an error ``Invalid``. The
+daemon's controller passes a :class:`ValidationCache`, so a workflow whose file a revision did not
+touch is not validated again.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ from reconciler.config.snapshot import LoadedWorkflow, Loc, Problem, Snapshot
 from reconciler.errors import BUILTIN_ERROR_NAMES, ExpressionError
 from reconciler.plugin import PluginRegistry, SubscribePlugin
 
-__all__ = ["ValidationCache", "find_credentials", "validate_snapshot", "validate_workflow"]
+__all__ = [
+    "ValidationCache",
+    "find_credentials",
+    "known_error_names",
+    "validate_snapshot",
+    "validate_workflow",
+]
 
 SECRET_HINT = (
     "use a secret reference: put `vault:...`/`env:NAME` under spec.secrets "

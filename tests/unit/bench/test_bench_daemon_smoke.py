@@ -51,15 +51,16 @@ def test_tiny_run_reports_each_figure_with_its_target_and_a_verdict() -> None:
     assert sorted(by_key) == ["a", "b", "c", "d", "e"]
     assert "cold load + validation of 40 files" in by_key["a"][0][1]
     assert "1 of 40 files changed" in by_key["b"][0][1]
+    assert "controller's handling of that revision" in by_key["b"][1][1]
     latency = [row[1] for row in by_key["c"]]
     assert any("p50, watched local repo" in text for text in latency)
     assert any("p99, watched local repo" in text for text in latency)
     assert any("p99, file:// remote" in text for text in latency)
     assert "no-drift pass over 40 workflows" in by_key["d"][0][1]
     assert by_key["e"][0][2].endswith("MB")
+    informative = [row for row in rows if row[-1] == "info"]
+    assert [row[0] for row in informative] == ["b", "c", "c"]  # no target: handling, two p50s
     for row in rows:
-        if "p50" in row[1]:
-            assert row[-1] == "info"
-        else:
+        if row not in informative:
             assert row[3].startswith("< ")
             assert row[-1] in ("PASS", "MISS")

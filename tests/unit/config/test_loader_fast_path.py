@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import textwrap
-from collections.abc import Iterator
 
 import pytest
 
@@ -85,13 +84,6 @@ TEXTS: dict[str, str] = {
     "only a comment": "# nothing here\n",
     "trailing separator": VALID + "---\n",
 }
-
-
-@pytest.fixture
-def pure_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Load through the pure-Python path only (as on a PyYAML built without LibYAML)."""
-    monkeypatch.setattr(loader, "_FAST_LOADER", None)
-    yield
 
 
 def _summary(result: FileResult) -> dict[str, object]:
@@ -168,3 +160,10 @@ def test_bulk_loading_pauses_the_collector_and_restores_its_state() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_lazy_positions_are_rebuilt_even_without_libyaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    _first, second = load_text(TEXTS["two documents"], path="wf.yaml").workflows
+    monkeypatch.setattr(loader, "_FAST_LOADER", None)
+    assert second.name == "motd-2"
+    assert second.locate(("metadata", "name")) == (VALID.count("\n") + 5, 9)

@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +24,9 @@ import pytest
 from typer.testing import CliRunner
 
 from reconciler.cli import app
+from tests.support.daemon import CLI, run_command, without_settings
+from tests.support.net import free_port
+from tests.support.repos import git, init_repo
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -59,24 +60,8 @@ spec:
 """
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env = without_settings()
     env["COLUMNS"] = "200"  # wide enough that rich never truncates a cell
     env.update(extra)
     return env
@@ -93,8 +78,7 @@ class Daemon:
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     tmp = tmp_path_factory.mktemp("remote")
     repo, out = tmp / "repo", tmp / "motd.txt"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
+    init_repo(repo)
     (repo / "motd.yaml").write_text(WORKFLOW.format(out=out))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "motd")
@@ -102,20 +86,14 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     url = f"http://127.0.0.1:{port}"
     log = (tmp / "daemon.log").open("wb")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from reconciler.cli import main; main()",
-            "run",
-            "--repo",
-            str(repo),
-            "--data-dir",
-            str(tmp / "data"),
+        run_command(
+            repo,
+            tmp / "data",
             "--listen",
             f"127.0.0.1:{port}",
             "--grace-period",
             "2s",
-        ],
+        ),
         cwd=tmp,
         stdout=log,
         stderr=log,
@@ -159,7 +137,7 @@ class Result:
 def cli_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """The command as its own process, as a user types it."""
     return subprocess.run(
-        [sys.executable, "-c", "from reconciler.cli import main; main()", *args],
+        [*CLI, *args],
         capture_output=True,
         text=True,
         env=clean_env(**env),

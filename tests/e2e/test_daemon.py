@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +19,8 @@ from typing import IO
 import pytest
 
 from reconciler.store import Health, Store, WorkflowStatusRecord
+from tests.support.daemon import CLI, run_command, without_settings
+from tests.support.repos import commit, git, init_repo
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -52,33 +52,14 @@ spec:
 """
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
 def write_workflow(repo: Path, out: Path, name: str, content: str) -> None:
     text = WORKFLOW.format(name=name, out=out / f"{name}.txt", content=content)
     (repo / f"{name}.yaml").write_text(text)
 
 
-def commit(repo: Path, message: str) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    return path
+    return init_repo(tmp_path / "repo")
 
 
 @pytest.fixture
@@ -90,24 +71,18 @@ def daemon(tmp_path: Path, repo: Path) -> Iterator[Callable[..., subprocess.Pope
         log_file = tmp_path / "daemon.log"
         before = log_file.read_text().count("reconciler started") if log_file.exists() else 0
         log = log_file.open("ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+        env = without_settings()
         env["RECONCILER_LISTEN"] = "127.0.0.1:0"  # the API on any free port: daemons never clash
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from reconciler.cli import main; main()",
-                "run",
-                "--repo",
-                str(repo),
-                "--data-dir",
-                str(tmp_path / "data"),
+            run_command(
+                repo,
+                tmp_path / "data",
                 "--poll-interval",
                 "500ms",
                 "--grace-period",
                 "5s",
                 *extra,
-            ],
+            ),
             cwd=tmp_path,
             stdout=log,
             stderr=log,
@@ -251,10 +226,10 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 def spawn(args: list[str], *, cwd: Path, out: IO[bytes]) -> subprocess.Popen[bytes]:
     """``reconciler ARGS...`` as a child process, without any RECONCILER_* from this one."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env = without_settings()
     env["RECONCILER_LISTEN"] = "127.0.0.1:0"  # the API on any free port: daemons never clash
     return subprocess.Popen(
-        [sys.executable, "-c", "from reconciler.cli import main; main()", *args],
+        [*CLI, *args],
         cwd=cwd,
         stdout=out,
         stderr=out,
@@ -302,16 +277,9 @@ async def test_daemon_without_a_repository_serves_the_quickstart_in_the_checkout
 def test_bad_setting_in_the_config_file_exits_2_with_one_clear_line(tmp_path: Path) -> None:
     config = tmp_path / "reconciler.toml"
     config.write_text('max-concurrent-runs = "many"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env = without_settings()
     result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from reconciler.cli import main; main()",
-            "run",
-            "--config",
-            str(config),
-        ],
+        [*CLI, "run", "--config", str(config)],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -10,11 +10,8 @@ over. The slow tests of the suite: about 15-25 s each.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -28,6 +25,9 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.conftest import require_server
+from tests.support.daemon import run_command, without_settings
+from tests.support.net import free_port
+from tests.support.repos import commit, git, init_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -37,22 +37,6 @@ PG_ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=test"
 LEASE_TTL = 2.0
 TAKEOVER_MARGIN = 6.0
 """Generous bound past the lease TTL for another replica to resume a run (scans run every TTL/3)."""
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
-def commit(repo: Path, message: str) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
 
 
 def write_file_workflow(repo: Path, out: Path, name: str, content: str) -> None:
@@ -102,12 +86,6 @@ spec:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Replica:
     name: str
@@ -145,21 +123,15 @@ class Cluster:
     replicas: list[Replica] = field(default_factory=list)
 
     def start(self, count: int, *extra: str) -> list[Replica]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+        env = without_settings()
         started = []
         for _ in range(count):
             name = f"r{len(self.replicas) + 1}"
             log_file = self.tmp_path / f"{name}.log"
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "from reconciler.cli import main; main()",
-                    "run",
-                    "--repo",
-                    str(self.repo),
-                    "--data-dir",
-                    str(self.tmp_path / f"data-{name}"),
+                run_command(
+                    self.repo,
+                    self.tmp_path / f"data-{name}",
                     "--store",
                     self.store_url,
                     "--replica-id",
@@ -173,7 +145,7 @@ class Cluster:
                     "--grace-period",
                     "1s",
                     *extra,
-                ],
+                ),
                 cwd=self.tmp_path,
                 stdout=log_file.open("ab"),
                 stderr=subprocess.STDOUT,
@@ -228,8 +200,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
         admin.execute(f'CREATE SCHEMA "{schema}"')
     repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
+    init_repo(repo)
     # A paused replica must not keep a lock past a second: idle transactions are ended.
     options = f"-csearch_path%3D{schema}%20-cidle_in_transaction_session_timeout%3D1000"
     url = f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test?options={options}"
@@ -416,28 +387,21 @@ def test_a_second_daemon_on_the_same_sqlite_store_fails_at_start_with_a_clear_me
     tmp_path: Path,
 ) -> None:
     repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
+    init_repo(repo)
     out = tmp_path / "out"
     out.mkdir()
     write_file_workflow(repo, out, "solo", "one")
     commit(repo, "one workflow")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env = without_settings()
 
     def daemon(log_name: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from reconciler.cli import main; main()",
-                "run",
-                "--repo",
-                str(repo),
-                "--data-dir",
-                str(tmp_path / "data"),
+            run_command(
+                repo,
+                tmp_path / "data",
                 "--listen",
                 f"127.0.0.1:{free_port()}",
-            ],
+            ),
             cwd=tmp_path,
             stdout=(tmp_path / log_name).open("ab"),
             stderr=subprocess.STDOUT,

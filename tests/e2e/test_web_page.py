@@ -8,10 +8,8 @@ is saved in the test's output directory (``tmp_path``) and copied to ``test-outp
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IN_CI
+from tests.support.daemon import without_settings
+from tests.support.net import free_port
+from tests.support.repos import git
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -70,21 +71,6 @@ spec:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=T", "-c", "user.email=t@example.test", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
-
-
 def get_json(url: str) -> dict[str, object]:
     with urllib.request.urlopen(url, timeout=5) as answer:
         return json.loads(answer.read())  # type: ignore[no-any-return]
@@ -100,7 +86,7 @@ def daemon(tmp_path: Path) -> Iterator[str]:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "two workflows")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env = without_settings()
     env.update(RECONCILER_API_TOKEN=TOKEN, PAGE_CANARY=CANARY)
     log = (tmp_path / "daemon.log").open("wb")
     proc = subprocess.Popen(

@@ -10,7 +10,6 @@ that does not exist: ``Invalid``).
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -29,25 +28,10 @@ from reconciler.daemon.settings import DaemonSettings
 from reconciler.plugin import PluginRegistry
 from reconciler.sources import open_source
 from reconciler.store import Store
+from tests.support.repos import commit, init_repo
 
 TOKEN = "t0ken-for-tests-4c1d"
 SECRET = "hook-secret-9a7e"
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
-def commit(repo: Path, message: str = "change") -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "--allow-empty", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
 
 
 def motd(target: Path, content: str) -> dict[str, Any]:
@@ -180,8 +164,7 @@ async def start_daemon(
     stop both on exit."""
     repo, out = tmp_path / "repo", tmp_path / "motd.txt"
     if not repo.exists():  # a second start in the same tmp_path is a restart
-        repo.mkdir()
-        git(repo, "init", "-q", "-b", "main")
+        init_repo(repo)
         write_repo(repo, out)
     url = f"file://{repo}"  # a remote: only polls (hourly) and hooks fetch, no file watcher
     settings = DaemonSettings.load(

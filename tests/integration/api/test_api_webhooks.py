@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from reconciler.api.webhooks import MAX_BODY, sign
-from tests.integration.api.conftest import SECRET, Daemon, commit, start_daemon
+from tests.integration.api.conftest import SECRET, Daemon, start_daemon
+from tests.support.repos import commit
 
 pytestmark = pytest.mark.timeout(60)
 

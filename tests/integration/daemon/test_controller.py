@@ -7,11 +7,9 @@ expected status shows up in the store, and checks what happened on disk and in t
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +17,13 @@ import psycopg
 import pytest
 import yaml
 
-from reconciler.daemon.controller import Controller, restrict_registry
-from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine.journal import EventKind, RunStatus
-from reconciler.plugin import PluginRegistry
-from reconciler.sources import open_source
 from reconciler.store import Health, Store, WorkflowStatusRecord
 from tests.conftest import require_server
+from tests.support.controller import eventually, running
+from tests.support.repos import commit, init_repo
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
-def commit(repo: Path, message: str = "change") -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "--allow-empty", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
 
 
 def file_workflow(
@@ -87,54 +67,7 @@ def put(repo: Path, name: str, document: dict[str, Any]) -> None:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    return path
-
-
-@asynccontextmanager
-async def running(
-    tmp_path: Path, repo: Path, **overrides: Any
-) -> AsyncIterator[tuple[Controller, Store]]:
-    """A controller on ``repo`` with its store, stopped (gracefully) on exit."""
-    settings = DaemonSettings.load(
-        repo=str(repo),
-        data_dir=tmp_path / "data",
-        store=overrides.pop("store", None),
-        poll_interval="200ms",
-        grace_period=overrides.pop("grace_period", "5s"),
-        **overrides,
-    )
-    store = await Store.open(settings.store, data_dir=settings.data_dir)
-    source = open_source(
-        str(repo), data_dir=settings.data_dir, poll_interval=settings.poll_interval.total_seconds()
-    )
-    registry = restrict_registry(PluginRegistry.discover(), settings.allow_plugins)
-    controller = Controller(settings, store, source=source, registry=registry)
-    stop = asyncio.Event()
-    task = asyncio.create_task(controller.run(stop))
-    try:
-        yield controller, store
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await registry.close()
-        await store.close()
-
-
-async def eventually(
-    store: Store, name: str, check: Callable[[WorkflowStatusRecord], bool]
-) -> WorkflowStatusRecord:
-    """The status of ``name`` once ``check`` accepts it (fails after 20 s)."""
-    deadline = time.monotonic() + 20
-    status = None
-    while time.monotonic() < deadline:
-        status = await store.get_status(name)
-        if status is not None and check(status):
-            return status
-        await asyncio.sleep(0.03)
-    raise AssertionError(f"status of {name} never matched: {status}")
+    return init_repo(tmp_path / "repo")
 
 
 def converged_at(revision: str) -> Callable[[WorkflowStatusRecord], bool]:

@@ -20,7 +20,6 @@ import contextlib
 import json
 import re
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -42,6 +41,7 @@ from reconciler.secrets.vault import VaultClient, VaultConfig
 from reconciler.sources import open_source
 from reconciler.store import Health, Store, WorkflowStatusRecord
 from tests.conftest import require_server
+from tests.support.repos import git
 from tests.support.vault_server import FakeVault
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
@@ -110,15 +110,6 @@ class Fleet:
 
 
 # ------------------------------------------------------------------------------- the copy
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
 
 
 def patch(repo: Path, name: str, replacements: dict[str, str]) -> None:

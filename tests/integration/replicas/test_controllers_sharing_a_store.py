@@ -7,7 +7,6 @@ removed from git while another replica runs it, and suspend/resume through one r
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +23,7 @@ from reconciler.plugin import PluginRegistry
 from reconciler.sources import open_source
 from reconciler.store import Health, Store
 from tests.conftest import require_server
+from tests.support.repos import commit, init_repo
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
 
@@ -52,22 +52,6 @@ spec:
     failed: {{end: failure}}
   onDelete: cleanup
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
-def commit(repo: Path, message: str) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
 
 
 @pytest.fixture
@@ -151,8 +135,7 @@ async def test_a_manual_sync_sent_to_the_other_replica_runs_once_the_holder_is_d
     tmp_path: Path, replicas: Replicas
 ) -> None:
     repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
+    init_repo(repo)
     (repo / "slow.yaml").write_text(SLOW.format(name="slow", seconds=1.5, marker=tmp_path / "m"))
     commit(repo, "slow workflow")
     pair = await replicas(2)
@@ -178,8 +161,7 @@ async def test_a_workflow_removed_while_another_replica_runs_it_is_retired_after
     tmp_path: Path, replicas: Replicas
 ) -> None:
     repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
+    init_repo(repo)
     marker = tmp_path / "deleted"
     (repo / "slow.yaml").write_text(SLOW.format(name="slow", seconds=1.5, marker=marker))
     (repo / "other.yaml").write_text(SLOW.format(name="other", seconds=0, marker=tmp_path / "o"))
@@ -207,8 +189,7 @@ async def test_a_workflow_suspended_through_one_replica_does_not_run_on_another(
     tmp_path: Path, replicas: Replicas
 ) -> None:
     repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
+    init_repo(repo)
     (repo / "quick.yaml").write_text(SLOW.format(name="quick", seconds=0, marker=tmp_path / "m"))
     commit(repo, "quick workflow")
     (one, store), (two, _) = await replicas(2)

@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +30,9 @@ import pytest
 from reconciler.engine.journal import EventKind
 from reconciler.store import Store
 from tests.integration.secrets.conftest import APP_POLICY
+from tests.support.daemon import run_command
+from tests.support.net import free_port
+from tests.support.repos import git, init_repo
 from tests.support.vault_server import FakeVault
 
 pytestmark = pytest.mark.timeout(90)
@@ -92,12 +93,6 @@ spec:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class EchoServer:
     """Loopback HTTP server answering every GET with the Authorization header it received."""
 
@@ -135,15 +130,6 @@ def echo() -> Iterator[EchoServer]:
     server.close()
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
-
-
 async def wait_until_degraded(base: str, name: str) -> None:
     """Poll the daemon's API until the workflow's status is Degraded."""
     deadline = time.monotonic() + 45
@@ -168,15 +154,9 @@ def start_daemon(repo: Path, data_dir: Path, *, port: int, log: IO[bytes], vault
         "RECONCILER_VAULT_TOKEN": vault.create_token(APP_POLICY),
     }
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from reconciler.cli import main; main()",
-            "run",
-            "--repo",
-            str(repo),
-            "--data-dir",
-            str(data_dir),
+        run_command(
+            repo,
+            data_dir,
             "--listen",
             f"127.0.0.1:{port}",
             "--log-level",
@@ -185,7 +165,7 @@ def start_daemon(repo: Path, data_dir: Path, *, port: int, log: IO[bytes], vault
             "500ms",
             "--grace-period",
             "5s",
-        ],
+        ),
         cwd=repo.parent,
         stdout=log,
         stderr=log,
@@ -225,8 +205,7 @@ async def test_a_vault_canary_is_nowhere_after_a_failing_run(
     tmp_path: Path, echo: EchoServer
 ) -> None:
     repo, data_dir, used = tmp_path / "repo", tmp_path / "data", tmp_path / "used-by-shell"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
+    init_repo(repo)
     (repo / "canary.yaml").write_text(
         WORKFLOW.format(used=used, echo_port=echo.port, closed_port=free_port())
     )

@@ -10,9 +10,7 @@ the broken secret converge as usual.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,25 +26,11 @@ from reconciler.secrets.vault import VaultClient, VaultConfig
 from reconciler.sources import open_source
 from reconciler.store import Health, Store, WorkflowStatusRecord
 from tests.integration.secrets.conftest import APP_POLICY
+from tests.support.controller import eventually
+from tests.support.repos import commit, init_repo
 from tests.support.vault_server import FakeVault
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
-def commit(repo: Path) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "--allow-empty", "-m", "change")
-    return git(repo, "rev-parse", "HEAD")
 
 
 def secret_file_workflow(name: str, target: Path, ref: str) -> dict[str, Any]:
@@ -82,10 +66,7 @@ def put(repo: Path, name: str, target: Path, ref: str) -> None:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    return path
+    return init_repo(tmp_path / "repo")
 
 
 @asynccontextmanager
@@ -114,19 +95,6 @@ async def running(
         await asyncio.wait_for(task, 30)
         await registry.close()
         await store.close()
-
-
-async def eventually(
-    store: Store, name: str, check: Callable[[WorkflowStatusRecord], bool]
-) -> WorkflowStatusRecord:
-    deadline = time.monotonic() + 20
-    status = None
-    while time.monotonic() < deadline:
-        status = await store.get_status(name)
-        if status is not None and check(status):
-            return status
-        await asyncio.sleep(0.03)
-    raise AssertionError(f"status of {name} never matched: {status}")
 
 
 def degraded(s: WorkflowStatusRecord) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.sources import Revision
+from tests.support.net import free_port
 
 GIT_ENV = {
     **os.environ,
@@ -103,12 +104,6 @@ def remote(tmp_path: Path, work: WorkRepo) -> Remote:
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
     git(work.path, "remote", "add", "origin", str(bare))
     return Remote(base=base, bare=bare, work=work)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class GitDaemon:

@@ -1,7 +1,7 @@
-"""Shared by the telemetry integration tests: a real Controller on a real git repository.
+"""Shared by the telemetry integration tests: workflows for a real Controller, and what it exposes.
 
-:func:`running` starts a :class:`~reconciler.daemon.controller.Controller` on a repository in
-``tmp_path`` with a SQLite store (as ``tests/integration/daemon/test_controller.py`` does);
+The controller itself runs through :func:`tests.support.controller.running` on a repository from
+:mod:`tests.support.repos`; here are the workflow documents the tests commit, and
 :func:`exposition` parses what ``/metrics`` would serve from
 :data:`~reconciler.telemetry.metrics.REGISTRY`.
 """
@@ -9,10 +9,8 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,34 +19,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from reconciler.daemon.controller import Controller, restrict_registry
-from reconciler.daemon.settings import DaemonSettings
-from reconciler.plugin import PluginRegistry
-from reconciler.sources import open_source
-from reconciler.store import Store, WorkflowStatusRecord
 from reconciler.telemetry.metrics import REGISTRY
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
-def init_repo(path: Path) -> Path:
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    return path
-
-
-def commit(repo: Path, message: str = "change") -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "--allow-empty", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
 
 
 def put(repo: Path, name: str, document: dict[str, Any]) -> None:
@@ -106,49 +77,6 @@ def failing_workflow(name: str) -> dict[str, Any]:
         },
         start="slow",
     )
-
-
-@asynccontextmanager
-async def running(
-    tmp_path: Path, repo: Path, **overrides: Any
-) -> AsyncIterator[tuple[Controller, Store]]:
-    """A controller on ``repo`` with its SQLite store, stopped gracefully on exit."""
-    settings = DaemonSettings.load(
-        repo=str(repo),
-        data_dir=tmp_path / "data",
-        poll_interval="200ms",
-        grace_period="5s",
-        **overrides,
-    )
-    store = await Store.open(settings.store, data_dir=settings.data_dir)
-    source = open_source(
-        str(repo), data_dir=settings.data_dir, poll_interval=settings.poll_interval.total_seconds()
-    )
-    registry = restrict_registry(PluginRegistry.discover(), settings.allow_plugins)
-    controller = Controller(settings, store, source=source, registry=registry)
-    stop = asyncio.Event()
-    task = asyncio.create_task(controller.run(stop))
-    try:
-        yield controller, store
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await registry.close()
-        await store.close()
-
-
-async def eventually(
-    store: Store, name: str, check: Callable[[WorkflowStatusRecord], bool], *, within: float = 20
-) -> WorkflowStatusRecord:
-    """The status of ``name`` once ``check`` accepts it (fails after ``within`` seconds)."""
-    deadline = time.monotonic() + within
-    status = None
-    while time.monotonic() < deadline:
-        status = await store.get_status(name)
-        if status is not None and check(status):
-            return status
-        await asyncio.sleep(0.03)
-    raise AssertionError(f"status of {name} never matched: {status}")
 
 
 async def until(check: Callable[[], bool], what: str, *, within: float = 20) -> None:

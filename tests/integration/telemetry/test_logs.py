@@ -23,15 +23,13 @@ import structlog
 from reconciler.store import Health
 from reconciler.telemetry.logging import CONTEXT_KEYS, configure_logging
 from tests.integration.telemetry.harness import (
-    commit,
-    eventually,
     failing_workflow,
     file_workflow,
-    init_repo,
     put,
-    running,
     until,
 )
+from tests.support.controller import eventually, running
+from tests.support.repos import commit, init_repo
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -24,19 +24,17 @@ from reconciler.plugin import PluginRegistry
 from reconciler.store import Health
 from reconciler.telemetry.metrics import RUN_RESULTS, SECRET_PROVIDERS, SECRET_REASONS
 from tests.integration.telemetry.harness import (
-    commit,
-    eventually,
     exposition,
     failing_workflow,
     file_workflow,
-    init_repo,
     put,
-    running,
     series,
     until,
     value,
     workflow,
 )
+from tests.support.controller import eventually, running
+from tests.support.repos import commit, init_repo
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,19 +25,15 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.telemetry.harness import commit, failing_workflow, init_repo, put
+from tests.integration.telemetry.harness import failing_workflow, put
+from tests.support.daemon import run_command, without_settings
+from tests.support.net import free_port
+from tests.support.repos import commit, init_repo
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 PROMETHEUS = "/usr/bin/prometheus"
 RULES = Path(__file__).resolve().parents[3] / "charts" / "reconciler" / "files" / "alerts.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(url: str, *, proc: subprocess.Popen[bytes], log: Path, within: float = 30) -> None:
@@ -86,15 +80,15 @@ def test_real_prometheus_raises_the_failing_workflow_alert_from_the_daemons_metr
 
     daemon_port, prometheus_port = free_port(), free_port()
     daemon_log = tmp_path / "daemon.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env = without_settings()
     with daemon_log.open("wb") as out:
         processes.append(
             subprocess.Popen(
-                [
-                    *(sys.executable, "-c", "from reconciler.cli import main; main()", "run"),
-                    *("--repo", str(repo), "--data-dir", str(tmp_path / "data")),
+                run_command(
+                    repo,
+                    tmp_path / "data",
                     *("--listen", f"127.0.0.1:{daemon_port}", "--poll-interval", "1s"),
-                ],
+                ),
                 cwd=tmp_path,
                 stdout=out,
                 stderr=out,

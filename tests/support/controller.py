@@ -1,0 +1,73 @@
+"""An in-process daemon for integration tests: a real Controller on a real repository and store.
+
+:func:`running` wires what ``reconciler run`` wires — :class:`~reconciler.daemon.settings.DaemonSettings`,
+a :class:`~reconciler.store.Store` (SQLite under ``tmp_path`` unless ``store=`` names another), the git
+source from :mod:`reconciler.sources` and the allowed plugins — into a
+:class:`~reconciler.daemon.controller.Controller` (sources → snapshot → planner → queue → runner →
+store) and stops it gracefully on exit. :func:`eventually` waits for a workflow's status record in
+that store. Repositories come from :mod:`tests.support.repos`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from reconciler.daemon.controller import Controller, restrict_registry
+from reconciler.daemon.settings import DaemonSettings
+from reconciler.plugin import PluginRegistry
+from reconciler.sources import open_source
+from reconciler.store import Store, WorkflowStatusRecord
+
+
+@asynccontextmanager
+async def running(
+    tmp_path: Path, repo: Path, **overrides: Any
+) -> AsyncIterator[tuple[Controller, Store]]:
+    """A controller on ``repo`` with its store, stopped (gracefully) on exit.
+
+    ``overrides`` are daemon settings; by default the data lives in ``tmp_path / "data"``, the
+    repository is polled every 200 ms and stopping waits up to 5 s for running runs.
+    """
+    settings = DaemonSettings.load(
+        **{
+            "repo": str(repo),
+            "data_dir": tmp_path / "data",
+            "poll_interval": "200ms",
+            "grace_period": "5s",
+            **overrides,
+        }
+    )
+    store = await Store.open(settings.store, data_dir=settings.data_dir)
+    source = open_source(
+        str(repo), data_dir=settings.data_dir, poll_interval=settings.poll_interval.total_seconds()
+    )
+    registry = restrict_registry(PluginRegistry.discover(), settings.allow_plugins)
+    controller = Controller(settings, store, source=source, registry=registry)
+    stop = asyncio.Event()
+    task = asyncio.create_task(controller.run(stop))
+    try:
+        yield controller, store
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await registry.close()
+        await store.close()
+
+
+async def eventually(
+    store: Store, name: str, check: Callable[[WorkflowStatusRecord], bool], *, within: float = 20
+) -> WorkflowStatusRecord:
+    """The status of ``name`` once ``check`` accepts it (fails after ``within`` seconds)."""
+    deadline = time.monotonic() + within
+    status = None
+    while time.monotonic() < deadline:
+        status = await store.get_status(name)
+        if status is not None and check(status):
+            return status
+        await asyncio.sleep(0.03)
+    raise AssertionError(f"status of {name} never matched: {status}")

@@ -10,22 +10,31 @@ reachability probe for ``init()``, and the redaction of free text before it leav
 from __future__ import annotations
 
 import asyncio
+import json as jsonlib
 import os
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from reconciler.errors import ConnectionFailed, PluginError
 from reconciler.plugin import ActionContext
 
 __all__ = [
+    "TEXT_CAP",
     "AuthenticationFailed",
     "default_url",
+    "parse_json",
+    "payload_text",
     "probe_tcp",
     "redact_all",
+    "redact_json",
     "seconds_for",
     "shown_url",
 ]
+
+TEXT_CAP = 64 * 1024
+"""Bytes of a received payload kept in a response's text (``nats`` messages, ``redis`` values)."""
 
 
 class AuthenticationFailed(PluginError):
@@ -61,6 +70,30 @@ def redact_all(text: str, context: ActionContext, extra: Iterable[str] = ()) -> 
     for value in sorted((v for v in extra if v and len(v) >= 3), key=len, reverse=True):
         out = out.replace(value, "***")
     return out
+
+
+def redact_json(value: Any, redact: Callable[[str], str]) -> Any:
+    """Parsed JSON with ``redact`` applied to every string in it, keys included."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [redact_json(v, redact) for v in value]
+    if isinstance(value, dict):
+        return {redact(str(k)): redact_json(v, redact) for k, v in value.items()}
+    return value
+
+
+def payload_text(data: bytes) -> str:
+    """The first :data:`TEXT_CAP` bytes of ``data`` as text (invalid UTF-8 replaced)."""
+    return data[:TEXT_CAP].decode("utf-8", errors="replace")
+
+
+def parse_json(data: bytes) -> Any:
+    """``data`` parsed as JSON, or ``None`` when it is not JSON."""
+    try:
+        return jsonlib.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def default_url(variable: str) -> str | None:

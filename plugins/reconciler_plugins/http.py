@@ -41,6 +41,8 @@ from reconciler.errors import (
 )
 from reconciler.plugin import ActionContext, Plugin, Request, Response
 
+from ._common import redact_json
+
 __all__ = [
     "BODY_LIMIT",
     "TEXT_CAP",
@@ -330,16 +332,6 @@ def status_error(answer: _Answer, *, method: str, url: str, context: ActionConte
     return HTTPError(message, details=details)
 
 
-def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, list):
-        return [_redact_json(v, redact) for v in value]
-    if isinstance(value, dict):
-        return {redact(str(k)): _redact_json(v, redact) for k, v in value.items()}
-    return value
-
-
 def _parse_json(answer: _Answer) -> Any:
     if answer.truncated or not answer.body:
         return None
@@ -413,7 +405,7 @@ class HttpRequest(Plugin[HttpRequestRequest, HttpRequestResponse]):
             changed=changed,
             status=status,
             headers={k.lower(): context.redact(v) for k, v in answer.response.headers.items()},
-            json=_redact_json(parsed, context.redact),
+            json=redact_json(parsed, context.redact),
             text=context.redact(answer.text()[:TEXT_CAP]),
             truncated=answer.truncated,
         )

@@ -57,8 +57,11 @@ from reconciler.plugin import ActionContext, Plugin, Request, Response, Subscrib
 from ._common import (
     AuthenticationFailed,
     default_url,
+    parse_json,
+    payload_text,
     probe_tcp,
     redact_all,
+    redact_json,
     seconds_for,
     shown_url,
 )
@@ -75,8 +78,6 @@ __all__ = [
 
 URL_VARIABLE = "RECONCILER_NATS_URL"
 DEFAULT_URL = "nats://127.0.0.1:4222"
-TEXT_CAP = 64 * 1024
-"""Characters of a message's payload kept in ``text``."""
 
 T = TypeVar("T")
 
@@ -109,34 +110,13 @@ class _NatsRequest(Request):
         return self.url or default_url(URL_VARIABLE) or DEFAULT_URL
 
 
-def _payload_text(data: bytes) -> str:
-    return data[:TEXT_CAP].decode("utf-8", errors="replace")
-
-
-def _parse(data: bytes) -> Any:
-    try:
-        return jsonlib.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def _redact_json(value: Any, context: ActionContext) -> Any:
-    if isinstance(value, str):
-        return context.redact(value)
-    if isinstance(value, list):
-        return [_redact_json(v, context) for v in value]
-    if isinstance(value, dict):
-        return {context.redact(str(k)): _redact_json(v, context) for k, v in value.items()}
-    return value
-
-
 def _message(msg: Msg, context: ActionContext) -> dict[str, Any]:
     """A received message as a JSON-able mapping (``message`` in ``match``)."""
-    parsed = _parse(msg.data)
+    parsed = parse_json(msg.data)
     return {
         "subject": msg.subject,
-        "data": _redact_json(parsed, context) if parsed is not None else None,
-        "text": context.redact(_payload_text(msg.data)),
+        "data": redact_json(parsed, context.redact) if parsed is not None else None,
+        "text": context.redact(payload_text(msg.data)),
         "headers": {k: context.redact(v) for k, v in (msg.headers or {}).items()},
     }
 

@@ -39,8 +39,11 @@ from reconciler.plugin import ActionContext, Plugin, Request, Response, Subscrib
 from ._common import (
     AuthenticationFailed,
     default_url,
+    parse_json,
+    payload_text,
     probe_tcp,
     redact_all,
+    redact_json,
     seconds_for,
     shown_url,
 )
@@ -55,7 +58,6 @@ __all__ = [
 
 URL_VARIABLE = "RECONCILER_REDIS_URL"
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
-TEXT_CAP = 64 * 1024
 
 T = TypeVar("T")
 
@@ -138,27 +140,6 @@ async def _with_client(
                 await asyncio.shield(client.aclose())
 
 
-def _text(raw: bytes) -> str:
-    return raw[:TEXT_CAP].decode("utf-8", errors="replace")
-
-
-def _parse(raw: bytes) -> Any:
-    try:
-        return jsonlib.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def _redact_json(value: Any, context: ActionContext) -> Any:
-    if isinstance(value, str):
-        return context.redact(value)
-    if isinstance(value, list):
-        return [_redact_json(v, context) for v in value]
-    if isinstance(value, dict):
-        return {context.redact(str(k)): _redact_json(v, context) for k, v in value.items()}
-    return value
-
-
 class _RedisPlugin:
     async def init(self) -> None:
         server = default_url(URL_VARIABLE)
@@ -213,11 +194,11 @@ class RedisGet(_RedisPlugin, Plugin[RedisGetRequest, RedisGetResponse]):
                 raw, pttl = await pipe.execute()
             if raw is None:
                 return RedisGetResponse(exists=False)
-            parsed = _parse(raw)
+            parsed = parse_json(raw)
             return RedisGetResponse(
                 exists=True,
-                value=context.redact(_text(raw)),
-                json=_redact_json(parsed, context),
+                value=context.redact(payload_text(raw)),
+                json=redact_json(parsed, context.redact),
                 ttl=pttl / 1000 if pttl is not None and pttl >= 0 else None,
             )
 
@@ -414,13 +395,13 @@ class RedisSubscribe(_RedisPlugin, SubscribePlugin[RedisSubscribeRequest, RedisM
                 if msg is None or msg.get("type") not in ("message", "pmessage"):
                     continue
                 raw = msg["data"] if isinstance(msg["data"], bytes) else str(msg["data"]).encode()
-                parsed = _parse(raw)
+                parsed = parse_json(raw)
                 pattern = msg.get("pattern")
                 yield {
-                    "channel": _text(msg["channel"]),
-                    "pattern": _text(pattern) if isinstance(pattern, bytes) else None,
-                    "data": _redact_json(parsed, context),
-                    "text": context.redact(_text(raw)),
+                    "channel": payload_text(msg["channel"]),
+                    "pattern": payload_text(pattern) if isinstance(pattern, bytes) else None,
+                    "data": redact_json(parsed, context.redact),
+                    "text": context.redact(payload_text(raw)),
                 }
         finally:
             with contextlib.suppress(Exception):

@@ -1,5 +1,6 @@
-"""Helpers for the source tests: real git repositories (``git init`` in tmp dirs), bare remotes
-and a ``git daemon`` on a loopback port. The fixtures are re-exported by ``conftest.py``."""
+"""Helpers for the source tests: real git repositories (``git init`` in tmp dirs), bare remotes,
+a ``git daemon`` on a loopback port, and :func:`running`, a source's loop in the background
+delivering revisions to a queue. The fixtures are re-exported by ``conftest.py``."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from reconciler.sources import Revision
+from reconciler.sources import Revision, Source
 from tests.support.net import free_port
 
 GIT_ENV = {
@@ -174,3 +176,20 @@ def texts(revision: Revision) -> dict[str, str]:
 async def next_revision(queue: asyncio.Queue[Revision], *, within: float = 10.0) -> Revision:
     """The next revision a running source delivered (``within`` is a generous safety limit)."""
     return await asyncio.wait_for(queue.get(), timeout=within)
+
+
+@asynccontextmanager
+async def running(source: Source) -> AsyncIterator[asyncio.Queue[Revision]]:
+    """Run ``source`` in the background, yielding the queue of delivered revisions."""
+    seen: asyncio.Queue[Revision] = asyncio.Queue()
+    stop = asyncio.Event()
+
+    async def on_revision(revision: Revision) -> None:
+        await seen.put(revision)
+
+    task = asyncio.create_task(source.run(on_revision, stop=stop))
+    try:
+        yield seen
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)

@@ -6,10 +6,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sources_helpers import next_revision, texts
+from sources_helpers import next_revision, running, texts
 
 from reconciler.errors import FetchFailed
-from reconciler.sources import DirectorySource, Revision, open_source
+from reconciler.sources import DirectorySource, open_source
 
 
 def make_dir(root: Path, files: dict[str, str]) -> Path:
@@ -79,14 +79,7 @@ async def test_branch_for_a_plain_directory_is_rejected(tmp_path: Path) -> None:
 async def test_watcher_delivers_a_revision_when_a_file_is_saved(tmp_path: Path) -> None:
     root = make_dir(tmp_path / "wf", {"a.yaml": "a\n", "b.yaml": "b\n"})
     source = open_source(str(root), data_dir=tmp_path / "data", poll_interval=3600)
-    seen: asyncio.Queue[Revision] = asyncio.Queue()
-    stop = asyncio.Event()
-
-    async def on_revision(revision: Revision) -> None:
-        await seen.put(revision)
-
-    loop = asyncio.create_task(source.run(on_revision, stop=stop))
-    try:
+    async with running(source) as seen:
         first = await next_revision(seen)
         assert first.changed == {"a.yaml", "b.yaml"}
         await asyncio.sleep(0.3)  # let the watcher start before editing
@@ -95,6 +88,3 @@ async def test_watcher_delivers_a_revision_when_a_file_is_saved(tmp_path: Path) 
         second = await next_revision(seen, within=10)
         assert second.changed == {"a.yaml"}
         assert texts(second)["a.yaml"] == "a2\n"
-    finally:
-        stop.set()
-        await asyncio.wait_for(loop, timeout=10)

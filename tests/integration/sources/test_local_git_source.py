@@ -6,10 +6,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sources_helpers import WorkRepo, git, next_revision, texts
+from sources_helpers import WorkRepo, git, next_revision, running, texts
 
 from reconciler.errors import FetchFailed
-from reconciler.sources import LocalGitSource, Revision, open_source
+from reconciler.sources import LocalGitSource, open_source
 
 NO_POLL = 3600.0  # so only the watcher can notice a change
 
@@ -78,14 +78,7 @@ async def test_watcher_sees_a_new_commit_without_polling(work: WorkRepo, tmp_pat
     source = open_source(
         str(work.path), path="wf", data_dir=tmp_path / "data", poll_interval=NO_POLL
     )
-    seen: asyncio.Queue[Revision] = asyncio.Queue()
-    stop = asyncio.Event()
-
-    async def on_revision(revision: Revision) -> None:
-        await seen.put(revision)
-
-    loop = asyncio.create_task(source.run(on_revision, stop=stop))
-    try:
+    async with running(source) as seen:
         first = await next_revision(seen)
         assert first.changed == {"a.yaml", "b.yaml"}
         await asyncio.sleep(0.3)  # let the watcher start before committing
@@ -95,6 +88,3 @@ async def test_watcher_sees_a_new_commit_without_polling(work: WorkRepo, tmp_pat
         assert second.id == sha
         assert second.changed == {"b.yaml"}
         assert second.message == "edit b"
-    finally:
-        stop.set()
-        await asyncio.wait_for(loop, timeout=10)

@@ -5,31 +5,12 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from sources_helpers import Remote, next_revision, texts
+from sources_helpers import Remote, next_revision, running, texts
 
-from reconciler.sources import Revision, Source, open_source
-
-
-@asynccontextmanager
-async def running(source: Source) -> AsyncIterator[asyncio.Queue[Revision]]:
-    """Run ``source`` in the background, yielding the queue of delivered revisions."""
-    seen: asyncio.Queue[Revision] = asyncio.Queue()
-    stop = asyncio.Event()
-
-    async def on_revision(revision: Revision) -> None:
-        await seen.put(revision)
-
-    task = asyncio.create_task(source.run(on_revision, stop=stop))
-    try:
-        yield seen
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=10)
+from reconciler.sources import Revision, open_source
 
 
 async def test_polling_delivers_a_pushed_commit(remote: Remote, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@
 
 const REFRESH_MS = 2000;
 const SVG = "http://www.w3.org/2000/svg";
-const state = { selected: null, run: null, timer: null };
+const state = { selected: null, run: null, timer: null, generation: 0 };
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -197,30 +197,42 @@ function renderJournal(run) {
   }));
 }
 
+// Refreshes overlap (the timer, a click, a sync); only the newest may draw, so a slow answer
+// to an older request never paints stale state over newer state.
 async function refresh() {
+  const mine = ++state.generation;
+  const current = () => mine === state.generation;
   try {
     const ready = await fetch("/readyz");
+    if (!current()) return;
     const badgeEl = $("#ready");
     badgeEl.textContent = ready.ok ? "ready" : "not ready";
     badgeEl.className = `badge ${ready.ok ? "ready" : "notready"}`;
-    renderList(await api("/api/v1/workflows"));
+    const list = await api("/api/v1/workflows");
+    if (!current()) return;
+    renderList(list);
     if (state.selected) {
       const name = encodeURIComponent(state.selected);
       const [wf, runs] = await Promise.all([
         api(`/api/v1/workflows/${name}`),
         api(`/api/v1/runs?workflow=${name}&limit=20`),
       ]);
+      if (!current()) return;
       renderDetail(wf, runs);
       const running = runs.runs.find((r) => r.status === "running");
       const shown = state.run ? runs.runs.find((r) => r.id === state.run) : running || runs.runs[0];
       const diagramRun = running || shown;
       const query = diagramRun ? `&run=${encodeURIComponent(diagramRun.id)}` : "";
-      drawDiagram(await api(`/api/v1/workflows/${name}/graph?format=json${query}`));
-      if (shown) renderJournal(await api(`/api/v1/runs/${encodeURIComponent(shown.id)}`));
+      const diagram = await api(`/api/v1/workflows/${name}/graph?format=json${query}`);
+      if (!current()) return;
+      drawDiagram(diagram);
+      const journal = shown ? await api(`/api/v1/runs/${encodeURIComponent(shown.id)}`) : null;
+      if (!current()) return;
+      if (journal) renderJournal(journal);
       else $("#journal-box").hidden = true;
     }
   } catch (err) {
-    $("#notice").textContent = err.message;
+    if (current()) $("#notice").textContent = err.message;
   }
 }
 

@@ -296,13 +296,26 @@ def test_runs_of_a_replica_killed_mid_run_are_resumed_by_another_within_the_leas
             "select id, workflow from runs where status = 'running' and current_state = 'work'"
         )
 
+    def in_work_by_replica() -> dict[str, set[str]]:
+        working = {str(row["id"]) for row in in_work()}
+        return {r.name: working & r.runs_begun() for r in replicas}
+
     cluster.wait_for("runs in their slow state", lambda: len(in_work()) >= 3)
-    victim = max(replicas, key=lambda r: len(r.runs_begun()))
-    orphaned = {row["id"] for row in in_work()} & victim.runs_begun()
-    assert orphaned
+    # The victim is whoever holds runs in their slow state right now (a replica that began the
+    # most runs may be between them); only runs still running after the kill are orphaned.
+    cluster.wait_for(
+        "a replica with a run in its slow state", lambda: any(in_work_by_replica().values())
+    )
+    holding = in_work_by_replica()
+    victim = next(r for r in replicas if holding[r.name] == max(holding.values(), key=len))
     victim.proc.kill()
     killed_at = time.monotonic()
     victim.proc.wait(5)
+    still_running = {
+        str(row["id"]) for row in cluster.query("select id from runs where status = 'running'")
+    }
+    orphaned = holding[victim.name] & still_running
+    assert orphaned
 
     def resumed() -> bool:
         rows = cluster.query(

@@ -53,12 +53,54 @@ def iter_templates(value: Any) -> Iterator[str]:
             yield from iter_templates(v)
 
 
+PATH_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+CEL_LITERALS = frozenset({"true", "false", "null"})
+INT64 = range(-(2**63), 2**63)
+
+
+@lru_cache(maxsize=65536)
+def plain_path(source: str) -> tuple[str, ...] | None:
+    """The names of an expression that only reads a field (``inputs.path``), else ``None``."""
+    text = source.strip()
+    if PATH_RE.fullmatch(text) is None:
+        return None
+    names = tuple(text.split("."))
+    return None if names[0] in CEL_LITERALS else names
+
+
+def _lookup(names: tuple[str, ...], scope: Mapping[str, Any]) -> Any:
+    """The scalar at ``names`` in ``scope``, or :data:`NotImplemented` when CEL must decide
+    (a missing key, a list or map value, anything CEL would convert)."""
+    value: Any = scope
+    for name in names:
+        if not isinstance(value, Mapping) or name not in value:
+            return NotImplemented
+        value = value[name]
+    if value is None or isinstance(value, str | bool | float):
+        return value
+    if type(value) is int and value in INT64:
+        return value
+    return NotImplemented
+
+
 def evaluate(source: str, scope: Mapping[str, Any]) -> Any:
-    """Evaluate CEL in ``scope``. Runtime failures raise :class:`EvaluationError`."""
+    """Evaluate CEL in ``scope``. Runtime failures raise :class:`EvaluationError`.
+
+    An expression that only reads a scalar field (``inputs.path``, the commonest in ``with:``)
+    is answered by looking it up, with the value CEL would give: converting the whole scope to
+    CEL for it cost more than the rest of a trivial check.
+    """
     program = compile_expr(source)
+    names = plain_path(source)
+    if names is not None:
+        found = _lookup(names, scope)
+        if found is not NotImplemented:
+            return found
     try:
         return program.execute(dict(scope))
-    except (ValueError, RuntimeError, TypeError) as exc:
+    except KeyError as exc:
+        raise EvaluationError(f"{source.strip()!r} failed: no such key: {exc}") from None
+    except (ValueError, RuntimeError, TypeError, LookupError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise EvaluationError(f"{source.strip()!r} failed: {detail}") from None
 

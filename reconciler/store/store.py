@@ -16,7 +16,7 @@ failures surface as :class:`StoreError` subclasses whose messages never contain 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import Table, delete, event, select, text, update
+from sqlalchemy import Table, bindparam, delete, event, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
@@ -51,6 +51,14 @@ MIGRATION_LOCK_KEY = 0x7265636F6E63  # 'reconc': the advisory lock held while mi
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _status_values(record: WorkflowStatusRecord) -> dict[str, Any]:
+    """A status record as row values: JSON-able fields, timestamps as datetimes."""
+    values = record.model_dump(mode="json")
+    for key in ("last_success_at", "next_check_at", "observed_at", "updated_at"):
+        values[key] = getattr(record, key)
+    return values
 
 
 def resolve_url(url: str | None, *, data_dir: Path) -> URL:
@@ -123,6 +131,7 @@ class Store:
     def __init__(self, engine: AsyncEngine, *, url: URL) -> None:
         self._engine = engine
         self.url = url
+        self._statements: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -275,11 +284,46 @@ class Store:
 
     async def put_status(self, record: WorkflowStatusRecord) -> None:
         """Insert or replace the status row of ``record.name`` (all fields, as given)."""
-        values = record.model_dump(mode="json")
-        for key in ("last_success_at", "next_check_at", "observed_at", "updated_at"):
-            values[key] = getattr(record, key)
+        await self.put_statuses([record])
+
+    async def put_statuses(self, records: Sequence[WorkflowStatusRecord]) -> None:
+        """Insert or replace the status rows of ``records``, all in one transaction (the last
+        record wins when a name appears twice)."""
+        rows = {r.name: _status_values(r) for r in records}
+        if not rows:
+            return
         async with self._tx() as conn:
-            await self._upsert(conn, WORKFLOW_STATUS, values, key="name")
+            await conn.execute(self._status_upsert(conn.dialect.name), list(rows.values()))
+
+    async def touch_statuses(
+        self, records: Sequence[WorkflowStatusRecord], *, fields: Iterable[str]
+    ) -> None:
+        """Update only ``fields`` of the existing status rows of ``records``, in one
+        transaction: cheaper than :meth:`put_statuses` when nothing else changed. A record
+        without a row is skipped."""
+        columns = sorted(set(fields) - {"name"})
+        rows = {r.name: {"key": r.name, **{c: getattr(r, c) for c in columns}} for r in records}
+        if not rows:
+            return
+        statement = (
+            update(WORKFLOW_STATUS)
+            .where(WORKFLOW_STATUS.c.name == bindparam("key"))
+            .values({c: bindparam(c) for c in columns})
+        )
+        async with self._tx() as conn:
+            await conn.execute(statement, list(rows.values()))
+
+    def _status_upsert(self, dialect: str) -> Any:
+        """The insert-or-replace statement for status rows (built once per dialect)."""
+        cached = self._statements.get(dialect)
+        if cached is None:
+            ins: Any = (postgresql if dialect == "postgresql" else sqlite).insert(WORKFLOW_STATUS)
+            fields = [f for f in WorkflowStatusRecord.model_fields if f != "name"]
+            changes = {f: ins.excluded[f] for f in fields}
+            cached = self._statements[dialect] = ins.on_conflict_do_update(
+                index_elements=["name"], set_=changes
+            )
+        return cached
 
     async def list_statuses(self) -> list[WorkflowStatusRecord]:
         """Every workflow's status row, by name."""

@@ -86,3 +86,47 @@ async def test_retiring_a_workflow_drops_its_status_but_keeps_its_runs(store: St
     assert await store.get_status("rotate-certs") is None
     assert await store.list_statuses() == []
     assert [r.id for r in await store.list_runs("rotate-certs")] == ["run-7"]
+
+
+async def test_put_statuses_writes_every_record_in_one_call(store: Store) -> None:
+    await store.put_status(full_record("a"))
+    records = [
+        full_record("a").model_copy(update={"failures": 0, "status": Health.CONVERGED}),
+        full_record("b"),
+        WorkflowStatusRecord(name="c"),
+    ]
+
+    await store.put_statuses(records)
+
+    assert await store.list_statuses() == sorted(records, key=lambda r: r.name)
+
+
+async def test_put_statuses_keeps_the_last_record_of_a_name_given_twice(store: Store) -> None:
+    first = WorkflowStatusRecord(name="wf", message="first")
+    await store.put_statuses([first, first.model_copy(update={"message": "second"})])
+
+    loaded = await store.get_status("wf")
+    assert loaded is not None and loaded.message == "second"
+
+
+async def test_touch_statuses_updates_only_the_named_fields_of_existing_rows(
+    store: Store,
+) -> None:
+    stored = full_record("wf")
+    await store.put_status(stored)
+    later = stored.model_copy(
+        update={
+            "observed_at": T0 + timedelta(hours=1),
+            "updated_at": T0 + timedelta(hours=1),
+            "failures": 9,  # not named below: must stay as stored
+        }
+    )
+    newcomer = WorkflowStatusRecord(name="never-stored")
+
+    await store.touch_statuses([later, newcomer], fields={"observed_at", "updated_at"})
+
+    loaded = await store.get_status("wf")
+    assert loaded == stored.model_copy(
+        update={"observed_at": T0 + timedelta(hours=1), "updated_at": T0 + timedelta(hours=1)}
+    )
+    assert await store.get_status("never-stored") is None  # only existing rows are touched

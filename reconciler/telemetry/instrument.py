@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Sized
+from datetime import datetime
 from typing import Any
 
 from reconciler.config.snapshot import Problem
@@ -198,6 +199,10 @@ class MetricsResolver:
 class DaemonMetrics:
     """The hooks the daemon's controller calls; see the module docstring."""
 
+    def __init__(self) -> None:
+        self._shown: dict[str, tuple[Health, Sync, datetime | None]] = {}
+        """What the per-workflow gauges show, so a re-check that changes nothing is free."""
+
     def journal(self, inner: Journal) -> MetricsJournal:
         """``inner`` wrapped so that the runs written through it are measured."""
         return MetricsJournal(inner)
@@ -225,6 +230,10 @@ class DaemonMetrics:
         ``increase()`` in alert rules sees the very first failure.
         """
         name = record.name
+        shown = (record.status, record.sync, record.last_success_at)
+        if self._shown.get(name) == shown:
+            return
+        self._shown[name] = shown
         for result in RUN_RESULTS:
             RUNS.labels(workflow=name, result=result)
         TRANSITIONS.labels(workflow=name)
@@ -241,6 +250,7 @@ class DaemonMetrics:
 
     def workflow_removed(self, name: str) -> None:
         """A retired workflow: every series naming it goes."""
+        self._shown.pop(name, None)
         for metric in PER_WORKFLOW:
             remove_series(metric, workflow=name)
 

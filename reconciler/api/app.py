@@ -183,7 +183,7 @@ def create_app(controller: Controller) -> FastAPI:
         }
 
     async def status_of(name: str) -> WorkflowStatusRecord | None:
-        status = await controller.store.get_status(name)
+        status = await controller.statuses.get(name)
         if status is None and not known(name):
             raise ApiError(404, "not_found", f"no workflow named {name!r}")
         return status
@@ -230,7 +230,7 @@ def create_app(controller: Controller) -> FastAPI:
         summary="Every workflow with its status",
     )
     async def list_workflows() -> WorkflowList:
-        statuses = {st.name: st for st in await controller.store.list_statuses()}
+        statuses = {st.name: st for st in await controller.statuses.load()}
         target = controller.target
         names = sorted(set(statuses) | set(target.valid) | set(target.invalid))
         return WorkflowList(

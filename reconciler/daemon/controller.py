@@ -62,6 +62,7 @@ from reconciler.daemon.queue import Reason, WorkItem, WorkQueue
 from reconciler.daemon.replicas import WorkflowLeases, current_fence
 from reconciler.daemon.scheduler import DriftScheduler
 from reconciler.daemon.settings import DaemonSettings
+from reconciler.daemon.statuses import StatusBook
 from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
 from reconciler.engine.runner import Engine, RunResult
 from reconciler.errors import LeaseLost, ReconcilerError, SourceError, StoreError
@@ -72,6 +73,9 @@ from reconciler.store import Health, Store, WorkflowStatusRecord, prune_periodic
 from reconciler.telemetry.instrument import DaemonMetrics
 
 log = structlog.get_logger("reconciler.daemon")
+
+WORKER_SLICE = 0.01
+"""Seconds a worker may go without letting other tasks run (between two workflows)."""
 
 BULK_LOAD_FILES = 500
 """A revision changing at least this many files is loaded with the garbage collector kept out
@@ -230,9 +234,6 @@ class Controller:
         self.snapshot: Snapshot | None = None
         self._files: dict[str, FileResult] = {}
         self._validation = ValidationCache()
-        self._status_writes = asyncio.Lock()
-        """One status write at a time: concurrent SQLite writers wait in its busy handler's
-        sleeps (a 2,000-workflow drift pass took 1.6x longer with four workers writing at once)."""
         self._resume: dict[str, RunRecord] = {}
         self.queue = WorkQueue(
             max_concurrent=settings.max_concurrent_runs,
@@ -254,6 +255,12 @@ class Controller:
         self._cancel_requested: set[str] = set()
         self.leases = WorkflowLeases(store, owner=settings.replica_id, ttl=settings.lease_ttl)
         """Claims on workflows shared with other replicas (PostgreSQL; see daemon/replicas.py)."""
+        self.statuses = StatusBook(
+            store,
+            shared=self.leases.shared,
+            idle=lambda: not (len(self.queue) or self.queue.processing),
+        )
+        """Every workflow's status row: read and written here, never in the store directly."""
 
     # -- public seams ------------------------------------------------------------------------
 
@@ -272,7 +279,7 @@ class Controller:
         if name not in self.target.valid and name not in self.target.invalid:
             return False
         self.suspended.add(name)
-        status = await self.store.get_status(name) or WorkflowStatusRecord(name=name)
+        status = await self.statuses.get(name) or WorkflowStatusRecord(name=name)
         await self._store_status(status)
         log.info(f"workflow {name} suspended through the API; nothing runs", workflow=name)
         return True
@@ -284,9 +291,9 @@ class Controller:
             return False
         was = name in self.suspended
         self.suspended.discard(name)
-        status = await self.store.get_status(name)
+        status = await self.statuses.get(name)
         if status is not None and status.reason == StatusReason.SUSPENDED_MANUALLY:
-            await self.store.put_status(
+            await self.statuses.put(
                 status.model_copy(
                     update={
                         "status": Health.PENDING,
@@ -355,6 +362,7 @@ class Controller:
             leases_task.cancel()
             await asyncio.gather(leases_task, return_exceptions=True)
             await self.leases.stop()
+            await self.statuses.close()
         if not stop.is_set():
             # The source only returns when asked to; anything else means no more revisions.
             failure = source_task.exception() if not source_task.cancelled() else None
@@ -417,7 +425,7 @@ class Controller:
                 self.queue.add(name, Reason.DELETE)
 
     async def _load_unfinished_runs(self) -> None:
-        for status in await self.store.list_statuses():
+        for status in await self.statuses.load():
             if status.reason == StatusReason.SUSPENDED_MANUALLY:
                 self.suspended.add(status.name)
         if self.leases.shared:
@@ -474,7 +482,7 @@ class Controller:
 
         orphans: set[str] = set(self.target.orphans)
         if self.snapshot is None:  # the first revision since start: compare with the store
-            known = {st.name for st in await self.store.list_statuses()}
+            known = {st.name for st in await self.statuses.load()}
             orphans = known - set(valid) - set(invalid)
         orphans -= set(valid) | set(invalid)
         self._files = files
@@ -517,7 +525,14 @@ class Controller:
     # -- workers -----------------------------------------------------------------------------
 
     async def _worker(self, index: int) -> None:
+        loop = asyncio.get_running_loop()
+        turn = loop.time()
         while True:
+            # A check of an in-sync workflow may never suspend: give the API and the source
+            # their turn now and then, or a pass over thousands of workflows starves them.
+            if loop.time() - turn > WORKER_SLICE:
+                await asyncio.sleep(0)
+                turn = loop.time()
             item = await self.queue.get()
             if item is None:
                 return
@@ -574,7 +589,7 @@ class Controller:
         """Replicas only, under the workflow's lease: take in what other replicas stored about
         it, and say whether that leaves nothing to do here (see daemon/replicas.py)."""
         name = item.key
-        status = await self.store.get_status(name)
+        status = await self.statuses.get(name)
         # suspend/resume may have come through another replica's API: the row says
         if status is not None and status.reason == StatusReason.SUSPENDED_MANUALLY:
             self.suspended.add(name)
@@ -637,7 +652,7 @@ class Controller:
             return
         if name in target.orphans:
             target.orphans.discard(name)
-            await self.store.delete_status(name)
+            await self.statuses.delete(name)
             self.metrics.workflow_removed(name)
             log.warning(
                 f"workflow {name} was removed from git while the daemon was stopped; retired "
@@ -645,7 +660,7 @@ class Controller:
                 workflow=name,
             )
             return
-        status = await self.store.get_status(name)
+        status = await self.statuses.get(name)
         if name in target.invalid:
             await self._apply(
                 plan_invalid(name, status, problems=target.invalid[name], now=self._now()), name
@@ -669,7 +684,7 @@ class Controller:
         statuses = {
             dep: st
             for dep in workflow.spec.depends_on
-            if (st := await self.store.get_status(dep)) is not None
+            if (st := await self.statuses.get(dep)) is not None
         }
         decision = plan_static(
             workflow, status, revision=revision, statuses=statuses, now=self._now()
@@ -831,7 +846,7 @@ class Controller:
                 )
         self.target.removed.pop(name, None)
         self.scheduler.remove(name)
-        await self.store.delete_status(name)
+        await self.statuses.delete(name)
         self.metrics.workflow_removed(name)
         log.info(f"workflow {name} retired (its run history is kept)", workflow=name)
 
@@ -883,13 +898,12 @@ class Controller:
                 }
             )
         nxt = self.scheduler.next_check(record.name)
-        async with self._status_writes:
-            await self.store.put_status(record.model_copy(update={"next_check_at": nxt}))
+        await self.statuses.put(record.model_copy(update={"next_check_at": nxt}))
         self.metrics.status_changed(record)
 
     async def _wake_dependents(self, name: str) -> None:
         for other in self.target.dependents.get(name, []):
-            status = await self.store.get_status(other)
+            status = await self.statuses.get(other)
             if (
                 status is not None
                 and status.status is Health.CONVERGED

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 import yaml
 
+from reconciler.daemon.queue import Reason
 from reconciler.engine.journal import EventKind, RunStatus
 from reconciler.store import Health, Store, WorkflowStatusRecord
 from tests.conftest import require_server
@@ -317,3 +318,23 @@ async def test_workflow_removed_while_the_daemon_was_stopped_is_retired_at_start
             await asyncio.sleep(0.03)
         history = await store.list_runs("gone")
     assert len(history) == 1, "its run history is kept"
+
+
+async def test_a_check_that_changed_nothing_is_in_the_store_after_a_graceful_stop(
+    tmp_path: Path, repo: Path
+) -> None:
+    target = tmp_path / "motd"
+    target.write_text("hi")
+    put(repo, "motd", file_workflow("motd", target, "hi"))
+    first = commit(repo)
+    async with running(tmp_path, repo) as (controller, store):
+        converged = await eventually(store, "motd", converged_at(first))
+        controller.queue.add("motd", Reason.DRIFT_CHECK)
+        deadline = time.monotonic() + 20
+        while (checked := await controller.statuses.get("motd")) == converged:
+            assert time.monotonic() < deadline, "the drift check never happened"
+            await asyncio.sleep(0.03)
+        assert checked is not None and checked.observed_at != converged.observed_at
+    async with await Store.open(None, data_dir=tmp_path / "data") as reopened:
+        assert await reopened.get_status("motd") == checked
+        assert await reopened.list_runs("motd") == []  # in sync from the start: never ran

@@ -1,0 +1,231 @@
+"""The controller's status book: every workflow's status row, cached, with batched writes.
+
+It sits between the planner's decisions and the store (planner → **statuses** → store): the
+:class:`~reconciler.daemon.controller.Controller` reads a workflow's
+:class:`~reconciler.store.WorkflowStatusRecord` here before planning, and puts the planner's new
+record here afterwards; the HTTP API reads through it, so it sees what the controller decided
+even before the row is on disk.
+
+Why it exists: a drift pass over 10,000 workflows that are all in sync decides nothing new, yet
+reading and writing each status row in a transaction of its own cost ~1.8 ms per workflow
+(SQLite with ``synchronous=FULL`` syncs every commit): 18 s for the pass. Here
+
+- a daemon that owns its store alone (SQLite, or a single replica) keeps every row in memory,
+  loaded once at start (:meth:`StatusBook.load`), so reads never touch the store;
+- a write that changes what the workflow *is* (health, sync, reason, spec digest, failures, the
+  last run, the diff) is **durable**: :meth:`StatusBook.put` returns once it is committed. Puts
+  that arrive while a commit is in progress are committed together in the next one;
+- a write that only moves timestamps or the revision last checked (the everyday result of a
+  drift check that found nothing) is **written behind**: it is visible here at once and reaches
+  the store in a batch within :attr:`StatusBook.delay` seconds. A crash can lose only when such
+  a workflow was last checked, which the next start checks again anyway.
+
+With replicas sharing a PostgreSQL store (``shared=True``) other processes write rows too: every
+read goes to the store (a row this process has not committed yet is returned from memory) and
+every write is durable, so the next lease holder reads what this one decided.
+
+What callers may rely on: :meth:`get` after :meth:`put` returns what was put; :meth:`close`
+commits everything pending; a failed batch stays pending (unless a newer record replaced it)
+and is retried, each failure logged once with the store's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable
+
+import structlog
+
+from reconciler.errors import StoreError
+from reconciler.store import Store, WorkflowStatusRecord
+
+log = structlog.get_logger("reconciler.daemon")
+
+LOSSLESS_FIELDS = frozenset(
+    {"updated_at", "next_check_at", "observed_at", "last_applied_revision", "message"}
+)
+"""Fields whose latest value a crash may lose: the next start re-checks every workflow."""
+
+RETRY_DELAY = 2.0
+"""Seconds before a batch the store refused is tried again."""
+
+
+def bookkeeping_changes(
+    old: WorkflowStatusRecord | None, new: WorkflowStatusRecord
+) -> set[str] | None:
+    """The fields ``new`` changes from ``old`` if they are all :data:`LOSSLESS_FIELDS`, else
+    ``None`` (``new`` must be written durably)."""
+    if old is None:
+        return None
+    changed = {f for f in WorkflowStatusRecord.model_fields if getattr(old, f) != getattr(new, f)}
+    return changed if changed <= LOSSLESS_FIELDS else None
+
+
+class StatusBook:
+    """Every workflow's status record for one controller (see the module docstring).
+
+    ``idle`` says whether the controller has nothing in hand: written-behind records wait for
+    such a moment (a commit in the middle of a pass slows both down), at most ``max_delay``
+    seconds.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        shared: bool = False,
+        idle: Callable[[], bool] = lambda: True,
+        delay: float = 0.2,
+        max_delay: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.shared = shared
+        self.idle = idle
+        self.delay = delay
+        self.max_delay = max_delay
+        self._known: dict[str, WorkflowStatusRecord] = {}
+        self._loaded = False
+        self._pending: dict[str, WorkflowStatusRecord] = {}
+        self._full: set[str] = set()
+        """Pending names whose whole row must be written (the others: bookkeeping only)."""
+        self._touched: set[str] = set()
+        """The bookkeeping fields pending records changed (what a partial write must cover)."""
+        self._waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()
+        self._writing = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+        self._failing = False
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def load(self) -> list[WorkflowStatusRecord]:
+        """Every workflow's status (read from the store once; on every call when shared)."""
+        if self._loaded and not self.shared:
+            return sorted(self._known.values(), key=lambda r: r.name)
+        rows = await self.store.list_statuses()
+        if not self.shared:
+            self._known = {r.name: r for r in rows}
+            self._known.update(self._pending)
+            self._loaded = True
+            return sorted(self._known.values(), key=lambda r: r.name)
+        mine = dict(self._pending)
+        return sorted(
+            [mine.pop(r.name, r) for r in rows] + list(mine.values()), key=lambda r: r.name
+        )
+
+    async def get(self, name: str) -> WorkflowStatusRecord | None:
+        """The status of workflow ``name``, or ``None`` if it has none (new or retired)."""
+        if name in self._pending:
+            return self._pending[name]
+        if self.shared or not self._loaded:
+            return await self.store.get_status(name)
+        return self._known.get(name)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def put(self, record: WorkflowStatusRecord) -> None:
+        """Store ``record``; committed on return unless it only moves bookkeeping fields."""
+        name = record.name
+        previous = self._pending.get(name) or self._known.get(name)
+        changes = bookkeeping_changes(previous, record) if self._loaded else None
+        behind = not self.shared and changes is not None
+        self._known[name] = record
+        self._pending[name] = record
+        if changes is not None:
+            self._touched |= changes
+        if not behind:
+            self._full.add(name)
+        self._start_flusher()
+        self._wake.set()
+        if behind:
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._waiters.append(done)
+        self._urgent.set()
+        await done
+
+    async def delete(self, name: str) -> bool:
+        """Drop the row of a retired workflow; returns whether it existed."""
+        self._known.pop(name, None)
+        self._pending.pop(name, None)
+        self._full.discard(name)
+        async with self._writing:
+            return await self.store.delete_status(name)
+
+    async def flush(self) -> None:
+        """Commit everything pending now (raises :class:`StoreError` if the store refuses)."""
+        async with self._writing:
+            await self._write_batch()
+
+    async def close(self) -> None:
+        """Commit what is pending and stop the background writer (errors are logged)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
+        with contextlib.suppress(StoreError):
+            await self.flush()
+
+    # -- the writer --------------------------------------------------------------------------
+
+    def _start_flusher(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop(), name="status-writer")
+
+    async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            deadline = loop.time() + self.max_delay
+            while not self._urgent.is_set() and loop.time() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), self.delay)
+                if self.idle():
+                    break
+            self._wake.clear()
+            self._urgent.clear()
+            try:
+                async with self._writing:
+                    await self._write_batch()
+            except StoreError:
+                await asyncio.sleep(RETRY_DELAY)
+                self._wake.set()
+
+    async def _write_batch(self) -> None:
+        batch, full, fields, waiters = self._pending, self._full, self._touched, self._waiters
+        self._pending, self._full, self._touched, self._waiters = {}, set(), set(), []
+        try:
+            whole = [r for n, r in batch.items() if n in full]
+            if whole:
+                await self.store.put_statuses(whole)
+            touched = [r for n, r in batch.items() if n not in full]
+            if touched and fields:
+                await self.store.touch_statuses(touched, fields=fields)
+        except StoreError as exc:
+            self._touched |= fields
+            for name, record in batch.items():
+                if name not in self._pending:  # a newer record wins
+                    self._pending[name] = record
+                    if name in full:
+                        self._full.add(name)
+            if not self._failing:
+                log.error(f"writing {len(batch)} workflow statuses failed: {exc}; retrying")
+            self._failing = True
+            self._resolve(waiters, exc)
+            raise
+        if self._failing:
+            log.info("workflow statuses are written again")
+            self._failing = False
+        self._resolve(waiters, None)
+
+    @staticmethod
+    def _resolve(waiters: Iterable[asyncio.Future[None]], error: StoreError | None) -> None:
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(type(error)(str(error)))

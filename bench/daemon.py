@@ -18,7 +18,7 @@ and PASS/MISS:
 (d) a no-drift pass over 10,000 workflows whose ``observe`` is a trivial check (``file.read`` of
     one small file that matches ``desired``): every workflow is queued as a drift check and the
     Controller's workers observe, decide and store a status for each; timed until the queue is
-    empty;
+    empty and every status row is committed;
 (e) resident memory (VmRSS) of a fresh process holding a Controller with 10,000 workflows loaded.
 
 The workflows come from one template (observe, desired, a retried write state, shorthands), in
@@ -379,6 +379,7 @@ async def bench_no_drift(repo: Path, work: Path, *, count: int) -> float:
         for name in names:
             controller.queue.add(name, Reason.DRIFT_CHECK)
         await drained(controller, within=900)
+        await controller.statuses.flush()  # timed until every status row is committed
         elapsed = time.perf_counter() - started
         statuses = await store.list_statuses()
         in_sync = sum(1 for s in statuses if s.sync.value == "Synced")

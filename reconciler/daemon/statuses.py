@@ -17,8 +17,13 @@ reading and writing each status row in a transaction of its own cost ~1.8 ms per
   that arrive while a commit is in progress are committed together in the next one;
 - a write that only moves timestamps or the revision last checked (the everyday result of a
   drift check that found nothing) is **written behind**: it is visible here at once and reaches
-  the store in a batch within :attr:`StatusBook.delay` seconds. A crash can lose only when such
-  a workflow was last checked, which the next start checks again anyway.
+  the store in one batch once the controller is idle (at the latest after ``max_delay``
+  seconds, and on :meth:`StatusBook.close`): a commit in the middle of a pass slows the pass
+  and every other store write. A crash can lose only when such a workflow was last checked,
+  which the next start checks again anyway;
+- ``put(record, wait=False)`` commits a real change as soon as it can without the caller
+  waiting: the Progressing status of a run that is starting (the run's own record is what makes
+  it resumable).
 
 With replicas sharing a PostgreSQL store (``shared=True``) other processes write rows too: every
 read goes to the store (a row this process has not committed yet is returned from memory) and
@@ -91,6 +96,8 @@ class StatusBook:
         """Pending names whose whole row must be written (the others: bookkeeping only)."""
         self._touched: set[str] = set()
         """The bookkeeping fields pending records changed (what a partial write must cover)."""
+        self._behind_since: float | None = None
+        """Loop time since when bookkeeping has been waiting to be written."""
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
@@ -125,8 +132,12 @@ class StatusBook:
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def put(self, record: WorkflowStatusRecord) -> None:
-        """Store ``record``; committed on return unless it only moves bookkeeping fields."""
+    async def put(self, record: WorkflowStatusRecord, *, wait: bool = True) -> None:
+        """Store ``record``; committed on return unless it only moves bookkeeping fields.
+
+        ``wait=False`` commits a real change as soon as possible without waiting for it: for
+        a status that only announces what a durable record (a run) already says.
+        """
         name = record.name
         previous = self._pending.get(name) or self._known.get(name)
         changes = bookkeeping_changes(previous, record) if self._loaded else None
@@ -141,9 +152,11 @@ class StatusBook:
         self._wake.set()
         if behind:
             return
+        self._urgent.set()
+        if not wait:
+            return
         done = asyncio.get_running_loop().create_future()
         self._waiters.append(done)
-        self._urgent.set()
         await done
 
     async def delete(self, name: str) -> bool:
@@ -178,24 +191,37 @@ class StatusBook:
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
-            deadline = loop.time() + self.max_delay
+            self._wake.clear()
+            if self._behind_since is None:
+                self._behind_since = loop.time()
+            deadline = self._behind_since + self.max_delay
             while not self._urgent.is_set() and loop.time() < deadline:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._urgent.wait(), self.delay)
                 if self.idle():
                     break
-            self._wake.clear()
+            # A real change goes at once; bookkeeping only when quiet, or when it waited long.
+            everything = self.idle() or loop.time() >= deadline
             self._urgent.clear()
             try:
                 async with self._writing:
-                    await self._write_batch()
+                    await self._write_batch(everything=everything)
             except StoreError:
                 await asyncio.sleep(RETRY_DELAY)
                 self._wake.set()
+            if self._pending:
+                self._wake.set()  # bookkeeping left for a quiet moment
+            else:
+                self._behind_since = None
 
-    async def _write_batch(self) -> None:
-        batch, full, fields, waiters = self._pending, self._full, self._touched, self._waiters
-        self._pending, self._full, self._touched, self._waiters = {}, set(), set(), []
+    async def _write_batch(self, *, everything: bool = True) -> None:
+        full, waiters = self._full, self._waiters
+        if everything:
+            batch, fields = self._pending, self._touched
+            self._pending, self._touched, self._behind_since = {}, set(), None
+        else:
+            batch, fields = {n: self._pending.pop(n) for n in full if n in self._pending}, set()
+        self._full, self._waiters = set(), []
         try:
             whole = [r for n, r in batch.items() if n in full]
             if whole:

@@ -128,6 +128,41 @@ async def test_a_change_of_health_is_committed_before_put_returns(store: Store) 
     await book.close()
 
 
+async def test_a_change_put_without_waiting_is_committed_soon_after(store: Store) -> None:
+    await store.put_status(converged("wf"))
+    book = await loaded_book(store, delay=60.0, max_delay=60.0)
+    running = converged("wf").model_copy(
+        update={"status": Health.PROGRESSING, "last_run_id": "run-1"}
+    )
+
+    await book.put(running, wait=False)
+
+    assert await book.get("wf") == running
+    deadline = asyncio.get_running_loop().time() + 30
+    while await store.get_status("wf") != running:  # no idle wait: a real change goes first
+        assert asyncio.get_running_loop().time() < deadline, "never written"
+        await asyncio.sleep(0.01)
+    await book.close()
+
+
+async def test_while_busy_a_real_change_is_committed_without_the_waiting_bookkeeping(
+    store: Store,
+) -> None:
+    await store.put_statuses([converged("checked"), converged("failed")])
+    book = StatusBook(store, idle=lambda: False, delay=0.01, max_delay=60.0)
+    await book.load()
+    checked = checked_again(converged("checked"), after=timedelta(minutes=5))
+    failed = converged("failed").model_copy(update={"status": Health.DEGRADED, "failures": 1})
+
+    await book.put(checked)
+    await book.put(failed)
+
+    assert await store.get_status("failed") == failed
+    assert await store.get_status("checked") == converged("checked")  # still waiting
+    await book.close()
+    assert await store.get_status("checked") == checked
+
+
 async def test_puts_made_together_are_committed_together(store: Store) -> None:
     book = await loaded_book(store)
 

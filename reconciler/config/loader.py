@@ -35,7 +35,6 @@ from __future__ import annotations
 import difflib
 import gc
 import hashlib
-import json
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -58,6 +57,7 @@ from reconciler.config.snapshot import (
     Problem,
     Snapshot,
     locate,
+    workflow_digest,
 )
 
 __all__ = [
@@ -187,6 +187,8 @@ def _libyaml_loader() -> type[Any] | None:
 
     resolvers: dict[Any, list[tuple[str, re.Pattern[str]]]] = YamlLoader.yaml_implicit_resolvers
     wildcard = resolvers.get(None, [])
+    by_first = {ch: tuple(found + wildcard) for ch, found in resolvers.items() if ch is not None}
+    otherwise = tuple(wildcard)
 
     class FastLoader(CSafeLoader):
         yaml_implicit_resolvers = resolvers
@@ -203,7 +205,7 @@ def _libyaml_loader() -> type[Any] | None:
         def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
             if kind is ScalarNode:
                 if implicit[0]:
-                    for tag, regexp in resolvers.get(value[:1], []) + wildcard:
+                    for tag, regexp in by_first.get(value[:1], otherwise):
                         if regexp.match(value):
                             return tag
                 return _STR
@@ -226,13 +228,6 @@ def _known_keys() -> set[str]:
 
 
 _KNOWN_KEYS = _known_keys()
-
-
-def workflow_digest(workflow: Workflow) -> str:
-    """sha256 of the normalised model as sorted JSON (insensitive to formatting and shorthands)."""
-    data = workflow.model_dump(mode="json", by_alias=True)
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def load_text(text: str | bytes, *, path: str) -> FileResult:
@@ -751,7 +746,6 @@ def _load_document(node: Node, result: FileResult, *, built: _Built | None = Non
             workflow=workflow,
             path=path,
             line=doc_line,
-            digest=workflow_digest(workflow),
             positions=kept,
         )
     )

@@ -13,9 +13,12 @@ Everything here is plain data. A :class:`Snapshot` can be rebuilt incrementally 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from reconciler.config.models import Workflow
@@ -70,6 +73,13 @@ class NodePos:
     scalar: bool
 
 
+def workflow_digest(workflow: Workflow) -> str:
+    """sha256 of the normalised model as sorted JSON (insensitive to formatting and shorthands)."""
+    data = workflow.model_dump(mode="json", by_alias=True)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class LoadedWorkflow:
     """A workflow that passed the schema, with where it came from.
@@ -84,12 +94,16 @@ class LoadedWorkflow:
     workflow: Workflow
     path: str
     line: int
-    digest: str
     positions: Mapping[Loc, NodePos] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.workflow.name
+
+    @cached_property
+    def digest(self) -> str:
+        """Computed on first use: loading and validating never need it, the planner does."""
+        return workflow_digest(self.workflow)
 
     def locate(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
         """``(line, column)`` of the node at ``loc`` (a path in the *normalised* model).

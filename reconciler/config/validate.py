@@ -71,6 +71,8 @@ _CREDENTIAL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a JSON Web Token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.")),
     ("a Slack webhook URL", re.compile(r"hooks\.slack\.com/services/T[A-Z0-9]+/")),
 )
+_ANY_CREDENTIAL = re.compile("|".join(f"(?:{p.pattern})" for _, p in _CREDENTIAL_PATTERNS))
+"""Whether any of :data:`_CREDENTIAL_PATTERNS` matches: one search for the common no."""
 _HIGH_ENTROPY_CANDIDATE = re.compile(r"[A-Za-z0-9+/=_\-]{24,}")
 _REFERENCE_SCHEMES = ("vault:", "transit:", "env:", "file:")
 RANDOM_LITERAL = "a random-looking"
@@ -435,19 +437,27 @@ def find_credentials(value: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
         for i, v in enumerate(value):
             yield from find_credentials(v, (*loc, i))
     elif isinstance(value, str):
+        what = _string_credential(value)
+        if what is not None:
+            yield loc, what
+
+
+@functools.lru_cache(maxsize=65536)
+def _string_credential(value: str) -> str | None:
+    """What the string ``value`` looks like if it looks like a credential (the same strings
+    recur across workflows, hence the cache)."""
+    if _ANY_CREDENTIAL.search(value):
         for what, pattern in _CREDENTIAL_PATTERNS:
             if pattern.search(value):
-                yield loc, f"value looks like {what}"
-                return
-        for m in _URL_USERINFO.finditer(value):
-            if "${{" not in m.group(1):
-                yield loc, "URL with a clear-text password (user:password@)"
-                return
-        if "${{" not in value and not value.startswith(_REFERENCE_SCHEMES):
-            for m in _HIGH_ENTROPY_CANDIDATE.finditer(value):
-                if _looks_random(m.group()):
-                    yield loc, f"{RANDOM_LITERAL} {len(m.group())}-character literal (a key?)"
-                    return
+                return f"value looks like {what}"
+    for m in _URL_USERINFO.finditer(value):
+        if "${{" not in m.group(1):
+            return "URL with a clear-text password (user:password@)"
+    if "${{" not in value and not value.startswith(_REFERENCE_SCHEMES):
+        for m in _HIGH_ENTROPY_CANDIDATE.finditer(value):
+            if _looks_random(m.group()):
+                return f"{RANDOM_LITERAL} {len(m.group())}-character literal (a key?)"
+    return None
 
 
 def _looks_random(word: str) -> bool:

@@ -16,6 +16,7 @@ failures surface as :class:`StoreError` subclasses whose messages never contain 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,13 @@ from alembic.util import CommandError
 from sqlalchemy import Table, bindparam, delete, event, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, RowMapping, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from reconciler.engine.journal import EventKind, Journal, JournalEntry, RunRecord, RunStatus
@@ -45,6 +52,7 @@ from reconciler.store.tables import (
 
 DEFAULT_FILENAME = "reconciler.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_OPEN_ATTEMPTS = 8
 POSTGRES_CONNECT_TIMEOUT_S = 10
 MIGRATION_LOCK_KEY = 0x7265636F6E63  # 'reconc': the advisory lock held while migrating
 
@@ -104,8 +112,8 @@ def _reason(exc: BaseException, url: URL) -> str:
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=FULL")  # durable before returning, as Journal asks
     finally:
@@ -146,16 +154,21 @@ class Store:
         engine = cls._create_engine(resolved)
         store = cls(engine, url=resolved)
         try:
-            async with engine.begin() as conn:
-                # Serialise migrations of processes opening the same database at once (replicas
-                # starting together; the CLI next to the daemon) and make them atomic.
-                if resolved.get_backend_name() == "postgresql":
-                    await conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-                    )
-                else:
-                    await conn.exec_driver_sql("BEGIN IMMEDIATE")
-                await conn.run_sync(migrate.upgrade_to_head)
+            for attempt in range(1, SQLITE_OPEN_ATTEMPTS + 1):
+                try:
+                    await cls._migrate(engine, resolved)
+                    break
+                except OperationalError as exc:
+                    # Connections opening a new SQLite file at once race to switch it to WAL
+                    # and to take the migration lock; SQLite may answer "locked" at once
+                    # rather than wait (when waiting could deadlock). Try again shortly.
+                    locked = "database is locked" in str(exc.orig)
+                    if resolved.get_backend_name() != "sqlite" or not locked:
+                        raise
+                    if attempt == SQLITE_OPEN_ATTEMPTS:
+                        raise
+                    await engine.dispose()
+                    await asyncio.sleep(0.05 * attempt)
         except (DBAPIError, OSError) as exc:
             await engine.dispose()
             raise StoreUnavailable(
@@ -171,6 +184,19 @@ class Store:
             await engine.dispose()
             raise
         return store
+
+    @staticmethod
+    async def _migrate(engine: AsyncEngine, url: URL) -> None:
+        async with engine.begin() as conn:
+            # Serialise migrations of processes opening the same database at once (replicas
+            # starting together; the CLI next to the daemon) and make them atomic.
+            if url.get_backend_name() == "postgresql":
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
+            else:
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            await conn.run_sync(migrate.upgrade_to_head)
 
     @staticmethod
     def _create_engine(url: URL) -> AsyncEngine:

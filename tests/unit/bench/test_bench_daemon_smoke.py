@@ -57,9 +57,11 @@ def test_tiny_run_reports_each_figure_with_its_target_and_a_verdict() -> None:
     assert any("p99, watched local repo" in text for text in latency)
     assert any("p99, file:// remote" in text for text in latency)
     assert "no-drift pass over 40 workflows" in by_key["d"][0][1]
+    assert "statuses committed to the store" in by_key["d"][1][1]
     assert by_key["e"][0][2].endswith("MB")
     informative = [row for row in rows if row[-1] == "info"]
-    assert [row[0] for row in informative] == ["b", "c", "c"]  # no target: handling, two p50s
+    # no target: the revision's handling, two p50s, the commit after the pass
+    assert [row[0] for row in informative] == ["b", "c", "c", "d"]
     for row in rows:
         if row not in informative:
             assert row[3].startswith("< ")

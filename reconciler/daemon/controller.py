@@ -667,7 +667,9 @@ class Controller:
         status = await self.statuses.get(name)
         if name in target.invalid:
             await self._apply(
-                plan_invalid(name, status, problems=target.invalid[name], now=self._now()), name
+                plan_invalid(name, status, problems=target.invalid[name], now=self._now()),
+                name,
+                durable=False,
             )
             return
         lw = target.valid.get(name)
@@ -676,7 +678,7 @@ class Controller:
         workflow = lw.workflow
         revision = target.revision
         if name in self.suspended:
-            await self._store_status(status or WorkflowStatusRecord(name=name))
+            await self._store_status(status or WorkflowStatusRecord(name=name), durable=False)
             log.info(f"workflow {name} is suspended through the API; nothing runs", workflow=name)
             return
         resume = self._resume.pop(name, None)
@@ -694,7 +696,7 @@ class Controller:
             workflow, status, revision=revision, statuses=statuses, now=self._now()
         )
         if decision.next is Next.DONE:
-            await self._apply(decision, name)
+            await self._apply(decision, name, durable=False)
             return
         observation = await self._observe(workflow, revision) if workflow.spec.observe else None
         decision = plan_observed(
@@ -707,7 +709,7 @@ class Controller:
             now=self._now(),
         )
         if decision.next is not Next.RUN:
-            await self._apply(decision, name)
+            await self._apply(decision, name, durable=False)
             return
         observed = observation.observed if observation is not None else None
         await self._run(
@@ -806,7 +808,7 @@ class Controller:
                 observation=None,
                 now=self._now(),
             )
-            await self._apply(decision, name)
+            await self._apply(decision, name, durable=True)
             return
         after = (
             await self._observe(workflow, revision)
@@ -823,7 +825,7 @@ class Controller:
             observation=after,
             now=self._now(),
         )
-        await self._apply(decision, name)
+        await self._apply(decision, name, durable=True)
 
     async def _retire(self, name: str, lw: LoadedWorkflow) -> None:
         workflow = lw.workflow
@@ -874,8 +876,10 @@ class Controller:
 
     # -- applying decisions ------------------------------------------------------------------
 
-    async def _apply(self, decision: Decision, name: str) -> None:
-        await self._store_status(decision.status)
+    async def _apply(self, decision: Decision, name: str, *, durable: bool) -> None:
+        """Store and log ``decision``. ``durable``: it is a run's outcome, which checking the
+        workflow again would not decide again (a check's outcome may be written behind)."""
+        await self._store_status(decision.status, durable=durable)
         level = "warning" if decision.failed or decision.status.status is Health.INVALID else "info"
         fields: dict[str, Any] = {
             "workflow": name,
@@ -893,7 +897,9 @@ class Controller:
             self.queue.forget(name)
             await self._wake_dependents(name)
 
-    async def _store_status(self, record: WorkflowStatusRecord, *, wait: bool = True) -> None:
+    async def _store_status(
+        self, record: WorkflowStatusRecord, *, durable: bool = True, wait: bool = True
+    ) -> None:
         if record.name in self.suspended:
             record = record.model_copy(
                 update={
@@ -904,7 +910,9 @@ class Controller:
                 }
             )
         nxt = self.scheduler.next_check(record.name)
-        await self.statuses.put(record.model_copy(update={"next_check_at": nxt}), wait=wait)
+        await self.statuses.put(
+            record.model_copy(update={"next_check_at": nxt}), durable=durable, wait=wait
+        )
         self.metrics.status_changed(record)
 
     async def _wake_dependents(self, name: str) -> None:

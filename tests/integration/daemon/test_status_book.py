@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,10 +51,25 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await store.close()
 
 
-async def loaded_book(store: Store, **kwargs: float) -> StatusBook:
-    book = StatusBook(store, **kwargs)  # type: ignore[arg-type]
+async def loaded_book(
+    store: Store,
+    *,
+    idle: Callable[[], bool] = lambda: True,
+    delay: float = 60.0,
+    max_delay: float = 60.0,
+) -> StatusBook:
+    """A single-process book, loaded; by default it never writes behind on its own."""
+    book = StatusBook(store, idle=idle, delay=delay, max_delay=max_delay)
     await book.load()
     return book
+
+
+async def stored_eventually(store: Store, record: WorkflowStatusRecord) -> None:
+    """Until the store holds ``record`` (nobody waits on the book's writer here)."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while await store.get_status(record.name) != record:
+        assert asyncio.get_running_loop().time() < deadline, f"{record.name} never written"
+        await asyncio.sleep(0.01)
 
 
 def test_bookkeeping_changes_names_the_moved_timestamps_or_none_for_a_real_change() -> None:
@@ -72,7 +87,7 @@ async def test_get_after_put_returns_the_record_before_it_reaches_the_store(
     store: Store,
 ) -> None:
     await store.put_status(converged("wf"))
-    book = await loaded_book(store, delay=60.0, max_delay=60.0)
+    book = await loaded_book(store)
     later = checked_again(converged("wf"), after=timedelta(minutes=5))
 
     await book.put(later)
@@ -86,7 +101,7 @@ async def test_get_after_put_returns_the_record_before_it_reaches_the_store(
 async def test_bookkeeping_writes_are_batched_and_committed_on_close(store: Store) -> None:
     names = [f"wf-{i}" for i in range(50)]
     await store.put_statuses([converged(n) for n in names])
-    book = await loaded_book(store, delay=60.0, max_delay=60.0)
+    book = await loaded_book(store)
 
     for name in names:
         await book.put(checked_again(converged(name), after=timedelta(minutes=5)))
@@ -103,21 +118,18 @@ async def test_bookkeeping_writes_reach_the_store_by_themselves_when_the_book_is
     store: Store,
 ) -> None:
     await store.put_status(converged("wf"))
-    book = await loaded_book(store, delay=0.01, max_delay=60.0)
+    book = await loaded_book(store, delay=0.01)
     later = checked_again(converged("wf"), after=timedelta(minutes=5))
 
     await book.put(later)
 
-    deadline = asyncio.get_running_loop().time() + 30
-    while await store.get_status("wf") != later:
-        assert asyncio.get_running_loop().time() < deadline, "never written"
-        await asyncio.sleep(0.01)
+    await stored_eventually(store, later)
     await book.close()
 
 
 async def test_a_change_of_health_is_committed_before_put_returns(store: Store) -> None:
     await store.put_status(converged("wf"))
-    book = await loaded_book(store, delay=60.0, max_delay=60.0)
+    book = await loaded_book(store)
     failed = converged("wf").model_copy(
         update={"status": Health.DEGRADED, "failures": 1, "message": "run 1 failed"}
     )
@@ -130,7 +142,7 @@ async def test_a_change_of_health_is_committed_before_put_returns(store: Store) 
 
 async def test_a_change_put_without_waiting_is_committed_soon_after(store: Store) -> None:
     await store.put_status(converged("wf"))
-    book = await loaded_book(store, delay=60.0, max_delay=60.0)
+    book = await loaded_book(store)
     running = converged("wf").model_copy(
         update={"status": Health.PROGRESSING, "last_run_id": "run-1"}
     )
@@ -138,10 +150,7 @@ async def test_a_change_put_without_waiting_is_committed_soon_after(store: Store
     await book.put(running, wait=False)
 
     assert await book.get("wf") == running
-    deadline = asyncio.get_running_loop().time() + 30
-    while await store.get_status("wf") != running:  # no idle wait: a real change goes first
-        assert asyncio.get_running_loop().time() < deadline, "never written"
-        await asyncio.sleep(0.01)
+    await stored_eventually(store, running)  # no idle wait: a real change goes first
     await book.close()
 
 
@@ -149,8 +158,7 @@ async def test_while_busy_a_real_change_is_committed_without_the_waiting_bookkee
     store: Store,
 ) -> None:
     await store.put_statuses([converged("checked"), converged("failed")])
-    book = StatusBook(store, idle=lambda: False, delay=0.01, max_delay=60.0)
-    await book.load()
+    book = await loaded_book(store, idle=lambda: False, delay=0.01)
     checked = checked_again(converged("checked"), after=timedelta(minutes=5))
     failed = converged("failed").model_copy(update={"status": Health.DEGRADED, "failures": 1})
 
@@ -164,7 +172,7 @@ async def test_while_busy_a_real_change_is_committed_without_the_waiting_bookkee
 
 
 async def test_a_checks_outcome_is_written_behind_even_for_a_new_workflow(store: Store) -> None:
-    book = await loaded_book(store, delay=60.0, max_delay=60.0)
+    book = await loaded_book(store)
     found_in_sync = converged("new")
 
     await book.put(found_in_sync, durable=False)
@@ -179,8 +187,7 @@ async def test_a_durable_record_stays_urgent_when_a_check_replaces_it_before_its
     store: Store,
 ) -> None:
     await store.put_status(converged("wf"))
-    book = StatusBook(store, idle=lambda: False, delay=60.0, max_delay=60.0)
-    await book.load()
+    book = await loaded_book(store, idle=lambda: False)
     failed = converged("wf").model_copy(update={"status": Health.DEGRADED, "failures": 1})
     checked = checked_again(failed, after=timedelta(minutes=1))
 
@@ -206,7 +213,7 @@ async def test_puts_made_together_are_committed_together(store: Store) -> None:
 
 async def test_delete_drops_the_row_and_any_pending_write(store: Store) -> None:
     await store.put_status(converged("wf"))
-    book = await loaded_book(store, delay=60.0, max_delay=60.0)
+    book = await loaded_book(store)
     await book.put(checked_again(converged("wf"), after=timedelta(minutes=5)))
 
     assert await book.delete("wf") is True
@@ -220,7 +227,7 @@ async def test_a_batch_the_store_refuses_stays_pending_and_lands_later(
     store: Store, tmp_path: Path
 ) -> None:
     await store.put_status(converged("wf"))
-    book = await loaded_book(store, delay=60.0, max_delay=60.0)
+    book = await loaded_book(store)
     later = checked_again(converged("wf"), after=timedelta(minutes=5))
     await book.put(later)
     db = sqlite3.connect(tmp_path / "store.db")

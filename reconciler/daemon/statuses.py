@@ -151,7 +151,8 @@ class StatusBook:
         previous = self._pending.get(name) or self._known.get(name)
         changes = bookkeeping_changes(previous, record) if self._loaded else None
         behind = not self.shared and self._loaded and (changes is not None or not durable)
-        self._known[name] = record
+        if not self.shared:  # shared: reads go to the store, nothing to keep
+            self._known[name] = record
         self._pending[name] = record
         if changes is None:
             self._full.add(name)

@@ -17,6 +17,11 @@ public contract: renaming one breaks users' workflows.
         ├── Cancelled               the run or the action was cancelled
         ├── InvalidRequest          a rendered request fails the plugin's model
         ├── EvaluationError         a CEL expression failed at run time
+        │   └── ExpressionBudgetExceeded  an expression cost more than the operator allows
+        ├── NotAllowed              a workflow asked for what the operator did not grant
+        │   ├── PathNotAllowed      a path outside the file roots, or a special file
+        │   ├── EnvNotAllowed       an environment variable outside --allow-env
+        │   └── ShellValueRefused   a ``${{ }}`` value cannot be pasted safely into a shell
         ├── SecretUnavailable       a secret reference could not be resolved     (retryable)
         ├── CheckFailed             a pre/during/post check did not pass
         ├── ChildRunFailed          a ``workflow.run`` child ended in failure
@@ -162,6 +167,34 @@ class EvaluationError(ActionError):
     retryable = False
 
 
+class ExpressionBudgetExceeded(EvaluationError):
+    """An expression's cost went over the operator's budget (``--expression-cost-limit``)."""
+
+    retryable = False
+
+
+class NotAllowed(ActionError):
+    """A workflow asked for something the operator did not grant (see ``docs/security.md``).
+
+    Also reported by ``validate`` as ``path:line:col`` when the value is a literal.
+    """
+
+    retryable = False
+
+
+class PathNotAllowed(NotAllowed):
+    """A path outside the file roots, under a denied directory, a symlink leaving a root, a
+    special file (FIFO, device, socket) or a file over the read limit."""
+
+
+class EnvNotAllowed(NotAllowed):
+    """An ``env:`` reference to a variable the operator did not allow (``--allow-env``)."""
+
+
+class ShellValueRefused(NotAllowed):
+    """A ``${{ }}`` value in a ``shell: true`` command that cannot be used safely."""
+
+
 class SecretUnavailable(ActionError):
     retryable = True
 
@@ -220,6 +253,11 @@ BUILTIN_ERROR_NAMES: frozenset[str] = frozenset(
             Cancelled,
             InvalidRequest,
             EvaluationError,
+            ExpressionBudgetExceeded,
+            NotAllowed,
+            PathNotAllowed,
+            EnvNotAllowed,
+            ShellValueRefused,
             SecretUnavailable,
             CheckFailed,
             ChildRunFailed,

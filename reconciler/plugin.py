@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 from reconciler.config.models import RetryPolicy
 from reconciler.errors import ActionError, PluginNotFound
+from reconciler.grants import Grants
 
 ENTRY_POINT_GROUP = "reconciler.plugins"
 
@@ -90,6 +91,9 @@ class ActionContext:
     a retry or a crash), so a plugin talking to a system that supports it can deduplicate.
     ``redact`` replaces every secret value known to the run with ``***``: plugins that return
     free text (command output, response bodies) pass it through ``redact`` first.
+    ``grants`` is what the operator allows workflows to reach: a plugin that touches the
+    filesystem resolves every path with ``grants.check_path(path, base=workdir)`` and reads with
+    ``grants.read_bytes`` (see :mod:`reconciler.grants`).
     Cancellation arrives as :class:`asyncio.CancelledError`; a plugin that must clean up
     catches it, cleans up, and re-raises.
     """
@@ -102,6 +106,15 @@ class ActionContext:
     run_child: ChildRunner | None = None
     deadline: float | None = None
     """Event-loop time by which the action must finish, if any."""
+    grants: Grants | None = None
+    """The operator's grants; ``None`` means the defaults for ``workdir``
+    (:meth:`Grants.local`). Read it through :meth:`granted`."""
+
+    def granted(self) -> Grants:
+        """The grants in force for this call (never ``None``)."""
+        if self.grants is None:
+            self.grants = Grants.local(Path(self.workdir))
+        return self.grants
 
     def time_left(self) -> float | None:
         if self.deadline is None:

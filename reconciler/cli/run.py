@@ -31,9 +31,10 @@ from reconciler.cli.app import app, fail
 from reconciler.daemon.controller import Controller, restrict_registry
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.grants import Grants
 from reconciler.plugin import PluginRegistry
 from reconciler.secrets.resolver import resolver_from_settings
-from reconciler.sources import open_source
+from reconciler.sources import Source, open_source
 from reconciler.store import Store, describe
 from reconciler.telemetry.logging import configure_logging
 
@@ -76,6 +77,19 @@ class ApiServer(uvicorn.Server):
         return sock
 
 
+def grants_from_settings(settings: DaemonSettings, *, source: Source) -> Grants:
+    """What the daemon's workflows may reach: the file roots and variables of the settings,
+    never the data directory, the clone of the repository or the store's file."""
+    deny = [settings.data_dir, *source.private_paths()]
+    return Grants.for_daemon(
+        workdir=settings.workdir,
+        file_roots=settings.file_roots,
+        allow_env=settings.allow_env,
+        deny=deny,
+        max_read_bytes=settings.max_file_bytes,
+    )
+
+
 @app.command()
 def run(
     repo_arg: str | None = typer.Argument(
@@ -108,6 +122,18 @@ def run(
     max_concurrent_runs: int | None = typer.Option(None, "--max-concurrent-runs"),
     allow_plugins: str | None = typer.Option(
         None, "--allow-plugins", help="Comma-separated globs of plugins the repository may use."
+    ),
+    file_root: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--file-root", help="Directory workflows may read and write under (repeatable)."
+        ),
+    ] = None,
+    allow_env: str | None = typer.Option(
+        None, "--allow-env", help="Comma-separated globs of variables env: references may read."
+    ),
+    max_file_bytes: int | None = typer.Option(
+        None, "--max-file-bytes", help="Largest file a workflow may read (16 MiB)."
     ),
     keep_runs: int | None = typer.Option(None, "--keep-runs", help="Runs kept per workflow."),
     keep_days: int | None = typer.Option(None, "--keep-days", help="Days of run history kept."),
@@ -144,6 +170,9 @@ def run(
             poll_interval=poll_interval,
             max_concurrent_runs=max_concurrent_runs,
             allow_plugins=allow_plugins,
+            file_roots=file_root or None,
+            allow_env=allow_env,
+            max_file_bytes=max_file_bytes,
             keep_runs=keep_runs,
             keep_days=keep_days,
             default_interval=default_interval,
@@ -187,7 +216,8 @@ async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) 
         data_dir=settings.data_dir,
         poll_interval=settings.poll_interval.total_seconds(),
     )
-    secrets = resolver_from_settings(settings)
+    grants = grants_from_settings(settings, source=source)
+    secrets = resolver_from_settings(settings, grants=grants)
     registry = restrict_registry(PluginRegistry.discover(), settings.allow_plugins)
     store = await Store.open(settings.store, data_dir=settings.data_dir)
     log = structlog.get_logger("reconciler.daemon")
@@ -197,7 +227,9 @@ async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) 
         log.info(f"vault: {secrets.vault.config.addr} is {await secrets.vault.health()}")
         upkeep = asyncio.create_task(secrets.vault.keep_token_alive(stop), name="vault-token")
     try:
-        controller = Controller(settings, store, source=source, registry=registry, secrets=secrets)
+        controller = Controller(
+            settings, store, source=source, registry=registry, secrets=secrets, grants=grants
+        )
         server = ApiServer(create_app(controller), listen=settings.listen)
         sock = server.bind()
         http = asyncio.create_task(server.serve(sockets=[sock]), name="http")

@@ -67,6 +67,7 @@ from reconciler.daemon.statuses import StatusBook
 from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
 from reconciler.engine.runner import Engine, RunResult
 from reconciler.errors import LeaseLost, ReconcilerError, SourceError, StoreError
+from reconciler.grants import Grants
 from reconciler.plugin import PluginRegistry, RunInfo
 from reconciler.secrets.resolver import SecretResolver
 from reconciler.sources import Revision, Source
@@ -205,7 +206,8 @@ def _innermost_frame(exc: BaseException) -> str:
 class Controller:
     """Runs the reconcile loop for one repository until stopped.
 
-    ``secrets`` is the resolver runs use (default: ``env:``/``file:`` only; ``reconciler run``
+    ``grants`` are what workflows may reach (default: from the settings, the data directory
+    denied); ``secrets`` is the resolver runs use (default: ``env:``/``file:`` only; ``reconciler run``
     passes one with Vault when configured); ``clock`` (monotonic seconds, for back-off) and ``now`` (UTC timestamps in statuses)
     are injectable for tests.
     """
@@ -218,6 +220,7 @@ class Controller:
         source: Source,
         registry: PluginRegistry,
         secrets: SecretResolver | None = None,
+        grants: Grants | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -232,6 +235,15 @@ class Controller:
             registry,
             journal=self.metrics.journal(self.journal),
             workdir=settings.workdir.resolve(),
+            grants=grants
+            if grants is not None
+            else Grants.for_daemon(
+                workdir=settings.workdir,
+                file_roots=settings.file_roots,
+                allow_env=settings.allow_env,
+                deny=[settings.data_dir],
+                max_read_bytes=settings.max_file_bytes,
+            ),
             secrets=self.metrics.resolver(secrets),
         )
         self.target = _Target()

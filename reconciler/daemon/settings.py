@@ -49,10 +49,11 @@ _SECRET_KEYS = {"api_token", "webhook_secret", "vault_token", "vault_secret_id"}
 
 
 def _split_list(value: Any) -> Any:
-    """``"a,b , c"`` → ``["a", "b", "c"]``; lists pass through; empty text means no list."""
+    """``"a,b , c"`` → ``["a", "b", "c"]``; lists pass through; empty text is an empty list
+    (an allow-list set to nothing allows nothing, it does not fall back to the default)."""
     if isinstance(value, str):
         items = [part.strip() for part in value.split(",")]
-        return [item for item in items if item] or None
+        return [item for item in items if item]
     return value
 
 
@@ -108,8 +109,28 @@ class DaemonSettings(BaseSettings):
     max_concurrent_runs: int = Field(4, ge=1, le=1000, description="Runs in flight at once.")
     allow_plugins: Annotated[list[str] | None, NoDecode] = Field(
         None,
-        description="Plugins the repository may use (comma-separated); default: every "
-        "installed plugin.",
+        description="Globs of plugins the repository may use (comma-separated). Unset: every "
+        "installed plugin (a warning says so at start); set but empty: none.",
+    )
+    file_roots: Annotated[list[Path] | None, NoDecode] = Field(
+        None,
+        description="Directories workflows may read and write under (file.*, file: secrets, "
+        "shell.run's cwd); repeatable flag or comma-separated. Default: the workdir. The data "
+        "directory, /proc, /sys and /dev are never reachable.",
+    )
+    allow_env: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="Globs of environment variables env: secret references may read. Default: "
+        "RECONCILER_SECRET_*; set but empty: none. The daemon's own credentials never.",
+    )
+    max_file_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1,
+        description="Largest file a workflow may read (file.read, file: secrets), in bytes.",
+    )
+    api_docs: bool = Field(
+        False,
+        description="Serve the interactive API documentation at /docs (its assets are local).",
     )
     keep_runs: int | None = Field(
         100, ge=1, description="Runs kept per workflow; older ones are pruned."
@@ -176,7 +197,7 @@ class DaemonSettings(BaseSettings):
     vault_namespace: str | None = Field(None, description="Vault Enterprise namespace.")
     vault_ca_cert: Path | None = Field(None, description="CA bundle for Vault's TLS certificate.")
 
-    @field_validator("allow_plugins", mode="before")
+    @field_validator("allow_plugins", "file_roots", "allow_env", mode="before")
     @classmethod
     def _plugins_list(cls, value: Any) -> Any:
         return _split_list(value)

@@ -36,6 +36,7 @@ from reconciler.errors import (
     PluginNotFound,
     Timeout,
 )
+from reconciler.grants import Grants
 from reconciler.plugin import (
     ActionContext,
     ChildRunner,
@@ -96,6 +97,7 @@ class RunContext:
     outputs: dict[str, Any] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
     workdir: Path = field(default_factory=Path.cwd)
+    grants: Grants | None = None
     run_child: ChildRunner | None = None
     clock: Callable[[], float] | None = None
     rng: random.Random = field(default_factory=random.Random)
@@ -266,6 +268,7 @@ class RunContext:
             idempotency_key=key,
             logger=self.logger.bind(state=state, plugin=plugin_name, attempt=attempt),
             workdir=self.workdir,
+            grants=self.grants,
             redact=self.redactor.redact,
             run_child=self.run_child,
             deadline=deadline,

@@ -53,6 +53,7 @@ from reconciler.errors import (
     SecretUnavailable,
     Timeout,
 )
+from reconciler.grants import Grants
 from reconciler.plugin import ChildRunner, Plugin, PluginRegistry, RunInfo
 from reconciler.secrets.redaction import RedactingLogger, Redactor
 from reconciler.secrets.resolver import DefaultResolver, SecretResolver
@@ -141,7 +142,9 @@ class _Flow:
 class Engine:
     """Runs workflows. One engine serves every run of a process; runs may proceed concurrently.
 
-    ``workflows`` are the ones ``workflow.run`` may start by name; ``secrets`` defaults to
+    ``workflows`` are the ones ``workflow.run`` may start by name; ``grants`` are what the
+    operator allows plugins to reach (default :meth:`Grants.local` of ``workdir``); ``secrets``
+    defaults to
     :class:`DefaultResolver` (``env:``/``file:``); ``clock`` is the time source used for
     durations and deadlines (event-loop time by default; deadlines are always enforced with
     the event loop); ``rng`` drives retry jitter; ``retry_sleep`` spends the waits between
@@ -155,6 +158,7 @@ class Engine:
         journal: Journal,
         workflows: Mapping[str, Workflow] | None = None,
         workdir: Path | None = None,
+        grants: Grants | None = None,
         secrets: SecretResolver | None = None,
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
@@ -164,6 +168,7 @@ class Engine:
         self.journal = journal
         self.workflows: dict[str, Workflow] = dict(workflows or {})
         self.workdir = workdir if workdir is not None else Path.cwd()
+        self.grants = grants if grants is not None else Grants.local(self.workdir)
         self.secrets: SecretResolver = secrets if secrets is not None else DefaultResolver()
         self.clock = clock
         self.rng = rng if rng is not None else random.Random()
@@ -199,6 +204,7 @@ class Engine:
             inputs={**workflow.spec.inputs, **dict(inputs or {})},
             observed=observed,
             workdir=self.workdir,
+            grants=self.grants,
             clock=self.clock,
             rng=self.rng,
             sleep=self.retry_sleep,

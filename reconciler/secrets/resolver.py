@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from reconciler.errors import SecretUnavailable
+from reconciler.grants import Grants
 
 if TYPE_CHECKING:
     from reconciler.secrets.vault import VaultClient
@@ -39,16 +40,25 @@ class SecretResolver(Protocol):
 class DefaultResolver:
     """``env:NAME`` from the process environment, ``file:/path`` from a file.
 
-    A file's single trailing newline is stripped (``echo secret > file`` is the common way to
-    write one). ``vault:`` and ``transit:`` references go to ``vault``; without one they raise
-    :class:`SecretUnavailable` saying Vault is not configured.
+    Both are checked against ``grants`` first (default :meth:`Grants.local` of the current
+    directory): a variable outside ``--allow-env`` or one of the daemon's own is
+    :class:`EnvNotAllowed`, a file outside the file roots, a special file or one over the read
+    limit is :class:`PathNotAllowed`. A file's single trailing newline is stripped
+    (``echo secret > file`` is the common way to write one). ``vault:`` and ``transit:``
+    references go to ``vault``; without one they raise :class:`SecretUnavailable` saying Vault is
+    not configured.
     """
 
     def __init__(
-        self, *, environ: Mapping[str, str] | None = None, vault: VaultClient | None = None
+        self,
+        *,
+        environ: Mapping[str, str] | None = None,
+        vault: VaultClient | None = None,
+        grants: Grants | None = None,
     ) -> None:
         self._environ = environ
         self.vault = vault
+        self.grants = grants if grants is not None else Grants.local(Path.cwd())
 
     async def resolve(self, refs: dict[str, str]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -59,6 +69,7 @@ class DefaultResolver:
     async def resolve_one(self, name: str, ref: str) -> str:
         scheme, _, rest = ref.partition(":")
         if scheme == "env":
+            self.grants.check_env(rest)
             env = self._environ if self._environ is not None else os.environ
             if rest not in env:
                 raise SecretUnavailable(
@@ -67,7 +78,8 @@ class DefaultResolver:
                 )
             return env[rest]
         if scheme == "file":
-            return await asyncio.to_thread(_read_file, name, ref, path=Path(rest))
+            path = self.grants.check_path(rest, base=Path.cwd())
+            return await asyncio.to_thread(_read_file, name, ref, path=path, grants=self.grants)
         if scheme == "vault" and self.vault is not None:
             return await self.vault.read(name, ref)
         if scheme == "transit" and self.vault is not None:
@@ -85,7 +97,9 @@ class DefaultResolver:
         )
 
 
-def resolver_from_env(environ: Mapping[str, str] | None = None) -> DefaultResolver:
+def resolver_from_env(
+    environ: Mapping[str, str] | None = None, *, grants: Grants | None = None
+) -> DefaultResolver:
     """The resolver of the one-shot commands (``plan``, ``apply``): Vault when
     ``RECONCILER_VAULT_ADDR`` (or ``VAULT_ADDR``) is set, ``env:``/``file:`` always.
 
@@ -95,11 +109,11 @@ def resolver_from_env(environ: Mapping[str, str] | None = None) -> DefaultResolv
 
     config = VaultConfig.from_env(environ)
     return DefaultResolver(
-        environ=environ, vault=VaultClient(config) if config is not None else None
+        environ=environ, vault=VaultClient(config) if config is not None else None, grants=grants
     )
 
 
-def resolver_from_settings(settings: object) -> DefaultResolver:
+def resolver_from_settings(settings: object, *, grants: Grants | None = None) -> DefaultResolver:
     """The daemon's resolver: Vault from its ``vault_*`` settings (``DaemonSettings``), with
     ``VAULT_ADDR``/``VAULT_TOKEN``/... as fallbacks; ``env:``/``file:`` always.
 
@@ -108,12 +122,12 @@ def resolver_from_settings(settings: object) -> DefaultResolver:
     from reconciler.secrets.vault import VaultClient, VaultConfig
 
     config = VaultConfig.from_settings(settings)
-    return DefaultResolver(vault=VaultClient(config) if config is not None else None)
+    return DefaultResolver(vault=VaultClient(config) if config is not None else None, grants=grants)
 
 
-def _read_file(name: str, ref: str, *, path: Path) -> str:
+def _read_file(name: str, ref: str, *, path: Path, grants: Grants) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = grants.read_bytes(path).decode("utf-8")
     except FileNotFoundError:
         raise SecretUnavailable(
             f"secret {name!r} ({ref}): file not found", details={"secret": name, "ref": ref}

@@ -110,6 +110,11 @@ class Source(Protocol):
         and safe to call from any thread."""
         ...
 
+    def private_paths(self) -> tuple[Path, ...]:
+        """Directories of the source's own machinery (a clone, a ``.git`` directory) that no
+        workflow may read or write, whatever the file roots say."""
+        ...
+
 
 _SCHEME_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _USERINFO_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@'\"]+@")
@@ -193,6 +198,9 @@ class BaseSource:
     @property
     def current(self) -> Revision | None:
         return self._current
+
+    def private_paths(self) -> tuple[Path, ...]:
+        return ()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description}>"

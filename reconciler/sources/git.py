@@ -260,6 +260,9 @@ class RemoteGitSource(_GitSourceBase):
             secrets=url_secrets(url),
         )
 
+    def private_paths(self) -> tuple[Path, ...]:
+        return (self.cache_dir,)
+
     def _fetch_sync(self, previous: Revision | None) -> Revision | None:
         with self._open_cache() as repo:
             branch = self.branch or self._remote_default_branch(repo)
@@ -358,6 +361,9 @@ class LocalGitSource(_GitSourceBase):
             poll=True,
             secrets=[],
         )
+
+    def private_paths(self) -> tuple[Path, ...]:
+        return (self.git_dir, self.common_dir)
 
     def _fetch_sync(self, previous: Revision | None) -> Revision | None:
         with git.Repo(self.path) as repo:

@@ -1,0 +1,237 @@
+"""What the operator grants the repository: the capability model of the daemon.
+
+Anyone who can commit can write any workflow, so whatever a workflow asks for (a path to read or
+write, an environment variable, a secret file) is checked here against what the operator allowed
+with ``reconciler run`` settings (``--file-root``, ``--allow-env``). The repository cannot widen a
+:class:`Grants`: it is built from the daemon's settings only, and handed to plugins through
+:attr:`reconciler.plugin.ActionContext.grants`, to the secret resolver (``env:`` and ``file:``
+references) and to ``validate`` (literal paths and variable names).
+
+Called by: ``reconciler_plugins.files`` and ``reconciler_plugins.shell`` (paths),
+:mod:`reconciler.secrets.resolver` (``env:``/``file:``), :mod:`reconciler.config.validate`
+(literal values), :mod:`reconciler.cli.run` (builds one from the settings).
+
+What callers may rely on:
+
+* :meth:`Grants.check_path` returns an absolute path with every symlink resolved that lies under
+  one of :attr:`Grants.file_roots` and under none of :attr:`Grants.denied_paths`; ``/proc``,
+  ``/sys`` and ``/dev`` are always denied, and so is whatever the daemon adds (its data directory,
+  its clone of the repository), whatever the roots say. Anything else is :class:`PathNotAllowed`.
+* :meth:`Grants.read_bytes` opens the resolved path without following a final symlink, refuses
+  anything but a regular file (FIFOs, devices, sockets) and reads at most
+  :attr:`Grants.max_read_bytes`.
+* :meth:`Grants.check_env` allows a variable only when it matches an ``allow_env`` glob and is not
+  one of the daemon's own settings (API token, webhook secret, Vault and store credentials, git
+  credentials), whatever the globs say. Anything else is :class:`EnvNotAllowed`.
+
+The check and the open are two steps: a process that can rename directories under a root between
+them could redirect a path. The final component is opened with ``O_NOFOLLOW``, so the window is
+limited to directories, which committers cannot create outside the roots.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.errors import EnvNotAllowed, PathNotAllowed
+
+__all__ = [
+    "ALWAYS_DENIED_PATHS",
+    "DEFAULT_ALLOW_ENV",
+    "DEFAULT_MAX_READ_BYTES",
+    "DAEMON_ENV",
+    "Grants",
+]
+
+ALWAYS_DENIED_PATHS: tuple[Path, ...] = (Path("/proc"), Path("/sys"), Path("/dev"))
+"""Never reachable from a workflow, whatever the roots say."""
+
+DEFAULT_ALLOW_ENV: tuple[str, ...] = ("RECONCILER_SECRET_*",)
+"""Variables ``env:`` references may read when the operator sets no ``--allow-env``."""
+
+DEFAULT_MAX_READ_BYTES = 16 * 1024 * 1024
+"""Largest file ``file.read`` or a ``file:`` secret reads (16 MiB)."""
+
+DAEMON_ENV: tuple[str, ...] = (
+    "RECONCILER_API_TOKEN*",
+    "RECONCILER_WEBHOOK_SECRET*",
+    "RECONCILER_VAULT_*",
+    "RECONCILER_STORE*",
+    "RECONCILER_REPO*",
+    "RECONCILER_*_FILE",
+    "VAULT_*",
+    "GIT_*",
+    "SSH_AUTH_SOCK",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "DATABASE_URL",
+    "AWS_*",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
+"""The daemon's own credentials and settings: never readable through ``env:``, even when an
+``allow_env`` glob matches them."""
+
+
+def _absolute(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+@dataclass(frozen=True)
+class Grants:
+    """The capabilities a workflow has: file roots, environment variables, read size.
+
+    Build one with :meth:`for_daemon` or :meth:`local`; instances are immutable and shared by
+    every run of a process.
+    """
+
+    file_roots: tuple[Path, ...]
+    """Directories (resolved) under which workflows may read and write files."""
+    denied_paths: tuple[Path, ...] = ALWAYS_DENIED_PATHS
+    """Directories (resolved) never reachable, even under a root."""
+    allow_env: tuple[str, ...] = DEFAULT_ALLOW_ENV
+    """Globs of environment variables ``env:`` references may read."""
+    max_read_bytes: int = DEFAULT_MAX_READ_BYTES
+    denied_env: tuple[str, ...] = field(default=DAEMON_ENV)
+
+    @classmethod
+    def local(cls, workdir: Path, *, allow_env: Iterable[str] | None = None) -> Grants:
+        """The one-shot commands' grants: files under ``workdir``, the default variables."""
+        return cls.for_daemon(workdir=workdir, file_roots=None, allow_env=allow_env)
+
+    @classmethod
+    def for_daemon(
+        cls,
+        *,
+        workdir: Path,
+        file_roots: Iterable[Path] | None,
+        allow_env: Iterable[str] | None,
+        deny: Iterable[Path] = (),
+        max_read_bytes: int = DEFAULT_MAX_READ_BYTES,
+    ) -> Grants:
+        """Grants from the daemon's settings; ``deny`` adds the data directory and the clone.
+
+        ``file_roots`` ``None`` means the workdir alone; ``allow_env`` ``None`` means
+        :data:`DEFAULT_ALLOW_ENV` (an empty list allows no variable).
+        """
+        base = _absolute(workdir)
+        roots = (base,) if file_roots is None else tuple(_absolute(base / p) for p in file_roots)
+        denied = tuple(dict.fromkeys((*ALWAYS_DENIED_PATHS, *(_absolute(p) for p in deny))))
+        return cls(
+            file_roots=roots,
+            denied_paths=denied,
+            allow_env=DEFAULT_ALLOW_ENV if allow_env is None else tuple(allow_env),
+            max_read_bytes=max_read_bytes,
+        )
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def check_path(self, path: str | os.PathLike[str], *, base: Path) -> Path:
+        """``path`` resolved against ``base`` (symlinks followed), if it is allowed.
+
+        Raises :class:`PathNotAllowed` naming the path and the reason. The returned path may
+        not exist yet (a file about to be written).
+        """
+        raw = Path(path)
+        if "\x00" in str(raw):
+            raise PathNotAllowed(f"path {str(raw)!r} contains a NUL byte", details={"path": "?"})
+        resolved = _absolute(raw if raw.is_absolute() else base / raw)
+        for denied in self.denied_paths:
+            if _under(resolved, denied):
+                raise PathNotAllowed(
+                    f"path {str(raw)!r} is not allowed: {resolved} is under {denied}, which "
+                    "workflows can never reach",
+                    details={"path": str(raw)},
+                )
+        if not any(_under(resolved, root) for root in self.file_roots):
+            roots = ", ".join(str(r) for r in self.file_roots) or "none"
+            raise PathNotAllowed(
+                f"path {str(raw)!r} is not allowed: {resolved} is outside the file roots "
+                f"({roots}); the operator grants more with --file-root",
+                details={"path": str(raw)},
+            )
+        return resolved
+
+    def read_bytes(self, path: Path, *, limit: int | None = None) -> bytes:
+        """The bytes of the regular file at ``path`` (already checked), at most ``limit``.
+
+        Raises :class:`PathNotAllowed` for a symlink in the last component, a FIFO, device,
+        socket or directory, or a file over the limit; :class:`OSError` as the OS says
+        otherwise (missing file, no permission).
+        """
+        cap = self.max_read_bytes if limit is None else limit
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(path, flags)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise PathNotAllowed(
+                    f"{path} is a symbolic link; it is not followed", details={"path": str(path)}
+                ) from None
+            raise
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            self.require_regular(path, info.st_mode)
+            if info.st_size > cap:
+                raise PathNotAllowed(
+                    f"{path} is {info.st_size} bytes, more than the {cap} a workflow may read",
+                    details={"path": str(path), "size": info.st_size},
+                )
+            data = handle.read(cap + 1)
+        if len(data) > cap:
+            raise PathNotAllowed(
+                f"{path} holds more than the {cap} bytes a workflow may read",
+                details={"path": str(path)},
+            )
+        return data
+
+    @staticmethod
+    def require_regular(path: Path, mode: int) -> None:
+        """Raise :class:`PathNotAllowed` unless ``mode`` is a regular file's."""
+        if stat.S_ISREG(mode):
+            return
+        kind = (
+            "a directory"
+            if stat.S_ISDIR(mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file"
+        )
+        raise PathNotAllowed(
+            f"{path} is {kind}; workflows read and write regular files only",
+            details={"path": str(path)},
+        )
+
+    # -- environment ------------------------------------------------------------------------
+
+    def env_allowed(self, name: str) -> bool:
+        """Whether ``env:NAME`` may be read (see :meth:`check_env`)."""
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.denied_env):
+            return False
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.allow_env)
+
+    def check_env(self, name: str) -> None:
+        """Raise :class:`EnvNotAllowed` unless ``env:NAME`` may be read."""
+        if self.env_allowed(name):
+            return
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.denied_env):
+            reason = "it holds the daemon's own settings or credentials"
+        else:
+            globs = ", ".join(self.allow_env) or "none"
+            reason = f"it matches no --allow-env glob ({globs})"
+        raise EnvNotAllowed(
+            f"environment variable {name} is not allowed: {reason}", details={"variable": name}
+        )

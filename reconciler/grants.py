@@ -43,9 +43,9 @@ from reconciler.errors import EnvNotAllowed, PathNotAllowed
 
 __all__ = [
     "ALWAYS_DENIED_PATHS",
+    "DAEMON_ENV",
     "DEFAULT_ALLOW_ENV",
     "DEFAULT_MAX_READ_BYTES",
-    "DAEMON_ENV",
     "Grants",
 ]
 

@@ -128,6 +128,12 @@ class DaemonSettings(BaseSettings):
         ge=1,
         description="Largest file a workflow may read (file.read, file: secrets), in bytes.",
     )
+    expression_cost_limit: int = Field(
+        1_000_000,
+        ge=1,
+        description="Budget of one CEL expression evaluation, in cost units (roughly one per "
+        "element visited); going over it is the error ExpressionBudgetExceeded.",
+    )
     api_docs: bool = Field(
         False,
         description="Serve the interactive API documentation at /docs (its assets are local).",

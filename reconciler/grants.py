@@ -178,9 +178,13 @@ class Grants:
                     f"{path} is a symbolic link; it is not followed", details={"path": str(path)}
                 ) from None
             raise
-        with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
+        try:
+            info = os.fstat(fd)
             self.require_regular(path, info.st_mode)
+        except BaseException:
+            os.close(fd)
+            raise
+        with os.fdopen(fd, "rb") as handle:
             if info.st_size > cap:
                 raise PathNotAllowed(
                     f"{path} is {info.st_size} bytes, more than the {cap} a workflow may read",

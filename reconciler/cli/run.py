@@ -31,10 +31,9 @@ from reconciler.cli.app import app, fail
 from reconciler.daemon.controller import Controller, restrict_registry
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.grants import Grants
 from reconciler.plugin import PluginRegistry
 from reconciler.secrets.resolver import resolver_from_settings
-from reconciler.sources import Source, open_source
+from reconciler.sources import open_source
 from reconciler.store import Store, describe
 from reconciler.telemetry.logging import configure_logging
 
@@ -75,19 +74,6 @@ class ApiServer(uvicorn.Server):
             ) from None
         sock.set_inheritable(True)
         return sock
-
-
-def grants_from_settings(settings: DaemonSettings, *, source: Source) -> Grants:
-    """What the daemon's workflows may reach: the file roots and variables of the settings,
-    never the data directory, the clone of the repository or the store's file."""
-    deny = [settings.data_dir, *source.private_paths()]
-    return Grants.for_daemon(
-        workdir=settings.workdir,
-        file_roots=settings.file_roots,
-        allow_env=settings.allow_env,
-        deny=deny,
-        max_read_bytes=settings.max_file_bytes,
-    )
 
 
 @app.command()
@@ -216,7 +202,7 @@ async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) 
         data_dir=settings.data_dir,
         poll_interval=settings.poll_interval.total_seconds(),
     )
-    grants = grants_from_settings(settings, source=source)
+    grants = settings.grants(private=source.private_paths())
     secrets = resolver_from_settings(settings, grants=grants)
     registry = restrict_registry(PluginRegistry.discover(), settings.allow_plugins)
     store = await Store.open(settings.store, data_dir=settings.data_dir)

@@ -235,15 +235,7 @@ class Controller:
             registry,
             journal=self.metrics.journal(self.journal),
             workdir=settings.workdir.resolve(),
-            grants=grants
-            if grants is not None
-            else Grants.for_daemon(
-                workdir=settings.workdir,
-                file_roots=settings.file_roots,
-                allow_env=settings.allow_env,
-                deny=[settings.data_dir],
-                max_read_bytes=settings.max_file_bytes,
-            ),
+            grants=grants if grants is not None else settings.grants(),
             secrets=self.metrics.resolver(secrets),
         )
         self.target = _Target()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
@@ -38,6 +38,7 @@ from pydantic_settings import (
 
 from reconciler.config.models import Duration
 from reconciler.errors import ConfigError
+from reconciler.grants import Grants
 
 ENV_PREFIX = "RECONCILER_"
 
@@ -228,6 +229,18 @@ class DaemonSettings(BaseSettings):
                 raise ValueError(f"cannot read {name}_file {str(file)!r}: {exc.strerror}") from None
             object.__setattr__(self, name, SecretStr(text))
         return self
+
+    def grants(self, *, private: Iterable[Path] = ()) -> Grants:
+        """What workflows may reach under these settings: the file roots, the variables and the
+        read cap, with the data directory and ``private`` (a source's clone or ``.git``)
+        denied whatever the roots say."""
+        return Grants.for_daemon(
+            workdir=self.workdir,
+            file_roots=self.file_roots,
+            allow_env=self.allow_env,
+            deny=[self.data_dir, *private],
+            max_read_bytes=self.max_file_bytes,
+        )
 
     @classmethod
     def settings_customise_sources(

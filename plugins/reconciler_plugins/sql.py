@@ -59,6 +59,7 @@ from reconciler.errors import (
     Timeout,
 )
 from reconciler.plugin import ActionContext, Plugin, Request, Response
+from reconciler.urls import mask_url
 
 from ._common import AuthenticationFailed, default_url, redact_all, seconds_for
 
@@ -231,8 +232,8 @@ class SqlExecResponse(Response):
 
 
 def shown_dsn(url: URL) -> str:
-    """The DSN fit for a message: password replaced by ``***``."""
-    return url.render_as_string(hide_password=True)
+    """The DSN fit for a message, credentials masked by :func:`reconciler.urls.mask_url`."""
+    return mask_url(url.render_as_string(hide_password=False))
 
 
 def _async_url(dsn: str, workdir: Path) -> URL:

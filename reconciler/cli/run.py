@@ -25,6 +25,8 @@ import structlog
 import typer
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from reconciler.api import create_app
 from reconciler.cli.app import app, fail
@@ -33,8 +35,10 @@ from reconciler.daemon.settings import DaemonSettings
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.grants import Grants
 from reconciler.plugin import PluginRegistry
+from reconciler.secrets.redaction import register_secret
 from reconciler.secrets.resolver import resolver_from_settings
 from reconciler.sources import Source, open_source
+from reconciler.sources.base import url_secrets
 from reconciler.store import Store, describe
 from reconciler.telemetry.logging import configure_logging
 
@@ -189,6 +193,7 @@ def run(
         if not QUICKSTART.is_dir():
             raise fail("no repository to watch: pass --repo (or set RECONCILER_REPO)")
         settings = settings.model_copy(update={"repo": str(QUICKSTART)})
+    register_daemon_secrets(settings)
     configure_logging(settings.log_level)
     try:
         asyncio.run(serve(settings))
@@ -196,6 +201,25 @@ def run(
         raise fail(str(exc)) from None
     except ValueError as exc:  # a bad sub-path or a branch for a plain directory
         raise fail(str(exc)) from None
+
+
+def register_daemon_secrets(settings: DaemonSettings) -> None:
+    """Have every log line mask the daemon's own secrets: API token, webhook secret, Vault
+    token and AppRole secret ID, the store URL's password, the repository URL's credentials."""
+    for secret in (
+        settings.api_token,
+        settings.webhook_secret,
+        settings.vault_token,
+        settings.vault_secret_id,
+    ):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+    if settings.store and "://" in settings.store:
+        with contextlib.suppress(ArgumentError, ValueError):
+            password = make_url(settings.store).password
+            register_secret(password if isinstance(password, str) else None)
+    for credential in url_secrets(settings.repo or ""):
+        register_secret(credential)
 
 
 async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) -> None:

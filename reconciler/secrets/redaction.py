@@ -94,11 +94,29 @@ def secret_forms(value: str) -> set[str]:
     return forms
 
 
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+@lru_cache(maxsize=4096)
+def _char(char: str) -> str:
+    """The pattern of one character of a secret: itself or percent-encoded (any hex case; a
+    space also as ``+``), so every mix of raw and encoded characters that URL libraries make
+    (httpx keeps ``@`` and ``:`` in a path, ``quote`` does not) is matched."""
+    if char in _UNRESERVED:
+        return char
+    encoded = "".join(f"%{b:02X}" for b in char.encode("utf-8", errors="surrogatepass"))
+    options = [re.escape(char), f"(?i:{re.escape(encoded)})"]
+    if char == " ":
+        options.append(r"\+")
+    return f"(?:{'|'.join(options)})"
+
+
 def _trie_pattern(words: Iterable[str]) -> str:
     """A regular expression matching any of ``words``, longest first, as a trie of characters.
 
     Python's ``re`` tries the alternatives of ``a|b|c`` one after the other at each position; a
-    trie shares prefixes, so a line costs about the same with 10 or 10,000 words.
+    trie shares prefixes, so a line costs about the same with 10 or 10,000 words. Each
+    character also matches its percent-encoded form (:func:`_char`).
     """
     trie: dict[str, Any] = {}
     for word in words:
@@ -114,12 +132,12 @@ def _trie_pattern(words: Iterable[str]) -> str:
             branches = sorted(k for k in node if k)
             ends_here = "" in node
             if len(branches) == 1 and not ends_here:
-                out.append(re.escape(branches[0]))
+                out.append(_char(branches[0]))
                 node = node[branches[0]]
                 continue
             if not branches:
                 return "".join(out)
-            alternatives = "|".join(re.escape(c) + emit(node[c]) for c in branches)
+            alternatives = "|".join(_char(c) + emit(node[c]) for c in branches)
             out.append(f"(?:{alternatives})" + ("?" if ends_here else ""))
             return "".join(out)
 

@@ -41,6 +41,7 @@ from reconciler.sources import Source, open_source
 from reconciler.sources.base import url_secrets
 from reconciler.store import Store, describe
 from reconciler.telemetry.logging import configure_logging
+from reconciler.urls import mask_url
 
 QUICKSTART = Path("examples/quickstart")
 
@@ -248,7 +249,7 @@ async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) 
     log.info(f"store: {describe(store.url)}")
     upkeep: asyncio.Task[None] | None = None
     if secrets.vault is not None:
-        log.info(f"vault: {secrets.vault.config.addr} is {await secrets.vault.health()}")
+        log.info(f"vault: {mask_url(secrets.vault.config.addr)} is {await secrets.vault.health()}")
         upkeep = asyncio.create_task(secrets.vault.keep_token_alive(stop), name="vault-token")
     try:
         controller = Controller(

@@ -25,8 +25,8 @@ What callers may rely on:
   that already exists), ``SerializationFailure`` (deadlock, serialization, lock; retryable),
   ``SQLError`` (anything else), ``Timeout``;
 * the DSN's password never appears in an error or a log line: DSNs are shown as
-  ``postgresql+psycopg://user:***@host/db``, and every text from the driver is passed through
-  ``context.redact`` with the password and the parameter values masked.
+  ``postgresql+psycopg://***@host/db`` (``reconciler.urls.mask_url``), and every text from the
+  driver is passed through ``context.redact`` with the password and the parameter values masked.
 """
 
 from __future__ import annotations

@@ -16,7 +16,10 @@ from reconciler.urls import mask_url, mask_urls_in_text, url_userinfo
         ("nats://app:s3cret@host:4222", "nats://***@host:4222"),
         ("redis://:s3cret@host:6379/0", "redis://***@host:6379/0"),
         ("https://token@vault:8200/v1", "https://***@vault:8200/v1"),
-        ("postgresql+psycopg://app:pw@127.0.0.1:1/test", "postgresql+psycopg://***@127.0.0.1:1/test"),
+        (
+            "postgresql+psycopg://app:pw@127.0.0.1:1/test",
+            "postgresql+psycopg://***@127.0.0.1:1/test",
+        ),
         # no credentials: unchanged
         ("nats://host:4222", "nats://host:4222"),
         ("file:///srv/r.git", "file:///srv/r.git"),
@@ -61,7 +64,10 @@ def test_an_at_sign_in_the_path_is_not_taken_for_userinfo() -> None:
         ("https://h/v1?api_key=K1&page=2", "https://h/v1?api_key=***&page=2"),
         ("https://h/?access_token=T&Signature=S", "https://h/?access_token=***&Signature=***"),
         ("https://h/?password=p;user=bob", "https://h/?password=***;user=bob"),
-        ("https://h/?X-Amz-Signature=abc&X-Amz-Date=1", "https://h/?X-Amz-Signature=***&X-Amz-Date=1"),
+        (
+            "https://h/?X-Amz-Signature=abc&X-Amz-Date=1",
+            "https://h/?X-Amz-Signature=***&X-Amz-Date=1",
+        ),
         ("https://h/?client_secret=s&sig=x", "https://h/?client_secret=***&sig=***"),
         ("https://h/cb#id_token=t&state=1", "https://h/cb#id_token=***&state=1"),
         ("https://h/?q=token", "https://h/?q=token"),

@@ -2,8 +2,7 @@
 
 Where it sits: below the plugin modules of this package, which the runner
 (``reconciler.engine``) calls through :class:`reconciler.plugin.Plugin`. It holds what every
-client of a remote server needs the same way: the ``AuthenticationFailed`` error, URLs shown
-without their credentials, the seconds an I/O call may take under the action's deadline, a
+client of a remote server needs the same way: the ``AuthenticationFailed`` error, the seconds an I/O call may take under the action's deadline, a
 reachability probe for ``init()``, and the redaction of free text before it leaves a plugin.
 """
 
@@ -15,10 +14,11 @@ import os
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from reconciler.errors import ConnectionFailed, PluginError
 from reconciler.plugin import ActionContext
+from reconciler.urls import mask_url
 
 __all__ = [
     "TEXT_CAP",
@@ -30,7 +30,6 @@ __all__ = [
     "redact_all",
     "redact_json",
     "seconds_for",
-    "shown_url",
 ]
 
 TEXT_CAP = 64 * 1024
@@ -41,20 +40,6 @@ class AuthenticationFailed(PluginError):
     """The server refused the credentials (not retryable: the same credentials fail again)."""
 
     retryable = False
-
-
-def shown_url(url: str) -> str:
-    """``url`` without its ``user:password@`` part (or the password of ``user:password@``)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    if "@" not in parts.netloc:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"***@{hostport}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def seconds_for(limit: timedelta, context: ActionContext) -> float:
@@ -125,6 +110,6 @@ async def probe_tcp(
     except (OSError, TimeoutError) as exc:
         reason = f"no answer within {limit:g}s" if isinstance(exc, TimeoutError) else exc
         raise ConnectionFailed(
-            f"{what} at {redact(shown_url(url))} is not reachable ({reason})",
-            details={"server": redact(shown_url(url))},
+            f"{what} at {redact(mask_url(url))} is not reachable ({reason})",
+            details={"server": redact(mask_url(url))},
         ) from None

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -40,6 +39,7 @@ from reconciler.errors import (
     Timeout,
 )
 from reconciler.plugin import ActionContext, Plugin, Request, Response
+from reconciler.urls import mask_url
 
 from ._common import redact_json
 
@@ -226,15 +226,31 @@ class _Answer:
             return self.body.decode("utf-8", errors="replace")
 
 
-def shown_url(url: str | httpx.URL, redact: Callable[[str], str]) -> str:
-    """``url`` fit for a message: no ``user:password@``, known secrets replaced."""
-    try:
-        parsed = httpx.URL(str(url))
-        if parsed.userinfo:
-            parsed = parsed.copy_with(username=None, password=None)
-        return redact(str(parsed))
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return redact(str(url))
+_HEADER_NAME_OK = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def _check_headers(headers: dict[str, str], *, where: str, context: ActionContext) -> None:
+    """Refuse, by name, a header httpx would refuse quoting its bytes (a secret with a newline).
+
+    A value must be ASCII without line breaks or NUL (header injection, and httpx's own error
+    shows the value as ``b'...'``); a name must be an HTTP token. The error names the header
+    (redacted: a workflow could put a secret in a name), never the value.
+    """
+    for name, value in headers.items():
+        shown = context.redact(name)
+        if not name or not set(name) <= _HEADER_NAME_OK:
+            raise InvalidRequest(
+                f"{where}: a header name is not a valid HTTP token: {shown!r}",
+                details={"header": shown},
+            )
+        if any(c in value for c in "\r\n\0") or not value.isascii():
+            raise InvalidRequest(
+                f"{where}: header {shown!r} has a line break, NUL or non-ASCII character in its "
+                "value (the value is not shown)",
+                details={"header": shown},
+            )
 
 
 async def _exchange(
@@ -255,7 +271,8 @@ async def _exchange(
     left = context.time_left()
     if left is not None:
         seconds = min(seconds, left)
-    where = f"{method} {shown_url(url, context.redact)}"
+    where = f"{method} {context.redact(mask_url(str(url)))}"
+    _check_headers(headers, where=where, context=context)
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
@@ -313,7 +330,7 @@ async def _exchange(
 def status_error(answer: _Answer, *, method: str, url: str, context: ActionContext) -> HTTPError:
     """The named error for a status the caller did not accept (never holds header values)."""
     status = answer.status
-    where = f"{method} {shown_url(url, context.redact)}"
+    where = f"{method} {context.redact(mask_url(str(url)))}"
     details: dict[str, Any] = {
         "status": status,
         "url": where,
@@ -453,7 +470,7 @@ class HttpCheck(Plugin[HttpCheckRequest, HttpCheckResponse]):
                 raise status_error(answer, method=request.method, url=request.url, context=context)
             if request.contains is not None and request.contains not in answer.text():
                 raise CheckFailed(
-                    f"{request.method} {shown_url(request.url, context.redact)}: the body does "
+                    f"{request.method} {context.redact(mask_url(str(request.url)))}: the body does "
                     f"not contain {context.redact(request.contains)!r}",
                     details={"status": answer.status},
                 )

@@ -53,6 +53,7 @@ from reconciler.errors import (
     Timeout,
 )
 from reconciler.plugin import ActionContext, Plugin, Request, Response, SubscribePlugin
+from reconciler.urls import mask_url
 
 from ._common import (
     AuthenticationFailed,
@@ -63,7 +64,6 @@ from ._common import (
     redact_all,
     redact_json,
     seconds_for,
-    shown_url,
 )
 
 __all__ = [
@@ -127,7 +127,7 @@ async def _ignore_error(_exc: Exception) -> None:
 
 async def _connect(request: _NatsRequest, context: ActionContext, seconds: float) -> Client:
     server = request.server()
-    shown = context.redact(shown_url(server))
+    shown = context.redact(mask_url(server))
     try:
         return await nats.connect(
             servers=[server],
@@ -183,7 +183,7 @@ async def _with_client(
 ) -> T:
     """Connect, do ``work``, close; errors named, the whole call bounded by the timeout."""
     seconds = seconds_for(request.timeout, context)
-    where = context.redact(shown_url(request.server()))
+    where = context.redact(mask_url(request.server()))
     nc: Client | None = None
     try:
         async with asyncio.timeout(seconds):
@@ -363,7 +363,7 @@ class NatsSubscribe(_NatsPlugin, SubscribePlugin[NatsSubscribeRequest, NatsMessa
     async def subscribe(
         self, request: NatsSubscribeRequest, context: ActionContext
     ) -> AsyncIterator[Mapping[str, Any]]:
-        where = f"NATS at {context.redact(shown_url(request.server()))}"
+        where = f"NATS at {context.redact(mask_url(request.server()))}"
         seconds = seconds_for(request.timeout, context)
         nc: Client | None = None
         sub: Any = None

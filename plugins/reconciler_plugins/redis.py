@@ -35,6 +35,7 @@ from pydantic.alias_generators import to_camel
 from reconciler.config.models import Duration, RetryPolicy
 from reconciler.errors import ActionError, Conflict, ConnectionFailed, PluginError, Timeout
 from reconciler.plugin import ActionContext, Plugin, Request, Response, SubscribePlugin
+from reconciler.urls import mask_url
 
 from ._common import (
     AuthenticationFailed,
@@ -45,7 +46,6 @@ from ._common import (
     redact_all,
     redact_json,
     seconds_for,
-    shown_url,
 )
 
 __all__ = [
@@ -120,7 +120,7 @@ async def _with_client(
     work: Callable[[aioredis.Redis], Awaitable[T]],
 ) -> T:
     seconds = seconds_for(request.timeout, context)
-    where = f"Redis at {context.redact(shown_url(request.server()))}"
+    where = f"Redis at {context.redact(mask_url(request.server()))}"
     client: aioredis.Redis | None = None
     try:
         async with asyncio.timeout(seconds):
@@ -373,7 +373,7 @@ class RedisSubscribe(_RedisPlugin, SubscribePlugin[RedisSubscribeRequest, RedisM
         self, request: RedisSubscribeRequest, context: ActionContext
     ) -> AsyncIterator[Mapping[str, Any]]:
         seconds = seconds_for(request.timeout, context)
-        where = f"Redis at {context.redact(shown_url(request.server()))}"
+        where = f"Redis at {context.redact(mask_url(request.server()))}"
         client = _client(request, seconds)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:

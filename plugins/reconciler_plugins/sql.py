@@ -25,8 +25,8 @@ What callers may rely on:
   that already exists), ``SerializationFailure`` (deadlock, serialization, lock; retryable),
   ``SQLError`` (anything else), ``Timeout``;
 * the DSN's password never appears in an error or a log line: DSNs are shown as
-  ``postgresql+psycopg://user:***@host/db``, and every text from the driver is passed through
-  ``context.redact`` with the password and the parameter values masked.
+  ``postgresql+psycopg://***@host/db`` (``reconciler.urls.mask_url``), and every text from the
+  driver is passed through ``context.redact`` with the password and the parameter values masked.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from reconciler.errors import (
     Timeout,
 )
 from reconciler.plugin import ActionContext, Plugin, Request, Response
+from reconciler.urls import mask_url
 
 from ._common import AuthenticationFailed, default_url, redact_all, seconds_for
 
@@ -231,8 +232,8 @@ class SqlExecResponse(Response):
 
 
 def shown_dsn(url: URL) -> str:
-    """The DSN fit for a message: password replaced by ``***``."""
-    return url.render_as_string(hide_password=True)
+    """The DSN fit for a message, credentials masked by :func:`reconciler.urls.mask_url`."""
+    return mask_url(url.render_as_string(hide_password=False))
 
 
 def _async_url(dsn: str, workdir: Path) -> URL:

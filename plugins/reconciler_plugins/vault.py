@@ -57,8 +57,9 @@ from reconciler.errors import (
 )
 from reconciler.plugin import ActionContext, Plugin, Request, Response
 from reconciler.secrets.vault import VaultConfig
+from reconciler.urls import mask_url
 
-from ._common import AuthenticationFailed, redact_all, seconds_for, shown_url
+from ._common import AuthenticationFailed, redact_all, seconds_for
 
 __all__ = [
     "ALPHABET",
@@ -137,7 +138,7 @@ class _Target:
 
 
 def _mapped(exc: BaseException, *, what: str, addr: str, context: ActionContext) -> ActionError:
-    shown = context.redact(shown_url(addr))
+    shown = context.redact(mask_url(addr))
     details = {"vault": shown, "path": what}
     if isinstance(exc, requests.Timeout):
         return Timeout(f"Vault at {shown}: no answer for {what}", details=details)
@@ -189,7 +190,7 @@ async def _call(
             return await asyncio.to_thread(functools.partial(work, client))
     except TimeoutError:
         raise Timeout(
-            f"Vault at {context.redact(shown_url(target.addr))}: no answer within {seconds:g}s"
+            f"Vault at {context.redact(mask_url(target.addr))}: no answer within {seconds:g}s"
         ) from None
     except (hv.VaultError, requests.RequestException) as exc:
         raise _mapped(exc, what=request.where(), addr=target.addr, context=context) from None
@@ -251,13 +252,13 @@ class _VaultPlugin:
             health = await asyncio.to_thread(client.sys.read_health_status, method="GET")
         except requests.RequestException as exc:
             raise ConnectionFailed(
-                f"Vault at {shown_url(config.addr)} is not reachable ({type(exc).__name__})"
+                f"Vault at {mask_url(config.addr)} is not reachable ({type(exc).__name__})"
             ) from None
         finally:
             client.adapter.close()
         body = health.json() if hasattr(health, "json") else health
         if isinstance(body, dict) and body.get("sealed"):
-            raise ConnectionFailed(f"Vault at {shown_url(config.addr)} is sealed")
+            raise ConnectionFailed(f"Vault at {mask_url(config.addr)} is sealed")
 
 
 # ------------------------------------------------------------------------------------- read

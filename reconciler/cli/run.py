@@ -25,6 +25,8 @@ import structlog
 import typer
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from reconciler.api import create_app
 from reconciler.cli.app import app, fail
@@ -32,10 +34,13 @@ from reconciler.daemon.controller import Controller, restrict_registry
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.plugin import PluginRegistry
+from reconciler.secrets.redaction import register_secret
 from reconciler.secrets.resolver import resolver_from_settings
 from reconciler.sources import open_source
+from reconciler.sources.base import url_secrets
 from reconciler.store import Store, describe
 from reconciler.telemetry.logging import configure_logging
+from reconciler.urls import mask_url
 
 QUICKSTART = Path("examples/quickstart")
 
@@ -175,6 +180,7 @@ def run(
         if not QUICKSTART.is_dir():
             raise fail("no repository to watch: pass --repo (or set RECONCILER_REPO)")
         settings = settings.model_copy(update={"repo": str(QUICKSTART)})
+    register_daemon_secrets(settings)
     configure_logging(settings.log_level)
     try:
         asyncio.run(serve(settings))
@@ -182,6 +188,25 @@ def run(
         raise fail(str(exc)) from None
     except ValueError as exc:  # a bad sub-path or a branch for a plain directory
         raise fail(str(exc)) from None
+
+
+def register_daemon_secrets(settings: DaemonSettings) -> None:
+    """Have every log line mask the daemon's own secrets: API token, webhook secret, Vault
+    token and AppRole secret ID, the store URL's password, the repository URL's credentials."""
+    for secret in (
+        settings.api_token,
+        settings.webhook_secret,
+        settings.vault_token,
+        settings.vault_secret_id,
+    ):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+    if settings.store and "://" in settings.store:
+        with contextlib.suppress(ArgumentError, ValueError):
+            password = make_url(settings.store).password
+            register_secret(password if isinstance(password, str) else None)
+    for credential in url_secrets(settings.repo or ""):
+        register_secret(credential)
 
 
 async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) -> None:
@@ -210,7 +235,7 @@ async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) 
     log.info(f"store: {describe(store.url)}")
     upkeep: asyncio.Task[None] | None = None
     if secrets.vault is not None:
-        log.info(f"vault: {secrets.vault.config.addr} is {await secrets.vault.health()}")
+        log.info(f"vault: {mask_url(secrets.vault.config.addr)} is {await secrets.vault.health()}")
         upkeep = asyncio.create_task(secrets.vault.keep_token_alive(stop), name="vault-token")
     try:
         controller = Controller(

@@ -45,7 +45,7 @@ from reconciler.plugin import (
     RunInfo,
     SubscribePlugin,
 )
-from reconciler.secrets.redaction import RedactingLogger, Redactor
+from reconciler.secrets.redaction import RedactingLogger, Redactor, describe_validation_error
 
 _ABSENT = object()
 
@@ -72,6 +72,11 @@ class _LazyScope(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._scope())
+
+
+def _said(exc: BaseException) -> str:
+    """What ``exc`` says, except a pydantic error's input values (they may hold secrets)."""
+    return describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
 
 
 def _min_deadline(*values: float | None) -> float | None:
@@ -261,7 +266,8 @@ class RunContext:
             request = plugin_cls.Request.model_validate(rendered)
         except ValidationError as exc:
             raise InvalidRequest(
-                self.redactor.redact(f"{plugin_name}: {exc}"), details={"plugin": plugin_name}
+                self.redactor.redact(f"{plugin_name}: {describe_validation_error(exc)}"),
+                details={"plugin": plugin_name},
             ) from None
         context = ActionContext(
             run=self.run_info(attempt),
@@ -315,7 +321,7 @@ class RunContext:
             raise Timeout(f"{plugin_name} timed out{limit}") from None
         except Exception as exc:  # a plugin bug must never crash the run loop
             raise PluginError(
-                self.redactor.redact(f"{plugin_name} raised {type(exc).__name__}: {exc}")
+                self.redactor.redact(f"{plugin_name} raised {type(exc).__name__}: {_said(exc)}")
             ) from None
         return self.validate_response(plugin_name, plugin_cls, response=response)
 
@@ -336,7 +342,9 @@ class RunContext:
                 response = model.model_validate(data)
         except ValidationError as exc:
             raise PluginError(
-                self.redactor.redact(f"{plugin_name} returned an invalid response: {exc}")
+                self.redactor.redact(
+                    f"{plugin_name} returned an invalid response: {describe_validation_error(exc)}"
+                )
             ) from None
         dumped: dict[str, Any] = response.model_dump(by_alias=True, mode="json")
         return dumped

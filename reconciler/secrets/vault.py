@@ -52,6 +52,7 @@ from pydantic import (
 )
 
 from reconciler.errors import ConfigError, ReconcilerError, SecretUnavailable
+from reconciler.secrets.redaction import register_secret
 
 log = structlog.get_logger("reconciler.secrets")
 
@@ -602,6 +603,7 @@ class VaultClient:
                 )
             else:
                 jwt = await asyncio.to_thread(self._service_account_token)
+                register_secret(jwt)
                 response = await self._call(
                     self._client.auth.kubernetes.login,
                     self.config.role,
@@ -613,6 +615,7 @@ class VaultClient:
                 f"{method} login to Vault failed: {_errors(exc)}", code="login-failed"
             ) from None
         auth = response["auth"]
+        register_secret(str(auth.get("client_token") or ""))  # no log line may show it
         self._set_lease(float(auth.get("lease_duration") or 0), bool(auth.get("renewable")))
         log.info(f"logged in to Vault with {method} auth", ttl=int(auth.get("lease_duration") or 0))
 

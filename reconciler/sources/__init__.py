@@ -26,10 +26,10 @@ from reconciler.sources.base import (
     Revision,
     Source,
     is_workflow_file,
-    mask_url,
 )
 from reconciler.sources.directory import DirectorySource
 from reconciler.sources.git import LocalGitSource, RemoteGitSource, is_remote_url
+from reconciler.urls import mask_url
 
 __all__ = [
     "BaseSource",

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol, runtime_checkable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -32,6 +31,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.errors import FetchFailed
 from reconciler.sources.watch import watch_paths
+from reconciler.urls import mask_urls_in_text, url_userinfo
 
 log = structlog.get_logger(__name__)
 
@@ -116,36 +116,11 @@ class Source(Protocol):
         ...
 
 
-_SCHEME_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_USERINFO_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@'\"]+@")
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any ``user:password@`` (or bare token ``user@``) replaced by ``***@``.
-
-    An ssh user without a password (``ssh://git@host/...``) is kept: it is not a secret and
-    helps the reader. ``git@host:path`` (scp syntax) cannot carry a password and is returned
-    unchanged.
-    """
-    if not _SCHEME_URL.match(url):
-        return url
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    if parts.scheme in ("ssh", "git+ssh") and ":" not in userinfo:
-        return url
-    return parts._replace(netloc=f"***@{hostport}").geturl()
-
-
 def url_secrets(url: str) -> list[str]:
     """The credential strings inside ``url`` (raw and percent-decoded), longest first."""
-    if not _SCHEME_URL.match(url):
+    userinfo = url_userinfo(url)
+    if not userinfo:
         return []
-    netloc = urlsplit(url).netloc
-    if "@" not in netloc:
-        return []
-    userinfo = netloc.rpartition("@")[0]
     found: set[str] = {userinfo, unquote(userinfo)}
     for piece in userinfo.split(":"):
         if len(piece) >= 4:
@@ -154,10 +129,10 @@ def url_secrets(url: str) -> list[str]:
 
 
 def scrub(text: str, secrets: Sequence[str] = ()) -> str:
-    """``text`` with every URL's userinfo and each of ``secrets`` replaced by ``***``."""
+    """``text`` with every URL's credentials (:func:`mask_url`) and each of ``secrets`` masked."""
     for secret in secrets:
         text = text.replace(secret, "***")
-    return _USERINFO_IN_TEXT.sub(r"\1***@", text)
+    return mask_urls_in_text(text)
 
 
 @dataclass

@@ -31,10 +31,10 @@ from reconciler.sources.base import (
     BaseSource,
     Revision,
     is_workflow_file,
-    mask_url,
     scrub,
     url_secrets,
 )
+from reconciler.urls import mask_url
 
 FETCH_TIMEOUT_SECONDS = 300.0
 """A fetch that takes longer than this is killed and reported as failed."""

@@ -49,6 +49,7 @@ from reconciler.store.tables import (
     RunRow,
     WorkflowStatusRow,
 )
+from reconciler.urls import mask_urls_in_text
 
 DEFAULT_FILENAME = "reconciler.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -106,7 +107,7 @@ def _reason(exc: BaseException, url: URL) -> str:
     text = " ".join(str(orig).split()) or type(orig).__name__
     if url.password:
         text = text.replace(str(url.password), "***")
-    return text[:300]
+    return mask_urls_in_text(text)[:300]
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -10,6 +10,13 @@ The controller binds ``workflow``/``revision`` (and ``run`` once a run starts) w
 :func:`add_context_keys` gives every JSON line the four keys (``null`` when a line is about no
 workflow, such as "reconciler started"), so a log query by ``workflow`` or ``run`` never
 misses a line for want of the key.
+
+Every line is masked on its way out, whichever logger wrote it: :func:`configure_logging` puts
+:class:`~reconciler.secrets.redaction.RedactingFilter` on every handler of the root logger
+(stdlib loggers: httpx, uvicorn, hvac, SQLAlchemy, plugins) and
+:func:`~reconciler.secrets.redaction.redact_event` in structlog's chain, both masking every
+secret the process has seen (:data:`~reconciler.secrets.redaction.REGISTRY`). Libraries that
+print request URLs at INFO (:data:`URL_LOGGERS`) are held at WARNING unless the level is debug.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from typing import TextIO, cast
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from reconciler.secrets.redaction import RedactingFilter, redact_event
+
 LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -30,6 +39,9 @@ LEVELS = {
 
 CONTEXT_KEYS: tuple[str, ...] = ("workflow", "run", "state", "revision")
 """Keys present on every log line (DESIGN §6 "Logs")."""
+
+URL_LOGGERS: tuple[str, ...] = ("httpx", "httpcore", "urllib3", "hvac", "nats", "redis")
+"""Libraries that log request URLs (query strings, userinfo) at INFO: WARNING unless debug."""
 
 
 def add_context_keys(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
@@ -70,6 +82,12 @@ def configure_logging(
     # apscheduler and alembic narrate routine steps at INFO; the daemon says what matters itself.
     for chatty in ("apscheduler", "alembic"):
         logging.getLogger(chatty).setLevel(max(numeric, logging.WARNING))
+    # httpx says "HTTP Request: GET <url>" at INFO for every request: the url may carry a key.
+    for noisy in URL_LOGGERS:
+        logging.getLogger(noisy).setLevel(numeric if numeric <= logging.DEBUG else logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if as_json
@@ -83,6 +101,7 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact_event,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

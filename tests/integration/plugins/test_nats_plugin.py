@@ -143,7 +143,7 @@ async def test_unreachable_server_is_retryable_and_masks_the_password(
             make_context(),
         )
     assert caught.value.retryable
-    assert CANARY not in str(caught.value) and "app:***@127.0.0.1:1" in str(caught.value)
+    assert CANARY not in str(caught.value) and "//***@127.0.0.1:1" in str(caught.value)
 
 
 # ----------------------------------------------------------------------------------- subscribe
@@ -234,7 +234,7 @@ async def test_init_reports_an_unreachable_configured_server(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("RECONCILER_NATS_URL", f"nats://app:{CANARY}@127.0.0.1:1")
-    with pytest.raises(ConnectionFailed, match=r"RECONCILER_NATS_URL.*app:\*\*\*@127.0.0.1:1") as e:
+    with pytest.raises(ConnectionFailed, match=r"RECONCILER_NATS_URL.*//\*\*\*@127.0.0.1:1") as e:
         await NatsPublish().init()
     assert CANARY not in str(e.value)
     monkeypatch.setenv("RECONCILER_NATS_URL", URL)

@@ -264,7 +264,7 @@ async def test_unreachable_server_is_retryable_and_masks_the_password(
         await plugin.close()
     assert caught.value.retryable
     assert CANARY not in str(caught.value)
-    assert "app:***@127.0.0.1:1/test" in str(caught.value)
+    assert "//***@127.0.0.1:1/test" in str(caught.value)
 
 
 async def test_unknown_database_is_not_found_and_unknown_role_fails_authentication(
@@ -389,7 +389,7 @@ async def test_init_reports_an_unusable_configured_database(
     try:
         with pytest.raises(ConnectionFailed, match="RECONCILER_SQL_DSN") as caught:
             await plugin.init()
-        assert CANARY not in str(caught.value) and "app:***@127.0.0.1:1" in str(caught.value)
+        assert CANARY not in str(caught.value) and "//***@127.0.0.1:1" in str(caught.value)
         require_server("127.0.0.1", 5432, "PostgreSQL")
         monkeypatch.setenv("RECONCILER_SQL_DSN", PG)
         await plugin.init()

@@ -1,13 +1,23 @@
-"""The canary: one Vault secret used everywhere a secret can go, found nowhere afterwards.
+"""The canary: Vault secrets used everywhere a secret can go, found nowhere afterwards, in any form.
 
-A real ``reconciler run`` process (debug logging, SQLite store, HTTP API on a free port) resolves
-``vault:secret/app/canary#token`` from the in-process Vault and uses it in a shell command (stdout,
-stderr and argv), in an HTTP header sent to a loopback server that echoes it back, and in the
-userinfo of a PostgreSQL connection string and of a URL whose servers are down (failing
-connection strings). Afterwards the canary value is searched in every line the daemon logged,
-every row of every table of the store (and the raw bytes of every file in the data directory),
-every API body and ``/metrics``: zero hits. The loopback server, the file the command writes and
-the journal's two ConnectionFailed actions prove the secret really was used.
+A real ``reconciler run`` process (SQLite store, HTTP API on a free port; once at log level info,
+the default, and once at debug) resolves four canaries from the in-process Vault and uses them:
+
+* ``token`` in a shell command (stdout, stderr and argv), an HTTP header sent to a loopback
+  server that echoes it back, Basic auth built by httpx from a URL's userinfo, and the userinfo
+  of a PostgreSQL connection string and of a URL whose servers are down;
+* ``pw`` (holding ``@ : / +`` and a space) in a URL path and a query string (which httpx
+  percent-encodes, and logs at INFO), form parameters, a JSON body and an ``http.check`` probe;
+* ``db`` (holding ``@`` and ``:``) as the password of a Redis and of a NATS URL;
+* ``nl`` (holding a newline) in an HTTP header, and ``long`` as an invalid HTTP method (pydantic
+  quotes the tail of an invalid input).
+
+Afterwards each canary, and every form it takes when formatted (percent-encoded as ``quote``,
+``quote_plus`` and httpx do it, JSON- and repr-escaped, base64), is searched in every line the
+daemon logged, every row of every table of the store (and the raw bytes of every file in the data
+directory), every API body, ``/metrics`` and the output of the ``reconciler`` CLI: zero hits. The
+loopback server, the file the command writes and the journal's failed actions prove the secrets
+really were used.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,16 +39,28 @@ import httpx
 import pytest
 
 from reconciler.engine.journal import EventKind
+from reconciler.secrets.redaction import secret_forms
 from reconciler.store import Store
 from tests.integration.secrets.conftest import APP_POLICY
-from tests.support.daemon import run_command
+from tests.support.daemon import CLI, run_command, without_settings
 from tests.support.net import free_port
 from tests.support.repos import git, init_repo
 from tests.support.vault_server import FakeVault
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(150)
 
 CANARY = "canary-5e1d9a77c03b4f28"
+CANARY_PW = "canary2-p@ss:w0rd/7f3a+b c"
+CANARY_DB = "canary3-r3d@s:9b41e0"
+CANARY_NL = "canary4-line1\ncanary4-line2"
+CANARY_LONG = "canary5-" + "L" * 50 + "-the-tail-of-it"
+CANARIES = {
+    "token": CANARY,
+    "pw": CANARY_PW,
+    "db": CANARY_DB,
+    "nl": CANARY_NL,
+    "long": CANARY_LONG,
+}
 
 WORKFLOW = """\
 apiVersion: reconciler/v1
@@ -48,6 +71,15 @@ spec:
   interval: 1h
   secrets:
     token: vault:secret/app/canary#token
+    pw: vault:secret/app/canary#pw
+    db: vault:secret/app/canary#db
+    nl: vault:secret/app/canary#nl
+    long: vault:secret/app/canary#long
+  observe:
+    plugin: http.check
+    with:
+      url: "http://127.0.0.1:{echo_port}/probe/${{{{ secrets.pw }}}}?token=${{{{ secrets.pw }}}}"
+  desired: {{ok: false}}
   start: shell
   states:
     shell:
@@ -86,18 +118,111 @@ spec:
         with:
           url: http://reconciler:${{{{ secrets.token }}}}@127.0.0.1:{closed_port}/db
           timeout: 2s
-      next: done
+      next: path
+      onError: path
+    path:
+      action:
+        plugin: http.request
+        with:
+          url: "http://127.0.0.1:{echo_port}/items/${{{{ secrets.pw }}}}?api_key=${{{{ secrets.pw }}}}"
+          params: {{token: "${{{{ secrets.pw }}}}"}}
+        as: path
+      next: body
       onError: failed
-    done: {{end: success}}
+    body:
+      action:
+        plugin: http.request
+        with:
+          method: POST
+          url: http://127.0.0.1:{echo_port}/json
+          json: {{password: "${{{{ secrets.pw }}}}", nested: ["${{{{ secrets.token }}}}"]}}
+        as: body
+      next: basic
+      onError: failed
+    basic:
+      action:
+        plugin: http.request
+        with:
+          url: http://bob:${{{{ secrets.token }}}}@127.0.0.1:{echo_port}/basic
+        as: basic
+      next: redis
+      onError: failed
+    redis:
+      action:
+        plugin: redis.get
+        with:
+          url: "redis://:${{{{ secrets.db }}}}@127.0.0.1:{closed_port}/0"
+          key: k
+          timeout: 2s
+      next: nats
+      onError: nats
+    nats:
+      action:
+        plugin: nats.publish
+        with:
+          url: "nats://app:${{{{ secrets.db }}}}@127.0.0.1:{closed_port}"
+          subject: s
+          data: x
+          timeout: 2s
+      next: newline
+      onError: newline
+    newline:
+      action:
+        plugin: http.request
+        with:
+          url: http://127.0.0.1:{echo_port}/nl
+          headers: {{X-Token: "${{{{ secrets.nl }}}}"}}
+      next: invalid
+      onError: invalid
+    invalid:
+      action:
+        plugin: http.request
+        with:
+          method: "${{{{ secrets.long }}}}"
+          url: http://127.0.0.1:{echo_port}/long
+      next: failed
+      onError: failed
     failed: {{end: failure}}
 """
 
+FAILED_ACTIONS = {  # state -> its error (the NATS client may time out before it is refused)
+    "sql": "ConnectionFailed",
+    "down": "ConnectionFailed",
+    "redis": "ConnectionFailed",
+    "nats": "ConnectionFailed or Timeout",
+    "newline": "InvalidRequest",
+    "invalid": "InvalidRequest",
+}
+
+
+def forms(value: str) -> set[str]:
+    """``value`` and what it looks like once formatted: :func:`secret_forms` (percent-encoded,
+    escaped, base64) and exactly what httpx puts in a request line's path and query."""
+    try:
+        sent = httpx.URL(f"http://h/{value}", params={"k": value})
+    except httpx.InvalidURL:  # a newline cannot be sent in a URL at all
+        return secret_forms(value)
+    return secret_forms(value) | {
+        sent.raw_path.decode().removeprefix("/").split("?")[0],
+        sent.query.decode().removeprefix("k="),
+    }
+
+
+ALL_FORMS = sorted({form for value in CANARIES.values() for form in forms(value)}, key=len)
+
+
+def leaks(text: str) -> list[str]:
+    """The canary forms found in ``text``."""
+    return [form for form in ALL_FORMS if form in text]
+
 
 class EchoServer:
-    """Loopback HTTP server answering every GET with the Authorization header it received."""
+    """Loopback HTTP server answering every GET and POST with what it received (path,
+    Authorization header, body), so the canaries come back in the responses the run keeps."""
 
     def __init__(self) -> None:
-        self.seen: list[str] = []
+        self.seen: dict[str, str] = {}
+        """First path segment → Authorization header, path and query, and body received."""
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -105,14 +230,21 @@ class EchoServer:
                 pass
 
             def do_GET(self) -> None:
+                self.answer(b"")
+
+            def do_POST(self) -> None:
+                self.answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+            def answer(self, body: bytes) -> None:
                 header = self.headers.get("Authorization", "")
-                outer.seen.append(header)
-                body = json.dumps({"youSent": header}).encode()
+                received = {"youSent": header, "path": self.path, "body": body.decode()}
+                outer.seen[self.path.split("/")[1].split("?")[0]] = json.dumps(received)
+                data = json.dumps(received).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = int(self.server.server_address[1])
@@ -147,7 +279,9 @@ async def wait_until_degraded(base: str, name: str) -> None:
     raise AssertionError(f"the canary workflow never failed as planned: {body}")
 
 
-def start_daemon(repo: Path, data_dir: Path, *, port: int, log: IO[bytes], vault: FakeVault) -> Any:
+def start_daemon(
+    repo: Path, data_dir: Path, *, port: int, log: IO[bytes], vault: FakeVault, level: str
+) -> Any:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "VAULT_"))}
     env |= {
         "RECONCILER_VAULT_ADDR": vault.addr,
@@ -160,7 +294,7 @@ def start_daemon(repo: Path, data_dir: Path, *, port: int, log: IO[bytes], vault
             "--listen",
             f"127.0.0.1:{port}",
             "--log-level",
-            "debug",
+            level,
             "--poll-interval",
             "500ms",
             "--grace-period",
@@ -201,8 +335,25 @@ def api_bodies(base: str, run_ids: list[str]) -> dict[str, str]:
     return out
 
 
+def cli_outputs(base: str, run_ids: list[str]) -> dict[str, str]:
+    """stdout and stderr of the ``reconciler`` commands that read the daemon, by command."""
+    commands = [["status"], ["runs", "-w", "canary"], ["status", "canary"]]
+    commands += [["runs", run_id] for run_id in run_ids]
+    out: dict[str, str] = {}
+    for command in commands:
+        for output in ("text", "json"):
+            argv = [*CLI, *command, "--server", base, "--output", output]
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=60, env=without_settings()
+            )
+            assert done.returncode == 0, (argv, done.stdout, done.stderr)
+            out[" ".join([*command, output])] = done.stdout + done.stderr
+    return out
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
 async def test_a_vault_canary_is_nowhere_after_a_failing_run(
-    tmp_path: Path, echo: EchoServer
+    tmp_path: Path, echo: EchoServer, level: str
 ) -> None:
     repo, data_dir, used = tmp_path / "repo", tmp_path / "data", tmp_path / "used-by-shell"
     init_repo(repo)
@@ -215,8 +366,8 @@ async def test_a_vault_canary_is_nowhere_after_a_failing_run(
     log_path = tmp_path / "daemon.log"
 
     with FakeVault() as vault, log_path.open("wb") as log:
-        vault.put_kv2("secret/app/canary", {"token": CANARY})
-        daemon = start_daemon(repo, data_dir, port=listen_port, log=log, vault=vault)
+        vault.put_kv2("secret/app/canary", CANARIES)
+        daemon = start_daemon(repo, data_dir, port=listen_port, log=log, vault=vault, level=level)
         try:
             base = f"http://127.0.0.1:{listen_port}"
             await wait_until_degraded(base, "canary")
@@ -232,33 +383,43 @@ async def test_a_vault_canary_is_nowhere_after_a_failing_run(
             finally:
                 await store.close()
             bodies = await asyncio.to_thread(api_bodies, base, run_ids)
+            cli = await asyncio.to_thread(cli_outputs, base, run_ids)
         finally:
             daemon.terminate()
             assert await asyncio.to_thread(daemon.wait, 30) == 0
 
-    # the secret really went everywhere it was written
+    # the secrets really went everywhere they were written
     assert used.read_text() == CANARY
-    assert echo.seen == [f"Bearer {CANARY}"]
+    assert json.loads(echo.seen["echo"])["youSent"] == f"Bearer {CANARY}"
+    assert json.loads(echo.seen["basic"])["youSent"].startswith("Basic ")
+    assert CANARY_PW in urllib.parse.unquote(echo.seen["items"])
+    assert CANARY_PW in json.loads(json.loads(echo.seen["json"])["body"])["password"]
+    assert "probe" in echo.seen, "the http.check probe ran"
     assert status is not None and status.reason == "RunFailed"
-    assert failed_actions == {"sql": "ConnectionFailed", "down": "ConnectionFailed"}
-    assert "ConnectionFailed" in status.message
+    assert failed_actions.keys() == FAILED_ACTIONS.keys()
+    assert all(failed_actions[state] in FAILED_ACTIONS[state] for state in FAILED_ACTIONS)
+    assert "InvalidRequest" in status.message
 
-    log_lines = log_path.read_text().splitlines()
-    assert any("run finished" in line for line in log_lines), "the daemon logged the run"
-    assert [line for line in log_lines if CANARY in line] == []
+    log_text = log_path.read_text()
+    assert "run finished" in log_text, "the daemon logged the run"
+    assert (level == "debug") == ("HTTP Request:" in log_text), "httpx is quiet unless debug"
+    assert [(form, line) for line in log_text.splitlines() for form in leaks(line)] == []
 
     databases = [p for p in data_dir.rglob("*") if p.is_file() and p.suffix == ".db"]
     assert databases, "the store's SQLite file"
     rows = [(table, row) for db in databases for table, row in table_rows(db)]
     assert any(table for table, _ in rows), "the store has rows to search"
     assert any("***" in row for _, row in rows), "redacted outputs are kept"
-    assert [(table, row) for table, row in rows if CANARY in row] == []
+    assert [(table, row) for table, row in rows if leaks(row)] == []
     for file in data_dir.rglob("*"):
         if file.is_file():
-            assert CANARY.encode() not in file.read_bytes(), f"canary found in {file}"
+            raw = file.read_bytes()
+            assert [f for f in ALL_FORMS if f.encode() in raw] == [], f"canary found in {file}"
 
     assert "reconciler" in bodies["/metrics"]
-    assert [path for path, body in bodies.items() if CANARY in body] == []
+    assert [(path, leaks(body)) for path, body in bodies.items() if leaks(body)] == []
     assert all("***" in bodies[f"/api/v1/runs/{run_id}"] for run_id in run_ids), (
         "the run's journal is served, masked"
     )
+    assert any("InvalidRequest" in text for text in cli.values()), "the CLI shows the journal"
+    assert [(command, leaks(text)) for command, text in cli.items() if leaks(text)] == []

@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import Field
 from structlog.testing import capture_logs
 
 from reconciler.engine.journal import MemoryJournal, RunStatus
 from reconciler.engine.runner import Engine
 from reconciler.plugin import ActionContext, Plugin, PluginRegistry, Request, Response
+from reconciler.secrets import StaticResolver
 
 CANARY = "canary-Zq8v!secret"
 END = {"done": {"end": "success"}, "failed": {"end": "failure"}}
@@ -169,3 +171,42 @@ async def test_a_crashing_resolver_fails_the_run_with_secret_unavailable(
     )
     observation = await engine.observe(probe)
     assert observation.error is not None and observation.error.name == "SecretUnavailable"
+
+
+class StrictRequest(Request):
+    count: int
+    name: str = Field("", max_length=8)
+
+
+class Strict(Plugin[StrictRequest, Response]):
+    """Never called: its request model refuses what the workflow renders."""
+
+    Request = StrictRequest
+    Response = Response
+
+    async def run(self, request: StrictRequest, context: ActionContext) -> Response:
+        raise AssertionError("an invalid request must not reach the plugin")
+
+
+@pytest.mark.parametrize("field", ["count", "name"])
+async def test_an_invalid_request_names_the_field_but_never_quotes_the_rendered_value(
+    registry: PluginRegistry, journal: MemoryJournal, wf: Any, field: str
+) -> None:
+    long_token = "tok-" + "a" * 40 + "-Zq8v-the-tail-of-it"
+    registry.register("test.strict", Strict)
+    engine = Engine(registry, journal=journal, secrets=StaticResolver({"tok": long_token}))
+    with_: dict[str, Any] = {"count": 1, field: "prefix ${{ secrets.tok }}"}
+    w = wf(
+        {
+            "a": {"action": {"plugin": "test.strict", "with": with_}, "next": "done"},
+            **END,
+        },
+        secrets={"tok": "vault:secret/app#tok"},
+    )
+    with capture_logs() as logs:
+        result = await engine.run(w)
+
+    assert result.error is not None and result.error.name == "InvalidRequest"
+    assert f"test.strict: 1 validation error: {field}: " in result.error.message
+    for text in (everything(journal), str(result.error), repr(result.error.details), repr(logs)):
+        assert "the-tail-of-it" not in text and "input_value" not in text

@@ -43,6 +43,7 @@ from reconciler.errors import (
     Timeout,
 )
 from reconciler.plugin import ActionContext, RunInfo
+from reconciler.secrets.redaction import Redactor
 
 SECRET = "tok-canary-1234"
 
@@ -289,6 +290,26 @@ async def test_the_action_deadline_bounds_the_request(base_url: str) -> None:
 async def test_unsupported_url_raises_invalid_request() -> None:
     with pytest.raises(InvalidRequest):
         await request(url="http://")
+
+
+@pytest.mark.parametrize(
+    "value", ["line1-secret\nline2-secret", "tab-ok\r\nX-Injected: 1", "caf\u00e9-secret"]
+)
+async def test_a_header_value_httpx_would_quote_is_refused_naming_the_header(
+    base_url: str, value: str
+) -> None:
+    context = make_context()
+    context.redact = Redactor([value]).redact
+    req = HttpRequestRequest.model_validate(
+        {"url": f"{base_url}/echo", "headers": {"X-Token": value}}
+    )
+
+    with pytest.raises(InvalidRequest, match="header 'X-Token'") as caught:
+        await HttpRequest().run(req, context)
+
+    shown = f"{caught.value} {caught.value.details}"
+    for piece in value.split("\n"):
+        assert piece.strip() not in shown
 
 
 async def test_cancellation_propagates(base_url: str) -> None:

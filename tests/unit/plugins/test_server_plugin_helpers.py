@@ -10,26 +10,13 @@ import logging
 from pathlib import Path
 
 import pytest
-from reconciler_plugins._common import redact_all, shown_url
+from reconciler_plugins._common import redact_all
 from reconciler_plugins.nats import NatsStreamRequest
 from reconciler_plugins.redis import RedisSetRequest
 from reconciler_plugins.sql import SqlExecRequest
 from reconciler_plugins.vault import VaultKvWriteRequest
 
 from reconciler.plugin import ActionContext, PluginRegistry, RunInfo, SubscribePlugin
-
-
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("nats://app:s3cret@host:4222", "nats://app:***@host:4222"),
-        ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
-        ("https://token@vault:8200/v1", "https://***@vault:8200/v1"),
-        ("nats://host:4222", "nats://host:4222"),
-    ],
-)
-def test_urls_are_shown_without_their_credentials(url: str, shown: str) -> None:
-    assert shown_url(url) == shown
 
 
 def test_redact_all_masks_known_secrets_and_given_values_longest_first() -> None:

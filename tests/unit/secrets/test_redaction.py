@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+from urllib.parse import quote, quote_plus
 
-from reconciler.secrets.redaction import MASK, RedactingLogger, Redactor
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from reconciler.secrets.redaction import (
+    MASK,
+    RedactingLogger,
+    Redactor,
+    SecretRegistry,
+    describe_validation_error,
+    secret_forms,
+)
 
 
 def test_values_are_masked_in_text() -> None:
@@ -58,10 +71,97 @@ def test_redacting_logger_masks_events_and_values() -> None:
     assert sink.lines[1][:2] == ("error", "failed ***")
 
 
-def test_redacting_logger_works_over_a_stdlib_logger_adapter(caplog: object) -> None:
+def test_redacting_logger_works_over_a_stdlib_logger_adapter(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     class Adapter(logging.LoggerAdapter[logging.Logger]):
         def bind(self, **kw: object) -> Adapter:
             return self
 
     log = RedactingLogger(Adapter(logging.getLogger("t"), {}), Redactor(["zz-top"]))
-    log.warning("value %s", "zz-top")  # must not raise
+    with caplog.at_level(logging.WARNING, logger="t"):
+        log.warning("value %s", "zz-top")
+
+    assert [r.getMessage() for r in caplog.records if r.name == "t"] == ["value ***"]
+
+
+TOKEN = "tok/en+with space@and:colon=="
+MULTILINE = "line1-secret-value\nline2-secret-value"
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        f"https://h/v1/items/{quote(TOKEN, safe='')}",  # in a URL path
+        f"https://h/v1?key={quote_plus(TOKEN)}",  # form-encoded query
+        f"https://h/v1/{quote(TOKEN)}",  # quote() keeps the slash
+        json.dumps({"token": TOKEN}),
+        repr({"token": TOKEN}),
+        base64.b64encode(TOKEN.encode()).decode(),
+        base64.urlsafe_b64encode(TOKEN.encode()).decode(),
+    ],
+)
+def test_a_secret_is_masked_in_its_encoded_and_escaped_forms(shown: str) -> None:
+    masked = Redactor([TOKEN]).redact(f"sent {shown} ok")
+    assert MASK in masked
+    assert not any(form in masked for form in secret_forms(TOKEN))
+
+
+def test_a_secret_with_a_newline_is_masked_in_its_repr_and_bytes_forms() -> None:
+    r = Redactor([MULTILINE])
+    for shown in (repr(MULTILINE), repr(MULTILINE.encode()), json.dumps(repr(MULTILINE.encode()))):
+        masked = r.redact(f"Invalid header value {shown}")
+        assert "line1-secret-value" not in masked and "line2-secret-value" not in masked
+        assert MASK in masked
+
+
+@pytest.mark.parametrize("user", ["bob", "al", "x-access-token", ""])
+def test_a_secret_inside_basic_auth_is_masked_whatever_the_user(user: str) -> None:
+    password = "correct-horse-battery-staple"
+    header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    masked = Redactor([password]).redact(header)
+    decoded = base64.b64decode(masked.removeprefix("Basic ").split(MASK)[0] + "==", validate=False)
+    assert MASK in masked
+    assert b"horse-battery" not in decoded
+    assert base64.b64encode(f"{user}:{password}".encode()).decode() not in masked
+
+
+def test_the_forms_of_a_plain_token_are_few_and_never_empty() -> None:
+    forms = secret_forms("abc")
+    assert forms == {"abc"}
+    assert "" not in secret_forms(" ")
+
+
+class _Request(BaseModel):
+    url: str
+    timeout: int
+
+
+def test_a_validation_error_lists_locations_and_messages_never_the_input() -> None:
+    token = "s3cr3t-" + "x" * 60 + "-TAIL-of-the-token"
+    with pytest.raises(ValidationError) as caught:
+        _Request.model_validate({"url": 5, "timeout": token})
+    assert "-TAIL-of-the-token" in str(caught.value), "pydantic quotes the tail of the input"
+
+    text = describe_validation_error(caught.value)
+    assert "TAIL-of-the-token" not in text and "input_value" not in text
+    assert "errors.pydantic.dev" not in text
+    assert text.startswith("2 validation errors: url: Input should be a valid string; timeout:")
+
+
+def test_the_registry_masks_every_value_it_was_given_until_it_expires() -> None:
+    registry = SecretRegistry(ttl=3600, limit=2)
+    assert registry.pattern() is None
+    registry.add("first-value")
+    registry.add("daemon-token", permanent=True)
+    assert registry.redact("a first-value b daemon-token") == "a *** b ***"
+    registry.add("second-value")
+    registry.add("third-value")  # over the limit: the oldest run value goes
+    assert registry.redact("first-value second-value") == "first-value ***"
+    assert registry.redact("daemon-token") == MASK, "the daemon's own secrets never expire"
+
+
+def test_a_run_redactor_registers_its_values_with_the_process_registry() -> None:
+    registry = SecretRegistry()
+    Redactor(["run-secret-value"], registry=registry)
+    assert registry.redact(f"GET /{quote('run-secret-value')}") == f"GET /{MASK}"

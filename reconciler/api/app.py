@@ -12,7 +12,8 @@ the remote CLI commands (:mod:`reconciler.cli.remote`) and the web page are its 
 Routes: ``/healthz``, ``/readyz``, ``/metrics``, ``/api/v1/workflows[/{name}[/graph]]``,
 ``/api/v1/runs[/{id}]``, ``POST /api/v1/workflows/{name}/sync|suspend|resume``,
 ``POST /api/v1/runs/{id}/cancel``, ``/hooks/github|gitlab|generic``; OpenAPI at
-``/openapi.json``. Every mutation needs the bearer token (:mod:`reconciler.api.auth`); reads need
+``/openapi.json``, Swagger UI at ``/docs`` only with ``api_docs`` (:mod:`reconciler.api.docs`,
+local files). Every answer carries the security headers of :mod:`reconciler.api.headers`. Every mutation needs the bearer token (:mod:`reconciler.api.auth`); reads need
 it when ``read_auth`` is ``token``. Every error is ``{"error": {"code", "message"}}``
 (:class:`~reconciler.api.models.ErrorResponse`). Response bodies are the models of
 :mod:`reconciler.api.models`; none carries a secret value.
@@ -35,6 +36,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reconciler import __version__
 from reconciler.api.auth import ApiError, Auth
+from reconciler.api.docs import mount_docs
+from reconciler.api.headers import SecurityHeaders
 from reconciler.api.models import (
     Accepted,
     Alive,
@@ -115,7 +118,12 @@ def create_app(controller: Controller) -> FastAPI:
         version=__version__,
         description="GitOps reconciliation daemon: workflows, runs and their journal; steering.",
         responses=_ERRORS,
+        # FastAPI's documentation pages load scripts from a CDN; reconciler.api.docs is local.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
+    app.add_middleware(SecurityHeaders)
     read = [Depends(auth.require_read)]
     write = [Depends(auth.require_write)]
 
@@ -451,4 +459,6 @@ def create_app(controller: Controller) -> FastAPI:
         )
 
     mount_page(app)
+    if settings.api_docs:
+        mount_docs(app)
     return app

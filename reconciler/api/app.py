@@ -21,6 +21,7 @@ it when ``read_auth`` is ``token``. Every error is ``{"error": {"code", "message
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -80,6 +81,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 422, 503)
 }
 _CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorResponse}}
+READY_TIMEOUT = 3.0
+"""Seconds ``/readyz`` waits for the store (the chart's readiness probe gives up after 5)."""
 
 
 class _AsgiEndpoint:
@@ -212,15 +215,19 @@ def create_app(controller: Controller) -> FastAPI:
         "/readyz",
         response_model=Readiness,
         tags=["probes"],
-        summary="Synced from git once and the store answers",
+        summary="Synced from git once and the store usable (file present, tables there)",
         responses={503: {"model": Readiness}},
     )
     async def readyz() -> JSONResponse:
         reasons = []
         if not controller.ready.is_set():
             reasons.append("the repository has not been loaded yet")
-        if not await controller.store.ping():
-            reasons.append("the store does not answer")
+        try:
+            problem = await asyncio.wait_for(controller.store.problem(), READY_TIMEOUT)
+        except TimeoutError:
+            problem = f"the store did not answer within {READY_TIMEOUT:g} s"
+        if problem is not None:
+            reasons.append(problem)
         body = Readiness(
             ready=not reasons,
             reason="; ".join(reasons),

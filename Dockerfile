@@ -2,7 +2,8 @@
 # virtualenv with the same `pip install` the tests use (the project's pyproject.toml); the final
 # stage copies that virtualenv onto a slim Python base with git, CA certificates and ssh, and runs
 # `reconciler run` as a fixed non-root UID. The Helm chart (charts/reconciler) runs this image
-# with a read-only root filesystem: only the data directory, /tmp and $HOME are written.
+# with a read-only root filesystem: only the data directory, /work (where workflows' files go),
+# /tmp and $HOME are written.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -36,8 +37,8 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 reconciler \
     && useradd --system --uid 10001 --gid 10001 --home-dir /home/reconciler --create-home \
        --shell /usr/sbin/nologin reconciler \
-    && mkdir -p /var/lib/reconciler \
-    && chown 10001:10001 /var/lib/reconciler
+    && mkdir -p /var/lib/reconciler /work \
+    && chown 10001:10001 /var/lib/reconciler /work
 
 COPY --from=build /opt/reconciler /opt/reconciler
 
@@ -46,10 +47,16 @@ ENV PATH=/opt/reconciler/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/reconciler \
     RECONCILER_DATA_DIR=/var/lib/reconciler \
-    RECONCILER_WORKDIR=/var/lib/reconciler \
+    RECONCILER_WORKDIR=/work \
     RECONCILER_LISTEN=0.0.0.0:8080
 
-WORKDIR /var/lib/reconciler
+# What a commit may use, unless the operator says otherwise: every built-in plugin but shell.run
+# (which would let anyone who can commit run commands in the container), files under /work only
+# (the data directory is never reachable), env: references to RECONCILER_SECRET_* only.
+ENV RECONCILER_ALLOW_PLUGINS=file.read,file.write,http.request,http.check,workflow.run,sql.query,sql.exec,nats.publish,nats.subscribe,nats.stream.info,nats.stream,redis.get,redis.set,redis.subscribe,vault.kv.read,vault.kv.write \
+    RECONCILER_FILE_ROOTS=/work
+
+WORKDIR /work
 USER 10001:10001
 EXPOSE 8080
 

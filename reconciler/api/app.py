@@ -12,7 +12,8 @@ the remote CLI commands (:mod:`reconciler.cli.remote`) and the web page are its 
 Routes: ``/healthz``, ``/readyz``, ``/metrics``, ``/api/v1/workflows[/{name}[/graph]]``,
 ``/api/v1/runs[/{id}]``, ``POST /api/v1/workflows/{name}/sync|suspend|resume``,
 ``POST /api/v1/runs/{id}/cancel``, ``/hooks/github|gitlab|generic``; OpenAPI at
-``/openapi.json``. Every mutation needs the bearer token (:mod:`reconciler.api.auth`); reads need
+``/openapi.json``, Swagger UI at ``/docs`` only with ``api_docs`` (:mod:`reconciler.api.docs`,
+local files). Every answer carries the security headers of :mod:`reconciler.api.headers`. Every mutation needs the bearer token (:mod:`reconciler.api.auth`); reads need
 it when ``read_auth`` is ``token``. Every error is ``{"error": {"code", "message"}}``
 (:class:`~reconciler.api.models.ErrorResponse`). Response bodies are the models of
 :mod:`reconciler.api.models`; none carries a secret value.
@@ -20,6 +21,7 @@ it when ``read_auth`` is ``token``. Every error is ``{"error": {"code", "message
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -35,6 +37,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reconciler import __version__
 from reconciler.api.auth import ApiError, Auth
+from reconciler.api.docs import mount_docs
+from reconciler.api.headers import SecurityHeaders
 from reconciler.api.models import (
     Accepted,
     Alive,
@@ -77,6 +81,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 422, 503)
 }
 _CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorResponse}}
+READY_TIMEOUT = 3.0
+"""Seconds ``/readyz`` waits for the store (the chart's readiness probe gives up after 5)."""
 
 
 class _AsgiEndpoint:
@@ -115,7 +121,12 @@ def create_app(controller: Controller) -> FastAPI:
         version=__version__,
         description="GitOps reconciliation daemon: workflows, runs and their journal; steering.",
         responses=_ERRORS,
+        # FastAPI's documentation pages load scripts from a CDN; reconciler.api.docs is local.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
+    app.add_middleware(SecurityHeaders)
     read = [Depends(auth.require_read)]
     write = [Depends(auth.require_write)]
 
@@ -204,15 +215,19 @@ def create_app(controller: Controller) -> FastAPI:
         "/readyz",
         response_model=Readiness,
         tags=["probes"],
-        summary="Synced from git once and the store answers",
+        summary="Synced from git once and the store usable (file present, tables there)",
         responses={503: {"model": Readiness}},
     )
     async def readyz() -> JSONResponse:
         reasons = []
         if not controller.ready.is_set():
             reasons.append("the repository has not been loaded yet")
-        if not await controller.store.ping():
-            reasons.append("the store does not answer")
+        try:
+            problem = await asyncio.wait_for(controller.store.problem(), READY_TIMEOUT)
+        except TimeoutError:
+            problem = f"the store did not answer within {READY_TIMEOUT:g} s"
+        if problem is not None:
+            reasons.append(problem)
         body = Readiness(
             ready=not reasons,
             reason="; ".join(reasons),
@@ -451,4 +466,6 @@ def create_app(controller: Controller) -> FastAPI:
         )
 
     mount_page(app)
+    if settings.api_docs:
+        mount_docs(app)
     return app

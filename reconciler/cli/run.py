@@ -126,6 +126,11 @@ def run(
     max_file_bytes: int | None = typer.Option(
         None, "--max-file-bytes", help="Largest file a workflow may read (16 MiB)."
     ),
+    api_docs: bool | None = typer.Option(
+        None,
+        "--api-docs/--no-api-docs",
+        help="Serve the interactive API documentation at /docs (local files; off by default).",
+    ),
     keep_runs: int | None = typer.Option(None, "--keep-runs", help="Runs kept per workflow."),
     keep_days: int | None = typer.Option(None, "--keep-days", help="Days of run history kept."),
     default_interval: str | None = typer.Option(
@@ -164,6 +169,7 @@ def run(
             file_roots=file_root or None,
             allow_env=allow_env,
             max_file_bytes=max_file_bytes,
+            api_docs=api_docs,
             keep_runs=keep_runs,
             keep_days=keep_days,
             default_interval=default_interval,

@@ -17,6 +17,8 @@ failures surface as :class:`StoreError` subclasses whose messages never contain 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -25,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import Table, bindparam, delete, event, select, text, update
+from sqlalchemy import Table, bindparam, delete, event, inspect, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.exc import (
@@ -45,6 +47,7 @@ from reconciler.store.tables import (
     JOURNAL,
     RUNS,
     WORKFLOW_STATUS,
+    Base,
     JournalRow,
     RunRow,
     WorkflowStatusRow,
@@ -56,6 +59,10 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_OPEN_ATTEMPTS = 8
 POSTGRES_CONNECT_TIMEOUT_S = 10
 MIGRATION_LOCK_KEY = 0x7265636F6E63  # 'reconc': the advisory lock held while migrating
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file."""
+REQUIRED_TABLES = frozenset({*Base.metadata.tables, "alembic_version"})
+"""The tables :meth:`Store.problem` expects to find (those the migrations create)."""
 
 
 def _utcnow() -> datetime:
@@ -141,6 +148,8 @@ class Store:
         self._engine = engine
         self.url = url
         self._statements: dict[str, Any] = {}
+        self._sqlite_file: tuple[int, int] | None = None
+        """(device, inode) of the SQLite file once opened, to notice it being replaced."""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -184,6 +193,10 @@ class Store:
         except BaseException:
             await engine.dispose()
             raise
+        if store.backend == "sqlite":
+            with contextlib.suppress(OSError):
+                found = os.stat(str(resolved.database))
+                store._sqlite_file = (found.st_dev, found.st_ino)
         return store
 
     @staticmethod
@@ -267,6 +280,48 @@ class Store:
         except StoreError:
             return False
         return True
+
+    async def problem(self) -> str | None:
+        """Why the store cannot be used right now, in plain words, or ``None`` when it can.
+
+        For ``/readyz``: besides "the database answers" (:meth:`ping`), it notices what a
+        pooled connection hides: the SQLite file deleted, replaced by another file or
+        overwritten with something that is not a database (the open connection keeps reading
+        the old file or its cache), and tables gone (a PostgreSQL database or schema recreated
+        empty). Costs one ``stat``, one 16-byte read and one catalogue query; never raises.
+        """
+        if self.backend == "sqlite":
+            trouble = self._sqlite_file_problem()
+            if trouble is not None:
+                return trouble
+        try:
+            async with self._tx() as conn:
+                present = set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+        except StoreError as exc:
+            return f"the store does not answer: {exc}"
+        missing = sorted(REQUIRED_TABLES - present)
+        if missing:
+            return (
+                f"the store's tables are missing ({', '.join(missing)}) at {describe(self.url)}: "
+                "was the database recreated? Restarting the daemon creates them again (empty)"
+            )
+        return None
+
+    def _sqlite_file_problem(self) -> str | None:
+        path = str(self.url.database)
+        try:
+            found = os.stat(path)
+            with open(path, "rb") as file:
+                header = file.read(len(SQLITE_HEADER))
+        except FileNotFoundError:
+            return f"the store's SQLite file {path} is gone (deleted while the daemon runs)"
+        except OSError as exc:
+            return f"the store's SQLite file {path} cannot be read: {exc.strerror or exc}"
+        if self._sqlite_file is not None and (found.st_dev, found.st_ino) != self._sqlite_file:
+            return f"the store's SQLite file {path} was replaced by another file"
+        if header != SQLITE_HEADER:
+            return f"the store's SQLite file {path} is not a SQLite database any more"
+        return None
 
     def fenced(self, lease: Lease) -> FencedJournal:
         """A :class:`Journal` whose every write is fenced by ``lease``: hand it to the runner of

@@ -101,6 +101,9 @@ def daemon(tmp_path: Path) -> Iterator[str]:
             str(tmp_path / "data"),
             "--listen",
             f"127.0.0.1:{port}",
+            "--allow-env",
+            "PAGE_CANARY",
+            "--api-docs",
         ],
         cwd=tmp_path,
         stdout=log,
@@ -157,10 +160,32 @@ def chromium() -> Iterator[object]:
             browser.close()
 
 
+def watch_policy(page: object, origin: str) -> tuple[list[str], list[str]]:
+    """Console messages reporting a Content-Security-Policy violation, and requests leaving
+    ``origin``, as the page makes them (both lists fill in while the test goes on)."""
+    violations: list[str] = []
+    elsewhere: list[str] = []
+
+    def on_console(message: object) -> None:
+        text = str(message.text)  # type: ignore[attr-defined]
+        if "Content Security Policy" in text:
+            violations.append(text)
+
+    def on_request(request: object) -> None:
+        url = str(request.url)  # type: ignore[attr-defined]
+        if not url.startswith((origin + "/", "data:")):
+            elsewhere.append(url)
+
+    page.on("console", on_console)  # type: ignore[attr-defined]
+    page.on("request", on_request)  # type: ignore[attr-defined]
+    return violations, elsewhere
+
+
 def test_page_shows_workflows_diagram_and_sync_updates_live(
     daemon: str, chromium: object, tmp_path: Path
 ) -> None:
     page = chromium.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    violations, elsewhere = watch_policy(page, daemon)
     page.goto(daemon + "/")
 
     rows = page.locator("#workflows tbody tr")
@@ -184,13 +209,13 @@ def test_page_shows_workflows_diagram_and_sync_updates_live(
     slow.locator("button").click()
 
     page.wait_for_function(
-        "document.querySelector('#workflows tr[data-workflow=\"slow\"] td.status')"
+        "() => document.querySelector('#workflows tr[data-workflow=\"slow\"] td.status')"
         ".innerText === 'Progressing'",
         timeout=20_000,
     )
     page.locator('#diagram g.current[data-state="work"]').wait_for(timeout=20_000)
     page.wait_for_function(
-        "document.querySelector('#workflows tr[data-workflow=\"slow\"] td.status')"
+        "() => document.querySelector('#workflows tr[data-workflow=\"slow\"] td.status')"
         ".innerText === 'Converged'",
         timeout=30_000,
     )
@@ -205,6 +230,24 @@ def test_page_shows_workflows_diagram_and_sync_updates_live(
     assert shot.stat().st_size > 10_000
 
     assert CANARY not in page.content()
+    # The daemon's Content-Security-Policy blocked nothing the page needs.
+    assert violations == []
+    assert elsewhere == []
+
+
+def test_api_docs_render_from_the_daemons_own_files_under_its_policy(
+    daemon: str, chromium: object
+) -> None:
+    page = chromium.new_page()  # type: ignore[attr-defined]
+    violations, elsewhere = watch_policy(page, daemon)
+    response = page.goto(daemon + "/docs")
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    page.locator("#operations-workflows-list_workflows_api_v1_workflows_get").wait_for(
+        timeout=20_000
+    )
+    assert page.locator(".opblock").count() >= 10
+    assert violations == []
+    assert elsewhere == []
 
 
 def test_sync_without_the_token_is_refused_on_the_page(daemon: str, chromium: object) -> None:
@@ -214,6 +257,7 @@ def test_sync_without_the_token_is_refused_on_the_page(daemon: str, chromium: ob
     motd.wait_for()
     motd.locator("button").click()
     page.wait_for_function(
-        "document.querySelector('#notice').innerText.includes('sync motd')", timeout=10_000
+        "() => document.querySelector('#notice').innerText.includes('sync motd')",
+        timeout=10_000,
     )
     assert "token" in page.locator("#notice").inner_text().lower()

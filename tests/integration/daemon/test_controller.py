@@ -16,7 +16,9 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from structlog.testing import capture_logs
 
+from reconciler.daemon.controller import UNRESTRICTED_PLUGINS_WARNING
 from reconciler.daemon.queue import Reason
 from reconciler.engine.journal import EventKind, RunStatus
 from reconciler.store import Health, Store, WorkflowStatusRecord
@@ -206,6 +208,43 @@ async def test_plugin_not_allowed_by_the_daemon_makes_the_workflow_invalid(
         status = await eventually(store, "motd", lambda s: s.status is Health.INVALID)
     assert "plugin 'file.write' is not allowed here" in status.message
     assert not (tmp_path / "motd").exists()
+
+
+async def test_an_empty_plugin_policy_allows_no_plugin_and_says_which_setting(
+    tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put(repo, "motd", file_workflow("motd", tmp_path / "motd", "hi"))
+    commit(repo)
+    monkeypatch.setenv("RECONCILER_ALLOW_PLUGINS", "")
+    async with running(tmp_path, repo) as (controller, store):
+        assert controller.settings.allow_plugins == []
+        status = await eventually(store, "motd", lambda s: s.status is Health.INVALID)
+    assert "plugin 'file.read' is not allowed here" in status.message
+    assert "RECONCILER_ALLOW_PLUGINS is set but empty" in status.message
+    assert not (tmp_path / "motd").exists()
+
+
+async def test_an_unset_plugin_policy_warns_at_start_that_shell_run_is_allowed(
+    tmp_path: Path, repo: Path
+) -> None:
+    put(repo, "motd", file_workflow("motd", tmp_path / "motd", "hi"))
+    commit(repo)
+    with capture_logs() as logs:
+        async with running(tmp_path, repo) as (_controller, store):
+            await eventually(store, "motd", lambda s: s.status is Health.CONVERGED)
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert UNRESTRICTED_PLUGINS_WARNING in warnings
+    assert "shell.run included" in UNRESTRICTED_PLUGINS_WARNING
+    assert "--allow-plugins" in UNRESTRICTED_PLUGINS_WARNING
+
+
+async def test_a_plugin_policy_starts_without_the_warning(tmp_path: Path, repo: Path) -> None:
+    put(repo, "motd", file_workflow("motd", tmp_path / "motd", "hi"))
+    commit(repo)
+    with capture_logs() as logs:
+        async with running(tmp_path, repo, allow_plugins="file.*") as (_controller, store):
+            await eventually(store, "motd", lambda s: s.status is Health.CONVERGED)
+    assert [e for e in logs if e["event"] == UNRESTRICTED_PLUGINS_WARNING] == []
 
 
 async def test_run_interrupted_by_shutdown_resumes_in_its_state_on_the_next_start(

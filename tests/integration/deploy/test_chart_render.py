@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,19 @@ from deploy_helpers import (
     validate_object,
 )
 
+from reconciler.daemon.controller import restrict_registry
 from reconciler.daemon.settings import DaemonSettings
+from reconciler.plugin import PluginRegistry
 
 DATA_DIR = "/var/lib/reconciler"
+WORK_DIR = "/work"
+PYPROJECT = DOCKERFILE.parent / "pyproject.toml"
+
+
+def built_in_plugins() -> set[str]:
+    """The plugins the project installs (its ``reconciler.plugins`` entry points)."""
+    project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+    return set(project["entry-points"]["reconciler.plugins"])
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +149,12 @@ def test_the_pod_runs_as_the_images_non_root_user_with_nothing_extra(
     assert rendered.one("ServiceAccount")["automountServiceAccountToken"] is False
 
 
-def test_only_the_data_dir_tmp_and_home_are_writable(installs: dict[str, Rendered]) -> None:
+def test_only_the_data_dir_work_dir_tmp_and_home_are_writable(
+    installs: dict[str, Rendered],
+) -> None:
     for name, rendered in installs.items():
         writable = {path for path, mount in rendered.mounts.items() if not mount.get("readOnly")}
-        assert writable == {DATA_DIR, "/tmp", "/home/reconciler"}, name
+        assert writable == {DATA_DIR, WORK_DIR, "/tmp", "/home/reconciler"}, name
         for path, mount in rendered.mounts.items():
             volume = rendered.volumes[mount["name"]]
             kinds = {"emptyDir", "persistentVolumeClaim"} if path in writable else {"secret"}
@@ -447,7 +460,7 @@ def test_notes_tell_how_to_reach_the_page_and_what_to_do_next(
     assert "http://127.0.0.1:8080/" in notes
     assert "No API token is configured, so the API refuses reads" in notes
     assert "apiToken.existingSecret" in notes
-    assert "daemon.allowPlugins" in notes
+    assert "daemon.allowPlugins" not in notes  # the default is a deliberate list
     configured = installs["token-git-and-api-tokens"].notes
     assert "type it in the page's header field" in configured
     assert (
@@ -456,3 +469,83 @@ def test_notes_tell_how_to_reach_the_page_and_what_to_do_next(
     )
     assert "apiToken.existingSecret" not in configured
     assert "daemon.allowPlugins" not in configured
+
+
+def test_by_default_every_built_in_plugin_but_shell_run_is_allowed(
+    installs: dict[str, Rendered], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_from(installs["defaults"], monkeypatch)
+    assert settings.allow_plugins is not None
+    assert set(settings.allow_plugins) == built_in_plugins() - {"shell.run"}
+    allowed = restrict_registry(PluginRegistry.discover(), settings.allow_plugins).names()
+    assert "shell.run" not in allowed
+    assert set(allowed) >= built_in_plugins() - {"shell.run"}
+
+
+def test_an_empty_plugin_list_allows_no_plugin_rather_than_every_one(
+    chart: helm.Chart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered = render(chart, {"repo": {"url": REPO_URL}, "daemon": {"allowPlugins": []}})
+    assert rendered.env["RECONCILER_ALLOW_PLUGINS"]["value"] == ""
+    settings = settings_from(rendered, monkeypatch)
+    assert settings.allow_plugins == []
+    assert restrict_registry(PluginRegistry.discover(), settings.allow_plugins).names() == []
+    assert "daemon.allowPlugins is empty" in rendered.notes
+
+
+def test_a_wildcard_plugin_list_is_honoured_and_the_notes_warn_about_it(
+    chart: helm.Chart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered = render(chart, {"repo": {"url": REPO_URL}, "daemon": {"allowPlugins": ["*"]}})
+    settings = settings_from(rendered, monkeypatch)
+    assert "shell.run" in restrict_registry(PluginRegistry.discover(), settings.allow_plugins)
+    assert "shell.run included" in rendered.notes
+
+
+def test_the_grants_default_to_the_work_dir_and_the_secret_variables_only(
+    installs: dict[str, Rendered], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered = installs["defaults"]
+    settings = settings_from(rendered, monkeypatch)
+    assert str(settings.workdir) == WORK_DIR
+    assert [str(p) for p in settings.file_roots or []] == [WORK_DIR]
+    assert settings.allow_env == ["RECONCILER_SECRET_*"]
+    assert settings.max_file_bytes == 16 * 1024 * 1024
+    assert settings.expression_cost_limit == 1_000_000
+    assert settings.api_docs is False
+    assert rendered.volumes["work"] == {"name": "work", "emptyDir": {}}
+    assert rendered.mounts[WORK_DIR]["name"] == "work"
+    # The data directory (store, clone) is a different directory, out of the roots' reach.
+    assert not any(Path(DATA_DIR).is_relative_to(root) for root in settings.file_roots or [])
+
+
+def test_every_grant_value_reaches_the_daemon(
+    chart: helm.Chart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon = {
+        "fileRoots": ["/work", "/srv/reports"],
+        "allowEnv": ["APP_*", "RECONCILER_SECRET_DB"],
+        "maxFileBytes": 1048576,
+        "expressionCostLimit": 5000,
+        "apiDocs": True,
+    }
+    rendered = render(chart, {"repo": {"url": REPO_URL}, "daemon": daemon})
+    for obj in rendered.objects:
+        validate_object(obj)
+    settings = settings_from(rendered, monkeypatch)
+    assert [str(p) for p in settings.file_roots or []] == ["/work", "/srv/reports"]
+    assert settings.allow_env == ["APP_*", "RECONCILER_SECRET_DB"]
+    assert settings.max_file_bytes == 1048576
+    assert settings.expression_cost_limit == 5000
+    assert settings.api_docs is True
+
+
+def test_empty_grant_lists_grant_nothing(
+    chart: helm.Chart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon = {"fileRoots": [], "allowEnv": []}
+    settings = settings_from(
+        render(chart, {"repo": {"url": REPO_URL}, "daemon": daemon}), monkeypatch
+    )
+    assert settings.file_roots == []
+    assert settings.allow_env == []

@@ -87,6 +87,30 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
         with_repo(daemon={"maxConcurrentRuns": 0}),
         ["/daemon/maxConcurrentRuns", "minimum"],
     ),
+    "a relative file root": (
+        with_repo(daemon={"fileRoots": ["work"]}),
+        ["/daemon/fileRoots/0", "does not match pattern"],
+    ),
+    "a file root with a comma (the variable's separator)": (
+        with_repo(daemon={"fileRoots": ["/work,/etc"]}),
+        ["/daemon/fileRoots/0", "does not match pattern"],
+    ),
+    "an empty plugin glob": (
+        with_repo(daemon={"allowPlugins": [""]}),
+        ["/daemon/allowPlugins/0"],
+    ),
+    "a zero read cap": (
+        with_repo(daemon={"maxFileBytes": 0}),
+        ["/daemon/maxFileBytes", "minimum"],
+    ),
+    "a zero expression budget": (
+        with_repo(daemon={"expressionCostLimit": 0}),
+        ["/daemon/expressionCostLimit", "minimum"],
+    ),
+    "api docs as text": (
+        with_repo(daemon={"apiDocs": "yes"}),
+        ["/daemon/apiDocs", "boolean"],
+    ),
 }
 
 

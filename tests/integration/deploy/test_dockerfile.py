@@ -114,6 +114,32 @@ def test_the_image_and_the_chart_agree_on_user_port_and_data_dir() -> None:
     assert ("EXPOSE", "8080") in stage
 
 
+def image_env() -> dict[str, str]:
+    """The final stage's ENV settings, by name."""
+    env: dict[str, str] = {}
+    for keyword, args in final_stage():
+        if keyword == "ENV":
+            for item in args.split():
+                name, _, value = item.partition("=")
+                env[name] = value
+    return env
+
+
+def test_the_image_allows_every_built_in_plugin_but_shell_run_as_the_chart_does() -> None:
+    plugins = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    allowed = image_env()["RECONCILER_ALLOW_PLUGINS"].split(",")
+    assert set(allowed) == set(plugins["reconciler.plugins"]) - {"shell.run"}
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    assert allowed == values["daemon"]["allowPlugins"]
+
+
+def test_workflows_files_go_to_a_work_dir_apart_from_the_data_dir() -> None:
+    env = image_env()
+    assert env["RECONCILER_WORKDIR"] == env["RECONCILER_FILE_ROOTS"] == "/work"
+    assert env["RECONCILER_DATA_DIR"] == "/var/lib/reconciler"
+    assert ("WORKDIR", "/work") in final_stage()
+
+
 def test_the_image_carries_oci_labels() -> None:
     labels = " ".join(arg for keyword, arg in final_stage() if keyword == "LABEL")
     for key in ("title", "description", "version", "revision", "licenses"):

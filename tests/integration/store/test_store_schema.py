@@ -156,3 +156,7 @@ async def test_migrations_downgrade_to_empty_and_upgrade_again(store: Store) -> 
     finally:
         await engine.dispose()
     assert await store.schema_diff() == []
+
+
+async def test_a_freshly_opened_store_has_no_problem(store: Store) -> None:
+    assert await store.problem() is None

@@ -45,3 +45,14 @@ def test_workflow_using_a_plugin_outside_the_policy_is_invalid_saying_why() -> N
     ]
     allowed = restrict_registry(PluginRegistry.discover(), ["shell.*"])
     assert [p for p in validate_workflow(loaded, allowed) if p.is_error] == []
+
+
+def test_an_empty_policy_allows_no_plugin_and_the_message_names_the_setting() -> None:
+    [loaded] = load_text(WORKFLOW, path="cleanup.yaml").workflows
+    registry = restrict_registry(PluginRegistry.discover(), [])
+    assert registry.names() == []
+    problems = [p for p in validate_workflow(loaded, registry) if p.is_error]
+    assert [p.message for p in problems] == [
+        "plugin 'shell.run' is not allowed here (the daemon's --allow-plugins / "
+        "RECONCILER_ALLOW_PLUGINS is set but empty, which allows no plugin)"
+    ]

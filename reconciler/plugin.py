@@ -73,11 +73,13 @@ class LocalPath:
 
 
 def local_path_fields(model: type[BaseModel]) -> dict[str, LocalPath]:
-    """The fields of ``model`` marked :class:`LocalPath`, by the name ``with:`` uses (alias)."""
+    """The fields of ``model`` marked :class:`LocalPath`, by the names ``with:`` may use
+    (the alias and the field name)."""
     out: dict[str, LocalPath] = {}
     for name, info in model.model_fields.items():
         for marker in info.metadata:
             if isinstance(marker, LocalPath):
+                out[name] = marker  # requests accept the field name too (populate_by_name)
                 out[info.alias or name] = marker
     return out
 

@@ -241,7 +241,7 @@ class Controller:
                 workdir=settings.workdir,
                 file_roots=settings.file_roots,
                 allow_env=settings.allow_env,
-                deny=[settings.data_dir],
+                deny=[settings.data_dir, *source.private_paths()],
                 max_read_bytes=settings.max_file_bytes,
             ),
             secrets=self.metrics.resolver(secrets),
@@ -466,7 +466,13 @@ class Controller:
                     files[path] = load_text(content, path=path)
         snapshot = Snapshot.from_files(revision.id, files)
         invalid: dict[str, list[Problem]] = {k: list(v) for k, v in snapshot.invalid.items()}
-        checked = validate_snapshot(snapshot, self.registry, cache=self._validation)
+        checked = validate_snapshot(
+            snapshot,
+            self.registry,
+            cache=self._validation,
+            grants=self.engine.grants,
+            workdir=self.engine.workdir,
+        )
         for problem in checked:
             if problem.is_error and problem.workflow in snapshot.workflows:
                 invalid.setdefault(problem.workflow, []).append(problem)

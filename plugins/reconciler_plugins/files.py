@@ -246,7 +246,10 @@ class FileWrite(Plugin[FileWriteRequest, FileWriteResponse]):
             try:
                 parent.mkdir(parents=True, exist_ok=True)
             except FileExistsError:
-                raise Conflict(f"{parent} exists and is not a directory") from None
+                raise Conflict(
+                    f"cannot write {path}: {parent} exists and is not a directory",
+                    details={"path": str(path)},
+                ) from None
             except OSError as exc:
                 raise _os_error(exc, parent, "create directory") from None
 

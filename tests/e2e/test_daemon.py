@@ -405,7 +405,7 @@ async def test_a_canary_secret_never_reaches_the_log_or_the_store(
     commit(repo, "canary")
     data_dir = tmp_path / "data"
 
-    proc = daemon()
+    proc = daemon("--allow-env", "H7_CANARY_TOKEN")
     deadline = time.monotonic() + 30
     status = None
     while time.monotonic() < deadline:

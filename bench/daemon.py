@@ -207,8 +207,10 @@ def quiet_logging() -> None:
 async def open_controller(
     repo: str, data_dir: Path, *, poll_interval: str = "1h"
 ) -> tuple[Controller, Store, PluginRegistry]:
+    # the workdir (the only file root) holds the targets next to the data directory: workflows
+    # may not write inside the data directory
     settings = DaemonSettings.load(
-        repo=repo, data_dir=data_dir, poll_interval=poll_interval, workdir=data_dir / "work"
+        repo=repo, data_dir=data_dir, poll_interval=poll_interval, workdir=data_dir.parent
     )
     store = await Store.open(settings.store, data_dir=settings.data_dir)
     source = open_source(

@@ -51,6 +51,39 @@ class Response(BaseModel):
     changed: bool = False
 
 
+@dataclass(frozen=True)
+class LocalPath:
+    """Marks a ``Request`` field that names a local file or directory::
+
+        path: Annotated[str, LocalPath()] = Field(...)
+
+    ``reconciler validate`` finds the marked fields and checks a literal value (no ``${{ }}``)
+    against the operator's grants (:meth:`Grants.check_path`), so a path outside the file roots
+    is reported as ``path:line:col`` before anything runs. The plugin still checks every path
+    it touches at run time: the marker is for early reports, not the enforcement.
+    ``paths`` extracts the local paths from a value that is not a plain path (a SQLite URL);
+    it returns none when the value names no local file.
+    """
+
+    paths: Callable[[str], Iterable[str]] | None = None
+
+    def paths_in(self, value: str) -> list[str]:
+        """The local paths ``value`` names."""
+        return list(self.paths(value)) if self.paths is not None else [value]
+
+
+def local_path_fields(model: type[BaseModel]) -> dict[str, LocalPath]:
+    """The fields of ``model`` marked :class:`LocalPath`, by the names ``with:`` may use
+    (the alias and the field name)."""
+    out: dict[str, LocalPath] = {}
+    for name, info in model.model_fields.items():
+        for marker in info.metadata:
+            if isinstance(marker, LocalPath):
+                out[name] = marker  # requests accept the field name too (populate_by_name)
+                out[info.alias or name] = marker
+    return out
+
+
 RequestT = TypeVar("RequestT", bound=BaseModel)
 ResponseT = TypeVar("ResponseT", bound=BaseModel)
 

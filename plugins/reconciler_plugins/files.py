@@ -7,7 +7,17 @@ is journaled by the store. Nothing here knows about runs, retries or the journal
 
 What callers may rely on:
 
-* relative paths resolve against ``context.workdir``;
+* relative paths resolve against ``context.workdir``; every path, relative or absolute, must pass
+  the operator's grants (``context.granted().check_path``): under a file root (``--file-root``,
+  default the workdir), never under the data directory, the daemon's clone of the repository,
+  ``/proc``, ``/sys`` or ``/dev``, whatever ``../`` or symlinks it goes through. Anything else is
+  :class:`~reconciler.errors.PathNotAllowed`, and nothing is read or written;
+* ``file.read`` reads regular files only, at most the grants' ``max_read_bytes`` (a FIFO, a
+  device, a socket or a bigger file is ``PathNotAllowed`` at once, without blocking or reading);
+* ``file.write`` writes regular files only: it resolves the path (a symlink inside the roots is
+  followed to its target, which must be inside the roots too), then works in the resolved parent
+  directory through a descriptor opened without following symlinks, so the temp file, the
+  comparison, the chmod and the rename all happen in the directory that was checked;
 * ``file.write`` is atomic: readers see the old file or the new one, never a partial one; a temp
   file (``.<name>.*.tmp`` in the same directory) is removed on success, failure and cancellation;
 * ``file.write`` reports ``changed: false`` and touches nothing when the content (and the mode, if
@@ -20,18 +30,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
+import secrets
 import stat
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from reconciler.errors import Conflict, NotFound, PluginError
-from reconciler.plugin import ActionContext, Plugin, Request, Response
+from reconciler.errors import Conflict, NotFound, PathNotAllowed, PluginError
+from reconciler.grants import Grants
+from reconciler.plugin import ActionContext, LocalPath, Plugin, Request, Response
 
 __all__ = ["FileRead", "FileWrite", "PermissionDenied"]
 
@@ -45,10 +58,10 @@ class PermissionDenied(PluginError):
     retryable = False
 
 
-def resolve_path(path: str, context: ActionContext) -> Path:
-    """``path`` as an absolute path; a relative one is taken relative to ``context.workdir``."""
-    p = Path(path)
-    return p if p.is_absolute() else Path(context.workdir) / p
+def granted_path(path: str, context: ActionContext) -> Path:
+    """``path`` resolved (relative to ``context.workdir``, symlinks followed) if the operator's
+    grants allow it; :class:`PathNotAllowed` otherwise."""
+    return context.granted().check_path(path, base=Path(context.workdir))
 
 
 def _os_error(exc: OSError, path: Path, doing: str) -> PluginError:
@@ -72,8 +85,10 @@ class FileReadRequest(Request):
 
     model_config = ConfigDict(alias_generator=to_camel)
 
-    path: str = Field(
-        min_length=1, description="File to read; relative paths resolve against the workdir."
+    path: Annotated[str, LocalPath()] = Field(
+        min_length=1,
+        description="File to read; relative paths resolve against the workdir. It must lie "
+        "under a file root (--file-root, default the workdir).",
     )
     encoding: str = Field("utf-8", description="Text encoding used to decode the content.")
     missing_ok: bool = Field(
@@ -100,18 +115,20 @@ class FileRead(Plugin[FileReadRequest, FileReadResponse]):
     """Read a text file: its content, size and SHA-256 (read-only).
 
     Errors: ``NotFound`` (missing file, unless ``missingOk``), ``Conflict`` (the path is a
-    directory), ``PermissionDenied``, ``PluginError`` (undecodable content, other I/O errors).
+    directory), ``PathNotAllowed`` (outside the file roots, under a denied directory, a FIFO,
+    device or socket, bigger than ``--max-file-bytes``), ``PermissionDenied``, ``PluginError``
+    (undecodable content, other I/O errors).
     """
 
     check = True
     Request = FileReadRequest
     Response = FileReadResponse
-    errors = (NotFound, Conflict, PermissionDenied, PluginError)
+    errors = (NotFound, Conflict, PathNotAllowed, PermissionDenied, PluginError)
 
     async def run(self, request: FileReadRequest, context: ActionContext) -> FileReadResponse:
-        path = resolve_path(request.path, context)
+        path = granted_path(request.path, context)
         try:
-            data = path.read_bytes()
+            data = await asyncio.to_thread(_read_granted, context.granted(), path)
         except FileNotFoundError as exc:
             if request.missing_ok:
                 return FileReadResponse(exists=False)
@@ -145,8 +162,10 @@ class FileWriteRequest(Request):
 
     model_config = ConfigDict(alias_generator=to_camel)
 
-    path: str = Field(
-        min_length=1, description="File to write; relative paths resolve against the workdir."
+    path: Annotated[str, LocalPath()] = Field(
+        min_length=1,
+        description="File to write; relative paths resolve against the workdir. It must lie "
+        "under a file root (--file-root, default the workdir), never under the data directory.",
     )
     content: str = Field(description="The whole desired content of the file.")
     mode: str | None = Field(
@@ -194,21 +213,22 @@ class FileWrite(Plugin[FileWriteRequest, FileWriteResponse]):
     The new content goes to a temp file in the same directory, is fsynced, then renamed over the
     target with ``os.replace`` (and the directory fsynced), so a crash or a cancellation never
     leaves a half-written file. When only the mode differs the file is chmod-ed, not rewritten.
-    A replaced file keeps its owner and group when the daemon may set them; a symlink is
-    followed (the file it points to is replaced, the link stays).
+    A replaced file keeps its owner and group when the daemon may set them. A symlink inside the
+    file roots is followed (the file it points to is replaced, the link stays) only when its
+    target is inside the roots as well.
     Errors: ``NotFound`` (missing parent with ``makeDirs: false``), ``Conflict`` (the path or a
-    parent is not what it should be, e.g. a directory), ``PermissionDenied``, ``PluginError``.
+    parent is not what it should be, e.g. a directory), ``PathNotAllowed`` (outside the file
+    roots, under a denied directory such as the data directory or the daemon's clone, a symlink
+    leading out of the roots, a FIFO, device or socket), ``PermissionDenied``, ``PluginError``.
     """
 
     Request = FileWriteRequest
     Response = FileWriteResponse
-    errors = (NotFound, Conflict, PermissionDenied, PluginError)
+    errors = (NotFound, Conflict, PathNotAllowed, PermissionDenied, PluginError)
 
     async def run(self, request: FileWriteRequest, context: ActionContext) -> FileWriteResponse:
-        path = resolve_path(request.path, context)
-        if path.is_symlink():
-            # replace the file the link points to and keep the link, as editors and Ansible do
-            path = path.resolve()
+        grants = context.granted()
+        path = granted_path(request.path, context)
         try:
             data = request.content.encode(request.encoding)
         except LookupError:
@@ -221,77 +241,147 @@ class FileWrite(Plugin[FileWriteRequest, FileWriteResponse]):
         wanted_mode = request.mode_bits()
         result = FileWriteResponse(changed=True, path=str(path), sha256=digest)
 
-        try:
-            current = os.stat(path)
-        except FileNotFoundError:
-            current = None
-        except OSError as exc:
-            raise _os_error(exc, path, "inspect") from None
-
-        if current is not None:
-            if not stat.S_ISREG(current.st_mode):
-                raise Conflict(
-                    f"{path} exists and is not a regular file", details={"path": str(path)}
-                )
-            current_mode = stat.S_IMODE(current.st_mode)
-            if current.st_size == len(data) and _same_content(path, data):
-                if wanted_mode is None or wanted_mode == current_mode:
-                    return result.model_copy(update={"changed": False})
-                try:
-                    os.chmod(path, wanted_mode)
-                except OSError as exc:
-                    raise _os_error(exc, path, "chmod") from None
-                context.logger.info(f"file.write changed the mode of {path}")
-                return result
-            final_mode = current_mode if wanted_mode is None else wanted_mode
-            owner: tuple[int, int] | None = (current.st_uid, current.st_gid)
-        else:
-            owner = None
-            final_mode = 0o666 & ~_current_umask() if wanted_mode is None else wanted_mode
-
         parent = path.parent
         if request.make_dirs:
             try:
                 parent.mkdir(parents=True, exist_ok=True)
             except FileExistsError:
-                raise Conflict(f"{parent} exists and is not a directory") from None
+                raise Conflict(
+                    f"cannot write {path}: {parent} exists and is not a directory",
+                    details={"path": str(path)},
+                ) from None
             except OSError as exc:
                 raise _os_error(exc, parent, "create directory") from None
-        elif not parent.is_dir():
-            raise NotFound(
-                f"directory {parent} does not exist (set makeDirs: true to create it)",
-                details={"path": str(parent)},
-            )
 
-        await _atomic_write(path, data, mode=final_mode, owner=owner)
+        with _granted_directory(grants, parent) as dir_fd:
+            name = path.name
+            try:
+                current = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                current = None
+            except OSError as exc:
+                raise _os_error(exc, path, "inspect") from None
+
+            if current is not None:
+                if stat.S_ISLNK(current.st_mode):
+                    # check_path resolved every link: this one appeared since
+                    raise PathNotAllowed(
+                        f"{path} became a symbolic link after it was checked; it is not followed",
+                        details={"path": str(path)},
+                    )
+                if stat.S_ISDIR(current.st_mode):
+                    raise Conflict(
+                        f"{path} exists and is not a regular file", details={"path": str(path)}
+                    )
+                grants.require_regular(path, current.st_mode)
+                current_mode = stat.S_IMODE(current.st_mode)
+                if current.st_size == len(data) and _same_content(dir_fd, name, data):
+                    if wanted_mode is None or wanted_mode == current_mode:
+                        return result.model_copy(update={"changed": False})
+                    _chmod(grants, dir_fd, path, wanted_mode)
+                    context.logger.info(f"file.write changed the mode of {path}")
+                    return result
+                final_mode = current_mode if wanted_mode is None else wanted_mode
+                owner: tuple[int, int] | None = (current.st_uid, current.st_gid)
+            else:
+                owner = None
+                final_mode = 0o666 & ~_current_umask() if wanted_mode is None else wanted_mode
+
+            await _atomic_write(dir_fd, path, data, mode=final_mode, owner=owner)
         context.logger.info(f"file.write wrote {path} ({len(data)} bytes)")
         return result
 
 
-def _same_content(path: Path, data: bytes) -> bool:
+_NOFOLLOW_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+@contextlib.contextmanager
+def _granted_directory(grants: Grants, parent: Path) -> Iterator[int]:
+    """A descriptor of ``parent``, once it is checked again as it is now (directories may have
+    just been created): still granted, and no symlink in it since the first check."""
+    again = grants.check_path(parent, base=parent)
+    if again != parent:
+        raise PathNotAllowed(
+            f"{parent} now leads to {again} through a symbolic link; it is not followed",
+            details={"path": str(parent)},
+        )
     try:
-        return path.read_bytes() == data
+        dir_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotFound(
+            f"directory {parent} does not exist (set makeDirs: true to create it)",
+            details={"path": str(parent)},
+        ) from None
+    except OSError as exc:
+        if isinstance(exc, NotADirectoryError) or exc.errno == errno.ELOOP:
+            raise Conflict(f"{parent} is not a directory", details={"path": str(parent)}) from None
+        raise _os_error(exc, parent, "open directory") from None
+    try:
+        yield dir_fd
+    finally:
+        os.close(dir_fd)
+
+
+def _read_granted(grants: Grants, path: Path) -> bytes:
+    """The bytes of ``path`` (already checked) through ``grants.read_bytes``; a directory is
+    reported as the OS reports it, so it stays a ``Conflict``."""
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+    return grants.read_bytes(path)
+
+
+def _same_content(dir_fd: int, name: str, data: bytes) -> bool:
+    try:
+        fd = os.open(name, _NOFOLLOW_READ, dir_fd=dir_fd)
     except OSError:
         return False
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return False
+        return fh.read(len(data) + 1) == data
+
+
+def _chmod(grants: Grants, dir_fd: int, path: Path, mode: int) -> None:
+    """chmod the regular file ``path.name`` of ``dir_fd`` without following a symlink."""
+    try:
+        fd = os.open(path.name, _NOFOLLOW_READ, dir_fd=dir_fd)
+    except OSError as exc:
+        raise _os_error(exc, path, "chmod") from None
+    try:
+        grants.require_regular(path, os.fstat(fd).st_mode)
+        os.fchmod(fd, mode)
+    except OSError as exc:
+        raise _os_error(exc, path, "chmod") from None
+    finally:
+        os.close(fd)
 
 
 async def _atomic_write(
-    path: Path, data: bytes, *, mode: int, owner: tuple[int, int] | None
+    dir_fd: int, path: Path, data: bytes, *, mode: int, owner: tuple[int, int] | None
 ) -> None:
-    """Write ``data`` to a temp file next to ``path``, fsync it, and rename it over ``path``.
+    """Write ``data`` to a temp file next to ``path`` (in ``dir_fd``), fsync it, and rename it
+    over ``path``.
 
     The new file gets ``mode`` and, when the process may set it, the ``owner`` (uid, gid) of
-    the file it replaces.
+    the file it replaces. The temp file is created with ``O_EXCL | O_NOFOLLOW`` and the rename
+    happens inside ``dir_fd``, so neither can be redirected by a symlink.
 
     The temp file is removed whatever happens before the rename, cancellation included. Writing
     yields to the event loop every 64 KiB so a large file neither blocks the loop nor delays a
     cancellation.
     """
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise _os_error(exc, path.parent, "create a temp file in") from None
-    tmp = Path(tmp_name)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(10):
+        tmp = f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
+            break
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _os_error(exc, path.parent, "create a temp file in") from None
+    else:
+        raise PluginError(f"cannot create a temp file in {path.parent}")
     try:
         with os.fdopen(fd, "wb") as fh:
             for start in range(0, len(data), _CHUNK):
@@ -303,27 +393,15 @@ async def _atomic_write(
                     os.fchown(fh.fileno(), *owner)
             os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except OSError as exc:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         raise _os_error(exc, path, "write") from None
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable; some filesystems refuse to fsync a directory, which is fine."""
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
+    # make the rename durable; some filesystems refuse to fsync a directory, which is fine
+    with contextlib.suppress(OSError):
         os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)

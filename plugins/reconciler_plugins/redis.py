@@ -15,7 +15,10 @@ What callers may rely on:
 * errors: ``ConnectionFailed`` (unreachable, retryable), ``AuthenticationFailed``, ``Timeout``
   (retryable), ``Conflict`` (the key holds another type, or ``onlyIfMissing`` found another
   value when ``conflictIfDifferent``), ``RedisCommandError``;
-* URLs in errors lose their password; values returned pass through ``context.redact``.
+* URLs in errors lose their password; values returned pass through ``context.redact``;
+* the local files a request's URL names (a ``unix://`` socket, ``ssl_certfile``, ``ssl_keyfile``,
+  ``ssl_ca_certs``, ``ssl_ca_path``) must be under the operator's file roots
+  (``context.granted().check_path``), else ``PathNotAllowed`` before any connection is made.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import contextlib
 import json as jsonlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import Any, TypeVar, cast
+from pathlib import Path
+from typing import Annotated, Any, TypeVar, cast
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
@@ -33,8 +38,15 @@ from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from reconciler.config.models import Duration, RetryPolicy
-from reconciler.errors import ActionError, Conflict, ConnectionFailed, PluginError, Timeout
-from reconciler.plugin import ActionContext, Plugin, Request, Response, SubscribePlugin
+from reconciler.errors import (
+    ActionError,
+    Conflict,
+    ConnectionFailed,
+    PathNotAllowed,
+    PluginError,
+    Timeout,
+)
+from reconciler.plugin import ActionContext, LocalPath, Plugin, Request, Response, SubscribePlugin
 from reconciler.urls import mask_url
 
 from ._common import (
@@ -68,10 +80,22 @@ class RedisCommandError(PluginError):
     retryable = False
 
 
+FILE_PARAMETERS = ("ssl_certfile", "ssl_keyfile", "ssl_ca_certs", "ssl_ca_path")
+"""Query parameters of a Redis URL that name a file the client reads."""
+
+
+def local_files(url: str) -> list[str]:
+    """The local files a Redis URL names: a ``unix://`` socket and the TLS files."""
+    parts = urlsplit(url)
+    out = [unquote(parts.path)] if parts.scheme == "unix" and parts.path else []
+    out += [value for key, value in parse_qsl(parts.query) if key in FILE_PARAMETERS]
+    return out
+
+
 class _RedisRequest(Request):
     model_config = ConfigDict(alias_generator=to_camel)
 
-    url: str | None = Field(
+    url: Annotated[str | None, LocalPath(paths=local_files)] = Field(
         None,
         description=(
             "Server URL, redis://[user:password@]host:6379/db (rediss:// for TLS); defaults to "
@@ -104,7 +128,13 @@ def _map_error(exc: BaseException, *, where: str, context: ActionContext) -> Act
     return RedisCommandError(f"{where}: {reason}", details=details)
 
 
-def _client(request: _RedisRequest, seconds: float) -> aioredis.Redis:
+def _client(request: _RedisRequest, seconds: float, context: ActionContext) -> aioredis.Redis:
+    """A client for the request's server, once the files its URL names are granted (the
+    operator's own ``$RECONCILER_REDIS_URL`` is not checked)."""
+    if request.url is not None:
+        for path in local_files(request.url):
+            # redis-py opens them relative to the process's directory
+            context.granted().check_path(path, base=Path.cwd())
     return aioredis.Redis.from_url(
         request.server(),
         socket_connect_timeout=max(0.1, seconds),
@@ -124,7 +154,7 @@ async def _with_client(
     client: aioredis.Redis | None = None
     try:
         async with asyncio.timeout(seconds):
-            client = _client(request, seconds)
+            client = _client(request, seconds, context)
             return await work(client)
     except ActionError:
         raise
@@ -184,7 +214,14 @@ class RedisGet(_RedisPlugin, Plugin[RedisGetRequest, RedisGetResponse]):
     Request = RedisGetRequest
     Response = RedisGetResponse
     retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
-    errors = (ConnectionFailed, AuthenticationFailed, Timeout, Conflict, RedisCommandError)
+    errors = (
+        ConnectionFailed,
+        AuthenticationFailed,
+        Timeout,
+        Conflict,
+        RedisCommandError,
+        PathNotAllowed,
+    )
 
     async def run(self, request: RedisGetRequest, context: ActionContext) -> RedisGetResponse:
         async def work(client: aioredis.Redis) -> RedisGetResponse:
@@ -283,7 +320,14 @@ class RedisSet(_RedisPlugin, Plugin[RedisSetRequest, RedisSetResponse]):
     Request = RedisSetRequest
     Response = RedisSetResponse
     retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
-    errors = (ConnectionFailed, AuthenticationFailed, Timeout, Conflict, RedisCommandError)
+    errors = (
+        ConnectionFailed,
+        AuthenticationFailed,
+        Timeout,
+        Conflict,
+        RedisCommandError,
+        PathNotAllowed,
+    )
 
     async def run(self, request: RedisSetRequest, context: ActionContext) -> RedisSetResponse:
         ttl_ms = int(request.ttl.total_seconds() * 1000) if request.ttl is not None else 0
@@ -352,7 +396,7 @@ class RedisSubscribe(_RedisPlugin, SubscribePlugin[RedisSubscribeRequest, RedisM
     check = True
     Request = RedisSubscribeRequest
     Response = RedisMessage
-    errors = (ConnectionFailed, AuthenticationFailed, Timeout, RedisCommandError)
+    errors = (ConnectionFailed, AuthenticationFailed, Timeout, RedisCommandError, PathNotAllowed)
 
     async def run(self, request: RedisSubscribeRequest, context: ActionContext) -> RedisMessage:
         stream = cast(AsyncGenerator[Mapping[str, Any], None], self.subscribe(request, context))
@@ -374,7 +418,7 @@ class RedisSubscribe(_RedisPlugin, SubscribePlugin[RedisSubscribeRequest, RedisM
     ) -> AsyncIterator[Mapping[str, Any]]:
         seconds = seconds_for(request.timeout, context)
         where = f"Redis at {context.redact(mask_url(request.server()))}"
-        client = _client(request, seconds)
+        client = _client(request, seconds, context)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             try:

@@ -25,13 +25,14 @@ import contextlib
 import os
 import signal
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from reconciler.config.models import Duration
-from reconciler.errors import CommandFailed, NotFound, Timeout
-from reconciler.plugin import ActionContext, Plugin, Request, Response
+from reconciler.errors import CommandFailed, NotFound, PathNotAllowed, Timeout
+from reconciler.plugin import ActionContext, LocalPath, Plugin, Request, Response
 
 __all__ = ["OUTPUT_CAP", "ShellRun", "ShellRunRequest", "ShellRunResponse"]
 
@@ -69,19 +70,21 @@ class ShellRunRequest(Request):
         default_factory=dict,
         description="Extra environment variables; the daemon's own environment is not inherited.",
     )
-    cwd: str | None = Field(
-        None, description="Working directory; relative paths resolve against the workdir."
+    cwd: Annotated[str | None, LocalPath()] = Field(
+        None,
+        description="Working directory; relative paths resolve against the workdir. It must "
+        "lie under a file root (--file-root, default the workdir).",
     )
     timeout: Duration | None = Field(
         None,
         description="Kill the command's process group and raise Timeout after this long.",
     )
     stdin: str | None = Field(None, description="Text fed to the command's standard input.")
-    creates: str | None = Field(
+    creates: Annotated[str | None, LocalPath()] = Field(
         None,
         description=(
             "If this path exists the command is skipped (changed=false), as in Ansible; "
-            "relative paths resolve against the workdir."
+            "relative paths resolve against the workdir. It must lie under a file root."
         ),
     )
     changed: bool = Field(
@@ -198,26 +201,25 @@ class ShellRun(Plugin[ShellRunRequest, ShellRunResponse]):
 
     Errors: ``CommandFailed`` (an exit code not in ``okExitCodes``; details hold ``exitCode`` and
     the redacted tail of ``stderr``; a program that cannot be found or executed fails with exit
-    code 127 or 126, as in a shell), ``NotFound`` (``cwd`` does not exist), ``Timeout``.
+    code 127 or 126, as in a shell), ``NotFound`` (``cwd`` does not exist), ``PathNotAllowed``
+    (``cwd`` or ``creates`` outside the file roots or under a denied directory), ``Timeout``.
     No default retry: a command is not assumed to be safe to repeat.
     """
 
     Request = ShellRunRequest
     Response = ShellRunResponse
-    errors = (CommandFailed, NotFound, Timeout)
+    errors = (CommandFailed, NotFound, PathNotAllowed, Timeout)
 
     async def run(self, request: ShellRunRequest, context: ActionContext) -> ShellRunResponse:
         workdir = Path(context.workdir)
+        grants = context.granted()
         if request.creates is not None:
-            creates = Path(request.creates)
-            if not creates.is_absolute():
-                creates = workdir / creates
+            creates = grants.check_path(request.creates, base=workdir)
             if creates.exists():
                 return ShellRunResponse(changed=False, exit_code=None, skipped=True)
 
-        cwd = workdir
-        if request.cwd is not None:
-            cwd = Path(request.cwd) if Path(request.cwd).is_absolute() else workdir / request.cwd
+        # the working directory, given or not, must be granted: never the data dir or a clone
+        cwd = grants.check_path(request.cwd if request.cwd is not None else ".", base=workdir)
         if not cwd.is_dir():
             raise NotFound(f"working directory {cwd} does not exist", details={"cwd": str(cwd)})
 

@@ -24,6 +24,11 @@ What callers may rely on:
   (a table, role or database that does not exist), ``Conflict`` (unique violation, an object
   that already exists), ``SerializationFailure`` (deadlock, serialization, lock; retryable),
   ``SQLError`` (anything else), ``Timeout``;
+* a DSN's local files pass the operator's grants (``context.granted().check_path``): the SQLite
+  database file (a path or a ``file:`` URI) and, for PostgreSQL, the files libpq would read
+  (``sslcert``, ``sslkey``, ``sslrootcert``, ``sslcrl``, ``sslcrldir``, ``passfile``). A path
+  outside the file roots, under the data directory or the daemon's clone, or a special file is
+  ``PathNotAllowed`` before any connection is made;
 * the DSN's password never appears in an error or a log line: DSNs are shown as
   ``postgresql+psycopg://***@host/db`` (``reconciler.urls.mask_url``), and every text from the
   driver is passed through ``context.redact`` with the password and the parameter values masked.
@@ -34,11 +39,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import stat
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -55,10 +62,12 @@ from reconciler.errors import (
     ConnectionFailed,
     InvalidRequest,
     NotFound,
+    PathNotAllowed,
     PluginError,
     Timeout,
 )
-from reconciler.plugin import ActionContext, Plugin, Request, Response
+from reconciler.grants import Grants
+from reconciler.plugin import ActionContext, LocalPath, Plugin, Request, Response
 from reconciler.urls import mask_url
 
 from ._common import AuthenticationFailed, default_url, redact_all, seconds_for
@@ -121,7 +130,7 @@ def _check_dsn(value: str) -> str:
 class _SqlRequest(Request):
     model_config = ConfigDict(alias_generator=to_camel)
 
-    dsn: Dsn = Field(
+    dsn: Annotated[Dsn, LocalPath(paths=lambda dsn: local_files(dsn))] = Field(
         description=(
             "SQLAlchemy database URL: postgresql://user:password@host:5432/db or "
             "sqlite:///relative/or/absolute.db (relative to the workdir). It usually holds a "
@@ -236,17 +245,88 @@ def shown_dsn(url: URL) -> str:
     return mask_url(url.render_as_string(hide_password=False))
 
 
-def _async_url(dsn: str, workdir: Path) -> URL:
-    """The URL of ``dsn`` with an asyncio driver, SQLite paths resolved against ``workdir``."""
+LIBPQ_FILE_PARAMETERS = ("sslcert", "sslkey", "sslrootcert", "sslcrl", "sslcrldir", "passfile")
+"""Query parameters of a PostgreSQL DSN that name a file libpq reads."""
+
+
+def _sqlite_file(url: URL) -> str | None:
+    """The file a SQLite URL opens (its path, or the path of a ``file:`` URI), if any."""
+    database = url.database or ""
+    if not database or database == ":memory:" or url.query.get("mode") == "memory":
+        return None
+    if database.startswith("file:"):
+        return unquote(urlsplit(database).path) or None
+    return database
+
+
+def _libpq_files(url: URL) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key in LIBPQ_FILE_PARAMETERS:
+        value = url.query.get(key)
+        if isinstance(value, str):
+            out[key] = value
+        elif value:
+            out[key] = value[-1]
+    return out
+
+
+def local_files(dsn: str) -> list[str]:
+    """The local files ``dsn`` names (the SQLite database, libpq's certificates, keys and
+    passfile); none for a DSN that is not a URL."""
+    try:
+        url = make_url(dsn)
+    except sa_exc.ArgumentError:
+        return []
+    if url.get_backend_name() == "sqlite":
+        path = _sqlite_file(url)
+        return [path] if path else []
+    return list(_libpq_files(url).values())
+
+
+def _granted_file(grants: Grants, path: str, workdir: Path) -> Path:
+    """``path`` checked by ``grants``; an existing one must be a regular file or, for libpq's
+    ``sslcrldir``, a directory (SQLite opening a FIFO would block its thread for good)."""
+    resolved = grants.check_path(path, base=workdir)
+    try:
+        mode = resolved.stat().st_mode
+    except OSError:
+        return resolved
+    if not stat.S_ISDIR(mode):
+        grants.require_regular(resolved, mode)
+    return resolved
+
+
+def _async_url(dsn: str, workdir: Path, grants: Grants | None = None) -> URL:
+    """The URL of ``dsn`` with an asyncio driver, SQLite paths resolved against ``workdir``.
+
+    With ``grants`` (a workflow's DSN), every local file the URL names must be granted and is
+    replaced by its resolved path; without (the operator's own default DSN) none is checked.
+    """
     url = make_url(dsn)
     if url.get_backend_name() == "sqlite":
         url = url.set(drivername="sqlite+aiosqlite")
         database = url.database or ""
-        if database and database != ":memory:" and not database.startswith("file:"):
-            path = Path(database)
-            if not path.is_absolute():
-                url = url.set(database=str(workdir / path))
+        path = _sqlite_file(url)
+        if grants is not None and path is not None:
+            resolved = _granted_file(grants, path, workdir)
+            if database.startswith("file:"):
+                url = url.set(database=f"file:{quote(str(resolved))}")
+            else:
+                url = url.set(database=str(resolved))
+        elif (
+            database
+            and database != ":memory:"
+            and not database.startswith("file:")
+            and not Path(database).is_absolute()
+        ):
+            url = url.set(database=str(workdir / database))
         return url
+    if grants is not None:
+        files = _libpq_files(url)
+        if files:
+            url = url.update_query_dict(
+                {key: str(_granted_file(grants, value, workdir)) for key, value in files.items()}
+            )
     return url.set(drivername="postgresql+psycopg")
 
 
@@ -450,7 +530,7 @@ class _SqlPlugin:
         autocommit: bool = False,
         readonly: bool = False,
     ) -> Any:
-        url = _async_url(request.dsn, context.workdir)
+        url = _async_url(request.dsn, Path(context.workdir), context.granted())
         where = shown_dsn(url)
         hide = _hidden(url, request.params)
         seconds = seconds_for(request.timeout, context)
@@ -512,6 +592,7 @@ class SqlQuery(_SqlPlugin, Plugin[SqlQueryRequest, SqlQueryResponse]):
         SerializationFailure,
         SQLError,
         Timeout,
+        PathNotAllowed,
     )
 
     async def run(self, request: SqlQueryRequest, context: ActionContext) -> SqlQueryResponse:
@@ -575,6 +656,7 @@ class SqlExec(_SqlPlugin, Plugin[SqlExecRequest, SqlExecResponse]):
         SQLError,
         Timeout,
         InvalidRequest,
+        PathNotAllowed,
     )
 
     async def run(self, request: SqlExecRequest, context: ActionContext) -> SqlExecResponse:

@@ -5,6 +5,11 @@ It calls :func:`reconciler.config.loader.load_tree`/:func:`~reconciler.config.lo
 and :func:`reconciler.config.validate.validate_snapshot` with the installed plugins, then prints
 every problem as ``path:line:col: severity: message`` and a summary.
 
+Literal paths and ``env:``/``file:`` references are checked against grants built like the
+daemon's: ``--file-root`` (repeatable, default the current directory) and ``--allow-env``
+(default ``RECONCILER_SECRET_*``), with the default data directory ``.reconciler`` denied as
+``reconciler run`` denies it.
+
 Exit codes: 0 valid (warnings allowed), 1 invalid (at least one error, or nothing to validate),
 2 the command could not run (a path that does not exist).
 """
@@ -22,6 +27,8 @@ from reconciler.cli.app import OutputFormat, OutputOption, app, console, fail
 from reconciler.config.loader import load_file, load_tree
 from reconciler.config.snapshot import FileResult, Problem, Snapshot
 from reconciler.config.validate import validate_snapshot
+from reconciler.daemon.settings import DaemonSettings
+from reconciler.grants import Grants
 from reconciler.plugin import PluginRegistry
 
 
@@ -44,6 +51,20 @@ def collect(paths: list[Path]) -> dict[str, FileResult]:
     return files
 
 
+def local_grants(file_roots: list[Path] | None, allow_env: str | None) -> Grants:
+    """The grants ``reconciler run`` would have with these flags in the current directory and
+    its default data directory."""
+    data_dir = DaemonSettings.model_fields["data_dir"].default
+    return Grants.for_daemon(
+        workdir=Path.cwd(),
+        file_roots=file_roots or None,
+        allow_env=None
+        if allow_env is None
+        else [item.strip() for item in allow_env.split(",") if item.strip()],
+        deny=[data_dir],
+    )
+
+
 @app.command()
 def validate(
     paths: Annotated[list[Path], typer.Argument(help="Workflow files or directories to check.")],
@@ -51,14 +72,33 @@ def validate(
         bool,
         typer.Option("--strict", help="Action states without a failure transition are errors."),
     ] = False,
+    file_root: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--file-root",
+            help="Directory workflows may read and write under, as for run (repeatable; "
+            "default: the current directory).",
+        ),
+    ] = None,
+    allow_env: Annotated[
+        str | None,
+        typer.Option(
+            "--allow-env",
+            help="Comma-separated globs of variables env: references may read, as for run "
+            "(default: RECONCILER_SECRET_*).",
+        ),
+    ] = None,
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Check workflow files: YAML, schema, plugins, CEL, state machine, dependencies, secrets."""
+    """Check workflow files: YAML, schema, plugins, CEL, state machine, dependencies, secrets,
+    literal paths and variables against the file roots and allowed variables."""
     files = collect(paths)
     snapshot = Snapshot.from_files("validate", files)
     registry = PluginRegistry.discover()
+    grants = local_grants(file_root, allow_env)
+    checked = validate_snapshot(snapshot, registry, strict=strict, grants=grants)
     problems = sorted(
-        [*snapshot.problems, *validate_snapshot(snapshot, registry, strict=strict)],
+        [*snapshot.problems, *checked],
         key=lambda p: (p.path, p.line, p.column, p.message),
     )
     workflows = len(snapshot.workflows) + len(snapshot.invalid)

@@ -5,7 +5,11 @@ document against the schema; this module checks what one model cannot (DESIGN §
 validation"): plugins exist and their ``with:`` fits their pydantic ``Request``, only check plugins
 observe/poll/check, CEL compiles, states and transitions form a machine that can end, ``on:`` names
 exist, ``dependsOn`` points at real workflows without cycles, and no clear-text credential sits
-where a secret reference belongs.
+where a secret reference belongs. Given the operator's :class:`~reconciler.grants.Grants`, it also
+reports what a run would refuse and can already be known: a literal path (no ``${{ }}``) in a
+request field marked :class:`~reconciler.plugin.LocalPath` outside the file roots, and a literal
+``env:``/``file:`` secret reference the grants do not allow (``PathNotAllowed: ...``,
+``EnvNotAllowed: ...``). The runtime checks stay the enforcement; these are early reports.
 
 Every problem carries the ``path:line:col`` of the offending node and the workflow's name, and no
 check stops at the first problem. Messages never repeat a credential's value. ``reconciler
@@ -24,6 +28,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,8 +36,9 @@ from pydantic import ValidationError
 from reconciler.config.expressions import compile_expr, templates_in
 from reconciler.config.models import Action, MockError, Workflow
 from reconciler.config.snapshot import LoadedWorkflow, Loc, Problem, Snapshot
-from reconciler.errors import BUILTIN_ERROR_NAMES, ExpressionError
-from reconciler.plugin import PluginRegistry, SubscribePlugin
+from reconciler.errors import BUILTIN_ERROR_NAMES, ExpressionError, NotAllowed
+from reconciler.grants import Grants
+from reconciler.plugin import PluginRegistry, SubscribePlugin, local_path_fields
 
 __all__ = [
     "ValidationCache",
@@ -127,17 +133,24 @@ class ValidationCache:
 
     def __init__(self) -> None:
         self._entries: dict[int, tuple[LoadedWorkflow, list[Problem]]] = {}
-        self._key: tuple[int, bool] | None = None
+        self._key: tuple[int, bool, Grants | None, Path | None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def _problems(
-        self, snapshot: Snapshot, registry: PluginRegistry, *, strict: bool
+        self,
+        snapshot: Snapshot,
+        registry: PluginRegistry,
+        *,
+        strict: bool,
+        grants: Grants | None = None,
+        workdir: Path | None = None,
     ) -> list[Problem]:
-        if self._key != (id(registry), strict):
+        key = (id(registry), strict, grants, workdir)
+        if self._key != key:
             self._entries = {}
-            self._key = (id(registry), strict)
+            self._key = key
         entries: dict[int, tuple[LoadedWorkflow, list[Problem]]] = {}
         problems: list[Problem] = []
         known_errors = known_error_names(registry)
@@ -146,7 +159,14 @@ class ValidationCache:
             hit = self._entries.get(id(lw))
             found = hit[1] if hit is not None and hit[0] is lw else None
             if found is None:
-                found = validate_workflow(lw, registry, strict=strict, known_errors=known_errors)
+                found = validate_workflow(
+                    lw,
+                    registry,
+                    strict=strict,
+                    known_errors=known_errors,
+                    grants=grants,
+                    workdir=workdir,
+                )
             entries[id(lw)] = (lw, found)
             problems.extend(found)
         self._entries = entries
@@ -159,6 +179,8 @@ def validate_snapshot(
     *,
     strict: bool = False,
     cache: ValidationCache | None = None,
+    grants: Grants | None = None,
+    workdir: Path | None = None,
 ) -> list[Problem]:
     """Static problems of every valid workflow in ``snapshot``, plus cross-workflow ones.
 
@@ -166,9 +188,12 @@ def validate_snapshot(
     duplicate names) are already in ``snapshot.problems``. ``dependsOn`` may name any workflow
     of the snapshot, including an invalid one (it exists; it just cannot converge yet).
     ``cache`` (one per long-lived caller) skips workflows validated in an earlier snapshot.
+    ``grants`` (with the ``workdir`` relative paths resolve against, default the current
+    directory) adds the checks of literal paths and ``env:``/``file:`` references; without
+    grants they are skipped.
     """
     problems = (cache if cache is not None else ValidationCache())._problems(
-        snapshot, registry, strict=strict
+        snapshot, registry, strict=strict, grants=grants, workdir=workdir
     )
     problems.extend(_check_dependencies(snapshot))
     return problems
@@ -180,11 +205,14 @@ def validate_workflow(
     *,
     strict: bool = False,
     known_errors: AbstractSet[str] | None = None,
+    grants: Grants | None = None,
+    workdir: Path | None = None,
 ) -> list[Problem]:
     """Static problems of one workflow. ``strict`` turns "no failure transition" into an error.
 
     ``known_errors`` is :func:`known_error_names` of ``registry``, when the caller validates
-    many workflows (it is computed otherwise).
+    many workflows (it is computed otherwise). ``grants`` and ``workdir``: see
+    :func:`validate_snapshot`.
     """
     if known_errors is None:
         known_errors = known_error_names(registry)
@@ -197,6 +225,9 @@ def validate_workflow(
     _check_expressions(wf, templated, report)
     _check_secrets(wf, templated, report)
     _check_credentials(wf, sites, report)
+    if grants is not None:
+        base = workdir if workdir is not None else Path.cwd()
+        _check_grants(wf, sites, registry, report, grants=grants, base=base)
     _check_states(wf, registry, report, strict=strict, known_errors=known_errors)
     _check_tests(wf, registry, report, known_errors=known_errors)
     return report.problems
@@ -300,6 +331,49 @@ def _request_message(plugin: str, err: Any, plugin_cls: Any) -> str:
         return f"plugin {plugin!r}: with: is missing required field {field!r}"
     msg = str(err["msg"]).removeprefix("Value error, ")
     return f"plugin {plugin!r}: with.{field}: {msg}" if field else f"plugin {plugin!r}: {msg}"
+
+
+# -- what the operator grants ----------------------------------------------------------------
+
+
+_path_fields = functools.cache(local_path_fields)
+"""The marked path fields of a request model (the same for every call of a plugin)."""
+
+
+def _check_grants(
+    wf: Workflow,
+    sites: list[_ActionSite],
+    registry: PluginRegistry,
+    report: _Reporter,
+    *,
+    grants: Grants,
+    base: Path,
+) -> None:
+    """Literal ``env:``/``file:`` references and literal paths the grants refuse."""
+    for name, ref in wf.spec.secrets.items():
+        if not isinstance(ref, str) or "${{" in ref:
+            continue
+        scheme, _, rest = ref.partition(":")
+        try:
+            if scheme == "env":
+                grants.check_env(rest)
+            elif scheme == "file":
+                grants.check_path(rest, base=base)
+        except NotAllowed as exc:
+            report.add(("spec", "secrets", name), f"{exc.name}: {exc.message}")
+    for site in sites:
+        if site.plugin not in registry:
+            continue
+        for key, marker in _path_fields(registry.get(site.plugin).Request).items():
+            value = site.with_.get(key)
+            if not isinstance(value, str) or "${{" in value:
+                continue  # a ${{ }} value is checked when the plugin runs
+            for path in marker.paths_in(value):
+                try:
+                    grants.check_path(path, base=base)
+                except NotAllowed as exc:
+                    report.add((*site.loc, "with", key), f"{exc.name}: {exc.message}")
+                    break
 
 
 # -- expressions and secrets -----------------------------------------------------------------

@@ -252,7 +252,9 @@ class Controller:
             registry,
             journal=self.metrics.journal(self.journal),
             workdir=settings.workdir.resolve(),
-            grants=grants if grants is not None else settings.grants(),
+            grants=grants
+            if grants is not None
+            else settings.grants(private=source.private_paths()),
             secrets=self.metrics.resolver(secrets),
         )
         self.target = _Target()
@@ -477,7 +479,13 @@ class Controller:
                     files[path] = load_text(content, path=path)
         snapshot = Snapshot.from_files(revision.id, files)
         invalid: dict[str, list[Problem]] = {k: list(v) for k, v in snapshot.invalid.items()}
-        checked = validate_snapshot(snapshot, self.registry, cache=self._validation)
+        checked = validate_snapshot(
+            snapshot,
+            self.registry,
+            cache=self._validation,
+            grants=self.engine.grants,
+            workdir=self.engine.workdir,
+        )
         for problem in checked:
             if problem.is_error and problem.workflow in snapshot.workflows:
                 invalid.setdefault(problem.workflow, []).append(problem)

@@ -145,7 +145,7 @@ class Engine:
     ``workflows`` are the ones ``workflow.run`` may start by name; ``grants`` are what the
     operator allows plugins to reach (default :meth:`Grants.local` of ``workdir``); ``secrets``
     defaults to
-    :class:`DefaultResolver` (``env:``/``file:``); ``clock`` is the time source used for
+    :class:`DefaultResolver` (``env:``/``file:``, checked against the same ``grants``); ``clock`` is the time source used for
     durations and deadlines (event-loop time by default; deadlines are always enforced with
     the event loop); ``rng`` drives retry jitter; ``retry_sleep`` spends the waits between
     retries (``asyncio.sleep`` by default; the test harness passes one that does not wait).
@@ -169,7 +169,9 @@ class Engine:
         self.workflows: dict[str, Workflow] = dict(workflows or {})
         self.workdir = workdir if workdir is not None else Path.cwd()
         self.grants = grants if grants is not None else Grants.local(self.workdir)
-        self.secrets: SecretResolver = secrets if secrets is not None else DefaultResolver()
+        self.secrets: SecretResolver = (
+            secrets if secrets is not None else DefaultResolver(grants=self.grants)
+        )
         self.clock = clock
         self.rng = rng if rng is not None else random.Random()
         self.retry_sleep = retry_sleep if retry_sleep is not None else asyncio.sleep

@@ -166,7 +166,7 @@ def test_strict_turns_missing_failure_transitions_into_errors(tmp_path: Path) ->
     (tmp_path / "w.yaml").write_text(
         "apiVersion: reconciler/v1\nkind: Workflow\nmetadata: {name: w}\nspec:\n"
         "  start: a\n  states:\n"
-        "    a: {action: {plugin: file.read, with: {path: /etc/hostname}}, next: done}\n"
+        "    a: {action: {plugin: file.read, with: {path: hostname}}, next: done}\n"
         "    done: {end: success}\n"
     )
     relaxed = run("validate", "w.yaml", cwd=tmp_path)
@@ -175,6 +175,51 @@ def test_strict_turns_missing_failure_transitions_into_errors(tmp_path: Path) ->
     strict = run("validate", "--strict", "w.yaml", cwd=tmp_path)
     assert strict.returncode == 1
     assert strict.stdout.startswith("w.yaml:7:5: error: state 'a' runs actions")
+
+
+GRANTS_WORKFLOW = """\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata: {name: w}
+spec:
+  secrets: {token: "env:RECONCILER_API_TOKEN", app: "env:APP_PASSWORD"}
+  start: a
+  states:
+    a:
+      action: {plugin: file.write, with: {path: /srv/app/hook, content: "${{ secrets.app }}"}}
+      next: done
+      onError: failed
+    done: {end: success}
+    failed: {end: failure}
+"""
+
+
+def test_literal_paths_and_variables_the_grants_refuse_are_reported_at_their_line(
+    tmp_path: Path,
+) -> None:
+    require_builtin_plugins()
+    (tmp_path / "w.yaml").write_text(GRANTS_WORKFLOW)
+    proc = run("validate", "w.yaml", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[:3] == [
+        "w.yaml:5:20: error: EnvNotAllowed: environment variable RECONCILER_API_TOKEN is not "
+        "allowed: it holds the daemon's own settings or credentials",
+        "w.yaml:5:53: error: EnvNotAllowed: environment variable APP_PASSWORD is not allowed: "
+        "it matches no --allow-env glob (RECONCILER_SECRET_*)",
+        f"w.yaml:9:49: error: PathNotAllowed: path '/srv/app/hook' is not allowed: "
+        f"/srv/app/hook is outside the file roots ({tmp_path.resolve()}); the operator grants "
+        "more with --file-root",
+    ]
+
+
+def test_validate_takes_file_roots_and_allowed_variables_like_run(tmp_path: Path) -> None:
+    require_builtin_plugins()
+    (tmp_path / "w.yaml").write_text(GRANTS_WORKFLOW)
+    proc = run("validate", "--file-root", "/srv/app", "--allow-env", "*", "w.yaml", cwd=tmp_path)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stdout.splitlines() if ": error: " in line]
+    # a wide --allow-env never reaches the daemon's own credentials
+    assert len(errors) == 1 and "EnvNotAllowed" in errors[0] and "RECONCILER_API_TOKEN" in errors[0]
 
 
 # -- reconciler schema ----------------------------------------------------------------------

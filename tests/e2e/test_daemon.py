@@ -256,13 +256,14 @@ async def test_daemon_without_a_repository_serves_the_quickstart_in_the_checkout
                 assert proc.poll() is None, log.read_text()
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)
-            motd = None
+            names = {"motd", "app-config", "disk-report", "daemon-probe"}
+            seen: dict[str, WorkflowStatusRecord] = {}
             while time.monotonic() < deadline:
-                motd = (await statuses(data_dir)).get("motd")
-                if motd is not None and motd.status is Health.CONVERGED:
+                seen = await statuses(data_dir)
+                if all(n in seen and seen[n].status is Health.CONVERGED for n in names):
                     break
                 await asyncio.sleep(0.1)
-            assert motd is not None and motd.status is Health.CONVERGED, motd
+            assert all(n in seen and seen[n].status is Health.CONVERGED for n in names), seen
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(20)
@@ -271,7 +272,10 @@ async def test_daemon_without_a_repository_serves_the_quickstart_in_the_checkout
         e for e in log_events(tmp_path) if e.get("event", "").startswith("reconciler started")
     ]  # type: ignore[union-attr]
     assert started and str(PROJECT / "examples" / "quickstart") in str(started[0]["event"])
-    assert not (PROJECT / ".reconciler" / "quickstart-out" / "never").exists()
+    # the outputs land under the workdir, outside the data directory workflows cannot reach
+    assert (workdir / "quickstart-out" / "motd").is_file()
+    assert (workdir / "quickstart-out" / "disk-report.txt").is_file()
+    assert (workdir / "quickstart-out" / "app-config" / "prod" / "app.ini").is_file()
 
 
 def test_bad_setting_in_the_config_file_exits_2_with_one_clear_line(tmp_path: Path) -> None:
@@ -401,7 +405,7 @@ async def test_a_canary_secret_never_reaches_the_log_or_the_store(
     commit(repo, "canary")
     data_dir = tmp_path / "data"
 
-    proc = daemon()
+    proc = daemon("--allow-env", "H7_CANARY_TOKEN")
     deadline = time.monotonic() + 30
     status = None
     while time.monotonic() < deadline:

@@ -39,7 +39,7 @@ kind: Workflow
 metadata: {name: slow}
 spec:
   interval: 1h
-  secrets: {canary: env:PAGE_CANARY}
+  secrets: {canary: env:RECONCILER_SECRET_PAGE_CANARY}
   start: work
   states:
     work:
@@ -87,7 +87,7 @@ def daemon(tmp_path: Path) -> Iterator[str]:
     git(repo, "commit", "-q", "-m", "two workflows")
     port = free_port()
     env = without_settings()
-    env.update(RECONCILER_API_TOKEN=TOKEN, PAGE_CANARY=CANARY)
+    env.update(RECONCILER_API_TOKEN=TOKEN, RECONCILER_SECRET_PAGE_CANARY=CANARY)
     log = (tmp_path / "daemon.log").open("wb")
     proc = subprocess.Popen(
         [

@@ -31,12 +31,14 @@ async def running(
     """A controller on ``repo`` with its store, stopped (gracefully) on exit.
 
     ``overrides`` are daemon settings; by default the data lives in ``tmp_path / "data"``, the
-    repository is polled every 200 ms and stopping waits up to 5 s for running runs.
+    workdir (and so the only file root) is ``tmp_path``, the repository is polled every 200 ms
+    and stopping waits up to 5 s for running runs.
     """
     settings = DaemonSettings.load(
         **{
             "repo": str(repo),
             "data_dir": tmp_path / "data",
+            "workdir": tmp_path,
             "poll_interval": "200ms",
             "grace_period": "5s",
             **overrides,

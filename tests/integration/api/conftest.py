@@ -171,6 +171,7 @@ async def start_daemon(
         repo=url,
         branch="main",
         data_dir=tmp_path / "data",
+        workdir=tmp_path,
         poll_interval=poll_interval,
         grace_period="200ms",
         listen="127.0.0.1:0",

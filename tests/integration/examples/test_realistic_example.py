@@ -292,7 +292,11 @@ async def test_example_converges_from_scratch_and_heals_hand_made_drift(
     )
     repo = make_repository(tmp_path, u, fleet)
     config = DaemonSettings.load(
-        repo=str(repo), data_dir=tmp_path / "data", poll_interval="1s", grace_period="5s"
+        repo=str(repo),
+        data_dir=tmp_path / "data",
+        workdir=tmp_path,
+        poll_interval="1s",
+        grace_period="5s",
     )
     store = await Store.open(config.store, data_dir=config.data_dir)
     registry = PluginRegistry.discover()

@@ -16,7 +16,7 @@ from reconciler_plugins.redis import (
     RedisSubscribeRequest,
 )
 
-from reconciler.errors import Conflict, ConnectionFailed, Timeout
+from reconciler.errors import Conflict, ConnectionFailed, PathNotAllowed, Timeout
 from tests.conftest import require_server
 from tests.integration.plugins.conftest import CANARY, ContextFactory
 
@@ -102,6 +102,26 @@ async def test_unreachable_server_is_retryable_and_masks_the_password(
             RedisGetRequest(url=f"redis://:{CANARY}@127.0.0.1:1/0", key="k"), make_context()
         )
     assert caught.value.retryable and CANARY not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "unix:///var/run/docker.sock",
+        "rediss://127.0.0.1:6379/0?ssl_certfile=/etc/ssl/private/key.pem",
+        "rediss://127.0.0.1:6379/0?ssl_ca_certs=/proc/self/environ",
+    ],
+)
+async def test_a_file_the_url_names_outside_the_roots_is_refused_before_connecting(
+    make_context: ContextFactory, url: str
+) -> None:
+    with pytest.raises(PathNotAllowed):
+        await RedisGet().run(RedisGetRequest(url=url, key="k"), make_context())
+    with pytest.raises(PathNotAllowed):
+        await RedisSubscribe().run(
+            RedisSubscribeRequest.model_validate({"url": url, "channel": "c", "timeout": "1s"}),
+            make_context(),
+        )
 
 
 async def test_subscribe_matches_a_pattern_and_parses_json(

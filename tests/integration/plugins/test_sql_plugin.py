@@ -6,6 +6,7 @@ Each PostgreSQL test works in its own schema (dropped afterwards); roles get uni
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from reconciler_plugins.sql import (
     SqlQueryRequest,
 )
 
-from reconciler.errors import Conflict, ConnectionFailed, NotFound, Timeout
+from reconciler.errors import Conflict, ConnectionFailed, NotFound, PathNotAllowed, Timeout
+from reconciler.grants import Grants
 from tests.conftest import require_server
 from tests.integration.plugins.conftest import CANARY, ContextFactory
 
@@ -183,6 +185,51 @@ async def test_sqlite_paths_are_relative_to_the_workdir(
         await query.close()
     assert (tmp_path / "state.db").is_file()
     assert answer.rows == [{"k": "a", "v": "1"}]
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "sqlite:///../outside.db",
+        "sqlite:///{outside}",
+        "sqlite:///file:../outside.db?uri=true",
+        "sqlite:///data/repos/clone.git/hooks/post-merge",
+    ],
+)
+async def test_a_sqlite_file_the_grants_refuse_is_never_opened(
+    tmp_path: Path, make_context: ContextFactory, dsn: str
+) -> None:
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    context = make_context()
+    context.workdir = work
+    context.grants = Grants.for_daemon(
+        workdir=work, file_roots=None, allow_env=[], deny=[work / "data"]
+    )
+    plugin = SqlExec()
+    try:
+        with pytest.raises(PathNotAllowed):
+            await plugin.run(
+                exec_request(dsn=dsn.format(outside=tmp_path / "outside.db"), sql="select 1"),
+                context,
+            )
+    finally:
+        await plugin.close()
+    assert os.listdir(tmp_path) == ["work"] and os.listdir(work / "data") == []
+
+
+async def test_a_libpq_file_outside_the_roots_is_refused_before_connecting(
+    make_context: ContextFactory,
+) -> None:
+    query = SqlQuery()
+    try:
+        with pytest.raises(PathNotAllowed, match="/etc/shadow"):
+            await query.run(
+                query_request(dsn=f"{PG}?sslmode=require&sslkey=/etc/shadow", query="select 1"),
+                make_context(),
+            )
+    finally:
+        await query.close()
 
 
 async def test_query_rows_are_capped_and_secrets_redacted(

@@ -92,6 +92,7 @@ async def replica(
     settings = DaemonSettings.load(
         repo=str(tmp_path / "repo"),
         data_dir=tmp_path / f"data-{name}",
+        workdir=tmp_path,
         store=store_url,
         poll_interval="200ms",
         grace_period="1s",

@@ -53,7 +53,10 @@ def vault(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVault]:
         yield server
 
 
-def test_encrypt_then_apply_decrypts_the_reference(vault: FakeVault, tmp_path: Path) -> None:
+def test_encrypt_then_apply_decrypts_the_reference(
+    vault: FakeVault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # apply's workdir, its only file root
     env = {
         "RECONCILER_VAULT_ADDR": vault.addr,
         "RECONCILER_VAULT_TOKEN": vault.create_token(APP_POLICY),

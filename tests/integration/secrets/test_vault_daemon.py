@@ -76,6 +76,7 @@ async def running(
     config = DaemonSettings.load(
         repo=str(repo),
         data_dir=tmp_path / "data",
+        workdir=tmp_path,
         poll_interval="200ms",
         grace_period="5s",
         **settings,
@@ -159,11 +160,11 @@ async def test_broken_vault_degrades_only_the_workflows_using_it_and_the_retry_r
     breakage: str,
     expected: str,
 ) -> None:
-    monkeypatch.setenv("LOCAL_SECRET_FOR_TEST", "local-value")
+    monkeypatch.setenv("RECONCILER_SECRET_LOCAL_FOR_TEST", "local-value")
     out = tmp_path / "out"
     out.mkdir()
     put(repo, "app", out / "app", "vault:secret/app/db#password")
-    put(repo, "local", out / "local", "env:LOCAL_SECRET_FOR_TEST")
+    put(repo, "local", out / "local", "env:RECONCILER_SECRET_LOCAL_FOR_TEST")
     commit(repo)
     vault = FakeVault().start()
     vault.put_kv2("secret/app/db", {"password": "db-pass-1"})

@@ -66,7 +66,7 @@ async def test_exposition_after_real_runs_shows_every_named_metric_with_the_righ
     target = tmp_path / "motd"
     put(repo, ok, file_workflow(ok, target, "hello"))
     put(repo, bad, failing_workflow(bad))
-    put(repo, secret, secret_workflow(secret, f"env:RECONCILER_TEST_UNSET_{uid.upper()}"))
+    put(repo, secret, secret_workflow(secret, f"env:RECONCILER_SECRET_TEST_UNSET_{uid.upper()}"))
     (repo / f"{broken}.yaml").write_text(BROKEN_YAML.format(name=broken))
     first = commit(repo)
     errors_in_broken = len(load_text(BROKEN_YAML.format(name=broken), path="x").problems)
@@ -188,7 +188,7 @@ async def test_label_values_stay_bounded_however_many_runs_happen(tmp_path: Path
     repo = init_repo(tmp_path / "repo")
     put(repo, ok, file_workflow(ok, tmp_path / "motd", "hello"))
     put(repo, bad, failing_workflow(bad))
-    put(repo, secret, secret_workflow(secret, f"env:RECONCILER_TEST_UNSET_{uid.upper()}"))
+    put(repo, secret, secret_workflow(secret, f"env:RECONCILER_SECRET_TEST_UNSET_{uid.upper()}"))
     commit(repo)
     plugins = set(PluginRegistry.discover().names())
     error_names = {"success"} | {c.__name__ for c in _subclasses(ActionError)}

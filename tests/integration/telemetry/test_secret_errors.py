@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import SecretUnavailable
+from reconciler.grants import Grants
 from reconciler.secrets.resolver import DefaultResolver
 from reconciler.secrets.vault import VaultClient, VaultConfig
 from reconciler.telemetry.instrument import MetricsResolver
@@ -56,7 +57,8 @@ async def failure_counted(
 
 
 async def test_env_and_file_failures_are_counted_by_provider_and_reason(tmp_path: Path) -> None:
-    resolver = MetricsResolver(DefaultResolver(environ={"SET": "value"}))
+    grants = Grants.local(tmp_path, allow_env=["SET", "UNSET"])
+    resolver = MetricsResolver(DefaultResolver(environ={"SET": "value"}, grants=grants))
     await failure_counted(resolver, "env:UNSET", provider="env", reason="missing")
     await failure_counted(
         resolver, f"file:{tmp_path / 'absent'}", provider="file", reason="missing"

@@ -298,7 +298,7 @@ def test_builder_reproduces_the_quickstart_motd_example() -> None:
     built = (
         WorkflowBuilder("motd", labels={"example": "quickstart"})
         .interval("1m")
-        .inputs(path=".reconciler/quickstart-out/motd", message=message)
+        .inputs(path="quickstart-out/motd", message=message)
         .observe("file.read", path="${{ inputs.path }}", missingOk=True)
         .desired({"exists": True, "content": "${{ inputs.message }}"})
         .state(

@@ -9,6 +9,7 @@ carries the outputs (redacted) as they were at that moment, and decisions are ma
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from reconciler.engine import runner
 from reconciler.engine.conditions import Exits, default_branch, match_success, racers
 from reconciler.engine.journal import EventKind, JournalEntry, MemoryJournal, trusted_entry
 from reconciler.engine.runner import Engine
+from reconciler.grants import Grants
 from reconciler.plugin import PluginRegistry
 
 END = {"done": {"end": "success"}, "failed": {"end": "failure"}}
@@ -103,9 +105,15 @@ async def test_each_transition_carries_the_outputs_as_they_were_then(
 
 
 async def test_outputs_holding_a_secret_are_masked_in_every_transition(
-    engine: Engine, journal: MemoryJournal, wf: Any, monkeypatch: pytest.MonkeyPatch
+    registry: PluginRegistry,
+    journal: MemoryJournal,
+    wf: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("RECONCILER_HOT_PATH_SECRET", SECRET)
+    grants = Grants.local(tmp_path, allow_env=["RECONCILER_HOT_PATH_SECRET"])
+    engine = Engine(registry, journal=journal, workdir=tmp_path, grants=grants)
     w = wf(
         {
             "a": {

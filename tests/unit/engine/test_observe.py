@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from reconciler.engine.journal import MemoryJournal
 from reconciler.engine.runner import Engine
+from reconciler.grants import Grants
+from reconciler.plugin import PluginRegistry
 
 STATES = {"a": {"action": {"plugin": "test.echo"}, "next": "done"}, "done": {"end": "success"}}
 
@@ -67,9 +71,11 @@ async def test_observed_value_is_available_to_the_run(engine: Engine, wf: Any) -
 
 
 async def test_observed_values_and_diffs_are_redacted(
-    engine: Engine, wf: Any, monkeypatch: Any
+    registry: PluginRegistry, journal: MemoryJournal, wf: Any, monkeypatch: Any, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("RECONCILER_TEST_DSN", "postgres://admin:pw-Xy7@db")
+    grants = Grants.local(tmp_path, allow_env=["RECONCILER_TEST_DSN"])
+    engine = Engine(registry, journal=journal, workdir=tmp_path, grants=grants)
     w = wf(
         STATES,
         secrets={"dsn": "env:RECONCILER_TEST_DSN"},

@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 
 from reconciler.engine.journal import MemoryJournal, RunStatus
 from reconciler.engine.runner import Engine
+from reconciler.grants import Grants
 from reconciler.plugin import ActionContext, Plugin, PluginRegistry, Request, Response
 from reconciler.secrets import StaticResolver
 
@@ -45,12 +46,31 @@ class Leaky(Plugin[LeakyRequest, LeakyResponse]):
 
 
 @pytest.fixture
+def grants(tmp_path: Path) -> Grants:
+    """Files under ``tmp_path``, and the one variable these tests read."""
+    return Grants.for_daemon(
+        workdir=tmp_path, file_roots=None, allow_env=["RECONCILER_TEST_CANARY"]
+    )
+
+
+@pytest.fixture
+def engine(
+    registry: PluginRegistry, journal: MemoryJournal, tmp_path: Path, grants: Grants
+) -> Engine:
+    return Engine(registry, journal=journal, workdir=tmp_path, grants=grants)
+
+
+@pytest.fixture
 def leaky_engine(
-    registry: PluginRegistry, journal: MemoryJournal, monkeypatch: pytest.MonkeyPatch
+    registry: PluginRegistry,
+    journal: MemoryJournal,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    grants: Grants,
 ) -> Engine:
     monkeypatch.setenv("RECONCILER_TEST_CANARY", CANARY)
     registry.register("test.leaky", Leaky)
-    return Engine(registry, journal=journal)
+    return Engine(registry, journal=journal, workdir=tmp_path, grants=grants)
 
 
 def everything(journal: MemoryJournal) -> str:
@@ -210,3 +230,29 @@ async def test_an_invalid_request_names_the_field_but_never_quotes_the_rendered_
     assert f"test.strict: 1 validation error: {field}: " in result.error.message
     for text in (everything(journal), str(result.error), repr(result.error.details), repr(logs)):
         assert "the-tail-of-it" not in text and "input_value" not in text
+
+
+@pytest.mark.parametrize(
+    ("ref", "error"),
+    [
+        ("env:RECONCILER_API_TOKEN", "EnvNotAllowed"),
+        ("env:HOME", "EnvNotAllowed"),
+        ("file:/proc/self/environ", "PathNotAllowed"),
+        ("file:../outside", "PathNotAllowed"),
+    ],
+)
+async def test_a_secret_the_operator_did_not_grant_fails_the_run_before_any_action(
+    engine: Engine,
+    registry: PluginRegistry,
+    wf: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    ref: str,
+    error: str,
+) -> None:
+    monkeypatch.setenv("RECONCILER_API_TOKEN", CANARY)
+    w = wf({"a": {"action": {"plugin": "test.echo"}, "next": "done"}, **END}, secrets={"t": ref})
+    result = await engine.run(w)
+    assert result.run.status is RunStatus.FAILED and result.path == []
+    assert result.error is not None and result.error.name == error
+    assert CANARY not in repr(result.error.details) and CANARY not in result.error.message
+    assert registry.instance("test.echo").calls == []

@@ -19,24 +19,30 @@ from reconciler_plugins.files import (
     PermissionDenied,
 )
 
-from reconciler.errors import Conflict, NotFound
+from reconciler.errors import Conflict, NotFound, PathNotAllowed
+from reconciler.grants import Grants
 from reconciler.plugin import ActionContext, RunInfo
 
 SECRET = "hunter2-canary"
 
 
-def make_context(workdir: Path) -> ActionContext:
+def make_context(workdir: Path, grants: Grants | None = None) -> ActionContext:
     return ActionContext(
         run=RunInfo(id="r1", workflow="w"),
         idempotency_key="r1/write/0",
         logger=logging.LoggerAdapter(logging.getLogger("test.files")),
         workdir=workdir,
         redact=lambda text: text.replace(SECRET, "***"),
+        grants=grants,
     )
 
 
 def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+def names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
 
 
 def mode_of(path: Path) -> int:
@@ -248,9 +254,11 @@ async def test_written_then_read_round_trips(tmp_path: Path) -> None:
     assert response.content == "line\n"
 
 
-async def test_absolute_paths_ignore_the_workdir(tmp_path: Path) -> None:
+async def test_absolute_paths_under_a_file_root_ignore_the_workdir(tmp_path: Path) -> None:
     target = tmp_path / "abs.txt"
-    await write(tmp_path / "elsewhere", path=str(target), content="x")
+    grants = Grants.for_daemon(workdir=tmp_path / "elsewhere", file_roots=[tmp_path], allow_env=[])
+    request = FileWriteRequest(path=str(target), content="x")
+    await FileWrite().run(request, make_context(tmp_path / "elsewhere", grants))
     assert target.read_text() == "x"
 
 
@@ -279,3 +287,150 @@ async def test_rewritten_file_keeps_its_owner_and_group(tmp_path: Path) -> None:
 
     assert (target.stat().st_uid, target.stat().st_gid) == (65534, 65534)
     assert target.read_text() == "new"
+
+
+# ------------------------------------------------------------------ what the grants refuse
+
+
+def daemon_grants(workdir: Path, *, max_read_bytes: int = 1024 * 1024) -> Grants:
+    """The workdir as the only root, ``workdir/data`` denied (as the daemon's data directory)."""
+    return Grants.for_daemon(
+        workdir=workdir,
+        file_roots=None,
+        allow_env=[],
+        deny=[workdir / "data"],
+        max_read_bytes=max_read_bytes,
+    )
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A directory next to the workdir, outside every root, holding ``secret.txt``."""
+    directory = tmp_path / "outside"
+    directory.mkdir()
+    (directory / "secret.txt").write_text("not for workflows")
+    return directory
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    directory = tmp_path / "work"
+    (directory / "data").mkdir(parents=True)
+    return directory
+
+
+@pytest.mark.parametrize("path", ["../outside/secret.txt", "sub/../../outside/secret.txt"])
+async def test_file_read_with_dot_dot_out_of_the_roots_is_refused(
+    workdir: Path, outside: Path, path: str
+) -> None:
+    with pytest.raises(PathNotAllowed, match="outside the file roots"):
+        await FileRead().run(FileReadRequest(path=path), make_context(workdir))
+
+
+async def test_file_read_of_an_absolute_path_outside_the_roots_is_refused(
+    workdir: Path, outside: Path
+) -> None:
+    request = FileReadRequest(path=str(outside / "secret.txt"))
+    with pytest.raises(PathNotAllowed) as info:
+        await FileRead().run(request, make_context(workdir, daemon_grants(workdir)))
+    assert "not for workflows" not in str(info.value)
+    assert not info.value.retryable
+
+
+async def test_file_read_of_proc_self_environ_is_refused(workdir: Path) -> None:
+    grants = Grants.for_daemon(workdir=workdir, file_roots=[Path("/")], allow_env=[])
+    request = FileReadRequest(path="/proc/self/environ")
+    with pytest.raises(PathNotAllowed, match="workflows can never reach"):
+        await FileRead().run(request, make_context(workdir, grants))
+
+
+async def test_file_read_through_a_symlink_to_dev_zero_is_refused(workdir: Path) -> None:
+    (workdir / "zero").symlink_to("/dev/zero")
+    with pytest.raises(PathNotAllowed, match="/dev"):
+        await FileRead().run(FileReadRequest(path="zero"), make_context(workdir))
+
+
+@pytest.mark.timeout(10)
+async def test_file_read_of_a_fifo_is_refused_without_blocking(workdir: Path) -> None:
+    os.mkfifo(workdir / "pipe")  # nobody ever writes: a blocking open would wait forever
+    with pytest.raises(PathNotAllowed, match="FIFO"):
+        await FileRead().run(FileReadRequest(path="pipe"), make_context(workdir))
+
+
+async def test_file_read_of_a_file_over_the_read_limit_is_refused(workdir: Path) -> None:
+    (workdir / "big").write_bytes(b"x" * 2048)
+    grants = daemon_grants(workdir, max_read_bytes=1024)
+    with pytest.raises(PathNotAllowed, match="more than the 1024"):
+        await FileRead().run(FileReadRequest(path="big"), make_context(workdir, grants))
+
+
+async def test_file_read_under_the_data_directory_is_refused(workdir: Path) -> None:
+    (workdir / "data" / "state.db").write_text("the daemon's")
+    request = FileReadRequest(path="data/state.db")
+    with pytest.raises(PathNotAllowed, match="can never reach"):
+        await FileRead().run(request, make_context(workdir, daemon_grants(workdir)))
+
+
+@pytest.mark.parametrize("path", ["../outside/new.txt", "../outside/secret.txt"])
+async def test_file_write_with_dot_dot_out_of_the_roots_is_refused(
+    workdir: Path, outside: Path, path: str
+) -> None:
+    with pytest.raises(PathNotAllowed, match="outside the file roots"):
+        await write(workdir, path=path, content="owned")
+    assert names(outside) == ["secret.txt"]
+    assert (outside / "secret.txt").read_text() == "not for workflows"
+
+
+async def test_file_write_of_an_absolute_path_outside_the_roots_is_refused(
+    workdir: Path, outside: Path
+) -> None:
+    with pytest.raises(PathNotAllowed):
+        await write(workdir, path=str(outside / "secret.txt"), content="owned")
+    assert (outside / "secret.txt").read_text() == "not for workflows"
+
+
+async def test_file_write_of_a_git_hook_into_a_denied_clone_is_refused(workdir: Path) -> None:
+    hooks = workdir / "data" / "repos" / "clone.git" / "hooks"
+    hooks.mkdir(parents=True)
+    context = make_context(workdir, daemon_grants(workdir))
+    for hook in ("post-merge", "reference-transaction"):
+        request = FileWriteRequest.model_validate(
+            {"path": f"data/repos/clone.git/hooks/{hook}", "content": "#!/bin/sh\nid\n"}
+        )
+        with pytest.raises(PathNotAllowed, match="can never reach"):
+            await FileWrite().run(request, context)
+    assert names(hooks) == []
+
+
+async def test_file_write_through_a_symlink_leading_out_of_the_roots_is_refused(
+    workdir: Path, outside: Path
+) -> None:
+    (workdir / "link.txt").symlink_to(outside / "secret.txt")
+    with pytest.raises(PathNotAllowed):
+        await write(workdir, path="link.txt", content="owned")
+    assert (outside / "secret.txt").read_text() == "not for workflows"
+    assert (workdir / "link.txt").is_symlink()
+
+
+async def test_file_write_into_a_symlinked_directory_leading_out_of_the_roots_is_refused(
+    workdir: Path, outside: Path
+) -> None:
+    (workdir / "linked").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(PathNotAllowed):
+        await write(workdir, path="linked/new.txt", content="owned")
+    with pytest.raises(PathNotAllowed):
+        await write(workdir, path="linked/deeper/new.txt", content="owned")
+    assert names(outside) == ["secret.txt"]
+
+
+async def test_file_write_over_a_fifo_is_refused(workdir: Path) -> None:
+    os.mkfifo(workdir / "pipe")
+    with pytest.raises(PathNotAllowed, match="FIFO"):
+        await write(workdir, path="pipe", content="x")
+    assert stat.S_ISFIFO((workdir / "pipe").lstat().st_mode)
+
+
+async def test_file_write_to_a_symlink_to_dev_null_is_refused(workdir: Path) -> None:
+    (workdir / "null").symlink_to("/dev/null")
+    with pytest.raises(PathNotAllowed, match="/dev"):
+        await write(workdir, path="null", content="x")

@@ -13,7 +13,8 @@ import pytest
 from pydantic import ValidationError
 from reconciler_plugins.shell import OUTPUT_CAP, ShellRun, ShellRunRequest, ShellRunResponse
 
-from reconciler.errors import CommandFailed, NotFound, Timeout
+from reconciler.errors import CommandFailed, NotFound, PathNotAllowed, Timeout
+from reconciler.grants import Grants
 from reconciler.plugin import ActionContext, RunInfo
 
 SECRET = "s3cr3t-canary-value"
@@ -136,6 +137,40 @@ async def test_relative_cwd_resolves_against_the_workdir(tmp_path: Path) -> None
 async def test_missing_cwd_raises_not_found(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         await run(tmp_path, argv=["pwd"], cwd="nope")
+
+
+@pytest.mark.parametrize("cwd", ["..", "{outside}", "sub/../.."])
+async def test_cwd_outside_the_file_roots_is_refused_before_anything_runs(
+    tmp_path: Path, cwd: str
+) -> None:
+    workdir = tmp_path / "work"
+    (workdir / "sub").mkdir(parents=True)
+    with pytest.raises(PathNotAllowed, match="outside the file roots"):
+        await run(workdir, argv=["touch", "ran"], cwd=cwd.format(outside=tmp_path))
+    assert not (tmp_path / "ran").exists()
+
+
+async def test_cwd_in_the_daemons_data_directory_is_refused(tmp_path: Path) -> None:
+    hooks = tmp_path / "data" / "repos" / "clone.git" / "hooks"
+    hooks.mkdir(parents=True)
+    grants = Grants.for_daemon(
+        workdir=tmp_path, file_roots=None, allow_env=[], deny=[tmp_path / "data"]
+    )
+    request = ShellRunRequest.model_validate(
+        {"argv": ["touch", "post-merge"], "cwd": "data/repos/clone.git/hooks"}
+    )
+    context = make_context(tmp_path)
+    context.grants = grants
+    with pytest.raises(PathNotAllowed, match="can never reach"):
+        await ShellRun().run(request, context)
+    assert not (hooks / "post-merge").exists()
+
+
+async def test_creates_outside_the_file_roots_is_refused(tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    with pytest.raises(PathNotAllowed):
+        await run(workdir, argv=["true"], creates="/etc/hostname")
 
 
 async def test_nonzero_exit_raises_command_failed_with_exit_code_and_stderr(

@@ -41,11 +41,9 @@ async def test_missing_file_names_the_path_never_a_value(tmp_path: Path) -> None
     assert str(tmp_path / "absent") in str(info.value)
 
 
-async def test_unreadable_file_is_unavailable(tmp_path: Path) -> None:
-    with pytest.raises(SecretUnavailable, match="cannot read"):
-        await DefaultResolver(grants=Grants.local(tmp_path)).resolve(
-            {"a": f"file:{tmp_path}"}  # a directory
-        )
+async def test_a_directory_is_refused_as_not_a_regular_file(tmp_path: Path) -> None:
+    with pytest.raises(PathNotAllowed, match="is a directory; workflows read and write regular"):
+        await DefaultResolver(grants=Grants.local(tmp_path)).resolve({"a": f"file:{tmp_path}"})
 
 
 @pytest.mark.parametrize("ref", ["vault:secret/data/x#pw", "transit:k:vault:v1:abc"])

@@ -9,19 +9,44 @@ a template engine or a shell.
 Scope names (DESIGN §3): ``inputs``, ``secrets`` (inside ``with:`` only), ``observed``,
 ``outputs``, ``result`` (in ``until``), ``message`` (in ``match``), the ``foreach`` variable,
 and ``run``.
+
+Cost: an expression with comprehension macros is first estimated from the sizes in scope
+(:mod:`reconciler.config.cost`); over ``cost_limit`` it raises :class:`ExpressionBudgetExceeded`
+without running. The async variants (:func:`evaluate_async`, :func:`evaluate_bool_async`,
+:func:`render_async`) evaluate one whose estimate is over :data:`INLINE_COST` in a worker thread
+(the ``cel`` binding releases the GIL while it evaluates), so the event loop keeps answering;
+cheaper ones, and plain field reads, run inline as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
 import cel
 
-from reconciler.errors import EvaluationError, ExpressionError
+from reconciler.config.cost import estimate, shape_of
+from reconciler.errors import EvaluationError, ExpressionBudgetExceeded, ExpressionError
+
+DEFAULT_COST_LIMIT = 1_000_000
+"""Units one evaluation may cost when the caller sets no limit (``expression_cost_limit``)."""
+
+INLINE_COST = 10_000
+"""Estimated units above which the async variants evaluate in a worker thread (~5 ms)."""
+
+_WORKERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cel")
+"""Threads for expensive expressions: few, so that a burst of them cannot starve the default
+executor of the process; each evaluation is bounded by the budget."""
+
+
+class _Offload(Exception):
+    """Raised by the inline path when an expression must go to a worker thread."""
+
 
 TEMPLATE_RE = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 
@@ -83,12 +108,20 @@ def _lookup(names: tuple[str, ...], scope: Mapping[str, Any]) -> Any:
     return NotImplemented
 
 
-def evaluate(source: str, scope: Mapping[str, Any]) -> Any:
+def evaluate(
+    source: str,
+    scope: Mapping[str, Any],
+    *,
+    cost_limit: int = DEFAULT_COST_LIMIT,
+    inline_limit: int | None = None,
+) -> Any:
     """Evaluate CEL in ``scope``. Runtime failures raise :class:`EvaluationError`.
 
     An expression that only reads a scalar field (``inputs.path``, the commonest in ``with:``)
     is answered by looking it up, with the value CEL would give: converting the whole scope to
-    CEL for it cost more than the rest of a trivial check.
+    CEL for it cost more than the rest of a trivial check. An expression with comprehensions
+    whose estimated cost is over ``cost_limit`` raises :class:`ExpressionBudgetExceeded`
+    without being evaluated; ``inline_limit`` is for :func:`evaluate_async`.
     """
     program = compile_expr(source)
     names = plain_path(source)
@@ -96,8 +129,23 @@ def evaluate(source: str, scope: Mapping[str, Any]) -> Any:
         found = _lookup(names, scope)
         if found is not NotImplemented:
             return found
+    shape = shape_of(source)
+    if shape is not None:
+        cost = estimate(shape, scope, cost_limit)
+        if cost > cost_limit:
+            raise ExpressionBudgetExceeded(
+                f"{source.strip()!r} would cost about {cost:,} units, over the budget of "
+                f"{cost_limit:,} (expression_cost_limit); it was not evaluated",
+                details={"cost": cost, "limit": cost_limit},
+            )
+        if inline_limit is not None and cost > inline_limit:
+            raise _Offload
+    return _execute(program, source, dict(scope))
+
+
+def _execute(program: cel.Program, source: str, scope: dict[str, Any]) -> Any:
     try:
-        return program.execute(dict(scope))
+        return program.execute(scope)
     except KeyError as exc:
         raise EvaluationError(f"{source.strip()!r} failed: no such key: {exc}") from None
     except (ValueError, RuntimeError, TypeError, LookupError) as exc:
@@ -105,8 +153,35 @@ def evaluate(source: str, scope: Mapping[str, Any]) -> Any:
         raise EvaluationError(f"{source.strip()!r} failed: {detail}") from None
 
 
-def evaluate_bool(source: str, scope: Mapping[str, Any]) -> bool:
-    value = evaluate(source, scope)
+async def evaluate_async(
+    source: str, scope: Mapping[str, Any], *, cost_limit: int = DEFAULT_COST_LIMIT
+) -> Any:
+    """:func:`evaluate`, in a worker thread when the estimate is over :data:`INLINE_COST`.
+
+    Cancelling the caller (a state's ``timeout:``) returns at once; the thread finishes its
+    evaluation, which the budget bounds, and the result is dropped.
+    """
+    try:
+        return evaluate(source, scope, cost_limit=cost_limit, inline_limit=INLINE_COST)
+    except _Offload:
+        pass
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_WORKERS, _execute, compile_expr(source), source, dict(scope))
+
+
+def evaluate_bool(
+    source: str, scope: Mapping[str, Any], *, cost_limit: int = DEFAULT_COST_LIMIT
+) -> bool:
+    return _as_bool(source, evaluate(source, scope, cost_limit=cost_limit))
+
+
+async def evaluate_bool_async(
+    source: str, scope: Mapping[str, Any], *, cost_limit: int = DEFAULT_COST_LIMIT
+) -> bool:
+    return _as_bool(source, await evaluate_async(source, scope, cost_limit=cost_limit))
+
+
+def _as_bool(source: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise EvaluationError(
             f"{source.strip()!r} must be true or false, got {type(value).__name__}"
@@ -114,27 +189,67 @@ def evaluate_bool(source: str, scope: Mapping[str, Any]) -> bool:
     return value
 
 
-def render(value: Any, scope: Mapping[str, Any]) -> Any:
+def render(
+    value: Any,
+    scope: Mapping[str, Any],
+    *,
+    cost_limit: int = DEFAULT_COST_LIMIT,
+    inline_limit: int | None = None,
+) -> Any:
     """Replace every ``${{ }}`` in a nested structure; a whole-string template keeps its type."""
     if isinstance(value, str):
-        return _render_str(value, scope)
+        if "${{" not in value:
+            return value
+        return _render_str(
+            value,
+            lambda src: evaluate(src, scope, cost_limit=cost_limit, inline_limit=inline_limit),
+        )
     if isinstance(value, Mapping):
-        return {k: render(v, scope) for k, v in value.items()}
+        return {
+            k: render(v, scope, cost_limit=cost_limit, inline_limit=inline_limit)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
-        return [render(v, scope) for v in value]
+        return [render(v, scope, cost_limit=cost_limit, inline_limit=inline_limit) for v in value]
     return value
 
 
-def _render_str(text: str, scope: Mapping[str, Any]) -> Any:
-    if "${{" not in text:
-        return text
+async def render_async(
+    value: Any, scope: Mapping[str, Any], *, cost_limit: int = DEFAULT_COST_LIMIT
+) -> Any:
+    """:func:`render`, evaluating expensive templates in a worker thread
+    (:func:`evaluate_async`)."""
+    try:
+        return render(value, scope, cost_limit=cost_limit, inline_limit=INLINE_COST)
+    except _Offload:
+        pass
+    values: dict[str, Any] = {}
+    for source in dict.fromkeys(iter_templates(value)):
+        values[source] = await evaluate_async(source, scope, cost_limit=cost_limit)
+    return _fill(value, values)
+
+
+def _fill(value: Any, values: Mapping[str, Any]) -> Any:
+    """``value`` with every ``${{ }}`` replaced from ``values`` (by stripped source)."""
+    if isinstance(value, str):
+        if "${{" not in value:
+            return value
+        return _render_str(value, lambda src: values[src.strip()])
+    if isinstance(value, Mapping):
+        return {k: _fill(v, values) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_fill(v, values) for v in value]
+    return value
+
+
+def _render_str(text: str, value_of: Callable[[str], Any]) -> Any:
     whole = TEMPLATE_RE.fullmatch(text.strip())
     if whole is not None and len(TEMPLATE_RE.findall(text)) == 1:
-        return evaluate(whole.group(1), scope)
-    return TEMPLATE_RE.sub(lambda m: _to_text(evaluate(m.group(1), scope)), text)
+        return value_of(whole.group(1))
+    return TEMPLATE_RE.sub(lambda m: to_text(value_of(m.group(1))), text)
 
 
-def _to_text(value: Any) -> str:
+def to_text(value: Any) -> str:
     """How a value embedded in text reads: JSON for lists and maps, as YAML authors expect."""
     if value is None:
         return ""

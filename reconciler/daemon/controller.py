@@ -245,6 +245,7 @@ class Controller:
                 max_read_bytes=settings.max_file_bytes,
             ),
             secrets=self.metrics.resolver(secrets),
+            expression_cost_limit=settings.expression_cost_limit,
         )
         self.target = _Target()
         self.snapshot: Snapshot | None = None

@@ -20,8 +20,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from reconciler.config.expressions import render
+from reconciler.config.expressions import DEFAULT_COST_LIMIT, render_async
 from reconciler.config.models import Action, RetryPolicy
+from reconciler.config.shellquote import render_shell, shell_fields_of
 from reconciler.engine.journal import (
     EventKind,
     Journal,
@@ -105,6 +106,8 @@ class RunContext:
     """How retry waits are spent (the test harness skips them)."""
     ready: Callable[[Plugin[Any, Any]], Awaitable[None]] | None = None
     """Makes sure a plugin's ``init()`` ran once before its first call (the engine's)."""
+    cost_limit: int = DEFAULT_COST_LIMIT
+    """Budget of one CEL evaluation (``expression_cost_limit``)."""
     changed: bool = False
     seq: int = 0
     _snapshot: tuple[dict[str, Any], int, tuple[tuple[str, Any], ...], dict[str, Any]] | None = (
@@ -237,7 +240,7 @@ class RunContext:
         except PluginNotFound as exc:
             raise PluginError(str(exc)) from None
 
-    def prepare(
+    async def prepare(
         self,
         plugin_name: str,
         with_: Mapping[str, Any],
@@ -250,11 +253,17 @@ class RunContext:
     ) -> tuple[Plugin[Any, Any], type[Plugin[Any, Any]], BaseModel, ActionContext]:
         """Render and validate a request and build the plugin's context (no call yet)."""
         plugin_cls, plugin = self.plugin(plugin_name)
+        scope = _LazyScope(lambda: self.scope(with_secrets=True, extra=extra, attempt=attempt))
         try:
-            rendered = render(
-                dict(with_),
-                _LazyScope(lambda: self.scope(with_secrets=True, extra=extra, attempt=attempt)),
-            )
+            data = dict(with_)
+            shell = {
+                k: data.pop(k)
+                for k in shell_fields_of(plugin_cls.Request)
+                if isinstance(data.get(k), str) and "${{" in data[k]
+            }
+            rendered = await render_async(data, scope, cost_limit=self.cost_limit)
+            for k, text in shell.items():  # shell text: each value one quoted word
+                rendered[k] = render_shell(text, scope, cost_limit=self.cost_limit)
         except ActionError as err:
             raise self.redact_error(err) from None
         try:
@@ -293,7 +302,7 @@ class RunContext:
         outer limit the plugin is told about; ``time_limit`` (seconds) is this call's own limit.
         """
         own_deadline = self.now() + time_limit if time_limit is not None else None
-        plugin, plugin_cls, request, context = self.prepare(
+        plugin, plugin_cls, request, context = await self.prepare(
             plugin_name,
             with_,
             key=key,
@@ -422,7 +431,9 @@ class RunContext:
         state: str | None = None,
     ) -> AsyncIterator[Mapping[str, Any]]:
         """The message stream of a subscribe plugin (closed by the caller with ``aclose``)."""
-        plugin, _cls, request, context = self.prepare(plugin_name, with_, key=key, state=state)
+        plugin, _cls, request, context = await self.prepare(
+            plugin_name, with_, key=key, state=state
+        )
         if not isinstance(plugin, SubscribePlugin):
             raise InvalidRequest(f"{plugin_name} cannot be used in `subscribe`")
         if self.ready is not None:

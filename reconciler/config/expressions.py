@@ -13,9 +13,9 @@ and ``run``.
 Cost: an expression with comprehension macros is first estimated from the sizes in scope
 (:mod:`reconciler.config.cost`); over ``cost_limit`` it raises :class:`ExpressionBudgetExceeded`
 without running. The async variants (:func:`evaluate_async`, :func:`evaluate_bool_async`,
-:func:`render_async`) evaluate one whose estimate is over :data:`INLINE_COST` in a worker thread
-(the ``cel`` binding releases the GIL while it evaluates), so the event loop keeps answering;
-cheaper ones, and plain field reads, run inline as before.
+:func:`render_async`) evaluate one whose estimate is over :data:`INLINE_COST` in a worker
+process (the ``cel`` binding holds the GIL while it evaluates, so a thread would not help), and
+the event loop keeps answering; cheaper ones, and plain field reads, run inline as before.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import asyncio
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
+from multiprocessing import get_context
 from typing import Any
 
 import cel
@@ -37,11 +38,26 @@ DEFAULT_COST_LIMIT = 1_000_000
 """Units one evaluation may cost when the caller sets no limit (``expression_cost_limit``)."""
 
 INLINE_COST = 10_000
-"""Estimated units above which the async variants evaluate in a worker thread (~5 ms)."""
+"""Estimated units above which the async variants evaluate in the worker process (~5 ms)."""
 
-_WORKERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cel")
-"""Threads for expensive expressions: few, so that a burst of them cannot starve the default
-executor of the process; each evaluation is bounded by the budget."""
+_WORKERS: ProcessPoolExecutor | None = None
+"""The process expensive expressions run in (started on first need): the ``cel`` binding holds
+the GIL while it evaluates, so a thread would stall the event loop as much as running inline."""
+
+
+def _workers() -> ProcessPoolExecutor:
+    global _WORKERS
+    if _WORKERS is None:
+        _WORKERS = ProcessPoolExecutor(max_workers=1, mp_context=get_context("forkserver"))
+    return _WORKERS
+
+
+def _execute_elsewhere(source: str, scope: dict[str, Any]) -> tuple[bool, Any]:
+    """Run in the worker process: (True, value) or (False, the EvaluationError's message)."""
+    try:
+        return True, _execute(compile_expr(source), source, scope)
+    except EvaluationError as exc:
+        return False, exc.message
 
 
 class _Offload(Exception):
@@ -156,9 +172,9 @@ def _execute(program: cel.Program, source: str, scope: dict[str, Any]) -> Any:
 async def evaluate_async(
     source: str, scope: Mapping[str, Any], *, cost_limit: int = DEFAULT_COST_LIMIT
 ) -> Any:
-    """:func:`evaluate`, in a worker thread when the estimate is over :data:`INLINE_COST`.
+    """:func:`evaluate`, in a worker process when the estimate is over :data:`INLINE_COST`.
 
-    Cancelling the caller (a state's ``timeout:``) returns at once; the thread finishes its
+    Cancelling the caller (a state's ``timeout:``) returns at once; the worker finishes its
     evaluation, which the budget bounds, and the result is dropped.
     """
     try:
@@ -166,7 +182,21 @@ async def evaluate_async(
     except _Offload:
         pass
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_WORKERS, _execute, compile_expr(source), source, dict(scope))
+    ok, value = await loop.run_in_executor(
+        _workers(), _execute_elsewhere, source, _plain(dict(scope))
+    )
+    if not ok:
+        raise EvaluationError(value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain dicts and lists, so that it can be sent to the worker process."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def evaluate_bool(
@@ -217,8 +247,8 @@ def render(
 async def render_async(
     value: Any, scope: Mapping[str, Any], *, cost_limit: int = DEFAULT_COST_LIMIT
 ) -> Any:
-    """:func:`render`, evaluating expensive templates in a worker thread
-    (:func:`evaluate_async`)."""
+    """:func:`render`, evaluating expensive templates
+    (:func:`evaluate_async`) in the worker process."""
     try:
         return render(value, scope, cost_limit=cost_limit, inline_limit=INLINE_COST)
     except _Offload:

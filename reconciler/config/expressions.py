@@ -60,8 +60,9 @@ def _execute_elsewhere(source: str, scope: dict[str, Any]) -> tuple[bool, Any]:
         return False, exc.message
 
 
-class _Offload(Exception):
-    """Raised by the inline path when an expression must go to a worker thread."""
+class NeedsWorker(Exception):
+    """Raised by the inline path (``inline_limit``) when an expression is too expensive for the
+    event loop: the caller evaluates it with the async variants instead."""
 
 
 TEMPLATE_RE = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
@@ -155,7 +156,7 @@ def evaluate(
                 details={"cost": cost, "limit": cost_limit},
             )
         if inline_limit is not None and cost > inline_limit:
-            raise _Offload
+            raise NeedsWorker
     return _execute(program, source, dict(scope))
 
 
@@ -179,7 +180,7 @@ async def evaluate_async(
     """
     try:
         return evaluate(source, scope, cost_limit=cost_limit, inline_limit=INLINE_COST)
-    except _Offload:
+    except NeedsWorker:
         pass
     loop = asyncio.get_running_loop()
     ok, value = await loop.run_in_executor(
@@ -251,24 +252,24 @@ async def render_async(
     (:func:`evaluate_async`) in the worker process."""
     try:
         return render(value, scope, cost_limit=cost_limit, inline_limit=INLINE_COST)
-    except _Offload:
+    except NeedsWorker:
         pass
     values: dict[str, Any] = {}
     for source in dict.fromkeys(iter_templates(value)):
         values[source] = await evaluate_async(source, scope, cost_limit=cost_limit)
-    return _fill(value, values)
+    return fill(value, values)
 
 
-def _fill(value: Any, values: Mapping[str, Any]) -> Any:
+def fill(value: Any, values: Mapping[str, Any]) -> Any:
     """``value`` with every ``${{ }}`` replaced from ``values`` (by stripped source)."""
     if isinstance(value, str):
         if "${{" not in value:
             return value
         return _render_str(value, lambda src: values[src.strip()])
     if isinstance(value, Mapping):
-        return {k: _fill(v, values) for k, v in value.items()}
+        return {k: fill(v, values) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_fill(v, values) for v in value]
+        return [fill(v, values) for v in value]
     return value
 
 

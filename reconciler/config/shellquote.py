@@ -163,13 +163,19 @@ def _refusal(slot: ShellSlot) -> str:
 
 
 def render_shell(
-    text: str, scope: Mapping[str, Any], *, cost_limit: int = DEFAULT_COST_LIMIT
+    text: str,
+    scope: Mapping[str, Any],
+    *,
+    cost_limit: int = DEFAULT_COST_LIMIT,
+    inline_limit: int | None = None,
+    values: Mapping[str, Any] | None = None,
 ) -> str:
     """``text`` with every ``${{ }}`` replaced by its value quoted as one shell word.
 
     Raises :class:`ShellValueRefused` (before evaluating anything) when a template sits where
     quoting cannot work, and :class:`~reconciler.errors.EvaluationError` as
-    :func:`~reconciler.config.expressions.evaluate` does.
+    :func:`~reconciler.config.expressions.evaluate` does. ``values`` (by stripped source) are
+    used instead of evaluating, when the caller has evaluated the templates already.
     """
     slots = shell_slots(text)
     for slot in slots:
@@ -179,7 +185,11 @@ def render_shell(
     last = 0
     for slot in slots:
         parts.append(text[last : slot.start])
-        word = shlex.quote(to_text(evaluate(slot.source, scope, cost_limit=cost_limit)))
+        if values is not None:
+            value = values[slot.source.strip()]
+        else:
+            value = evaluate(slot.source, scope, cost_limit=cost_limit, inline_limit=inline_limit)
+        word = shlex.quote(to_text(value))
         if slot.quoting == "single":
             word = f"'{word}'"  # close the quotes, one quoted word, reopen them
         elif slot.quoting == "double":

@@ -103,7 +103,7 @@ class Exits:
                 racing.append(t)
             elif default is None:
                 default = t
-        heavy = any(t.when is not None and shape_of(t.when) is not None for t in choices)
+        heavy = bool(choices) and any(t.when and shape_of(t.when) is not None for t in choices)
         return cls(success, tuple(choices), tuple(racing), default, heavy)
 
 

@@ -83,3 +83,30 @@ async def test_a_costly_foreach_items_expression_fails_the_run_quickly(
 
     assert result.path == ["each", "failed"]
     assert "ExpressionBudgetExceeded" in str(result.error)
+
+
+async def test_a_costly_template_within_the_budget_is_rendered_by_the_worker_process(
+    engine: Engine, wf: Any
+) -> None:
+    costly = "size(inputs.l.map(a, inputs.l.map(b, a * b)))"  # 150 x 150: over the inline cost
+    workflow = wf(
+        {
+            "say": {
+                "do": [
+                    {
+                        "plugin": "test.echo",
+                        "as": "said",
+                        "with": {"value": f"${{{{ {costly} }}}} of ${{{{ inputs.name }}}}"},
+                    }
+                ],
+                "next": "done",
+            },
+            "done": {"end": "success"},
+        },
+        inputs={"l": list(range(150)), "name": "l"},
+    )
+
+    result = await engine.run(workflow)
+
+    assert result.ok, result.error
+    assert result.outputs["said"]["value"] == "150 of l"

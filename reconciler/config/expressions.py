@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
 from multiprocessing import get_context
 from typing import Any
@@ -182,10 +183,17 @@ async def evaluate_async(
         return evaluate(source, scope, cost_limit=cost_limit, inline_limit=INLINE_COST)
     except NeedsWorker:
         pass
+    global _WORKERS
     loop = asyncio.get_running_loop()
-    ok, value = await loop.run_in_executor(
-        _workers(), _execute_elsewhere, source, _plain(dict(scope))
-    )
+    try:
+        ok, value = await loop.run_in_executor(
+            _workers(), _execute_elsewhere, source, _plain(dict(scope))
+        )
+    except (BrokenProcessPool, OSError) as exc:  # killed (OOM?): the next call starts another
+        _WORKERS = None
+        raise EvaluationError(
+            f"{source.strip()!r} failed: the expression worker process ended ({type(exc).__name__})"
+        ) from None
     if not ok:
         raise EvaluationError(value)
     return value

@@ -386,15 +386,26 @@ class RunContext:
         outer limit the plugin is told about; ``time_limit`` (seconds) is this call's own limit.
         """
         own_deadline = self.now() + time_limit if time_limit is not None else None
-        plugin, plugin_cls, request, context = await self._prepare(
-            plugin_name,
-            with_,
-            key=key,
-            deadline=_min_deadline(own_deadline, deadline),
-            extra=extra,
-            attempt=attempt,
-            state=state,
-        )
+        try:  # inline: most requests are cheap to render, and an await per call adds up
+            plugin, plugin_cls, request, context = self.prepare(
+                plugin_name,
+                with_,
+                key=key,
+                deadline=_min_deadline(own_deadline, deadline),
+                extra=extra,
+                attempt=attempt,
+                state=state,
+            )
+        except NeedsWorker:
+            plugin, plugin_cls, request, context = await self._prepare(
+                plugin_name,
+                with_,
+                key=key,
+                deadline=_min_deadline(own_deadline, deadline),
+                extra=extra,
+                attempt=attempt,
+                state=state,
+            )
         try:
             if own_deadline is None:  # no timer to arm
                 response = await self._invoke(plugin, request, context)

@@ -28,7 +28,14 @@ from uuid import uuid4
 
 import structlog
 
-from reconciler.config.expressions import DEFAULT_COST_LIMIT, evaluate_bool_async, render_async
+from reconciler.config.expressions import (
+    DEFAULT_COST_LIMIT,
+    INLINE_COST,
+    NeedsWorker,
+    evaluate_bool_async,
+    render,
+    render_async,
+)
 from reconciler.config.models import State, Transition, Workflow, format_duration
 from reconciler.engine.actions import RunContext
 from reconciler.engine.checks import during_checks_loop, run_checks
@@ -297,11 +304,18 @@ class Engine:
             diff: list[FieldDiff] = []
             in_sync: bool | None = None
             if spec.desired is not None:
-                desired = await render_async(
-                    spec.desired,
-                    {k: v for k, v in scope.items() if k != "observed"},
-                    cost_limit=ctx.cost_limit,
-                )
+                desired_scope = {k: v for k, v in scope.items() if k != "observed"}
+                try:  # inline unless an expression is too costly for the event loop
+                    desired = render(
+                        spec.desired,
+                        desired_scope,
+                        cost_limit=ctx.cost_limit,
+                        inline_limit=INLINE_COST,
+                    )
+                except NeedsWorker:
+                    desired = await render_async(
+                        spec.desired, desired_scope, cost_limit=ctx.cost_limit
+                    )
                 diff = diff_subset(desired, observed)
                 in_sync = not diff
             elif spec.in_sync is not None:

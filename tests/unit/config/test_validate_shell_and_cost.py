@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from textwrap import dedent
 
+from reconciler_plugins.files import FileRead
+from reconciler_plugins.shell import ShellRun
+
 from reconciler.config.loader import load_text
 from reconciler.config.snapshot import Problem
 from reconciler.config.validate import validate_workflow
 from reconciler.plugin import PluginRegistry
-from reconciler_plugins.files import FileRead
-from reconciler_plugins.shell import ShellRun
 
 REGISTRY = PluginRegistry({"shell.run": ShellRun, "file.read": FileRead})
 

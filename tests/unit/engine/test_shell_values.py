@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from reconciler_plugins.files import FileRead
+from reconciler_plugins.shell import ShellRun
 
 from reconciler.engine.journal import MemoryJournal
 from reconciler.engine.runner import Engine
 from reconciler.grants import Grants
 from reconciler.plugin import PluginRegistry
-from reconciler_plugins.files import FileRead
-from reconciler_plugins.shell import ShellRun
 
 ATTACK = "x; touch {marker}; echo $(touch {marker}) `touch {marker}` ' \" \\"
 

@@ -42,6 +42,11 @@ class Request(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    shell_fields: ClassVar[frozenset[str]] = frozenset()
+    """Top-level fields of ``with:`` (as written in YAML) that are shell text: the engine
+    renders each ``${{ }}`` in them as one quoted shell word, or refuses it
+    (:mod:`reconciler.config.shellquote`), and ``validate`` reports refusals."""
+
 
 class Response(BaseModel):
     """Base of plugin responses. ``changed`` follows Ansible: did this call modify anything?"""

@@ -9,6 +9,9 @@ What callers may rely on:
 
 * no shell is involved unless the request says ``shell: true``: ``argv`` is executed directly,
   so ``$HOME``, ``;`` or ``*`` in an argument are passed literally;
+* with ``shell: true``, every ``${{ }}`` value in ``command`` reaches the shell as one quoted
+  word (the engine quotes it with :func:`shlex.quote`, see
+  :mod:`reconciler.config.shellquote`), so a value is never parsed as shell syntax;
 * the child runs in its own process group (session); a timeout or a cancellation kills the
   whole group with SIGKILL and reaps it before the call returns, so no grandchild survives;
 * the child does not inherit the daemon's environment (which holds its tokens), only ``PATH``,
@@ -25,7 +28,7 @@ import contextlib
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -53,6 +56,9 @@ class ShellRunRequest(Request):
 
     model_config = ConfigDict(alias_generator=to_camel)
 
+    shell_fields: ClassVar[frozenset[str]] = frozenset({"command"})
+    """``command`` is shell text: each ``${{ }}`` in it becomes one quoted word (or is refused)."""
+
     argv: list[str] | None = Field(
         None,
         min_length=1,
@@ -61,7 +67,10 @@ class ShellRunRequest(Request):
     command: str | None = Field(
         None,
         min_length=1,
-        description="A command line for /bin/sh -c; only allowed together with shell: true.",
+        description=(
+            "A command line for /bin/sh -c; only allowed together with shell: true. "
+            "Each ${{ }} value in it is quoted as one shell word."
+        ),
     )
     shell: bool = Field(
         False, description="Run `command` through /bin/sh -c. Off by default: prefer argv."

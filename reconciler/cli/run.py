@@ -126,6 +126,9 @@ def run(
     max_file_bytes: int | None = typer.Option(
         None, "--max-file-bytes", help="Largest file a workflow may read (16 MiB)."
     ),
+    expression_cost_limit: int | None = typer.Option(
+        None, "--expression-cost-limit", help="Budget of one CEL evaluation (1000000 units)."
+    ),
     api_docs: bool | None = typer.Option(
         None,
         "--api-docs/--no-api-docs",
@@ -169,6 +172,7 @@ def run(
             file_roots=file_root or None,
             allow_env=allow_env,
             max_file_bytes=max_file_bytes,
+            expression_cost_limit=expression_cost_limit,
             api_docs=api_docs,
             keep_runs=keep_runs,
             keep_days=keep_days,

@@ -9,19 +9,62 @@ a template engine or a shell.
 Scope names (DESIGN §3): ``inputs``, ``secrets`` (inside ``with:`` only), ``observed``,
 ``outputs``, ``result`` (in ``until``), ``message`` (in ``match``), the ``foreach`` variable,
 and ``run``.
+
+Cost: an expression with comprehension macros is first estimated from the sizes in scope
+(:mod:`reconciler.config.cost`); over ``cost_limit`` it raises :class:`ExpressionBudgetExceeded`
+without running. The async variants (:func:`evaluate_async`, :func:`evaluate_bool_async`,
+:func:`render_async`) evaluate one whose estimate is over :data:`INLINE_COST` in a worker
+process (the ``cel`` binding holds the GIL while it evaluates, so a thread would not help), and
+the event loop keeps answering; cheaper ones, and plain field reads, run inline as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
+from multiprocessing import get_context
 from typing import Any
 
 import cel
 
-from reconciler.errors import EvaluationError, ExpressionError
+from reconciler.config.cost import estimate, shape_of
+from reconciler.errors import EvaluationError, ExpressionBudgetExceeded, ExpressionError
+
+DEFAULT_COST_LIMIT = 1_000_000
+"""Units one evaluation may cost when the caller sets no limit (``expression_cost_limit``)."""
+
+INLINE_COST = 10_000
+"""Estimated units above which the async variants evaluate in the worker process (~5 ms)."""
+
+_WORKERS: ProcessPoolExecutor | None = None
+"""The process expensive expressions run in (started on first need): the ``cel`` binding holds
+the GIL while it evaluates, so a thread would stall the event loop as much as running inline."""
+
+
+def _workers() -> ProcessPoolExecutor:
+    global _WORKERS
+    if _WORKERS is None:
+        _WORKERS = ProcessPoolExecutor(max_workers=1, mp_context=get_context("forkserver"))
+    return _WORKERS
+
+
+def _execute_elsewhere(source: str, scope: dict[str, Any]) -> tuple[bool, Any]:
+    """Run in the worker process: (True, value) or (False, the EvaluationError's message)."""
+    try:
+        return True, _execute(compile_expr(source), source, scope)
+    except EvaluationError as exc:
+        return False, exc.message
+
+
+class NeedsWorker(Exception):
+    """Raised by the inline path (``inline_limit``) when an expression is too expensive for the
+    event loop: the caller evaluates it with the async variants instead."""
+
 
 TEMPLATE_RE = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 
@@ -83,12 +126,20 @@ def _lookup(names: tuple[str, ...], scope: Mapping[str, Any]) -> Any:
     return NotImplemented
 
 
-def evaluate(source: str, scope: Mapping[str, Any]) -> Any:
+def evaluate(
+    source: str,
+    scope: Mapping[str, Any],
+    *,
+    cost_limit: int = DEFAULT_COST_LIMIT,
+    inline_limit: int | None = None,
+) -> Any:
     """Evaluate CEL in ``scope``. Runtime failures raise :class:`EvaluationError`.
 
     An expression that only reads a scalar field (``inputs.path``, the commonest in ``with:``)
     is answered by looking it up, with the value CEL would give: converting the whole scope to
-    CEL for it cost more than the rest of a trivial check.
+    CEL for it cost more than the rest of a trivial check. An expression with comprehensions
+    whose estimated cost is over ``cost_limit`` raises :class:`ExpressionBudgetExceeded`
+    without being evaluated; ``inline_limit`` is for :func:`evaluate_async`.
     """
     program = compile_expr(source)
     names = plain_path(source)
@@ -96,8 +147,23 @@ def evaluate(source: str, scope: Mapping[str, Any]) -> Any:
         found = _lookup(names, scope)
         if found is not NotImplemented:
             return found
+    shape = shape_of(source)
+    if shape is not None:
+        cost = estimate(shape, scope, cost_limit)
+        if cost > cost_limit:
+            raise ExpressionBudgetExceeded(
+                f"{source.strip()!r} would cost about {cost:,} units, over the budget of "
+                f"{cost_limit:,} (expression_cost_limit); it was not evaluated",
+                details={"cost": cost, "limit": cost_limit},
+            )
+        if inline_limit is not None and cost > inline_limit:
+            raise NeedsWorker
+    return _execute(program, source, dict(scope))
+
+
+def _execute(program: cel.Program, source: str, scope: dict[str, Any]) -> Any:
     try:
-        return program.execute(dict(scope))
+        return program.execute(scope)
     except KeyError as exc:
         raise EvaluationError(f"{source.strip()!r} failed: no such key: {exc}") from None
     except (ValueError, RuntimeError, TypeError, LookupError) as exc:
@@ -105,8 +171,56 @@ def evaluate(source: str, scope: Mapping[str, Any]) -> Any:
         raise EvaluationError(f"{source.strip()!r} failed: {detail}") from None
 
 
-def evaluate_bool(source: str, scope: Mapping[str, Any]) -> bool:
-    value = evaluate(source, scope)
+async def evaluate_async(
+    source: str, scope: Mapping[str, Any], *, cost_limit: int = DEFAULT_COST_LIMIT
+) -> Any:
+    """:func:`evaluate`, in a worker process when the estimate is over :data:`INLINE_COST`.
+
+    Cancelling the caller (a state's ``timeout:``) returns at once; the worker finishes its
+    evaluation, which the budget bounds, and the result is dropped.
+    """
+    try:
+        return evaluate(source, scope, cost_limit=cost_limit, inline_limit=INLINE_COST)
+    except NeedsWorker:
+        pass
+    global _WORKERS
+    loop = asyncio.get_running_loop()
+    try:
+        ok, value = await loop.run_in_executor(
+            _workers(), _execute_elsewhere, source, _plain(dict(scope))
+        )
+    except (BrokenProcessPool, OSError) as exc:  # killed (OOM?): the next call starts another
+        _WORKERS = None
+        raise EvaluationError(
+            f"{source.strip()!r} failed: the expression worker process ended ({type(exc).__name__})"
+        ) from None
+    if not ok:
+        raise EvaluationError(value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain dicts and lists, so that it can be sent to the worker process."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def evaluate_bool(
+    source: str, scope: Mapping[str, Any], *, cost_limit: int = DEFAULT_COST_LIMIT
+) -> bool:
+    return _as_bool(source, evaluate(source, scope, cost_limit=cost_limit))
+
+
+async def evaluate_bool_async(
+    source: str, scope: Mapping[str, Any], *, cost_limit: int = DEFAULT_COST_LIMIT
+) -> bool:
+    return _as_bool(source, await evaluate_async(source, scope, cost_limit=cost_limit))
+
+
+def _as_bool(source: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise EvaluationError(
             f"{source.strip()!r} must be true or false, got {type(value).__name__}"
@@ -114,27 +228,67 @@ def evaluate_bool(source: str, scope: Mapping[str, Any]) -> bool:
     return value
 
 
-def render(value: Any, scope: Mapping[str, Any]) -> Any:
+def render(
+    value: Any,
+    scope: Mapping[str, Any],
+    *,
+    cost_limit: int = DEFAULT_COST_LIMIT,
+    inline_limit: int | None = None,
+) -> Any:
     """Replace every ``${{ }}`` in a nested structure; a whole-string template keeps its type."""
     if isinstance(value, str):
-        return _render_str(value, scope)
+        if "${{" not in value:
+            return value
+        return _render_str(
+            value,
+            lambda src: evaluate(src, scope, cost_limit=cost_limit, inline_limit=inline_limit),
+        )
     if isinstance(value, Mapping):
-        return {k: render(v, scope) for k, v in value.items()}
+        return {
+            k: render(v, scope, cost_limit=cost_limit, inline_limit=inline_limit)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
-        return [render(v, scope) for v in value]
+        return [render(v, scope, cost_limit=cost_limit, inline_limit=inline_limit) for v in value]
     return value
 
 
-def _render_str(text: str, scope: Mapping[str, Any]) -> Any:
-    if "${{" not in text:
-        return text
+async def render_async(
+    value: Any, scope: Mapping[str, Any], *, cost_limit: int = DEFAULT_COST_LIMIT
+) -> Any:
+    """:func:`render`, evaluating expensive templates
+    (:func:`evaluate_async`) in the worker process."""
+    try:
+        return render(value, scope, cost_limit=cost_limit, inline_limit=INLINE_COST)
+    except NeedsWorker:
+        pass
+    values: dict[str, Any] = {}
+    for source in dict.fromkeys(iter_templates(value)):
+        values[source] = await evaluate_async(source, scope, cost_limit=cost_limit)
+    return fill(value, values)
+
+
+def fill(value: Any, values: Mapping[str, Any]) -> Any:
+    """``value`` with every ``${{ }}`` replaced from ``values`` (by stripped source)."""
+    if isinstance(value, str):
+        if "${{" not in value:
+            return value
+        return _render_str(value, lambda src: values[src.strip()])
+    if isinstance(value, Mapping):
+        return {k: fill(v, values) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [fill(v, values) for v in value]
+    return value
+
+
+def _render_str(text: str, value_of: Callable[[str], Any]) -> Any:
     whole = TEMPLATE_RE.fullmatch(text.strip())
     if whole is not None and len(TEMPLATE_RE.findall(text)) == 1:
-        return evaluate(whole.group(1), scope)
-    return TEMPLATE_RE.sub(lambda m: _to_text(evaluate(m.group(1), scope)), text)
+        return value_of(whole.group(1))
+    return TEMPLATE_RE.sub(lambda m: to_text(value_of(m.group(1))), text)
 
 
-def _to_text(value: Any) -> str:
+def to_text(value: Any) -> str:
     """How a value embedded in text reads: JSON for lists and maps, as YAML authors expect."""
     if value is None:
         return ""

@@ -33,8 +33,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from reconciler.config.cost import static_problem
 from reconciler.config.expressions import compile_expr, templates_in
 from reconciler.config.models import Action, MockError, Workflow
+from reconciler.config.shellquote import shell_fields_of, shell_problems
 from reconciler.config.snapshot import LoadedWorkflow, Loc, Problem, Snapshot
 from reconciler.errors import BUILTIN_ERROR_NAMES, ExpressionError, NotAllowed
 from reconciler.grants import Grants
@@ -291,6 +293,10 @@ def _check_action(site: _ActionSite, registry: PluginRegistry, report: _Reporter
             (*site.loc, "plugin"),
             f"plugin {site.plugin!r} cannot feed a subscribe condition",
         )
+    for name in shell_fields_of(plugin_cls.Request):
+        text = site.with_.get(name)
+        if isinstance(text, str) and "${{" in text:
+            _check_shell_text(text, (*site.loc, "with", name), report)
     try:
         plugin_cls.Request.model_validate(dict(site.with_))
     except ValidationError as exc:
@@ -301,6 +307,21 @@ def _check_action(site: _ActionSite, registry: PluginRegistry, report: _Reporter
             report.add((*site.loc, "with", *loc), _request_message(site.plugin, err, plugin_cls))
     except (ValueError, TypeError) as exc:  # a plugin's own validator misbehaving
         report.add((*site.loc, "with"), f"plugin {site.plugin!r}: invalid request: {exc}")
+
+
+def _check_shell_text(text: str, loc: Loc, report: _Reporter) -> None:
+    """``${{ }}`` in shell text: an error where it would be refused, else a warning that says
+    how the value reaches the shell."""
+    problems = shell_problems(text)
+    for problem in problems:
+        report.add(loc, problem)
+    if not problems:
+        report.add(
+            loc,
+            "${{ }} in a shell command: each value is passed as one shell word quoted with "
+            "shlex.quote (never parsed as shell syntax); prefer argv or env: for data",
+            severity="warning",
+        )
 
 
 def _templated_prefix(value: Any, loc: Loc) -> bool:
@@ -455,6 +476,10 @@ def _compile(source: str, loc: Loc, report: _Reporter) -> None:
         compile_expr(source)
     except ExpressionError as exc:
         report.add(loc, _EXPECTING.sub("", exc.message))
+        return
+    problem = static_problem(source)
+    if problem is not None:
+        report.add(loc, f"{problem} (expression {source.strip()[:80]!r})")
 
 
 def _check_secrets(wf: Workflow, templated: list[tuple[Loc, str, bool]], report: _Reporter) -> None:

@@ -256,6 +256,7 @@ class Controller:
             if grants is not None
             else settings.grants(private=source.private_paths()),
             secrets=self.metrics.resolver(secrets),
+            expression_cost_limit=settings.expression_cost_limit,
         )
         self.target = _Target()
         self.snapshot: Snapshot | None = None

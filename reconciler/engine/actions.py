@@ -20,8 +20,17 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from reconciler.config.expressions import render
+from reconciler.config.expressions import (
+    DEFAULT_COST_LIMIT,
+    INLINE_COST,
+    NeedsWorker,
+    evaluate_async,
+    fill,
+    iter_templates,
+    render,
+)
 from reconciler.config.models import Action, RetryPolicy
+from reconciler.config.shellquote import render_shell, shell_fields_of
 from reconciler.engine.journal import (
     EventKind,
     Journal,
@@ -110,6 +119,8 @@ class RunContext:
     """How retry waits are spent (the test harness skips them)."""
     ready: Callable[[Plugin[Any, Any]], Awaitable[None]] | None = None
     """Makes sure a plugin's ``init()`` ran once before its first call (the engine's)."""
+    cost_limit: int = DEFAULT_COST_LIMIT
+    """Budget of one CEL evaluation (``expression_cost_limit``)."""
     changed: bool = False
     seq: int = 0
     _snapshot: tuple[dict[str, Any], int, tuple[tuple[str, Any], ...], dict[str, Any]] | None = (
@@ -252,16 +263,37 @@ class RunContext:
         extra: Mapping[str, Any] | None = None,
         attempt: int = 1,
         state: str | None = None,
+        rendered: dict[str, Any] | None = None,
     ) -> tuple[Plugin[Any, Any], type[Plugin[Any, Any]], BaseModel, ActionContext]:
-        """Render and validate a request and build the plugin's context (no call yet)."""
+        """Render and validate a request and build the plugin's context (no call yet).
+
+        Raises :class:`NeedsWorker` when a ``${{ }}`` is too expensive to evaluate on the event
+        loop: the caller then renders with :meth:`render_request` and passes ``rendered``.
+        """
         plugin_cls, plugin = self.plugin(plugin_name)
-        try:
-            rendered = render(
-                dict(with_),
-                _LazyScope(lambda: self.scope(with_secrets=True, extra=extra, attempt=attempt)),
-            )
-        except ActionError as err:
-            raise self.redact_error(err) from None
+        if rendered is None:
+            scope = _LazyScope(lambda: self.scope(with_secrets=True, extra=extra, attempt=attempt))
+            try:
+                fields = shell_fields_of(plugin_cls.Request)
+                if fields and any(k in with_ for k in fields):
+                    data = dict(with_)
+                    shell = {k: data.pop(k) for k in fields if isinstance(data.get(k), str)}
+                    rendered = render(
+                        data, scope, cost_limit=self.cost_limit, inline_limit=INLINE_COST
+                    )
+                    for k, text in shell.items():  # shell text: each value one quoted word
+                        rendered[k] = render_shell(
+                            text,
+                            scope,
+                            cost_limit=self.cost_limit,
+                            inline_limit=INLINE_COST,
+                        )
+                else:
+                    rendered = render(
+                        with_, scope, cost_limit=self.cost_limit, inline_limit=INLINE_COST
+                    )
+            except ActionError as err:
+                raise self.redact_error(err) from None
         try:
             request = plugin_cls.Request.model_validate(rendered)
         except ValidationError as exc:
@@ -281,6 +313,67 @@ class RunContext:
         )
         return plugin, plugin_cls, request, context
 
+    async def render_request(
+        self,
+        plugin_name: str,
+        with_: Mapping[str, Any],
+        *,
+        extra: Mapping[str, Any] | None = None,
+        attempt: int = 1,
+    ) -> dict[str, Any]:
+        """``with:`` rendered for :meth:`prepare`, expensive expressions evaluated in the
+        worker process (:func:`~reconciler.config.expressions.evaluate_async`)."""
+        plugin_cls, _ = self.plugin(plugin_name)
+        scope = self.scope(with_secrets=True, extra=extra, attempt=attempt)
+        fields = shell_fields_of(plugin_cls.Request)
+        try:
+            values: dict[str, Any] = {}
+            for source in dict.fromkeys(iter_templates(dict(with_))):
+                values[source] = await evaluate_async(source, scope, cost_limit=self.cost_limit)
+            data = dict(with_)
+            shell = {k: data.pop(k) for k in fields if isinstance(data.get(k), str)}
+            rendered: dict[str, Any] = fill(data, values)
+            for k, text in shell.items():
+                rendered[k] = render_shell(text, scope, values=values)
+        except ActionError as err:
+            raise self.redact_error(err) from None
+        return rendered
+
+    async def _prepare(
+        self,
+        plugin_name: str,
+        with_: Mapping[str, Any],
+        *,
+        key: str,
+        deadline: float | None = None,
+        extra: Mapping[str, Any] | None = None,
+        attempt: int = 1,
+        state: str | None = None,
+    ) -> tuple[Plugin[Any, Any], type[Plugin[Any, Any]], BaseModel, ActionContext]:
+        """:meth:`prepare`, rendering in the worker process when it must."""
+        try:
+            return self.prepare(
+                plugin_name,
+                with_,
+                key=key,
+                deadline=deadline,
+                extra=extra,
+                attempt=attempt,
+                state=state,
+            )
+        except NeedsWorker:
+            rendered = await self.render_request(plugin_name, with_, extra=extra, attempt=attempt)
+            return self.prepare(
+                plugin_name,
+                with_,
+                key=key,
+                deadline=deadline,
+                extra=extra,
+                attempt=attempt,
+                state=state,
+                rendered=rendered,
+            )
+
     async def call_once(
         self,
         plugin_name: str,
@@ -299,15 +392,26 @@ class RunContext:
         outer limit the plugin is told about; ``time_limit`` (seconds) is this call's own limit.
         """
         own_deadline = self.now() + time_limit if time_limit is not None else None
-        plugin, plugin_cls, request, context = self.prepare(
-            plugin_name,
-            with_,
-            key=key,
-            deadline=_min_deadline(own_deadline, deadline),
-            extra=extra,
-            attempt=attempt,
-            state=state,
-        )
+        try:  # inline: most requests are cheap to render, and an await per call adds up
+            plugin, plugin_cls, request, context = self.prepare(
+                plugin_name,
+                with_,
+                key=key,
+                deadline=_min_deadline(own_deadline, deadline),
+                extra=extra,
+                attempt=attempt,
+                state=state,
+            )
+        except NeedsWorker:
+            plugin, plugin_cls, request, context = await self._prepare(
+                plugin_name,
+                with_,
+                key=key,
+                deadline=_min_deadline(own_deadline, deadline),
+                extra=extra,
+                attempt=attempt,
+                state=state,
+            )
         try:
             if own_deadline is None:  # no timer to arm
                 response = await self._invoke(plugin, request, context)
@@ -430,7 +534,9 @@ class RunContext:
         state: str | None = None,
     ) -> AsyncIterator[Mapping[str, Any]]:
         """The message stream of a subscribe plugin (closed by the caller with ``aclose``)."""
-        plugin, _cls, request, context = self.prepare(plugin_name, with_, key=key, state=state)
+        plugin, _cls, request, context = await self._prepare(
+            plugin_name, with_, key=key, state=state
+        )
         if not isinstance(plugin, SubscribePlugin):
             raise InvalidRequest(f"{plugin_name} cannot be used in `subscribe`")
         if self.ready is not None:

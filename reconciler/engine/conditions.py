@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.config.expressions import evaluate_bool
+from reconciler.config.cost import shape_of
+from reconciler.config.expressions import evaluate_bool, evaluate_bool_async
 from reconciler.config.models import Poll, Subscribe, Transition
 from reconciler.engine.actions import RunContext
 from reconciler.errors import ActionError, PluginError
@@ -39,10 +40,22 @@ def match_success(transitions: Sequence[Transition]) -> Transition | None:
     return None
 
 
-def choose_when(transitions: Sequence[Transition], scope: Mapping[str, Any]) -> Transition | None:
+def choose_when(
+    transitions: Sequence[Transition], scope: Mapping[str, Any], *, cost_limit: int
+) -> Transition | None:
     """The first ``when`` choice whose CEL is true (raises EvaluationError on a bad one)."""
     for t in transitions:
-        if t.when is not None and evaluate_bool(t.when, scope):
+        if t.when is not None and evaluate_bool(t.when, scope, cost_limit=cost_limit):
+            return t
+    return None
+
+
+async def choose_when_async(
+    transitions: Sequence[Transition], scope: Mapping[str, Any], *, cost_limit: int
+) -> Transition | None:
+    """:func:`choose_when`, evaluating expensive choices off the event loop."""
+    for t in transitions:
+        if t.when is not None and await evaluate_bool_async(t.when, scope, cost_limit=cost_limit):
             return t
     return None
 
@@ -63,13 +76,15 @@ class Exits:
     """A state's transitions sorted once by how they fire (the runner caches one per state).
 
     ``success`` is :func:`match_success`, ``choices`` the ``when`` transitions in order,
-    ``racers`` what :func:`racers` returns and ``default`` :func:`default_branch`.
+    ``racers`` what :func:`racers` returns and ``default`` :func:`default_branch`. ``heavy``
+    is true when a ``when`` has comprehensions: it may have to be evaluated off the event loop.
     """
 
     success: Transition | None
     choices: tuple[Transition, ...]
     racers: tuple[Transition, ...]
     default: Transition | None
+    heavy: bool = False
 
     @classmethod
     def of(cls, transitions: Sequence[Transition]) -> Exits:
@@ -88,7 +103,8 @@ class Exits:
                 racing.append(t)
             elif default is None:
                 default = t
-        return cls(success, tuple(choices), tuple(racing), default)
+        heavy = bool(choices) and any(t.when and shape_of(t.when) is not None for t in choices)
+        return cls(success, tuple(choices), tuple(racing), default, heavy)
 
 
 async def _wait_after(ctx: RunContext, fire_at: float) -> None:
@@ -115,7 +131,8 @@ async def _poll(
                 raise
             ctx.logger.info("poll not ready", state=state, plugin=poll.plugin, error=str(err))
         else:
-            if evaluate_bool(poll.until, ctx.scope(extra={"result": result})):
+            scope = ctx.scope(extra={"result": result})
+            if await evaluate_bool_async(poll.until, scope, cost_limit=ctx.cost_limit):
                 return
         await asyncio.sleep(every)
 
@@ -126,8 +143,8 @@ async def _subscribe(ctx: RunContext, sub: Subscribe, *, state: str, index: int)
     stream = await ctx.subscribe(sub.plugin, sub.with_, key=key, state=state)
     try:
         async for message in stream:
-            if sub.match is None or evaluate_bool(
-                sub.match, ctx.scope(extra={"message": dict(message)})
+            if sub.match is None or await evaluate_bool_async(
+                sub.match, ctx.scope(extra={"message": dict(message)}), cost_limit=ctx.cost_limit
             ):
                 return
         # the stream ended without a match: this condition never fires

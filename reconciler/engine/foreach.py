@@ -12,17 +12,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from reconciler.config.expressions import evaluate
+from reconciler.config.expressions import evaluate_async
 from reconciler.config.models import ForEach, RetryPolicy
 from reconciler.engine.actions import RunContext
 from reconciler.errors import ActionError, EvaluationError, TooManyFailures
 
 
-def foreach_items(ctx: RunContext, foreach: ForEach) -> list[Any]:
+async def foreach_items(ctx: RunContext, foreach: ForEach) -> list[Any]:
     """The items: the literal list, or the list a CEL expression yields."""
     if isinstance(foreach.items, list):
         return list(foreach.items)
-    value = evaluate(foreach.items, ctx.scope())
+    value = await evaluate_async(foreach.items, ctx.scope(), cost_limit=ctx.cost_limit)
     if isinstance(value, tuple):
         value = list(value)
     if not isinstance(value, list):
@@ -47,7 +47,7 @@ async def run_foreach(
     :class:`TooManyFailures` when more items failed than ``tolerate`` allows, after storing the
     complete result list in ``ctx.outputs[state]``.
     """
-    items = foreach_items(ctx, foreach)
+    items = await foreach_items(ctx, foreach)
     semaphore = asyncio.Semaphore(foreach.concurrency)
     results: list[dict[str, Any]] = [{} for _ in items]
 

@@ -28,11 +28,24 @@ from uuid import uuid4
 
 import structlog
 
-from reconciler.config.expressions import evaluate_bool, render
+from reconciler.config.expressions import (
+    DEFAULT_COST_LIMIT,
+    INLINE_COST,
+    NeedsWorker,
+    evaluate_bool_async,
+    render,
+    render_async,
+)
 from reconciler.config.models import State, Transition, Workflow, format_duration
 from reconciler.engine.actions import RunContext
 from reconciler.engine.checks import during_checks_loop, run_checks
-from reconciler.engine.conditions import Exits, choose_when, match_error, race
+from reconciler.engine.conditions import (
+    Exits,
+    choose_when,
+    choose_when_async,
+    match_error,
+    race,
+)
 from reconciler.engine.drift import FieldDiff, diff_subset
 from reconciler.engine.foreach import run_foreach
 from reconciler.engine.journal import (
@@ -119,7 +132,7 @@ class _Plan:
     @classmethod
     def of(cls, state: State) -> _Plan:
         exits = Exits.of(state.transitions)
-        waits = bool(state.do) or state.foreach is not None or bool(exits.racers)
+        waits = bool(state.do) or state.foreach is not None or bool(exits.racers) or exits.heavy
         settled: tuple[Transition, None, str] | None = None
         if not waits and not exits.choices:
             if exits.success is not None:
@@ -148,7 +161,9 @@ class Engine:
     :class:`DefaultResolver` (``env:``/``file:``, checked against the same ``grants``); ``clock`` is the time source used for
     durations and deadlines (event-loop time by default; deadlines are always enforced with
     the event loop); ``rng`` drives retry jitter; ``retry_sleep`` spends the waits between
-    retries (``asyncio.sleep`` by default; the test harness passes one that does not wait).
+    retries (``asyncio.sleep`` by default; the test harness passes one that does not wait);
+    ``expression_cost_limit`` is the budget of one CEL evaluation (the daemon's setting of that
+    name): an expression estimated over it fails with ``ExpressionBudgetExceeded``.
     """
 
     def __init__(
@@ -163,6 +178,7 @@ class Engine:
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
         retry_sleep: Callable[[float], Awaitable[None]] | None = None,
+        expression_cost_limit: int = DEFAULT_COST_LIMIT,
     ) -> None:
         self.registry = registry
         self.journal = journal
@@ -175,6 +191,7 @@ class Engine:
         self.clock = clock
         self.rng = rng if rng is not None else random.Random()
         self.retry_sleep = retry_sleep if retry_sleep is not None else asyncio.sleep
+        self.expression_cost_limit = expression_cost_limit
         self._ready: dict[int, Plugin[Any, Any]] = {}
         self._init_locks: dict[int, asyncio.Lock] = {}
 
@@ -211,6 +228,7 @@ class Engine:
             rng=self.rng,
             sleep=self.retry_sleep,
             ready=self._ensure_ready,
+            cost_limit=self.expression_cost_limit,
         )
 
     async def _ensure_ready(self, plugin: Plugin[Any, Any]) -> None:
@@ -288,11 +306,22 @@ class Engine:
             diff: list[FieldDiff] = []
             in_sync: bool | None = None
             if spec.desired is not None:
-                desired = render(spec.desired, {k: v for k, v in scope.items() if k != "observed"})
+                desired_scope = {k: v for k, v in scope.items() if k != "observed"}
+                try:  # inline unless an expression is too costly for the event loop
+                    desired = render(
+                        spec.desired,
+                        desired_scope,
+                        cost_limit=ctx.cost_limit,
+                        inline_limit=INLINE_COST,
+                    )
+                except NeedsWorker:
+                    desired = await render_async(
+                        spec.desired, desired_scope, cost_limit=ctx.cost_limit
+                    )
                 diff = diff_subset(desired, observed)
                 in_sync = not diff
             elif spec.in_sync is not None:
-                in_sync = evaluate_bool(spec.in_sync, scope)
+                in_sync = await evaluate_bool_async(spec.in_sync, scope, cost_limit=ctx.cost_limit)
         except ActionError as err:
             return Observation(None, None, [], ctx.redact_error(err))
         redact = ctx.redactor.redact_obj
@@ -613,7 +642,10 @@ class Engine:
                 )
                 if action.as_:
                     ctx.outputs[action.as_] = data
-            decided = _choose(ctx, name, exits)
+            if exits.heavy:
+                decided = await _choose_async(ctx, name, exits)
+            else:
+                decided = _choose(ctx, name, exits)
             if decided is not None:
                 return decided
             chosen = await race(
@@ -688,9 +720,27 @@ def _choose(
     if exits.success is not None:
         return exits.success, None, "on"
     if exits.choices:
-        chosen = choose_when(exits.choices, ctx.scope())
+        chosen = choose_when(exits.choices, ctx.scope(), cost_limit=ctx.cost_limit)
         if chosen is not None:
             return chosen, None, "when"
+    return _after_choices(name, exits)
+
+
+async def _choose_async(
+    ctx: RunContext, name: str, exits: Exits
+) -> tuple[Transition | None, ActionError | None, str] | None:
+    """:func:`_choose` for ``when`` choices that may be evaluated off the event loop."""
+    if exits.success is not None:
+        return exits.success, None, "on"
+    chosen = await choose_when_async(exits.choices, ctx.scope(), cost_limit=ctx.cost_limit)
+    if chosen is not None:
+        return chosen, None, "when"
+    return _after_choices(name, exits)
+
+
+def _after_choices(
+    name: str, exits: Exits
+) -> tuple[Transition | None, ActionError | None, str] | None:
     if exits.racers:
         return None
     if exits.default is not None:

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import git
 
+from reconciler.config.files import too_large
+from reconciler.config.loader import MAX_FILE_BYTES
 from reconciler.errors import FetchFailed
 from reconciler.sources.base import (
     BaseSource,
@@ -190,25 +192,31 @@ class _TreeReader:
     """Reads one repository's commits into :class:`Revision` objects (runs in a worker thread).
 
     ``where`` is the human description used in error messages (repository masked, branch).
+    A blob larger than ``limit`` bytes is never read: its size comes from the tree listing (or
+    ``cat-file --batch-check``) and the path goes to :attr:`Revision.refused`.
     """
 
-    def __init__(self, repo: git.Repo, subpath: str, *, where: str) -> None:
+    def __init__(self, repo: git.Repo, subpath: str, *, where: str, limit: int) -> None:
         self.repo = repo
         self.subpath = subpath
         self.where = where
+        self.limit = limit
 
     def read(self, sha: str, previous: Revision | None) -> Revision:
         """The revision at commit ``sha``, incremental from ``previous`` when possible."""
         commit = self.repo.commit(sha)
         self._check_subpath(sha)
         files: dict[str, bytes]
+        refused: dict[str, str]
         if previous is not None and self._has_commit(previous.id):
-            files, changed, removed = self._incremental(previous, sha)
+            files, refused, changed, removed = self._incremental(previous, sha)
         else:
-            files = self._read_all(sha)
+            files, refused = self._read_all(sha)
             old = previous.files if previous is not None else {}
+            old_refused = previous.refused if previous is not None else {}
             changed = {path for path, data in files.items() if old.get(path) != data}
-            removed = set(old) - set(files)
+            changed |= {path for path, why in refused.items() if old_refused.get(path) != why}
+            removed = {*old, *old_refused} - {*files, *refused}
             # Share unchanged bytes with the previous revision, as the incremental path does.
             for path in set(files) - changed:
                 files[path] = old[path]
@@ -222,6 +230,7 @@ class _TreeReader:
             message=commit.summary if isinstance(commit.summary, str) else commit.summary.decode(),
             author=author,
             committed_at=commit.committed_datetime,
+            refused=refused,
         )
 
     def _check_subpath(self, sha: str) -> None:
@@ -258,27 +267,38 @@ class _TreeReader:
             path = path[len(prefix) :]
         return path if is_workflow_file(path) else None
 
-    def _blob(self, hexsha: str) -> bytes:
-        data: bytes = self.repo.odb.stream(binascii.unhexlify(hexsha)).read()
+    def _blob(self, hexsha: str, size: int | None = None) -> bytes | str:
+        """The blob's bytes, or the reason it is refused (over the limit: never read)."""
+        binsha = binascii.unhexlify(hexsha)
+        if size is None:
+            size = int(self.repo.odb.info(binsha).size)
+        if size > self.limit:
+            return too_large(size, self.limit)
+        data: bytes = self.repo.odb.stream(binsha).read()
         return data
 
-    def _read_all(self, sha: str) -> dict[str, bytes]:
-        out = self.repo.git.ls_tree("-r", "-z", "--full-tree", sha, *self._pathspec())
+    def _read_all(self, sha: str) -> tuple[dict[str, bytes], dict[str, str]]:
+        out = self.repo.git.ls_tree("-r", "-z", "-l", "--full-tree", sha, *self._pathspec())
         files: dict[str, bytes] = {}
+        refused: dict[str, str] = {}
         for record in out.split("\0"):
             if not record:
                 continue
             meta, _, path = record.partition("\t")
-            mode, kind, hexsha = meta.split()
+            mode, kind, hexsha, size = meta.split()
             rel = self._relative(path)
             if rel is None or kind != "blob" or mode == _SYMLINK_MODE:
                 continue
-            files[rel] = self._blob(hexsha)
-        return files
+            data = self._blob(hexsha, int(size))
+            if isinstance(data, str):
+                refused[rel] = data
+            else:
+                files[rel] = data
+        return files, refused
 
     def _incremental(
         self, previous: Revision, sha: str
-    ) -> tuple[dict[str, bytes], set[str], set[str]]:
+    ) -> tuple[dict[str, bytes], dict[str, str], set[str], set[str]]:
         """Apply git's tree diff between ``previous`` and ``sha`` to the previous files."""
         out = self.repo.git.diff_tree(
             "-r",
@@ -293,6 +313,7 @@ class _TreeReader:
             *self._pathspec(),
         )
         files = dict(previous.files)
+        refused = dict(previous.refused)
         changed: set[str] = set()
         removed: set[str] = set()
         fields = out.split("\0")
@@ -307,17 +328,25 @@ class _TreeReader:
                 continue
             present = new_sha != _NULL_SHA and new_mode not in (_SYMLINK_MODE, _GITLINK_MODE)
             if present:
-                files[rel] = self._blob(new_sha)
+                files.pop(rel, None)
+                refused.pop(rel, None)
+                data = self._blob(new_sha)
+                if isinstance(data, str):
+                    refused[rel] = data
+                else:
+                    files[rel] = data
                 changed.add(rel)
                 removed.discard(rel)
-            elif rel in files:
-                del files[rel]
+            elif rel in files or rel in refused:
+                files.pop(rel, None)
+                refused.pop(rel, None)
                 removed.add(rel)
-        return files, changed, removed
+        return files, refused, changed, removed
 
 
 class _GitSourceBase(BaseSource):
-    """What the remote and local git sources share: where, sub-path and error scrubbing."""
+    """What the remote and local git sources share: where, sub-path, the blob size limit and
+    error scrubbing."""
 
     def __init__(
         self,
@@ -327,9 +356,11 @@ class _GitSourceBase(BaseSource):
         poll_interval: float,
         poll: bool,
         secrets: list[str],
+        max_file_bytes: int,
     ) -> None:
         super().__init__(description, poll_interval=poll_interval, poll=poll)
         self.subpath = subpath
+        self.max_file_bytes = max_file_bytes
         self._secrets = secrets
 
     def _failure(self, what: str, exc: BaseException) -> FetchFailed:
@@ -381,6 +412,7 @@ class RemoteGitSource(_GitSourceBase):
         subpath: str,
         data_dir: Path,
         poll_interval: float,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         check_remote_url(url)
         self.url = url
@@ -394,6 +426,7 @@ class RemoteGitSource(_GitSourceBase):
             poll_interval=poll_interval,
             poll=True,
             secrets=url_secrets(url),
+            max_file_bytes=max_file_bytes,
         )
 
     def private_paths(self) -> tuple[Path, ...]:
@@ -422,7 +455,9 @@ class RemoteGitSource(_GitSourceBase):
             sha = repo.git.rev_parse("--verify", f"{ref}^{{commit}}").strip()
             if previous is not None and previous.id == sha:
                 return None
-            return _TreeReader(repo, self.subpath, where=where).read(sha, previous)
+            return _TreeReader(repo, self.subpath, where=where, limit=self.max_file_bytes).read(
+                sha, previous
+            )
 
     @contextmanager
     def _open_cache(self) -> Iterator[git.Repo]:
@@ -478,7 +513,13 @@ class LocalGitSource(_GitSourceBase):
     """
 
     def __init__(
-        self, path: Path, *, branch: str | None, subpath: str, poll_interval: float
+        self,
+        path: Path,
+        *,
+        branch: str | None,
+        subpath: str,
+        poll_interval: float,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         self.path = Path(path).resolve()
         with _open_repo(self.path) as repo:
@@ -497,6 +538,7 @@ class LocalGitSource(_GitSourceBase):
             poll_interval=poll_interval,
             poll=True,
             secrets=[],
+            max_file_bytes=max_file_bytes,
         )
 
     def private_paths(self) -> tuple[Path, ...]:
@@ -514,7 +556,9 @@ class LocalGitSource(_GitSourceBase):
                 ) from None
             if previous is not None and previous.id == sha:
                 return None
-            return _TreeReader(repo, self.subpath, where=self.description).read(sha, previous)
+            return _TreeReader(
+                repo, self.subpath, where=self.description, limit=self.max_file_bytes
+            ).read(sha, previous)
 
     def _watch_targets(self) -> tuple[list[Path], Callable[[Path], bool]] | None:
         roots = sorted({self.git_dir, self.common_dir})

@@ -111,12 +111,12 @@ def read_workflow_file(file: Path, *, within: Path | None, limit: int) -> bytes 
     target = file
     if stat.S_ISLNK(info.st_mode):
         target = Path(os.path.realpath(file))
-        if within is not None and not target.is_relative_to(within):
+        if within is not None and not target.is_relative_to(os.path.realpath(within)):
             raise FileRefused("symlink to a file outside the workflow directory; not followed")
         try:
             info = os.stat(target)
         except OSError:
-            raise FileRefused("symlink to nothing (its target does not exist)") from None
+            raise FileRefused("symlink to nothing (its target is missing or a loop)") from None
     _require_small_regular(info, limit)
     try:
         fd = os.open(target, _OPEN_FLAGS)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import configparser
 import hashlib
 import os
 import re
@@ -171,7 +172,7 @@ def _filter_drivers(git_dir: Path) -> list[str]:
     try:
         with git.GitConfigParser(str(config), read_only=True) as reader:
             sections = reader.sections()
-    except Exception:  # an unparsable config: git itself will refuse the repository
+    except (OSError, ValueError, configparser.Error):  # git itself refuses such a repository
         return []
     names: list[str] = []
     for section in sections:

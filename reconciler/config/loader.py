@@ -35,7 +35,6 @@ from __future__ import annotations
 import difflib
 import gc
 import hashlib
-import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -48,6 +47,12 @@ from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.config import models
+from reconciler.config.files import (
+    FileRefused,
+    read_tree,
+    read_workflow_file,
+    refused_result,
+)
 from reconciler.config.models import Workflow
 from reconciler.config.snapshot import (
     FileResult,
@@ -83,7 +88,6 @@ MAX_DEPTH = 64
 MAX_EXPANDED_NODES = 100_000
 """Most YAML nodes a document may have once every alias is expanded (stops billion laughs)."""
 
-YAML_SUFFIXES = (".yaml", ".yml")
 API_VERSION = "reconciler/v1"
 KIND = "Workflow"
 
@@ -267,38 +271,19 @@ def load_text(text: str | bytes, *, path: str) -> FileResult:
 
 
 def load_file(file: Path, *, display: str | None = None) -> FileResult:
-    """Load one file from disk; unreadable or oversized files become problems."""
+    """Load one file from disk; unreadable, special or oversized files become problems.
+
+    Read with :func:`~reconciler.config.files.read_workflow_file`: a FIFO or device is never
+    opened, a file over :data:`MAX_FILE_BYTES` never read.
+    """
     shown = display if display is not None else file.as_posix()
     try:
-        size = file.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return FileResult(
-                path=shown,
-                problems=[
-                    Problem(
-                        shown, 1, 1, f"file is larger than {MAX_FILE_BYTES // 1024} KiB; refused"
-                    )
-                ],
-            )
-        data = file.read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        return FileResult(
-            path=shown, problems=[Problem(shown, 1, 1, f"cannot read file: {reason}")]
-        )
+        data = read_workflow_file(file, within=None, limit=MAX_FILE_BYTES)
+    except FileRefused as refused:
+        return refused_result(shown, refused.reason)
+    if data is None:
+        return refused_result(shown, "cannot read file: No such file or directory")
     return load_text(data, path=shown)
-
-
-def iter_yaml_files(root: Path) -> Iterator[Path]:
-    """Every ``.yaml``/``.yml`` file under ``root``, sorted, skipping hidden files and dirs."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if name.startswith(".") or not name.lower().endswith(YAML_SUFFIXES):
-                continue
-            found.append(Path(dirpath) / name)
-    yield from sorted(found)
 
 
 @contextmanager
@@ -338,32 +323,28 @@ def load_tree(
     ``Snapshot.files`` is keyed by the path relative to ``root`` (POSIX separators); problems
     show ``display_root / relative`` when ``display_root`` is given (the CLI passes the path as
     the user typed it), else the relative path. ``revision`` defaults to a digest of the files'
-    contents, so equal trees give equal revisions. A symlink that leaves ``root`` is reported and
-    not followed.
+    contents, so equal trees give equal revisions. Files are read with
+    :func:`~reconciler.config.files.read_tree`, as the daemon's directory source reads them: a
+    symlink that leaves ``root``, a FIFO, device or socket, or a file over :data:`MAX_FILE_BYTES`
+    is an error for that file, and never opened or read. A directory that cannot be listed is
+    one error.
     """
-    root_resolved = root.resolve()
     files: dict[str, FileResult] = {}
     with bulk_loading():
-        for file in iter_yaml_files(root):
-            rel = file.relative_to(root).as_posix()
+        try:
+            tree = read_tree(root, within=root, limit=MAX_FILE_BYTES)
+        except OSError as exc:
+            shown = (display_root or root).as_posix()
+            reason = f"cannot read directory: {exc.strerror or type(exc).__name__}"
+            return Snapshot.from_files(
+                revision or "unreadable", {shown: refused_result(shown, reason)}
+            )
+        for rel in sorted({*tree.files, *tree.refused}):
             shown = (display_root / rel).as_posix() if display_root is not None else rel
-            if file.is_symlink():
-                target = file.resolve()
-                if not target.is_relative_to(root_resolved):
-                    files[rel] = FileResult(
-                        path=shown,
-                        problems=[
-                            Problem(
-                                shown,
-                                1,
-                                1,
-                                "symlink points outside the workflow directory; ignored",
-                                severity="warning",
-                            )
-                        ],
-                    )
-                    continue
-            files[rel] = load_file(file, display=shown)
+            if rel in tree.refused:
+                files[rel] = refused_result(shown, tree.refused[rel])
+            else:
+                files[rel] = load_text(tree.files[rel], path=shown)
     if revision is None:
         h = hashlib.sha256()
         for rel, result in sorted(files.items()):

@@ -44,6 +44,7 @@ from uuid import uuid4
 
 import structlog
 
+from reconciler.config.files import refused_result
 from reconciler.config.loader import bulk_loading, load_text
 from reconciler.config.models import Workflow
 from reconciler.config.snapshot import FileResult, LoadedWorkflow, Problem, Snapshot
@@ -478,6 +479,8 @@ class Controller:
                     files[path] = old
                 else:
                     files[path] = load_text(content, path=path)
+        for path, reason in revision.refused.items():  # never read: a problem for that file
+            files[path] = refused_result(path, reason)
         snapshot = Snapshot.from_files(revision.id, files)
         invalid: dict[str, list[Problem]] = {k: list(v) for k, v in snapshot.invalid.items()}
         checked = validate_snapshot(

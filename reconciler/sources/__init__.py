@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from git import InvalidGitRepositoryError, NoSuchPathError
 
+from reconciler.config.loader import MAX_FILE_BYTES
 from reconciler.errors import FetchFailed
 from reconciler.sources.base import (
     BaseSource,
@@ -68,6 +69,7 @@ def open_source(
     path: str = "",
     data_dir: Path,
     poll_interval: float = 60.0,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> Source:
     """The source for ``repo``: a remote URL, a local git repository, or a plain directory.
 
@@ -78,21 +80,39 @@ def open_source(
     - any other existing directory: its files as on disk (development mode); ``branch`` must
       then be None.
 
-    Nothing is fetched here. Raises ``FetchFailed`` when a local path does not exist,
+    A workflow file larger than ``max_file_bytes`` (default: the loader's limit) is never read;
+    it is reported in :attr:`Revision.refused`, as are, for a plain directory, symlinks leaving
+    it and special files (FIFOs, devices, sockets).
+
+    Nothing is fetched here. Raises ``FetchFailed`` when a local path does not exist or a remote
+    URL uses a transport other than https, http, ssh, git or file (``ext::`` runs commands),
     ``ValueError`` for a bad ``path`` or a branch given for a plain directory.
     """
     subpath = normalize_subpath(path)
     if is_remote_url(repo):
         return RemoteGitSource(
-            repo, branch=branch, subpath=subpath, data_dir=data_dir, poll_interval=poll_interval
+            repo,
+            branch=branch,
+            subpath=subpath,
+            data_dir=data_dir,
+            poll_interval=poll_interval,
+            max_file_bytes=max_file_bytes,
         )
     local = Path(repo).expanduser()
     if not local.is_dir():
         raise FetchFailed(f"repository {repo} does not exist (not a URL, not a directory)")
     try:
-        return LocalGitSource(local, branch=branch, subpath=subpath, poll_interval=poll_interval)
+        return LocalGitSource(
+            local,
+            branch=branch,
+            subpath=subpath,
+            poll_interval=poll_interval,
+            max_file_bytes=max_file_bytes,
+        )
     except (InvalidGitRepositoryError, NoSuchPathError):
         pass
     if branch is not None:
         raise ValueError(f"{repo} is a plain directory, not a git repository: it has no branches")
-    return DirectorySource(local, subpath=subpath, poll_interval=poll_interval)
+    return DirectorySource(
+        local, subpath=subpath, poll_interval=poll_interval, max_file_bytes=max_file_bytes
+    )

@@ -55,10 +55,13 @@ class Revision:
     """The workflow files at one point in the repository's history.
 
     ``files`` maps every ``*.yaml``/``*.yml`` path under the sub-path (posix, relative to the
-    sub-path) to its bytes. ``changed`` holds the added or modified paths since ``previous``
-    (every path when ``previous`` is None) and ``removed`` the paths gone since; a git commit
-    that did not touch the sub-path is still a new revision, with both sets empty. Unchanged
-    files share their ``bytes`` objects with the previous revision.
+    sub-path) to its bytes. ``refused`` maps the paths the source would not read (a symlink
+    leaving the source, a FIFO or device, a file over the size limit) to the reason, never
+    their content; a path is in one of the two, not both. ``changed`` holds the added or
+    modified paths of either since ``previous`` (every path when ``previous`` is None) and
+    ``removed`` the paths gone from both; a git commit that did not touch the sub-path is still
+    a new revision, with both sets empty. Unchanged files share their ``bytes`` objects with the
+    previous revision.
     """
 
     id: str
@@ -69,6 +72,7 @@ class Revision:
     message: str = ""
     author: str = ""
     committed_at: datetime | None = None
+    refused: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def short_id(self) -> str:
@@ -289,6 +293,7 @@ class BaseSource:
             changed=len(revision.changed),
             removed=len(revision.removed),
             files=len(revision.files),
+            refused=len(revision.refused),
             message=revision.message,
         )
         try:

@@ -11,12 +11,21 @@ polling, watching and bookkeeping live in :mod:`reconciler.sources.base`; the lo
 Every gitpython call runs in ``asyncio.to_thread``. Credentials in a remote URL never appear in
 ``description``, logs or :class:`~reconciler.errors.FetchFailed` messages; they are stored only
 in the private clone's ``config`` (so they are not on a command line visible in ``ps``).
+
+Git runs nothing the repository put on disk. Every git process the sources start gets
+:func:`git_environment`: no system or user configuration, an empty hooks path, no fsmonitor,
+no filter drivers, no credential helper or askpass program from the repository's own config,
+``ssh`` in batch mode, and only the transports of :data:`ALLOWED_PROTOCOLS` (never ``ext::``,
+which runs a command). What the operator configures through ``GIT_CONFIG_COUNT`` (the chart's
+credential helper) and ``GIT_SSH_COMMAND`` still applies. A blob larger than the loader's file
+limit is never read: it becomes an entry of :attr:`Revision.refused` naming its size.
 """
 
 from __future__ import annotations
 
 import asyncio
 import binascii
+import configparser
 import hashlib
 import os
 import re
@@ -26,6 +35,8 @@ from pathlib import Path
 
 import git
 
+from reconciler.config.files import too_large
+from reconciler.config.loader import MAX_FILE_BYTES
 from reconciler.errors import FetchFailed
 from reconciler.sources.base import (
     BaseSource,
@@ -43,46 +54,170 @@ _REMOTE = "origin"
 _SYMLINK_MODE = "120000"
 _GITLINK_MODE = "160000"
 _NULL_SHA = "0" * 40
-_REMOTE_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|[\w.-]+@[\w.-]+:)")
+
+ALLOWED_PROTOCOLS: tuple[str, ...] = ("https", "http", "ssh", "git", "file")
+"""The transports the daemon's git may use (``GIT_ALLOW_PROTOCOL``). Remote helpers such as
+``ext::`` (runs a command) and ``fd::`` are refused, even when a URL rewrite leads to them."""
+
+_URL_SCHEMES = frozenset({*ALLOWED_PROTOCOLS, "git+ssh", "ssh+git"})
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_TRANSPORT = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)::")
+_SCP = re.compile(r"^[\w.-]+@[\w.-]+:")
+_FILTER_SECTION = re.compile(r'^filter(?: "(.+)"|\.(.+))$')
+
+_RESET_CONFIG: tuple[tuple[str, str], ...] = (("credential.helper", ""),)
+"""Set before the operator's own ``GIT_CONFIG_COUNT`` entries: an empty helper empties the list,
+so helpers from the repository's config are dropped and the operator's still apply."""
+
+_FORCED_CONFIG: tuple[tuple[str, str], ...] = (
+    ("core.hooksPath", os.devnull),
+    ("core.fsmonitor", "false"),
+    ("core.attributesFile", os.devnull),
+)
+"""Set after everything else (command-line scope wins over every config file)."""
+
+_DEFAULT_ENV: tuple[tuple[str, str], ...] = (
+    # Set, so core.sshCommand from any config file is never read.
+    ("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
+    # Empty: core.askPass and core.gitProxy from any config file are never run.
+    ("GIT_ASKPASS", ""),
+    ("GIT_PROXY_COMMAND", ""),
+)
+"""Variables the operator may set to something else; when unset, these values."""
 
 
 def is_remote_url(repo: str) -> bool:
     """Whether ``repo`` names a remote to clone (``https://``, ``ssh://``, ``git@host:``,
-    ``file://``, ``git://``) rather than a local path."""
-    return bool(_REMOTE_URL.match(repo))
+    ``file://``, ``git://``, or a ``transport::address`` that :func:`check_remote_url` refuses)
+    rather than a local path."""
+    return bool(_SCHEME.match(repo) or _TRANSPORT.match(repo) or _SCP.match(repo))
 
 
-def _git_env() -> dict[str, str]:
-    """Environment for git commands: never prompt, never wait on a terminal."""
-    env = {"GIT_TERMINAL_PROMPT": "0"}
-    if "GIT_SSH_COMMAND" not in os.environ:
-        env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
+def check_remote_url(url: str) -> None:
+    """Raise :class:`FetchFailed` unless ``url`` uses one of :data:`ALLOWED_PROTOCOLS`.
+
+    ``ext::`` and other ``transport::address`` forms run remote helpers (``ext::`` runs any
+    command), so they are refused before git sees them.
+    """
+    allowed = ", ".join(ALLOWED_PROTOCOLS)
+    transport = _TRANSPORT.match(url)
+    if transport:
+        # The address after "::" is a command line for ext::; it is not repeated.
+        raise FetchFailed(
+            f"repository {transport.group(1)}::…: remote helper transports are not allowed; "
+            f"the daemon fetches over {allowed} only"
+        )
+    scheme = _SCHEME.match(url)
+    if scheme and scheme.group(1).lower() not in _URL_SCHEMES:
+        raise FetchFailed(
+            f"repository {mask_url(url)}: transport {scheme.group(1)}:// is not allowed; "
+            f"the daemon fetches over {allowed} only"
+        )
+
+
+def git_environment(git_dir: Path | None = None) -> dict[str, str]:
+    """Environment for every git command on ``git_dir``: run nothing from the repository.
+
+    - no system or global config (``GIT_CONFIG_NOSYSTEM``, ``GIT_CONFIG_GLOBAL=/dev/null``):
+      a file a workflow could write (``~/.gitconfig``) is never read;
+    - command-line config (``GIT_CONFIG_COUNT``, which outranks every config file, the
+      repository's included): the credential helper list reset, then the operator's own
+      ``GIT_CONFIG_COUNT`` entries, then an empty hooks path, no fsmonitor, no attributes file
+      and every filter driver named in ``git_dir``'s config emptied (we never check out, so
+      filters never run anyway);
+    - ``GIT_ALLOW_PROTOCOL``: only :data:`ALLOWED_PROTOCOLS`, whatever the config says;
+    - never prompt (``GIT_TERMINAL_PROMPT=0``, ssh ``BatchMode``, an empty askpass).
+    """
+    env = {
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_ATTR_NOSYSTEM": "1",
+        "GIT_ALLOW_PROTOCOL": ":".join(ALLOWED_PROTOCOLS),
+    }
+    for name, value in _DEFAULT_ENV:
+        if name not in os.environ:
+            env[name] = value
+    entries = [*_RESET_CONFIG, *_operator_config(), *_FORCED_CONFIG]
+    if git_dir is not None:
+        for driver in _filter_drivers(git_dir):
+            entries += [(f"filter.{driver}.{key}", "") for key in ("process", "clean", "smudge")]
+            entries.append((f"filter.{driver}.required", "false"))
+    env["GIT_CONFIG_COUNT"] = str(len(entries))
+    for i, (key, value) in enumerate(entries):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
     return env
+
+
+def _operator_config() -> list[tuple[str, str]]:
+    """The ``GIT_CONFIG_COUNT`` entries of the daemon's own environment (set by the operator)."""
+    try:
+        count = int(os.environ.get("GIT_CONFIG_COUNT", "0"))
+    except ValueError:
+        return []
+    entries: list[tuple[str, str]] = []
+    for i in range(count):
+        key = os.environ.get(f"GIT_CONFIG_KEY_{i}")
+        if key:
+            entries.append((key, os.environ.get(f"GIT_CONFIG_VALUE_{i}", "")))
+    return entries
+
+
+def _filter_drivers(git_dir: Path) -> list[str]:
+    """Names of the filter drivers defined in ``git_dir/config`` (and the files it includes)."""
+    config = git_dir / "config"
+    if not config.is_file():
+        return []
+    try:
+        with git.GitConfigParser(str(config), read_only=True) as reader:
+            sections = reader.sections()
+    except (OSError, ValueError, configparser.Error):  # git itself refuses such a repository
+        return []
+    names: list[str] = []
+    for section in sections:
+        match = _FILTER_SECTION.match(section)
+        if match:
+            names.append(match.group(1) or match.group(2))
+    return names
+
+
+def _open_repo(path: Path) -> git.Repo:
+    """``path`` opened by gitpython, every later git command under :func:`git_environment`."""
+    repo = git.Repo(path)
+    repo.git.update_environment(**git_environment(Path(repo.common_dir)))
+    return repo
 
 
 class _TreeReader:
     """Reads one repository's commits into :class:`Revision` objects (runs in a worker thread).
 
     ``where`` is the human description used in error messages (repository masked, branch).
+    A blob larger than ``limit`` bytes is never read: its size comes from the tree listing (or
+    ``cat-file --batch-check``) and the path goes to :attr:`Revision.refused`.
     """
 
-    def __init__(self, repo: git.Repo, subpath: str, *, where: str) -> None:
+    def __init__(self, repo: git.Repo, subpath: str, *, where: str, limit: int) -> None:
         self.repo = repo
         self.subpath = subpath
         self.where = where
+        self.limit = limit
 
     def read(self, sha: str, previous: Revision | None) -> Revision:
         """The revision at commit ``sha``, incremental from ``previous`` when possible."""
         commit = self.repo.commit(sha)
         self._check_subpath(sha)
         files: dict[str, bytes]
+        refused: dict[str, str]
         if previous is not None and self._has_commit(previous.id):
-            files, changed, removed = self._incremental(previous, sha)
+            files, refused, changed, removed = self._incremental(previous, sha)
         else:
-            files = self._read_all(sha)
+            files, refused = self._read_all(sha)
             old = previous.files if previous is not None else {}
+            old_refused = previous.refused if previous is not None else {}
             changed = {path for path, data in files.items() if old.get(path) != data}
-            removed = set(old) - set(files)
+            changed |= {path for path, why in refused.items() if old_refused.get(path) != why}
+            removed = {*old, *old_refused} - {*files, *refused}
             # Share unchanged bytes with the previous revision, as the incremental path does.
             for path in set(files) - changed:
                 files[path] = old[path]
@@ -96,6 +231,7 @@ class _TreeReader:
             message=commit.summary if isinstance(commit.summary, str) else commit.summary.decode(),
             author=author,
             committed_at=commit.committed_datetime,
+            refused=refused,
         )
 
     def _check_subpath(self, sha: str) -> None:
@@ -132,32 +268,53 @@ class _TreeReader:
             path = path[len(prefix) :]
         return path if is_workflow_file(path) else None
 
-    def _blob(self, hexsha: str) -> bytes:
-        data: bytes = self.repo.odb.stream(binascii.unhexlify(hexsha)).read()
+    def _blob(self, hexsha: str, size: int | None = None) -> bytes | str:
+        """The blob's bytes, or the reason it is refused (over the limit: never read)."""
+        binsha = binascii.unhexlify(hexsha)
+        if size is None:
+            size = int(self.repo.odb.info(binsha).size)
+        if size > self.limit:
+            return too_large(size, self.limit)
+        data: bytes = self.repo.odb.stream(binsha).read()
         return data
 
-    def _read_all(self, sha: str) -> dict[str, bytes]:
-        out = self.repo.git.ls_tree("-r", "-z", "--full-tree", sha, *self._pathspec())
+    def _read_all(self, sha: str) -> tuple[dict[str, bytes], dict[str, str]]:
+        out = self.repo.git.ls_tree("-r", "-z", "-l", "--full-tree", sha, *self._pathspec())
         files: dict[str, bytes] = {}
+        refused: dict[str, str] = {}
         for record in out.split("\0"):
             if not record:
                 continue
             meta, _, path = record.partition("\t")
-            mode, kind, hexsha = meta.split()
+            mode, kind, hexsha, size = meta.split()
             rel = self._relative(path)
             if rel is None or kind != "blob" or mode == _SYMLINK_MODE:
                 continue
-            files[rel] = self._blob(hexsha)
-        return files
+            data = self._blob(hexsha, int(size))
+            if isinstance(data, str):
+                refused[rel] = data
+            else:
+                files[rel] = data
+        return files, refused
 
     def _incremental(
         self, previous: Revision, sha: str
-    ) -> tuple[dict[str, bytes], set[str], set[str]]:
+    ) -> tuple[dict[str, bytes], dict[str, str], set[str], set[str]]:
         """Apply git's tree diff between ``previous`` and ``sha`` to the previous files."""
         out = self.repo.git.diff_tree(
-            "-r", "-z", "--raw", "--no-renames", "--abbrev=40", previous.id, sha, *self._pathspec()
+            "-r",
+            "-z",
+            "--raw",
+            "--no-renames",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--abbrev=40",
+            previous.id,
+            sha,
+            *self._pathspec(),
         )
         files = dict(previous.files)
+        refused = dict(previous.refused)
         changed: set[str] = set()
         removed: set[str] = set()
         fields = out.split("\0")
@@ -172,17 +329,25 @@ class _TreeReader:
                 continue
             present = new_sha != _NULL_SHA and new_mode not in (_SYMLINK_MODE, _GITLINK_MODE)
             if present:
-                files[rel] = self._blob(new_sha)
+                files.pop(rel, None)
+                refused.pop(rel, None)
+                data = self._blob(new_sha)
+                if isinstance(data, str):
+                    refused[rel] = data
+                else:
+                    files[rel] = data
                 changed.add(rel)
                 removed.discard(rel)
-            elif rel in files:
-                del files[rel]
+            elif rel in files or rel in refused:
+                files.pop(rel, None)
+                refused.pop(rel, None)
                 removed.add(rel)
-        return files, changed, removed
+        return files, refused, changed, removed
 
 
 class _GitSourceBase(BaseSource):
-    """What the remote and local git sources share: where, sub-path and error scrubbing."""
+    """What the remote and local git sources share: where, sub-path, the blob size limit and
+    error scrubbing."""
 
     def __init__(
         self,
@@ -192,9 +357,11 @@ class _GitSourceBase(BaseSource):
         poll_interval: float,
         poll: bool,
         secrets: list[str],
+        max_file_bytes: int,
     ) -> None:
         super().__init__(description, poll_interval=poll_interval, poll=poll)
         self.subpath = subpath
+        self.max_file_bytes = max_file_bytes
         self._secrets = secrets
 
     def _failure(self, what: str, exc: BaseException) -> FetchFailed:
@@ -246,7 +413,9 @@ class RemoteGitSource(_GitSourceBase):
         subpath: str,
         data_dir: Path,
         poll_interval: float,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> None:
+        check_remote_url(url)
         self.url = url
         self.masked_url = mask_url(url)
         self.branch = branch
@@ -258,6 +427,7 @@ class RemoteGitSource(_GitSourceBase):
             poll_interval=poll_interval,
             poll=True,
             secrets=url_secrets(url),
+            max_file_bytes=max_file_bytes,
         )
 
     def private_paths(self) -> tuple[Path, ...]:
@@ -286,7 +456,9 @@ class RemoteGitSource(_GitSourceBase):
             sha = repo.git.rev_parse("--verify", f"{ref}^{{commit}}").strip()
             if previous is not None and previous.id == sha:
                 return None
-            return _TreeReader(repo, self.subpath, where=where).read(sha, previous)
+            return _TreeReader(repo, self.subpath, where=where, limit=self.max_file_bytes).read(
+                sha, previous
+            )
 
     @contextmanager
     def _open_cache(self) -> Iterator[git.Repo]:
@@ -295,11 +467,12 @@ class RemoteGitSource(_GitSourceBase):
         fresh = not (self.cache_dir / "HEAD").exists()
         if fresh:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            repo = git.Repo.init(self.cache_dir, bare=True)
-        else:
-            repo = git.Repo(self.cache_dir)
+            # No template: the clone starts without sample hooks or anything else to copy.
+            init = git.Git(str(self.cache_dir))
+            init.update_environment(**git_environment())
+            init.init("--quiet", "--bare", "--template=")
+        repo = _open_repo(self.cache_dir)
         try:
-            repo.git.update_environment(**_git_env())
             if _REMOTE in [r.name for r in repo.remotes]:
                 if repo.git.config("--get", f"remote.{_REMOTE}.url").strip() != self.url:
                     repo.git.remote("set-url", _REMOTE, self.url)
@@ -341,10 +514,16 @@ class LocalGitSource(_GitSourceBase):
     """
 
     def __init__(
-        self, path: Path, *, branch: str | None, subpath: str, poll_interval: float
+        self,
+        path: Path,
+        *,
+        branch: str | None,
+        subpath: str,
+        poll_interval: float,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         self.path = Path(path).resolve()
-        with git.Repo(self.path) as repo:
+        with _open_repo(self.path) as repo:
             self.git_dir = Path(repo.git_dir).resolve()
             self.common_dir = Path(repo.common_dir).resolve()
             if branch is None:
@@ -360,13 +539,14 @@ class LocalGitSource(_GitSourceBase):
             poll_interval=poll_interval,
             poll=True,
             secrets=[],
+            max_file_bytes=max_file_bytes,
         )
 
     def private_paths(self) -> tuple[Path, ...]:
         return (self.git_dir, self.common_dir)
 
     def _fetch_sync(self, previous: Revision | None) -> Revision | None:
-        with git.Repo(self.path) as repo:
+        with _open_repo(self.path) as repo:
             rev = f"refs/heads/{self.branch}" if self.branch else "HEAD"
             try:
                 sha = repo.git.rev_parse("--verify", "-q", f"{rev}^{{commit}}").strip()
@@ -377,7 +557,9 @@ class LocalGitSource(_GitSourceBase):
                 ) from None
             if previous is not None and previous.id == sha:
                 return None
-            return _TreeReader(repo, self.subpath, where=self.description).read(sha, previous)
+            return _TreeReader(
+                repo, self.subpath, where=self.description, limit=self.max_file_bytes
+            ).read(sha, previous)
 
     def _watch_targets(self) -> tuple[list[Path], Callable[[Path], bool]] | None:
         roots = sorted({self.git_dir, self.common_dir})

@@ -296,7 +296,10 @@ def test_symlink_leaving_the_tree_is_not_followed(tmp_path: Path) -> None:
     snapshot = load_tree(root)
     assert snapshot.workflows == {}
     [problem] = snapshot.problems
-    assert problem.severity == "warning" and "symlink" in problem.message
+    # An error for that file, as the daemon's directory source reports it: the workflow it held
+    # turns Invalid rather than silently disappearing.
+    assert problem.severity == "error" and "symlink" in problem.message
+    assert problem.path == "link.yaml"
 
 
 def test_locate_maps_normalised_paths_back_to_what_was_written() -> None:

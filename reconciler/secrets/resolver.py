@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from reconciler.errors import SecretUnavailable
+from reconciler.errors import NotAllowed, SecretUnavailable
 from reconciler.grants import Grants
 
 if TYPE_CHECKING:
@@ -67,6 +67,15 @@ class DefaultResolver:
         return out
 
     async def resolve_one(self, name: str, ref: str) -> str:
+        try:
+            return await self._resolve_one(name, ref)
+        except NotAllowed as exc:  # the same error, saying which secret asked for it
+            raise type(exc)(
+                f"secret {name!r} ({ref}): {exc.message}",
+                details={**exc.details, "secret": name, "ref": ref},
+            ) from None
+
+    async def _resolve_one(self, name: str, ref: str) -> str:
         scheme, _, rest = ref.partition(":")
         if scheme == "env":
             self.grants.check_env(rest)

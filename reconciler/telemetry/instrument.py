@@ -30,7 +30,7 @@ from typing import Any
 
 from reconciler.config.snapshot import Problem
 from reconciler.engine.journal import EventKind, Journal, JournalEntry, RunRecord
-from reconciler.errors import SecretUnavailable
+from reconciler.errors import NotAllowed, SecretUnavailable
 from reconciler.secrets.resolver import DefaultResolver, SecretResolver
 from reconciler.sources import Source
 from reconciler.store import Health, Sync, WorkflowStatusRecord
@@ -150,13 +150,15 @@ _REASON_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def secret_reason(error: SecretUnavailable) -> str:
+def secret_reason(error: SecretUnavailable | NotAllowed) -> str:
     """A reason from :data:`~reconciler.telemetry.metrics.SECRET_REASONS` for ``error``.
 
     A resolver may say it in ``details['reason']`` (a reason of the vocabulary, or one of the
     Vault resolver's :data:`VAULT_CODES`); otherwise the message is matched against a few
     words. The message itself never becomes a label.
     """
+    if isinstance(error, NotAllowed):
+        return "not_allowed"
     given = error.details.get("reason")
     if isinstance(given, str) and given in SECRET_REASONS:
         return given
@@ -181,7 +183,7 @@ class MetricsResolver:
     async def resolve(self, refs: dict[str, str]) -> dict[str, str]:
         try:
             return await self.inner.resolve(refs)
-        except SecretUnavailable as exc:
+        except (SecretUnavailable, NotAllowed) as exc:
             ref = exc.details.get("ref")
             if not isinstance(ref, str):
                 ref = refs.get(str(exc.details.get("secret")))

@@ -41,6 +41,7 @@ FETCH_RESULTS: tuple[str, ...] = ("success", "failure")
 
 SECRET_REASONS: tuple[str, ...] = (
     "missing",
+    "not_allowed",
     "forbidden",
     "auth",
     "sealed",

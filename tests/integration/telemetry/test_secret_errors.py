@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import SecretUnavailable
+from reconciler.errors import ActionError, EnvNotAllowed, PathNotAllowed, SecretUnavailable
 from reconciler.grants import Grants
 from reconciler.secrets.resolver import DefaultResolver
 from reconciler.secrets.vault import VaultClient, VaultConfig
@@ -47,10 +47,15 @@ def all_errors() -> dict[tuple[str, str], float]:
 
 
 async def failure_counted(
-    resolver: MetricsResolver, ref: str, *, provider: str, reason: str
-) -> SecretUnavailable:
+    resolver: MetricsResolver,
+    ref: str,
+    *,
+    provider: str,
+    reason: str,
+    error: type[ActionError] = SecretUnavailable,
+) -> ActionError:
     before = errors(provider, reason)
-    with pytest.raises(SecretUnavailable) as caught:
+    with pytest.raises(error) as caught:
         await resolver.resolve({"token": ref})
     assert errors(provider, reason) == before + 1, f"{ref} not counted as {provider}/{reason}"
     return caught.value
@@ -63,7 +68,17 @@ async def test_env_and_file_failures_are_counted_by_provider_and_reason(tmp_path
     await failure_counted(
         resolver, f"file:{tmp_path / 'absent'}", provider="file", reason="missing"
     )
-    await failure_counted(resolver, f"file:{tmp_path}", provider="file", reason="unreadable")
+    (tmp_path / "not-utf8").write_bytes(b"\xff\xfe")
+    await failure_counted(
+        resolver, f"file:{tmp_path / 'not-utf8'}", provider="file", reason="unreadable"
+    )
+    refused = await failure_counted(
+        resolver, f"file:{tmp_path}", provider="file", reason="not_allowed", error=PathNotAllowed
+    )
+    assert "secret 'token'" in refused.message and "a directory" in refused.message
+    await failure_counted(
+        resolver, "env:HOME", provider="env", reason="not_allowed", error=EnvNotAllowed
+    )
     await failure_counted(
         resolver, "vault:secret/app#key", provider="vault", reason="not_configured"
     )

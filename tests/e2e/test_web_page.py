@@ -101,8 +101,6 @@ def daemon(tmp_path: Path) -> Iterator[str]:
             str(tmp_path / "data"),
             "--listen",
             f"127.0.0.1:{port}",
-            "--allow-env",
-            "PAGE_CANARY",
             "--api-docs",
         ],
         cwd=tmp_path,

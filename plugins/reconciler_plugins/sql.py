@@ -29,6 +29,9 @@ What callers may rely on:
   (``sslcert``, ``sslkey``, ``sslrootcert``, ``sslcrl``, ``sslcrldir``, ``passfile``). A path
   outside the file roots, under the data directory or the daemon's clone, or a special file is
   ``PathNotAllowed`` before any connection is made;
+* a SQLite connection can reach no other file than its DSN's: ``ATTACH DATABASE`` and
+  ``VACUUM INTO`` (which would read or write any path the daemon's user can, its store
+  included) are refused as ``PathNotAllowed``;
 * the DSN's password never appears in an error or a log line: DSNs are shown as
   ``postgresql+psycopg://***@host/db`` (``reconciler.urls.mask_url``), and every text from the
   driver is passed through ``context.redact`` with the password and the parameter values masked.
@@ -39,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import sqlite3
 import stat
 import uuid
 from collections.abc import Sequence
@@ -330,6 +334,23 @@ def _async_url(dsn: str, workdir: Path, grants: Grants | None = None) -> URL:
     return url.set(drivername="postgresql+psycopg")
 
 
+class _SingleFileConnection(sqlite3.Connection):
+    """A SQLite connection that may attach no other database file.
+
+    ``ATTACH`` and ``VACUUM INTO`` name a file in SQL text, where the grants never see it; with
+    the attached-database limit at 0 SQLite refuses both (an authorizer would not see
+    ``VACUUM INTO``). aiosqlite passes ``factory`` on to :func:`sqlite3.connect`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+
+
+_ATTACH_REFUSED = "too many attached databases"
+"""SQLite's words when :class:`_SingleFileConnection` refuses an ``ATTACH`` or ``VACUUM INTO``."""
+
+
 class _Engines:
     """Engines by DSN for one plugin instance (and one event loop).
 
@@ -357,7 +378,9 @@ class _Engines:
                 connect_args={"cursor_factory": AsyncClientCursor, "connect_timeout": 10},
             )
         else:
-            engine = create_async_engine(url, poolclass=NullPool)
+            engine = create_async_engine(
+                url, poolclass=NullPool, connect_args={"factory": _SingleFileConnection}
+            )
         self._engines[key] = (loop, engine)
         return engine
 
@@ -429,6 +452,12 @@ def _to_error(
             "SQLITE_CONSTRAINT_PRIMARYKEY"
         ):
             return Conflict(message, details=details)
+        if text_.startswith(_ATTACH_REFUSED):
+            return PathNotAllowed(
+                f"{where}: ATTACH and VACUUM INTO are not allowed: a workflow's SQLite "
+                "connection reaches its own database file only",
+                details=details,
+            )
         if sqlite_name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
             return SerializationFailure(message, details=details)
         if sqlite_name.startswith("SQLITE_CANTOPEN"):

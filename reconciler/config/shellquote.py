@@ -60,6 +60,7 @@ def shell_slots(text: str) -> list[ShellSlot]:
     stack: list[str] = ["word"]
     heredoc = False
     ansi = False
+    escaped = -1  # index of the last character a backslash made literal
     i, n, m = 0, len(text), 0
     while i < n:
         if m < len(matches) and i == matches[m].start():
@@ -83,6 +84,7 @@ def shell_slots(text: str) -> list[ShellSlot]:
                 i, m = match.end(), m + 1
                 continue
             i += 1  # the escaped character is literal
+            escaped = i
         elif c == "$" and m < len(matches) and i + 1 == matches[m].start():
             match = matches[m]
             slots.append(
@@ -125,7 +127,12 @@ def shell_slots(text: str) -> list[ShellSlot]:
         elif c == "<" and text.startswith("<<", i):
             heredoc = True
             i += 1
-        elif c == "#" and top != "brace" and (i == 0 or text[i - 1] in " \t\n;&|()"):
+        elif (
+            c == "#"
+            and top != "brace"
+            # a comment starts a word: not after an escaped blank (``a\ #`` is one word)
+            and (i == 0 or (text[i - 1] in " \t\n;&|()" and escaped != i - 1))
+        ):
             end = text.find("\n", i)
             i = n if end < 0 else end
             continue

@@ -44,3 +44,22 @@ def test_ansi_c_quoting_cannot_turn_a_value_into_a_command(
 
 def test_a_dollar_quote_inside_double_quotes_is_literal_and_values_stay_quoted() -> None:
     assert render_shell("""echo "$'" ${{ value }}""", {"value": "a b"}) == """echo "$'" 'a b'"""
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    "command",
+    [
+        "echo a\\ #'\n${{ value }}\n'",
+        "echo a\\\n#'\n${{ value }}\n'",
+        "echo a\\;#'\n${{ value }}\n'",
+    ],
+)
+def test_a_hash_after_an_escaped_character_is_not_taken_for_a_comment(
+    tmp_path: Path, shell: str, command: str
+) -> None:
+    # the shell reads `a\ #'` as one word and opens a quote the scanner must not skip
+    marker = tmp_path / "pwned"
+    rendered = render_shell(command, {"value": f"\ntouch {marker}\n"})
+    subprocess.run([shell, "-c", rendered], cwd=tmp_path, capture_output=True, timeout=10)
+    assert not marker.exists(), f"{shell} ran the value of {rendered!r}"

@@ -256,3 +256,60 @@ async def test_a_secret_the_operator_did_not_grant_fails_the_run_before_any_acti
     assert result.error is not None and result.error.name == error
     assert CANARY not in repr(result.error.details) and CANARY not in result.error.message
     assert registry.instance("test.echo").calls == []
+
+
+CHARSET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_!"
+REBUILD = (
+    "${{ ["
+    + ",".join(str(i) for i in range(len(CANARY)))
+    + "].map(i, ["
+    + ",".join(f"'{c}'" for c in CHARSET)
+    + "].filter(c, secrets.tok.matches('^.{' + string(i) + '}' + c))) }}"
+)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [REBUILD, "${{ size(secrets.tok) }}", "${{ secrets.tok.matches('^canary') }}"],
+    ids=["rebuilt-character-by-character", "size", "matches-oracle"],
+)
+async def test_an_expression_computing_with_a_secret_is_refused_before_it_can_leak(
+    leaky_engine: Engine, registry: PluginRegistry, journal: MemoryJournal, wf: Any, value: str
+) -> None:
+    w = wf(
+        {
+            "a": {
+                "action": {"plugin": "test.echo", "with": {"value": value}, "as": "e"},
+                "transitions": [
+                    {"on": ["success"], "to": "done"},
+                    {"on": ["NotAllowed"], "to": "failed"},
+                ],
+            },
+            **END,
+        },
+        secrets={"tok": "env:RECONCILER_TEST_CANARY"},
+    )
+    result = await leaky_engine.run(w)
+    assert result.path == ["a", "failed"], result.outputs
+    assert registry.instance("test.echo").calls == []
+    seen = everything(journal)
+    assert "SecretExpressionRefused" in seen
+    assert CANARY not in seen and '"c","a","n","a","r","y"' not in seen.replace(" ", "")
+
+
+async def test_a_secret_passed_on_as_is_in_a_template_still_works(
+    leaky_engine: Engine, registry: PluginRegistry, wf: Any
+) -> None:
+    w = wf(
+        {
+            "a": {
+                "action": {"plugin": "test.echo", "with": {"value": "Bearer ${{ secrets.tok }}"}},
+                "next": "done",
+            },
+            **END,
+        },
+        secrets={"tok": "env:RECONCILER_TEST_CANARY"},
+    )
+    result = await leaky_engine.run(w)
+    assert result.ok, result.error
+    assert registry.instance("test.echo").calls[0]["value"] == f"Bearer {CANARY}"

@@ -313,3 +313,52 @@ async def test_a_secret_passed_on_as_is_in_a_template_still_works(
     result = await leaky_engine.run(w)
     assert result.ok, result.error
     assert registry.instance("test.echo").calls[0]["value"] == f"Bearer {CANARY}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a secret passed to a workflow.run child becomes a plain input there, and the "
+    "child's expressions may compute with inputs; refusing it needs taint tracking of values",
+)
+async def test_a_child_run_cannot_compute_with_a_secret_its_parent_passed_as_an_input(
+    registry: PluginRegistry,
+    journal: MemoryJournal,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    grants: Grants,
+    wf: Any,
+) -> None:
+    monkeypatch.setenv("RECONCILER_TEST_CANARY", CANARY)
+    rebuild = REBUILD.replace("secrets.tok", "inputs.tok")
+    child = wf(
+        {
+            "a": {
+                "action": {"plugin": "test.echo", "with": {"value": rebuild}, "as": "e"},
+                "next": "done",
+            },
+            **END,
+        },
+        name="child",
+        inputs={"tok": ""},
+    )
+    parent = wf(
+        {
+            "call": {
+                "action": {
+                    "plugin": "workflow.run",
+                    "with": {"workflow": "child", "inputs": {"tok": "${{ secrets.tok }}"}},
+                    "as": "child",
+                },
+                "next": "done",
+            },
+            **END,
+        },
+        name="parent",
+        secrets={"tok": "env:RECONCILER_TEST_CANARY"},
+    )
+    engine = Engine(
+        registry, journal=journal, workdir=tmp_path, grants=grants, workflows={"child": child}
+    )
+    await engine.run(parent)
+    seen = everything(journal).replace(" ", "")
+    assert '["c"],["a"],["n"],["a"],["r"],["y"]' not in seen

@@ -29,6 +29,8 @@ What callers may rely on:
   (``sslcert``, ``sslkey``, ``sslrootcert``, ``sslcrl``, ``sslcrldir``, ``passfile``). A path
   outside the file roots, under the data directory or the daemon's clone, or a special file is
   ``PathNotAllowed`` before any connection is made;
+* a workflow's PostgreSQL DSN without a password is never completed by libpq with the
+  daemon's ``PGPASSWORD`` or ``~/.pgpass`` (``PGPASSFILE``);
 * a SQLite connection can reach no other file than its DSN's: ``ATTACH DATABASE`` and
   ``VACUUM INTO`` (which would read or write any path the daemon's user can, its store
   included) are refused as ``PathNotAllowed``;
@@ -42,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import os
 import sqlite3
 import stat
 import uuid
@@ -331,7 +334,28 @@ def _async_url(dsn: str, workdir: Path, grants: Grants | None = None) -> URL:
             url = url.update_query_dict(
                 {key: str(_granted_file(grants, value, workdir)) for key, value in files.items()}
             )
+        url = _without_ambient_password(url)
     return url.set(drivername="postgresql+psycopg")
+
+
+_NO_PASSFILE = os.path.join(os.devnull, "none")
+"""A password file that cannot exist (libpq skips a missing one silently)."""
+
+
+def _without_ambient_password(url: URL) -> URL:
+    """A workflow's URL that libpq cannot complete with the daemon's password.
+
+    libpq takes a password the connection string does not give from ``PGPASSWORD`` or from
+    ``~/.pgpass`` (``PGPASSFILE``): the daemon's, for its store. An explicit empty password
+    keeps ``PGPASSWORD`` out, and a password file that does not exist keeps the daemon's out
+    (a workflow's own ``passfile``, already granted, stays).
+    """
+    extra: dict[str, str] = {}
+    if not url.password and "password" not in url.query:
+        extra["password"] = ""
+    if "passfile" not in url.query:
+        extra["passfile"] = _NO_PASSFILE
+    return url.update_query_dict(extra) if extra else url
 
 
 class _SingleFileConnection(sqlite3.Connection):

@@ -21,7 +21,8 @@ public contract: renaming one breaks users' workflows.
         ├── NotAllowed              a workflow asked for what the operator did not grant
         │   ├── PathNotAllowed      a path outside the file roots, or a special file
         │   ├── EnvNotAllowed       an environment variable outside --allow-env
-        │   └── ShellValueRefused   a ``${{ }}`` value cannot be pasted safely into a shell
+        │   ├── ShellValueRefused   a ``${{ }}`` value cannot be pasted safely into a shell
+        │   └── SecretExpressionRefused  a ``${{ }}`` computes with a secret
         ├── SecretUnavailable       a secret reference could not be resolved     (retryable)
         ├── CheckFailed             a pre/during/post check did not pass
         ├── ChildRunFailed          a ``workflow.run`` child ended in failure
@@ -195,6 +196,11 @@ class ShellValueRefused(NotAllowed):
     """A ``${{ }}`` value in a ``shell: true`` command that cannot be used safely."""
 
 
+class SecretExpressionRefused(NotAllowed):
+    """A ``${{ }}`` that computes with a secret (``size(secrets.x)``, ``secrets.x.matches(..)``)
+    instead of passing it as is: its result could carry the secret past redaction."""
+
+
 class SecretUnavailable(ActionError):
     retryable = True
 
@@ -258,6 +264,7 @@ BUILTIN_ERROR_NAMES: frozenset[str] = frozenset(
             PathNotAllowed,
             EnvNotAllowed,
             ShellValueRefused,
+            SecretExpressionRefused,
             SecretUnavailable,
             CheckFailed,
             ChildRunFailed,

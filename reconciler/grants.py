@@ -22,7 +22,7 @@ What callers may rely on:
   :attr:`Grants.max_read_bytes`.
 * :meth:`Grants.check_env` allows a variable only when it matches an ``allow_env`` glob and is not
   one of the daemon's own settings (API token, webhook secret, Vault and store credentials, git
-  credentials), whatever the globs say. Anything else is :class:`EnvNotAllowed`.
+  credentials) in any letter case, whatever the globs say. Anything else is :class:`EnvNotAllowed`.
 
 The check and the open are two steps: a process that can rename directories under a root between
 them could redirect a path. The final component is opened with ``O_NOFOLLOW``, so the window is
@@ -223,15 +223,21 @@ class Grants:
 
     def env_allowed(self, name: str) -> bool:
         """Whether ``env:NAME`` may be read (see :meth:`check_env`)."""
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.denied_env):
+        if self._daemon_env(name):
             return False
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.allow_env)
+
+    def _daemon_env(self, name: str) -> bool:
+        """Whether ``name`` is one of :attr:`denied_env`, in any letter case: the daemon's
+        settings read ``reconciler_api_token`` as well as ``RECONCILER_API_TOKEN``."""
+        upper = name.upper()
+        return any(fnmatch.fnmatchcase(upper, pattern.upper()) for pattern in self.denied_env)
 
     def check_env(self, name: str) -> None:
         """Raise :class:`EnvNotAllowed` unless ``env:NAME`` may be read."""
         if self.env_allowed(name):
             return
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.denied_env):
+        if self._daemon_env(name):
             reason = "it holds the daemon's own settings or credentials"
         else:
             globs = ", ".join(self.allow_env) or "none"

@@ -173,7 +173,8 @@ class FileWriteRequest(Request):
         pattern=r"^0?[0-7]{3,4}$",
         description=(
             "Permission bits in octal, e.g. '0644'. If unset, an existing file keeps its mode "
-            "and a new file gets 0666 minus the umask."
+            "and a new file gets 0666 minus the umask. The set-user-ID and set-group-ID bits "
+            "(4000, 2000) are refused."
         ),
     )
     make_dirs: bool = Field(True, description="Create missing parent directories.")
@@ -185,6 +186,17 @@ class FileWriteRequest(Request):
         # YAML 1.1 reads an unquoted 0644 as 420 and 644 as 644: an integer is ambiguous.
         if isinstance(value, int) and not isinstance(value, bool):
             raise ValueError('write the mode as a quoted octal string, e.g. mode: "0644"')
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _no_set_id_bits(cls, value: str | None) -> str | None:
+        # a set-id file owned by the daemon's user would run as the daemon for any local user
+        if value is not None and int(value, 8) & (stat.S_ISUID | stat.S_ISGID):
+            raise ValueError(
+                "the set-user-ID and set-group-ID bits (4000, 2000) are not allowed: a "
+                "workflow cannot make a program that runs as the daemon's user"
+            )
         return value
 
     def mode_bits(self) -> int | None:

@@ -29,6 +29,11 @@ What callers may rely on:
   (``sslcert``, ``sslkey``, ``sslrootcert``, ``sslcrl``, ``sslcrldir``, ``passfile``). A path
   outside the file roots, under the data directory or the daemon's clone, or a special file is
   ``PathNotAllowed`` before any connection is made;
+* a workflow's PostgreSQL DSN without a password is never completed by libpq with the
+  daemon's ``PGPASSWORD`` or ``~/.pgpass`` (``PGPASSFILE``);
+* a SQLite connection can reach no other file than its DSN's: ``ATTACH DATABASE`` and
+  ``VACUUM INTO`` (which would read or write any path the daemon's user can, its store
+  included) are refused as ``PathNotAllowed``;
 * the DSN's password never appears in an error or a log line: DSNs are shown as
   ``postgresql+psycopg://***@host/db`` (``reconciler.urls.mask_url``), and every text from the
   driver is passed through ``context.redact`` with the password and the parameter values masked.
@@ -39,6 +44,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import os
+import sqlite3
 import stat
 import uuid
 from collections.abc import Sequence
@@ -327,7 +334,45 @@ def _async_url(dsn: str, workdir: Path, grants: Grants | None = None) -> URL:
             url = url.update_query_dict(
                 {key: str(_granted_file(grants, value, workdir)) for key, value in files.items()}
             )
+        url = _without_ambient_password(url)
     return url.set(drivername="postgresql+psycopg")
+
+
+_NO_PASSFILE = os.path.join(os.devnull, "none")
+"""A password file that cannot exist (libpq skips a missing one silently)."""
+
+
+def _without_ambient_password(url: URL) -> URL:
+    """A workflow's URL that libpq cannot complete with the daemon's password.
+
+    libpq takes a password the connection string does not give from ``PGPASSWORD`` or from
+    ``~/.pgpass`` (``PGPASSFILE``): the daemon's, for its store. An explicit empty password
+    keeps ``PGPASSWORD`` out, and a password file that does not exist keeps the daemon's out
+    (a workflow's own ``passfile``, already granted, stays).
+    """
+    extra: dict[str, str] = {}
+    if not url.password and "password" not in url.query:
+        extra["password"] = ""
+    if "passfile" not in url.query:
+        extra["passfile"] = _NO_PASSFILE
+    return url.update_query_dict(extra) if extra else url
+
+
+class _SingleFileConnection(sqlite3.Connection):
+    """A SQLite connection that may attach no other database file.
+
+    ``ATTACH`` and ``VACUUM INTO`` name a file in SQL text, where the grants never see it; with
+    the attached-database limit at 0 SQLite refuses both (an authorizer would not see
+    ``VACUUM INTO``). aiosqlite passes ``factory`` on to :func:`sqlite3.connect`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+
+
+_ATTACH_REFUSED = "too many attached databases"
+"""SQLite's words when :class:`_SingleFileConnection` refuses an ``ATTACH`` or ``VACUUM INTO``."""
 
 
 class _Engines:
@@ -357,7 +402,9 @@ class _Engines:
                 connect_args={"cursor_factory": AsyncClientCursor, "connect_timeout": 10},
             )
         else:
-            engine = create_async_engine(url, poolclass=NullPool)
+            engine = create_async_engine(
+                url, poolclass=NullPool, connect_args={"factory": _SingleFileConnection}
+            )
         self._engines[key] = (loop, engine)
         return engine
 
@@ -429,6 +476,12 @@ def _to_error(
             "SQLITE_CONSTRAINT_PRIMARYKEY"
         ):
             return Conflict(message, details=details)
+        if text_.startswith(_ATTACH_REFUSED):
+            return PathNotAllowed(
+                f"{where}: ATTACH and VACUUM INTO are not allowed: a workflow's SQLite "
+                "connection reaches its own database file only",
+                details=details,
+            )
         if sqlite_name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
             return SerializationFailure(message, details=details)
         if sqlite_name.startswith("SQLITE_CANTOPEN"):

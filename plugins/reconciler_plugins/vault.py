@@ -22,6 +22,7 @@ What callers may rely on:
   ``${{ secrets.vault_token }}``) or else from the process's Vault settings
   (``RECONCILER_VAULT_ADDR``/``RECONCILER_VAULT_TOKEN``, falling back to ``VAULT_ADDR``/
   ``VAULT_TOKEN``, read by :class:`reconciler.secrets.vault.VaultConfig`; token auth only);
+  the process's token is only ever sent to the process's own address, never to another ``addr``;
   ``init()`` checks at start-up that the configured Vault answers and is unsealed;
 * errors: ``ConnectionFailed`` (unreachable or sealed, retryable), ``AuthenticationFailed``
   (permission denied: bad token or policy), ``NotFound`` (no such mount), ``Conflict``
@@ -109,6 +110,11 @@ class _VaultRequest(Request):
         return f"{self.mount.strip('/')}/{self.path.strip('/')}"
 
 
+def _same_address(a: str, b: str | None) -> bool:
+    """Whether two Vault addresses name the same server (case and a trailing / aside)."""
+    return b is not None and a.rstrip("/").lower() == b.rstrip("/").lower()
+
+
 class _Target:
     """Where and how to reach Vault for one call."""
 
@@ -121,11 +127,20 @@ class _Target:
                 raise InvalidRequest(f"the process's Vault settings are invalid: {exc}") from None
         addr = request.addr or (config.addr if config else None)
         token = request.token
-        if token is None and config is not None and config.token is not None:
+        # the daemon's token goes to the daemon's Vault only, never to an address a commit names
+        own_vault = config is not None and (
+            request.addr is None or _same_address(request.addr, config.addr)
+        )
+        if token is None and own_vault and config is not None and config.token is not None:
             token = config.token.get_secret_value()
         if not addr:
             raise InvalidRequest(
                 "no Vault address: set `addr` or the daemon's Vault settings (RECONCILER_VAULT_ADDR)"
+            )
+        if not token and not own_vault and request.addr is not None:
+            raise InvalidRequest(
+                "no Vault token for the Vault at `addr`: set `token` (a secret); the daemon's "
+                "own token is only sent to its own Vault (RECONCILER_VAULT_ADDR)"
             )
         if not token:
             raise InvalidRequest(

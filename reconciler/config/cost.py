@@ -15,11 +15,15 @@ engine bounds them in two steps:
   whole scope, once per ``+`` in it, an upper bound. Nested comprehensions multiply;
   linear-time string functions (``matches``, ``contains``, ...) and ``in`` add
   ``1 + longest / 64`` units per call, ``longest`` being the largest string or collection in
-  scope. The engine compares the estimate with ``expression_cost_limit`` and raises
+  scope. Concatenation copies: a chain of ``p`` ``+`` operators over strings or lists of up to
+  ``longest`` items builds ``p`` results of up to ``p + 1`` times that, so it adds
+  ``p (p + 1) (1 + longest / 64)`` units (``observed.content + observed.content + ...`` over a
+  16 MiB file is quadratic and would hold the event loop for minutes). The engine compares the
+  estimate with ``expression_cost_limit`` and raises
   :class:`~reconciler.errors.ExpressionBudgetExceeded` without evaluating when it is over.
 
-What callers may rely on: an expression without comprehension macros has no :class:`Shape`
-(:func:`shape_of` returns ``None``) and costs nothing to check; the estimate is never below the
+What callers may rely on: an expression without comprehension macros and without ``+`` has no
+:class:`Shape` (:func:`shape_of` returns ``None``) and costs nothing to check; the estimate is never below the
 number of elements the comprehensions visit. One unit takes about half a microsecond on a
 2-core machine, so the default budget of one million is about half a second of CPU.
 """
@@ -87,6 +91,8 @@ class Shape:
     macros: tuple[Macro, ...]
     linear: int
     depth: int
+    pluses: int = 0
+    """``+`` operators anywhere in the expression (concatenations copy their operands)."""
 
 
 def _tokens(source: str) -> list[tuple[str, str]]:
@@ -191,14 +197,17 @@ def _depth(macros: tuple[Macro, ...] | list[Macro]) -> int:
 
 @lru_cache(maxsize=65536)
 def shape_of(source: str) -> Shape | None:
-    """The comprehension structure of ``source``, or ``None`` when it has no comprehension."""
-    if "(" not in source or not any(name in source for name in MACROS):
+    """The comprehension structure of ``source``, or ``None`` when it has neither a
+    comprehension nor a ``+``."""
+    maybe_macro = "(" in source and any(name in source for name in MACROS)
+    if not maybe_macro and "+" not in source:
         return None
     tokens = _tokens(source)
     macros, linear = _parse(tokens, 0, len(tokens))
-    if not macros:
+    pluses = sum(1 for kind, text in tokens if kind == "op" and text == "+")
+    if not macros and not pluses:
         return None
-    return Shape(tuple(macros), linear, _depth(macros))
+    return Shape(tuple(macros), linear, _depth(macros), pluses)
 
 
 def static_problem(source: str) -> str | None:
@@ -284,4 +293,6 @@ def estimate(shape: Shape, scope: Mapping[str, Any], limit: int) -> int:
         return total
 
     base = 1 + (shape.linear * per_linear() if shape.linear else 0)
+    if shape.pluses:
+        base += shape.pluses * (shape.pluses + 1) * per_linear()
     return base + cost(shape.macros)

@@ -33,7 +33,12 @@ from typing import Any
 import cel
 
 from reconciler.config.cost import estimate, shape_of
-from reconciler.errors import EvaluationError, ExpressionBudgetExceeded, ExpressionError
+from reconciler.errors import (
+    EvaluationError,
+    ExpressionBudgetExceeded,
+    ExpressionError,
+    SecretExpressionRefused,
+)
 
 DEFAULT_COST_LIMIT = 1_000_000
 """Units one evaluation may cost when the caller sets no limit (``expression_cost_limit``)."""
@@ -111,6 +116,32 @@ def plain_path(source: str) -> tuple[str, ...] | None:
     return None if names[0] in CEL_LITERALS else names
 
 
+_SECRETS_RE = re.compile(r"(?<![\w.])secrets\b")
+"""Where an expression names the ``secrets`` scope (or merely the word: refusing is safe)."""
+
+
+def check_secret_use(source: str, scope: Mapping[str, Any]) -> None:
+    """Raise :class:`SecretExpressionRefused` if ``secrets`` is in ``scope`` (a ``with:``) and
+    ``source`` reads it other than as a plain reference (``secrets.name``).
+
+    Redaction masks a secret's value and its usual encodings, not what an expression can make
+    of it: ``size(secrets.x)``, ``secrets.x.matches('^a')`` or a comprehension that rebuilds
+    it character by character would carry it into outputs, errors and the journal. So a
+    ``${{ }}`` may pass a secret on, never compute with it.
+    """
+    if _SECRETS_RE.search(source) is None:
+        return
+    names = plain_path(source)
+    if names is not None and names[0] == "secrets" and len(names) == 2:
+        return
+    if "secrets" not in scope:
+        return  # outside with: CEL itself says there is no such variable
+    raise SecretExpressionRefused(
+        f"{source.strip()!r} computes with a secret: a ${{{{ }}}} may only pass one on as is "
+        "(${{ secrets.name }}), so that redaction can mask it wherever it goes"
+    )
+
+
 def _lookup(names: tuple[str, ...], scope: Mapping[str, Any]) -> Any:
     """The scalar at ``names`` in ``scope``, or :data:`NotImplemented` when CEL must decide
     (a missing key, a list or map value, anything CEL would convert)."""
@@ -139,9 +170,11 @@ def evaluate(
     is answered by looking it up, with the value CEL would give: converting the whole scope to
     CEL for it cost more than the rest of a trivial check. An expression with comprehensions
     whose estimated cost is over ``cost_limit`` raises :class:`ExpressionBudgetExceeded`
-    without being evaluated; ``inline_limit`` is for :func:`evaluate_async`.
+    without being evaluated; ``inline_limit`` is for :func:`evaluate_async`. One that computes
+    with ``secrets`` raises :class:`SecretExpressionRefused` (:func:`check_secret_use`).
     """
     program = compile_expr(source)
+    check_secret_use(source, scope)
     names = plain_path(source)
     if names is not None:
         found = _lookup(names, scope)

@@ -9,8 +9,9 @@ adds the quoted word and reopens them, so it stays part of the same word.
 
 Where quoting cannot make a value safe or cannot keep its meaning, the template is refused with
 :class:`~reconciler.errors.ShellValueRefused`: after a backslash or a ``$``, inside backquotes,
-``${...}``, arithmetic ``$(( ))`` or anywhere after a here-document operator ``<<`` (the body of
-a here-document is expanded again by the shell). The decision depends only on the literal text
+``${...}``, arithmetic ``$(( ))``, anywhere after a here-document operator ``<<`` (the body of
+a here-document is expanded again by the shell) or after ANSI-C quoting ``$'...'`` (bash reads
+backslash escapes in it, dash does not, so no single reading of the quotes is safe for both). The decision depends only on the literal text
 around the template, so ``reconciler validate`` reports it as ``path:line:col`` before anything
 runs (:func:`shell_problems`).
 
@@ -58,11 +59,15 @@ def shell_slots(text: str) -> list[ShellSlot]:
     slots: list[ShellSlot] = []
     stack: list[str] = ["word"]
     heredoc = False
+    ansi = False
+    escaped = -1  # index of the last character a backslash made literal
     i, n, m = 0, len(text), 0
     while i < n:
         if m < len(matches) and i == matches[m].start():
             match = matches[m]
-            slots.append(_slot(match.start(), match.end(), match.group(1), stack[-1], heredoc))
+            slots.append(
+                _slot(match.start(), match.end(), match.group(1), stack[-1], heredoc, ansi)
+            )
             i, m = match.end(), m + 1
             continue
         c = text[i]
@@ -79,6 +84,7 @@ def shell_slots(text: str) -> list[ShellSlot]:
                 i, m = match.end(), m + 1
                 continue
             i += 1  # the escaped character is literal
+            escaped = i
         elif c == "$" and m < len(matches) and i + 1 == matches[m].start():
             match = matches[m]
             slots.append(
@@ -86,6 +92,8 @@ def shell_slots(text: str) -> list[ShellSlot]:
             )
             i, m = match.end(), m + 1
             continue
+        elif text.startswith("$'", i) and top != "double":
+            ansi = True  # the quote itself is read next, as dash would
         elif text.startswith("$((", i):
             stack.append("arith")
             i += 2
@@ -119,7 +127,12 @@ def shell_slots(text: str) -> list[ShellSlot]:
         elif c == "<" and text.startswith("<<", i):
             heredoc = True
             i += 1
-        elif c == "#" and top != "brace" and (i == 0 or text[i - 1] in " \t\n;&|()"):
+        elif (
+            c == "#"
+            and top != "brace"
+            # a comment starts a word: not after an escaped blank (``a\ #`` is one word)
+            and (i == 0 or (text[i - 1] in " \t\n;&|()" and escaped != i - 1))
+        ):
             end = text.find("\n", i)
             i = n if end < 0 else end
             continue
@@ -127,9 +140,13 @@ def shell_slots(text: str) -> list[ShellSlot]:
     return slots
 
 
-def _slot(start: int, end: int, source: str, context: str, heredoc: bool) -> ShellSlot:
+def _slot(
+    start: int, end: int, source: str, context: str, heredoc: bool, ansi: bool = False
+) -> ShellSlot:
     if heredoc:
         return ShellSlot(start, end, source, None, "after a here-document (<<)")
+    if ansi:
+        return ShellSlot(start, end, source, None, "after ANSI-C quoting $'...'")
     if context in ("word", "paren"):
         return ShellSlot(start, end, source, "word")
     if context == "single":

@@ -232,13 +232,26 @@ class DaemonSettings(BaseSettings):
 
     def grants(self, *, private: Iterable[Path] = ()) -> Grants:
         """What workflows may reach under these settings: the file roots, the variables and the
-        read cap, with the data directory and ``private`` (a source's clone or ``.git``)
+        read cap, with the data directory, ``private`` (a source's clone or ``.git``) and the
+        files holding the daemon's credentials (``*_file`` settings, the Kubernetes token)
         denied whatever the roots say."""
+        credentials = [
+            self.api_token_file,
+            self.webhook_secret_file,
+            self.vault_token_file,
+            self.vault_role_id_file,
+            self.vault_secret_id_file,
+            self.vault_kubernetes_token_path,
+        ]
+        if self.vault_auth_method == "kubernetes" and self.vault_kubernetes_token_path is None:
+            from reconciler.secrets.vault import DEFAULT_KUBERNETES_TOKEN_PATH
+
+            credentials.append(DEFAULT_KUBERNETES_TOKEN_PATH)
         return Grants.for_daemon(
             workdir=self.workdir,
             file_roots=self.file_roots,
             allow_env=self.allow_env,
-            deny=[self.data_dir, *private],
+            deny=[self.data_dir, *private, *(p for p in credentials if p is not None)],
             max_read_bytes=self.max_file_bytes,
         )
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.daemon.settings import DaemonSettings
 from reconciler.errors import EnvNotAllowed, NotAllowed, PathNotAllowed
 from reconciler.grants import DEFAULT_ALLOW_ENV, Grants
 
@@ -123,6 +124,27 @@ def test_the_daemons_own_variables_are_refused_even_by_a_wildcard(root: Path, na
     with pytest.raises(EnvNotAllowed, match="daemon's own settings or credentials"):
         grants.check_env(name)
     grants.check_env("APP_PASSWORD")
+
+
+@pytest.mark.parametrize(
+    "name", ["reconciler_api_token", "Reconciler_Vault_Token", "reconciler_store", "vault_token"]
+)
+def test_the_daemons_own_variables_are_refused_in_any_letter_case(root: Path, name: str) -> None:
+    # the daemon's settings read RECONCILER_* variables whatever their case
+    grants = Grants.for_daemon(workdir=root, file_roots=None, allow_env=["*"])
+    with pytest.raises(EnvNotAllowed, match="daemon's own settings or credentials"):
+        grants.check_env(name)
+
+
+def test_a_lower_case_daemon_token_is_read_by_the_daemon_but_not_by_env_references(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("reconciler_api_token", "lower-case-daemon-token")
+    token = DaemonSettings().api_token
+    assert token is not None and token.get_secret_value() == "lower-case-daemon-token"
+    grants = Grants.for_daemon(workdir=root, file_roots=None, allow_env=["reconciler_*"])
+    with pytest.raises(EnvNotAllowed):
+        grants.check_env("reconciler_api_token")
 
 
 def test_an_empty_env_allow_list_allows_no_variable(root: Path) -> None:

@@ -140,6 +140,22 @@ async def test_address_and_token_default_to_the_process_vault_settings(
     assert (await plugin.run(bare, make_context())).changed
 
 
+async def test_the_daemons_vault_token_is_never_sent_to_an_address_a_workflow_names(
+    vault: FakeVault, make_context: ContextFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECONCILER_VAULT_ADDR", vault.addr)
+    monkeypatch.setenv("RECONCILER_VAULT_TOKEN", vault.root_token)
+    with FakeVault() as elsewhere:
+        request = VaultKvReadRequest.model_validate({"addr": elsewhere.addr, "path": "app/db"})
+        with pytest.raises(InvalidRequest, match="only sent to its own Vault"):
+            await VaultKvRead().run(request, make_context())
+        assert elsewhere.requests == []
+    # the daemon's own address, spelled with a trailing slash, still gets the daemon's token
+    vault.put_kv2("secret/app/db", {"user": "app"})
+    own = VaultKvReadRequest.model_validate({"addr": vault.addr + "/", "path": "app/db"})
+    assert (await VaultKvRead().run(own, make_context())).keys == ["user"]
+
+
 async def test_init_reports_a_sealed_vault_at_start_up(
     vault: FakeVault, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,6 +13,7 @@ SCOPE = {"inputs": {"l": list(range(60)), "name": "web"}}
 
 def test_an_expression_without_comprehensions_has_no_shape_and_costs_nothing_to_check() -> None:
     assert shape_of("inputs.name == 'web' && size(inputs.l) > 0") is None
+    assert shape_of("inputs.name == 'a+b'") is None
 
 
 def test_nested_comprehensions_multiply_the_sizes_they_iterate() -> None:
@@ -42,3 +43,19 @@ def test_the_budget_error_is_an_evaluation_error_raised_before_evaluating() -> N
 
 def test_macro_names_inside_strings_are_not_comprehensions() -> None:
     assert shape_of("inputs.name == 'x.all(y, true)'") is None
+
+
+def test_a_chain_of_concatenations_over_a_big_probed_file_is_over_the_budget() -> None:
+    # each + copies what it has built so far: the time is quadratic in the number of + and
+    # linear in the content, with no comprehension for the estimate to see
+    scope = {"observed": {"content": "a" * (4 * 1024 * 1024)}}
+    source = "size(" + " + ".join(["observed.content"] * 30) + ")"
+    with pytest.raises(ExpressionBudgetExceeded):
+        evaluate(source, scope)
+
+
+def test_one_concatenation_of_small_values_stays_cheap() -> None:
+    shape = shape_of("inputs.name + '-' + string(size(inputs.l))")
+    assert shape is not None and shape.pluses == 2
+    assert estimate(shape, SCOPE, 10**6) < 1000
+    assert evaluate("inputs.name + '-' + string(size(inputs.l))", SCOPE) == "web-60"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.daemon.settings import DaemonSettings
-from reconciler.errors import ConfigError
+from reconciler.errors import ConfigError, PathNotAllowed
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +102,34 @@ def test_secrets_cannot_be_flags_or_config_file_values(tmp_path: Path) -> None:
     config.write_text("webhook-secret: in-git\n")
     with pytest.raises(ConfigError, match="RECONCILER_WEBHOOK_SECRET"):
         DaemonSettings.load(config)
+
+
+def test_the_daemons_credential_files_are_denied_to_workflows_inside_a_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    names = ("api-token", "webhook-secret", "vault-token", "role-id", "secret-id")
+    for name in names:
+        (secrets / name).write_text(f"{name}-value\n")
+    (secrets / "app.conf").write_text("workflows may read this")
+    monkeypatch.setenv("RECONCILER_VAULT_TOKEN_FILE", str(secrets / "vault-token"))
+    settings = DaemonSettings.load(
+        workdir=tmp_path,
+        api_token_file=secrets / "api-token",
+        webhook_secret_file=secrets / "webhook-secret",
+        vault_role_id_file=secrets / "role-id",
+        vault_secret_id_file=secrets / "secret-id",
+    )
+    grants = settings.grants()
+    for name in names:
+        with pytest.raises(PathNotAllowed):
+            grants.check_path(f"secrets/{name}", base=tmp_path)
+    assert grants.check_path("secrets/app.conf", base=tmp_path) == secrets / "app.conf"
+    kubernetes = DaemonSettings.load(workdir=tmp_path, file_roots=[Path("/")]).model_copy(
+        update={"vault_auth_method": "kubernetes"}
+    )
+    with pytest.raises(PathNotAllowed):
+        kubernetes.grants().check_path(
+            "/var/run/secrets/kubernetes.io/serviceaccount/token", base=tmp_path
+        )

@@ -256,3 +256,109 @@ async def test_a_secret_the_operator_did_not_grant_fails_the_run_before_any_acti
     assert result.error is not None and result.error.name == error
     assert CANARY not in repr(result.error.details) and CANARY not in result.error.message
     assert registry.instance("test.echo").calls == []
+
+
+CHARSET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_!"
+REBUILD = (
+    "${{ ["
+    + ",".join(str(i) for i in range(len(CANARY)))
+    + "].map(i, ["
+    + ",".join(f"'{c}'" for c in CHARSET)
+    + "].filter(c, secrets.tok.matches('^.{' + string(i) + '}' + c))) }}"
+)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [REBUILD, "${{ size(secrets.tok) }}", "${{ secrets.tok.matches('^canary') }}"],
+    ids=["rebuilt-character-by-character", "size", "matches-oracle"],
+)
+async def test_an_expression_computing_with_a_secret_is_refused_before_it_can_leak(
+    leaky_engine: Engine, registry: PluginRegistry, journal: MemoryJournal, wf: Any, value: str
+) -> None:
+    w = wf(
+        {
+            "a": {
+                "action": {"plugin": "test.echo", "with": {"value": value}, "as": "e"},
+                "transitions": [
+                    {"on": ["success"], "to": "done"},
+                    {"on": ["NotAllowed"], "to": "failed"},
+                ],
+            },
+            **END,
+        },
+        secrets={"tok": "env:RECONCILER_TEST_CANARY"},
+    )
+    result = await leaky_engine.run(w)
+    assert result.path == ["a", "failed"], result.outputs
+    assert registry.instance("test.echo").calls == []
+    seen = everything(journal)
+    assert "SecretExpressionRefused" in seen
+    assert CANARY not in seen and '"c","a","n","a","r","y"' not in seen.replace(" ", "")
+
+
+async def test_a_secret_passed_on_as_is_in_a_template_still_works(
+    leaky_engine: Engine, registry: PluginRegistry, wf: Any
+) -> None:
+    w = wf(
+        {
+            "a": {
+                "action": {"plugin": "test.echo", "with": {"value": "Bearer ${{ secrets.tok }}"}},
+                "next": "done",
+            },
+            **END,
+        },
+        secrets={"tok": "env:RECONCILER_TEST_CANARY"},
+    )
+    result = await leaky_engine.run(w)
+    assert result.ok, result.error
+    assert registry.instance("test.echo").calls[0]["value"] == f"Bearer {CANARY}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a secret passed to a workflow.run child becomes a plain input there, and the "
+    "child's expressions may compute with inputs; refusing it needs taint tracking of values",
+)
+async def test_a_child_run_cannot_compute_with_a_secret_its_parent_passed_as_an_input(
+    registry: PluginRegistry,
+    journal: MemoryJournal,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    grants: Grants,
+    wf: Any,
+) -> None:
+    monkeypatch.setenv("RECONCILER_TEST_CANARY", CANARY)
+    rebuild = REBUILD.replace("secrets.tok", "inputs.tok")
+    child = wf(
+        {
+            "a": {
+                "action": {"plugin": "test.echo", "with": {"value": rebuild}, "as": "e"},
+                "next": "done",
+            },
+            **END,
+        },
+        name="child",
+        inputs={"tok": ""},
+    )
+    parent = wf(
+        {
+            "call": {
+                "action": {
+                    "plugin": "workflow.run",
+                    "with": {"workflow": "child", "inputs": {"tok": "${{ secrets.tok }}"}},
+                    "as": "child",
+                },
+                "next": "done",
+            },
+            **END,
+        },
+        name="parent",
+        secrets={"tok": "env:RECONCILER_TEST_CANARY"},
+    )
+    engine = Engine(
+        registry, journal=journal, workdir=tmp_path, grants=grants, workflows={"child": child}
+    )
+    await engine.run(parent)
+    seen = everything(journal).replace(" ", "")
+    assert '["c"],["a"],["n"],["a"],["r"],["y"]' not in seen

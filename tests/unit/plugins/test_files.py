@@ -434,3 +434,15 @@ async def test_file_write_to_a_symlink_to_dev_null_is_refused(workdir: Path) -> 
     (workdir / "null").symlink_to("/dev/null")
     with pytest.raises(PathNotAllowed, match="/dev"):
         await write(workdir, path="null", content="x")
+
+
+@pytest.mark.parametrize("mode", ["4755", "2755", "06777"])
+async def test_file_write_of_a_setuid_or_setgid_mode_is_refused(workdir: Path, mode: str) -> None:
+    # a set-id program owned by the daemon's user would let any local user act as the daemon
+    (workdir / "tool").write_text("#!/bin/sh\n")
+    with pytest.raises(ValidationError, match="set-user-ID"):
+        await write(workdir, path="tool", content="#!/bin/sh\n", mode=mode)
+    with pytest.raises(ValidationError, match="set-user-ID"):
+        await write(workdir, path="new-tool", content="\x7fELF", mode=mode, encoding="latin-1")
+    assert mode_of(workdir / "tool") & 0o6000 == 0
+    assert not (workdir / "new-tool").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -277,3 +278,44 @@ def test_response_dumps_in_camel_case_and_accepts_a_partial_mock() -> None:
     assert dumped["changed"] is True
     assert dumped["exitCode"] is None
     assert "exit_code" not in dumped
+
+
+DAEMON_STAND_IN = """
+import asyncio, logging, sys
+from pathlib import Path
+from reconciler_plugins.shell import ShellRun, ShellRunRequest
+from reconciler.plugin import ActionContext, RunInfo
+
+token = sys.argv[1]
+context = ActionContext(
+    run=RunInfo(id="r1", workflow="w"),
+    idempotency_key="r1/run/0",
+    logger=logging.LoggerAdapter(logging.getLogger("stand-in")),
+    workdir=Path.cwd(),
+    redact=lambda text: text.replace(token, "***"),
+)
+request = ShellRunRequest.model_validate(
+    {"argv": ["sh", "-c", "tr '\\\\000' '\\\\n' < /proc/$PPID/environ | rev"], "okExitCodes": [0, 1]}
+)
+print(asyncio.run(ShellRun().run(request, context)).stdout)
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the child runs as the daemon's user and reads /proc/<daemon>/environ; keeping it "
+    "out needs the daemon to be non-dumpable and not root, or shell.run under another user",
+)
+def test_a_command_cannot_read_the_daemons_environment_through_proc(tmp_path: Path) -> None:
+    token = "canary-daemon-token-91c4"
+    env = {**os.environ, "RECONCILER_API_TOKEN": token}
+    done = subprocess.run(
+        [sys.executable, "-c", DAEMON_STAND_IN, token],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert token[::-1] not in done.stdout  # reversed: past the plugin's redaction

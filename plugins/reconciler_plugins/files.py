@@ -128,7 +128,7 @@ class FileRead(Plugin[FileReadRequest, FileReadResponse]):
     async def run(self, request: FileReadRequest, context: ActionContext) -> FileReadResponse:
         path = granted_path(request.path, context)
         try:
-            data = await asyncio.to_thread(_read_granted, context.granted(), path)
+            data = await _read_granted(context.granted(), path)
         except FileNotFoundError as exc:
             if request.missing_ok:
                 return FileReadResponse(exists=False)
@@ -334,12 +334,21 @@ def _granted_directory(grants: Grants, parent: Path) -> Iterator[int]:
         os.close(dir_fd)
 
 
-def _read_granted(grants: Grants, path: Path) -> bytes:
+_INLINE_READ = 256 * 1024
+"""Files up to this size are read on the event loop: a probe reading a small file (the common
+case) would spend more on a thread hop than on the read."""
+
+
+async def _read_granted(grants: Grants, path: Path) -> bytes:
     """The bytes of ``path`` (already checked) through ``grants.read_bytes``; a directory is
-    reported as the OS reports it, so it stays a ``Conflict``."""
-    if path.is_dir():
+    reported as the OS reports it, so it stays a ``Conflict``. Large files are read in a
+    worker thread."""
+    info = os.stat(path)
+    if stat.S_ISDIR(info.st_mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-    return grants.read_bytes(path)
+    if info.st_size <= _INLINE_READ:
+        return grants.read_bytes(path)
+    return await asyncio.to_thread(grants.read_bytes, path)
 
 
 def _same_content(dir_fd: int, name: str, data: bytes) -> bool:

@@ -128,7 +128,7 @@ class FileRead(Plugin[FileReadRequest, FileReadResponse]):
     async def run(self, request: FileReadRequest, context: ActionContext) -> FileReadResponse:
         path = granted_path(request.path, context)
         try:
-            data = await _read_granted(context.granted(), path)
+            data = _read_granted(context.granted(), path)
         except FileNotFoundError as exc:
             if request.missing_ok:
                 return FileReadResponse(exists=False)
@@ -334,21 +334,16 @@ def _granted_directory(grants: Grants, parent: Path) -> Iterator[int]:
         os.close(dir_fd)
 
 
-_INLINE_READ = 256 * 1024
-"""Files up to this size are read on the event loop: a probe reading a small file (the common
-case) would spend more on a thread hop than on the read."""
-
-
-async def _read_granted(grants: Grants, path: Path) -> bytes:
-    """The bytes of ``path`` (already checked) through ``grants.read_bytes``; a directory is
-    reported as the OS reports it, so it stays a ``Conflict``. Large files are read in a
-    worker thread."""
-    info = os.stat(path)
-    if stat.S_ISDIR(info.st_mode):
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-    if info.st_size <= _INLINE_READ:
+def _read_granted(grants: Grants, path: Path) -> bytes:
+    """The bytes of ``path`` (already checked) through ``grants.read_bytes``, on the event loop
+    (a probe's file is small; the read is capped at ``--max-file-bytes``); a directory is
+    reported as the OS reports it, so it stays a ``Conflict``."""
+    try:
         return grants.read_bytes(path)
-    return await asyncio.to_thread(grants.read_bytes, path)
+    except PathNotAllowed:
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)) from None
+        raise
 
 
 def _same_content(dir_fd: int, name: str, data: bytes) -> bool:

@@ -118,6 +118,11 @@ def _read_at_most(fd: int, limit: int, *, expected: int) -> bytes:
     return b"".join(chunks)
 
 
+def _exact_and_prefixes(paths: Iterable[Path]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    exact = tuple(str(p) for p in paths)
+    return exact, tuple(p if p.endswith(os.sep) else p + os.sep for p in exact)
+
+
 def _under(path: str, root: str) -> bool:
     """Whether the resolved ``path`` is ``root`` or inside it (string prefixes: this runs for
     every file a probe reads, and ``Path.parents`` costs twenty times as much)."""
@@ -191,29 +196,83 @@ class Grants:
         if "\x00" in raw:
             raise PathNotAllowed(f"path {raw!r} contains a NUL byte", details={"path": "?"})
         resolved = _absolute(raw if os.path.isabs(raw) else os.path.join(base, raw))
-        for denied in self._denied_text:
-            if _under(resolved, denied):
-                raise PathNotAllowed(
-                    f"path {raw!r} is not allowed: {resolved} is under {denied}, which "
-                    "workflows can never reach",
-                    details={"path": raw},
-                )
-        if not any(_under(resolved, root) for root in self._roots_text):
-            roots = ", ".join(self._roots_text) or "none"
+        self._check_resolved(raw, resolved)
+        return Path(resolved)
+
+    def _check_resolved(self, raw: str, resolved: str) -> None:
+        """Raise :class:`PathNotAllowed` unless ``resolved`` (what ``raw`` names, every symlink
+        resolved) is under a root and under no denied directory."""
+        denied_exact, denied_prefixes = self._denied_text
+        if resolved in denied_exact or resolved.startswith(denied_prefixes):
+            denied = next(d for d in denied_exact if _under(resolved, d))
+            raise PathNotAllowed(
+                f"path {raw!r} is not allowed: {resolved} is under {denied}, which "
+                "workflows can never reach",
+                details={"path": raw},
+            )
+        roots_exact, roots_prefixes = self._roots_text
+        if not (resolved in roots_exact or resolved.startswith(roots_prefixes)):
+            roots = ", ".join(roots_exact) or "none"
             raise PathNotAllowed(
                 f"path {raw!r} is not allowed: {resolved} is outside the file roots "
                 f"({roots}); the operator grants more with --file-root",
                 details={"path": raw},
             )
-        return Path(resolved)
+
+    def read_file(self, path: str | os.PathLike[str], *, base: Path) -> tuple[Path, bytes]:
+        """Check ``path`` (as :meth:`check_path`) and read it (as :meth:`read_bytes`), both on
+        the same file: it is opened once without reading (``O_PATH``), the kernel names what
+        was opened, that name is checked, and the read reopens that very inode, so no rename
+        or symlink swapped in between can redirect it. Returns the resolved path and the bytes.
+
+        Raises :class:`PathNotAllowed` as those two do, and :class:`FileNotFoundError` (or
+        another :class:`OSError`) only for a path the grants allow.
+        """
+        raw = os.fspath(path)
+        joined = raw if os.path.isabs(raw) else os.path.join(base, raw)
+        try:
+            handle = os.open(joined, _O_PATH) if "\x00" not in joined else -1
+        except OSError:
+            handle = -1
+        if handle < 0:  # missing, NUL, or no O_PATH: the grants decide before the OS does
+            resolved = self.check_path(raw, base=base)
+            return resolved, self.read_bytes(resolved)
+        try:
+            real = os.readlink(f"/proc/self/fd/{handle}")
+            self._check_resolved(raw, real)
+            info = os.fstat(handle)
+            self.require_regular(Path(real), info.st_mode)
+            if info.st_size > self.max_read_bytes:
+                raise PathNotAllowed(
+                    f"{real} is {info.st_size} bytes, more than the {self.max_read_bytes} a "
+                    "workflow may read",
+                    details={"path": real, "size": info.st_size},
+                )
+            fd = os.open(f"/proc/self/fd/{handle}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:  # no /proc: the two steps
+            resolved = self.check_path(raw, base=base)
+            return resolved, self.read_bytes(resolved)
+        finally:
+            os.close(handle)
+        try:
+            data = _read_at_most(fd, self.max_read_bytes + 1, expected=info.st_size)
+        finally:
+            os.close(fd)
+        if len(data) > self.max_read_bytes:
+            raise PathNotAllowed(
+                f"{real} holds more than the {self.max_read_bytes} bytes a workflow may read",
+                details={"path": real},
+            )
+        return Path(real), data
 
     @cached_property
-    def _roots_text(self) -> tuple[str, ...]:
-        return tuple(str(root) for root in self.file_roots)
+    def _roots_text(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The roots as text, and the prefixes of what lies inside them (one ``startswith``)."""
+        return _exact_and_prefixes(self.file_roots)
 
     @cached_property
-    def _denied_text(self) -> tuple[str, ...]:
-        return tuple(str(denied) for denied in self.denied_paths)
+    def _denied_text(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return _exact_and_prefixes(self.denied_paths)
 
     def read_bytes(self, path: Path, *, limit: int | None = None) -> bytes:
         """The bytes of the regular file at ``path`` (already checked), at most ``limit``.

@@ -61,7 +61,7 @@ class PermissionDenied(PluginError):
 def granted_path(path: str, context: ActionContext) -> Path:
     """``path`` resolved (relative to ``context.workdir``, symlinks followed) if the operator's
     grants allow it; :class:`PathNotAllowed` otherwise."""
-    return context.granted().check_path(path, base=Path(context.workdir))
+    return context.granted().check_path(path, base=context.workdir)
 
 
 def _os_error(exc: OSError, path: Path, doing: str) -> PluginError:
@@ -126,15 +126,14 @@ class FileRead(Plugin[FileReadRequest, FileReadResponse]):
     errors = (NotFound, Conflict, PathNotAllowed, PermissionDenied, PluginError)
 
     async def run(self, request: FileReadRequest, context: ActionContext) -> FileReadResponse:
-        path = granted_path(request.path, context)
         try:
-            data = _read_granted(context.granted(), path)
+            path, data = _read_granted(context, request.path)
         except FileNotFoundError as exc:
             if request.missing_ok:
                 return FileReadResponse(exists=False)
-            raise _os_error(exc, path, "read") from None
+            raise _os_error(exc, _shown(request.path, context), "read") from None
         except OSError as exc:
-            raise _os_error(exc, path, "read") from None
+            raise _os_error(exc, _shown(request.path, context), "read") from None
         try:
             text = data.decode(request.encoding)
         except LookupError:
@@ -334,16 +333,23 @@ def _granted_directory(grants: Grants, parent: Path) -> Iterator[int]:
         os.close(dir_fd)
 
 
-def _read_granted(grants: Grants, path: Path) -> bytes:
-    """The bytes of ``path`` (already checked) through ``grants.read_bytes``, on the event loop
-    (a probe's file is small; the read is capped at ``--max-file-bytes``); a directory is
-    reported as the OS reports it, so it stays a ``Conflict``."""
+def _read_granted(context: ActionContext, path: str) -> tuple[Path, bytes]:
+    """The resolved path and the bytes of ``path`` through ``grants.read_file`` (checked and
+    read on the same file), on the event loop: a probe's file is small and the read is capped
+    at ``--max-file-bytes``. A directory is reported as the OS reports it, so it stays a
+    ``Conflict``."""
     try:
-        return grants.read_bytes(path)
-    except PathNotAllowed:
-        if os.path.isdir(path):
+        return context.granted().read_file(path, base=context.workdir)
+    except PathNotAllowed as exc:
+        if "is a directory" in exc.message:
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)) from None
         raise
+
+
+def _shown(path: str, context: ActionContext) -> Path:
+    """``path`` as an error names it: absolute, as the workflow wrote it (the grants allowed
+    it, so naming it reveals nothing)."""
+    return Path(path) if os.path.isabs(path) else Path(context.workdir) / path
 
 
 def _same_content(dir_fd: int, name: str, data: bytes) -> bool:

@@ -87,8 +87,7 @@ class DefaultResolver:
                 )
             return env[rest]
         if scheme == "file":
-            path = self.grants.check_path(rest, base=Path.cwd())
-            return await asyncio.to_thread(_read_file, name, ref, path=path, grants=self.grants)
+            return await asyncio.to_thread(_read_file, name, ref, path=rest, grants=self.grants)
         if scheme == "vault" and self.vault is not None:
             return await self.vault.read(name, ref)
         if scheme == "transit" and self.vault is not None:
@@ -134,9 +133,9 @@ def resolver_from_settings(settings: object, *, grants: Grants | None = None) ->
     return DefaultResolver(vault=VaultClient(config) if config is not None else None, grants=grants)
 
 
-def _read_file(name: str, ref: str, *, path: Path, grants: Grants) -> str:
+def _read_file(name: str, ref: str, *, path: str, grants: Grants) -> str:
     try:
-        text = grants.read_bytes(path).decode("utf-8")
+        text = grants.read_file(path, base=Path.cwd())[1].decode("utf-8")
     except FileNotFoundError:
         raise SecretUnavailable(
             f"secret {name!r} ({ref}): file not found", details={"secret": name, "ref": ref}

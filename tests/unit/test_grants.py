@@ -158,3 +158,39 @@ def test_refusals_are_routable_not_allowed_errors(root: Path) -> None:
         Grants.local(root).check_env("HOME")
     assert caught.value.names()[:2] == ["EnvNotAllowed", "NotAllowed"]
     assert caught.value.matches("NotAllowed") and not caught.value.retryable
+
+
+def test_read_file_checks_and_reads_the_same_file_through_symlinks_inside_the_root(
+    root: Path,
+) -> None:
+    (root / "sub" / "real.txt").write_text("content")
+    (root / "link.txt").symlink_to(root / "sub" / "real.txt")
+    path, data = Grants.local(root).read_file("link.txt", base=root)
+    assert (path, data) == ((root / "sub" / "real.txt").resolve(), b"content")
+
+
+def test_read_file_refuses_what_check_path_and_read_bytes_refuse(root: Path) -> None:
+    grants = Grants.for_daemon(workdir=root, file_roots=None, allow_env=None, max_read_bytes=4)
+    (root.parent / "outside" / "x").write_text("x")
+    (root / "escape").symlink_to(root.parent / "outside" / "x")
+    (root / "zero").symlink_to("/dev/zero")
+    os.mkfifo(root / "pipe")
+    (root / "big").write_bytes(b"12345")
+    for name, reason in [
+        ("escape", "outside the file roots"),
+        ("zero", "can never reach"),
+        ("pipe", "a FIFO"),
+        ("big", "5 bytes, more than the 4"),
+        ("sub", "a directory"),
+        ("/proc/self/environ", "can never reach"),
+    ]:
+        with pytest.raises(PathNotAllowed, match=reason):
+            grants.read_file(name, base=root)
+
+
+def test_read_file_says_not_allowed_before_not_found_outside_the_roots(root: Path) -> None:
+    grants = Grants.local(root)
+    with pytest.raises(PathNotAllowed):
+        grants.read_file("../outside/absent", base=root)
+    with pytest.raises(FileNotFoundError):
+        grants.read_file("absent", base=root)

@@ -118,6 +118,21 @@ def _read_at_most(fd: int, limit: int, *, expected: int) -> bytes:
     return b"".join(chunks)
 
 
+def file_kind(mode: int) -> str:
+    """What a file of ``mode`` is, in words (``"a FIFO"``), for refusals that name it."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
 def _exact_and_prefixes(paths: Iterable[Path]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     exact = tuple(str(p) for p in paths)
     return exact, tuple(p if p.endswith(os.sep) else p + os.sep for p in exact)
@@ -314,17 +329,7 @@ class Grants:
         """Raise :class:`PathNotAllowed` unless ``mode`` is a regular file's."""
         if stat.S_ISREG(mode):
             return
-        kind = (
-            "a directory"
-            if stat.S_ISDIR(mode)
-            else "a FIFO"
-            if stat.S_ISFIFO(mode)
-            else "a socket"
-            if stat.S_ISSOCK(mode)
-            else "a device"
-            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "not a regular file"
-        )
+        kind = file_kind(mode)
         raise PathNotAllowed(
             f"{path} is {kind}; workflows read and write regular files only",
             details={"path": str(path)},

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.config.snapshot import FileResult, Problem
+from reconciler.grants import file_kind
 
 __all__ = [
     "YAML_SUFFIXES",
@@ -151,18 +152,7 @@ def too_large(size: int, limit: int) -> str:
 def _require_small_regular(info: os.stat_result, limit: int) -> None:
     mode = info.st_mode
     if not stat.S_ISREG(mode):
-        kind = (
-            "a directory"
-            if stat.S_ISDIR(mode)
-            else "a FIFO"
-            if stat.S_ISFIFO(mode)
-            else "a socket"
-            if stat.S_ISSOCK(mode)
-            else "a device"
-            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "not a regular file"
-        )
-        raise FileRefused(f"{kind}, not a regular file; refused without opening it")
+        raise FileRefused(f"{file_kind(mode)}, not a regular file; refused without opening it")
     if info.st_size > limit:
         raise FileRefused(too_large(info.st_size, limit))
 

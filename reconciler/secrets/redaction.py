@@ -171,6 +171,10 @@ def describe_validation_error(exc: ValidationError) -> str:
     return f"{count} validation {noun}: " + "; ".join(parts)
 
 
+MIN_LOGGED_SECRET = 4
+"""Shortest value the process-wide registry masks in every logger's lines."""
+
+
 class SecretRegistry:
     """Every secret value this process has seen, for the log filters (process-wide).
 
@@ -179,6 +183,11 @@ class SecretRegistry:
     oldest go first); the daemon's own secrets (``permanent=True``) never expire. The pattern is
     rebuilt only when the set of values changes, on the next line logged. Thread-safe: hvac and
     the store's drivers log from worker threads.
+
+    Values shorter than :data:`MIN_LOGGED_SECRET` characters are not registered: masking every
+    ``ab`` in every line of every logger would make the log unreadable and protect next to
+    nothing. The run that resolved such a value still masks it in its own journal, outputs and
+    log lines (its :class:`Redactor` keeps every value).
     """
 
     def __init__(self, *, ttl: float = 24 * 3600.0, limit: int = 10_000) -> None:
@@ -192,8 +201,9 @@ class SecretRegistry:
         self._next_sweep = 0.0
 
     def add(self, value: str, *, permanent: bool = False) -> None:
-        """Register ``value`` (and every form of it); empty values are ignored."""
-        if not value:
+        """Register ``value`` (and every form of it); values shorter than
+        :data:`MIN_LOGGED_SECRET` are ignored."""
+        if len(value) < MIN_LOGGED_SECRET:
             return
         with self._lock:
             if permanent:

@@ -165,3 +165,10 @@ def test_a_run_redactor_registers_its_values_with_the_process_registry() -> None
     registry = SecretRegistry()
     Redactor(["run-secret-value"], registry=registry)
     assert registry.redact(f"GET /{quote('run-secret-value')}") == f"GET /{MASK}"
+
+
+def test_a_very_short_value_is_masked_in_its_run_but_not_in_every_log_line() -> None:
+    registry = SecretRegistry()
+    run = Redactor(["ab", "long-enough"], registry=registry)
+    assert run.redact("ab long-enough") == f"{MASK} {MASK}"
+    assert registry.redact("git_executable long-enough") == f"git_executable {MASK}"

@@ -14,6 +14,21 @@ from reconciler.secrets.redaction import REGISTRY, register_secret
 from reconciler.telemetry.logging import URL_LOGGERS, configure_logging
 
 
+@pytest.fixture(autouse=True)
+def logging_restored() -> Iterator[None]:
+    """Each test here configures logging; the tests after them get the configuration back."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    quiet = {name: logging.getLogger(name).level for name in URL_LOGGERS}
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, was in quiet.items():
+        logging.getLogger(name).setLevel(was)
+
+
 def test_logs_follow_stderr_when_it_is_swapped_after_configuration(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

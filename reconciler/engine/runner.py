@@ -152,6 +152,9 @@ class _Flow:
     check_failure: CheckFailed | None = None
 
 
+_ENGINE_LOG = structlog.get_logger("reconciler.engine")
+
+
 class Engine:
     """Runs workflows. One engine serves every run of a process; runs may proceed concurrently.
 
@@ -209,10 +212,14 @@ class Engine:
     ) -> RunContext:
         redactor = Redactor(inherited)
         logger = RedactingLogger(
-            structlog.get_logger("reconciler.engine").bind(
-                workflow=workflow.name, run=record.id, state=None, revision=record.revision
-            ),
+            _ENGINE_LOG,
             redactor,
+            {
+                "workflow": workflow.name,
+                "run": record.id,
+                "state": None,
+                "revision": record.revision,
+            },
         )
         return RunContext(
             registry=self.registry,

@@ -324,13 +324,28 @@ class RedactingLogger:
     never carry a secret the run knows, whatever the logging configuration is.
     """
 
-    def __init__(self, logger: Any, redactor: Redactor) -> None:
+    def __init__(
+        self, logger: Any, redactor: Redactor, context: Mapping[str, Any] | None = None
+    ) -> None:
         self._logger = logger
         self._redactor = redactor
+        self._context = dict(context or {})
+        self._bound: Any = None
 
     def bind(self, **values: Any) -> RedactingLogger:
-        bound = self._logger.bind(**self._redactor.redact_obj(values))
-        return RedactingLogger(bound, self._redactor)
+        """A logger with ``values`` added to every line. Binding is deferred to the first line
+        logged (most probes log nothing), and the values are redacted then, with every secret
+        the run knows by that time."""
+        return RedactingLogger(self._logger, self._redactor, {**self._context, **values})
+
+    def _target(self) -> Any:
+        if self._bound is None:
+            self._bound = (
+                self._logger.bind(**self._redactor.redact_obj(self._context))
+                if self._context
+                else self._logger
+            )
+        return self._bound
 
     def is_enabled_for(self, level: int) -> bool:
         """False when the wrapped logger drops ``level`` (``logging.INFO``...) anyway."""
@@ -357,7 +372,7 @@ class RedactingLogger:
             for k, v in kw.items()
             if k != "exc_info"
         }
-        return getattr(self._logger, level)(event, **safe)
+        return getattr(self._target(), level)(event, **safe)
 
     def debug(self, event: str, *args: Any, **kw: Any) -> Any:
         return self._emit("debug", event, *args, **kw)

@@ -32,6 +32,7 @@ from reconciler.api import create_app
 from reconciler.cli.app import app, fail
 from reconciler.daemon.controller import Controller, restrict_registry
 from reconciler.daemon.settings import DaemonSettings
+from reconciler.daemon.view import ControllerView
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.plugin import PluginRegistry
 from reconciler.secrets.redaction import register_secret
@@ -251,7 +252,7 @@ async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) 
         controller = Controller(
             settings, store, source=source, registry=registry, secrets=secrets, grants=grants
         )
-        server = ApiServer(create_app(controller), listen=settings.listen)
+        server = ApiServer(create_app(ControllerView(controller)), listen=settings.listen)
         sock = server.bind()
         http = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         host, port = sock.getsockname()[:2]

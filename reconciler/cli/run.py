@@ -1,4 +1,4 @@
-"""``reconciler run``: the daemon (DESIGN §4 and §6).
+"""``reconciler run``: the daemon and its HTTP API.
 
 Builds :class:`~reconciler.daemon.settings.DaemonSettings` from flags, ``RECONCILER_*``
 variables and ``--config`` (in that order of precedence), opens the store and the source, and
@@ -6,8 +6,9 @@ hands them to :class:`~reconciler.daemon.controller.Controller` until SIGTERM or
 exits 0 after the graceful shutdown. With no repository configured and run from the project
 checkout, it serves ``examples/quickstart`` as a plain directory.
 
-The HTTP API (:func:`reconciler.api.create_app`) is served by uvicorn on ``--listen`` in the
-same event loop as the controller; both stop together on SIGTERM (the API stops taking requests
+The HTTP API (:func:`reconciler.api.create_app`, over a
+:class:`~reconciler.daemon.view.ControllerView`) is served by uvicorn on ``--listen`` in the same
+event loop as the controller; both stop together on SIGTERM (the API stops taking requests
 once the controller has shut down). Logs are structured (structlog): human-readable on a terminal, JSON lines otherwise.
 """
 

@@ -1,13 +1,39 @@
 """reconciler: maintenance automation as state-machine workflows in git, driven to convergence.
 
-Public names are re-exported here; everything else may change between releases.
+The public API is the names re-exported here (``__all__``): the workflow models and the builder
+to write them in Python, the loader, the testing harness, the diagram renderers, the plugin
+contract and the error tree. Import them from ``reconciler``; the modules they live in, and
+everything else, may change between releases.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from reconciler.config.models import Action, RetryPolicy, State, Transition, Workflow
+from reconciler.config.builder import (
+    WorkflowBuilder,
+    action,
+    after,
+    default,
+    foreach,
+    mock_error,
+    on,
+    poll,
+    retry,
+    subscribe,
+    when,
+)
+from reconciler.config.loader import load_text, load_tree
+from reconciler.config.models import (
+    Action,
+    Duration,
+    RetryPolicy,
+    State,
+    Transition,
+    Workflow,
+)
+from reconciler.config.snapshot import LoadedWorkflow, Snapshot
+from reconciler.engine.graph import Diagram, build_diagram, to_dot, to_mermaid
 from reconciler.errors import (
     ActionError,
     Cancelled,
@@ -46,6 +72,13 @@ from reconciler.plugin import (
     RunInfo,
     SubscribePlugin,
 )
+from reconciler.testing import (
+    TestOutcome,
+    arun_workflow,
+    mock_registry,
+    run_inline_test,
+    run_workflow,
+)
 
 __all__ = [
     "Action",
@@ -58,6 +91,8 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "ConnectionFailed",
+    "Diagram",
+    "Duration",
     "EnvNotAllowed",
     "EvaluationError",
     "ExpressionBudgetExceeded",
@@ -67,6 +102,7 @@ __all__ = [
     "HTTP5xx",
     "HTTPError",
     "InvalidRequest",
+    "LoadedWorkflow",
     "NotAllowed",
     "NotFound",
     "PathNotAllowed",
@@ -81,11 +117,33 @@ __all__ = [
     "RunInfo",
     "SecretUnavailable",
     "ShellValueRefused",
+    "Snapshot",
     "State",
     "SubscribePlugin",
+    "TestOutcome",
     "Timeout",
     "TooManyFailures",
     "Transition",
     "Workflow",
+    "WorkflowBuilder",
     "__version__",
+    "action",
+    "after",
+    "arun_workflow",
+    "build_diagram",
+    "default",
+    "foreach",
+    "load_text",
+    "load_tree",
+    "mock_error",
+    "mock_registry",
+    "on",
+    "poll",
+    "retry",
+    "run_inline_test",
+    "run_workflow",
+    "subscribe",
+    "to_dot",
+    "to_mermaid",
+    "when",
 ]

@@ -1,10 +1,9 @@
-"""Push webhooks from GitHub, GitLab or anything that can sign a body (DESIGN §6).
+"""Push webhooks from GitHub, GitLab or anything that can sign a body.
 
-The front door of the flow's first stage (**sources** → snapshot → planner → queue → runner →
-store): a correctly signed push of the tracked branch calls ``source.refresh()`` on the
-controller's :class:`~reconciler.sources.Source`, which fetches at once instead of waiting for the
-next poll. Nothing else is triggered and nothing from the payload is trusted beyond "something
-was pushed": the new revision is whatever the fetch finds.
+A correctly signed push of the tracked branch asks the daemon's source to fetch at once instead
+of waiting for the next poll (:meth:`~reconciler.api.view.DaemonView.fetch_now`). Nothing else
+is triggered and nothing from the payload is trusted beyond "something was pushed": the new
+revision is whatever the fetch finds.
 
 - ``POST /hooks/github``: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`` and
   ``X-GitHub-Delivery: <id>``; ``X-GitHub-Event: push`` of ``refs/heads/<tracked branch>``
@@ -49,7 +48,7 @@ from pydantic import SecretStr
 
 from reconciler.api.auth import ApiError
 from reconciler.api.models import ErrorResponse, HookResult
-from reconciler.daemon.controller import Controller
+from reconciler.api.view import DaemonView
 
 log = structlog.get_logger("reconciler.api.hooks")
 
@@ -160,13 +159,13 @@ def _json(body: bytes) -> dict[str, Any]:
     return data
 
 
-def hooks_router(controller: Controller) -> APIRouter:
-    """The ``/hooks/*`` routes for ``controller``."""
+def hooks_router(view: DaemonView) -> APIRouter:
+    """The ``/hooks/*`` routes of the daemon behind ``view``."""
     router = APIRouter(prefix="/hooks", tags=["webhooks"], responses=_ERRORS)
     recent = RecentDeliveries()
 
     def secret() -> SecretStr:
-        value = controller.settings.webhook_secret
+        value = view.settings.webhook_secret
         if value is None or not value.get_secret_value():
             raise ApiError(
                 403,
@@ -177,14 +176,14 @@ def hooks_router(controller: Controller) -> APIRouter:
         return value
 
     def tracked_branch(payload_default: Any) -> str | None:
-        branch = getattr(controller.source, "branch", None) or controller.settings.branch
+        branch = view.tracked_branch()
         if branch:
-            return str(branch)
+            return branch
         return payload_default if isinstance(payload_default, str) and payload_default else None
 
     def trigger(provider: str, why: str) -> HookResult:
         log.info(f"{provider} webhook: {why}; fetching now", provider=provider)
-        controller.source.refresh()
+        view.fetch_now()
         return HookResult(triggered=True, message=f"{why}; fetching now")
 
     def ignore(provider: str, why: str) -> HookResult:

@@ -1,4 +1,4 @@
-"""``reconciler run``: the daemon (DESIGN §4 and §6).
+"""``reconciler run``: the daemon and its HTTP API.
 
 Builds :class:`~reconciler.daemon.settings.DaemonSettings` from flags, ``RECONCILER_*``
 variables and ``--config`` (in that order of precedence), opens the store and the source, and
@@ -6,8 +6,9 @@ hands them to :class:`~reconciler.daemon.controller.Controller` until SIGTERM or
 exits 0 after the graceful shutdown. With no repository configured and run from the project
 checkout, it serves ``examples/quickstart`` as a plain directory.
 
-The HTTP API (:func:`reconciler.api.create_app`) is served by uvicorn on ``--listen`` in the
-same event loop as the controller; both stop together on SIGTERM (the API stops taking requests
+The HTTP API (:func:`reconciler.api.create_app`, over a
+:class:`~reconciler.daemon.view.ControllerView`) is served by uvicorn on ``--listen`` in the same
+event loop as the controller; both stop together on SIGTERM (the API stops taking requests
 once the controller has shut down). Logs are structured (structlog): human-readable on a terminal, JSON lines otherwise.
 """
 
@@ -32,6 +33,7 @@ from reconciler.api import create_app
 from reconciler.cli.app import app, fail
 from reconciler.daemon.controller import Controller, restrict_registry
 from reconciler.daemon.settings import DaemonSettings
+from reconciler.daemon.view import ControllerView
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.plugin import PluginRegistry
 from reconciler.secrets.redaction import register_secret
@@ -251,7 +253,7 @@ async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) 
         controller = Controller(
             settings, store, source=source, registry=registry, secrets=secrets, grants=grants
         )
-        server = ApiServer(create_app(controller), listen=settings.listen)
+        server = ApiServer(create_app(ControllerView(controller)), listen=settings.listen)
         sock = server.bind()
         http = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         host, port = sock.getsockname()[:2]

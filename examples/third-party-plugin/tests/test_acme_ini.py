@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from acme_ini import IniSet, IniSetRequest, MalformedIni
 
-from reconciler.errors import NotFound
-from reconciler.plugin import ActionContext, RunInfo
+from reconciler import ActionContext, NotFound, RunInfo
 
 
 def context(workdir: Path) -> ActionContext:

@@ -25,6 +25,7 @@ from reconciler.api import create_app
 from reconciler.cli.run import ApiServer
 from reconciler.daemon.controller import Controller
 from reconciler.daemon.settings import DaemonSettings
+from reconciler.daemon.view import ControllerView
 from reconciler.plugin import PluginRegistry
 from reconciler.sources import open_source
 from reconciler.store import Store
@@ -191,7 +192,7 @@ async def start_daemon(
     )
     registry = PluginRegistry.discover()
     controller = Controller(settings, store, source=source, registry=registry)
-    server = ApiServer(create_app(controller), listen=settings.listen)
+    server = ApiServer(create_app(ControllerView(controller)), listen=settings.listen)
     sock = server.bind()
     host, port = sock.getsockname()[:2]
     stop = asyncio.Event()

@@ -2,7 +2,7 @@
 
 Where it sits: outside reconciler. This package registers the plugin in the
 ``reconciler.plugins`` entry-point group (see ``pyproject.toml``); reconciler's plugin registry
-(``reconciler.plugin.PluginRegistry.discover``) finds it once the package is installed, and the
+(``reconciler.PluginRegistry.discover``) finds it once the package is installed, and the
 runner calls :meth:`IniSet.run` like any built-in plugin.
 
 It follows the plugin contract (docs/plugins.md): a pydantic request with camelCase aliases and
@@ -22,8 +22,7 @@ from pathlib import Path
 from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from reconciler.errors import NotFound, PluginError
-from reconciler.plugin import ActionContext, Plugin, Request, Response
+from reconciler import ActionContext, NotFound, Plugin, PluginError, Request, Response
 
 __all__ = ["IniSet", "IniSetRequest", "IniSetResponse", "MalformedIni"]
 

@@ -1,0 +1,240 @@
+"""``/api/v1/workflows``: every workflow with its status, one workflow in detail, its state
+diagram, and the steering of a workflow (sync, suspend, resume).
+
+Called by: :func:`reconciler.api.create_app`. Calls: the :class:`~reconciler.api.view.DaemonView`
+(specs, problems and statuses; the runs in progress; ``request_sync``, ``suspend``, ``resume``)
+and the diagram renderers of :mod:`reconciler.engine.graph`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from reconciler.api.auth import ApiError
+from reconciler.api.models import (
+    Accepted,
+    ProblemOut,
+    SpecSummary,
+    WorkflowDetail,
+    WorkflowList,
+    WorkflowSummary,
+)
+from reconciler.api.routes import CONFLICT
+from reconciler.api.view import DaemonView
+from reconciler.config.models import Workflow
+from reconciler.engine.graph import build_diagram, to_dot, to_mermaid
+from reconciler.engine.journal import EventKind, RunStatus
+from reconciler.store import Health, WorkflowStatusRecord
+
+
+def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> APIRouter:
+    """The workflow routes of the daemon behind ``view``; ``read`` and ``write`` are the auth
+    dependencies of reads and of steering."""
+    router = APIRouter()
+
+    def workflow_model(name: str) -> Workflow | None:
+        lw = view.spec(name)
+        return lw.workflow if lw is not None else None
+
+    def summary_fields(name: str, status: WorkflowStatusRecord | None) -> dict[str, Any]:
+        st = status or WorkflowStatusRecord(name=name)
+        workflow = workflow_model(name)
+        return {
+            "name": name,
+            "status": st.status,
+            "sync": st.sync,
+            "reason": st.reason,
+            "message": st.message,
+            "revision": st.last_applied_revision,
+            "last_attempted_revision": st.last_attempted_revision,
+            "last_run_id": st.last_run_id,
+            "last_success_at": st.last_success_at,
+            "next_check_at": st.next_check_at,
+            "failures": st.failures,
+            "labels": dict(workflow.metadata.labels) if workflow is not None else {},
+            "suspended": view.is_suspended(name),
+            "running_run_id": view.running_run(name),
+            "updated_at": status.updated_at if status is not None else None,
+        }
+
+    async def status_of(name: str) -> WorkflowStatusRecord | None:
+        status = await view.status(name)
+        if status is None and not view.is_known(name):
+            raise ApiError(404, "not_found", f"no workflow named {name!r}")
+        return status
+
+    async def current_and_visited(
+        name: str, run_id: str, *, asked: bool
+    ) -> tuple[str | None, list[str]]:
+        """The state run ``run_id`` of ``name`` is in (None once it ended) and the states it
+        entered; 404 when the caller ``asked`` for a run the store does not have."""
+        record = await view.get_run(run_id)
+        if record is None and asked:
+            raise ApiError(404, "not_found", f"no run with id {run_id!r}")
+        if record is None or record.workflow != name:
+            return None, []
+        entries = await view.entries(record.id)
+        visited = [e.state for e in entries if e.kind is EventKind.STATE_ENTERED and e.state]
+        current: str | None = None
+        if record.status is RunStatus.RUNNING:
+            current = record.current_state
+            for e in entries:  # read after the record: may be a step ahead of it
+                if e.kind is EventKind.STATE_ENTERED:
+                    current = e.state
+                elif e.kind is EventKind.TRANSITION:
+                    current = e.to_state
+        return current, visited
+
+    @router.get(
+        "/api/v1/workflows",
+        response_model=WorkflowList,
+        dependencies=read,
+        tags=["workflows"],
+        summary="Every workflow with its status",
+    )
+    async def list_workflows() -> WorkflowList:
+        statuses = {st.name: st for st in await view.statuses()}
+        names = sorted(set(statuses) | view.listed())
+        return WorkflowList(
+            revision=view.revision(),
+            workflows=[
+                WorkflowSummary(**summary_fields(name, statuses.get(name))) for name in names
+            ],
+        )
+
+    @router.get(
+        "/api/v1/workflows/{name}",
+        response_model=WorkflowDetail,
+        dependencies=read,
+        tags=["workflows"],
+        summary="One workflow: status, field diff, spec summary, problems",
+    )
+    async def get_workflow(name: str) -> WorkflowDetail:
+        status = await status_of(name)
+        lw = view.spec(name)
+        spec = SpecSummary.of(lw.workflow, file=lw.path, line=lw.line) if lw is not None else None
+        problems = [ProblemOut.of(p) for p in view.problems(name)]
+        return WorkflowDetail(
+            **summary_fields(name, status),
+            diff=status.diff if status is not None else None,
+            observed_at=status.observed_at if status is not None else None,
+            spec=spec,
+            problems=problems,
+        )
+
+    @router.get(
+        "/api/v1/workflows/{name}/graph",
+        response_class=Response,
+        dependencies=read,
+        tags=["workflows"],
+        summary="State diagram (Mermaid or DOT), the current state highlighted",
+        responses={
+            **CONFLICT,
+            200: {
+                "content": {
+                    "text/plain": {"schema": {"type": "string"}},
+                    "application/json": {"schema": {"type": "object"}},
+                }
+            },
+        },
+    )
+    async def get_graph(
+        name: str,
+        format: Annotated[
+            Literal["mermaid", "dot", "json"],
+            Query(description="mermaid, dot, or json (nodes and edges, as the web page draws)"),
+        ] = "mermaid",
+        run: Annotated[
+            str | None, Query(description="Highlight this run (default: the one running).")
+        ] = None,
+    ) -> Response:
+        status = await status_of(name)
+        workflow = workflow_model(name)
+        if workflow is None:
+            raise ApiError(
+                409, "invalid_workflow", f"workflow {name!r} does not parse; it has no diagram"
+            )
+        run_id = run or view.running_run(name)
+        if run_id is None and status is not None and status.status is Health.PROGRESSING:
+            run_id = status.last_run_id
+        current: str | None = None
+        visited: list[str] = []
+        if run_id is not None:
+            current, visited = await current_and_visited(name, run_id, asked=run is not None)
+        if format == "json":
+            diagram = build_diagram(workflow, current=current, visited=visited)
+            return JSONResponse(dataclasses.asdict(diagram))
+        render = to_dot if format == "dot" else to_mermaid
+        return PlainTextResponse(render(workflow, current=current, visited=visited))
+
+    async def steerable(name: str) -> None:
+        if not view.is_known(name):
+            raise ApiError(404, "not_found", f"no workflow named {name!r}")
+        if view.is_removed(name):
+            raise ApiError(
+                409, "removed", f"workflow {name!r} was removed from git and is being retired"
+            )
+
+    @router.post(
+        "/api/v1/workflows/{name}/sync",
+        response_model=Accepted,
+        status_code=202,
+        dependencies=write,
+        tags=["steering"],
+        summary="Queue a sync now (runs even when in sync)",
+        responses=CONFLICT,
+    )
+    async def sync(name: str) -> Accepted:
+        await steerable(name)
+        if view.is_suspended(name):
+            raise ApiError(
+                409, "suspended", f"workflow {name!r} is suspended; resume it before syncing"
+            )
+        workflow = workflow_model(name)
+        if workflow is not None and workflow.spec.suspend:
+            raise ApiError(
+                409, "suspended", f"workflow {name!r} is suspended in its spec (suspend: true)"
+            )
+        running = view.running_run(name)
+        if running is not None:
+            raise ApiError(
+                409,
+                "already_running",
+                f"workflow {name!r} is already running (run {running}); wait or cancel it",
+            )
+        view.request_sync(name)
+        return Accepted(message=f"sync of workflow {name} queued", workflow=name)
+
+    @router.post(
+        "/api/v1/workflows/{name}/suspend",
+        response_model=Accepted,
+        dependencies=write,
+        tags=["steering"],
+        summary="Start no more runs of this workflow until resumed",
+        responses=CONFLICT,
+    )
+    async def suspend(name: str) -> Accepted:
+        await steerable(name)
+        await view.suspend(name)
+        running = view.running_run(name)
+        more = f"; run {running} continues (cancel it to stop it)" if running else ""
+        return Accepted(message=f"workflow {name} suspended{more}", workflow=name)
+
+    @router.post(
+        "/api/v1/workflows/{name}/resume",
+        response_model=Accepted,
+        dependencies=write,
+        tags=["steering"],
+        summary="Undo a suspend and check the workflow now",
+        responses=CONFLICT,
+    )
+    async def resume(name: str) -> Accepted:
+        await steerable(name)
+        await view.resume(name)
+        return Accepted(message=f"workflow {name} resumed; checking it now", workflow=name)
+
+    return router

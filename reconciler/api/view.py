@@ -1,0 +1,135 @@
+"""What the HTTP API may read from the daemon and ask of it: the :class:`DaemonView` protocol.
+
+The API (:mod:`reconciler.api.app` and its routers in :mod:`reconciler.api.routes`, plus
+:mod:`reconciler.api.webhooks`) depends on this protocol only, never on the controller's
+attributes, so the controller can be reorganised without touching a route. The daemon's
+implementation is :class:`reconciler.daemon.view.ControllerView` (structural: it does not import
+this module); tests may pass any object with these methods.
+
+Called by: the routers, through :func:`reconciler.api.create_app`. Calls: nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from reconciler.config.snapshot import LoadedWorkflow, Problem
+from reconciler.daemon.settings import DaemonSettings
+from reconciler.engine.journal import JournalEntry, RunRecord
+from reconciler.store import WorkflowStatusRecord
+
+
+class DaemonView(Protocol):
+    """A read-only window onto one running daemon, plus the five things the API may ask of it.
+
+    Reads reflect the daemon at the moment of the call (the current snapshot, the runs in
+    progress in this process, the store); nothing returned is shared with the daemon for writing.
+    Store reads raise :class:`~reconciler.errors.StoreError` when the store is down (the API
+    answers 503).
+    """
+
+    @property
+    def settings(self) -> DaemonSettings:
+        """The daemon's settings (token, read policy, webhook secret, ``api_docs``)."""
+        ...
+
+    # -- the current snapshot ------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        """True once the first revision has been loaded."""
+        ...
+
+    def revision(self) -> str:
+        """The revision the daemon works from ("" before the first load)."""
+        ...
+
+    def listed(self) -> set[str]:
+        """The workflows of the current revision, valid or not (not those being retired)."""
+        ...
+
+    def is_known(self, name: str) -> bool:
+        """True for a workflow of the current revision or one removed and being retired."""
+        ...
+
+    def is_removed(self, name: str) -> bool:
+        """True for a workflow gone from git whose retirement is under way."""
+        ...
+
+    def spec(self, name: str) -> LoadedWorkflow | None:
+        """The parsed workflow ``name`` (the valid one, else the last that parsed), or None."""
+        ...
+
+    def problems(self, name: str) -> list[Problem]:
+        """Why workflow ``name`` is invalid (empty when it is valid or unknown)."""
+        ...
+
+    # -- this process ----------------------------------------------------------------------------
+
+    def is_suspended(self, name: str) -> bool:
+        """True while ``name`` is suspended through the API."""
+        ...
+
+    def running_run(self, name: str) -> str | None:
+        """The id of the run of ``name`` in progress in this process, if any."""
+        ...
+
+    def run_workflow(self, run_id: str) -> str | None:
+        """The workflow of run ``run_id`` if it is in progress in this process, else None."""
+        ...
+
+    # -- the store -------------------------------------------------------------------------------
+
+    async def status(self, name: str) -> WorkflowStatusRecord | None:
+        """The status row of ``name``, if it has one."""
+        ...
+
+    async def statuses(self) -> list[WorkflowStatusRecord]:
+        """Every status row."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """Run ``run_id``, if the store has it."""
+        ...
+
+    async def entries(self, run_id: str) -> list[JournalEntry]:
+        """The journal of run ``run_id``, oldest first."""
+        ...
+
+    async def list_runs(
+        self, workflow: str | None, *, limit: int, before: datetime | None
+    ) -> list[RunRecord]:
+        """Runs newest first, of one workflow or all, started strictly before ``before``."""
+        ...
+
+    async def store_problem(self) -> str | None:
+        """Why the store is not usable right now, or None when it is."""
+        ...
+
+    # -- steering --------------------------------------------------------------------------------
+
+    def request_sync(self, name: str) -> bool:
+        """Queue a manual sync of ``name``; False for an unknown name."""
+        ...
+
+    async def suspend(self, name: str) -> bool:
+        """Start no more runs of ``name`` until resumed; False for an unknown name."""
+        ...
+
+    async def resume(self, name: str) -> bool:
+        """Undo a suspend and check ``name`` now; False for an unknown name."""
+        ...
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel run ``run_id`` if it is in progress here; False otherwise."""
+        ...
+
+    # -- the source ------------------------------------------------------------------------------
+
+    def tracked_branch(self) -> str | None:
+        """The branch the daemon follows, when it is known (webhooks ignore other branches)."""
+        ...
+
+    def fetch_now(self) -> None:
+        """Ask the source to fetch at once instead of at the next poll (a webhook's push)."""
+        ...

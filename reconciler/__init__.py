@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from reconciler.config.models import Action, RetryPolicy, State, Transition, Workflow
+from reconciler.config.models import Action, State, Transition, Workflow
 from reconciler.errors import (
     ActionError,
     Cancelled,
@@ -46,6 +46,7 @@ from reconciler.plugin import (
     RunInfo,
     SubscribePlugin,
 )
+from reconciler.types import RetryPolicy
 
 __all__ = [
     "Action",

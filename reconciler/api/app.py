@@ -61,7 +61,7 @@ from reconciler.daemon.controller import Controller
 from reconciler.engine.graph import build_diagram, to_dot, to_mermaid
 from reconciler.engine.journal import EventKind, RunStatus
 from reconciler.errors import StoreError
-from reconciler.store import Health, WorkflowStatusRecord
+from reconciler.status import Health, WorkflowStatusRecord
 from reconciler.telemetry.metrics import REGISTRY
 
 log = structlog.get_logger("reconciler.api")

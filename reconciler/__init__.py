@@ -8,8 +8,6 @@ everything else, may change between releases.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from reconciler.config.builder import (
     WorkflowBuilder,
     action,
@@ -24,14 +22,7 @@ from reconciler.config.builder import (
     when,
 )
 from reconciler.config.loader import load_text, load_tree
-from reconciler.config.models import (
-    Action,
-    Duration,
-    RetryPolicy,
-    State,
-    Transition,
-    Workflow,
-)
+from reconciler.config.models import Action, State, Transition, Workflow
 from reconciler.config.snapshot import LoadedWorkflow, Snapshot
 from reconciler.engine.graph import Diagram, build_diagram, to_dot, to_mermaid
 from reconciler.errors import (
@@ -79,6 +70,8 @@ from reconciler.testing import (
     run_inline_test,
     run_workflow,
 )
+from reconciler.types import Duration, RetryPolicy
+from reconciler.version import __version__
 
 __all__ = [
     "Action",

@@ -30,9 +30,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from reconciler.config.models import RetryPolicy
 from reconciler.errors import ActionError, PluginNotFound
 from reconciler.grants import Grants
+from reconciler.types import RetryPolicy
 
 ENTRY_POINT_GROUP = "reconciler.plugins"
 

@@ -35,7 +35,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from reconciler import __version__
 from reconciler.api.auth import ApiError, Auth
 from reconciler.api.docs import mount_docs
 from reconciler.api.headers import SecurityHeaders
@@ -48,6 +47,7 @@ from reconciler.api.view import DaemonView
 from reconciler.api.webhooks import hooks_router
 from reconciler.errors import StoreError
 from reconciler.telemetry.metrics import REGISTRY
+from reconciler.version import __version__
 
 log = structlog.get_logger("reconciler.api")
 

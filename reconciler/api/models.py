@@ -20,7 +20,7 @@ from reconciler.config.models import Workflow
 from reconciler.config.snapshot import Problem
 from reconciler.engine.graph import short_duration, state_detail
 from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
-from reconciler.store import Health, Sync
+from reconciler.status import Health, Sync
 
 
 class _Out(BaseModel):

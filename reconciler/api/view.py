@@ -17,7 +17,7 @@ from typing import Protocol
 from reconciler.config.snapshot import LoadedWorkflow, Problem
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine.journal import JournalEntry, RunRecord
-from reconciler.store import WorkflowStatusRecord
+from reconciler.status import WorkflowStatusRecord
 
 
 class DaemonView(Protocol):

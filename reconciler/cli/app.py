@@ -14,8 +14,8 @@ from enum import StrEnum
 import typer
 from rich.console import Console
 
-from reconciler import __version__
 from reconciler.telemetry.logging import configure_logging
+from reconciler.version import __version__
 
 app = typer.Typer(
     name="reconciler",

@@ -43,8 +43,9 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import BaseModel
 
-from reconciler.config.models import Workflow, format_duration
+from reconciler.config.models import Workflow
 from reconciler.errors import ConfigError
+from reconciler.types import format_duration
 
 Spec = dict[str, Any]
 """A piece of the workflow document in its YAML shape (camelCase keys)."""

@@ -72,7 +72,8 @@ from reconciler.grants import Grants
 from reconciler.plugin import PluginRegistry, RunInfo
 from reconciler.secrets.resolver import SecretResolver
 from reconciler.sources import Revision, Source
-from reconciler.store import Health, Store, WorkflowStatusRecord, prune_periodically
+from reconciler.status import Health, WorkflowStatusRecord
+from reconciler.store import Store, prune_periodically
 from reconciler.telemetry.instrument import DaemonMetrics
 
 log = structlog.get_logger("reconciler.daemon")

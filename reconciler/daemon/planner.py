@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from reconciler.config.models import Workflow
 from reconciler.config.snapshot import Problem
 from reconciler.engine.drift import FieldDiff
-from reconciler.store.records import Health, Sync, WorkflowStatusRecord
+from reconciler.status import Health, Sync, WorkflowStatusRecord
 
 MAX_DIFF_ITEMS = 20
 """At most this many field diffs are kept in a status (the rest are counted)."""

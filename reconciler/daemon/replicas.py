@@ -52,7 +52,8 @@ from typing import IO
 import structlog
 
 from reconciler.errors import LeaseLost, StoreError
-from reconciler.store import Health, Lease, Store, WorkflowStatusRecord
+from reconciler.status import Health, WorkflowStatusRecord
+from reconciler.store import Lease, Store
 
 log = structlog.get_logger("reconciler.daemon")
 

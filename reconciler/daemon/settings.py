@@ -36,9 +36,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from reconciler.config.models import Duration
 from reconciler.errors import ConfigError
 from reconciler.grants import Grants
+from reconciler.types import Duration
 
 ENV_PREFIX = "RECONCILER_"
 

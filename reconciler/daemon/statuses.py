@@ -45,7 +45,8 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from reconciler.errors import StoreError
-from reconciler.store import Store, WorkflowStatusRecord
+from reconciler.status import WorkflowStatusRecord
+from reconciler.store import Store
 
 log = structlog.get_logger("reconciler.daemon")
 

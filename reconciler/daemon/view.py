@@ -18,7 +18,7 @@ from reconciler.config.snapshot import LoadedWorkflow, Problem
 from reconciler.daemon.controller import Controller
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine.journal import JournalEntry, RunRecord
-from reconciler.store import WorkflowStatusRecord
+from reconciler.status import WorkflowStatusRecord
 
 
 class ControllerView:

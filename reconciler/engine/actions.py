@@ -29,7 +29,7 @@ from reconciler.config.expressions import (
     iter_templates,
     render,
 )
-from reconciler.config.models import Action, RetryPolicy
+from reconciler.config.models import Action
 from reconciler.config.shellquote import render_shell, shell_fields_of
 from reconciler.engine.journal import (
     EventKind,
@@ -55,6 +55,7 @@ from reconciler.plugin import (
     SubscribePlugin,
 )
 from reconciler.secrets.redaction import RedactingLogger, Redactor, describe_validation_error
+from reconciler.types import RetryPolicy
 
 _ABSENT = object()
 

@@ -13,9 +13,10 @@ import asyncio
 from typing import Any
 
 from reconciler.config.expressions import evaluate_async
-from reconciler.config.models import ForEach, RetryPolicy
+from reconciler.config.models import ForEach
 from reconciler.engine.actions import RunContext
 from reconciler.errors import ActionError, EvaluationError, TooManyFailures
+from reconciler.types import RetryPolicy
 
 
 async def foreach_items(ctx: RunContext, foreach: ForEach) -> list[Any]:

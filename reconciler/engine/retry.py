@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from reconciler.config.models import RetryPolicy
 from reconciler.plugin import Plugin
+from reconciler.types import RetryPolicy
 
 SINGLE_ATTEMPT = RetryPolicy(attempts=1)
 

@@ -36,7 +36,7 @@ from reconciler.config.expressions import (
     render,
     render_async,
 )
-from reconciler.config.models import State, Transition, Workflow, format_duration
+from reconciler.config.models import State, Transition, Workflow
 from reconciler.engine.actions import RunContext
 from reconciler.engine.checks import during_checks_loop, run_checks
 from reconciler.engine.conditions import (
@@ -70,6 +70,7 @@ from reconciler.grants import Grants
 from reconciler.plugin import ChildRunner, Plugin, PluginRegistry, RunInfo
 from reconciler.secrets.redaction import RedactingLogger, Redactor
 from reconciler.secrets.resolver import DefaultResolver, SecretResolver
+from reconciler.types import format_duration
 
 _STATE_ENTERED = EventKind.STATE_ENTERED  # enum members as globals: faster in the state loop
 _TRANSITION = EventKind.TRANSITION

@@ -7,7 +7,8 @@ planner keeps each workflow's :class:`WorkflowStatusRecord`, replicas share work
 data_dir=...)``.
 """
 
-from reconciler.store.records import Health, Lease, Sync, WorkflowStatusRecord
+from reconciler.status import Health, Sync, WorkflowStatusRecord  # re-exported for callers
+from reconciler.store.records import Lease
 from reconciler.store.retention import prune_periodically
 from reconciler.store.store import FencedJournal, Store, describe, resolve_url
 

@@ -1,69 +1,15 @@
-"""The store's value types: a workflow's status and a lease.
+"""The store's own value type: a lease.
 
-The planner (``reconciler/daemon``) builds a :class:`WorkflowStatusRecord` after deciding about a
-workflow and hands it to :meth:`Store.put_status`; the API, the CLI and the metrics read them back
-with :meth:`Store.get_status` / :meth:`Store.list_statuses`. :class:`Lease` is what
-:meth:`Store.acquire` returns to a replica and what fenced writes carry. Run records and journal
-entries are the engine's own types (``reconciler/engine/journal.py``).
+:class:`Lease` is what :meth:`Store.acquire` returns to a replica and what fenced writes carry.
+A workflow's status record is not the store's type but a shared one (:mod:`reconciler.status`);
+run records and journal entries are the engine's own types (``reconciler/engine/journal.py``).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class Sync(StrEnum):
-    """Whether the observed state agrees with the desired state (Argo CD's sync status)."""
-
-    SYNCED = "Synced"
-    OUT_OF_SYNC = "OutOfSync"
-    UNKNOWN = "Unknown"
-
-
-class Health(StrEnum):
-    """Where a workflow stands overall (DESIGN §4 "Statuses").
-
-    ``Retired`` is only used in reports about a workflow removed from git; a retired workflow's
-    row is deleted (:meth:`Store.delete_status`) while its runs stay.
-    """
-
-    PENDING = "Pending"
-    PROGRESSING = "Progressing"
-    CONVERGED = "Converged"
-    DEGRADED = "Degraded"
-    SUSPENDED = "Suspended"
-    INVALID = "Invalid"
-    RETIRED = "Retired"
-
-
-class WorkflowStatusRecord(BaseModel):
-    """One workflow's status row. Every timestamp is timezone-aware UTC when read back."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    sync: Sync = Sync.UNKNOWN
-    status: Health = Health.PENDING
-    reason: str = ""
-    message: str = ""
-    last_applied_revision: str | None = None
-    last_attempted_revision: str | None = None
-    spec_digest: str | None = None
-    last_run_id: str | None = None
-    last_success_at: datetime | None = None
-    next_check_at: datetime | None = None
-    failures: int = Field(0, ge=0, description="Consecutive failed runs; reset on success.")
-    diff: Any = Field(None, description="JSON-able field diff between desired and observed.")
-    observed_at: datetime | None = None
-    updated_at: datetime = Field(default_factory=_utcnow)
+from pydantic import BaseModel, ConfigDict, field_validator
 
 
 class Lease(BaseModel):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 from sqlalchemy import delete, func, or_, select
@@ -25,12 +25,19 @@ from reconciler.engine.journal import RunStatus
 from reconciler.errors import StoreError
 from reconciler.store.tables import JournalRow, RunRow, WorkflowStatusRow
 
-if TYPE_CHECKING:
-    from reconciler.store.store import Store
-
 log = structlog.get_logger("reconciler.store")
 
 _CHUNK = 500
+
+
+class Prunable(Protocol):
+    """What :func:`prune_periodically` needs of the store: one pruning pass (:meth:`Store.prune`).
+
+    A protocol rather than the ``Store`` class, so this module does not import the store module
+    that imports it (:meth:`Store.prune` calls :func:`prune_runs`).
+    """
+
+    async def prune(self, keep_runs: int | None, keep_days: int | None) -> int: ...
 
 
 async def prune_runs(
@@ -78,7 +85,7 @@ async def prune_runs(
 
 
 async def prune_periodically(
-    store: Store,
+    store: Prunable,
     keep_runs: int | None,
     *,
     keep_days: int | None,

@@ -41,8 +41,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from reconciler.engine.journal import EventKind, Journal, JournalEntry, RunRecord, RunStatus
 from reconciler.errors import StoreError, StoreUnavailable
+from reconciler.status import WorkflowStatusRecord
 from reconciler.store import leases, migrate, retention
-from reconciler.store.records import Lease, WorkflowStatusRecord
+from reconciler.store.records import Lease
 from reconciler.store.tables import (
     JOURNAL,
     RUNS,

@@ -33,7 +33,7 @@ from reconciler.engine.journal import EventKind, Journal, JournalEntry, RunRecor
 from reconciler.errors import NotAllowed, SecretUnavailable
 from reconciler.secrets.resolver import DefaultResolver, SecretResolver
 from reconciler.sources import Source
-from reconciler.store import Health, Sync, WorkflowStatusRecord
+from reconciler.status import Health, Sync, WorkflowStatusRecord
 from reconciler.telemetry.metrics import (
     ACTION_DURATION,
     ACTION_RETRIES,

@@ -28,7 +28,7 @@ from reconciler.api.view import DaemonView
 from reconciler.config.models import Workflow
 from reconciler.engine.graph import build_diagram, to_dot, to_mermaid
 from reconciler.engine.journal import EventKind, RunStatus
-from reconciler.store import Health, WorkflowStatusRecord
+from reconciler.status import Health, WorkflowStatusRecord
 
 
 def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> APIRouter:

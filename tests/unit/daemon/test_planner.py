@@ -18,7 +18,7 @@ from reconciler.daemon.planner import (
     plan_static,
 )
 from reconciler.engine.drift import FieldDiff, diff_subset
-from reconciler.store.records import Health, Sync, WorkflowStatusRecord
+from reconciler.status import Health, Sync, WorkflowStatusRecord
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -449,6 +449,6 @@ class RedisSubscribe(_RedisPlugin, SubscribePlugin[RedisSubscribeRequest, RedisM
                 }
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+                await asyncio.shield(pubsub.aclose())
             with contextlib.suppress(Exception):
                 await asyncio.shield(client.aclose())

@@ -37,13 +37,14 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 from uuid import uuid4
 
 import structlog
 
+from reconciler.clock import utcnow
 from reconciler.config.files import refused_result
 from reconciler.config.loader import bulk_loading, load_text
 from reconciler.config.models import Workflow
@@ -86,10 +87,6 @@ during a re-check pass waited ~150 ms for its status; yielding after every workf
 BULK_LOAD_FILES = 500
 """A revision changing at least this many files is loaded with the garbage collector kept out
 (:func:`~reconciler.config.loader.bulk_loading`)."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def short(run_id: str) -> str:

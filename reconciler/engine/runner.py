@@ -28,6 +28,7 @@ from uuid import uuid4
 
 import structlog
 
+from reconciler.clock import earliest, utcnow
 from reconciler.config.expressions import (
     DEFAULT_COST_LIMIT,
     INLINE_COST,
@@ -54,7 +55,6 @@ from reconciler.engine.journal import (
     RunRecord,
     RunStatus,
     trusted_entry,
-    utcnow,
 )
 from reconciler.errors import (
     ActionError,
@@ -606,7 +606,7 @@ class Engine:
                 ctx, name, state=state, exits=exits, entered=entered, deadline=run_deadline
             )
         state_deadline = entered + state.timeout.total_seconds()
-        deadline = _earliest(state_deadline, run_deadline)
+        deadline = earliest(state_deadline, run_deadline)
         try:
             async with asyncio.timeout_at(_loop_deadline(ctx, state_deadline)):
                 return await self._decide(
@@ -759,11 +759,6 @@ def _decide_now(
         return match_error(state.transitions, err), err, "on"
     assert decided is not None, "a state without racers is always decided"
     return decided
-
-
-def _earliest(*values: float | None) -> float | None:
-    present = [v for v in values if v is not None]
-    return min(present) if present else None
 
 
 def _loop_deadline(ctx: RunContext, deadline: float | None) -> float | None:

@@ -15,9 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+from reconciler.clock import utcnow
 
 
 class Sync(StrEnum):
@@ -63,7 +61,7 @@ class WorkflowStatusRecord(BaseModel):
     failures: int = Field(0, ge=0, description="Consecutive failed runs; reset on success.")
     diff: Any = Field(None, description="JSON-able field diff between desired and observed.")
     observed_at: datetime | None = None
-    updated_at: datetime = Field(default_factory=_utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class Lease(BaseModel):

@@ -37,6 +37,7 @@ from pydantic_settings import (
 )
 
 from reconciler.config.models import Duration
+from reconciler.credential_files import fill_from_files
 from reconciler.errors import ConfigError
 from reconciler.grants import Grants
 
@@ -219,15 +220,7 @@ class DaemonSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _secrets_from_files(self) -> DaemonSettings:
-        for name in ("api_token", "webhook_secret"):
-            file: Path | None = getattr(self, f"{name}_file")
-            if file is None or getattr(self, name) is not None:
-                continue
-            try:
-                text = file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(f"cannot read {name}_file {str(file)!r}: {exc.strerror}") from None
-            object.__setattr__(self, name, SecretStr(text))
+        fill_from_files(self, ("api_token", "webhook_secret"))
         return self
 
     def grants(self, *, private: Iterable[Path] = ()) -> Grants:

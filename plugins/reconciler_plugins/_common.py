@@ -2,8 +2,10 @@
 
 Where it sits: below the plugin modules of this package, which the runner
 (``reconciler.engine``) calls through :class:`reconciler.plugin.Plugin`. It holds what every
-client of a remote server needs the same way: the ``AuthenticationFailed`` error, the seconds an I/O call may take under the action's deadline, a
-reachability probe for ``init()``, and the redaction of free text before it leaves a plugin.
+client of a remote server needs the same way: the ``AuthenticationFailed`` error, the default
+retry policy (``http`` uses it too), the seconds an I/O call may take under the action's
+deadline, a reachability probe for ``init()``, and the redaction of free text before it leaves
+a plugin.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from reconciler.config.models import RetryPolicy
 from reconciler.errors import ConnectionFailed, PluginError
 from reconciler.plugin import ActionContext
 from reconciler.urls import mask_url
 
 __all__ = [
+    "SERVER_RETRY",
     "TEXT_CAP",
     "AuthenticationFailed",
     "default_url",
@@ -31,6 +35,11 @@ __all__ = [
     "redact_json",
     "seconds_for",
 ]
+
+SERVER_RETRY = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+"""The default retry of every plugin that talks to a server (``http``, ``sql``, ``nats``,
+``redis``, ``vault``): three tries, 1 s apart doubling up to 30 s; a state's ``retry`` replaces
+it. Shared by all of them (a policy is immutable)."""
 
 TEXT_CAP = 64 * 1024
 """Bytes of a received payload kept in a response's text (``nats`` messages, ``redis`` values)."""

@@ -43,7 +43,7 @@ from nats.js.api import DeliverPolicy, StreamConfig
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from reconciler.config.models import Duration, RetryPolicy
+from reconciler.config.models import Duration
 from reconciler.errors import (
     ActionError,
     Conflict,
@@ -56,6 +56,7 @@ from reconciler.plugin import ActionContext, Plugin, Request, Response, Subscrib
 from reconciler.urls import mask_url
 
 from ._common import (
+    SERVER_RETRY,
     AuthenticationFailed,
     default_url,
     parse_json,
@@ -252,7 +253,7 @@ class NatsPublish(_NatsPlugin, Plugin[NatsPublishRequest, NatsPublishResponse]):
 
     Request = NatsPublishRequest
     Response = NatsPublishResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (ConnectionFailed, AuthenticationFailed, Timeout, NotFound, JetStreamError)
 
     async def run(self, request: NatsPublishRequest, context: ActionContext) -> NatsPublishResponse:
@@ -494,7 +495,7 @@ class NatsStreamInfo(_NatsPlugin, Plugin[NatsStreamInfoRequest, NatsStreamInfoRe
     check = True
     Request = NatsStreamInfoRequest
     Response = NatsStreamInfoResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (ConnectionFailed, AuthenticationFailed, Timeout, JetStreamError)
 
     async def run(
@@ -601,7 +602,7 @@ class NatsStream(_NatsPlugin, Plugin[NatsStreamRequest, NatsStreamResponse]):
 
     Request = NatsStreamRequest
     Response = NatsStreamResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (Conflict, ConnectionFailed, AuthenticationFailed, Timeout, JetStreamError)
 
     async def run(self, request: NatsStreamRequest, context: ActionContext) -> NatsStreamResponse:

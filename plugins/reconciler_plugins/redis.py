@@ -37,7 +37,7 @@ import redis.exceptions as rexc
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from reconciler.config.models import Duration, RetryPolicy
+from reconciler.config.models import Duration
 from reconciler.errors import (
     ActionError,
     Conflict,
@@ -50,6 +50,7 @@ from reconciler.plugin import ActionContext, LocalPath, Plugin, Request, Respons
 from reconciler.urls import mask_url
 
 from ._common import (
+    SERVER_RETRY,
     AuthenticationFailed,
     default_url,
     parse_json,
@@ -213,7 +214,7 @@ class RedisGet(_RedisPlugin, Plugin[RedisGetRequest, RedisGetResponse]):
     check = True
     Request = RedisGetRequest
     Response = RedisGetResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (
         ConnectionFailed,
         AuthenticationFailed,
@@ -319,7 +320,7 @@ class RedisSet(_RedisPlugin, Plugin[RedisSetRequest, RedisSetResponse]):
 
     Request = RedisSetRequest
     Response = RedisSetResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (
         ConnectionFailed,
         AuthenticationFailed,

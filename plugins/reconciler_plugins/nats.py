@@ -65,6 +65,7 @@ from ._common import (
     redact_all,
     redact_json,
     seconds_for,
+    with_connection,
 )
 
 __all__ = [
@@ -184,22 +185,26 @@ async def _with_client(
 ) -> T:
     """Connect, do ``work``, close; errors named, the whole call bounded by the timeout."""
     seconds = seconds_for(request.timeout, context)
-    where = context.redact(mask_url(request.server()))
-    nc: Client | None = None
-    try:
-        async with asyncio.timeout(seconds):
-            nc = await _connect(request, context, seconds)
-            return await work(nc, seconds)
-    except ActionError:
-        raise
-    except TimeoutError:
-        raise Timeout(f"NATS at {where}: no answer within {seconds:g}s") from None
-    except (nats.errors.Error, OSError) as exc:
-        raise _map_error(exc, where=f"NATS at {where}", context=context) from None
-    finally:
-        if nc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(nc.close())
+    where = f"NATS at {context.redact(mask_url(request.server()))}"
+
+    async def connect() -> Client:
+        return await _connect(request, context, seconds)
+
+    async def call(nc: Client) -> T:
+        return await work(nc, seconds)
+
+    async def close(nc: Client) -> None:
+        await nc.close()
+
+    return await with_connection(
+        seconds=seconds,
+        where=where,
+        connect=connect,
+        work=call,
+        close=close,
+        expected=(nats.errors.Error, OSError),
+        map_error=lambda exc: _map_error(exc, where=where, context=context),
+    )
 
 
 class _NatsPlugin:

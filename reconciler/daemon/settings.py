@@ -1,4 +1,4 @@
-"""Daemon settings (DESIGN §6): one pydantic-settings model, three sources, one precedence.
+"""Daemon settings: one pydantic-settings model, three sources, one precedence.
 
 A value comes from, in order of precedence: a command-line flag (passed to :meth:`DaemonSettings.load`
 as keyword values by ``reconciler run``), a ``RECONCILER_*`` environment variable, then the config

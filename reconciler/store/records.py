@@ -27,7 +27,7 @@ class Sync(StrEnum):
 
 
 class Health(StrEnum):
-    """Where a workflow stands overall (DESIGN §4 "Statuses").
+    """Where a workflow stands overall.
 
     ``Retired`` is only used in reports about a workflow removed from git; a retired workflow's
     row is deleted (:meth:`Store.delete_status`) while its runs stay.

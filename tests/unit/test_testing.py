@@ -60,7 +60,7 @@ def base_registry() -> PluginRegistry:
 
 
 def database_workflow(**extra: Any) -> Workflow:
-    """The DESIGN §3 example, trimmed to what these tests need."""
+    """The database example of ``docs/python-api.md``, trimmed to what these tests need."""
     doc: dict[str, Any] = {
         "apiVersion": "reconciler/v1",
         "kind": "Workflow",

@@ -216,8 +216,12 @@ class PluginRegistry:
         """Entry points that failed to import, by plugin name, with the reason."""
 
     @classmethod
-    def discover(cls, *, allow: Iterable[str] | None = None) -> PluginRegistry:
-        """Load every plugin registered in the ``reconciler.plugins`` entry-point group."""
+    def discover(cls) -> PluginRegistry:
+        """Load every plugin registered in the ``reconciler.plugins`` entry-point group.
+
+        Every one, allowed or not: the operator's allow-list is applied afterwards by
+        ``restrict_registry`` in the daemon's plugin policy.
+        """
         registry = cls()
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:

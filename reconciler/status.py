@@ -9,15 +9,13 @@ pydantic): the planner (``reconciler/daemon/planner.py``) builds records, the st
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+from reconciler.clock import utcnow
 
 
 class Sync(StrEnum):
@@ -63,4 +61,4 @@ class WorkflowStatusRecord(BaseModel):
     failures: int = Field(0, ge=0, description="Consecutive failed runs; reset on success.")
     diff: Any = Field(None, description="JSON-able field diff between desired and observed.")
     observed_at: datetime | None = None
-    updated_at: datetime = Field(default_factory=_utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

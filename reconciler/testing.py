@@ -19,7 +19,7 @@ and timeouts run in real time, so keep them short in tests or let a poll win.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -333,32 +333,36 @@ def run_workflow(
     registry: PluginRegistry | None = None,
     workflows: Mapping[str, Workflow] | None = None,
     secrets: Mapping[str, str] | None = None,
-) -> RunResult | Coroutine[Any, Any, RunResult]:
-    """:func:`arun_workflow` for plain and async tests alike.
+) -> RunResult:
+    """:func:`arun_workflow` for plain (synchronous) tests: runs to completion, returns the result.
 
-    Called with no event loop running (a plain ``def test_...``) it runs to completion and
-    returns the :class:`RunResult`; called inside a running loop (an ``async def`` test) it
-    returns the coroutine to ``await``.
+    Inside a running event loop (an ``async def`` test) it raises :class:`RuntimeError` before
+    starting anything: ``await arun_workflow(...)`` there, with the same arguments.
 
     Example::
 
         def test_conflict_goes_to_cleanup() -> None:
             result = run_workflow(wf, mocks={"sql.exec": [{"error": "Conflict"}], "sql.query": [{}]})
-            assert isinstance(result, RunResult) and result.path[:2] == ["create", "cleanup"]
+            assert result.path[:2] == ["create", "cleanup"]
     """
-    coro = arun_workflow(
-        workflow,
-        mocks=mocks,
-        inputs=inputs,
-        registry=registry,
-        workflows=workflows,
-        secrets=secrets,
-    )
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
-    return coro
+        pass
+    else:
+        raise RuntimeError(
+            "run_workflow() cannot run inside a running event loop; await arun_workflow() instead"
+        )
+    return asyncio.run(
+        arun_workflow(
+            workflow,
+            mocks=mocks,
+            inputs=inputs,
+            registry=registry,
+            workflows=workflows,
+            secrets=secrets,
+        )
+    )
 
 
 __all__ = [

@@ -2,25 +2,30 @@
 
 Where it sits: below the plugin modules of this package, which the runner
 (``reconciler.engine``) calls through :class:`reconciler.plugin.Plugin`. It holds what every
-client of a remote server needs the same way: the ``AuthenticationFailed`` error, the seconds an I/O call may take under the action's deadline, a
-reachability probe for ``init()``, and the redaction of free text before it leaves a plugin.
+client of a remote server needs the same way: the ``AuthenticationFailed`` error, the default
+retry policy (``http`` uses it too), the seconds an I/O call may take under the action's
+deadline, one bounded connect-work-close call, a reachability probe for ``init()``, and the
+redaction of free text before it leaves a plugin.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json as jsonlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from reconciler.errors import ConnectionFailed, PluginError
+from reconciler.config.models import RetryPolicy
+from reconciler.errors import ActionError, ConnectionFailed, PluginError, Timeout
 from reconciler.plugin import ActionContext
 from reconciler.urls import mask_url
 
 __all__ = [
+    "SERVER_RETRY",
     "TEXT_CAP",
     "AuthenticationFailed",
     "default_url",
@@ -30,7 +35,16 @@ __all__ = [
     "redact_all",
     "redact_json",
     "seconds_for",
+    "with_connection",
 ]
+
+C = TypeVar("C")
+T = TypeVar("T")
+
+SERVER_RETRY = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+"""The default retry of every plugin that talks to a server (``http``, ``sql``, ``nats``,
+``redis``, ``vault``): three tries, 1 s apart doubling up to 30 s; a state's ``retry`` replaces
+it. Shared by all of them (a policy is immutable)."""
 
 TEXT_CAP = 64 * 1024
 """Bytes of a received payload kept in a response's text (``nats`` messages, ``redis`` values)."""
@@ -47,6 +61,41 @@ def seconds_for(limit: timedelta, context: ActionContext) -> float:
     seconds = limit.total_seconds()
     left = context.time_left()
     return min(seconds, left) if left is not None else seconds
+
+
+async def with_connection(
+    *,
+    seconds: float,
+    where: str,
+    connect: Callable[[], Awaitable[C]],
+    work: Callable[[C], Awaitable[T]],
+    close: Callable[[C], Awaitable[object]],
+    expected: tuple[type[BaseException], ...],
+    map_error: Callable[[BaseException], ActionError],
+) -> T:
+    """Connect, do ``work``, close: the one call shape of the ``nats`` and ``redis`` plugins.
+
+    Connecting and working together are bounded by ``seconds`` (running out raises
+    :class:`Timeout` naming ``where``). An :class:`ActionError` passes through as it is; an
+    exception of the ``expected`` classes becomes ``map_error(exc)``; anything else propagates.
+    The client, once connected, is always closed, shielded from cancellation, and a failure
+    to close is ignored (the answer, or the first error, is what the caller gets).
+    """
+    client: C | None = None
+    try:
+        async with asyncio.timeout(seconds):
+            client = await connect()
+            return await work(client)
+    except ActionError:
+        raise
+    except TimeoutError:
+        raise Timeout(f"{where}: no answer within {seconds:g}s") from None
+    except expected as exc:
+        raise map_error(exc) from None
+    finally:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(close(client))
 
 
 def redact_all(text: str, context: ActionContext, extra: Iterable[str] = ()) -> str:

@@ -28,7 +28,7 @@ import httpx
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from reconciler.config.models import Duration, RetryPolicy
+from reconciler.config.models import Duration
 from reconciler.errors import (
     CheckFailed,
     ConnectionFailed,
@@ -41,7 +41,7 @@ from reconciler.errors import (
 from reconciler.plugin import ActionContext, Plugin, Request, Response
 from reconciler.urls import mask_url
 
-from ._common import redact_json
+from ._common import SERVER_RETRY, redact_json
 
 __all__ = [
     "BODY_LIMIT",
@@ -376,7 +376,7 @@ class HttpRequest(Plugin[HttpRequestRequest, HttpRequestResponse]):
 
     Request = HttpRequestRequest
     Response = HttpRequestResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (
         TooManyRequests,
         HTTP4xx,
@@ -441,7 +441,7 @@ class HttpCheck(Plugin[HttpCheckRequest, HttpCheckResponse]):
     check = True
     Request = HttpCheckRequest
     Response = HttpCheckResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (
         TooManyRequests,
         HTTP4xx,

@@ -43,7 +43,7 @@ from nats.js.api import DeliverPolicy, StreamConfig
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from reconciler.config.models import Duration, RetryPolicy
+from reconciler.config.models import Duration
 from reconciler.errors import (
     ActionError,
     Conflict,
@@ -56,6 +56,7 @@ from reconciler.plugin import ActionContext, Plugin, Request, Response, Subscrib
 from reconciler.urls import mask_url
 
 from ._common import (
+    SERVER_RETRY,
     AuthenticationFailed,
     default_url,
     parse_json,
@@ -64,6 +65,7 @@ from ._common import (
     redact_all,
     redact_json,
     seconds_for,
+    with_connection,
 )
 
 __all__ = [
@@ -183,22 +185,26 @@ async def _with_client(
 ) -> T:
     """Connect, do ``work``, close; errors named, the whole call bounded by the timeout."""
     seconds = seconds_for(request.timeout, context)
-    where = context.redact(mask_url(request.server()))
-    nc: Client | None = None
-    try:
-        async with asyncio.timeout(seconds):
-            nc = await _connect(request, context, seconds)
-            return await work(nc, seconds)
-    except ActionError:
-        raise
-    except TimeoutError:
-        raise Timeout(f"NATS at {where}: no answer within {seconds:g}s") from None
-    except (nats.errors.Error, OSError) as exc:
-        raise _map_error(exc, where=f"NATS at {where}", context=context) from None
-    finally:
-        if nc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(nc.close())
+    where = f"NATS at {context.redact(mask_url(request.server()))}"
+
+    async def connect() -> Client:
+        return await _connect(request, context, seconds)
+
+    async def call(nc: Client) -> T:
+        return await work(nc, seconds)
+
+    async def close(nc: Client) -> None:
+        await nc.close()
+
+    return await with_connection(
+        seconds=seconds,
+        where=where,
+        connect=connect,
+        work=call,
+        close=close,
+        expected=(nats.errors.Error, OSError),
+        map_error=lambda exc: _map_error(exc, where=where, context=context),
+    )
 
 
 class _NatsPlugin:
@@ -252,7 +258,7 @@ class NatsPublish(_NatsPlugin, Plugin[NatsPublishRequest, NatsPublishResponse]):
 
     Request = NatsPublishRequest
     Response = NatsPublishResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (ConnectionFailed, AuthenticationFailed, Timeout, NotFound, JetStreamError)
 
     async def run(self, request: NatsPublishRequest, context: ActionContext) -> NatsPublishResponse:
@@ -494,7 +500,7 @@ class NatsStreamInfo(_NatsPlugin, Plugin[NatsStreamInfoRequest, NatsStreamInfoRe
     check = True
     Request = NatsStreamInfoRequest
     Response = NatsStreamInfoResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (ConnectionFailed, AuthenticationFailed, Timeout, JetStreamError)
 
     async def run(
@@ -601,7 +607,7 @@ class NatsStream(_NatsPlugin, Plugin[NatsStreamRequest, NatsStreamResponse]):
 
     Request = NatsStreamRequest
     Response = NatsStreamResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (Conflict, ConnectionFailed, AuthenticationFailed, Timeout, JetStreamError)
 
     async def run(self, request: NatsStreamRequest, context: ActionContext) -> NatsStreamResponse:

@@ -37,7 +37,7 @@ import redis.exceptions as rexc
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from reconciler.config.models import Duration, RetryPolicy
+from reconciler.config.models import Duration
 from reconciler.errors import (
     ActionError,
     Conflict,
@@ -50,6 +50,7 @@ from reconciler.plugin import ActionContext, LocalPath, Plugin, Request, Respons
 from reconciler.urls import mask_url
 
 from ._common import (
+    SERVER_RETRY,
     AuthenticationFailed,
     default_url,
     parse_json,
@@ -58,6 +59,7 @@ from ._common import (
     redact_all,
     redact_json,
     seconds_for,
+    with_connection,
 )
 
 __all__ = [
@@ -149,25 +151,31 @@ async def _with_client(
     context: ActionContext,
     work: Callable[[aioredis.Redis], Awaitable[T]],
 ) -> T:
+    """Connect, do ``work``, close; errors named, the whole call bounded by the timeout."""
     seconds = seconds_for(request.timeout, context)
     where = f"Redis at {context.redact(mask_url(request.server()))}"
-    client: aioredis.Redis | None = None
-    try:
-        async with asyncio.timeout(seconds):
-            client = _client(request, seconds, context)
-            return await work(client)
-    except ActionError:
-        raise
-    except TimeoutError:
-        raise Timeout(f"{where}: no answer within {seconds:g}s") from None
-    except (rexc.RedisError, OSError) as exc:
-        raise _map_error(exc, where=where, context=context) from None
-    except ValueError as exc:  # an unusable URL
-        raise ConnectionFailed(f"{where}: {context.redact(str(exc))}", retryable=False) from None
-    finally:
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(client.aclose())
+
+    async def connect() -> aioredis.Redis:
+        return _client(request, seconds, context)
+
+    async def close(client: aioredis.Redis) -> None:
+        await client.aclose()
+
+    def map_error(exc: BaseException) -> ActionError:
+        if isinstance(exc, rexc.RedisError | OSError):
+            return _map_error(exc, where=where, context=context)
+        # an unusable URL
+        return ConnectionFailed(f"{where}: {context.redact(str(exc))}", retryable=False)
+
+    return await with_connection(
+        seconds=seconds,
+        where=where,
+        connect=connect,
+        work=work,
+        close=close,
+        expected=(rexc.RedisError, OSError, ValueError),
+        map_error=map_error,
+    )
 
 
 class _RedisPlugin:
@@ -213,7 +221,7 @@ class RedisGet(_RedisPlugin, Plugin[RedisGetRequest, RedisGetResponse]):
     check = True
     Request = RedisGetRequest
     Response = RedisGetResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (
         ConnectionFailed,
         AuthenticationFailed,
@@ -319,7 +327,7 @@ class RedisSet(_RedisPlugin, Plugin[RedisSetRequest, RedisSetResponse]):
 
     Request = RedisSetRequest
     Response = RedisSetResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (
         ConnectionFailed,
         AuthenticationFailed,
@@ -449,6 +457,6 @@ class RedisSubscribe(_RedisPlugin, SubscribePlugin[RedisSubscribeRequest, RedisM
                 }
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+                await asyncio.shield(pubsub.aclose())
             with contextlib.suppress(Exception):
                 await asyncio.shield(client.aclose())

@@ -62,7 +62,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from reconciler.config.models import Duration, RetryPolicy
+from reconciler.config.models import Duration
 from reconciler.errors import (
     ActionError,
     Conflict,
@@ -77,7 +77,7 @@ from reconciler.grants import Grants
 from reconciler.plugin import ActionContext, LocalPath, Plugin, Request, Response
 from reconciler.urls import mask_url
 
-from ._common import AuthenticationFailed, default_url, redact_all, seconds_for
+from ._common import SERVER_RETRY, AuthenticationFailed, default_url, redact_all, seconds_for
 
 __all__ = [
     "ROW_CAP",
@@ -636,7 +636,7 @@ class SqlQuery(_SqlPlugin, Plugin[SqlQueryRequest, SqlQueryResponse]):
     check = True
     Request = SqlQueryRequest
     Response = SqlQueryResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (
         ConnectionFailed,
         AuthenticationFailed,
@@ -698,7 +698,7 @@ class SqlExec(_SqlPlugin, Plugin[SqlExecRequest, SqlExecResponse]):
 
     Request = SqlExecRequest
     Response = SqlExecResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (
         ConnectionFailed,
         AuthenticationFailed,

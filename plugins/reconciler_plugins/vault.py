@@ -45,7 +45,7 @@ from hvac import exceptions as hv
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from reconciler.config.models import Duration, RetryPolicy
+from reconciler.config.models import Duration
 from reconciler.errors import (
     ActionError,
     ConfigError,
@@ -60,7 +60,7 @@ from reconciler.plugin import ActionContext, Plugin, Request, Response
 from reconciler.secrets.vault import VaultConfig
 from reconciler.urls import mask_url
 
-from ._common import AuthenticationFailed, redact_all, seconds_for
+from ._common import SERVER_RETRY, AuthenticationFailed, redact_all, seconds_for
 
 __all__ = [
     "ALPHABET",
@@ -321,7 +321,7 @@ class VaultKvRead(_VaultPlugin, Plugin[VaultKvReadRequest, VaultKvReadResponse])
     check = True
     Request = VaultKvReadRequest
     Response = VaultKvReadResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (
         ConnectionFailed,
         AuthenticationFailed,
@@ -418,7 +418,7 @@ class VaultKvWrite(_VaultPlugin, Plugin[VaultKvWriteRequest, VaultKvWriteRespons
 
     Request = VaultKvWriteRequest
     Response = VaultKvWriteResponse
-    retry = RetryPolicy(attempts=3, delay=timedelta(seconds=1), max_delay=timedelta(seconds=30))
+    retry = SERVER_RETRY
     errors = (
         Conflict,
         ConnectionFailed,

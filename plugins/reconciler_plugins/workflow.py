@@ -41,7 +41,7 @@ class WorkflowRun(Plugin[WorkflowRunRequest, WorkflowRunResponse]):
             raise PluginError("workflow.run can only be used inside an engine run")
         result = await context.run_child(request.workflow, dict(request.inputs))
         return WorkflowRunResponse(
-            runId=result["runId"],
+            run_id=result["runId"],
             outputs=result.get("outputs", {}),
             changed=bool(result.get("changed", False)),
         )

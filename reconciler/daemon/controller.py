@@ -1,4 +1,4 @@
-"""The controller: the reconcile loop of DESIGN §4, wiring every stage together.
+"""The controller: the reconcile loop, wiring every stage together.
 
 Flow: source → **snapshot** (loaded incrementally here) → planner → queue → engine → store.
 
@@ -37,13 +37,14 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 from uuid import uuid4
 
 import structlog
 
+from reconciler.clock import utcnow
 from reconciler.config.files import refused_result
 from reconciler.config.loader import bulk_loading, load_text
 from reconciler.config.models import Workflow
@@ -89,10 +90,6 @@ BULK_LOAD_FILES = 500
 (:func:`~reconciler.config.loader.bulk_loading`)."""
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def short(run_id: str) -> str:
     """A run id as logs show it: ``3f2a9c0e…``."""
     return f"{run_id[:8]}…"
@@ -103,8 +100,8 @@ class DaemonJournal:
 
     Once :attr:`interrupting` is set (the grace period is over), a run cancelled by the
     shutdown is *not* recorded as finished: its record stays ``running`` at the state it was in,
-    with every transition already journaled, so the next start resumes it (DESIGN §4
-    "Durability"). Everything else passes straight to the store.
+    with every transition already journaled, so the next start resumes it.
+    Everything else passes straight to the store.
     """
 
     def __init__(self, store: Store) -> None:
@@ -540,7 +537,7 @@ class Controller:
             revision=revision.id,
         )
         # What this revision changed goes first: its run should not wait behind re-checks of
-        # every unchanged workflow (DESIGN §4 still re-evaluates all of them at the revision).
+        # every unchanged workflow (all of them are still re-evaluated at the revision).
         fresh = {n for n, lw in valid.items() if previous_valid.get(n) is not lw}
         for name in [*sorted(fresh), *sorted(n for n in valid if n not in fresh), *sorted(invalid)]:
             self.queue.forget(name)

@@ -1,4 +1,4 @@
-"""Daemon settings (DESIGN §6): one pydantic-settings model, three sources, one precedence.
+"""Daemon settings: one pydantic-settings model, three sources, one precedence.
 
 A value comes from, in order of precedence: a command-line flag (passed to :meth:`DaemonSettings.load`
 as keyword values by ``reconciler run``), a ``RECONCILER_*`` environment variable, then the config
@@ -36,6 +36,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from reconciler.credential_files import fill_from_files
 from reconciler.errors import ConfigError
 from reconciler.grants import Grants
 from reconciler.types import Duration
@@ -219,15 +220,7 @@ class DaemonSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _secrets_from_files(self) -> DaemonSettings:
-        for name in ("api_token", "webhook_secret"):
-            file: Path | None = getattr(self, f"{name}_file")
-            if file is None or getattr(self, name) is not None:
-                continue
-            try:
-                text = file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(f"cannot read {name}_file {str(file)!r}: {exc.strerror}") from None
-            object.__setattr__(self, name, SecretStr(text))
+        fill_from_files(self, ("api_token", "webhook_secret"))
         return self
 
     def grants(self, *, private: Iterable[Path] = ()) -> Grants:

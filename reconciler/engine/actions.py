@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from reconciler.clock import earliest
 from reconciler.config.expressions import (
     DEFAULT_COST_LIMIT,
     INLINE_COST,
@@ -87,11 +88,6 @@ class _LazyScope(Mapping[str, Any]):
 def _said(exc: BaseException) -> str:
     """What ``exc`` says, except a pydantic error's input values (they may hold secrets)."""
     return describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
-
-
-def _min_deadline(*values: float | None) -> float | None:
-    present = [v for v in values if v is not None]
-    return min(present) if present else None
 
 
 @dataclass
@@ -398,7 +394,7 @@ class RunContext:
                 plugin_name,
                 with_,
                 key=key,
-                deadline=_min_deadline(own_deadline, deadline),
+                deadline=earliest(own_deadline, deadline),
                 extra=extra,
                 attempt=attempt,
                 state=state,
@@ -408,7 +404,7 @@ class RunContext:
                 plugin_name,
                 with_,
                 key=key,
-                deadline=_min_deadline(own_deadline, deadline),
+                deadline=earliest(own_deadline, deadline),
                 extra=extra,
                 attempt=attempt,
                 state=state,

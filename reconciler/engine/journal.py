@@ -19,9 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from reconciler.clock import utcnow
 
 
 class RunStatus(StrEnum):

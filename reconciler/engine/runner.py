@@ -23,11 +23,12 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import uuid4
 
 import structlog
 
+from reconciler.clock import earliest, utcnow
 from reconciler.config.expressions import (
     DEFAULT_COST_LIMIT,
     INLINE_COST,
@@ -54,7 +55,6 @@ from reconciler.engine.journal import (
     RunRecord,
     RunStatus,
     trusted_entry,
-    utcnow,
 )
 from reconciler.errors import (
     ActionError,
@@ -115,6 +115,16 @@ class RunResult:
         return self.run.status is RunStatus.SUCCEEDED
 
 
+class _Decision(NamedTuple):
+    """How a state is left: the transition to take (``None`` when none fired, with ``error``
+    saying why), the error the state ended with, if any, and the kind of condition that chose
+    the transition (``on``, ``when``, ``default``, a racer's kind, or ``none``)."""
+
+    transition: Transition | None
+    error: ActionError | None
+    condition: str
+
+
 @dataclass(slots=True)  # not frozen: cheaper to build, and nothing changes it
 class _Plan:
     """What the runner needs to know of one state, worked out on its first visit.
@@ -128,18 +138,18 @@ class _Plan:
     state: State
     exits: Exits
     waits: bool
-    settled: tuple[Transition, None, str] | None
+    settled: _Decision | None
 
     @classmethod
     def of(cls, state: State) -> _Plan:
         exits = Exits.of(state.transitions)
         waits = bool(state.do) or state.foreach is not None or bool(exits.racers) or exits.heavy
-        settled: tuple[Transition, None, str] | None = None
+        settled: _Decision | None = None
         if not waits and not exits.choices:
             if exits.success is not None:
-                settled = (exits.success, None, "on")
+                settled = _Decision(exits.success, None, "on")
             elif exits.default is not None:
-                settled = (exits.default, None, "default")
+                settled = _Decision(exits.default, None, "default")
         return cls(state, exits, waits, settled)
 
 
@@ -564,7 +574,7 @@ class Engine:
                     return None
                 cause = f" after {last_error}" if last_error is not None else ""
                 return ActionError(f"reached failure end state {name!r}{cause}")
-            decided: tuple[Transition | None, ActionError | None, str]
+            decided: _Decision
             if plan.settled is not None:
                 decided = plan.settled
             elif plan.waits:
@@ -606,7 +616,7 @@ class Engine:
         state: State,
         exits: Exits,
         run_deadline: float | None,
-    ) -> tuple[Transition | None, ActionError | None, str]:
+    ) -> _Decision:
         """Run one state under its own (fresh) timeout; the transition to take and why."""
         entered = ctx.now()
         if not state.timeout:  # no timer of its own to arm (nor for a zero timeout, as before)
@@ -614,7 +624,7 @@ class Engine:
                 ctx, name, state=state, exits=exits, entered=entered, deadline=run_deadline
             )
         state_deadline = entered + state.timeout.total_seconds()
-        deadline = _earliest(state_deadline, run_deadline)
+        deadline = earliest(state_deadline, run_deadline)
         try:
             async with asyncio.timeout_at(_loop_deadline(ctx, state_deadline)):
                 return await self._decide(
@@ -622,7 +632,7 @@ class Engine:
                 )
         except TimeoutError:
             err = Timeout(f"state {name!r} timed out after {format_duration(state.timeout)}")
-            return match_error(state.transitions, err), err, "on"
+            return _Decision(match_error(state.transitions, err), err, "on")
 
     async def _decide(
         self,
@@ -633,7 +643,7 @@ class Engine:
         exits: Exits,
         entered: float,
         deadline: float | None,
-    ) -> tuple[Transition | None, ActionError | None, str]:
+    ) -> _Decision:
         try:
             if state.foreach is not None:
                 await run_foreach(
@@ -659,10 +669,10 @@ class Engine:
             chosen = await race(
                 ctx, exits.racers, state=name, entered_at=entered, deadline=deadline
             )
-            return chosen, None, chosen.kind
+            return _Decision(chosen, None, chosen.kind)
         except ActionError as err:
             err = ctx.redact_error(err)
-            return match_error(state.transitions, err), err, "on"
+            return _Decision(match_error(state.transitions, err), err, "on")
 
     def _child_runner(self, parent: RunContext, depth: int) -> ChildRunner:
         async def run_child(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -720,58 +730,45 @@ def _plans_of(workflow: Workflow) -> dict[str, _Plan]:
     return plans
 
 
-def _choose(
-    ctx: RunContext, name: str, exits: Exits
-) -> tuple[Transition | None, ActionError | None, str] | None:
+def _choose(ctx: RunContext, name: str, exits: Exits) -> _Decision | None:
     """Decide once the actions succeeded: ``on: success``, then the first true ``when``, then
     (when nothing races) the default branch. ``None`` means the racing conditions decide."""
     if exits.success is not None:
-        return exits.success, None, "on"
+        return _Decision(exits.success, None, "on")
     if exits.choices:
         chosen = choose_when(exits.choices, ctx.scope(), cost_limit=ctx.cost_limit)
         if chosen is not None:
-            return chosen, None, "when"
+            return _Decision(chosen, None, "when")
     return _after_choices(name, exits)
 
 
-async def _choose_async(
-    ctx: RunContext, name: str, exits: Exits
-) -> tuple[Transition | None, ActionError | None, str] | None:
+async def _choose_async(ctx: RunContext, name: str, exits: Exits) -> _Decision | None:
     """:func:`_choose` for ``when`` choices that may be evaluated off the event loop."""
     if exits.success is not None:
-        return exits.success, None, "on"
+        return _Decision(exits.success, None, "on")
     chosen = await choose_when_async(exits.choices, ctx.scope(), cost_limit=ctx.cost_limit)
     if chosen is not None:
-        return chosen, None, "when"
+        return _Decision(chosen, None, "when")
     return _after_choices(name, exits)
 
 
-def _after_choices(
-    name: str, exits: Exits
-) -> tuple[Transition | None, ActionError | None, str] | None:
+def _after_choices(name: str, exits: Exits) -> _Decision | None:
     if exits.racers:
         return None
     if exits.default is not None:
-        return exits.default, None, "default"
-    return None, ActionError(f"no transition fired in state {name!r}"), "none"
+        return _Decision(exits.default, None, "default")
+    return _Decision(None, ActionError(f"no transition fired in state {name!r}"), "none")
 
 
-def _decide_now(
-    ctx: RunContext, name: str, state: State, exits: Exits
-) -> tuple[Transition | None, ActionError | None, str]:
+def _decide_now(ctx: RunContext, name: str, state: State, exits: Exits) -> _Decision:
     """:meth:`Engine._decide` for a state with no actions and nothing racing."""
     try:
         decided = _choose(ctx, name, exits)
     except ActionError as err:
         err = ctx.redact_error(err)
-        return match_error(state.transitions, err), err, "on"
+        return _Decision(match_error(state.transitions, err), err, "on")
     assert decided is not None, "a state without racers is always decided"
     return decided
-
-
-def _earliest(*values: float | None) -> float | None:
-    present = [v for v in values if v is not None]
-    return min(present) if present else None
 
 
 def _loop_deadline(ctx: RunContext, deadline: float | None) -> float | None:

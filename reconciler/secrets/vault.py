@@ -51,6 +51,7 @@ from pydantic import (
     model_validator,
 )
 
+from reconciler.credential_files import fill_from_files
 from reconciler.errors import ConfigError, ReconcilerError, SecretUnavailable
 from reconciler.secrets.redaction import register_secret
 
@@ -117,15 +118,7 @@ class VaultConfig(BaseModel):
 
     @model_validator(mode="after")
     def _credentials(self) -> VaultConfig:
-        for name in ("token", "role_id", "secret_id"):
-            file: Path | None = getattr(self, f"{name}_file")
-            if file is None or getattr(self, name) is not None:
-                continue
-            try:
-                text = file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(f"cannot read {name}_file {str(file)!r}: {exc.strerror}") from None
-            object.__setattr__(self, name, text if name == "role_id" else SecretStr(text))
+        fill_from_files(self, ("token", "role_id", "secret_id"), plain=frozenset({"role_id"}))
         if self.auth_method == "token" and self.token is None:
             raise ValueError("token auth needs a token (RECONCILER_VAULT_TOKEN or VAULT_TOKEN)")
         if self.auth_method == "approle" and self.role_id is None:

@@ -21,7 +21,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,6 +39,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from reconciler.clock import utcnow
 from reconciler.engine.journal import EventKind, Journal, JournalEntry, RunRecord, RunStatus
 from reconciler.errors import StoreError, StoreUnavailable
 from reconciler.status import WorkflowStatusRecord
@@ -64,10 +65,6 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 """The first 16 bytes of every SQLite database file."""
 REQUIRED_TABLES = frozenset({*Base.metadata.tables, "alembic_version"})
 """The tables :meth:`Store.problem` expects to find (those the migrations create)."""
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _status_values(record: WorkflowStatusRecord) -> dict[str, Any]:
@@ -545,18 +542,18 @@ class Store:
         another owner holds it unexpired. See :mod:`reconciler.store.leases`."""
         delta = leases.as_timedelta(ttl)
         async with self._tx() as conn:
-            return await leases.acquire(conn, name, owner, ttl=delta, now=now or _utcnow())
+            return await leases.acquire(conn, name, owner, ttl=delta, now=now or utcnow())
 
     async def renew(self, lease: Lease, *, now: datetime | None = None) -> bool:
         """Extend ``lease`` by its TTL (updating ``lease.expires_at``); False once it was taken
         over, after which the holder must stop acting on it."""
         async with self._tx() as conn:
-            return await leases.renew(conn, lease, now=now or _utcnow())
+            return await leases.renew(conn, lease, now=now or utcnow())
 
     async def release(self, lease: Lease, *, now: datetime | None = None) -> bool:
         """Give ``lease`` up so another owner can take it at once."""
         async with self._tx() as conn:
-            return await leases.release(conn, lease, now=now or _utcnow())
+            return await leases.release(conn, lease, now=now or utcnow())
 
     # ----------------------------------------------------------------- retention
 
@@ -570,7 +567,7 @@ class Store:
         """Delete old finished runs and their journal; returns how many runs were removed.
         See :mod:`reconciler.store.retention` for exactly which."""
         async with self._tx() as conn:
-            return await retention.prune_runs(conn, keep_runs, keep_days, now=now or _utcnow())
+            return await retention.prune_runs(conn, keep_runs, keep_days, now=now or utcnow())
 
 
 class FencedJournal:

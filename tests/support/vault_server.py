@@ -171,6 +171,7 @@ class FakeVault:
     def addr(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server's address; typeshed allows bytes too
         return f"http://{host}:{port}"
 
     def start(self) -> FakeVault:

@@ -14,6 +14,7 @@ from reconciler.errors import Conflict, PluginError
 from reconciler.plugin import ActionContext, Plugin, PluginRegistry, Request, Response
 from reconciler.testing import (
     MockRegistry,
+    arun_workflow,
     error_class,
     mock_registry,
     run_inline_test,
@@ -59,7 +60,7 @@ def base_registry() -> PluginRegistry:
 
 
 def database_workflow(**extra: Any) -> Workflow:
-    """The DESIGN §3 example, trimmed to what these tests need."""
+    """The database example of ``docs/python-api.md``, trimmed to what these tests need."""
     doc: dict[str, Any] = {
         "apiVersion": "reconciler/v1",
         "kind": "Workflow",
@@ -289,21 +290,24 @@ def test_run_workflow_runs_to_completion_in_a_plain_test() -> None:
     assert result.path == ["create", "wait_ready", "done"] and result.ok
 
 
-async def test_run_workflow_returns_an_awaitable_inside_a_loop() -> None:
-    pending = run_workflow(
+async def test_run_workflow_inside_a_loop_points_to_arun_workflow() -> None:
+    with pytest.raises(RuntimeError, match="arun_workflow"):
+        run_workflow(database_workflow(), registry=base_registry())
+
+
+async def test_arun_workflow_runs_inside_a_loop() -> None:
+    result = await arun_workflow(
         database_workflow(),
         mocks={"sql.query": [READY], "sql.exec": [{}]},
         registry=base_registry(),
     )
-    assert not isinstance(pending, RunResult)
-    result = await pending
-    # observe said in sync, but run_workflow always runs: the poll reads READY at once
+    # observe said in sync, but arun_workflow always runs: the poll reads READY at once
     assert result.path == ["create", "wait_ready", "done"]
 
 
 async def test_run_workflow_without_mocks_uses_the_real_plugins() -> None:
     wf = database_workflow()
-    result = await run_workflow(wf, registry=base_registry())  # type: ignore[misc]
+    result = await arun_workflow(wf, registry=base_registry())
     # real Query returns [{"real": True}]: one row, so the poll fires immediately
     assert result.path == ["create", "wait_ready", "done"] and result.changed
 

@@ -27,6 +27,7 @@ from reconciler.cli import app
 from tests.support.daemon import CLI, run_command, without_settings
 from tests.support.net import free_port
 from tests.support.repos import git, init_repo
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -154,13 +155,13 @@ def status_json(daemon: Daemon, name: str = "motd") -> dict[str, Any]:
 
 
 def wait_for(daemon: Daemon, check: Any, what: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
+    def matching() -> dict[str, Any] | None:
         current = status_json(daemon)
-        if check(current):
-            return current
-        assert time.monotonic() < deadline, f"never happened: {what}; last: {current}"
-        time.sleep(0.1)
+        return current if check(current) else None
+
+    found = until(matching, 30, what, interval=0.1)
+    assert found is not None
+    return found
 
 
 def test_status_shows_a_table_for_people_and_json_for_scripts(daemon: Daemon) -> None:

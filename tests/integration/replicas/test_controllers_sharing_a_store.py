@@ -24,6 +24,7 @@ from reconciler.sources import open_source
 from reconciler.store import Health, Store
 from tests.conftest import require_server
 from tests.support.repos import commit, init_repo
+from tests.support.waiting import until_async
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
 
@@ -118,14 +119,13 @@ async def replica(
 async def wait_for_runs(
     store: Store, name: str, check: Callable[[list[RunRecord]], bool]
 ) -> list[RunRecord]:
-    deadline = time.monotonic() + 30
-    runs: list[RunRecord] = []
-    while time.monotonic() < deadline:
+    async def matching() -> list[RunRecord] | None:
         runs = await store.list_runs(name)
-        if check(runs):
-            return runs
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"runs of {name} never matched: {runs}")
+        return runs if check(runs) else None
+
+    found = await until_async(matching, 30, f"runs of {name} that match")
+    assert found is not None
+    return found
 
 
 def running_on(pair: list[tuple[Controller, Store]], run_id: str) -> Controller:

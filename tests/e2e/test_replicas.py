@@ -28,6 +28,7 @@ from tests.conftest import require_server
 from tests.support.daemon import run_command, without_settings
 from tests.support.net import free_port
 from tests.support.repos import commit, git, init_repo
+from tests.support.waiting import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -171,13 +172,16 @@ class Cluster:
 
     def wait_for(self, what: str, check: Callable[[], bool], *, timeout: float = 60.0) -> float:
         """Poll ``check`` until true; returns the monotonic time it became true."""
-        deadline = time.monotonic() + timeout
-        while not check():
+
+        def done() -> bool:
+            if check():
+                return True
             for replica in self.replicas:
                 if replica.proc.poll() not in (None, -signal.SIGKILL):
                     raise AssertionError(f"{replica.name} exited:\n{replica.log_file.read_text()}")
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.1)
+            return False
+
+        until(done, timeout, what, interval=0.1)
         return time.monotonic()
 
     def stop_all(self) -> None:

@@ -199,12 +199,11 @@ def fleet() -> Iterator[Fleet]:
 
 
 @pytest.fixture
-def vault(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVault]:
-    with FakeVault() as server:
-        # the vault.* plugins take the daemon's Vault settings from the environment
-        monkeypatch.setenv("RECONCILER_VAULT_ADDR", server.addr)
-        monkeypatch.setenv("RECONCILER_VAULT_TOKEN", server.root_token)
-        yield server
+def vault(vault: FakeVault, monkeypatch: pytest.MonkeyPatch) -> FakeVault:
+    # the vault.* plugins take the daemon's Vault settings from the environment
+    monkeypatch.setenv("RECONCILER_VAULT_ADDR", vault.addr)
+    monkeypatch.setenv("RECONCILER_VAULT_TOKEN", vault.root_token)
+    return vault
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 from reconciler.engine.journal import RunRecord
 from reconciler.store import Health, Store, WorkflowStatusRecord
 from tests.support.daemon import CLI, run_command, without_settings
-from tests.support.repos import commit, git, init_repo
+from tests.support.repos import commit, git
 from tests.support.waiting import until, until_async
 
 pytestmark = pytest.mark.timeout(90)
@@ -55,11 +55,6 @@ spec:
 def write_workflow(repo: Path, out: Path, name: str, content: str) -> None:
     text = WORKFLOW.format(name=name, out=out / f"{name}.txt", content=content)
     (repo / f"{name}.yaml").write_text(text)
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return init_repo(tmp_path / "repo")
 
 
 @pytest.fixture

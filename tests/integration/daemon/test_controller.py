@@ -24,7 +24,7 @@ from reconciler.engine.journal import EventKind, RunStatus
 from reconciler.store import Health, Store, WorkflowStatusRecord
 from tests.conftest import require_server
 from tests.support.controller import eventually, running
-from tests.support.repos import commit, init_repo
+from tests.support.repos import commit
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -66,11 +66,6 @@ def file_workflow(
 
 def put(repo: Path, name: str, document: dict[str, Any]) -> None:
     (repo / f"{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return init_repo(tmp_path / "repo")
 
 
 def converged_at(revision: str) -> Callable[[WorkflowStatusRecord], bool]:

@@ -22,7 +22,9 @@ INTERVAL = 0.02
 """Seconds between two checks: short enough not to slow a test, long enough not to spin."""
 
 
-def until(predicate: Callable[[], T], within: float, what: str, *, interval: float = INTERVAL) -> T:
+def until(
+    predicate: Callable[[], T | None], within: float, what: str, *, interval: float = INTERVAL
+) -> T:
     """The first truthy value of ``predicate()``; fails the test after ``within`` seconds.
 
     ``what`` names the awaited condition in the failure message, next to the last value seen.
@@ -40,11 +42,11 @@ def until(predicate: Callable[[], T], within: float, what: str, *, interval: flo
 
 @overload
 async def until_async(
-    predicate: Callable[[], Awaitable[T]], within: float, what: str, *, interval: float = ...
+    predicate: Callable[[], Awaitable[T | None]], within: float, what: str, *, interval: float = ...
 ) -> T: ...
 @overload
 async def until_async(
-    predicate: Callable[[], T], within: float, what: str, *, interval: float = ...
+    predicate: Callable[[], T | None], within: float, what: str, *, interval: float = ...
 ) -> T: ...
 async def until_async(
     predicate: Callable[[], Any], within: float, what: str, *, interval: float = INTERVAL

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,16 +100,15 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         env=clean_env(RECONCILER_API_TOKEN=TOKEN),
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def ready() -> bool:
             assert proc.poll() is None, (tmp / "daemon.log").read_text()
-            assert time.monotonic() < deadline, "the daemon's API never became ready"
             try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
+                return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
             except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+                return False
+
+        until(ready, 30, "the daemon's API to be ready", interval=0.1)
         yield Daemon(url, out, tmp)
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -25,7 +25,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.conftest import require_server
-from tests.support.daemon import run_command, without_settings
+from tests.support.daemon import run_command, wait_started, without_settings
 from tests.support.net import free_port
 from tests.support.repos import commit, git, init_repo
 from tests.support.waiting import until
@@ -155,12 +155,8 @@ class Cluster:
             replica = Replica(name, proc, log_file)
             self.replicas.append(replica)
             started.append(replica)
-        deadline = time.monotonic() + 60
         for replica in started:
-            while "reconciler started" not in replica.log_file.read_text(errors="replace"):
-                assert replica.proc.poll() is None, replica.log_file.read_text()
-                assert time.monotonic() < deadline, f"{replica.name} did not start in 60s"
-                time.sleep(0.05)
+            wait_started(replica.log_file, replica.proc)
         return started
 
     def query(self, sql: str, *params: Any) -> list[dict[str, Any]]:
@@ -427,11 +423,7 @@ def test_a_second_daemon_on_the_same_sqlite_store_fails_at_start_with_a_clear_me
 
     first = daemon("first.log")
     try:
-        deadline = time.monotonic() + 60
-        while "reconciler started" not in (tmp_path / "first.log").read_text():
-            assert first.poll() is None, (tmp_path / "first.log").read_text()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_started(tmp_path / "first.log", first)
         second = daemon("second.log")
         assert second.wait(60) == 2
         message = (tmp_path / "second.log").read_text()
@@ -445,11 +437,7 @@ def test_a_second_daemon_on_the_same_sqlite_store_fails_at_start_with_a_clear_me
 
     third = daemon("third.log")  # the lock went with the first daemon
     try:
-        deadline = time.monotonic() + 60
-        while "reconciler started" not in (tmp_path / "third.log").read_text():
-            assert third.poll() is None, (tmp_path / "third.log").read_text()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_started(tmp_path / "third.log", third)
     finally:
         third.terminate()
         assert third.wait(20) == 0

@@ -29,7 +29,7 @@ re-check of every workflow each commit triggers stays short between samples. (b)
 controller's revision handler directly (``Controller._on_revision``, what the source loop awaits)
 without starting its workers. Run ``python bench/daemon.py`` (two to three minutes;
 ``--workflows`` and ``--samples`` make it smaller, as the smoke test in
-``tests/unit/bench/test_bench_daemon_smoke.py`` does). Figures are recorded in ``bench/README.md``.
+``tests/integration/bench/test_bench_daemon_smoke.py`` does). Figures are recorded in ``bench/README.md``.
 """
 
 from __future__ import annotations

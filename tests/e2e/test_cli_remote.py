@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from reconciler.cli import app
 from tests.support.daemon import CLI, run_command, without_settings
 from tests.support.net import free_port
 from tests.support.repos import git, init_repo
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -100,16 +100,15 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         env=clean_env(RECONCILER_API_TOKEN=TOKEN),
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def ready() -> bool:
             assert proc.poll() is None, (tmp / "daemon.log").read_text()
-            assert time.monotonic() < deadline, "the daemon's API never became ready"
             try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
+                return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
             except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+                return False
+
+        until(ready, 30, "the daemon's API to be ready", interval=0.1)
         yield Daemon(url, out, tmp)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -154,13 +153,13 @@ def status_json(daemon: Daemon, name: str = "motd") -> dict[str, Any]:
 
 
 def wait_for(daemon: Daemon, check: Any, what: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
+    def matching() -> dict[str, Any] | None:
         current = status_json(daemon)
-        if check(current):
-            return current
-        assert time.monotonic() < deadline, f"never happened: {what}; last: {current}"
-        time.sleep(0.1)
+        return current if check(current) else None
+
+    found = until(matching, 30, what, interval=0.1)
+    assert found is not None
+    return found
 
 
 def test_status_shows_a_table_for_people_and_json_for_scripts(daemon: Daemon) -> None:

@@ -7,20 +7,20 @@ workflow only. Statuses and runs are read from the daemon's own SQLite store.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
 import pytest
 
+from reconciler.engine.journal import RunRecord
 from reconciler.store import Health, Store, WorkflowStatusRecord
 from tests.support.daemon import CLI, run_command, without_settings
-from tests.support.repos import commit, git, init_repo
+from tests.support.repos import commit, git
+from tests.support.waiting import until, until_async
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -58,11 +58,6 @@ def write_workflow(repo: Path, out: Path, name: str, content: str) -> None:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return init_repo(tmp_path / "repo")
-
-
-@pytest.fixture
 def daemon(tmp_path: Path, repo: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start the daemon once the test has committed; stopped (SIGTERM) at teardown."""
     procs: list[subprocess.Popen[bytes]] = []
@@ -90,11 +85,12 @@ def daemon(tmp_path: Path, repo: Path) -> Iterator[Callable[..., subprocess.Pope
         )
         procs.append(proc)
         # The daemon creates and migrates the store; the test opens it only after that.
-        deadline = time.monotonic() + 30
-        while log_file.read_text().count("reconciler started") <= before:
-            assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
-            assert time.monotonic() < deadline, "the daemon did not start in 30s"
-            time.sleep(0.05)
+
+        def started() -> bool:
+            assert proc.poll() is None, log_file.read_text()
+            return log_file.read_text().count("reconciler started") > before
+
+        until(started, 30, "the daemon to start", interval=0.05)
         return proc
 
     yield start
@@ -126,20 +122,60 @@ async def runs_by_workflow(data_dir: Path) -> dict[str, list[str]]:
 async def wait_converged(
     data_dir: Path, names: set[str], revision: str
 ) -> dict[str, WorkflowStatusRecord]:
-    timeout = 30
-    deadline = time.monotonic() + timeout
-    seen: dict[str, WorkflowStatusRecord] = {}
-    while time.monotonic() < deadline:
+
+    async def converged() -> dict[str, WorkflowStatusRecord] | None:
         seen = await statuses(data_dir)
-        if all(
+        done = all(
             n in seen
             and seen[n].status is Health.CONVERGED
             and seen[n].last_applied_revision == revision
             for n in names
-        ):
-            return seen
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not converged at {revision[:12]} in {timeout}s: {seen}")
+        )
+        return seen if done else None
+
+    found = await until_async(converged, 30, f"{names} converged at {revision[:12]}", interval=0.1)
+    assert found is not None
+    return found
+
+
+async def wait_status(
+    data_dir: Path, name: str, health: Health, *, within: float = 30
+) -> WorkflowStatusRecord:
+    """The status of ``name`` once its health is ``health``."""
+
+    async def reached() -> WorkflowStatusRecord | None:
+        status = (await statuses(data_dir)).get(name)
+        return status if status is not None and status.status is health else None
+
+    found = await until_async(reached, within, f"{name} to be {health.value}", interval=0.1)
+    assert found is not None
+    return found
+
+
+async def wait_run_in_state(data_dir: Path, name: str, state: str) -> RunRecord:
+    """The newest run of ``name`` once it is in ``state``."""
+
+    async def reached() -> RunRecord | None:
+        store = await Store.open(None, data_dir=data_dir)
+        try:
+            runs = await store.list_runs(name)
+        finally:
+            await store.close()
+        return runs[0] if runs and runs[0].current_state == state else None
+
+    found = await until_async(reached, 30, f"a run of {name} in state {state}", interval=0.05)
+    assert found is not None
+    return found
+
+
+async def wait_started(log: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Until the daemon writing ``log`` says it started (failing early if it exited)."""
+
+    def started() -> bool:
+        assert proc.poll() is None, log.read_text()
+        return "reconciler started" in log.read_text()
+
+    await until_async(started, 30, "the daemon to start", interval=0.05)
 
 
 def log_events(tmp_path: Path) -> list[dict[str, object]]:
@@ -204,14 +240,7 @@ async def test_daemon_marks_a_broken_file_invalid_and_keeps_its_last_good_status
     text = (repo / "alpha.yaml").read_text().replace("next: done", "next: nowhere")
     (repo / "alpha.yaml").write_text(text.replace("hello alpha", "broken"))
     commit(repo, "break alpha")
-    deadline = time.monotonic() + 30
-    status = None
-    while time.monotonic() < deadline:
-        status = (await statuses(data_dir)).get("alpha")
-        if status is not None and status.status is Health.INVALID:
-            break
-        await asyncio.sleep(0.1)
-    assert status is not None and status.status is Health.INVALID, status
+    status = await wait_status(data_dir, "alpha", Health.INVALID)
     assert status.message.startswith("alpha.yaml:")
     assert "nowhere" in status.message
     assert status.last_applied_revision == first
@@ -251,19 +280,9 @@ async def test_daemon_without_a_repository_serves_the_quickstart_in_the_checkout
             ["run", "--data-dir", str(data_dir), "--workdir", str(workdir)], cwd=PROJECT, out=out
         )
         try:
-            deadline = time.monotonic() + 30
-            while "reconciler started" not in log.read_text():
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
-            names = {"motd", "app-config", "disk-report", "daemon-probe"}
-            seen: dict[str, WorkflowStatusRecord] = {}
-            while time.monotonic() < deadline:
-                seen = await statuses(data_dir)
-                if all(n in seen and seen[n].status is Health.CONVERGED for n in names):
-                    break
-                await asyncio.sleep(0.1)
-            assert all(n in seen and seen[n].status is Health.CONVERGED for n in names), seen
+            await wait_started(log, proc)
+            for name in ("motd", "app-config", "disk-report", "daemon-probe"):
+                await wait_status(data_dir, name, Health.CONVERGED)
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(20)
@@ -330,32 +349,14 @@ async def test_run_killed_mid_state_resumes_in_that_state_after_a_restart(
     data_dir = tmp_path / "data"
 
     proc = daemon()
-    deadline = time.monotonic() + 30
-    run = None
-    while time.monotonic() < deadline:
-        store = await Store.open(None, data_dir=data_dir)
-        try:
-            runs = await store.list_runs("slow")
-        finally:
-            await store.close()
-        if runs and runs[0].current_state == "wait":
-            run = runs[0]
-            break
-        await asyncio.sleep(0.05)
-    assert run is not None, "the run never reached state wait"
+    run = await wait_run_in_state(data_dir, "slow", "wait")
     proc.kill()  # a crash: no shutdown, no journal write
     proc.wait(10)
     assert first.read_text() == "1"
     assert not second.exists()
 
     restarted = daemon()
-    status = None
-    while time.monotonic() < deadline + 30:
-        status = (await statuses(data_dir)).get("slow")
-        if status is not None and status.status is Health.CONVERGED:
-            break
-        await asyncio.sleep(0.1)
-    assert status is not None and status.status is Health.CONVERGED, status
+    status = await wait_status(data_dir, "slow", Health.CONVERGED, within=60)
     assert status.last_run_id == run.id
     assert second.read_text() == "2"
     store = await Store.open(None, data_dir=data_dir)
@@ -406,14 +407,7 @@ async def test_a_canary_secret_never_reaches_the_log_or_the_store(
     data_dir = tmp_path / "data"
 
     proc = daemon("--allow-env", "H7_CANARY_TOKEN")
-    deadline = time.monotonic() + 30
-    status = None
-    while time.monotonic() < deadline:
-        status = (await statuses(data_dir)).get("canary")
-        if status is not None and status.status is Health.DEGRADED:
-            break
-        await asyncio.sleep(0.1)
-    assert status is not None and status.status is Health.DEGRADED, status
+    status = await wait_status(data_dir, "canary", Health.DEGRADED)
     assert status.reason == "RunFailed"
     assert "***" in status.message
     proc.send_signal(signal.SIGTERM)
@@ -455,11 +449,7 @@ async def test_daemon_follows_a_remote_branch_and_sub_path_from_config_file_and_
             out=sink,
         )
         try:
-            deadline = time.monotonic() + 30
-            while "reconciler started" not in log.read_text():
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+            await wait_started(log, proc)
             found = await wait_converged(data_dir, {"alpha"}, revision)
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -478,18 +468,7 @@ async def test_sigterm_waits_out_the_grace_period_exits_0_and_the_run_resumes_on
     data_dir = tmp_path / "data"
 
     proc = daemon("--grace-period", "200ms")
-    deadline = time.monotonic() + 30
-    run = None
-    while run is None and time.monotonic() < deadline:
-        store = await Store.open(None, data_dir=data_dir)
-        try:
-            runs = await store.list_runs("slow")
-        finally:
-            await store.close()
-        if runs and runs[0].current_state == "wait":
-            run = runs[0]
-        await asyncio.sleep(0.05)
-    assert run is not None, "the run never reached state wait"
+    run = await wait_run_in_state(data_dir, "slow", "wait")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
     messages = [str(e.get("event")) for e in log_events(tmp_path)]
@@ -500,13 +479,7 @@ async def test_sigterm_waits_out_the_grace_period_exits_0_and_the_run_resumes_on
     ), messages
 
     restarted = daemon()
-    status = None
-    while time.monotonic() < deadline + 30:
-        status = (await statuses(data_dir)).get("slow")
-        if status is not None and status.status is Health.CONVERGED:
-            break
-        await asyncio.sleep(0.1)
-    assert status is not None and status.status is Health.CONVERGED, status
+    status = await wait_status(data_dir, "slow", Health.CONVERGED, within=60)
     assert status.last_run_id == run.id
     assert second.read_text() == "2"
     restarted.send_signal(signal.SIGTERM)

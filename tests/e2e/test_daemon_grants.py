@@ -9,11 +9,9 @@ credentials may show in its status, its API answer or its log.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from reconciler.store import Health, Store, WorkflowStatusRecord
 from tests.support.daemon import run_command, without_settings
 from tests.support.net import free_port
 from tests.support.repos import commit, init_repo
+from tests.support.waiting import until_async
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -97,15 +96,15 @@ async def settled(
     data_dir: Path, expected: dict[str, Callable[[WorkflowStatusRecord], bool]]
 ) -> dict[str, WorkflowStatusRecord]:
     """The statuses once each workflow's predicate holds (polled; fails after 60 s)."""
-    deadline = time.monotonic() + 60
-    seen: dict[str, WorkflowStatusRecord] = {}
-    while time.monotonic() < deadline:
+
+    async def all_settled() -> dict[str, WorkflowStatusRecord] | None:
         seen = await statuses(data_dir) if (data_dir / "reconciler.db").exists() else {}
-        if all(name in seen and check(seen[name]) for name, check in expected.items()):
-            return seen
-        await asyncio.sleep(0.2)
-    waiting = {n: seen.get(n) for n, c in expected.items() if n not in seen or not c(seen[n])}
-    raise AssertionError(f"not settled in 60s: {waiting}")
+        done = all(name in seen and check(seen[name]) for name, check in expected.items())
+        return seen if done else None
+
+    found = await until_async(all_settled, 60, f"{sorted(expected)} to settle", interval=0.2)
+    assert found is not None
+    return found
 
 
 def refused(

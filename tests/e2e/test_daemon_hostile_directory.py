@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 
 from tests.support.daemon import run_command, without_settings
 from tests.support.hostile import plant_hostile_files, release_fifo_readers, writer_workflow
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -52,11 +52,12 @@ class Daemon:
 
     def wait_for_file(self, path: Path, *, within: float = 60) -> None:
         """Poll until the good workflow's output appears, failing if the daemon dies first."""
-        deadline = time.monotonic() + within
-        while not path.exists():
+
+        def appeared() -> bool:
             assert self.proc.poll() is None, f"the daemon exited early:\n{self.log()}"
-            assert time.monotonic() < deadline, f"{path} never appeared:\n{self.log()}"
-            time.sleep(0.05)
+            return path.exists()
+
+        until(appeared, within, f"{path} to appear", interval=0.05)
 
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():

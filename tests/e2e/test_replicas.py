@@ -25,9 +25,10 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.conftest import require_server
-from tests.support.daemon import run_command, without_settings
+from tests.support.daemon import run_command, wait_started, without_settings
 from tests.support.net import free_port
 from tests.support.repos import commit, git, init_repo
+from tests.support.waiting import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -154,12 +155,8 @@ class Cluster:
             replica = Replica(name, proc, log_file)
             self.replicas.append(replica)
             started.append(replica)
-        deadline = time.monotonic() + 60
         for replica in started:
-            while "reconciler started" not in replica.log_file.read_text(errors="replace"):
-                assert replica.proc.poll() is None, replica.log_file.read_text()
-                assert time.monotonic() < deadline, f"{replica.name} did not start in 60s"
-                time.sleep(0.05)
+            wait_started(replica.log_file, replica.proc)
         return started
 
     def query(self, sql: str, *params: Any) -> list[dict[str, Any]]:
@@ -171,13 +168,16 @@ class Cluster:
 
     def wait_for(self, what: str, check: Callable[[], bool], *, timeout: float = 60.0) -> float:
         """Poll ``check`` until true; returns the monotonic time it became true."""
-        deadline = time.monotonic() + timeout
-        while not check():
+
+        def done() -> bool:
+            if check():
+                return True
             for replica in self.replicas:
                 if replica.proc.poll() not in (None, -signal.SIGKILL):
                     raise AssertionError(f"{replica.name} exited:\n{replica.log_file.read_text()}")
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.1)
+            return False
+
+        until(done, timeout, what, interval=0.1)
         return time.monotonic()
 
     def stop_all(self) -> None:
@@ -423,11 +423,7 @@ def test_a_second_daemon_on_the_same_sqlite_store_fails_at_start_with_a_clear_me
 
     first = daemon("first.log")
     try:
-        deadline = time.monotonic() + 60
-        while "reconciler started" not in (tmp_path / "first.log").read_text():
-            assert first.poll() is None, (tmp_path / "first.log").read_text()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_started(tmp_path / "first.log", first)
         second = daemon("second.log")
         assert second.wait(60) == 2
         message = (tmp_path / "second.log").read_text()
@@ -441,11 +437,7 @@ def test_a_second_daemon_on_the_same_sqlite_store_fails_at_start_with_a_clear_me
 
     third = daemon("third.log")  # the lock went with the first daemon
     try:
-        deadline = time.monotonic() + 60
-        while "reconciler started" not in (tmp_path / "third.log").read_text():
-            assert third.poll() is None, (tmp_path / "third.log").read_text()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_started(tmp_path / "third.log", third)
     finally:
         third.terminate()
         assert third.wait(20) == 0

@@ -11,7 +11,6 @@ that store. Repositories come from :mod:`tests.support.repos`.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ from reconciler.daemon.settings import DaemonSettings
 from reconciler.plugin import PluginRegistry
 from reconciler.sources import open_source
 from reconciler.store import Store, WorkflowStatusRecord
+from tests.support.waiting import until_async
 
 
 @asynccontextmanager
@@ -65,11 +65,11 @@ async def eventually(
     store: Store, name: str, check: Callable[[WorkflowStatusRecord], bool], *, within: float = 20
 ) -> WorkflowStatusRecord:
     """The status of ``name`` once ``check`` accepts it (fails after ``within`` seconds)."""
-    deadline = time.monotonic() + within
-    status = None
-    while time.monotonic() < deadline:
+
+    async def accepted() -> WorkflowStatusRecord | None:
         status = await store.get_status(name)
-        if status is not None and check(status):
-            return status
-        await asyncio.sleep(0.03)
-    raise AssertionError(f"status of {name} never matched: {status}")
+        return status if status is not None and check(status) else None
+
+    found = await until_async(accepted, within, f"a status of {name} that matches")
+    assert found is not None
+    return found

@@ -10,7 +10,6 @@ that does not exist: ``Invalid``).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from reconciler.plugin import PluginRegistry
 from reconciler.sources import open_source
 from reconciler.store import Store
 from tests.support.repos import commit, init_repo
+from tests.support.waiting import until_async
 
 TOKEN = "t0ken-for-tests-4c1d"
 SECRET = "hook-secret-9a7e"
@@ -119,10 +119,7 @@ class Daemon:
         return {"Authorization": f"Bearer {token}"}
 
     async def until(self, check: Callable[[], Awaitable[bool]], what: str) -> None:
-        deadline = time.monotonic() + 20
-        while not await check():
-            assert time.monotonic() < deadline, f"never happened: {what}"
-            await asyncio.sleep(0.05)
+        await until_async(check, 20, what, interval=0.05)
 
     async def workflow(self, name: str) -> dict[str, Any]:
         response = await self.client.get(f"/api/v1/workflows/{name}")

@@ -142,7 +142,7 @@ async def test_bad_signature_is_401_and_fetches_nothing(
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_signature"
     assert SECRET not in response.text
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # time passing is the test here: no fetch follows a refused hook
     assert daemon.controller.source.fetch_count_ok == fetches
     assert daemon.controller.target.revision == before
 
@@ -173,7 +173,7 @@ async def test_valid_deliveries_that_are_not_a_push_of_the_branch_trigger_nothin
     assert response.status_code == 202
     assert response.json()["triggered"] is False
     assert response.json()["message"]
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # time passing is the test here: no fetch follows
     assert daemon.controller.source.fetch_count_ok == fetches
 
 

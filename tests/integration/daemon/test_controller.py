@@ -6,8 +6,6 @@ expected status shows up in the store, and checks what happened on disk and in t
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,11 +18,12 @@ from structlog.testing import capture_logs
 
 from reconciler.daemon.controller import UNRESTRICTED_PLUGINS_WARNING
 from reconciler.daemon.queue import Reason
-from reconciler.engine.journal import EventKind, RunStatus
+from reconciler.engine.journal import EventKind, RunRecord, RunStatus
 from reconciler.store import Health, Store, WorkflowStatusRecord
 from tests.conftest import require_server
 from tests.support.controller import eventually, running
-from tests.support.repos import commit, init_repo
+from tests.support.repos import commit
+from tests.support.waiting import until_async
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -68,9 +67,9 @@ def put(repo: Path, name: str, document: dict[str, Any]) -> None:
     (repo / f"{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return init_repo(tmp_path / "repo")
+async def gone(store: Store, name: str) -> bool:
+    """Whether ``name`` has no status any more (the workflow was retired)."""
+    return await store.get_status(name) is None
 
 
 def converged_at(revision: str) -> Callable[[WorkflowStatusRecord], bool]:
@@ -93,10 +92,7 @@ async def test_removed_workflow_runs_its_on_delete_state_then_is_retired_keeping
         await eventually(store, "motd", converged_at(first))
         (repo / "motd.yaml").unlink()
         commit(repo, "remove motd")
-        deadline = time.monotonic() + 20
-        while await store.get_status("motd") is not None:
-            assert time.monotonic() < deadline, "motd was never retired"
-            await asyncio.sleep(0.03)
+        await until_async(lambda: gone(store, "motd"), 20, "motd to be retired")
         runs = await store.list_runs("motd")
     assert marker.read_text() == "bye"
     assert sorted(r.reason for r in runs) == ["delete", "drift"]
@@ -174,10 +170,7 @@ async def test_periodic_drift_check_repairs_a_file_changed_behind_its_back(
     async with running(tmp_path, repo) as (_controller, store):
         await eventually(store, "motd", converged_at(first))
         target.write_text("tampered")
-        deadline = time.monotonic() + 20
-        while target.read_text() != "hi":
-            assert time.monotonic() < deadline, "drift was never repaired"
-            await asyncio.sleep(0.03)
+        await until_async(lambda: target.read_text() == "hi", 20, "the drift to be repaired")
         await eventually(store, "motd", lambda s: s.status is Health.CONVERGED)
         runs = await store.list_runs("motd")
     assert [r.reason for r in runs] == ["drift", "drift"]
@@ -192,10 +185,12 @@ async def test_manual_sync_runs_a_workflow_that_is_in_sync(tmp_path: Path, repo:
         assert 50 * 60 < (converged.next_check_at - converged.updated_at).total_seconds() <= 3600
         assert controller.request_sync("motd")
         assert not controller.request_sync("no-such-workflow")
-        deadline = time.monotonic() + 20
-        while len(runs := await store.list_runs("motd")) < 2 or not runs[0].status.finished:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.03)
+
+        async def second_run_finished() -> list[RunRecord] | None:
+            runs = await store.list_runs("motd")
+            return runs if len(runs) >= 2 and runs[0].status.finished else None
+
+        runs = await until_async(second_run_finished, 20, "a second run of motd to finish")
     assert runs[0].reason == "manual"
 
 
@@ -270,13 +265,12 @@ async def test_run_interrupted_by_shutdown_resumes_in_its_state_on_the_next_star
     put(repo, "slow", file_workflow("slow", target, "hi", states=states))
     commit(repo)
     async with running(tmp_path, repo, grace_period="50ms") as (_controller, store):
-        deadline = time.monotonic() + 20
-        while True:
+
+        async def waiting() -> list[RunRecord] | None:
             runs = await store.list_runs("slow")
-            if runs and runs[0].current_state == "wait":
-                break
-            assert time.monotonic() < deadline, "the run never reached state wait"
-            await asyncio.sleep(0.02)
+            return runs if runs and runs[0].current_state == "wait" else None
+
+        runs = await until_async(waiting, 20, "the run to reach state wait")
         run_id = runs[0].id
     # Stopped with the run still waiting: it stays resumable, not cancelled.
     store = await Store.open(None, data_dir=tmp_path / "data")
@@ -290,10 +284,12 @@ async def test_run_interrupted_by_shutdown_resumes_in_its_state_on_the_next_star
     assert not second_file.exists()
 
     async with running(tmp_path, repo) as (_controller, store):
-        deadline = time.monotonic() + 20
-        while (run := await store.get_run(run_id)) is None or not run.status.finished:
-            assert time.monotonic() < deadline, "the resumed run never finished"
-            await asyncio.sleep(0.03)
+
+        async def finished() -> RunRecord | None:
+            run = await store.get_run(run_id)
+            return run if run is not None and run.status.finished else None
+
+        run = await until_async(finished, 20, "the resumed run to finish")
         entries = await store.entries(run_id)
         status = await eventually(store, "slow", lambda s: s.status is Health.CONVERGED)
     assert run.status is RunStatus.SUCCEEDED
@@ -351,10 +347,7 @@ async def test_workflow_removed_while_the_daemon_was_stopped_is_retired_at_start
     second = commit(repo, "remove gone while stopped")
     async with running(tmp_path, repo) as (_controller, store):
         await eventually(store, "keep", converged_at(second))
-        deadline = time.monotonic() + 20
-        while await store.get_status("gone") is not None:
-            assert time.monotonic() < deadline, "gone was never retired"
-            await asyncio.sleep(0.03)
+        await until_async(lambda: gone(store, "gone"), 20, "gone to be retired")
         history = await store.list_runs("gone")
     assert len(history) == 1, "its run history is kept"
 
@@ -369,10 +362,12 @@ async def test_a_check_that_changed_nothing_is_in_the_store_after_a_graceful_sto
     async with running(tmp_path, repo) as (controller, store):
         converged = await eventually(store, "motd", converged_at(first))
         controller.queue.add("motd", Reason.DRIFT_CHECK)
-        deadline = time.monotonic() + 20
-        while (checked := await controller.statuses.get("motd")) == converged:
-            assert time.monotonic() < deadline, "the drift check never happened"
-            await asyncio.sleep(0.03)
+
+        async def rechecked() -> WorkflowStatusRecord | None:
+            status = await controller.statuses.get("motd")
+            return status if status != converged else None
+
+        checked = await until_async(rechecked, 20, "the drift check")
         assert checked is not None and checked.observed_at != converged.observed_at
     async with await Store.open(None, data_dir=tmp_path / "data") as reopened:
         assert await reopened.get_status("motd") == checked

@@ -19,6 +19,7 @@ import pytest
 from reconciler.daemon.statuses import StatusBook, bookkeeping_changes
 from reconciler.errors import StoreError
 from reconciler.store import Health, Store, Sync, WorkflowStatusRecord
+from tests.support.waiting import until_async
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -66,10 +67,11 @@ async def loaded_book(
 
 async def stored_eventually(store: Store, record: WorkflowStatusRecord) -> None:
     """Until the store holds ``record`` (nobody waits on the book's writer here)."""
-    deadline = asyncio.get_running_loop().time() + 30
-    while await store.get_status(record.name) != record:
-        assert asyncio.get_running_loop().time() < deadline, f"{record.name} never written"
-        await asyncio.sleep(0.01)
+
+    async def stored() -> bool:
+        return await store.get_status(record.name) == record
+
+    await until_async(stored, 30, f"{record.name} to be written", interval=0.01)
 
 
 def test_bookkeeping_changes_names_the_moved_timestamps_or_none_for_a_real_change() -> None:

@@ -21,8 +21,7 @@ import json
 import re
 import shutil
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,10 +38,12 @@ from reconciler.plugin import PluginRegistry
 from reconciler.secrets.resolver import DefaultResolver
 from reconciler.secrets.vault import VaultClient, VaultConfig
 from reconciler.sources import open_source
-from reconciler.store import Health, Store, WorkflowStatusRecord
+from reconciler.store import Health, Store
 from tests.conftest import require_server
+from tests.support.controller import eventually
 from tests.support.repos import git
 from tests.support.vault_server import FakeVault
+from tests.support.waiting import until_async
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
@@ -198,12 +199,11 @@ def fleet() -> Iterator[Fleet]:
 
 
 @pytest.fixture
-def vault(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVault]:
-    with FakeVault() as server:
-        # the vault.* plugins take the daemon's Vault settings from the environment
-        monkeypatch.setenv("RECONCILER_VAULT_ADDR", server.addr)
-        monkeypatch.setenv("RECONCILER_VAULT_TOKEN", server.root_token)
-        yield server
+def vault(vault: FakeVault, monkeypatch: pytest.MonkeyPatch) -> FakeVault:
+    # the vault.* plugins take the daemon's Vault settings from the environment
+    monkeypatch.setenv("RECONCILER_VAULT_ADDR", vault.addr)
+    monkeypatch.setenv("RECONCILER_VAULT_TOKEN", vault.root_token)
+    return vault
 
 
 @pytest.fixture
@@ -252,28 +252,6 @@ async def cache_worker(u: str) -> None:
         await nc.close()
 
 
-async def eventually(
-    store: Store, name: str, check: Callable[[WorkflowStatusRecord], bool], seconds: float = 40
-) -> WorkflowStatusRecord:
-    deadline = time.monotonic() + seconds
-    status = None
-    while time.monotonic() < deadline:
-        status = await store.get_status(name)
-        if status is not None and check(status):
-            return status
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"status of {name} never matched: {status}")
-
-
-async def until(probe: Callable[[], Any], what: str, seconds: float = 40) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if await probe():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"never happened: {what}")
-
-
 # ---------------------------------------------------------------------------------- the test
 
 
@@ -318,7 +296,7 @@ async def test_example_converges_from_scratch_and_heals_hand_made_drift(
     try:
         # ---- from scratch: every workflow converges and the servers hold what it declares
         for name in WORKFLOWS:
-            await eventually(store, name, lambda s: s.status is Health.CONVERGED)
+            await eventually(store, name, lambda s: s.status is Health.CONVERGED, within=40)
 
         password = vault.kv2[f"secret/realistic/app-db-{u}"][-1].data["password"]
         async with await psycopg.AsyncConnection.connect(
@@ -362,11 +340,15 @@ async def test_example_converges_from_scratch_and_heals_hand_made_drift(
         async def stream_back() -> bool:
             return (await js.stream_info(f"REAL_{u.upper()}")).config.max_age == 604800.0
 
-        await until(role_back, "the dropped role is back and owns its database again")
-        await until(stream_back, "the stream's max age is back at 7 days")
+        await until_async(
+            role_back, 40, "the dropped role is back and owns its database again", interval=0.2
+        )
+        await until_async(stream_back, 40, "the stream's max age is back at 7 days", interval=0.2)
         await nc.close()
         for name in ("app-database", "events-stream"):
-            status = await eventually(store, name, lambda s: s.status is Health.CONVERGED)
+            status = await eventually(
+                store, name, lambda s: s.status is Health.CONVERGED, within=40
+            )
             assert status.last_run_id is not None
         runs = await store.list_runs("app-database")
         assert len(runs) >= 2  # the first convergence and the healing
@@ -381,7 +363,7 @@ async def test_example_converges_from_scratch_and_heals_hand_made_drift(
         async def rotated() -> bool:
             return len(vault.kv2[f"secret/realistic/app-db-{u}"]) == before + 1
 
-        await until(rotated, "the 31-day-old password is rotated")
+        await until_async(rotated, 40, "the 31-day-old password is rotated", interval=0.2)
         latest = vault.kv2[f"secret/realistic/app-db-{u}"][-1].data
         assert latest["password"] != password and latest["user"] == f"app_{u}"
     finally:

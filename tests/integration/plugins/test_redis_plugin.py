@@ -19,6 +19,7 @@ from reconciler_plugins.redis import (
 from reconciler.errors import Conflict, ConnectionFailed, PathNotAllowed, Timeout
 from tests.conftest import require_server
 from tests.integration.plugins.conftest import CANARY, ContextFactory
+from tests.support.waiting import until_async
 
 URL = "redis://127.0.0.1:6379/0"
 
@@ -135,10 +136,12 @@ async def test_subscribe_matches_a_pattern_and_parses_json(
             make_context(),
         )
     )
-    for _ in range(100):  # publish until someone listens
-        if await client.publish(f"t:{unique}:deploy.web", '{"version": "1.2"}'):
-            break
-        await asyncio.sleep(0.05)
+    await until_async(  # publish until someone listens
+        lambda: client.publish(f"t:{unique}:deploy.web", '{"version": "1.2"}'),
+        5,
+        "a subscriber to receive the message",
+        interval=0.05,
+    )
     message = await task
     assert message.channel == f"t:{unique}:deploy.web"
     assert message.pattern == f"t:{unique}:deploy.*"
@@ -157,17 +160,15 @@ async def test_a_cancelled_subscription_leaves_no_subscriber(
             make_context(),
         )
     )
-    for _ in range(100):
-        if (await client.pubsub_numsub(channel))[0][1] == 1:
-            break
-        await asyncio.sleep(0.05)
+
+    async def subscribers(count: int) -> bool:
+        return bool((await client.pubsub_numsub(channel))[0][1] == count)
+
+    await until_async(lambda: subscribers(1), 5, "the subscription", interval=0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    for _ in range(100):
-        if (await client.pubsub_numsub(channel))[0][1] == 0:
-            break
-        await asyncio.sleep(0.05)
+    await until_async(lambda: subscribers(0), 5, "the unsubscription", interval=0.05)
     assert (await client.pubsub_numsub(channel))[0][1] == 0
 
 

@@ -20,6 +20,7 @@ from reconciler.engine.journal import MemoryJournal
 from reconciler.engine.runner import Engine
 from reconciler.plugin import PluginRegistry
 from tests.conftest import require_server
+from tests.support.waiting import until_async
 
 
 def waiting_workflow(plugin: str, with_: dict[str, Any], *, after: str) -> Workflow:
@@ -75,10 +76,11 @@ async def test_a_redis_message_that_matches_fires_the_transition(
     workflow = waiting_workflow("redis.subscribe", {"channel": channel}, after="20s")
     engine = Engine(registry, journal=MemoryJournal())
     run = asyncio.create_task(engine.run(workflow))
-    for _ in range(250):  # until the condition has subscribed
-        if (await client.pubsub_numsub(channel))[0][1]:
-            break
-        await asyncio.sleep(0.02)
+
+    async def subscribed() -> bool:
+        return bool((await client.pubsub_numsub(channel))[0][1])
+
+    await until_async(subscribed, 5, "the condition to subscribe")
     await client.publish(channel, '{"version": "1.1"}')  # skipped by match
     await client.publish(channel, '{"version": "1.2"}')
     result = await asyncio.wait_for(run, 10)

@@ -7,7 +7,6 @@ status codes and bodies, KV v1 and v2 mounts (``kv/`` and ``secret/``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,12 +21,6 @@ from reconciler_plugins.vault import (
 from reconciler.errors import Conflict, ConnectionFailed, InvalidRequest, NotFound
 from tests.integration.plugins.conftest import CANARY, ContextFactory
 from tests.support.vault_server import FakeVault
-
-
-@pytest.fixture
-def vault() -> Iterator[FakeVault]:
-    with FakeVault() as server:
-        yield server
 
 
 def read(vault: FakeVault, **fields: Any) -> VaultKvReadRequest:

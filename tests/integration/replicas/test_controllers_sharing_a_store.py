@@ -7,7 +7,6 @@ removed from git while another replica runs it, and suspend/resume through one r
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -24,6 +23,7 @@ from reconciler.sources import open_source
 from reconciler.store import Health, Store
 from tests.conftest import require_server
 from tests.support.repos import commit, init_repo
+from tests.support.waiting import until_async
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
 
@@ -118,14 +118,13 @@ async def replica(
 async def wait_for_runs(
     store: Store, name: str, check: Callable[[list[RunRecord]], bool]
 ) -> list[RunRecord]:
-    deadline = time.monotonic() + 30
-    runs: list[RunRecord] = []
-    while time.monotonic() < deadline:
+    async def matching() -> list[RunRecord] | None:
         runs = await store.list_runs(name)
-        if check(runs):
-            return runs
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"runs of {name} never matched: {runs}")
+        return runs if check(runs) else None
+
+    found = await until_async(matching, 30, f"runs of {name} that match")
+    assert found is not None
+    return found
 
 
 def running_on(pair: list[tuple[Controller, Store]], run_id: str) -> Controller:
@@ -142,7 +141,9 @@ async def test_a_manual_sync_sent_to_the_other_replica_runs_once_the_holder_is_d
     pair = await replicas(2)
     store = pair[0][1]
     first = await wait_for_runs(store, "slow", lambda runs: len(runs) == 1)
-    await asyncio.sleep(0.3)  # the run is under way on one replica
+    await until_async(
+        lambda: any(first[0].id in c.running for c, _ in pair), 30, "the run under way on a replica"
+    )
     holder = running_on(pair, first[0].id)
     other = next(c for c, _ in pair if c is not holder)
     assert other.request_sync("slow")
@@ -180,10 +181,11 @@ async def test_a_workflow_removed_while_another_replica_runs_it_is_retired_after
     )
     assert sorted(r.reason for r in runs) == ["delete", "spec-change"]
     assert marker.read_text() == "bye"
-    deadline = time.monotonic() + 20
-    while await store.get_status("slow") is not None:
-        assert time.monotonic() < deadline, "slow was never retired"
-        await asyncio.sleep(0.05)
+
+    async def retired() -> bool:
+        return await store.get_status("slow") is None
+
+    await until_async(retired, 20, "slow to be retired", interval=0.05)
 
 
 async def test_a_workflow_suspended_through_one_replica_does_not_run_on_another(
@@ -201,11 +203,10 @@ async def test_a_workflow_suspended_through_one_replica_does_not_run_on_another(
 
     assert await two.suspend("quick")
     assert one.request_sync("quick")
-    deadline = time.monotonic() + 10
-    while "quick" not in one.suspended:
-        assert time.monotonic() < deadline, "the other replica never saw the suspension"
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)
+    await until_async(
+        lambda: "quick" in one.suspended, 10, "the other replica to see the suspension"
+    )
+    await asyncio.sleep(0.5)  # time passing is the test here: no run starts while suspended
     assert len(await store.list_runs("quick")) == 1
     status = await store.get_status("quick")
     assert status is not None and status.status is Health.SUSPENDED

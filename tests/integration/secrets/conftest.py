@@ -27,12 +27,12 @@ class Clock:
 
 
 @pytest.fixture
-def vault() -> Iterator[FakeVault]:
-    with FakeVault() as server:
-        server.put_kv2("secret/app/db", {"username": "app", "password": "first-pass"})
-        server.put_kv2("secret/app/db", {"username": "app", "password": "second-pass"})
-        server.put_kv1("kv/legacy/api", {"key": "legacy-key"})
-        yield server
+def vault(vault: FakeVault) -> FakeVault:
+    """The shared in-process Vault, seeded with a two-version KV v2 secret and a KV v1 one."""
+    vault.put_kv2("secret/app/db", {"username": "app", "password": "first-pass"})
+    vault.put_kv2("secret/app/db", {"username": "app", "password": "second-pass"})
+    vault.put_kv1("kv/legacy/api", {"key": "legacy-key"})
+    return vault
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ import os
 import sqlite3
 import subprocess
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,6 +45,7 @@ from tests.support.daemon import CLI, run_command, without_settings
 from tests.support.net import free_port
 from tests.support.repos import git, init_repo
 from tests.support.vault_server import FakeVault
+from tests.support.waiting import until_async
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -264,19 +264,16 @@ def echo() -> Iterator[EchoServer]:
 
 async def wait_until_degraded(base: str, name: str) -> None:
     """Poll the daemon's API until the workflow's status is Degraded."""
-    deadline = time.monotonic() + 45
-    body = ""
     async with httpx.AsyncClient(base_url=base, timeout=5) as client:
-        while time.monotonic() < deadline:
+
+        async def degraded() -> bool:
             try:
                 response = await client.get(f"/api/v1/workflows/{name}")
-                body = response.text
-                if response.status_code == 200 and '"Degraded"' in body:
-                    return
             except httpx.TransportError:
-                pass  # not listening yet
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"the canary workflow never failed as planned: {body}")
+                return False  # not listening yet
+            return response.status_code == 200 and '"Degraded"' in response.text
+
+        await until_async(degraded, 45, "the canary workflow to fail as planned", interval=0.2)
 
 
 def start_daemon(

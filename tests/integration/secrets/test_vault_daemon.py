@@ -27,7 +27,7 @@ from reconciler.sources import open_source
 from reconciler.store import Health, Store, WorkflowStatusRecord
 from tests.integration.secrets.conftest import APP_POLICY
 from tests.support.controller import eventually
-from tests.support.repos import commit, init_repo
+from tests.support.repos import commit
 from tests.support.vault_server import FakeVault
 
 pytestmark = pytest.mark.timeout(60)
@@ -62,11 +62,6 @@ def secret_file_workflow(name: str, target: Path, ref: str) -> dict[str, Any]:
 def put(repo: Path, name: str, target: Path, ref: str) -> None:
     document = secret_file_workflow(name, target, ref)
     (repo / f"{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return init_repo(tmp_path / "repo")
 
 
 @asynccontextmanager

@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import pytest
 
 from reconciler.sources import Revision, Source
 from tests.support.net import free_port
+from tests.support.waiting import until
 
 GIT_ENV = {
     **os.environ,
@@ -138,16 +138,18 @@ class GitDaemon:
             # stop() can end exactly these processes.
             start_new_session=True,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        process = self.process
+
+        def listening() -> bool:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
+                    return True
             except OSError:
-                if self.process.poll() is not None:
+                if process.poll() is not None:
                     raise AssertionError("git daemon exited at start") from None
-                time.sleep(0.05)
-        raise AssertionError("git daemon did not start listening")
+                return False
+
+        until(listening, 10, "git daemon to listen", interval=0.05)
 
     def stop(self) -> None:
         if self.process is not None:

@@ -12,6 +12,7 @@ from sources_helpers import GitDaemon, Remote, git, texts
 
 from reconciler.errors import FetchFailed
 from reconciler.sources import RemoteGitSource, Revision, mask_url, open_source
+from tests.support.waiting import until_async
 
 
 def many_files(count: int) -> dict[str, str | None]:
@@ -285,10 +286,8 @@ async def test_credentials_never_appear_in_logs_of_the_retrying_loop(
 
     with caplog.at_level(logging.DEBUG):
         task = asyncio.create_task(source.run(on_revision, stop=stop))
-        for _ in range(200):
-            if source.fetch_count_failed >= 2:  # the first attempt and one retry
-                break
-            await asyncio.sleep(0.05)
+        # the first attempt and one retry
+        await until_async(lambda: source.fetch_count_failed >= 2, 10, "a retried fetch")
         stop.set()
         await asyncio.wait_for(task, timeout=10)
 

@@ -11,6 +11,7 @@ import pytest
 from sources_helpers import Remote, next_revision, running, texts
 
 from reconciler.sources import Revision, open_source
+from tests.support.waiting import until_async
 
 
 async def test_polling_delivers_a_pushed_commit(remote: Remote, tmp_path: Path) -> None:
@@ -64,10 +65,7 @@ async def test_failed_fetch_is_retried_and_the_loop_catches_up(
     source = open_source(remote.file_url, data_dir=tmp_path / "data", poll_interval=3600)
 
     async with running(source) as seen:
-        for _ in range(100):
-            if source.fetch_count_failed:
-                break
-            await asyncio.sleep(0.05)
+        await until_async(lambda: source.fetch_count_failed, 5, "a failed fetch", interval=0.05)
         assert source.fetch_count_failed >= 1
         assert source.last_error is not None
         assert "repo.git" in source.last_error
@@ -92,17 +90,11 @@ async def test_a_failing_consumer_does_not_stop_the_loop(remote: Remote, tmp_pat
 
     task = asyncio.create_task(source.run(on_revision, stop=stop))
     try:
-        for _ in range(200):
-            if seen:
-                break
-            await asyncio.sleep(0.05)
+        await until_async(lambda: seen, 10, "the first revision", interval=0.05)
         remote.work.commit({"a.yaml": "a2\n"})
         remote.work.push()
         source.refresh()
-        for _ in range(200):
-            if len(seen) == 2:
-                break
-            await asyncio.sleep(0.05)
+        await until_async(lambda: len(seen) == 2, 10, "the second revision", interval=0.05)
         assert len(seen) == 2
         assert texts(seen[1]) == {"a.yaml": "a2\n"}
     finally:

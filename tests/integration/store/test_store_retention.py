@@ -10,6 +10,7 @@ import pytest
 
 from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
 from reconciler.store import Store, WorkflowStatusRecord, prune_periodically
+from tests.support.waiting import until_async
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -125,11 +126,11 @@ async def test_background_pruning_prunes_until_cancelled(store: Store) -> None:
 
     task = asyncio.create_task(prune_periodically(store, 1, keep_days=None, interval=0.01))
     try:
-        async with asyncio.timeout(10):
-            for _ in range(100_000):
-                if len(await remaining(store)) == 1:
-                    break
-                await asyncio.sleep(0.01)
+
+        async def pruned() -> bool:
+            return len(await remaining(store)) == 1
+
+        await until_async(pruned, 10, "the prune to leave one run", interval=0.01)
     finally:
         task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -8,8 +8,6 @@ The controller itself runs through :func:`tests.support.controller.running` on a
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from reconciler.telemetry.metrics import REGISTRY
+from tests.support.waiting import until_async
 
 
 def put(repo: Path, name: str, document: dict[str, Any]) -> None:
@@ -80,10 +79,7 @@ def failing_workflow(name: str) -> dict[str, Any]:
 
 
 async def until(check: Callable[[], bool], what: str, *, within: float = 20) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        await asyncio.sleep(0.03)
+    await until_async(check, within, what, interval=0.03)
 
 
 def exposition() -> list[Sample]:

@@ -29,6 +29,7 @@ from tests.integration.telemetry.harness import failing_workflow, put
 from tests.support.daemon import run_command, without_settings
 from tests.support.net import free_port
 from tests.support.repos import commit, init_repo
+from tests.support.waiting import until
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
@@ -37,16 +38,17 @@ RULES = Path(__file__).resolve().parents[3] / "charts" / "reconciler" / "files" 
 
 
 def wait_for(url: str, *, proc: subprocess.Popen[bytes], log: Path, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while True:
+    def answers() -> bool:
         assert proc.poll() is None, f"{proc.args!r} exited:\n{log.read_text()[-3000:]}"
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
+            return httpx.get(url, timeout=2).status_code == 200
         except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"{url} never answered:\n{log.read_text()[-3000:]}"
-        time.sleep(0.1)
+            return False
+
+    try:
+        until(answers, within, f"{url} to answer", interval=0.1)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}:\n{log.read_text()[-3000:]}") from None
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ Drives :class:`~reconciler.telemetry.instrument.MetricsResolver` around the real
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,6 @@ from reconciler.telemetry.instrument import MetricsResolver
 from reconciler.telemetry.metrics import SECRET_REASONS
 from tests.integration.telemetry.harness import exposition, value
 from tests.support.vault_server import FakeVault
-
-
-@pytest.fixture
-def vault() -> Iterator[FakeVault]:
-    server = FakeVault().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def errors(provider: str, reason: str) -> float:

@@ -11,7 +11,6 @@ import json
 import logging
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from reconciler.errors import (
 )
 from reconciler.plugin import ActionContext, RunInfo
 from reconciler.secrets.redaction import Redactor
+from tests.support.waiting import until, until_async
 
 SECRET = "tok-canary-1234"
 
@@ -70,7 +70,12 @@ async def echo(request: Request) -> Response:
     )
 
 
+SLOW_ARRIVED = threading.Event()
+"""Set when a request reaches ``/slow``: the signal that a request is in flight."""
+
+
 async def slow(request: Request) -> Response:
+    SLOW_ARRIVED.set()
     await asyncio.sleep(float(request.query_params.get("seconds", "5")))
     return PlainTextResponse("late")
 
@@ -109,11 +114,7 @@ def base_url() -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        time.sleep(0.01)
-    assert server.started, "the test HTTP server did not start"
+    until(lambda: server.started, 5, "the test HTTP server to start")
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
@@ -313,8 +314,9 @@ async def test_a_header_value_httpx_would_quote_is_refused_naming_the_header(
 
 
 async def test_cancellation_propagates(base_url: str) -> None:
+    SLOW_ARRIVED.clear()
     task = asyncio.create_task(request(url=f"{base_url}/slow?seconds=5"))
-    await asyncio.sleep(0.1)
+    await until_async(SLOW_ARRIVED.is_set, 5, "the request to reach the server")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from reconciler_plugins.shell import OUTPUT_CAP, ShellRun, ShellRunRequest, Shel
 from reconciler.errors import CommandFailed, NotFound, PathNotAllowed, Timeout
 from reconciler.grants import Grants
 from reconciler.plugin import ActionContext, RunInfo
+from tests.support.waiting import until_async
 
 SECRET = "s3cr3t-canary-value"
 
@@ -56,15 +56,6 @@ def read_pid(path: Path) -> int | None:
     except FileNotFoundError:
         return None
     return int(text) if text else None
-
-
-async def eventually(predicate: Callable[[], bool], *, limit: float = 5.0) -> None:
-    """Wait until ``predicate()`` holds (a generous safety limit, not a speed assertion)."""
-    for _ in range(int(limit / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"condition still false after {limit}s")
 
 
 # ----------------------------------------------------------------------------- the request
@@ -244,7 +235,7 @@ async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert info.value.retryable is True
     grandchild = read_pid(pidfile)
     assert grandchild is not None
-    await eventually(lambda: not pid_alive(grandchild))
+    await until_async(lambda: not pid_alive(grandchild), 5, "the grandchild to be gone")
 
 
 async def test_the_action_deadline_bounds_the_command(tmp_path: Path) -> None:
@@ -258,7 +249,7 @@ async def test_cancellation_kills_the_process_group_and_reraises(tmp_path: Path)
     pidfile = tmp_path / "grandchild.pid"
     request = ShellRunRequest(shell=True, command=SPAWN_AND_HANG.format(pidfile=pidfile))
     task = asyncio.create_task(ShellRun().run(request, make_context(tmp_path)))
-    await eventually(lambda: read_pid(pidfile) is not None)
+    await until_async(lambda: read_pid(pidfile) is not None, 5, "the pid file")
     grandchild = read_pid(pidfile)
     assert grandchild is not None
     assert pid_alive(grandchild)
@@ -267,7 +258,7 @@ async def test_cancellation_kills_the_process_group_and_reraises(tmp_path: Path)
     with pytest.raises(asyncio.CancelledError):
         await task
 
-    await eventually(lambda: not pid_alive(grandchild))
+    await until_async(lambda: not pid_alive(grandchild), 5, "the grandchild to be gone")
 
 
 def test_response_dumps_in_camel_case_and_accepts_a_partial_mock() -> None:

@@ -1,7 +1,7 @@
 """bench/daemon.py runs end to end at a tiny size and prints every row of its table.
 
 A smoke test only: it drives the real git repositories, watcher, ``file://`` remote, Controller
-and SQLite store the benchmark uses, and checks each figure of issue 3 is reported with a target
+and SQLite store the benchmark uses, and checks each of its figures is reported with a target
 and a verdict, never how fast anything is.
 """
 

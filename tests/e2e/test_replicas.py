@@ -166,7 +166,7 @@ class Cluster:
     def runs(self) -> list[dict[str, Any]]:
         return self.query("select id, workflow, revision, status, attempt from runs")
 
-    def wait_for(self, what: str, check: Callable[[], bool], *, timeout: float = 60.0) -> float:
+    def wait_for(self, what: str, check: Callable[[], bool], *, timeout: float = 180.0) -> float:
         """Poll ``check`` until true; returns the monotonic time it became true."""
 
         def done() -> bool:

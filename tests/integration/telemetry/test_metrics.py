@@ -83,9 +83,15 @@ async def test_exposition_after_real_runs_shows_every_named_metric_with_the_righ
         "secrets": counter("reconciler_secret_errors_total", provider="env", reason="missing"),
     }
     started = time.time()
+    # The gauge is the process's: an earlier test's controller that stopped mid-run (its run
+    # resumes at the next start, which never comes in a test) left its run counted.
+    in_progress = value("reconciler_runs_in_progress") or 0
     # one worker: while bad's run (two 100 ms timeouts) goes on, the others wait in the queue
     async with running(tmp_path, repo, max_concurrent_runs=1) as (controller, store):
-        await until(lambda: (value("reconciler_runs_in_progress") or 0) == 1, "a run going on")
+        await until(
+            lambda: (value("reconciler_runs_in_progress") or 0) == in_progress + 1,
+            "a run going on",
+        )
         await until(lambda: (value("reconciler_queue_depth") or 0) >= 1, "workflows queued")
         ok_status = await eventually(store, ok, lambda s: s.status is Health.CONVERGED)
         await eventually(store, bad, lambda s: s.status is Health.DEGRADED)
@@ -153,7 +159,7 @@ async def test_exposition_after_real_runs_shows_every_named_metric_with_the_righ
         assert value("reconciler_transitions_total", workflow=bad) == bad_runs
         assert value("reconciler_transitions_total", workflow=secret) == 0
 
-        assert value("reconciler_runs_in_progress") == 0
+        assert value("reconciler_runs_in_progress") == in_progress
         assert value("reconciler_queue_depth") == 0, "bad and secret wait in back-off, not queued"
         source = controller.source
         assert value("reconciler_git_fetch_total", result="success") == source.fetch_count_ok >= 1

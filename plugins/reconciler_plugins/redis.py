@@ -210,6 +210,17 @@ class RedisGetResponse(Response):
     )
 
 
+_COMMAND_ERRORS = (
+    ConnectionFailed,
+    AuthenticationFailed,
+    Timeout,
+    Conflict,
+    RedisCommandError,
+    PathNotAllowed,
+)
+"""What ``redis.get`` and ``redis.set`` may raise (the names ``validate`` accepts in ``on:``)."""
+
+
 class RedisGet(_RedisPlugin, Plugin[RedisGetRequest, RedisGetResponse]):
     """Read a string key: its value (text and parsed JSON) and time to live (read-only).
 
@@ -222,14 +233,7 @@ class RedisGet(_RedisPlugin, Plugin[RedisGetRequest, RedisGetResponse]):
     Request = RedisGetRequest
     Response = RedisGetResponse
     retry = SERVER_RETRY
-    errors = (
-        ConnectionFailed,
-        AuthenticationFailed,
-        Timeout,
-        Conflict,
-        RedisCommandError,
-        PathNotAllowed,
-    )
+    errors = _COMMAND_ERRORS
 
     async def run(self, request: RedisGetRequest, context: ActionContext) -> RedisGetResponse:
         async def work(client: aioredis.Redis) -> RedisGetResponse:
@@ -328,14 +332,7 @@ class RedisSet(_RedisPlugin, Plugin[RedisSetRequest, RedisSetResponse]):
     Request = RedisSetRequest
     Response = RedisSetResponse
     retry = SERVER_RETRY
-    errors = (
-        ConnectionFailed,
-        AuthenticationFailed,
-        Timeout,
-        Conflict,
-        RedisCommandError,
-        PathNotAllowed,
-    )
+    errors = _COMMAND_ERRORS
 
     async def run(self, request: RedisSetRequest, context: ActionContext) -> RedisSetResponse:
         ttl_ms = int(request.ttl.total_seconds() * 1000) if request.ttl is not None else 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,16 @@ class _LazyScope(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._scope())
+
+
+def _split_shell(
+    with_: Mapping[str, Any], fields: Iterable[str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``with:`` without its shell-text fields, and those fields (rendered apart: each value in
+    them becomes one quoted shell word)."""
+    data = dict(with_)
+    shell = {k: data.pop(k) for k in fields if isinstance(data.get(k), str)}
+    return data, shell
 
 
 def _said(exc: BaseException) -> str:
@@ -273,8 +283,7 @@ class RunContext:
             try:
                 fields = shell_fields_of(plugin_cls.Request)
                 if fields and any(k in with_ for k in fields):
-                    data = dict(with_)
-                    shell = {k: data.pop(k) for k in fields if isinstance(data.get(k), str)}
+                    data, shell = _split_shell(with_, fields)
                     rendered = render(
                         data, scope, cost_limit=self.cost_limit, inline_limit=INLINE_COST
                     )
@@ -327,8 +336,7 @@ class RunContext:
             values: dict[str, Any] = {}
             for source in dict.fromkeys(iter_templates(dict(with_))):
                 values[source] = await evaluate_async(source, scope, cost_limit=self.cost_limit)
-            data = dict(with_)
-            shell = {k: data.pop(k) for k in fields if isinstance(data.get(k), str)}
+            data, shell = _split_shell(with_, fields)
             rendered: dict[str, Any] = fill(data, values)
             for k, text in shell.items():
                 rendered[k] = render_shell(text, scope, values=values)

@@ -31,7 +31,8 @@ from sqlalchemy.exc import ArgumentError
 
 from reconciler.api import create_app
 from reconciler.cli.app import app, fail
-from reconciler.daemon.controller import Controller, restrict_registry
+from reconciler.daemon.controller import Controller
+from reconciler.daemon.policy import restrict_registry
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.daemon.view import ControllerView
 from reconciler.errors import ConfigError, ReconcilerError

@@ -9,7 +9,7 @@ replica is on it, and the outcome lands in the shared store for everyone (status
 
 While held, a lease is renewed in the background every third of its TTL, and every journal write
 of the run is *fenced* by it: :data:`FENCE` (a context variable, so child runs and the tasks a run
-spawns inherit it) tells :class:`~reconciler.daemon.controller.DaemonJournal` which lease to pass
+spawns inherit it) tells :class:`~reconciler.daemon.journal.DaemonJournal` which lease to pass
 as ``fence=``, and the store refuses the write with :class:`~reconciler.errors.LeaseLost` once
 another replica took the lease over. A failed renewal cancels the run's task; either way the
 run stops *without* being recorded finished, and the new owner completes it.
@@ -20,7 +20,7 @@ claim then succeeds only once the owner's lease expired (the owner died or was p
 controller resumes the run in the state it was in.
 
 What replicas skip, so that N of them do not do the work N times (the controller asks, under
-the lease, in ``Controller._settled_elsewhere``): a workflow another replica reconciled at a
+the lease, in ``Reconciler._settled_elsewhere``): a workflow another replica reconciled at a
 revision this one has not fetched yet (:meth:`WorkflowLeases.ahead_of_us`; it is checked again
 after the next poll), a revision-triggered look at a workflow another replica converged at this
 revision since it was loaded here (:meth:`WorkflowLeases.converged_here_since`), and a drift

@@ -16,7 +16,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from reconciler.daemon.controller import Controller, restrict_registry
+from reconciler.daemon.controller import Controller
+from reconciler.daemon.policy import restrict_registry
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.plugin import PluginRegistry
 from reconciler.sources import open_source

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-from reconciler.daemon.controller import UNRESTRICTED_PLUGINS_WARNING
+from reconciler.daemon.policy import UNRESTRICTED_PLUGINS_WARNING
 from reconciler.daemon.queue import Reason
 from reconciler.engine.journal import EventKind, RunRecord, RunStatus
 from reconciler.store import Health, Store, WorkflowStatusRecord

@@ -34,7 +34,7 @@ from deploy_helpers import (
     validate_object,
 )
 
-from reconciler.daemon.controller import restrict_registry
+from reconciler.daemon.policy import restrict_registry
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.plugin import PluginRegistry
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from reconciler.daemon.controller import Controller, restrict_registry
+from reconciler.daemon.controller import Controller
+from reconciler.daemon.policy import restrict_registry
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine.journal import RunRecord, RunStatus
 from reconciler.plugin import PluginRegistry

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.daemon.controller import Controller, restrict_registry
+from reconciler.daemon.controller import Controller
+from reconciler.daemon.policy import restrict_registry
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.plugin import PluginRegistry
 from reconciler.secrets.resolver import DefaultResolver, SecretResolver, resolver_from_settings

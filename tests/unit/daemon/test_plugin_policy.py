@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from reconciler.config.loader import load_text
 from reconciler.config.validate import validate_workflow
-from reconciler.daemon.controller import restrict_registry
+from reconciler.daemon.policy import restrict_registry
 from reconciler.plugin import PluginRegistry
 
 WORKFLOW = """\

@@ -1,0 +1,440 @@
+"""Reconciling one workflow: take it from the queue, decide, act, and settle its status.
+
+Each of the controller's ``max_concurrent_runs`` workers loops in :meth:`Reconciler.work`: it
+takes a workflow from the :class:`~reconciler.daemon.queue.WorkQueue` and, under the
+workflow's lease (replicas), asks the :mod:`~reconciler.daemon.planner` what to do — nothing,
+mark it invalid, observe, or run — with the stored status as input. A run goes to the
+:class:`~reconciler.daemon.runs.RunSupervisor`; its end is planned again (observing once more
+when the workflow has a probe) and the decision is stored in the
+:class:`~reconciler.daemon.statuses.StatusBook`.
+
+Feedback travels through the queue, never by calling back: a failure backs the workflow off
+(``queue.fail``), a convergence queues the workflows that depend on it, a workflow another
+replica holds is queued again for later. A crash while reconciling one workflow is logged and
+backs that workflow off; the worker goes on.
+
+Called by: the controller (its workers, and its suspend/resume seams for status writes).
+Calls: the planner, the engine's ``observe``, the run supervisor, the status book, the queue,
+the workflow leases and the drift scheduler (for a status's next check time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from uuid import uuid4
+
+import structlog
+
+from reconciler.config.models import Workflow
+from reconciler.config.snapshot import LoadedWorkflow
+from reconciler.daemon.planner import (
+    Decision,
+    Next,
+    Observation,
+    plan_finished,
+    plan_invalid,
+    plan_observed,
+    plan_static,
+)
+from reconciler.daemon.planner import Reason as StatusReason
+from reconciler.daemon.queue import Reason, WorkItem, WorkQueue
+from reconciler.daemon.replicas import WorkflowLeases
+from reconciler.daemon.runs import RunSupervisor, short
+from reconciler.daemon.scheduler import DriftScheduler
+from reconciler.daemon.settings import DaemonSettings
+from reconciler.daemon.state import DaemonState
+from reconciler.daemon.statuses import StatusBook
+from reconciler.engine.journal import RunRecord
+from reconciler.engine.runner import Engine
+from reconciler.errors import LeaseLost, ReconcilerError
+from reconciler.plugin import RunInfo
+from reconciler.status import Health, WorkflowStatusRecord
+from reconciler.telemetry.instrument import DaemonMetrics
+
+log = structlog.get_logger("reconciler.daemon")
+
+WORKER_SLICE = 0.002
+"""Seconds a worker may go without letting other tasks run (checked between two workflows).
+Each step of a store write waits for the loop's next turn: with 10 ms slices, a run starting
+during a re-check pass waited ~150 ms for its status; yielding after every workflow costs a
+10,000-workflow pass ~10%."""
+
+
+def _innermost_frame(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "unknown place"
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
+class Reconciler:
+    """Reconciles the workflows the queue hands out, one at a time per worker."""
+
+    def __init__(
+        self,
+        state: DaemonState,
+        settings: DaemonSettings,
+        *,
+        queue: WorkQueue,
+        statuses: StatusBook,
+        leases: WorkflowLeases,
+        scheduler: DriftScheduler,
+        runs: RunSupervisor,
+        engine: Engine,
+        metrics: DaemonMetrics,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.state = state
+        self.settings = settings
+        self.queue = queue
+        self.statuses = statuses
+        self.leases = leases
+        self.scheduler = scheduler
+        self.runs = runs
+        self.engine = engine
+        self.metrics = metrics
+        self._now = now
+
+    # -- the worker loop -----------------------------------------------------------------------
+
+    async def work(self) -> None:
+        """Reconcile what the queue hands out until it shuts down."""
+        loop = asyncio.get_running_loop()
+        turn = loop.time()
+        while True:
+            # A check of an in-sync workflow may never suspend: give the API and the source
+            # their turn now and then, or a pass over thousands of workflows starves them.
+            if loop.time() - turn > WORKER_SLICE:
+                await asyncio.sleep(0)
+                turn = loop.time()
+            item = await self.queue.get()
+            if item is None:
+                return
+            try:
+                with structlog.contextvars.bound_contextvars(
+                    workflow=item.key, run=None, state=None, revision=self.state.target.revision
+                ):
+                    await self.reconcile(item)
+            except LeaseLost as exc:
+                log.warning(
+                    f"workflow {item.key}: {exc}; its journal writes from here are refused "
+                    "(LeaseLost) and the new owner completes the run",
+                    workflow=item.key,
+                    error="LeaseLost",
+                )
+            except (ReconcilerError, OSError) as exc:
+                # One workflow's trouble (a store hiccup, a bad file) must not stop the loop.
+                log.error(
+                    f"reconciling workflow {item.key} failed: {exc}",
+                    workflow=item.key,
+                    error=type(exc).__name__,
+                )
+                self.queue.fail(item.key)
+            except Exception as exc:
+                # A bug somewhere below must not silently kill this worker. The message is not
+                # logged (it could hold a secret value); the type and place are enough to debug.
+                log.error(
+                    f"reconciling workflow {item.key} crashed with {type(exc).__name__} at "
+                    f"{_innermost_frame(exc)}; this is a bug, the workflow backs off and is "
+                    "retried",
+                    workflow=item.key,
+                    error=type(exc).__name__,
+                )
+                self.queue.fail(item.key)
+            finally:
+                self.queue.done(item.key)
+
+    # -- one workflow ----------------------------------------------------------------------------
+
+    async def reconcile(self, item: WorkItem) -> None:
+        """Reconcile ``item.key`` under its lease; queue it again later if another replica
+        holds it and the request must not be lost (a manual sync, a deletion)."""
+        async with self.leases.hold(item.key) as claimed:
+            if not claimed:
+                log.debug(f"workflow {item.key} is claimed by another replica", workflow=item.key)
+                # The holder may finish before it sees these; ask again once it is done.
+                for reason in item.reasons & {Reason.MANUAL, Reason.DELETE}:
+                    later = self.leases.ttl.total_seconds() / 3
+                    self.queue.add_after(item.key, later, reason=reason)
+                return
+            if self.leases.shared:
+                if await self._settled_elsewhere(item):
+                    return
+                await self.runs.claim_unfinished(
+                    item.key, valid=item.key in self.state.target.valid, owner=self.leases.owner
+                )
+            await self._reconcile_held(item)
+
+    async def _settled_elsewhere(self, item: WorkItem) -> bool:
+        """Replicas only, under the workflow's lease: take in what other replicas stored about
+        it, and say whether that leaves nothing to do here (see daemon/replicas.py)."""
+        name = item.key
+        status = await self.statuses.get(name)
+        # suspend/resume may have come through another replica's API: the row says
+        if status is not None and status.reason == StatusReason.SUSPENDED_MANUALLY:
+            self.state.suspended.add(name)
+        else:
+            self.state.suspended.discard(name)
+        ahead = self.leases.ahead_of_us(status)
+        if ahead is not None:
+            log.info(
+                f"workflow {name} was reconciled by another replica at revision {ahead[:12]}, "
+                "which this replica has not fetched yet; checking again after the next poll",
+                workflow=name,
+            )
+            poll = self.settings.poll_interval.total_seconds()
+            self.queue.add_after(name, poll, reason=Reason.REVISION)
+            return True
+        target = self.state.target
+        lw = target.valid.get(name)
+        if lw is None:
+            return False
+        if item.reasons == {Reason.REVISION} and self.leases.converged_here_since(
+            status, revision=target.revision, digest=lw.digest
+        ):
+            log.debug(f"workflow {name} was just converged by another replica", workflow=name)
+            return True
+        spec = lw.workflow.spec
+        every = spec.interval or (self.settings.default_interval if spec.cron is None else None)
+        if item.reasons == {Reason.DRIFT_CHECK} and self.leases.checked_recently(
+            status, interval=every, now=self._now()
+        ):
+            log.debug(f"workflow {name} was checked by another replica just now", workflow=name)
+            return True
+        return False
+
+    async def _reconcile_held(self, item: WorkItem) -> None:
+        name = item.key
+        target = self.state.target
+        if name in target.removed:
+            await self._retire(name, target.removed[name])
+            return
+        if name in target.orphans:
+            await self._retire_orphan(name)
+            return
+        status = await self.statuses.get(name)
+        if name in target.invalid:
+            decision = plan_invalid(name, status, problems=target.invalid[name], now=self._now())
+            await self.apply(decision, name, durable=False)
+            return
+        lw = target.valid.get(name)
+        if lw is None:
+            return
+        if name in self.state.suspended:
+            await self.store_status(status or WorkflowStatusRecord(name=name), durable=False)
+            log.info(f"workflow {name} is suspended through the API; nothing runs", workflow=name)
+            return
+        resume = self.runs.take_resumable(name)
+        if resume is not None:
+            await self._run(
+                lw,
+                status,
+                revision=target.revision,
+                reason=resume.reason or "resume",
+                resume=resume,
+            )
+            return
+        await self._plan_and_act(item, lw, status, revision=target.revision)
+
+    async def _plan_and_act(
+        self,
+        item: WorkItem,
+        lw: LoadedWorkflow,
+        status: WorkflowStatusRecord | None,
+        *,
+        revision: str,
+    ) -> None:
+        """Decide from the statuses first, then from a probe when that is not enough."""
+        workflow = lw.workflow
+        statuses = {
+            dep: st
+            for dep in workflow.spec.depends_on
+            if (st := await self.statuses.get(dep)) is not None
+        }
+        decision = plan_static(
+            workflow, status, revision=revision, statuses=statuses, now=self._now()
+        )
+        if decision.next is Next.DONE:
+            await self.apply(decision, workflow.name, durable=False)
+            return
+        observation = await self._observe(workflow, revision) if workflow.spec.observe else None
+        decision = plan_observed(
+            workflow,
+            status,
+            revision=revision,
+            digest=lw.digest,
+            observation=observation,
+            manual=item.manual,
+            now=self._now(),
+        )
+        if decision.next is not Next.RUN:
+            await self.apply(decision, workflow.name, durable=False)
+            return
+        observed = observation.observed if observation is not None else None
+        await self._run(
+            lw,
+            decision.status,
+            revision=revision,
+            reason=str(decision.run_reason),
+            why=decision.message,
+            observed=observed if isinstance(observed, dict) else None,
+        )
+
+    async def _observe(self, workflow: Workflow, revision: str) -> Observation:
+        return await self.engine.observe(
+            workflow, run_info=RunInfo(id=uuid4().hex, workflow=workflow.name, revision=revision)
+        )
+
+    async def _run(
+        self,
+        lw: LoadedWorkflow,
+        status: WorkflowStatusRecord | None,
+        *,
+        revision: str,
+        reason: str,
+        why: str = "",
+        observed: dict[str, Any] | None = None,
+        resume: RunRecord | None = None,
+    ) -> None:
+        """Mark the workflow progressing, run it to its end, then plan and store the outcome."""
+        workflow = lw.workflow
+        name = workflow.name
+        run_id = resume.id if resume is not None else uuid4().hex
+        structlog.contextvars.bind_contextvars(run=run_id)
+        running = (status or WorkflowStatusRecord(name=name)).model_copy(
+            update={
+                "status": Health.PROGRESSING,
+                "last_run_id": run_id,
+                "last_attempted_revision": revision,
+                "updated_at": self._now(),
+                **(
+                    {"reason": StatusReason.RESUMING, "message": f"resuming run {short(run_id)}"}
+                    if resume
+                    else {}
+                ),
+            }
+        )
+        # The run's own record is what makes it durable (and resumable): its start need not
+        # wait for the Progressing status to be committed.
+        await self.store_status(running, wait=False)
+        if resume is not None:
+            log.info(
+                f"resuming run {short(run_id)} of workflow {name} in state {resume.current_state}",
+                workflow=name,
+                run=run_id,
+                revision=revision,
+            )
+        else:
+            log.info(
+                f"{why}; starting run {short(run_id)} (reason: {reason})",
+                workflow=name,
+                run=run_id,
+                revision=revision,
+            )
+        end = await self.runs.run(
+            workflow,
+            run_id=run_id,
+            reason=reason,
+            revision=revision,
+            observed=observed,
+            resume=resume,
+        )
+        after = (
+            await self._observe(workflow, revision)
+            if end.ok and workflow.spec.observe is not None
+            else None
+        )
+        decision = plan_finished(
+            workflow,
+            running,
+            revision=revision,
+            digest=lw.digest,
+            run_id=run_id,
+            error=end.error,
+            observation=after,
+            now=self._now(),
+        )
+        await self.apply(decision, name, durable=True)
+
+    async def _retire(self, name: str, lw: LoadedWorkflow) -> None:
+        await self.runs.run_on_delete(
+            lw.workflow, run_id=uuid4().hex, revision=self.state.target.revision
+        )
+        self.state.target.removed.pop(name, None)
+        await self._forget(name)
+        log.info(f"workflow {name} retired (its run history is kept)", workflow=name)
+
+    async def _retire_orphan(self, name: str) -> None:
+        self.state.target.orphans.discard(name)
+        await self._forget(name)
+        log.warning(
+            f"workflow {name} was removed from git while the daemon was stopped; retired "
+            "without an onDelete run (its spec is gone; its run history is kept)",
+            workflow=name,
+        )
+
+    async def _forget(self, name: str) -> None:
+        self.scheduler.remove(name)
+        await self.statuses.delete(name)
+        self.metrics.workflow_removed(name)
+
+    # -- settling statuses -----------------------------------------------------------------------
+
+    async def apply(self, decision: Decision, name: str, *, durable: bool) -> None:
+        """Store and log ``decision``; back the workflow off when it failed, wake the workflows
+        that depend on it when it converged. ``durable``: it is a run's outcome, which checking
+        the workflow again would not decide again (a check's outcome may be written behind)."""
+        await self.store_status(decision.status, durable=durable)
+        level = "warning" if decision.failed or decision.status.status is Health.INVALID else "info"
+        fields: dict[str, Any] = {
+            "workflow": name,
+            "revision": self.state.target.revision,
+            "status": decision.status.status.value,
+            "sync": decision.status.sync.value,
+            "reason": decision.status.reason,
+        }
+        if decision.failed:
+            delay = self.queue.fail(name)
+            getattr(log, level)(f"{decision.message}; retrying in {delay:g}s", **fields)
+        else:
+            getattr(log, level)(decision.message, **fields)
+        if decision.converged:
+            self.queue.forget(name)
+            await self._wake_dependents(name)
+
+    async def store_status(
+        self, record: WorkflowStatusRecord, *, durable: bool = True, wait: bool = True
+    ) -> None:
+        """Write ``record`` to the status book, as suspended when the API suspended it, with
+        the time of its next drift check."""
+        if record.name in self.state.suspended:
+            record = record.model_copy(
+                update={
+                    "status": Health.SUSPENDED,
+                    "reason": StatusReason.SUSPENDED_MANUALLY,
+                    "message": "suspended through the API; resume it to run again",
+                    "updated_at": self._now(),
+                }
+            )
+        nxt = self.scheduler.next_check(record.name)
+        await self.statuses.put(
+            record.model_copy(update={"next_check_at": nxt}), durable=durable, wait=wait
+        )
+        self.metrics.status_changed(record)
+
+    async def _wake_dependents(self, name: str) -> None:
+        target = self.state.target
+        for other in target.dependents.get(name, []):
+            status = await self.statuses.get(other)
+            if (
+                status is not None
+                and status.status is Health.CONVERGED
+                and status.last_applied_revision == target.revision
+            ):
+                continue
+            self.queue.add(other, Reason.DEPENDENCY)

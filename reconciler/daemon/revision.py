@@ -1,0 +1,152 @@
+"""Applying a revision: load what changed, select the new target, queue what it affects.
+
+The source awaits :meth:`RevisionApplier.apply` for each new commit (or directory change).
+Only ``revision.changed`` files are parsed again; every other file's
+:class:`~reconciler.config.snapshot.FileResult` is reused, and the static checks are cached by
+workflow digest, so a one-file commit to 10,000 workflows costs about one file.
+:func:`~reconciler.daemon.target.select_target` then decides what is valid, invalid and removed;
+a file that no longer parses marks the workflows it held ``Invalid`` (never a removal).
+
+Then every workflow is queued — what the revision changed first, so its run does not wait
+behind re-checks of everything unchanged — removed ones to run their ``onDelete`` state and be
+retired, and runs waiting to resume whose workflow left git are abandoned. Nothing is decided
+here about any one workflow's status: that is :mod:`reconciler.daemon.reconcile`'s, when the
+queue hands the workflow out.
+
+Called by: the controller (the source's callback). Calls: the loader, the target selection, the
+status book (at the first revision, to find statuses of workflows gone while the daemon was
+stopped), the queue, the drift scheduler, the run supervisor, leases and metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+
+from reconciler.config.files import refused_result
+from reconciler.config.loader import bulk_loading, load_text
+from reconciler.config.snapshot import FileResult, Snapshot
+from reconciler.config.validate import ValidationCache
+from reconciler.daemon.queue import Reason, WorkQueue
+from reconciler.daemon.replicas import WorkflowLeases
+from reconciler.daemon.runs import RunSupervisor
+from reconciler.daemon.scheduler import DriftScheduler
+from reconciler.daemon.state import DaemonState
+from reconciler.daemon.statuses import StatusBook
+from reconciler.daemon.target import Target, select_target, unreadable_files
+from reconciler.grants import Grants
+from reconciler.plugin import PluginRegistry
+from reconciler.sources import Revision
+from reconciler.telemetry.instrument import DaemonMetrics
+
+log = structlog.get_logger("reconciler.daemon")
+
+BULK_LOAD_FILES = 500
+"""A revision changing at least this many files is loaded with the garbage collector kept out
+(:func:`~reconciler.config.loader.bulk_loading`)."""
+
+
+def load_snapshot(revision: Revision, previous: Snapshot | None) -> Snapshot:
+    """The snapshot of ``revision``, re-loading only the files it changed since ``previous``."""
+    before: Mapping[str, FileResult] = previous.files if previous is not None else {}
+    files: dict[str, FileResult] = {}
+    many = len(revision.changed) >= BULK_LOAD_FILES  # the first revision, a big commit
+    with bulk_loading() if many else contextlib.nullcontext():
+        for path, content in revision.files.items():
+            old = before.get(path)
+            if old is not None and path not in revision.changed:
+                files[path] = old
+            else:
+                files[path] = load_text(content, path=path)
+    for path, reason in revision.refused.items():  # never read: a problem for that file
+        files[path] = refused_result(path, reason)
+    return Snapshot.from_files(revision.id, files)
+
+
+class RevisionApplier:
+    """Turns each revision the source delivers into a new target and queued work."""
+
+    def __init__(
+        self,
+        state: DaemonState,
+        registry: PluginRegistry,
+        *,
+        grants: Grants,
+        workdir: Path,
+        queue: WorkQueue,
+        statuses: StatusBook,
+        scheduler: DriftScheduler,
+        runs: RunSupervisor,
+        leases: WorkflowLeases,
+        metrics: DaemonMetrics,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.state = state
+        self.registry = registry
+        self.grants = grants
+        self.workdir = workdir
+        self.queue = queue
+        self.statuses = statuses
+        self.scheduler = scheduler
+        self.runs = runs
+        self.leases = leases
+        self.metrics = metrics
+        self._now = now
+        self._validation = ValidationCache()
+
+    async def apply(self, revision: Revision) -> None:
+        """Load ``revision``, make it the current target and queue what it affects."""
+        previous = self.state.target
+        snapshot = load_snapshot(revision, previous.snapshot)
+        target = select_target(
+            snapshot,
+            self.registry,
+            previous=previous,
+            grants=self.grants,
+            workdir=self.workdir,
+            cache=self._validation,
+        )
+        if previous.snapshot is None:  # the first revision since start: compare with the store
+            known = {st.name for st in await self.statuses.load()}
+            target.orphans = known - set(target.valid) - set(target.invalid)
+        self._warn_unreadable(snapshot, revision)
+        self.state.target = target
+        self.leases.revision_loaded(revision.id, at=self._now())
+        self.metrics.snapshot_loaded(revision.id, target.problems)
+        workflows = {n: lw.workflow for n, lw in target.valid.items()}
+        self.runs.engine.workflows = workflows
+        self.scheduler.sync(workflows)
+        changed = len(revision.changed) + len(revision.removed)
+        log.info(
+            f"revision {revision.short_id}: {len(target.valid)} workflows valid, "
+            f"{len(target.invalid)} invalid, {len(target.removed) + len(target.orphans)} removed "
+            f"({changed} files changed)",
+            revision=revision.id,
+        )
+        self._queue_all(target, previous)
+        await self.runs.abandon_unless(target.valid)
+
+    def _queue_all(self, target: Target, previous: Target) -> None:
+        # What this revision changed goes first: its run should not wait behind re-checks of
+        # every unchanged workflow (all of them are still re-evaluated at the revision).
+        valid = target.valid
+        fresh = {n for n, lw in valid.items() if previous.valid.get(n) is not lw}
+        unchanged = sorted(n for n in valid if n not in fresh)
+        for name in [*sorted(fresh), *unchanged, *sorted(target.invalid)]:
+            self.queue.forget(name)
+            resume = name in valid and self.runs.resumable(name)
+            self.queue.add(name, Reason.RESUME if resume else Reason.REVISION)
+        for name in sorted(set(target.removed) | target.orphans):
+            self.queue.add(name, Reason.DELETE)
+
+    @staticmethod
+    def _warn_unreadable(snapshot: Snapshot, revision: Revision) -> None:
+        """Log each changed file that names no workflow any more (it does not parse)."""
+        for path, nameless in unreadable_files(snapshot).items():
+            if path in revision.changed:
+                more = f" (and {len(nameless) - 1} more)" if len(nameless) > 1 else ""
+                log.warning(f"file {nameless[0]}{more}", revision=revision.id, file=path)

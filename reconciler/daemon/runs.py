@@ -1,0 +1,226 @@
+"""Supervising runs: starting them as tasks, cancelling, resuming, abandoning, onDelete runs.
+
+A run is the engine executing one workflow from a state to the end. This module owns the runs
+this process has in flight (so the API can list and cancel them) and the runs found unfinished
+in the store (left by a stop, a crash, or a replica that lost its lease), which are resumed in
+the state they were in or, when their workflow is gone or invalid, abandoned with a reason.
+
+It knows nothing of statuses or the queue: :meth:`RunSupervisor.run` returns how a run ended
+(:class:`RunEnd`) and the caller decides what that means for the workflow's status.
+
+Called by: :mod:`reconciler.daemon.reconcile` (start a run, an onDelete run, a claim on an
+unfinished run), :mod:`reconciler.daemon.revision` (abandon runs whose workflow left git) and the
+controller (load unfinished runs at start, cancel through the API). Calls: the
+:class:`~reconciler.engine.runner.Engine` and the :class:`~reconciler.store.Store`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from reconciler.clock import utcnow
+from reconciler.config.models import Workflow
+from reconciler.daemon.planner import RunReason
+from reconciler.engine.journal import RunRecord, RunStatus
+from reconciler.engine.runner import Engine, RunResult
+from reconciler.errors import StoreError
+from reconciler.store import Store
+
+log = structlog.get_logger("reconciler.daemon")
+
+
+def short(run_id: str) -> str:
+    """A run id as logs show it: ``3f2a9c0e…``."""
+    return f"{run_id[:8]}…"
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended: with a result, or cancelled through the API (``result`` is ``None``)."""
+
+    result: RunResult | None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.result is None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None and self.result.ok
+
+    @property
+    def error(self) -> str | None:
+        """The run's error as the workflow's status shows it, ``None`` when it succeeded."""
+        if self.result is None:
+            return "Cancelled: the run was cancelled through the API"
+        if self.result.run.error:
+            return self.result.run.error
+        return str(self.result.error) if self.result.error else None
+
+
+class RunSupervisor:
+    """The runs of this process, and the unfinished ones waiting to be resumed."""
+
+    def __init__(self, engine: Engine, store: Store) -> None:
+        self.engine = engine
+        self.store = store
+        self.running: dict[str, str] = {}
+        """Runs in progress in this process: run id → workflow name."""
+        self._tasks: dict[str, asyncio.Task[RunResult]] = {}
+        self._cancel_requested: set[str] = set()
+        self._resumable: dict[str, RunRecord] = {}
+        """Top-level runs to resume, by workflow: the next reconcile of it resumes the run."""
+
+    # -- runs in this process ------------------------------------------------------------------
+
+    async def run(
+        self,
+        workflow: Workflow,
+        *,
+        run_id: str,
+        reason: str,
+        revision: str,
+        observed: dict[str, Any] | None = None,
+        resume: RunRecord | None = None,
+    ) -> RunEnd:
+        """Run ``workflow`` (or resume ``resume``) to its end, as a task :meth:`cancel` can stop.
+
+        A cancellation that is not :meth:`cancel`'s (the daemon shutting down) propagates: the
+        run's record then stays unfinished, so it resumes on the next start.
+        """
+        task = asyncio.create_task(
+            self.engine.run(
+                workflow,
+                reason=reason,
+                revision=revision,
+                observed=observed,
+                resume=resume,
+                run_id=None if resume is not None else run_id,
+            ),
+            name=f"run-{run_id}",
+        )
+        self._tasks[run_id] = task
+        self.running[run_id] = workflow.name
+        try:
+            return RunEnd(await task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if run_id not in self._cancel_requested or (current and current.cancelling()):
+                raise  # shutdown: the run stays resumable
+            return RunEnd(None)
+        finally:
+            self._tasks.pop(run_id, None)
+            self.running.pop(run_id, None)
+            self._cancel_requested.discard(run_id)
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel run ``run_id`` if it is in progress in this process (False otherwise)."""
+        task = self._tasks.get(run_id)
+        if task is None or task.done():
+            return False
+        self._cancel_requested.add(run_id)
+        task.cancel()
+        name = self.running.get(run_id)
+        log.info(
+            f"run {short(run_id)} of workflow {name} cancelled through the API",
+            workflow=name,
+            run=run_id,
+        )
+        return True
+
+    async def run_on_delete(self, workflow: Workflow, *, run_id: str, revision: str) -> None:
+        """Run the ``onDelete`` state of a workflow removed from git; a failure is logged only
+        (the workflow is retired either way)."""
+        on_delete = workflow.spec.on_delete
+        if on_delete is None:
+            return
+        name = workflow.name
+        log.info(
+            f"workflow {name} was removed from git; starting run {short(run_id)} "
+            f"in its onDelete state {on_delete} (reason: delete)",
+            workflow=name,
+            run=run_id,
+        )
+        spec = workflow.spec.model_copy(update={"start": on_delete})
+        result = await self.engine.run(
+            workflow.model_copy(update={"spec": spec}),
+            reason=RunReason.DELETE.value,
+            revision=revision,
+            run_id=run_id,
+        )
+        if not result.ok:
+            log.warning(
+                f"onDelete run {short(run_id)} of workflow {name} failed: {result.run.error}; "
+                "retiring it anyway",
+                workflow=name,
+                run=run_id,
+            )
+
+    # -- unfinished runs -----------------------------------------------------------------------
+
+    async def load_unfinished(self) -> None:
+        """At start (one daemon on the store): every top-level run still marked running is to
+        be resumed by the next reconcile of its workflow."""
+        for record in await self.store.unfinished_runs():
+            if record.parent_id is not None:
+                continue  # a child run is resumed by its parent's workflow.run action
+            self._resumable[record.workflow] = record
+
+    def resumable(self, name: str) -> bool:
+        return name in self._resumable
+
+    def take_resumable(self, name: str) -> RunRecord | None:
+        """The run of ``name`` to resume now, if any (it is handed out once)."""
+        return self._resumable.pop(name, None)
+
+    async def claim_unfinished(self, name: str, *, valid: bool, owner: str) -> None:
+        """Under ``name``'s lease (replicas): a top-level run of it still marked running was left
+        by a replica that died, stopped or lost the lease; resume it here, or abandon it when
+        the workflow is not ``valid`` any more."""
+        left = [
+            r for r in await self.store.unfinished_runs() if r.workflow == name and not r.parent_id
+        ]
+        self._resumable.pop(name, None)
+        if not left:
+            return
+        if not valid:
+            for record in left:
+                await self.abandon(record, why="its workflow is no longer valid in git")
+            return
+        self._resumable[name] = left[-1]
+        log.info(
+            f"taking over run {short(left[-1].id)} of workflow {name} (its replica stopped or "
+            f"lost the lease); replica {owner}",
+            workflow=name,
+            run=left[-1].id,
+        )
+
+    async def abandon_unless(self, valid: Collection[str] | Mapping[str, object]) -> None:
+        """Abandon the runs waiting to resume whose workflow is not in ``valid``."""
+        for name, record in list(self._resumable.items()):
+            if name not in valid:
+                del self._resumable[name]
+                await self.abandon(record, why="its workflow is no longer valid in git")
+
+    async def abandon(self, record: RunRecord, *, why: str) -> None:
+        """Mark ``record`` cancelled, never to be resumed, saying ``why``."""
+        record = record.model_copy(
+            update={
+                "status": RunStatus.CANCELLED,
+                "finished_at": utcnow(),
+                "error": f"Cancelled: not resumed because {why}",
+            }
+        )
+        with contextlib.suppress(StoreError):
+            await self.store.run_finished(record)
+        log.warning(
+            f"run {short(record.id)} of workflow {record.workflow} not resumed: {why}",
+            workflow=record.workflow,
+            run=record.id,
+        )

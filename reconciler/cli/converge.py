@@ -7,15 +7,21 @@ revision, without the daemon. Both act on the valid workflows of a path and repo
 ones (a broken file never stops the good ones). With ``--data-dir``/``--store`` their runs land
 in the same history the daemon keeps; otherwise runs are journaled in memory.
 
-Decisions, per workflow, in ``dependsOn`` order: suspended → skipped; a dependency that did not
-converge → skipped; observe says in sync → nothing to do; observe failed → failed (no run on a
-blind guess); otherwise (out of sync, or no probe) → run, then observe again: still out of sync
-→ ``Degraded`` (a failure: "run finished, drift remains").
+Decisions are the daemon's own (:func:`reconciler.daemon.check.check_workflow`, then
+:func:`~reconciler.daemon.planner.plan_finished` after a run), taken per workflow in
+``dependsOn`` order as the daemon takes them for a workflow it sees for the first time (no
+stored status): suspended → skipped; a dependency not converged (failed, invalid, not selected)
+→ skipped; observe says in sync → nothing to do; observe failed → failed (no run on a blind
+guess); otherwise (out of sync, or no probe) → run, then observe again: still out of sync →
+``Degraded`` (a failure: "run finished, drift remains"). Each outcome carries the status and
+reason the daemon would store. ``plan`` counts a workflow that would run as converged for what
+depends on it, so dependents are checked too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -30,11 +36,16 @@ from rich.table import Table
 
 from reconciler.cli.app import OutputFormat, OutputOption, app, console, err_console, fail
 from reconciler.cli.workspace import Workspace, dependency_order, load_workspace
+from reconciler.clock import utcnow
+from reconciler.config.snapshot import LoadedWorkflow
+from reconciler.daemon.check import check_workflow
+from reconciler.daemon.planner import Decision, Next, plan_finished, plan_invalid
 from reconciler.engine.journal import Journal, MemoryJournal
 from reconciler.engine.runner import Engine, Observation
 from reconciler.errors import ConfigError, StoreError
 from reconciler.plugin import PluginRegistry
 from reconciler.secrets.resolver import resolver_from_env
+from reconciler.status import Health, WorkflowStatusRecord
 
 PathsArg = Annotated[list[Path], typer.Argument(help="Workflow files or directories.")]
 WorkflowOpt = Annotated[
@@ -45,6 +56,9 @@ DataDirOpt = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Record runs in this data directory's store (as the daemon)."),
 ]
+REVISION = "local"
+"""The revision the one-shot commands record (the files as they are, not a commit)."""
+
 StoreOpt = Annotated[
     str | None,
     typer.Option("--store", help="Store URL (e.g. postgresql+psycopg://...) to record runs in."),
@@ -63,6 +77,10 @@ class Outcome:
     result: str = "ok"
     """ok, converged, failed, degraded, skipped, would-run."""
     after: str = ""
+    status: str = ""
+    """The status the daemon would store (``Converged``, ``Degraded``, ``Pending``...)."""
+    reason: str = ""
+    """That status's reason (``RunSucceeded``, ``InSync``, ``DependencyNotReady``...)."""
     changed: bool = False
     run_id: str | None = None
     path: list[str] = field(default_factory=list)
@@ -80,6 +98,8 @@ class Outcome:
             "action": self.action,
             "result": self.result,
             "after": self.after,
+            "status": self.status,
+            "reason": self.reason,
             "changed": self.changed,
             "runId": self.run_id,
             "path": self.path,
@@ -88,18 +108,14 @@ class Outcome:
         }
 
 
-def _sync_of(observation: Observation) -> str:
+def _sync_of(observation: Observation | None) -> str:
+    if observation is None:
+        return "Unknown"
     if observation.error is not None:
         return "Error"
     if observation.in_sync is None:
         return "Unknown"
     return "Synced" if observation.in_sync else "OutOfSync"
-
-
-def _describe_diff(observation: Observation) -> str:
-    parts = [f"{d.path}: want {d.desired!r}, have {d.observed!r}" for d in observation.diff[:3]]
-    more = len(observation.diff) - 3
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 @asynccontextmanager
@@ -119,73 +135,91 @@ async def _journal(data_dir: Path | None, store_url: str | None) -> AsyncIterato
         await store.close()
 
 
-def _blocked_by(ws: Workspace, name: str, done: dict[str, Outcome]) -> str | None:
-    for dep in ws.runnable[name].workflow.spec.depends_on:
-        if dep in ws.invalid:
-            return f"dependency {dep} is invalid"
-        outcome = done.get(dep)
-        if outcome is None:
-            if dep not in ws.runnable:
-                return f"dependency {dep} was not selected"
-            continue
-        if outcome.failed or outcome.result == "skipped":
-            return f"dependency {dep} did not converge"
-    return None
+def _settled(outcome: Outcome, decision: Decision) -> Outcome:
+    """Fill ``outcome`` from a decision that runs nothing (or nothing more)."""
+    outcome.status = decision.status.status.value
+    outcome.reason = decision.status.reason
+    outcome.message = decision.message
+    return outcome
 
 
-async def _plan_one(engine: Engine, ws: Workspace, name: str) -> tuple[Outcome, Observation | None]:
-    wf = ws.runnable[name].workflow
-    out = Outcome(name)
-    if wf.spec.suspend:
-        out.action, out.result, out.message = "skipped", "skipped", "suspended"
-        return out, None
-    observation = await engine.observe(wf)
-    out.before = _sync_of(observation)
-    out.diff = [d.as_dict() for d in observation.diff]
-    if observation.error is not None:
-        out.result, out.message = "failed", f"observe failed: {observation.error}"
-    elif observation.in_sync:
-        out.message = "in sync"
-    elif observation.in_sync is None:
-        out.result, out.message = "would-run", "no observe probe: runs when its spec changes"
-    else:
-        out.result, out.message = "would-run", f"out of sync: {_describe_diff(observation)}"
-    return out, observation
+async def _check(
+    engine: Engine, lw: LoadedWorkflow, statuses: dict[str, WorkflowStatusRecord]
+) -> tuple[Outcome, Decision, Observation | None]:
+    """The daemon's decision for ``lw`` as if it saw it for the first time."""
+    wf = lw.workflow
+    decision, observation = await check_workflow(
+        lw,
+        None,
+        revision=REVISION,
+        statuses={d: statuses[d] for d in wf.spec.depends_on if d in statuses},
+        observe=lambda: engine.observe(wf),
+        now=utcnow,
+    )
+    out = _settled(Outcome(wf.name, before=_sync_of(observation)), decision)
+    if observation is not None:
+        out.diff = [d.as_dict() for d in observation.diff]
+    if decision.next is Next.RUN:
+        out.result = "would-run"
+    elif decision.failed:
+        out.result = "failed"
+    elif not decision.converged:  # suspended, or waiting for a dependency
+        out.action, out.result = "skipped", "skipped"
+    return out, decision, observation
 
 
-async def _apply_one(engine: Engine, ws: Workspace, name: str, done: dict[str, Outcome]) -> Outcome:
-    wf = ws.runnable[name].workflow
-    blocked = _blocked_by(ws, name, done)
-    if blocked is not None:
-        return Outcome(name, action="skipped", result="skipped", message=blocked)
-    out, observation = await _plan_one(engine, ws, name)
-    if out.result != "would-run":
-        out.after = out.before
-        return out
+async def _run(
+    engine: Engine, lw: LoadedWorkflow, out: Outcome, decision: Decision, observed: Any
+) -> Decision:
+    """Run ``lw`` as the daemon would for ``decision``, observe again, decide the outcome."""
+    wf = lw.workflow
     out.action = "run"
     result = await engine.run(
         wf,
-        reason="drift" if out.before == "OutOfSync" else "spec-change",
-        revision="local",
-        observed=observation.observed if observation else None,
+        reason=str(decision.run_reason),
+        revision=REVISION,
+        observed=observed if isinstance(observed, dict) else None,
     )
     out.run_id, out.path, out.changed = result.run.id, result.path, result.changed
-    if not result.ok:
-        out.result, out.after = "failed", "Degraded"
-        out.message = f"run failed: {result.error}"
-        return out
-    if wf.spec.observe is None:
-        out.result, out.after, out.message = "converged", "Unknown", "run succeeded"
-        return out
-    again = await engine.observe(wf)
-    out.after = _sync_of(again)
-    if again.in_sync is False:
-        out.result = "degraded"
-        out.message = f"run finished, drift remains: {_describe_diff(again)}"
-    elif again.error is not None:
-        out.result, out.message = "degraded", f"observe after the run failed: {again.error}"
+    again = await engine.observe(wf) if result.ok and wf.spec.observe is not None else None
+    error = result.run.error or (str(result.error) if result.error else None)
+    final = plan_finished(
+        wf,
+        decision.status,
+        revision=REVISION,
+        digest=lw.digest,
+        run_id=result.run.id,
+        error=error,
+        observation=again,
+        now=utcnow(),
+    )
+    _settled(out, final)
+    out.after = _sync_of(again) if again is not None else ("Degraded" if error else "Unknown")
+    out.result = "failed" if error else ("degraded" if final.failed else "converged")
+    return final
+
+
+async def _step(
+    engine: Engine, lw: LoadedWorkflow, statuses: dict[str, WorkflowStatusRecord], *, apply: bool
+) -> Outcome:
+    """Check (and with ``apply`` run) one workflow; record the status it leaves in ``statuses``.
+
+    ``plan`` records a workflow that would run as converged, as if its run succeeded: what
+    depends on it is then checked too (as ``terraform plan`` assumes its changes apply).
+    """
+    name = lw.name
+    out, decision, observation = await _check(engine, lw, statuses)
+    status = decision.status
+    if decision.next is Next.RUN and apply:
+        observed = observation.observed if observation is not None else None
+        status = (await _run(engine, lw, out, decision, observed)).status
+    elif decision.next is Next.RUN:
+        status = status.model_copy(
+            update={"status": Health.CONVERGED, "last_applied_revision": REVISION}
+        )
     else:
-        out.result, out.message = "converged", "run succeeded"
+        out.after = out.before
+    statuses[name] = status
     return out
 
 
@@ -203,27 +237,20 @@ async def _converge(
         workdir=Path.cwd(),
         secrets=secrets,
     )
-    done: dict[str, Outcome] = {}
+    statuses = {
+        name: plan_invalid(name, None, problems=problems, now=utcnow()).status
+        for name, problems in ws.invalid.items()
+    }
+    outcomes: list[Outcome] = []
     verb = "applying" if apply else "observing"
     try:
         for name in dependency_order(ws.runnable):
-            if show:
-                with err_console.status(f"{verb} {name}…"):
-                    outcome = await _step(engine, ws, name, done, apply=apply)
-            else:
-                outcome = await _step(engine, ws, name, done, apply=apply)
-            done[name] = outcome
+            lw = ws.runnable[name]
+            with err_console.status(f"{verb} {name}…") if show else contextlib.nullcontext():
+                outcomes.append(await _step(engine, lw, statuses, apply=apply))
     finally:
         await registry.close()
-    return list(done.values())
-
-
-async def _step(
-    engine: Engine, ws: Workspace, name: str, done: dict[str, Outcome], *, apply: bool
-) -> Outcome:
-    if apply:
-        return await _apply_one(engine, ws, name, done)
-    return (await _plan_one(engine, ws, name))[0]
+    return outcomes
 
 
 _STYLE = {

@@ -2,8 +2,9 @@
 
 These commands act on the valid workflows of a path and still report the invalid ones: a broken
 file never stops the good ones from being planned, applied or tested. This module turns paths into
-that split (via the loader and validator, the same ones ``reconciler validate`` uses) and orders
-the runnable workflows so that ``dependsOn`` is respected.
+that split — the daemon's own (:func:`reconciler.daemon.target.select_target`), over the loader
+``reconciler validate`` uses — and orders the runnable workflows so that ``dependsOn`` is
+respected.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from reconciler.cli.validate import collect
 from reconciler.config.snapshot import LoadedWorkflow, Problem, Snapshot
-from reconciler.config.validate import validate_snapshot
+from reconciler.daemon.target import select_target, unreadable_files
 from reconciler.plugin import PluginRegistry
 
 
@@ -42,22 +43,17 @@ def load_workspace(
     workflow files" as a problem (the caller decides the exit code).
     """
     paths = list(paths)
-    files = collect(paths)
-    snapshot = Snapshot.from_files("local", files)
-    problems = sorted(
-        [*snapshot.problems, *validate_snapshot(snapshot, registry)],
-        key=lambda p: (p.path, p.line, p.column, p.message),
-    )
+    snapshot = Snapshot.from_files("local", collect(paths))
+    target = select_target(snapshot, registry)
+    problems = sorted(target.problems, key=lambda p: (p.path, p.line, p.column, p.message))
+    # Files that name no workflow (they do not parse) are reported under their path.
+    invalid = {**unreadable_files(snapshot), **target.invalid}
     if not snapshot.workflows and not snapshot.invalid and not problems:
         shown = ", ".join(str(p) for p in paths)
-        problems.append(
-            Problem(shown, 1, 1, "no workflow files (.yaml/.yml with kind: Workflow) found")
-        )
-    invalid: dict[str, list[Problem]] = {}
-    for problem in problems:
-        if problem.is_error:
-            invalid.setdefault(problem.workflow or problem.path, []).append(problem)
-    runnable = {name: lw for name, lw in snapshot.workflows.items() if name not in invalid}
+        nothing = Problem(shown, 1, 1, "no workflow files (.yaml/.yml with kind: Workflow) found")
+        problems.append(nothing)
+        invalid[shown] = [nothing]
+    runnable = target.valid
     wanted = set(only)
     if wanted:
         runnable = {name: lw for name, lw in runnable.items() if name in wanted}

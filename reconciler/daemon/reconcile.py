@@ -30,15 +30,8 @@ import structlog
 
 from reconciler.config.models import Workflow
 from reconciler.config.snapshot import LoadedWorkflow
-from reconciler.daemon.planner import (
-    Decision,
-    Next,
-    Observation,
-    plan_finished,
-    plan_invalid,
-    plan_observed,
-    plan_static,
-)
+from reconciler.daemon.check import check_workflow
+from reconciler.daemon.planner import Decision, Next, Observation, plan_finished, plan_invalid
 from reconciler.daemon.planner import Reason as StatusReason
 from reconciler.daemon.queue import Reason, WorkItem, WorkQueue
 from reconciler.daemon.replicas import WorkflowLeases
@@ -256,21 +249,14 @@ class Reconciler:
             for dep in workflow.spec.depends_on
             if (st := await self.statuses.get(dep)) is not None
         }
-        decision = plan_static(
-            workflow, status, revision=revision, statuses=statuses, now=self._now()
-        )
-        if decision.next is Next.DONE:
-            await self.apply(decision, workflow.name, durable=False)
-            return
-        observation = await self._observe(workflow, revision) if workflow.spec.observe else None
-        decision = plan_observed(
-            workflow,
+        decision, observation = await check_workflow(
+            lw,
             status,
             revision=revision,
-            digest=lw.digest,
-            observation=observation,
+            statuses=statuses,
+            observe=lambda: self._observe(workflow, revision),
             manual=item.manual,
-            now=self._now(),
+            now=self._now,
         )
         if decision.next is not Next.RUN:
             await self.apply(decision, workflow.name, durable=False)

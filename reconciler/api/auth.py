@@ -1,4 +1,4 @@
-"""Bearer-token authentication of the HTTP API (DESIGN §6: mutations need a bearer token).
+"""Bearer-token authentication of the HTTP API: every mutation needs a bearer token.
 
 Sits in front of every route of :mod:`reconciler.api.app`: mutations (sync, suspend, resume,
 cancel) always depend on :meth:`Auth.require_write`; reads depend on :meth:`Auth.require_read`,

@@ -6,7 +6,7 @@ exactly one ``${{ expr }}`` evaluates to the expression's value with its type; a
 around one or more ``${{ }}`` evaluates to a string. Nothing from YAML is ever handed to ``eval``,
 a template engine or a shell.
 
-Scope names (DESIGN §3): ``inputs``, ``secrets`` (inside ``with:`` only), ``observed``,
+Scope names (``docs/workflows.md`` says which is visible where): ``inputs``, ``secrets`` (inside ``with:`` only), ``observed``,
 ``outputs``, ``result`` (in ``until``), ``message`` (in ``match``), the ``foreach`` variable,
 and ``run``.
 

@@ -1,4 +1,4 @@
-"""The work queue (DESIGN §4 "Queue"), modelled on controller-runtime's workqueue.
+"""The work queue: which workflows wait to be reconciled, modelled on controller-runtime's workqueue.
 
 Every trigger (new revision, drift check, back-off expiry, manual sync, a dependency converging)
 calls :meth:`WorkQueue.add` with a workflow name; the controller's workers call

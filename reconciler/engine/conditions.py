@@ -1,7 +1,7 @@
 """How a state is left: ``on`` outcomes, ``when`` choices, and the ``after``/``poll``/``subscribe`` race.
 
 Called by the runner (``engine/runner.py``) once a state's actions are done. Order of decision
-(DESIGN §3): an error goes to the first transition whose ``on`` matches it; success goes to the
+(what ``docs/workflows.md`` promises): an error goes to the first transition whose ``on`` matches it; success goes to the
 first ``on: success``, else the first true ``when``, else the race of every ``after``, ``poll`` and
 ``subscribe`` condition (first to fire wins, the others are cancelled), else the default branch.
 Poll and subscribe plugin calls go through :class:`reconciler.engine.actions.RunContext`.

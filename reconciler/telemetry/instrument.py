@@ -16,7 +16,7 @@ The engine (``engine/runner.py``) writes every run through a
   revision (current revision, errors per file); ``watch_queue``/``watch_source`` let queue depth
   and fetch counters be read at scrape time.
 
-Label values stay bounded (DESIGN §6): workflow and file names come from the repository,
+Label values stay bounded, so a scrape never grows with history: workflow and file names come from the repository,
 plugin names from the registry, everything else from fixed vocabularies.
 """
 

@@ -38,7 +38,7 @@ LEVELS = {
 }
 
 CONTEXT_KEYS: tuple[str, ...] = ("workflow", "run", "state", "revision")
-"""Keys present on every log line (DESIGN §6 "Logs")."""
+"""Keys present on every log line (``None`` outside a workflow, a run or a state)."""
 
 URL_LOGGERS: tuple[str, ...] = ("httpx", "httpcore", "urllib3", "hvac", "nats", "redis")
 """Libraries that log request URLs (query strings, userinfo) at INFO: WARNING unless debug."""

@@ -1,4 +1,4 @@
-"""Prometheus metrics: the one registry the daemon exposes on ``/metrics`` (DESIGN §6).
+"""Prometheus metrics: the one registry the daemon exposes on ``/metrics`` (``docs/operations.md`` lists them).
 
 Everything reconciler measures is registered on :data:`REGISTRY` (never on prometheus-client's
 global default registry, so tests and several daemons in one process do not collide). Names carry

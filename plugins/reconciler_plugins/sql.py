@@ -456,59 +456,72 @@ def _to_error(
     details: dict[str, Any] = {"database": where}
     if sqlstate:
         details["sqlstate"] = sqlstate
-        if sqlstate in _PG_NOT_FOUND:
-            return NotFound(message, details=details)
-        if sqlstate in _PG_CONFLICT:
-            return Conflict(message, details=details)
-        if sqlstate in _PG_RETRYABLE:
-            return SerializationFailure(message, details=details)
-        if sqlstate in _PG_AUTH:
-            return AuthenticationFailed(message, details=details)
-        if sqlstate.startswith("08"):
-            return ConnectionFailed(message, details=details)
-        if sqlstate.startswith(("42", "22")):
-            return InvalidSQL(message, details=details)
-        return SQLError(message, details=details)
+        return _postgres_error(sqlstate)(message, details=details)
     if sqlite_name:
         details["sqliteError"] = sqlite_name
-        text_ = str(orig).lower()
-        if sqlite_name.startswith("SQLITE_CONSTRAINT_UNIQUE") or sqlite_name == (
-            "SQLITE_CONSTRAINT_PRIMARYKEY"
-        ):
-            return Conflict(message, details=details)
-        if text_.startswith(_ATTACH_REFUSED):
-            return PathNotAllowed(
-                f"{where}: ATTACH and VACUUM INTO are not allowed: a workflow's SQLite "
-                "connection reaches its own database file only",
-                details=details,
-            )
-        if sqlite_name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-            return SerializationFailure(message, details=details)
-        if sqlite_name.startswith("SQLITE_CANTOPEN"):
-            return ConnectionFailed(message, details=details, retryable=False)
-        if text_.startswith(("no such table", "no such view", "no such index")):
-            return NotFound(message, details=details)
-        if "already exists" in text_:
-            return Conflict(message, details=details)
-        if sqlite_name == "SQLITE_ERROR":
-            return InvalidSQL(message, details=details)
-        return SQLError(message, details=details)
+        return _sqlite_error(
+            sqlite_name, str(orig).lower(), where=where, message=message, details=details
+        )
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | OSError):
-        # psycopg reports a failed connection attempt without a SQLSTATE: the server's words
-        said = str(orig)
-        if "password authentication failed" in said or (
-            "role " in said and "does not exist" in said
-        ):
-            return AuthenticationFailed(f"{where}: login refused ({reason})", details=details)
-        if "database " in said and "does not exist" in said:
-            return NotFound(f"{where}: {reason}", details=details)
-        return ConnectionFailed(f"{where}: cannot connect ({reason})", details=details)
+        return _connect_error(str(orig), where=where, reason=reason, details=details)
     if isinstance(exc, sa_exc.ArgumentError | sa_exc.NoSuchModuleError):
         return InvalidRequest(message, details=details)
     if isinstance(exc, sa_exc.StatementError):
         # e.g. a placeholder with no value in params: raised before the database sees anything
         return InvalidSQL(message, details=details)
     return SQLError(message, details=details)
+
+
+def _postgres_error(sqlstate: str) -> type[ActionError]:
+    """The error type for a PostgreSQL SQLSTATE."""
+    if sqlstate in _PG_NOT_FOUND:
+        return NotFound
+    if sqlstate in _PG_CONFLICT:
+        return Conflict
+    if sqlstate in _PG_RETRYABLE:
+        return SerializationFailure
+    if sqlstate in _PG_AUTH:
+        return AuthenticationFailed
+    if sqlstate.startswith("08"):
+        return ConnectionFailed
+    if sqlstate.startswith(("42", "22")):
+        return InvalidSQL
+    return SQLError
+
+
+def _sqlite_error(
+    name: str, text: str, *, where: str, message: str, details: dict[str, Any]
+) -> ActionError:
+    """The named error for SQLite's extended error ``name`` and its lower-cased ``text``."""
+    if name.startswith("SQLITE_CONSTRAINT_UNIQUE") or name == "SQLITE_CONSTRAINT_PRIMARYKEY":
+        return Conflict(message, details=details)
+    if text.startswith(_ATTACH_REFUSED):
+        return PathNotAllowed(
+            f"{where}: ATTACH and VACUUM INTO are not allowed: a workflow's SQLite "
+            "connection reaches its own database file only",
+            details=details,
+        )
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return SerializationFailure(message, details=details)
+    if name.startswith("SQLITE_CANTOPEN"):
+        return ConnectionFailed(message, details=details, retryable=False)
+    if text.startswith(("no such table", "no such view", "no such index")):
+        return NotFound(message, details=details)
+    if "already exists" in text:
+        return Conflict(message, details=details)
+    if name == "SQLITE_ERROR":
+        return InvalidSQL(message, details=details)
+    return SQLError(message, details=details)
+
+
+def _connect_error(said: str, *, where: str, reason: str, details: dict[str, Any]) -> ActionError:
+    """A failed connection attempt: psycopg reports it without a SQLSTATE, in the server's
+    words (``said``)."""
+    if "password authentication failed" in said or ("role " in said and "does not exist" in said):
+        return AuthenticationFailed(f"{where}: login refused ({reason})", details=details)
+    if "database " in said and "does not exist" in said:
+        return NotFound(f"{where}: {reason}", details=details)
+    return ConnectionFailed(f"{where}: cannot connect ({reason})", details=details)
 
 
 def _jsonable(value: Any) -> Any:

@@ -119,37 +119,45 @@ class _Target:
     """Where and how to reach Vault for one call."""
 
     def __init__(self, request: _VaultRequest) -> None:
-        config: VaultConfig | None = None
-        if request.addr is None or request.token is None:
-            try:
-                config = VaultConfig.from_env()
-            except ConfigError as exc:  # names the setting, never its value
-                raise InvalidRequest(f"the process's Vault settings are invalid: {exc}") from None
+        config = _daemon_config() if request.addr is None or request.token is None else None
         addr = request.addr or (config.addr if config else None)
-        token = request.token
-        # the daemon's token goes to the daemon's Vault only, never to an address a commit names
-        own_vault = config is not None and (
-            request.addr is None or _same_address(request.addr, config.addr)
-        )
-        if token is None and own_vault and config is not None and config.token is not None:
-            token = config.token.get_secret_value()
         if not addr:
             raise InvalidRequest(
                 "no Vault address: set `addr` or the daemon's Vault settings (RECONCILER_VAULT_ADDR)"
             )
-        if not token and not own_vault and request.addr is not None:
-            raise InvalidRequest(
-                "no Vault token for the Vault at `addr`: set `token` (a secret); the daemon's "
-                "own token is only sent to its own Vault (RECONCILER_VAULT_ADDR)"
-            )
-        if not token:
-            raise InvalidRequest(
-                "no Vault token: set `token` (a secret) or RECONCILER_VAULT_TOKEN for token auth"
-            )
         self.addr = addr
-        self.token = token
+        self.token = _token_for(request, config)
         self.namespace = request.namespace or (config.namespace if config else None)
         self.verify: bool | str = str(config.ca_cert) if config and config.ca_cert else True
+
+
+def _daemon_config() -> VaultConfig | None:
+    """The daemon's own Vault settings (from its environment; ``None`` without Vault)."""
+    try:
+        return VaultConfig.from_env()
+    except ConfigError as exc:  # names the setting, never its value
+        raise InvalidRequest(f"the process's Vault settings are invalid: {exc}") from None
+
+
+def _token_for(request: _VaultRequest, config: VaultConfig | None) -> str:
+    """The request's token, else the daemon's — which goes to the daemon's Vault only, never to
+    an address a commit names."""
+    own_vault = config is not None and (
+        request.addr is None or _same_address(request.addr, config.addr)
+    )
+    token = request.token
+    if token is None and own_vault and config is not None and config.token is not None:
+        token = config.token.get_secret_value()
+    if not token and not own_vault and request.addr is not None:
+        raise InvalidRequest(
+            "no Vault token for the Vault at `addr`: set `token` (a secret); the daemon's "
+            "own token is only sent to its own Vault (RECONCILER_VAULT_ADDR)"
+        )
+    if not token:
+        raise InvalidRequest(
+            "no Vault token: set `token` (a secret) or RECONCILER_VAULT_TOKEN for token auth"
+        )
+    return token
 
 
 def _mapped(exc: BaseException, *, what: str, addr: str, context: ActionContext) -> ActionError:

@@ -8,6 +8,10 @@ and is journaled by the store. Talks to the database through SQLAlchemy's asynci
 instance for the life of the process and disposed by :meth:`close`; connections are not pooled
 (each action logs in afresh, see :class:`_Engines`).
 
+Why one module of ~700 lines: ``sql.query`` and ``sql.exec`` share the engines, the DSN checks
+against the operator's grants, the transaction rules and the error mapping; a module per plugin
+would only move all of that into a third module they both import.
+
 What callers may rely on:
 
 * values reach the database only as bound parameters (``:name`` in the SQL, ``params:`` in the

@@ -1,6 +1,6 @@
 """``reconciler graph``: print a workflow's state machine as Mermaid or Graphviz DOT.
 
-Where it sits: a read-only view over the start of the flow (sources → snapshot → ...). It loads
+Where it sits: a read-only view over the workflow files. It loads
 workflow files with :func:`reconciler.config.loader.load_tree` (a directory) or
 :func:`reconciler.config.loader.load_file` (one file), exactly as ``reconciler validate`` and the
 daemon do, and draws one workflow with :mod:`reconciler.engine.graph`. It runs nothing.

@@ -1,7 +1,6 @@
 """A small fluent Python API that produces exactly the :class:`Workflow` a YAML file would.
 
-Where it sits: beside the loader at the very start of the flow (sources → snapshot → planner →
-queue → runner → store). :mod:`reconciler.config.loader` turns YAML files into
+Where it sits: beside the loader. :mod:`reconciler.config.loader` turns YAML files into
 :class:`~reconciler.config.models.Workflow` models; this module turns Python calls into the same
 models, for people who generate workflows, test them with :mod:`reconciler.testing`, or feed the
 engine (:mod:`reconciler.engine`) directly. It writes nothing and runs nothing.

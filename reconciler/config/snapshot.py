@@ -1,10 +1,11 @@
 """What the loader hands on: every workflow of one revision, with its problems and positions.
 
-Flow: sources → **snapshot** → planner → queue → runner → store. :mod:`reconciler.config.loader`
-turns files into :class:`FileResult` objects and assembles them here into a :class:`Snapshot`;
-:mod:`reconciler.config.validate` adds the static checks; the daemon's planner reads
-``Snapshot.workflows`` (the valid ones) and ``Snapshot.invalid`` (names to mark ``Invalid``, so that
-the last good version keeps its status).
+:mod:`reconciler.config.loader` turns files into :class:`FileResult` objects and assembles them
+here into a :class:`Snapshot`; :func:`reconciler.daemon.target.select_target` (the daemon at each
+revision, and the one-shot commands) adds the static checks of :mod:`reconciler.config.validate`
+and splits it into valid, invalid and removed workflows. ``Snapshot.workflows`` are the ones that
+loaded; ``Snapshot.invalid`` names those that did not (marked ``Invalid``, so that the last good
+version keeps its status).
 
 Everything here is plain data. A :class:`Snapshot` can be rebuilt incrementally with
 :meth:`Snapshot.from_files`: re-load only the files that changed and reuse the other

@@ -1,7 +1,7 @@
 """Sources of workflow files: git remotes, local git repositories and plain directories.
 
-The first stage of the flow (sources → snapshot → planner → queue → runner → store). Callers
-(the daemon's controller, the CLI's one-shot commands) use :func:`open_source` and the
+Where revisions come from. Callers (the daemon's controller, which hands each revision to
+:mod:`reconciler.daemon.revision`, and the CLI's one-shot commands) use :func:`open_source` and the
 :class:`Source` protocol only:
 
     source = open_source(settings.repo, branch=settings.branch, path=settings.path,

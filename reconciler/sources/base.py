@@ -1,10 +1,10 @@
 """What every source of workflow files produces, and the loop that keeps it current.
 
-A *source* is the first stage of the flow (sources → snapshot → planner → queue → runner →
-store): it turns a git repository (remote or local) or a plain directory into a stream of
+A *source* turns a git repository (remote or local) or a plain directory into a stream of
 :class:`Revision` objects holding the raw bytes of every ``*.yaml``/``*.yml`` file under the
 configured sub-path. It knows nothing of workflows; the loader (``reconciler/config``) parses the
-bytes into a snapshot, and the daemon's controller (``reconciler/daemon``) wires ``run`` to it.
+bytes into a snapshot, and the daemon's controller (``reconciler/daemon``) wires ``run`` to
+:mod:`reconciler.daemon.revision`.
 
 :class:`BaseSource` holds what the concrete sources (``git.py``, ``directory.py``) share: the
 fetch bookkeeping read by ``/readyz`` and ``/metrics`` (``last_error``, ``last_success_at``,

@@ -1,7 +1,6 @@
 """A plain directory of workflow files (no git): the development-mode source.
 
-First stage of the flow (sources → snapshot → planner → queue → runner → store), like the git
-sources in :mod:`reconciler.sources.git`, but reading the files as they are on disk. A revision's
+Called like the git sources in :mod:`reconciler.sources.git`, but reading the files as they are on disk. A revision's
 id is ``dir-<sha256>`` of the paths and contents of every ``*.yaml``/``*.yml`` file, so the same
 contents always give the same id; ``changed``/``removed`` come from comparing bytes with the
 previous revision. The directory is watched with ``watchfiles`` (see :mod:`.watch`), so saving a

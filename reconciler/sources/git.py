@@ -1,7 +1,7 @@
 """Git sources: a remote repository cloned into the data directory, or a local repository.
 
-First stage of the flow (sources → snapshot → planner → queue → runner → store). Both sources
-read file bytes straight from a commit's tree with gitpython (no working-tree checkout), so a
+Called by the daemon's controller and the one-shot commands through
+:func:`~reconciler.sources.open_source`. Both sources read file bytes straight from a commit's tree with gitpython (no working-tree checkout), so a
 local repository's uncommitted edits are never seen. Between two commits only git's own tree
 diff, limited to the sub-path, decides what changed, and only the changed blobs are read; the
 bytes of unchanged files are carried over from the previous :class:`Revision`. The loop,
@@ -19,6 +19,9 @@ no filter drivers, no credential helper or askpass program from the repository's
 which runs a command). What the operator configures through ``GIT_CONFIG_COUNT`` (the chart's
 credential helper) and ``GIT_SSH_COMMAND`` still applies. A blob larger than the loader's file
 limit is never read: it becomes an entry of :attr:`Revision.refused` naming its size.
+
+Why one module of ~600 lines: the remote and the local source differ only in where the commit
+comes from; the tree reading, the diffing and the hardened git environment are shared by both.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The durable store (SQLAlchemy 2 + Alembic; SQLite WAL or PostgreSQL).
 
-Last stop of the flow (sources → snapshot → planner → queue → runner → store): the runner
-journals runs here (:class:`Store` implements :class:`reconciler.engine.journal.Journal`), the
-planner keeps each workflow's :class:`WorkflowStatusRecord`, replicas share work through
+Where everything durable lives: the runner journals runs here (:class:`Store` implements :class:`reconciler.engine.journal.Journal`), the
+daemon's status book keeps each workflow's :class:`WorkflowStatusRecord`, replicas share work through
 :class:`Lease`\\ s, and retention prunes old runs. Open it with ``await Store.open(url,
 data_dir=...)``.
 """

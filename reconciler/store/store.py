@@ -1,10 +1,10 @@
 """The durable store: workflow status, runs, the transition journal, leases and retention.
 
-It sits at the end of the flow (sources → snapshot → planner → queue → runner → **store**): the
-runner (``reconciler/engine``) journals every run through the :class:`Journal` protocol this
-class implements, the planner (``reconciler/daemon``) reads and writes each workflow's
-:class:`WorkflowStatusRecord`, replicas coordinate with :meth:`Store.acquire` leases, and the API,
-page and CLI only read. Embedded default: SQLite (WAL) at ``<data_dir>/reconciler.db``; for
+Called by: the runner (``reconciler/engine``), which journals every run through the
+:class:`Journal` protocol this class implements; the daemon's status book
+(``reconciler/daemon/statuses.py``), which reads and writes each workflow's
+:class:`WorkflowStatusRecord`; replicas, which coordinate with :meth:`Store.acquire` leases; the
+API, page and CLI, which only read. Embedded default: SQLite (WAL) at ``<data_dir>/reconciler.db``; for
 teams, PostgreSQL (``postgresql+psycopg://...``). Both run on SQLAlchemy 2's async engine.
 
 What callers may rely on: :meth:`Store.open` brings the schema to the newest Alembic revision
@@ -12,6 +12,11 @@ before returning (migrations are the only schema source); every write method com
 returns, in one transaction (a ``transition`` entry and the run's new ``current_state`` /
 ``outputs`` land together or not at all); timestamps come back timezone-aware UTC; database
 failures surface as :class:`StoreError` subclasses whose messages never contain a password.
+
+Why one module of ~600 lines: :class:`Store` is one facade over one schema, and each method is
+one short transaction; splitting it by table would spread the connection, retry and fencing rules
+that every method shares (retention and leases, which have rules of their own, are already in
+``retention.py`` and ``leases.py``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """The store's tables, as SQLAlchemy 2 declarative models.
 
-This is the last stop of the flow (sources → snapshot → planner → queue → runner → **store**):
-the planner writes ``workflow_status``, the runner writes ``runs`` and ``journal`` through
+The daemon's status book writes ``workflow_status``, the runner writes ``runs`` and ``journal`` through
 :class:`reconciler.store.store.Store`, replicas coordinate through ``leases``, and the API and
 CLI only read. The schema itself is created and changed *only* by the Alembic migrations in
 ``reconciler/store/migrations``; this metadata is what those migrations must match (a test

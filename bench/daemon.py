@@ -1,7 +1,6 @@
-"""Daemon benchmark: how the sources → snapshot → planner → queue → runner → store path scales.
+"""Daemon benchmark: how the daemon's path scales, from a commit to the statuses it settles.
 
-Issue 3 asks for five figures on the 2-core development machine, each printed with its target
-and PASS/MISS:
+Five figures on the 2-core development machine, each printed with its target and PASS/MISS:
 
 (a) cold load and validation of 10,000 workflow files (``load_tree`` + ``validate_snapshot``,
     what ``reconciler validate`` and the daemon's first revision do), the best of three fresh
@@ -102,7 +101,7 @@ TARGETS = {
     "d": 2.0,
     "e": 300.0,
 }
-"""Targets from issue 3: seconds, except (e) in MB."""
+"""Targets (``bench/README.md`` says where each comes from): seconds, except (e) in MB."""
 
 
 @dataclass
@@ -270,9 +269,9 @@ async def bench_resnapshot(
 ) -> tuple[float, float]:
     """Best of three commits changing one file: (the new snapshot, the controller's handling).
 
-    The snapshot is what DESIGN §2 calls one: the source's incremental read of the commit, the
+    The snapshot is the source's incremental read of the commit, the
     changed file re-loaded (the others' results reused) and every workflow validated (unchanged
-    ones from the :class:`ValidationCache`), as ``Controller._on_revision`` does it. The
+    ones from the :class:`ValidationCache`), as the daemon's ``RevisionApplier.apply`` does it. The
     controller's handling of the same revision adds the rest of that method: invalid and removed
     workflows, the drift scheduler, and queueing every workflow for its re-check.
     """

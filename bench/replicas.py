@@ -1,4 +1,4 @@
-"""Replica benchmark: runs per second with 1, 2 and 3 daemons sharing one PostgreSQL (issue 8).
+"""Replica benchmark: runs per second with 1, 2 and 3 daemons sharing one PostgreSQL.
 
 The same workload for each replica count: ``--workflows`` cheap workflows (one ``file.write``
 state, no probe, so each runs exactly once per revision) committed at once to a local git

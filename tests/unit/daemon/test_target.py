@@ -1,0 +1,105 @@
+"""select_target: the one split of a snapshot into valid, invalid and removed workflows."""
+
+from __future__ import annotations
+
+from reconciler.config.loader import load_text
+from reconciler.config.snapshot import Snapshot
+from reconciler.daemon.target import Target, select_target, unreadable_files
+from reconciler.plugin import PluginRegistry
+
+REGISTRY = PluginRegistry.discover()
+
+
+def workflow(name: str, *, plugin: str = "file.write", depends_on: str = "") -> str:
+    deps = f"  dependsOn: [{depends_on}]\n" if depends_on else ""
+    return f"""apiVersion: reconciler/v1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+{deps}  start: go
+  states:
+    go:
+      action: {{plugin: {plugin}, with: {{path: out.txt, content: x}}}}
+      next: done
+    done: {{end: success}}
+"""
+
+
+def snapshot(revision: str, files: dict[str, str]) -> Snapshot:
+    return Snapshot.from_files(
+        revision, {path: load_text(text, path=path) for path, text in files.items()}
+    )
+
+
+def test_workflows_without_errors_are_valid_and_the_others_invalid() -> None:
+    target = select_target(
+        snapshot("r1", {"a.yaml": workflow("a"), "b.yaml": workflow("b", plugin="no.such")}),
+        REGISTRY,
+    )
+
+    assert set(target.valid) == {"a"}
+    assert set(target.invalid) == {"b"}
+    assert "no.such" in target.invalid["b"][0].message
+    assert target.removed == {} and target.revision == "r1"
+
+
+def test_a_file_that_stops_parsing_keeps_its_workflows_invalid_not_removed() -> None:
+    first = select_target(snapshot("r1", {"a.yaml": workflow("a")}), REGISTRY)
+
+    broken = snapshot("r2", {"a.yaml": "apiVersion: [unclosed\n"})
+    second = select_target(broken, REGISTRY, previous=first)
+
+    assert set(second.invalid) == {"a"}
+    assert second.removed == {} and second.valid == {}
+    assert set(unreadable_files(broken)) == {"a.yaml"}
+
+
+def test_a_workflow_gone_from_every_file_is_removed_with_its_last_spec() -> None:
+    first = select_target(
+        snapshot("r1", {"a.yaml": workflow("a"), "b.yaml": workflow("b")}), REGISTRY
+    )
+
+    second = select_target(snapshot("r2", {"a.yaml": workflow("a")}), REGISTRY, previous=first)
+
+    assert set(second.valid) == {"a"}
+    assert second.removed == {"b": first.valid["b"]}
+
+
+def test_removed_workflows_stay_removed_until_they_come_back() -> None:
+    first = select_target(
+        snapshot("r1", {"a.yaml": workflow("a"), "b.yaml": workflow("b")}), REGISTRY
+    )
+    second = select_target(snapshot("r2", {"a.yaml": workflow("a")}), REGISTRY, previous=first)
+    third = select_target(snapshot("r3", {"a.yaml": workflow("a")}), REGISTRY, previous=second)
+    back = select_target(
+        snapshot("r4", {"a.yaml": workflow("a"), "b2.yaml": workflow("b")}),
+        REGISTRY,
+        previous=third,
+    )
+
+    assert set(third.removed) == {"b"}
+    assert back.removed == {} and set(back.valid) == {"a", "b"}
+
+
+def test_orphans_carry_over_until_their_workflow_returns() -> None:
+    start = Target(orphans={"gone", "b"})
+    target = select_target(snapshot("r1", {"b.yaml": workflow("b")}), REGISTRY, previous=start)
+
+    assert target.orphans == {"gone"}
+
+
+def test_dependents_are_indexed_by_the_workflow_they_wait_for() -> None:
+    target = select_target(
+        snapshot(
+            "r1",
+            {
+                "db.yaml": workflow("db"),
+                "app.yaml": workflow("app", depends_on="db"),
+                "web.yaml": workflow("web", depends_on="db"),
+            },
+        ),
+        REGISTRY,
+    )
+
+    assert sorted(target.dependents["db"]) == ["app", "web"]
+    assert target.knows("app") and not target.knows("gone")

@@ -382,77 +382,53 @@ def _mutate(
     _run(post())
 
 
-@app.command()
-def sync(
-    name: Annotated[str, typer.Argument(help="The workflow to sync now.")],
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    token_file: TokenFileOption = None,
-    output: OutputFormat = OutputOption,
-) -> None:
-    """Ask the daemon to check and converge a workflow now (runs even when in sync)."""
-    _mutate(
-        "sync",
-        f"/api/v1/workflows/{quote(name, safe='')}/sync",
-        server=server,
-        token=token,
-        token_file=token_file,
-        output=output,
-    )
+def _mutation(verb: str, *, resource: str, about: str, argument: str) -> None:
+    """Register ``reconciler <verb> NAME``: a POST to ``/api/v1/<resource>/NAME/<verb>``."""
+
+    def command(
+        name: str,
+        server: ServerOption = DEFAULT_SERVER,
+        token: TokenOption = None,
+        token_file: TokenFileOption = None,
+        output: OutputFormat = OutputOption,
+    ) -> None:
+        _mutate(
+            verb,
+            f"/api/v1/{resource}/{quote(name, safe='')}/{verb}",
+            server=server,
+            token=token,
+            token_file=token_file,
+            output=output,
+        )
+
+    command.__doc__ = about
+    # the argument's help differs per command (annotations are strings under __future__)
+    metavar = "RUN_ID" if resource == "runs" else "NAME"
+    command.__annotations__["name"] = Annotated[str, typer.Argument(help=argument, metavar=metavar)]
+    app.command(name=verb)(command)
 
 
-@app.command()
-def suspend(
-    name: Annotated[str, typer.Argument(help="The workflow to suspend.")],
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    token_file: TokenFileOption = None,
-    output: OutputFormat = OutputOption,
-) -> None:
-    """Stop the daemon from starting runs of a workflow until it is resumed."""
-    _mutate(
-        "suspend",
-        f"/api/v1/workflows/{quote(name, safe='')}/suspend",
-        server=server,
-        token=token,
-        token_file=token_file,
-        output=output,
-    )
-
-
-@app.command()
-def resume(
-    name: Annotated[str, typer.Argument(help="The workflow to resume.")],
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    token_file: TokenFileOption = None,
-    output: OutputFormat = OutputOption,
-) -> None:
-    """Undo a suspend; the daemon checks the workflow at once."""
-    _mutate(
-        "resume",
-        f"/api/v1/workflows/{quote(name, safe='')}/resume",
-        server=server,
-        token=token,
-        token_file=token_file,
-        output=output,
-    )
-
-
-@app.command()
-def cancel(
-    run_id: Annotated[str, typer.Argument(help="The run to cancel.")],
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    token_file: TokenFileOption = None,
-    output: OutputFormat = OutputOption,
-) -> None:
-    """Cancel a run in progress (the workflow backs off as after a failure)."""
-    _mutate(
-        "cancel",
-        f"/api/v1/runs/{quote(run_id, safe='')}/cancel",
-        server=server,
-        token=token,
-        token_file=token_file,
-        output=output,
-    )
+_mutation(
+    "sync",
+    resource="workflows",
+    about="Ask the daemon to check and converge a workflow now (runs even when in sync).",
+    argument="The workflow to sync now.",
+)
+_mutation(
+    "suspend",
+    resource="workflows",
+    about="Stop the daemon from starting runs of a workflow until it is resumed.",
+    argument="The workflow to suspend.",
+)
+_mutation(
+    "resume",
+    resource="workflows",
+    about="Undo a suspend; the daemon checks the workflow at once.",
+    argument="The workflow to resume.",
+)
+_mutation(
+    "cancel",
+    resource="runs",
+    about="Cancel a run in progress (the workflow backs off as after a failure).",
+    argument="The run to cancel.",
+)

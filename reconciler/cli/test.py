@@ -116,44 +116,63 @@ def test(
     """Run the workflows' inline tests (mocked plugins), or check idempotence for real."""
     registry = PluginRegistry.discover()
     ws = load_workspace(paths, registry, only=workflow or ())
-    if idempotence:
-        with tempfile.TemporaryDirectory(prefix="reconciler-idempotence-") as scratch:
-            results = asyncio.run(_idempotence(ws, registry, Path(scratch)))
-    else:
-        results = asyncio.run(_inline(ws, registry))
-    untested = sorted(n for n, lw in ws.runnable.items() if not lw.workflow.tests)
+    results = _run_tests(ws, registry, idempotence=idempotence)
+    # idempotence runs every workflow, so none is "untested" there
+    untested = [] if idempotence else sorted(_untested(ws))
     failed = [r for r in results if not r.passed]
     if output is OutputFormat.json:
-        print(
-            json.dumps(
-                {
-                    "results": [r.as_dict() for r in results],
-                    "untested": [] if idempotence else untested,
-                    "problems": [p.as_dict() for p in ws.problems],
-                    "summary": {
-                        "passed": len(results) - len(failed),
-                        "failed": len(failed),
-                        "invalid": len(ws.invalid),
-                    },
-                }
-            )
-        )
+        print(json.dumps(_json_report(ws, results, untested=untested, failed=len(failed))))
     else:
-        for problem in ws.errors:
-            err_console.print(f"[red]{escape(problem.format())}[/red]", highlight=False)
-        for r in results:
-            mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
-            shown = " → ".join(r.path) if r.path else "(no run)"
-            console.print(f"{mark} {escape(r.workflow)} / {escape(r.test)}: {escape(shown)}")
-            for line in r.failures:
-                console.print(f"     {escape(line)}", highlight=False)
-        if untested and not idempotence:
-            console.print(f"[dim]no inline tests: {', '.join(untested)}[/dim]")
-        colour = "red" if failed or ws.invalid else "green"
-        console.print(
-            f"[{colour}]{len(results) - len(failed)} passed, {len(failed)} failed"
-            + (f", {len(ws.invalid)} invalid" if ws.invalid else "")
-            + f"[/{colour}]"
-        )
+        _print_text(ws, results, untested=untested, failed=len(failed))
     if failed or ws.invalid or (not results and not ws.runnable):
         raise typer.Exit(1)
+
+
+def _run_tests(ws: Workspace, registry: PluginRegistry, *, idempotence: bool) -> list[Result]:
+    """Every result of the chosen mode, in the order they are shown; plugins are closed after an
+    idempotence check, and its scratch directory is gone on return."""
+    if idempotence:
+        with tempfile.TemporaryDirectory(prefix="reconciler-idempotence-") as scratch:
+            return asyncio.run(_idempotence(ws, registry, Path(scratch)))
+    return asyncio.run(_inline(ws, registry))
+
+
+def _untested(ws: Workspace) -> list[str]:
+    """The runnable workflows without any inline test."""
+    return [n for n, lw in ws.runnable.items() if not lw.workflow.tests]
+
+
+def _json_report(
+    ws: Workspace, results: list[Result], *, untested: list[str], failed: int
+) -> dict[str, Any]:
+    """The ``--output json`` document: results, untested workflows, problems and a summary."""
+    return {
+        "results": [r.as_dict() for r in results],
+        "untested": untested,
+        "problems": [p.as_dict() for p in ws.problems],
+        "summary": {
+            "passed": len(results) - failed,
+            "failed": failed,
+            "invalid": len(ws.invalid),
+        },
+    }
+
+
+def _print_text(ws: Workspace, results: list[Result], *, untested: list[str], failed: int) -> None:
+    """The human report: errors on stderr, one PASS/FAIL line per result, then a summary."""
+    for problem in ws.errors:
+        err_console.print(f"[red]{escape(problem.format())}[/red]", highlight=False)
+    for r in results:
+        mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
+        shown = " → ".join(r.path) if r.path else "(no run)"
+        console.print(f"{mark} {escape(r.workflow)} / {escape(r.test)}: {escape(shown)}")
+        for line in r.failures:
+            console.print(f"     {escape(line)}", highlight=False)
+    if untested:
+        console.print(f"[dim]no inline tests: {', '.join(untested)}[/dim]")
+    colour = "red" if failed or ws.invalid else "green"
+    console.print(
+        f"[{colour}]{len(results) - failed} passed, {failed} failed"
+        + (f", {len(ws.invalid)} invalid" if ws.invalid else "")
+        + f"[/{colour}]"
+    )

@@ -36,7 +36,7 @@ import difflib
 import gc
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -495,51 +495,52 @@ class _Builder:
         self.count = 1
 
     def build(self, node: Node, depth: int) -> Any:
+        """The node's data; raises :class:`_Unusual` for anything the fast path leaves alone."""
         if depth > MAX_DEPTH:
             raise _Unusual
         kind = type(node)
         tag = node.tag
         if kind is ScalarNode:
-            value: str = node.value
             if tag == _STR:
-                return value
-            if tag == _NULL:
-                return None
-            if tag == _BOOL:
-                return value.lower() == "true"
-            if tag == _INT:
-                return (
-                    int(value[2:], 8)
-                    if value.startswith("0o")
-                    else int(value, 0 if value.startswith("0x") else 10)
-                )
-            if tag == _FLOAT:
-                return _float(value)
-            raise _Unusual
+                return node.value  # most scalars: spared a call through the table
+            construct = _SCALARS.get(tag)
+            if construct is None:
+                raise _Unusual
+            return construct(node.value)
         if kind is SequenceNode and tag == _SEQ:
-            items: list[Node] = node.value
-            self.count += len(items)
-            if self.count > MAX_EXPANDED_NODES:
-                raise _Unusual
-            out: list[Any] = []
-            for item in items:
-                out.append(self.build(item, depth + 1))
-            return out
+            return self._sequence(node.value, depth)
         if kind is MappingNode and tag == _MAP:
-            pairs: list[tuple[Node, Node]] = node.value
-            self.count += 2 * len(pairs)
-            if self.count > MAX_EXPANDED_NODES:
-                raise _Unusual
-            mapping: dict[str, Any] = {}
-            for k, v in pairs:
-                if type(k) is not ScalarNode or k.tag != _STR or k.value == "<<":
-                    raise _Unusual
-                name: str = k.value
-                if name in mapping:
-                    self.duplicates.append((k, name))
-                mapping[name] = self.build(v, depth + 1)
-            return mapping
+            return self._mapping(node.value, depth)
         raise _Unusual
+
+    def _sequence(self, items: list[Node], depth: int) -> list[Any]:
+        self._expand(len(items))
+        return [self.build(item, depth + 1) for item in items]
+
+    def _mapping(self, pairs: list[tuple[Node, Node]], depth: int) -> dict[str, Any]:
+        self._expand(2 * len(pairs))
+        mapping: dict[str, Any] = {}
+        for k, v in pairs:
+            if type(k) is not ScalarNode or k.tag != _STR or k.value == "<<":
+                raise _Unusual
+            name: str = k.value
+            if name in mapping:
+                self.duplicates.append((k, name))
+            mapping[name] = self.build(v, depth + 1)
+        return mapping
+
+    def _expand(self, nodes: int) -> None:
+        """Count ``nodes`` more built nodes; raises :class:`_Unusual` past the budget."""
+        self.count += nodes
+        if self.count > MAX_EXPANDED_NODES:
+            raise _Unusual
+
+
+def _int(text: str) -> int:
+    """A YAML int as the fast path reads it: ``0o`` octal, ``0x`` hexadecimal, else decimal."""
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    return int(text, 0 if text.startswith("0x") else 10)
 
 
 def _float(text: str) -> float:
@@ -552,6 +553,16 @@ def _float(text: str) -> float:
     if value == ".nan":
         return float("nan")
     return sign * float(value)
+
+
+_SCALARS: dict[str, Callable[[str], Any]] = {
+    _STR: lambda text: text,
+    _NULL: lambda text: None,
+    _BOOL: lambda text: text.lower() == "true",
+    _INT: _int,
+    _FLOAT: _float,
+}
+"""How :class:`_Builder` reads a scalar of each tag it knows (the others are :class:`_Unusual`)."""
 
 
 def _check_expansion(root: Node) -> _Refused | None:
@@ -644,73 +655,31 @@ def _pos(mark: yaml.Mark) -> tuple[int, int]:
 
 
 def _load_document(node: Node, result: FileResult, *, built: _Built | None = None) -> None:
+    """Add the document's workflow to ``result``, or its problems (then its name, if readable, to
+    ``result.invalid_names``); an empty document adds nothing, another kind adds a warning."""
     path = result.path
     doc_line = node.start_mark.line + 1
     positions: dict[Loc, NodePos] | None = None
     if built is not None:
         duplicates, data = built.duplicates, built.data
     else:
-        positions, duplicates = _positions(node)
-        try:
-            loader = YamlLoader("")
-            data = loader.construct_document(node)
-        except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
-            mark = getattr(exc, "problem_mark", None) or node.start_mark
-            detail = getattr(exc, "problem", None) or _one_line(str(exc)) or type(exc).__name__
-            result.problems.append(_mark_problem(path, mark, f"YAML error: {detail}"))
+        constructed = _construct(node, path=path)
+        if isinstance(constructed, Problem):
+            result.problems.append(constructed)
             return
+        data, positions, duplicates = constructed
     if data is None:
         return  # an empty document (e.g. a trailing ``---``)
-    if not isinstance(data, dict):
-        result.problems.append(
-            Problem(
-                path,
-                doc_line,
-                node.start_mark.column + 1,
-                f"a workflow document is a mapping (apiVersion, kind, metadata, spec), "
-                f"found {_yaml_type(data)}",
-            )
-        )
-        return
-    api_version, kind = data.get("apiVersion"), data.get("kind")
-    ours = kind == KIND or (isinstance(api_version, str) and api_version.startswith("reconciler"))
-    if not ours and (kind is not None or api_version is not None):
-        if positions is None:
-            positions = _positions(node)[0]
-        where = locate(positions, ("kind",), default=(doc_line, 1))
-        result.problems.append(
-            Problem(
-                path,
-                *where,
-                f"not a reconciler workflow (apiVersion {api_version!r}, kind {kind!r}); "
-                f"expected apiVersion {API_VERSION!r} and kind {KIND!r}; document ignored",
-                severity="warning",
-            )
-        )
+    refused = _not_a_workflow(data, node, positions, path=path)
+    if refused is not None:
+        result.problems.append(refused)
         return
     name = _readable_name(data)
-    problems: list[Problem] = []
-    for key_node, key in duplicates:
-        line, column = _pos(key_node.start_mark)
-        problems.append(
-            Problem(
-                path, line, column, f"duplicate key {key!r} (the last one would win)", workflow=name
-            )
-        )
-    try:
-        workflow = Workflow.model_validate(data)
-    except ValidationError as exc:
-        if positions is None:
-            positions = _positions(node)[0]
-        problems.extend(
-            _validation_problems(exc, positions, path=path, name=name, doc_line=doc_line)
-        )
-        workflow = None
-    except (ValueError, TypeError, RecursionError) as exc:  # pragma: no cover - defensive
-        problems.append(
-            Problem(path, doc_line, 1, f"invalid workflow: {_one_line(str(exc))}", workflow=name)
-        )
-        workflow = None
+    problems = [
+        _duplicate_problem(key_node, key, path=path, name=name) for key_node, key in duplicates
+    ]
+    workflow, invalid = _validate_workflow(data, node, positions, path=path, name=name)
+    problems.extend(invalid)
     result.problems.extend(problems)
     if problems or workflow is None:
         if name is not None:
@@ -730,6 +699,88 @@ def _load_document(node: Node, result: FileResult, *, built: _Built | None = Non
             positions=kept,
         )
     )
+
+
+def _construct(
+    node: Node, *, path: str
+) -> tuple[Any, dict[Loc, NodePos], list[tuple[Node, str]]] | Problem:
+    """The document's data, positions and duplicated keys as the pure-Python path reads them, or
+    the ``YAML error`` problem that stops it."""
+    positions, duplicates = _positions(node)
+    try:
+        loader = YamlLoader("")
+        data = loader.construct_document(node)
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        mark = getattr(exc, "problem_mark", None) or node.start_mark
+        detail = getattr(exc, "problem", None) or _one_line(str(exc)) or type(exc).__name__
+        return _mark_problem(path, mark, f"YAML error: {detail}")
+    return data, positions, duplicates
+
+
+def _not_a_workflow(
+    data: Any, node: Node, positions: Mapping[Loc, NodePos] | None, *, path: str
+) -> Problem | None:
+    """Why a non-empty document is not read as a workflow: an error when it is not a mapping, a
+    warning when it declares another apiVersion or kind; ``None`` when it is (or may be) ours.
+
+    ``positions`` are the document's, or ``None`` to compute them when needed.
+    """
+    doc_line = node.start_mark.line + 1
+    if not isinstance(data, dict):
+        return Problem(
+            path,
+            doc_line,
+            node.start_mark.column + 1,
+            f"a workflow document is a mapping (apiVersion, kind, metadata, spec), "
+            f"found {_yaml_type(data)}",
+        )
+    api_version, kind = data.get("apiVersion"), data.get("kind")
+    ours = kind == KIND or (isinstance(api_version, str) and api_version.startswith("reconciler"))
+    if ours or (kind is None and api_version is None):
+        return None
+    if positions is None:
+        positions = _positions(node)[0]
+    where = locate(positions, ("kind",), default=(doc_line, 1))
+    return Problem(
+        path,
+        *where,
+        f"not a reconciler workflow (apiVersion {api_version!r}, kind {kind!r}); "
+        f"expected apiVersion {API_VERSION!r} and kind {KIND!r}; document ignored",
+        severity="warning",
+    )
+
+
+def _duplicate_problem(key_node: Node, key: str, *, path: str, name: str | None) -> Problem:
+    """The error for a mapping key that appears twice, at the second one."""
+    line, column = _pos(key_node.start_mark)
+    return Problem(
+        path, line, column, f"duplicate key {key!r} (the last one would win)", workflow=name
+    )
+
+
+def _validate_workflow(
+    data: dict[str, Any],
+    node: Node,
+    positions: Mapping[Loc, NodePos] | None,
+    *,
+    path: str,
+    name: str | None,
+) -> tuple[Workflow | None, list[Problem]]:
+    """The document's :class:`Workflow`, or ``None`` and the schema's problems at their places.
+
+    ``positions`` are the document's, or ``None`` to compute them when needed.
+    """
+    doc_line = node.start_mark.line + 1
+    try:
+        return Workflow.model_validate(data), []
+    except ValidationError as exc:
+        if positions is None:
+            positions = _positions(node)[0]
+        return None, _validation_problems(exc, positions, path=path, name=name, doc_line=doc_line)
+    except (ValueError, TypeError, RecursionError) as exc:  # pragma: no cover - defensive
+        return None, [
+            Problem(path, doc_line, 1, f"invalid workflow: {_one_line(str(exc))}", workflow=name)
+        ]
 
 
 def _readable_name(data: Mapping[str, Any]) -> str | None:

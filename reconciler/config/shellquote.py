@@ -22,9 +22,10 @@ declares as shell text (:attr:`reconciler.plugin.Request.shell_fields`), and by
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from reconciler.config.expressions import DEFAULT_COST_LIMIT, TEMPLATE_RE, evaluate, to_text
@@ -56,88 +57,136 @@ def shell_slots(text: str) -> list[ShellSlot]:
     matches = list(TEMPLATE_RE.finditer(text))
     if not matches:
         return []
-    slots: list[ShellSlot] = []
-    stack: list[str] = ["word"]
-    heredoc = False
-    ansi = False
-    escaped = -1  # index of the last character a backslash made literal
-    i, n, m = 0, len(text), 0
-    while i < n:
-        if m < len(matches) and i == matches[m].start():
-            match = matches[m]
-            slots.append(
-                _slot(match.start(), match.end(), match.group(1), stack[-1], heredoc, ansi)
-            )
-            i, m = match.end(), m + 1
-            continue
-        c = text[i]
-        top = stack[-1]
+    return _Scanner(text, matches).scan()
+
+
+_OPENERS = (("$((", "arith"), ("$(", "paren"), ("${", "brace"))
+"""``$`` constructs that open a new context, longest first."""
+
+_QUOTES = {"'": "single", '"': "double"}
+
+_COMMENT_AFTER = " \t\n;&|()"
+"""Characters after which an unescaped ``#`` starts a comment (it must start a word)."""
+
+
+@dataclass
+class _Scanner:
+    """One left-to-right pass of :func:`shell_slots` over ``text``.
+
+    ``stack`` holds the nested quoting contexts (``word``, ``single``, ``double``, ``paren``,
+    ``brace``, ``arith``, ``backtick``); ``heredoc`` and ``ansi`` stay set once seen, so every
+    later template is refused.
+    """
+
+    text: str
+    matches: list[re.Match[str]]
+    slots: list[ShellSlot] = field(default_factory=list)
+    stack: list[str] = field(default_factory=lambda: ["word"])
+    heredoc: bool = False
+    ansi: bool = False
+    escaped: int = -1
+    """Index of the last character a backslash made literal."""
+    next_match: int = 0
+
+    def scan(self) -> list[ShellSlot]:
+        """Every template's slot, in order of the text."""
+        i, n = 0, len(self.text)
+        while i < n:
+            i = self._take(None) if self._template_at(i) else self._step(i)
+        return self.slots
+
+    def _template_at(self, i: int) -> bool:
+        """Whether the next template starts at ``i``."""
+        m = self.next_match
+        return m < len(self.matches) and self.matches[m].start() == i
+
+    def _take(self, refused: str | None) -> int:
+        """Record the next template: refused for ``refused``, else as its context allows.
+        Returns the index just after it."""
+        match = self.matches[self.next_match]
+        self.next_match += 1
+        start, end, source = match.start(), match.end(), match.group(1)
+        if refused is None:
+            slot = _slot(start, end, source, self.stack[-1], self.heredoc, self.ansi)
+        else:
+            slot = ShellSlot(start, end, source, None, refused)
+        self.slots.append(slot)
+        return end
+
+    def _step(self, i: int) -> int:
+        """Read the character at ``i`` (not a template's start); returns where to read next."""
+        c = self.text[i]
+        top = self.stack[-1]
         if top == "single":
             if c == "'":
-                stack.pop()
-        elif c == "\\":
-            if m < len(matches) and i + 1 == matches[m].start():
-                match = matches[m]
-                slots.append(
-                    ShellSlot(match.start(), match.end(), match.group(1), None, "after a backslash")
-                )
-                i, m = match.end(), m + 1
-                continue
-            i += 1  # the escaped character is literal
-            escaped = i
-        elif c == "$" and m < len(matches) and i + 1 == matches[m].start():
-            match = matches[m]
-            slots.append(
-                ShellSlot(match.start(), match.end(), match.group(1), None, "right after a $")
-            )
-            i, m = match.end(), m + 1
-            continue
-        elif text.startswith("$'", i) and top != "double":
-            ansi = True  # the quote itself is read next, as dash would
-        elif text.startswith("$((", i):
-            stack.append("arith")
-            i += 2
-        elif text.startswith("$(", i):
-            stack.append("paren")
-            i += 1
-        elif text.startswith("${", i):
-            stack.append("brace")
-            i += 1
-        elif c == "`":
+                self.stack.pop()
+            return i + 1
+        if c == "\\":
+            return self._backslash(i)
+        if c == "$":
+            return self._dollar(i, top)
+        if c == "`":
             if top == "backtick":
-                stack.pop()
+                self.stack.pop()
             else:
-                stack.append("backtick")
-        elif top == "double":
+                self.stack.append("backtick")
+            return i + 1
+        if top == "double":
             if c == '"':
-                stack.pop()
-        elif c == "}" and top == "brace":
-            stack.pop()
-        elif c == ")" and top == "arith" and text.startswith("))", i):
-            stack.pop()
-            i += 1
+                self.stack.pop()
+            return i + 1
+        return self._unquoted(i, c, top)
+
+    def _backslash(self, i: int) -> int:
+        if self._template_at(i + 1):
+            return self._take("after a backslash")
+        self.escaped = i + 1  # the escaped character is literal
+        return i + 2
+
+    def _dollar(self, i: int, top: str) -> int:
+        if self._template_at(i + 1):
+            return self._take("right after a $")
+        if self.text.startswith("$'", i) and top != "double":
+            self.ansi = True  # the quote itself is read next, as dash would
+            return i + 1
+        for opener, context in _OPENERS:
+            if self.text.startswith(opener, i):
+                self.stack.append(context)
+                return i + len(opener)
+        return i + 1
+
+    def _unquoted(self, i: int, c: str, top: str) -> int:
+        """A character outside quotes (in a word, ``$( )``, ``${ }``, ``$(( ))`` or backquotes)."""
+        quote = _QUOTES.get(c)
+        if quote is not None:
+            self.stack.append(quote)
         elif c == "(":
-            stack.append("paren" if top != "arith" else "arith")
-        elif c == ")" and len(stack) > 1 and top in ("paren", "arith"):
-            stack.pop()
-        elif c == "'":
-            stack.append("single")
-        elif c == '"':
-            stack.append("double")
-        elif c == "<" and text.startswith("<<", i):
-            heredoc = True
-            i += 1
-        elif (
-            c == "#"
-            and top != "brace"
-            # a comment starts a word: not after an escaped blank (``a\ #`` is one word)
-            and (i == 0 or (text[i - 1] in " \t\n;&|()" and escaped != i - 1))
-        ):
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-            continue
-        i += 1
-    return slots
+            self.stack.append("paren" if top != "arith" else "arith")
+        elif c == ")":
+            return self._close_paren(i, top)
+        elif c == "}" and top == "brace":
+            self.stack.pop()
+        elif c == "<" and self.text.startswith("<<", i):
+            self.heredoc = True
+            return i + 2
+        elif c == "#" and self._starts_comment(i, top):
+            end = self.text.find("\n", i)
+            return len(self.text) if end < 0 else end
+        return i + 1
+
+    def _close_paren(self, i: int, top: str) -> int:
+        if top == "arith" and self.text.startswith("))", i):
+            self.stack.pop()
+            return i + 2
+        if len(self.stack) > 1 and top in ("paren", "arith"):
+            self.stack.pop()
+        return i + 1
+
+    def _starts_comment(self, i: int, top: str) -> bool:
+        # a comment starts a word: not after an escaped blank (``a\ #`` is one word)
+        if top == "brace":
+            return False
+        return i == 0 or (self.text[i - 1] in _COMMENT_AFTER and self.escaped != i - 1)
 
 
 def _slot(

@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from reconciler.config.cost import static_problem
 from reconciler.config.expressions import compile_expr, templates_in
-from reconciler.config.models import Action, MockError, Workflow
+from reconciler.config.models import Action, MockError, Spec, State, Workflow
 from reconciler.config.shellquote import shell_fields_of, shell_problems
 from reconciler.config.snapshot import LoadedWorkflow, Loc, Problem, Snapshot
 from reconciler.errors import BUILTIN_ERROR_NAMES, ExpressionError, NotAllowed
@@ -602,63 +602,87 @@ def _check_states(
     strict: bool,
     known_errors: AbstractSet[str],
 ) -> None:
+    """The machine's references, outcomes, failure branches and paths, reported in that order."""
     spec = wf.spec
     states = spec.states
     names = list(states)
-
-    def unknown(target: str) -> str:
-        close = difflib.get_close_matches(target, names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown state {target!r}{hint}"
-
     if spec.start not in states:
-        report.add(("spec", "start"), unknown(spec.start))
+        report.add(("spec", "start"), _unknown_state(spec.start, names))
     if spec.on_delete is not None and spec.on_delete not in states:
-        report.add(("spec", "onDelete"), unknown(spec.on_delete))
-
-    edges: dict[str, set[str]] = {name: set() for name in states}
+        report.add(("spec", "onDelete"), _unknown_state(spec.on_delete, names))
+    edges: dict[str, set[str]] = {}
     for name, state in states.items():
-        sloc: Loc = ("spec", "states", name)
-        for j, tr in enumerate(state.transitions):
-            tloc: Loc = (*sloc, "transitions", j)
-            if tr.to in states:
-                edges[name].add(tr.to)
-            else:
-                report.add((*tloc, "to"), unknown(tr.to))
-            for k, outcome in enumerate(tr.on or []):
-                if outcome not in known_errors:
-                    close = difflib.get_close_matches(outcome, sorted(known_errors), n=1)
-                    hint = f"; did you mean {close[0]!r}?" if close else ""
-                    report.add(
-                        (*tloc, "on", k),
-                        f"unknown outcome {outcome!r} in on: (not 'success', 'error', a built-in "
-                        f"error or an error some plugin declares){hint}",
-                    )
+        edges[name] = _check_transitions(
+            name, state, report, states=states, known_errors=known_errors
+        )
         if state.has_work and not _has_failure_branch(state.transitions):
             report.add(
-                sloc,
+                ("spec", "states", name),
                 f"state {name!r} runs actions but has no failure transition "
                 "(add `onError:`, `on: error` or a default branch)",
                 severity="error" if strict else "warning",
                 key=True,
             )
+    _check_paths(spec, edges, report)
 
-    roots = [s for s in (spec.start, spec.on_delete) if s is not None and s in states]
-    reachable = _closure(roots, edges)
-    for name in names:
-        if name not in reachable and spec.start in states:
-            report.add(
-                ("spec", "states", name),
-                f"state {name!r} is unreachable from start {spec.start!r}",
-                severity="warning",
-                key=True,
-            )
+
+def _unknown_state(target: str, names: list[str]) -> str:
+    """The message for a reference to a state that does not exist, with a close name if any."""
+    close = difflib.get_close_matches(target, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown state {target!r}{hint}"
+
+
+def _check_transitions(
+    name: str,
+    state: State,
+    report: _Reporter,
+    *,
+    states: Mapping[str, State],
+    known_errors: AbstractSet[str],
+) -> set[str]:
+    """Report unknown targets and unknown ``on:`` outcomes of one state's transitions; returns
+    the existing states they lead to."""
+    targets: set[str] = set()
+    for j, tr in enumerate(state.transitions):
+        tloc: Loc = ("spec", "states", name, "transitions", j)
+        if tr.to in states:
+            targets.add(tr.to)
+        else:
+            report.add((*tloc, "to"), _unknown_state(tr.to, list(states)))
+        for k, outcome in enumerate(tr.on or []):
+            if outcome not in known_errors:
+                close = difflib.get_close_matches(outcome, sorted(known_errors), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                report.add(
+                    (*tloc, "on", k),
+                    f"unknown outcome {outcome!r} in on: (not 'success', 'error', a built-in "
+                    f"error or an error some plugin declares){hint}",
+                )
+    return targets
+
+
+def _check_paths(spec: Spec, edges: Mapping[str, set[str]], report: _Reporter) -> None:
+    """Warn about states unreachable from start (or onDelete), and report states with no path
+    to an end state. ``edges`` holds every state, each with the existing states it leads to."""
+    states = spec.states
+    if spec.start in states:
+        roots = [s for s in (spec.start, spec.on_delete) if s is not None and s in states]
+        reachable = _closure(roots, edges)
+        for name in states:
+            if name not in reachable:
+                report.add(
+                    ("spec", "states", name),
+                    f"state {name!r} is unreachable from start {spec.start!r}",
+                    severity="warning",
+                    key=True,
+                )
     reverse: dict[str, set[str]] = {name: set() for name in states}
     for src, targets in edges.items():
         for dst in targets:
             reverse[dst].add(src)
     ending = _closure([n for n, s in states.items() if s.is_end], reverse)
-    for name in names:
+    for name in states:
         if name not in ending:
             report.add(
                 ("spec", "states", name),

@@ -238,73 +238,39 @@ def plan_observed(
     has_probe = workflow.spec.observe is not None
 
     if has_probe and observation is not None and observation.error is not None:
-        text = f"observe failed: {observation.error}"
-        new = _update(
-            base,
-            now,
-            sync=Sync.UNKNOWN,
-            status=Health.DEGRADED,
-            reason=Reason.OBSERVE_FAILED,
-            message=text,
-            observed_at=now,
-        )
-        return Decision(new, Next.DONE, f"workflow {name}: {text}", failed=True)
+        return _observe_failed(base, now, name=name, text=f"observe failed: {observation.error}")
 
     # A probe without `desired`/`inSync` has nothing to compare with: it decides like no probe.
     in_sync = observation.in_sync if has_probe and observation is not None else None
-    compares = in_sync is not None
-    observed_fields: dict[str, Any] = {}
-    if compares:
-        observed_fields = {
-            "sync": Sync.SYNCED if in_sync else Sync.OUT_OF_SYNC,
-            "diff": None if in_sync else diff_json(observation.diff if observation else []),
-            "observed_at": now,
-        }
-    no_probe = "it has no observe probe" if not has_probe else "its probe has no desired state"
-
     spec_changed = base.spec_digest != digest
-    run_reason: RunReason | None = None
-    why = ""
-    reason = Reason.MANUAL_SYNC
-    if manual:
-        run_reason, reason, why = RunReason.MANUAL, Reason.MANUAL_SYNC, "manual sync requested"
-    elif in_sync is False:
-        assert observation is not None
-        run_reason, reason = RunReason.DRIFT, Reason.OUT_OF_SYNC
-        why = f"out of sync ({describe_diff(observation.diff)})"
-    elif in_sync is None and spec_changed:
-        run_reason, reason = RunReason.SPEC_CHANGE, Reason.SPEC_CHANGED
-        why = f"spec changed and {no_probe}"
-    elif in_sync is None and base.status is not Health.CONVERGED:
-        run_reason, reason = RunReason.RETRY, Reason.RETRYING
-        why = f"last attempt did not converge ({base.status.value}) and {no_probe}"
-
-    if run_reason is None:
-        already = base.status is Health.CONVERGED and not spec_changed
+    run = _why_run(
+        base,
+        observation,
+        in_sync=in_sync,
+        manual=manual,
+        spec_changed=spec_changed,
+        has_probe=has_probe,
+    )
+    observed_fields = _observed_fields(observation, in_sync=in_sync, now=now)
+    if run is None:
         new = _update(
             base,
             now,
             **observed_fields,
-            **({} if compares else {"sync": Sync.SYNCED}),
+            **({} if in_sync is not None else {"sync": Sync.SYNCED}),
             status=Health.CONVERGED,
             reason=Reason.IN_SYNC,
             message="observed state matches desired state"
-            if compares
+            if in_sync is not None
             else "spec unchanged since the last successful run",
             last_applied_revision=revision,
             spec_digest=digest,
             failures=0,
         )
-        if already:
-            text = f"workflow {name} is in sync; nothing to do"
-        elif spec_changed and base.spec_digest is not None:
-            text = (
-                f"workflow {name} changed but is already in sync; recorded converged without a run"
-            )
-        else:
-            text = f"workflow {name} is in sync; recorded converged without a run"
+        text = _converged_message(base, name=name, spec_changed=spec_changed)
         return Decision(new, Next.DONE, text, converged=True)
 
+    run_reason, reason, why = run
     new = _update(
         base,
         now,
@@ -320,6 +286,85 @@ def plan_observed(
         f"workflow {name} is {why}" if run_reason is RunReason.DRIFT else f"workflow {name}: {why}",
         run_reason=run_reason,
     )
+
+
+def _observe_failed(
+    base: WorkflowStatusRecord, now: datetime, *, name: str, text: str, **changes: Any
+) -> Decision:
+    """``Degraded``/``ObserveFailed`` with sync unknown and ``text`` as the message; backs off.
+
+    ``changes`` are further status fields to store (such as a raised failure count).
+    """
+    new = _update(
+        base,
+        now,
+        sync=Sync.UNKNOWN,
+        status=Health.DEGRADED,
+        reason=Reason.OBSERVE_FAILED,
+        message=text,
+        observed_at=now,
+        **changes,
+    )
+    return Decision(new, Next.DONE, f"workflow {name}: {text}", failed=True)
+
+
+def _observed_fields(
+    observation: Observation | None, *, in_sync: bool | None, now: datetime
+) -> dict[str, Any]:
+    """The status fields a comparing probe sets (sync, diff, observed_at); none without one."""
+    if in_sync is None:
+        return {}
+    return {
+        "sync": Sync.SYNCED if in_sync else Sync.OUT_OF_SYNC,
+        "diff": None if in_sync else diff_json(observation.diff if observation else []),
+        "observed_at": now,
+    }
+
+
+def _why_run(
+    base: WorkflowStatusRecord,
+    observation: Observation | None,
+    *,
+    in_sync: bool | None,
+    manual: bool,
+    spec_changed: bool,
+    has_probe: bool,
+) -> tuple[RunReason, Reason, str] | None:
+    """Why a run starts — its run reason, status reason and plain words — or ``None`` when the
+    workflow is in sync and is recorded converged without a run.
+
+    ``in_sync`` is ``None`` when nothing was compared (no probe, or a probe without a desired
+    state).
+    """
+    no_probe = "it has no observe probe" if not has_probe else "its probe has no desired state"
+    if manual:
+        return RunReason.MANUAL, Reason.MANUAL_SYNC, "manual sync requested"
+    if in_sync is False:
+        assert observation is not None
+        return (
+            RunReason.DRIFT,
+            Reason.OUT_OF_SYNC,
+            f"out of sync ({describe_diff(observation.diff)})",
+        )
+    if in_sync is None and spec_changed:
+        return RunReason.SPEC_CHANGE, Reason.SPEC_CHANGED, f"spec changed and {no_probe}"
+    if in_sync is None and base.status is not Health.CONVERGED:
+        return (
+            RunReason.RETRY,
+            Reason.RETRYING,
+            f"last attempt did not converge ({base.status.value}) and {no_probe}",
+        )
+    return None
+
+
+def _converged_message(base: WorkflowStatusRecord, *, name: str, spec_changed: bool) -> str:
+    """The log line for a workflow recorded converged without a run (``base`` is its previous
+    status): nothing to do, changed but already in sync, or newly in sync."""
+    if base.status is Health.CONVERGED and not spec_changed:
+        return f"workflow {name} is in sync; nothing to do"
+    if spec_changed and base.spec_digest is not None:
+        return f"workflow {name} changed but is already in sync; recorded converged without a run"
+    return f"workflow {name} is in sync; recorded converged without a run"
 
 
 def plan_finished(
@@ -356,18 +401,13 @@ def plan_finished(
         )
     if workflow.spec.observe is not None and observation is not None:
         if observation.error is not None:
-            text = f"run {short} finished but observe failed: {observation.error}"
-            new = _update(
+            return _observe_failed(
                 base,
                 now,
-                sync=Sync.UNKNOWN,
-                status=Health.DEGRADED,
-                reason=Reason.OBSERVE_FAILED,
-                message=text,
+                name=name,
+                text=f"run {short} finished but observe failed: {observation.error}",
                 failures=base.failures + 1,
-                observed_at=now,
             )
-            return Decision(new, Next.DONE, f"workflow {name}: {text}", failed=True)
         if observation.in_sync is False:
             text = f"run {short} finished, drift remains ({describe_diff(observation.diff)})"
             new = _update(

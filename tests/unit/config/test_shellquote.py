@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config.shellquote import render_shell
+from reconciler.config.shellquote import render_shell, shell_slots
 from reconciler.errors import ShellValueRefused
 
 SHELLS = [name for name in ("dash", "bash") if shutil.which(name)]
@@ -63,3 +63,36 @@ def test_a_hash_after_an_escaped_character_is_not_taken_for_a_comment(
     rendered = render_shell(command, {"value": f"\ntouch {marker}\n"})
     subprocess.run([shell, "-c", rendered], cwd=tmp_path, capture_output=True, timeout=10)
     assert not marker.exists(), f"{shell} ran the value of {rendered!r}"
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("echo ${{ v }}", ("word", None)),
+        ("echo '${{ v }}'", ("single", None)),
+        ('echo "a ${{ v }}"', ("double", None)),
+        ("echo $(cat ${{ v }})", ("word", None)),
+        ("echo (${{ v }})", ("word", None)),
+        ("echo $((1)) ${{ v }}", ("word", None)),
+        ("echo ${x} ${{ v }}", ("word", None)),
+        ("echo $(echo ')') ${{ v }}", ("word", None)),
+        ("echo a#${{ v }}", ("word", None)),
+        ('echo "$\'" ${{ v }}', ("word", None)),
+        ("echo a\\ #'\n${{ v }}\n'", ("single", None)),
+        ("echo \\${{ v }}", (None, "after a backslash")),
+        ("echo $${{ v }}", (None, "right after a $")),
+        ("echo `${{ v }}`", (None, "inside backquotes (use $( ) instead)")),
+        ("echo ${x:-${{ v }}}", (None, "inside ${ }")),
+        ("echo $(( ${{ v }} + 1 ))", (None, "inside an arithmetic expansion $(( ))")),
+        ("cat <<EOF\n${{ v }}\nEOF", (None, "after a here-document (<<)")),
+        ("echo $'x' ${{ v }}", (None, "after ANSI-C quoting $'...'")),
+    ],
+)
+def test_each_template_gets_the_quoting_of_its_context_or_a_reason_to_refuse(
+    command: str, expected: tuple[str | None, str | None]
+) -> None:
+    assert [(slot.quoting, slot.refused) for slot in shell_slots(command)] == [expected]
+
+
+def test_a_template_in_a_comment_is_no_slot() -> None:
+    assert shell_slots("echo hi # ${{ v }}") == []

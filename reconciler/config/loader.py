@@ -1,7 +1,8 @@
 """Workflow files → :class:`~reconciler.config.snapshot.Snapshot`, with line numbers.
 
-Flow: sources (git checkout, local directory) → **loader** → snapshot → planner. The sources hand
-this module a directory (:func:`load_tree`) or one file's bytes (:func:`load_text`); it parses YAML
+Called by: :mod:`reconciler.daemon.revision` (one file's bytes, :func:`load_text`, for each
+file a revision changed), ``reconciler validate``/``graph`` and the one-shot commands (a tree,
+:func:`load_tree`, or a file). It parses YAML
 with positions, validates each document against :class:`~reconciler.config.models.Workflow` and
 maps every pydantic error back to the line and column of the offending key or value.
 :mod:`reconciler.config.validate` then runs the checks a single model cannot do.
@@ -28,6 +29,10 @@ resolvers and constructors, and its positions, node count and depth are gathered
 Anything unusual (a parse error, a control character, nesting or expansion past the limits, a
 non-scalar key) sends the whole file back through the pure-Python :class:`YamlLoader`, so
 problems and their positions are exactly those of the pure-Python path.
+
+Why one module of ~850 lines: the fast LibYAML path and the pure-Python path must give the same
+workflows, problems and positions; they share the constructors, the limits and the error mapping,
+and keeping them side by side is what keeps them equal.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Static validation: everything that can be known wrong about a snapshot before anything runs.
 
-Flow: sources → loader → snapshot → **validate** → planner. The loader has already checked each
-document against the schema; this module checks what one model cannot (DESIGN §3 "Static
-validation"): plugins exist and their ``with:`` fits their pydantic ``Request``, only check plugins
+Called by: :func:`reconciler.daemon.target.select_target` (the daemon at each revision, and
+``reconciler plan``/``apply``/``test``) and ``reconciler validate``. Calls: the plugin registry
+(request models), the CEL compiler, :mod:`reconciler.config.credentials`. The loader has already
+checked each document against the schema; this module checks what one model cannot: plugins exist and their ``with:`` fits their pydantic ``Request``, only check plugins
 observe/poll/check, CEL compiles, states and transitions form a machine that can end, ``on:`` names
 exist, ``dependsOn`` points at real workflows without cycles, and no clear-text credential sits
 where a secret reference belongs. Given the operator's :class:`~reconciler.grants.Grants`, it also
@@ -14,15 +15,18 @@ request field marked :class:`~reconciler.plugin.LocalPath` outside the file root
 Every problem carries the ``path:line:col`` of the offending node and the workflow's name, and no
 check stops at the first problem. Messages never repeat a credential's value. ``reconciler
 validate`` prints the problems; the daemon marks every workflow with an error ``Invalid``. The
-daemon's controller passes a :class:`ValidationCache`, so a workflow whose file a revision did not
-touch is not validated again.
+daemon passes a :class:`ValidationCache`, so a workflow whose file a revision did not touch is
+not validated again.
+
+Why one module of ~750 lines: every check reports through one :class:`_Reporter` (which turns a
+model path into ``path:line:col``) in one pass over each workflow's actions; what looks like a
+credential, a concept of its own, is in :mod:`reconciler.config.credentials`.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
-import math
 import re
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -34,6 +38,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler.config.cost import static_problem
+from reconciler.config.credentials import RANDOM_LITERAL, find_credentials
 from reconciler.config.expressions import compile_expr, templates_in
 from reconciler.config.models import Action, MockError, Spec, State, Workflow
 from reconciler.config.shellquote import shell_fields_of, shell_problems
@@ -55,37 +60,7 @@ SECRET_HINT = (
     "and write ${{ secrets.NAME }}"
 )
 
-_CREDENTIAL_KEYS = (
-    "password",
-    "passwd",
-    "pwd",
-    "token",
-    "secret",
-    "apikey",
-    "privatekey",
-    "secretkey",
-    "accesskey",
-    "dsn",
-)
-_CREDENTIAL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("an AWS access key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("a private key", re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")),
-    ("a GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_\w{20,})")),
-    ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
-    ("a Vault token", re.compile(r"\bhv[sbr]\.[A-Za-z0-9_-]{20,}")),
-    ("a Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
-    ("a Stripe secret key", re.compile(r"\b[sr]k_(?:live|test)_[0-9A-Za-z]{16,}")),
-    ("a GitLab token", re.compile(r"\bglpat-[0-9A-Za-z_-]{20,}")),
-    ("a JSON Web Token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.")),
-    ("a Slack webhook URL", re.compile(r"hooks\.slack\.com/services/T[A-Z0-9]+/")),
-)
-_ANY_CREDENTIAL = re.compile("|".join(f"(?:{p.pattern})" for _, p in _CREDENTIAL_PATTERNS))
-"""Whether any of :data:`_CREDENTIAL_PATTERNS` matches: one search for the common no."""
-_HIGH_ENTROPY_CANDIDATE = re.compile(r"[A-Za-z0-9+/=_\-]{24,}")
-_REFERENCE_SCHEMES = ("vault:", "transit:", "env:", "file:")
-RANDOM_LITERAL = "a random-looking"
 _EXPECTING = re.compile(r" expecting \{[^}]*\}")
-_URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:([^/\s@]+)@")
 _SECRETS_REF = re.compile(
     r"(?<![\w.])secrets\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*[\"']([^\"']+)[\"']\s*\])?"
 )
@@ -517,68 +492,6 @@ def _strip_cel_strings(source: str) -> str:
 
 
 # -- clear-text credentials ------------------------------------------------------------------
-
-
-def find_credentials(value: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
-    """Where ``value`` holds what looks like a clear-text credential, and what it looks like.
-
-    Flags literal (non-``${{ }}``) values under credential-like keys and well-known key
-    formats anywhere. Yields descriptions only, never the value itself.
-    """
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            sub: Loc = (*loc, str(k))
-            if _is_credential_key(str(k)) and _is_literal(v):
-                yield sub, f"clear-text credential in {str(k)!r}"
-                continue
-            yield from find_credentials(v, sub)
-    elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            yield from find_credentials(v, (*loc, i))
-    elif isinstance(value, str):
-        what = _string_credential(value)
-        if what is not None:
-            yield loc, what
-
-
-@functools.lru_cache(maxsize=65536)
-def _string_credential(value: str) -> str | None:
-    """What the string ``value`` looks like if it looks like a credential (the same strings
-    recur across workflows, hence the cache)."""
-    if _ANY_CREDENTIAL.search(value):
-        for what, pattern in _CREDENTIAL_PATTERNS:
-            if pattern.search(value):
-                return f"value looks like {what}"
-    for m in _URL_USERINFO.finditer(value):
-        if "${{" not in m.group(1):
-            return "URL with a clear-text password (user:password@)"
-    if "${{" not in value and not value.startswith(_REFERENCE_SCHEMES):
-        for m in _HIGH_ENTROPY_CANDIDATE.finditer(value):
-            if _looks_random(m.group()):
-                return f"{RANDOM_LITERAL} {len(m.group())}-character literal (a key?)"
-    return None
-
-
-def _looks_random(word: str) -> bool:
-    """Mixed-case letters and digits with high Shannon entropy: a generated key, not a word,
-    path, hex digest or UUID (those are too regular or lack a character class)."""
-    if not (re.search(r"[a-z]", word) and re.search(r"[A-Z]", word) and re.search(r"\d", word)):
-        return False
-    counts = [word.count(c) for c in set(word)]
-    entropy = -sum(n / len(word) * math.log2(n / len(word)) for n in counts)
-    return entropy >= 4.2
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_credential_key(key: str) -> bool:
-    norm = re.sub(r"[^a-z0-9]", "", key.lower())
-    return any(norm.endswith(k) for k in _CREDENTIAL_KEYS)
-
-
-def _is_literal(value: Any) -> bool:
-    if isinstance(value, str):
-        return bool(value.strip()) and "${{" not in value
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _check_credentials(wf: Workflow, sites: list[_ActionSite], report: _Reporter) -> None:

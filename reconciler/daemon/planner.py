@@ -1,7 +1,8 @@
-"""The planner: DESIGN §4 "Deciding", as pure functions from facts to a decision.
+"""The planner: the daemon's decision rules, as pure functions from facts to a decision.
 
-Flow: sources → snapshot → **planner** → queue → runner → store. For one workflow at one
-snapshot revision the controller asks, in order:
+Called by: :func:`reconciler.daemon.check.check_workflow` and
+:mod:`reconciler.daemon.reconcile` (the daemon), :mod:`reconciler.cli.converge` (``plan`` and
+``apply``). Calls: nothing. For one workflow at one revision the questions are, in order:
 
 1. :func:`plan_invalid` when the workflow's file does not load (status ``Invalid``; the previous
    status fields such as ``last_applied_revision`` stay, nothing runs with the broken spec);
@@ -19,8 +20,8 @@ one-line ``message`` in plain words, which is also what the daemon logs.
 
 Reasons (``WorkflowStatusRecord.reason``) the planner writes, documented in docs/daemon.md:
 ``InvalidSpec``, ``Suspended``, ``DependencyNotReady``, ``ObserveFailed``, ``InSync``,
-``OutOfSync``, ``SpecChanged``, ``Retrying``, ``ManualSync``, ``Resuming`` (written by the
-controller), ``RunSucceeded``, ``RunFailed``, ``DriftRemains``.
+``OutOfSync``, ``SpecChanged``, ``Retrying``, ``ManualSync``, ``Resuming`` (written by
+:mod:`reconciler.daemon.reconcile`), ``RunSucceeded``, ``RunFailed``, ``DriftRemains``.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class Observation(Protocol):
 
 
 class Next(StrEnum):
-    """What the controller does after a decision."""
+    """What the caller (reconcile, or plan/apply) does after a decision."""
 
     DONE = "done"
     """Store the status; nothing else to do."""

@@ -170,9 +170,17 @@ class _Scanner:
             self.heredoc = True
             return i + 2
         elif c == "#" and self._starts_comment(i, top):
-            end = self.text.find("\n", i)
-            return len(self.text) if end < 0 else end
+            return self._skip_comment(i)
         return i + 1
+
+    def _skip_comment(self, i: int) -> int:
+        """Skip to the end of the comment at ``i``; templates in it are left as they are (the
+        shell never reads a comment) and the scan goes on with the next one after it."""
+        end = self.text.find("\n", i)
+        stop = len(self.text) if end < 0 else end
+        while self.next_match < len(self.matches) and self.matches[self.next_match].start() < stop:
+            self.next_match += 1
+        return stop
 
     def _close_paren(self, i: int, top: str) -> int:
         if top == "arith" and self.text.startswith("))", i):

@@ -96,3 +96,15 @@ def test_each_template_gets_the_quoting_of_its_context_or_a_reason_to_refuse(
 
 def test_a_template_in_a_comment_is_no_slot() -> None:
     assert shell_slots("echo hi # ${{ v }}") == []
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_template_after_a_comment_holding_one_is_still_quoted(shell: str) -> None:
+    command = "# ${{ inputs.a }} is not read\nprintf '%s' ${{ inputs.b }}"
+
+    assert [(slot.source.strip(), slot.quoting) for slot in shell_slots(command)] == [
+        ("inputs.b", "word")
+    ]
+    rendered = render_shell(command, {"inputs": {"a": "x", "b": "x; echo pwned"}})
+    out = subprocess.run([shell, "-c", rendered], capture_output=True, text=True, check=True)
+    assert out.stdout == "x; echo pwned"

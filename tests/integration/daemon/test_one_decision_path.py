@@ -24,82 +24,50 @@ from tests.support.waiting import until_async
 REPO = Path(__file__).resolve().parents[3]
 QUICKSTART = REPO / "examples/quickstart"
 
-CASES = {
-    "drifts.yaml": """apiVersion: reconciler/v1
+
+def workflow(name: str, action: str, *, spec: str = "") -> str:
+    """A one-action workflow: ``action`` (flow YAML), then the end."""
+    return f"""apiVersion: reconciler/v1
 kind: Workflow
-metadata: {name: drifts}
+metadata: {{name: {name}}}
 spec:
-  observe: {plugin: file.read, with: {path: drift.txt, missingOk: true}}
-  desired: {content: wanted}
-  start: write
-  states:
-    write:
-      action: {plugin: file.write, with: {path: drift.txt, content: something else}}
-      next: done
-    done: {end: success}
-""",
-    "breaks.yaml": """apiVersion: reconciler/v1
-kind: Workflow
-metadata: {name: breaks}
-spec:
-  start: go
+{spec}  start: go
   states:
     go:
-      action: {plugin: shell.run, with: {argv: ["false"]}}
+      action: {action}
       next: done
       onError: failed
-    done: {end: success}
-    failed: {end: failure}
-""",
-    "after-breaks.yaml": """apiVersion: reconciler/v1
-kind: Workflow
-metadata: {name: after-breaks}
-spec:
-  dependsOn: [breaks]
-  start: write
-  states:
-    write:
-      action: {plugin: file.write, with: {path: after.txt, content: x}}
-      next: done
-    done: {end: success}
-""",
-    "paused.yaml": """apiVersion: reconciler/v1
-kind: Workflow
-metadata: {name: paused}
-spec:
-  suspend: true
-  start: write
-  states:
-    write:
-      action: {plugin: file.write, with: {path: paused.txt, content: x}}
-      next: done
-    done: {end: success}
-""",
-    "already.yaml": """apiVersion: reconciler/v1
-kind: Workflow
-metadata: {name: already}
-spec:
-  observe: {plugin: file.read, with: {path: already.txt, missingOk: true}}
-  desired: {content: here}
-  start: write
-  states:
-    write:
-      action: {plugin: file.write, with: {path: already.txt, content: here}}
-      next: done
-    done: {end: success}
-""",
-    "unknown-plugin.yaml": """apiVersion: reconciler/v1
-kind: Workflow
-metadata: {name: unknown-plugin}
-spec:
-  start: go
-  states:
-    go:
-      action: {plugin: no.such.plugin}
-      next: done
-    done: {end: success}
-""",
+    done: {{end: success}}
+    failed: {{end: failure}}
+"""
+
+
+def writes(path: str, content: str) -> str:
+    return f"{{plugin: file.write, with: {{path: {path}, content: {content}}}}}"
+
+
+def probe(path: str, content: str) -> str:
+    return (
+        f"  observe: {{plugin: file.read, with: {{path: {path}, missingOk: true}}}}\n"
+        f"  desired: {{content: {content}}}\n"
+    )
+
+
+CASES = {
+    "drifts": workflow(
+        "drifts", writes("drift.txt", "something else"), spec=probe("drift.txt", "wanted")
+    ),
+    "breaks": workflow("breaks", '{plugin: shell.run, with: {argv: ["false"]}}'),
+    "after-breaks": workflow(
+        "after-breaks", writes("after.txt", "x"), spec="  dependsOn: [breaks]\n"
+    ),
+    "paused": workflow("paused", writes("paused.txt", "x"), spec="  suspend: true\n"),
+    "already": workflow(
+        "already", writes("already.txt", "here"), spec=probe("already.txt", "here")
+    ),
+    "unknown-plugin": workflow("unknown-plugin", "{plugin: no.such.plugin}"),
 }
+
 
 SETTLED = {
     "RunSucceeded",
@@ -116,7 +84,7 @@ SETTLED = {
 def workflow_files(into: Path) -> None:
     shutil.copytree(QUICKSTART, into, ignore=shutil.ignore_patterns("*.md"))
     for name, text in CASES.items():
-        (into / name).write_text(text)
+        (into / f"{name}.yaml").write_text(text)
 
 
 def workdir(path: Path) -> Path:

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import run_command, without_settings
-from tests.support.hostile import plant_hostile_files, release_fifo_readers, writer_workflow
+from tests.support.hostile import plant_hostile_files, release_fifo_readers
 from tests.support.waiting import until
+from tests.support.workflows import file_workflow_yaml
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -84,7 +85,7 @@ def test_sigterm_stops_promptly_a_daemon_watching_a_directory_with_a_fifo(
     watched, out = tmp_path / "wf", tmp_path / "out"
     watched.mkdir()
     os.mkfifo(watched / "x.yaml")
-    (watched / "good.yaml").write_text(writer_workflow("good", out / "good.txt", "ok"))
+    (watched / "good.yaml").write_text(file_workflow_yaml("good", out / "good.txt", "ok"))
     try:
         daemon = Daemon(tmp_path, watched)
         daemons.append(daemon)
@@ -104,7 +105,7 @@ def test_every_hostile_file_is_a_logged_problem_and_the_good_workflow_converges(
 ) -> None:
     watched, out = tmp_path / "wf", tmp_path / "out"
     planted = plant_hostile_files(watched, outside=tmp_path / "outside")
-    (watched / "good.yaml").write_text(writer_workflow("good", out / "good.txt", "ok"))
+    (watched / "good.yaml").write_text(file_workflow_yaml("good", out / "good.txt", "ok"))
     try:
         daemon = Daemon(tmp_path, watched)
         daemons.append(daemon)
@@ -126,7 +127,7 @@ def test_a_symlink_to_dev_zero_neither_kills_nor_floods_the_daemon(
     watched, out = tmp_path / "wf", tmp_path / "out"
     watched.mkdir()
     (watched / "zero.yaml").symlink_to("/dev/zero")
-    (watched / "good.yaml").write_text(writer_workflow("good", out / "good.txt", "ok"))
+    (watched / "good.yaml").write_text(file_workflow_yaml("good", out / "good.txt", "ok"))
     daemon = Daemon(tmp_path, watched)
     daemons.append(daemon)
 

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IN_CI
-from tests.support.daemon import without_settings
+from tests.support.daemon import running
 from tests.support.net import free_port
-from tests.support.repos import git
+from tests.support.repos import commit
+from tests.support.waiting import until
+from tests.support.workflows import file_workflow, put
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -52,24 +50,6 @@ spec:
     failed: {end: failure}
 """
 
-MOTD = """\
-apiVersion: reconciler/v1
-kind: Workflow
-metadata: {name: motd}
-spec:
-  interval: 1h
-  observe: {plugin: file.read, with: {path: motd.txt, missingOk: true}}
-  desired: {content: "hello\\n"}
-  start: write
-  states:
-    write:
-      action: {plugin: file.write, with: {path: motd.txt, content: "hello\\n"}}
-      next: done
-      onError: failed
-    done: {end: success}
-    failed: {end: failure}
-"""
-
 
 def get_json(url: str) -> dict[str, object]:
     with urllib.request.urlopen(url, timeout=5) as answer:
@@ -77,59 +57,35 @@ def get_json(url: str) -> dict[str, object]:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[str]:
-    repo = tmp_path / "repo"
-    repo.mkdir()
+def daemon(tmp_path: Path, repo: Path) -> Iterator[str]:
+    """The base URL of a daemon serving its API and page, once both workflows converged."""
     (repo / "slow.yaml").write_text(SLOW)
-    (repo / "motd.yaml").write_text(MOTD)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "two workflows")
+    put(repo, file_workflow("motd", "motd.txt", "hello\n", keep=True))
+    commit(repo, "two workflows")
     port = free_port()
-    env = without_settings()
-    env.update(RECONCILER_API_TOKEN=TOKEN, RECONCILER_SECRET_PAGE_CANARY=CANARY)
-    log = (tmp_path / "daemon.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "run",
-            "--repo",
-            str(repo),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--api-docs",
-        ],
-        cwd=tmp_path,
-        stdout=log,
-        stderr=log,
-        env=env,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
-            assert time.monotonic() < deadline, "daemon did not converge in 60 s"
+    with running(
+        repo,
+        tmp_path / "data",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--api-docs",
+        cwd=tmp_path,
+        log=tmp_path / "daemon.log",
+        env={"RECONCILER_API_TOKEN": TOKEN, "RECONCILER_SECRET_PAGE_CANARY": CANARY},
+    ) as process:
+
+        def converged() -> bool:
+            process.alive()
             try:
                 listed = get_json(f"{base}/api/v1/workflows")["workflows"]
-                statuses = {w["name"]: w["status"] for w in listed}  # type: ignore[union-attr]
-                if statuses == {"slow": "Converged", "motd": "Converged"}:
-                    break
             except OSError:
-                pass
-            time.sleep(0.3)
+                return False
+            statuses = {w["name"]: w["status"] for w in listed}  # type: ignore[union-attr]
+            return statuses == {"slow": "Converged", "motd": "Converged"}
+
+        until(converged, 60, "both workflows to converge", interval=0.3)
         yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from tests.conftest import require_server
 from tests.support.controller import eventually, running
 from tests.support.repos import commit
 from tests.support.waiting import until_async
+from tests.support.workflows import file_workflow as keeps_file
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,36 +32,12 @@ pytestmark = pytest.mark.timeout(60)
 def file_workflow(
     name: str, target: Path, content: str, *, states: dict[str, Any] | None = None, **spec: Any
 ) -> dict[str, Any]:
-    """A workflow keeping ``target`` at ``content`` (observe with file.read, write with file.write)."""
-    return {
-        "apiVersion": "reconciler/v1",
-        "kind": "Workflow",
-        "metadata": {"name": name},
-        "spec": {
-            "interval": "1h",
-            "inputs": {"path": str(target), "content": content},
-            "observe": {
-                "plugin": "file.read",
-                "with": {"path": "${{ inputs.path }}", "missingOk": True},
-            },
-            "desired": {"content": content},
-            "start": "write",
-            "states": states
-            or {
-                "write": {
-                    "action": {
-                        "plugin": "file.write",
-                        "with": {"path": "${{ inputs.path }}", "content": "${{ inputs.content }}"},
-                    },
-                    "next": "done",
-                    "onError": "failed",
-                },
-                "done": {"end": "success"},
-                "failed": {"end": "failure"},
-            },
-            **spec,
-        },
-    }
+    """A workflow keeping ``target`` at ``content``, with other ``states`` or more ``spec``."""
+    document = keeps_file(name, target, content, keep=True)
+    if states:
+        document["spec"]["states"] = states
+    document["spec"].update(spec)
+    return document
 
 
 def put(repo: Path, name: str, document: dict[str, Any]) -> None:

@@ -221,7 +221,7 @@ def test_three_replicas_converge_300_workflows_exactly_once_per_revision_and_sha
         "30 runs at the second revision",
         lambda: set(succeeded_per_revision(cluster)) >= expected,
     )
-    time.sleep(LEASE_TTL)  # anything that would run twice has had time to
+    time.sleep(LEASE_TTL)  # time passing is the test: a lease's time for a second run to appear
     cluster.stop_all()
 
     counts = succeeded_per_revision(cluster)
@@ -351,7 +351,7 @@ def test_a_paused_replica_cannot_complete_a_run_another_took_over(
         lambda: any(e.get("error") == "LeaseLost" for e in owner.events()),
         timeout=20,
     )
-    time.sleep(LEASE_TTL)  # give a late write every chance to land
+    time.sleep(LEASE_TTL)  # time passing is the test: a lease's time for a late write to land
     assert owner.proc.poll() is None  # it carries on with other work
     cluster.stop_all()
 

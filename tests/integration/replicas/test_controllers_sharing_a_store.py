@@ -197,10 +197,15 @@ async def test_a_workflow_suspended_through_one_replica_does_not_run_on_another(
     (repo / "quick.yaml").write_text(SLOW.format(name="quick", seconds=0, marker=tmp_path / "m"))
     commit(repo, "quick workflow")
     (one, store), (two, _) = await replicas(2)
-    await wait_for_runs(
+    [run] = await wait_for_runs(
         store, "quick", lambda runs: len(runs) == 1 and runs[0].finished_at is not None
     )
-    await asyncio.sleep(0.2)  # the run's replica stores its status and lets the workflow go
+
+    async def run_status_stored() -> bool:  # the run's replica is done with the workflow
+        status = await store.get_status("quick")
+        return status is not None and status.last_run_id == run.id
+
+    await until_async(run_status_stored, 10, "the run's status to be stored")
 
     assert await two.suspend("quick")
     assert one.request_sync("quick")

@@ -124,7 +124,7 @@ async def test_renewal_keeps_a_lease_and_a_failed_renewal_cancels_the_holder(
         async with mine.hold("app") as claimed:
             assert claimed
             entered.set()
-            await asyncio.sleep(3600)
+            await asyncio.sleep(3600)  # holds on until the failed renewal cancels it
 
     keeper = asyncio.create_task(mine.maintain(on_orphans=lambda names: None, busy=list))
     holder = asyncio.create_task(hold_forever())

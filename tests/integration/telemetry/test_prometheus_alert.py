@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,22 +136,17 @@ def test_real_prometheus_raises_the_failing_workflow_alert_from_the_daemons_metr
         found: list[dict[str, Any]] = httpx.get(f"{api}/alerts", timeout=5).json()["data"]["alerts"]
         return found
 
-    deadline = time.monotonic() + 60
-    failing: list[dict[str, Any]] = []
-    while not failing:
+    def workflow_failing() -> list[dict[str, Any]]:
         assert processes[0].poll() is None, daemon_log.read_text()[-3000:]
-        assert time.monotonic() < deadline, (
-            f"no ReconcilerWorkflowFailing within 60 s; alerts: {alerts()}\n"
-            f"targets: {httpx.get(f'{api}/targets', timeout=5).text[:2000]}"
-        )
-        failing = [
+        return [
             a
             for a in alerts()
             if a["labels"].get("alertname") == "ReconcilerWorkflowFailing"
             and a["labels"].get("workflow") == name
             and a["state"] in ("pending", "firing")
         ]
-        time.sleep(0.5)
+
+    failing = until(workflow_failing, 60, f"ReconcilerWorkflowFailing for {name}", interval=0.5)
 
     alert = failing[0]
     assert alert["labels"]["severity"] == "warning"

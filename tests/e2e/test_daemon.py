@@ -15,7 +15,7 @@ import pytest
 
 from reconciler.engine.journal import RunRecord
 from reconciler.store import Health, Store, WorkflowStatusRecord
-from tests.support.daemon import CLI, DaemonProcess, spawn, start, without_settings
+from tests.support.daemon import CLI, DaemonProcess, spawn, start, statuses, without_settings
 from tests.support.repos import commit, git
 from tests.support.waiting import until_async
 from tests.support.workflows import file_workflow, put
@@ -55,14 +55,6 @@ def daemon(tmp_path: Path, repo: Path) -> Iterator[Callable[..., DaemonProcess]]
     yield start_daemon
     for process in started:
         process.kill()
-
-
-async def statuses(data_dir: Path) -> dict[str, WorkflowStatusRecord]:
-    store = await Store.open(None, data_dir=data_dir)
-    try:
-        return {s.name: s for s in await store.list_statuses()}
-    finally:
-        await store.close()
 
 
 async def runs_by_workflow(data_dir: Path) -> dict[str, list[str]]:

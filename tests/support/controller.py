@@ -26,6 +26,7 @@ from reconciler.daemon.policy import restrict_registry
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.daemon.view import ControllerView
 from reconciler.plugin import PluginRegistry
+from reconciler.secrets.resolver import SecretResolver, resolver_from_settings
 from reconciler.sources import open_source
 from reconciler.store import Store, WorkflowStatusRecord
 from tests.support.waiting import until_async
@@ -36,15 +37,18 @@ async def running(
     tmp_path: Path,
     repo: Path | str,
     *,
-    secrets: dict[str, str | None] | None = None,
+    secret_settings: dict[str, str | None] | None = None,
+    resolver: SecretResolver | None = None,
     **overrides: Any,
 ) -> AsyncIterator[tuple[Controller, Store]]:
     """A controller on ``repo`` (a path or a URL) with its store, stopped (gracefully) on exit.
 
     ``overrides`` are daemon settings; by default the data lives in ``tmp_path / "data"``, the
     workdir (and so the only file root) is ``tmp_path``, the repository is polled every 200 ms
-    and stopping waits up to 5 s for running runs. ``secrets`` are the settings that cannot be
-    flags (``api_token``, ``webhook_secret``: ``None`` leaves one unset).
+    and stopping waits up to 5 s for running runs. ``secret_settings`` are the settings that
+    cannot be flags (``api_token``, ``webhook_secret``: ``None`` leaves one unset). Secrets
+    resolve as the daemon resolves them (``env:``, ``file:``, Vault from the settings) unless
+    ``resolver`` says otherwise.
     """
     settings = DaemonSettings.load(
         **{
@@ -56,9 +60,9 @@ async def running(
             **overrides,
         }
     )
-    if secrets:
+    if secret_settings:
         settings = settings.model_copy(
-            update={k: None if v is None else SecretStr(v) for k, v in secrets.items()}
+            update={k: None if v is None else SecretStr(v) for k, v in secret_settings.items()}
         )
     store = await Store.open(settings.store, data_dir=settings.data_dir)
     source = open_source(
@@ -68,7 +72,8 @@ async def running(
         poll_interval=settings.poll_interval.total_seconds(),
     )
     registry = restrict_registry(PluginRegistry.discover(), settings.allow_plugins)
-    controller = Controller(settings, store, source=source, registry=registry)
+    secrets = resolver if resolver is not None else resolver_from_settings(settings)
+    controller = Controller(settings, store, source=source, registry=registry, secrets=secrets)
     stop = asyncio.Event()
     task = asyncio.create_task(controller.run(stop))
     try:

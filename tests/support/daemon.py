@@ -6,7 +6,7 @@ End-to-end tests start the real daemon (``reconciler.cli.run``: sources → snap
 the test's own flags and variables configure it. :func:`spawn` starts any ``reconciler`` command
 as a :class:`DaemonProcess` logging to a file, :func:`start` a ``reconciler run`` and waits until
 it has started, and :func:`running` does that for the length of a ``with`` block and stops it
-(SIGTERM) at the end. Each test passes its own flags and environment. Repositories come from
+(SIGTERM) at the end; :func:`statuses` reads what it stored. Each test passes its own flags and environment. Repositories come from
 :mod:`tests.support.repos`.
 """
 
@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from reconciler.store import Store, WorkflowStatusRecord
 from tests.support.waiting import until
 
 CLI = (sys.executable, "-c", "from reconciler.cli import main; main()")
@@ -34,12 +35,12 @@ STARTED = "reconciler started"
 """What the daemon logs once it has created and migrated its store and begun its loop."""
 
 
-def run_args(repo: Path, data_dir: Path, *flags: str) -> list[str]:
+def run_args(repo: Path | str, data_dir: Path, *flags: str) -> list[str]:
     """The arguments of ``reconciler run`` on ``repo`` keeping its data in ``data_dir``."""
     return ["run", "--repo", str(repo), "--data-dir", str(data_dir), *flags]
 
 
-def run_command(repo: Path, data_dir: Path, *flags: str) -> list[str]:
+def run_command(repo: Path | str, data_dir: Path, *flags: str) -> list[str]:
     """``reconciler run`` on ``repo`` keeping its data in ``data_dir``, with more ``flags``."""
     return [*CLI, *run_args(repo, data_dir, *flags)]
 
@@ -148,7 +149,7 @@ def spawn(
 
 
 def start(
-    repo: Path,
+    repo: Path | str,
     data_dir: Path,
     *flags: str,
     cwd: Path,
@@ -168,7 +169,7 @@ def start(
 
 @contextmanager
 def running(
-    repo: Path,
+    repo: Path | str,
     data_dir: Path,
     *flags: str,
     cwd: Path,
@@ -182,6 +183,15 @@ def running(
     finally:
         if daemon.proc.poll() is None:
             daemon.stop()
+
+
+async def statuses(data_dir: Path) -> dict[str, WorkflowStatusRecord]:
+    """Each workflow's status in the SQLite store of the daemon keeping its data in ``data_dir``."""
+    store = await Store.open(None, data_dir=data_dir)
+    try:
+        return {s.name: s for s in await store.list_statuses()}
+    finally:
+        await store.close()
 
 
 def wait_started(log: Path, proc: subprocess.Popen[bytes], *, within: float = 60) -> None:

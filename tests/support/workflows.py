@@ -62,17 +62,9 @@ def to_yaml(document: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(document), sort_keys=False)
 
 
-def file_workflow_yaml(
-    name: str,
-    path: Path | str,
-    content: str,
-    *,
-    keep: bool = False,
-    interval: str | None = "1h",
-    labels: Mapping[str, str] | None = None,
-) -> str:
-    """:func:`file_workflow` as the text of a workflow file."""
-    return to_yaml(file_workflow(name, path, content, keep=keep, interval=interval, labels=labels))
+def file_workflow_yaml(name: str, path: Path | str, content: str, **options: Any) -> str:
+    """:func:`file_workflow` (with the same ``options``) as the text of a workflow file."""
+    return to_yaml(file_workflow(name, path, content, **options))
 
 
 def put(directory: Path, document: Mapping[str, Any]) -> Path:

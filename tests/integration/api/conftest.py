@@ -142,7 +142,7 @@ async def start_daemon(
             poll_interval=poll_interval,
             grace_period="200ms",
             listen="127.0.0.1:0",
-            secrets={"api_token": token, "webhook_secret": secret},
+            secret_settings={"api_token": token, "webhook_secret": secret},
             **overrides,
         ) as (controller, store),
         serving_api(controller) as base,

@@ -16,13 +16,10 @@ import psycopg
 import pytest
 
 from reconciler.daemon.controller import Controller
-from reconciler.daemon.policy import restrict_registry
-from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine.journal import RunRecord, RunStatus
-from reconciler.plugin import PluginRegistry
-from reconciler.sources import open_source
 from reconciler.store import Health, Store
 from tests.conftest import require_server
+from tests.support.controller import running
 from tests.support.repos import commit, init_repo
 from tests.support.waiting import until_async
 
@@ -90,30 +87,17 @@ async def replicas(tmp_path: Path, store_url: str) -> AsyncIterator[Replicas]:
 async def replica(
     tmp_path: Path, store_url: str, name: str
 ) -> AsyncIterator[tuple[Controller, Store]]:
-    settings = DaemonSettings.load(
-        repo=str(tmp_path / "repo"),
+    async with running(
+        tmp_path,
+        tmp_path / "repo",
         data_dir=tmp_path / f"data-{name}",
-        workdir=tmp_path,
         store=store_url,
-        poll_interval="200ms",
         grace_period="1s",
         replica_id=name,
         lease_ttl="2s",
-    )
-    store = await Store.open(settings.store, data_dir=settings.data_dir)
-    source = open_source(str(tmp_path / "repo"), data_dir=settings.data_dir, poll_interval=0.2)
-    registry = restrict_registry(PluginRegistry.discover(), None)
-    controller = Controller(settings, store, source=source, registry=registry)
-    stop = asyncio.Event()
-    task = asyncio.create_task(controller.run(stop))
-    try:
+    ) as (controller, store):
         await asyncio.wait_for(controller.ready.wait(), 20)
         yield controller, store
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await registry.close()
-        await store.close()
 
 
 async def wait_for_runs(

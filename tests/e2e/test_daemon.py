@@ -254,12 +254,24 @@ spec:
 """
 
 
-async def test_run_killed_mid_state_resumes_in_that_state_after_a_restart(
-    tmp_path: Path, repo: Path, daemon: Callable[..., DaemonProcess]
-) -> None:
+def commit_slow_workflow(tmp_path: Path, repo: Path) -> tuple[Path, Path]:
+    """Commit ``slow`` (writes ``first``, waits 2 s in state ``wait``, writes ``second``)."""
     first, second = tmp_path / "first", tmp_path / "second"
     (repo / "slow.yaml").write_text(SLOW.format(first=first, second=second))
     commit(repo, "slow workflow")
+    return first, second
+
+
+async def wait_finished_by(data_dir: Path, run: RunRecord) -> None:
+    """Until ``slow`` has converged, and through ``run`` (resumed, not started again)."""
+    status = await wait_status(data_dir, "slow", Health.CONVERGED, within=60)
+    assert status.last_run_id == run.id
+
+
+async def test_run_killed_mid_state_resumes_in_that_state_after_a_restart(
+    tmp_path: Path, repo: Path, daemon: Callable[..., DaemonProcess]
+) -> None:
+    first, second = commit_slow_workflow(tmp_path, repo)
     data_dir = tmp_path / "data"
 
     proc = daemon()
@@ -269,8 +281,7 @@ async def test_run_killed_mid_state_resumes_in_that_state_after_a_restart(
     assert not second.exists()
 
     restarted = daemon()
-    status = await wait_status(data_dir, "slow", Health.CONVERGED, within=60)
-    assert status.last_run_id == run.id
+    await wait_finished_by(data_dir, run)
     assert second.read_text() == "2"
     store = await Store.open(None, data_dir=data_dir)
     try:
@@ -371,9 +382,7 @@ async def test_daemon_follows_a_remote_branch_and_sub_path_from_config_file_and_
 async def test_sigterm_waits_out_the_grace_period_exits_0_and_the_run_resumes_on_restart(
     tmp_path: Path, repo: Path, daemon: Callable[..., DaemonProcess]
 ) -> None:
-    first, second = tmp_path / "first", tmp_path / "second"
-    (repo / "slow.yaml").write_text(SLOW.format(first=first, second=second))
-    commit(repo, "slow workflow")
+    _, second = commit_slow_workflow(tmp_path, repo)
     data_dir = tmp_path / "data"
 
     proc = daemon("--grace-period", "200ms")
@@ -387,7 +396,6 @@ async def test_sigterm_waits_out_the_grace_period_exits_0_and_the_run_resumes_on
     ), messages
 
     restarted = daemon()
-    status = await wait_status(data_dir, "slow", Health.CONVERGED, within=60)
-    assert status.last_run_id == run.id
+    await wait_finished_by(data_dir, run)
     assert second.read_text() == "2"
     assert restarted.stop() == 0

@@ -44,6 +44,15 @@ def put(repo: Path, name: str, document: dict[str, Any]) -> None:
     (repo / f"{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
 
 
+def with_cleanup(document: dict[str, Any], marker: Path) -> None:
+    """Give ``document`` an ``onDelete`` state that writes "bye" to ``marker``."""
+    document["spec"]["states"]["cleanup"] = {
+        "action": {"plugin": "file.write", "with": {"path": str(marker), "content": "bye"}},
+        "next": "done",
+    }
+    document["spec"]["onDelete"] = "cleanup"
+
+
 async def gone(store: Store, name: str) -> bool:
     """Whether ``name`` has no status any more (the workflow was retired)."""
     return await store.get_status(name) is None
@@ -58,11 +67,7 @@ async def test_removed_workflow_runs_its_on_delete_state_then_is_retired_keeping
 ) -> None:
     target, marker = tmp_path / "motd", tmp_path / "motd.deleted"
     doc = file_workflow("motd", target, "hi")
-    doc["spec"]["states"]["cleanup"] = {
-        "action": {"plugin": "file.write", "with": {"path": str(marker), "content": "bye"}},
-        "next": "done",
-    }
-    doc["spec"]["onDelete"] = "cleanup"
+    with_cleanup(doc, marker)
     put(repo, "motd", doc)
     first = commit(repo)
     async with running(tmp_path, repo) as (_controller, store):
@@ -81,11 +86,7 @@ async def test_file_that_stops_parsing_marks_its_workflow_invalid_instead_of_del
 ) -> None:
     marker = tmp_path / "deleted"
     doc = file_workflow("motd", tmp_path / "motd", "hi")
-    doc["spec"]["states"]["cleanup"] = {
-        "action": {"plugin": "file.write", "with": {"path": str(marker), "content": "bye"}},
-        "next": "done",
-    }
-    doc["spec"]["onDelete"] = "cleanup"
+    with_cleanup(doc, marker)
     put(repo, "motd", doc)
     first = commit(repo)
     async with running(tmp_path, repo) as (_controller, store):

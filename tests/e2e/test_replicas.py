@@ -12,7 +12,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.conftest import require_server
+from tests.support import postgres
 from tests.support.daemon import DaemonProcess, run_args, spawn
 from tests.support.net import free_port
 from tests.support.repos import commit, git, init_repo
@@ -32,9 +31,6 @@ from tests.support.workflows import file_workflow, put
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=test"
 LEASE_TTL = 2.0
 TAKEOVER_MARGIN = 6.0
 """Generous bound past the lease TTL for another replica to resume a run (scans run every TTL/3)."""
@@ -165,24 +161,15 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    require_server(PG_HOST, PG_PORT, "PostgreSQL")
-    schema = f"replicas_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    repo = tmp_path / "repo"
-    init_repo(repo)
-    # A paused replica must not keep a lock past a second: idle transactions are ended.
-    options = f"-csearch_path%3D{schema}%20-cidle_in_transaction_session_timeout%3D1000"
-    url = f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test?options={options}"
-    dsn = f"{PG_ADMIN_DSN} options='-csearch_path={schema}'"
-    group = Cluster(tmp_path, repo, url, dsn)
-    try:
-        yield group
-    finally:
-        group.stop_all()
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute("SET lock_timeout = '20s'")
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    repo = init_repo(tmp_path / "repo")
+    with postgres.schema("replicas_test") as name:
+        # A paused replica must not keep a lock past a second: idle transactions are ended.
+        url = postgres.store_url(name, options="%20-cidle_in_transaction_session_timeout%3D1000")
+        group = Cluster(tmp_path, repo, url, postgres.dsn(name))
+        try:
+            yield group
+        finally:
+            group.stop_all()
 
 
 def succeeded_per_revision(cluster: Cluster) -> Counter[tuple[str, str]]:

@@ -6,12 +6,10 @@ expected status shows up in the store, and checks what happened on disk and in t
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import yaml
 from structlog.testing import capture_logs
@@ -20,7 +18,7 @@ from reconciler.daemon.policy import UNRESTRICTED_PLUGINS_WARNING
 from reconciler.daemon.queue import Reason
 from reconciler.engine.journal import EventKind, RunRecord, RunStatus
 from reconciler.store import Health, Store, WorkflowStatusRecord
-from tests.conftest import require_server
+from tests.support import postgres
 from tests.support.controller import eventually, running
 from tests.support.repos import commit
 from tests.support.waiting import until_async
@@ -280,17 +278,8 @@ async def test_run_interrupted_by_shutdown_resumes_in_its_state_on_the_next_star
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A store URL on the local PostgreSQL, in a schema of its own dropped afterwards."""
-    require_server("127.0.0.1", 5432, "PostgreSQL")
-    admin_dsn = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-    schema = f"daemon_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as admin:
-            admin.execute("SET lock_timeout = '20s'")
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with postgres.schema("daemon_test") as name:
+        yield postgres.store_url(name)
 
 
 @pytest.mark.postgres

@@ -7,25 +7,22 @@ removed from git while another replica runs it, and suspend/resume through one r
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from reconciler.daemon.controller import Controller
 from reconciler.engine.journal import RunRecord, RunStatus
 from reconciler.store import Health, Store
-from tests.conftest import require_server
+from tests.support import postgres
 from tests.support.controller import running
 from tests.support.repos import commit, init_repo
 from tests.support.waiting import until_async
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
 
-PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
 SLOW = """\
 apiVersion: reconciler/v1
@@ -53,17 +50,9 @@ spec:
 
 
 @pytest.fixture
-async def store_url() -> AsyncIterator[str]:
-    require_server("127.0.0.1", 5432, "PostgreSQL")
-    schema = f"replicas_ctl_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute("SET lock_timeout = '20s'")
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+def store_url() -> Iterator[str]:
+    with postgres.schema("replicas_ctl") as name:
+        yield postgres.store_url(name)
 
 
 Replicas = Callable[[int], Awaitable[list[tuple[Controller, Store]]]]

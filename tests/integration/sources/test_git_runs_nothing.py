@@ -105,10 +105,7 @@ async def test_hooks_path_and_fsmonitor_set_in_the_clones_config_never_run(
     remote: Remote, tmp_path: Path, trap: Trap
 ) -> None:
     source = await cloned(remote, tmp_path)
-    set_config(
-        clone_dir(source),
-        *trap.config(),
-    )
+    set_config(clone_dir(source), *trap.config())
 
     remote.work.commit({"a.yaml": "two\n"})
     remote.work.push()
@@ -137,10 +134,7 @@ async def test_hooks_hooks_path_and_fsmonitor_of_a_local_repository_never_run(
     source = open_source(str(work.path), data_dir=tmp_path / "data")
     first = await source.fetch()
     assert first is not None
-    set_config(
-        dot_git,
-        *trap.config(),
-    )
+    set_config(dot_git, *trap.config())
 
     sha = commit_without_running_anything(work, {"a.yaml": "two\n"})
     second = await source.fetch()

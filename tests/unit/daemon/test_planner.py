@@ -202,17 +202,30 @@ def test_failing_probe_degrades_and_backs_off_without_running() -> None:
     assert decision.status.reason == Reason.OBSERVE_FAILED
 
 
-def test_successful_run_that_leaves_drift_is_degraded_drift_remains() -> None:
-    decision = plan_finished(
+def finished(
+    observation: Seen | None,
+    *,
+    status: WorkflowStatusRecord | None = None,
+    run_id: str = "run-2",
+    error: str | None = None,
+) -> Decision:
+    """What the planner decides when run ``run_id`` of :func:`workflow` at revision ``r2``
+    (spec ``d2``) finished with ``error``, its last status being ``status`` (default:
+    :func:`converged`), and a probe afterwards saw ``observation``."""
+    return plan_finished(
         workflow(),
-        converged(),
+        status or converged(),
         revision="r2",
         digest="d2",
-        run_id="3f2a9c0e-aaaa",
-        error=None,
-        observation=seen({"content": "hi"}, {"content": "bye"}),
+        run_id=run_id,
+        error=error,
+        observation=observation,
         now=NOW,
     )
+
+
+def test_successful_run_that_leaves_drift_is_degraded_drift_remains() -> None:
+    decision = finished(seen({"content": "hi"}, {"content": "bye"}), run_id="3f2a9c0e-aaaa")
     assert decision.failed
     assert decision.status.status is Health.DEGRADED
     assert decision.status.reason == Reason.DRIFT_REMAINS
@@ -223,16 +236,7 @@ def test_successful_run_that_leaves_drift_is_degraded_drift_remains() -> None:
 
 def test_failed_run_is_degraded_run_failed_and_counts_failures() -> None:
     before = converged().model_copy(update={"failures": 2})
-    decision = plan_finished(
-        workflow(),
-        before,
-        revision="r2",
-        digest="d2",
-        run_id="run-2",
-        error="Conflict: exists",
-        observation=None,
-        now=NOW,
-    )
+    decision = finished(None, status=before, error="Conflict: exists")
     assert decision.failed
     assert decision.status.status is Health.DEGRADED
     assert decision.status.reason == Reason.RUN_FAILED
@@ -245,16 +249,7 @@ def test_failed_run_is_degraded_run_failed_and_counts_failures() -> None:
 
 def test_successful_run_that_converges_records_the_revision_and_resets_failures() -> None:
     before = converged().model_copy(update={"failures": 4, "status": Health.PROGRESSING})
-    decision = plan_finished(
-        workflow(),
-        before,
-        revision="r2",
-        digest="d2",
-        run_id="run-2",
-        error=None,
-        observation=seen({"content": "hi"}, {"content": "hi"}),
-        now=NOW,
-    )
+    decision = finished(seen({"content": "hi"}, {"content": "hi"}), status=before)
     assert decision.converged and not decision.failed
     assert decision.status.status is Health.CONVERGED
     assert decision.status.reason == Reason.RUN_SUCCEEDED

@@ -19,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from reconciler.config.models import Workflow
 from reconciler.config.snapshot import Problem
 from reconciler.engine.graph import short_duration, state_detail
-from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
+from reconciler.engine.journal import (
+    JOURNAL_ENTRIES,
+    RUN_RECORDS,
+    EventKind,
+    JournalEntry,
+    RunRecord,
+    RunStatus,
+)
 from reconciler.status import Health, Sync
 
 
@@ -157,7 +164,7 @@ class RunSummary(_Out):
 
     @classmethod
     def of(cls, run: RunRecord) -> RunSummary:
-        return cls.model_validate(run.model_dump(exclude={"outputs"}))
+        return cls.model_validate(RUN_RECORDS.dump_python(run, exclude={"outputs"}))
 
 
 class JournalEntryOut(_Out):
@@ -171,7 +178,7 @@ class JournalEntryOut(_Out):
 
     @classmethod
     def of(cls, entry: JournalEntry) -> JournalEntryOut:
-        return cls.model_validate(entry.model_dump(exclude={"run_id"}))
+        return cls.model_validate(JOURNAL_ENTRIES.dump_python(entry, exclude={"run_id"}))
 
 
 class RunDetail(RunSummary):

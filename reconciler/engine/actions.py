@@ -32,12 +32,7 @@ from reconciler.config.expressions import (
 )
 from reconciler.config.models import Action
 from reconciler.config.shellquote import render_shell, shell_fields_of
-from reconciler.engine.journal import (
-    EventKind,
-    Journal,
-    RunRecord,
-    trusted_entry,
-)
+from reconciler.engine.journal import EventKind, Journal, JournalEntry, RunRecord
 from reconciler.engine.retry import effective_policy, retry_delay
 from reconciler.errors import (
     ActionError,
@@ -241,9 +236,9 @@ class RunContext:
             detail = self.redactor.redact_obj(detail)
         self.seq += 1
         await self.journal.record(
-            trusted_entry(
-                self.record.id,
-                self.seq,
+            JournalEntry(
+                run_id=self.record.id,
+                seq=self.seq,
                 kind=kind,
                 state=state,
                 to_state=to_state,

@@ -17,6 +17,7 @@ so :meth:`Engine.run` with ``resume=`` can re-enter the state an interrupted run
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import weakref
@@ -52,9 +53,10 @@ from reconciler.engine.foreach import run_foreach
 from reconciler.engine.journal import (
     EventKind,
     Journal,
+    JournalEntry,
     RunRecord,
     RunStatus,
-    trusted_entry,
+    copy_data,
 )
 from reconciler.errors import (
     ActionError,
@@ -71,9 +73,6 @@ from reconciler.plugin import ChildRunner, Plugin, PluginRegistry, RunInfo
 from reconciler.secrets.redaction import RedactingLogger, Redactor
 from reconciler.secrets.resolver import DefaultResolver, SecretResolver
 from reconciler.types import format_duration
-
-_STATE_ENTERED = EventKind.STATE_ENTERED  # enum members as globals: faster in the state loop
-_TRANSITION = EventKind.TRANSITION
 
 MAX_CHILD_DEPTH = 16
 """``workflow.run`` nesting limit, so a workflow that runs itself fails instead of looping."""
@@ -398,12 +397,7 @@ class Engine:
     ) -> RunResult:
         spec = workflow.spec
         if resume is not None:
-            record = resume.model_copy(deep=True)
-            record.status = RunStatus.RUNNING
-            record.attempt += 1
-            record.finished_at = None
-            record.error = None
-            record.revision = revision or record.revision
+            record = _resumed(resume, revision=revision)
         else:
             record = RunRecord(
                 id=run_id or uuid4().hex,
@@ -535,8 +529,8 @@ class Engine:
         states = workflow.spec.states
         plans = _plans_of(workflow)
         record = ctx.record
-        record_fields, record_set = record.__dict__, record.__pydantic_fields_set__
         run_id = record.id
+        entered_kind, transition_kind = EventKind.STATE_ENTERED, EventKind.TRANSITION
         journal = self.journal
         logger = ctx.logger
         narrate = logger.is_enabled_for(logging.INFO)  # once per run: the loop is hot
@@ -551,15 +545,13 @@ class Engine:
                 plan = plans[name] = _Plan.of(found)
             state = plan.state
             flow.path.append(name)
-            # `record.current_state = name` minus pydantic's __setattr__ dispatch
-            record_fields["current_state"] = name
-            record_set.add("current_state")
+            record.current_state = name
             ctx.seq += 1
             await journal.record(
-                trusted_entry(
-                    run_id,
-                    ctx.seq,
-                    kind=_STATE_ENTERED,
+                JournalEntry(
+                    run_id=run_id,
+                    seq=ctx.seq,
+                    kind=entered_kind,
                     state=name,
                     to_state=None,
                     outcome=None,
@@ -593,10 +585,10 @@ class Engine:
                 detail["error"] = ctx.error_detail(error)
             ctx.seq += 1
             await journal.record(
-                trusted_entry(
-                    run_id,
-                    ctx.seq,
-                    kind=_TRANSITION,
+                JournalEntry(
+                    run_id=run_id,
+                    seq=ctx.seq,
+                    kind=transition_kind,
                     state=name,
                     to_state=transition.to,
                     outcome="success" if error is None else error.name,
@@ -769,6 +761,20 @@ def _decide_now(ctx: RunContext, name: str, state: State, exits: Exits) -> _Deci
         return _Decision(match_error(state.transitions, err), err, "on")
     assert decided is not None, "a state without racers is always decided"
     return decided
+
+
+def _resumed(resume: RunRecord, *, revision: str) -> RunRecord:
+    """The record of ``resume``'s next attempt: running again, at ``revision`` if one is given,
+    with a copy of its outputs (the record passed in is left as it was)."""
+    return dataclasses.replace(
+        resume,
+        status=RunStatus.RUNNING,
+        attempt=resume.attempt + 1,
+        finished_at=None,
+        error=None,
+        revision=revision or resume.revision,
+        outputs=copy_data(resume.outputs),
+    )
 
 
 def _loop_deadline(ctx: RunContext, deadline: float | None) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -93,10 +94,10 @@ async def test_a_replica_whose_lease_was_taken_over_cannot_write_and_stops(
             await asyncio.sleep(0.7)  # paused past its TTL without renewing
             async with fast.hold("app") as took_over:
                 assert took_over
-                done = run.model_copy(update={"status": RunStatus.SUCCEEDED})
+                done = replace(run, status=RunStatus.SUCCEEDED)
                 await pg_store.run_finished(done, fence=current_fence())
             # back under the slow replica's stale lease: its late write is refused
-            late = run.model_copy(update={"status": RunStatus.FAILED})
+            late = replace(run, status=RunStatus.FAILED)
             await pg_store.run_finished(late, fence=current_fence())
     record = await pg_store.get_run(run.id)
     assert record is not None and record.status is RunStatus.SUCCEEDED

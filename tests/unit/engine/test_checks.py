@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from reconciler.engine.journal import EventKind, RunStatus
@@ -100,9 +101,7 @@ async def test_a_resumed_run_does_not_repeat_its_pre_checks(
     w = wf(WORK, checks={"pre": [{"plugin": "test.health"}]})
     first = await engine.run(w)
     assert registry.instance("test.health").calls == 1
-    interrupted = first.run.model_copy(
-        update={"status": RunStatus.RUNNING, "current_state": "work"}
-    )
+    interrupted = replace(first.run, status=RunStatus.RUNNING, current_state="work")
     resumed = await engine.run(w, resume=interrupted)
     assert resumed.ok and resumed.path == ["work", "done"]
     assert registry.instance("test.health").calls == 1

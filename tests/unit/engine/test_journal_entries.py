@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from reconciler.engine import runner
+from reconciler.engine import plans
 from reconciler.engine.conditions import Exits, default_branch, match_success, racers
 from reconciler.engine.journal import (
     JOURNAL_ENTRIES,
@@ -178,10 +178,10 @@ async def test_what_the_runner_learnt_about_a_workflow_goes_with_it(
     w = wf({"a": {"transitions": [{"to": "b"}]}, "b": {"transitions": [{"to": "done"}]}, **END})
     assert (await engine.run(w)).ok
     key = id(w)
-    assert key in runner._PLANS
+    assert key in plans._PLANS
     del w
     gc.collect()
-    assert key not in runner._PLANS
+    assert key not in plans._PLANS
 
 
 async def test_with_templates_see_the_attempt_of_each_retry_and_plain_values_pass_through(

@@ -1,10 +1,11 @@
 """One run's working context and the single way the engine calls a plugin.
 
-Sits inside the runner (sources → snapshot → planner → queue → **runner** → store):
+Called by: the state loop (``engine/machine.py``), ``engine/foreach.py``, ``engine/conditions.py``
+and ``engine/checks.py``. Calls: the plugins, the expression evaluator, the journal.
 :class:`RunContext` holds what one run knows (inputs, observed, outputs so far, resolved secrets,
 its redactor, logger and journal) and :meth:`RunContext.call_action` renders ``with:``, validates
 the request, calls the plugin under its deadline with the retry policy, validates the response and
-journals the attempt. ``engine/runner.py`` drives states with it; ``engine/foreach.py``,
+journals the attempt. ``engine/machine.py`` drives states with it; ``engine/foreach.py``,
 ``engine/conditions.py`` and ``engine/checks.py`` use it for their plugin calls. Every error that
 leaves this module is an :class:`ActionError` whose message has been redacted.
 """

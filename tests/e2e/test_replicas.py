@@ -1,4 +1,4 @@
-"""Several `reconciler run` processes sharing one PostgreSQL store (DESIGN §7, issue 8).
+"""Several `reconciler run` processes sharing one PostgreSQL store.
 
 Real daemon processes on a real git repository and the real PostgreSQL at 127.0.0.1:5432, each
 test in a schema of its own (the daemons' ``--store`` URL carries ``search_path``). Lease TTLs

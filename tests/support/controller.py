@@ -3,8 +3,7 @@
 :func:`running` wires what ``reconciler run`` wires — :class:`~reconciler.daemon.settings.DaemonSettings`,
 a :class:`~reconciler.store.Store` (SQLite under ``tmp_path`` unless ``store=`` names another), the git
 source from :mod:`reconciler.sources` and the allowed plugins — into a
-:class:`~reconciler.daemon.controller.Controller` (sources → snapshot → planner → queue → runner →
-store) and stops it gracefully on exit; :func:`serving_api` serves that controller's HTTP API the way
+:class:`~reconciler.daemon.controller.Controller` (``docs/architecture.md`` draws what it runs) and stops it gracefully on exit; :func:`serving_api` serves that controller's HTTP API the way
 ``reconciler run`` does. :func:`eventually` waits for a workflow's status record in that store.
 Repositories come from :mod:`tests.support.repos`.
 """

@@ -1,7 +1,6 @@
 """The daemon as a child process: how tests spell ``reconciler run``, start it and stop it.
 
-End-to-end tests start the real daemon (``reconciler.cli.run``: sources → snapshot → planner → queue
-→ runner → store) as a subprocess of this interpreter, so no console script on PATH is needed;
+End-to-end tests start the real daemon (``reconciler.cli.run``) as a subprocess of this interpreter, so no console script on PATH is needed;
 :func:`run_command` is its command line, :func:`without_settings` an environment in which only
 the test's own flags and variables configure it. :func:`spawn` starts any ``reconciler`` command
 as a :class:`DaemonProcess` logging to a file, :func:`start` a ``reconciler run`` and waits until

@@ -1,6 +1,5 @@
 """The store under the real engine: a process killed with SIGKILL mid-run leaves a run that a
-new process finds in ``unfinished_runs`` and resumes in the journaled state (DESIGN §4
-"Durability"), on SQLite and on PostgreSQL."""
+new process finds in ``unfinished_runs`` and resumes in the journaled state, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``/metrics`` after real runs through a real Controller: every metric of DESIGN §6, right values.
+"""``/metrics`` after real runs through a real Controller: every metric of docs/operations.md, right values.
 
 Each test commits workflows to a git repository in ``tmp_path`` — one that converges, one whose
 action times out (and is retried), one whose secret is missing, one file that does not load —

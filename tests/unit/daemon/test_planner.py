@@ -1,4 +1,4 @@
-"""The planner's decision rules (DESIGN §4 "Deciding"), one rule per test."""
+"""The planner's decision rules, one rule per test."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ def make(states: dict[str, Any], *, start: str | None = None) -> Workflow:
     )
 
 
-# The DESIGN §3 example: every kind of condition appears once.
+# The format guide's example: every kind of condition appears once.
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 DESIGN_EXAMPLE = make(

@@ -2,8 +2,9 @@
 
 Called by: the daemon's :mod:`~reconciler.daemon.reconcile` (:meth:`Engine.observe`, to decide
 whether a workflow drifted) and :mod:`~reconciler.daemon.runs` (:meth:`Engine.run`, for the
-workflows that need a run), ``reconciler plan``/``apply`` and :mod:`reconciler.testing`; everything the run does is written to a
-:class:`~reconciler.engine.journal.Journal` (the store implements it). This module holds a
+workflows that need a run), ``reconciler plan``/``apply`` and :mod:`reconciler.testing`;
+everything the run does is written to a :class:`~reconciler.engine.journal.Journal` (the store
+implements it). This module holds a
 run's life cycle (start or resume, secrets, checks, finish, child runs) and the observe probe;
 the state loop is ``engine/machine.py``, how a state is left ``engine/plans.py``, and plugin
 calls go through ``engine/actions.py``; ``foreach.py``, ``conditions.py``, ``checks.py``,

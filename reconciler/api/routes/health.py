@@ -1,18 +1,19 @@
 """``/healthz`` and ``/readyz``: the probes of the chart and of load balancers.
 
 Called by: :func:`reconciler.api.create_app`. Calls: the :class:`~reconciler.api.view.DaemonView`
-(readiness and the store's health).
+(readiness and the store's health) through
+:func:`~reconciler.telemetry.instrument.check_store`, which keeps ``reconciler_store_up`` to what
+this probe sees.
 """
 
 from __future__ import annotations
-
-import asyncio
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from reconciler.api.models import Alive, Readiness
 from reconciler.api.view import DaemonView
+from reconciler.telemetry.instrument import check_store
 
 READY_TIMEOUT = 3.0
 """Seconds ``/readyz`` waits for the store (the chart's readiness probe gives up after 5)."""
@@ -36,10 +37,7 @@ def health_router(view: DaemonView) -> APIRouter:
         reasons = []
         if not view.is_ready():
             reasons.append("the repository has not been loaded yet")
-        try:
-            problem = await asyncio.wait_for(view.store_problem(), READY_TIMEOUT)
-        except TimeoutError:
-            problem = f"the store did not answer within {READY_TIMEOUT:g} s"
+        problem = await check_store(view.store_problem, within=READY_TIMEOUT)
         if problem is not None:
             reasons.append(problem)
         body = Readiness(

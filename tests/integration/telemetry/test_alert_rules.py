@@ -26,10 +26,12 @@ RUNBOOK_PAGE = "https://github.com/reconciler/reconciler/blob/main/docs/operatio
 """Where the rules file's runbook links point (the chart's ``runbookBaseUrl`` can move them)."""
 ALERTS = {
     "ReconcilerWorkflowFailing",
+    "ReconcilerWorkflowProbeFailing",
     "ReconcilerDriftPersisting",
     "ReconcilerGitSyncStale",
     "ReconcilerConfigInvalid",
     "ReconcilerSecretsFailing",
+    "ReconcilerStoreUnhealthy",
     "ReconcilerAbsent",
 }
 

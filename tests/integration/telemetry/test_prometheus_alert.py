@@ -5,9 +5,11 @@ repository whose one workflow fails on every run, and Debian's ``/usr/bin/promet
 another free port, scraping the daemon every second and evaluating a test copy of
 ``charts/reconciler/files/alerts.yaml`` every second (``for:`` shortened to 1s; the expressions
 are the shipped ones). The test then polls Prometheus' own ``/api/v1/alerts`` until
-``ReconcilerWorkflowFailing`` for that workflow is pending or firing — the second failed run
-(after a 10 s back-off) is what makes ``increase()`` positive — and checks that the alerts about
-a healthy daemon (absent, git sync stale, config invalid) stay silent.
+``ReconcilerWorkflowFailing`` for that workflow is pending or firing — the first failed run
+leaves it ``Degraded`` with reason ``RunFailed``, which the rule reads from
+``reconciler_workflow_reason`` — and checks that the alerts about
+a healthy daemon (absent, git sync stale, config invalid, store unhealthy, probe failing) stay
+silent.
 """
 
 from __future__ import annotations
@@ -158,13 +160,22 @@ def test_real_prometheus_raises_the_failing_workflow_alert_from_the_daemons_metr
     assert alert["labels"]["severity"] == "warning"
     assert alert["labels"]["job"] == "reconciler"
     assert alert["annotations"]["summary"] == f"Workflow {name} keeps failing"
-    assert alert["annotations"]["runbook_url"] == "docs/operations.md#reconcilerworkflowfailing"
+    assert alert["annotations"]["runbook_url"] == (
+        "https://github.com/reconciler/reconciler/blob/main/docs/operations.md"
+        "#reconcilerworkflowfailing"
+    )
     # Prometheus saw what the alert is built on, scraped from the daemon
     query = f'reconciler_runs_total{{workflow="{name}",result="failed"}}'
     result = httpx.get(f"{api}/query", params={"query": query}, timeout=5).json()["data"]
-    assert float(result["result"][0]["value"][1]) >= 2
+    assert float(result["result"][0]["value"][1]) >= 1
     targets = httpx.get(f"{api}/targets", timeout=5).json()["data"]["activeTargets"]
     assert [t["health"] for t in targets] == ["up"]
     # a healthy, scraped daemon with a valid repository raises none of these
-    quiet = {"ReconcilerAbsent", "ReconcilerGitSyncStale", "ReconcilerConfigInvalid"}
+    quiet = {
+        "ReconcilerAbsent",
+        "ReconcilerGitSyncStale",
+        "ReconcilerConfigInvalid",
+        "ReconcilerStoreUnhealthy",
+        "ReconcilerWorkflowProbeFailing",
+    }
     assert not [a for a in alerts() if a["labels"]["alertname"] in quiet]

@@ -12,22 +12,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import IN_CI
-from tests.support.daemon import without_settings
+from tests.support.daemon import DaemonProcess, running
 from tests.support.net import free_port
-from tests.support.repos import git
+from tests.support.repos import commit
 from tests.support.waiting import until
+from tests.support.workflows import file_workflow, put
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -57,115 +54,62 @@ spec:
     failed: {end: failure}
 """
 
-MOTD = """\
-apiVersion: reconciler/v1
-kind: Workflow
-metadata: {name: motd}
-spec:
-  interval: 1h
-  observe: {plugin: file.read, with: {path: motd.txt, missingOk: true}}
-  desired: {content: "hello\\n"}
-  start: write
-  states:
-    write:
-      action: {plugin: file.write, with: {path: motd.txt, content: "hello\\n"}}
-      next: done
-      onError: failed
-    done: {end: success}
-    failed: {end: failure}
-"""
-
 
 def get_json(url: str) -> dict[str, object]:
     with urllib.request.urlopen(url, timeout=5) as answer:
         return json.loads(answer.read())  # type: ignore[no-any-return]
 
 
-@dataclass
-class Daemon:
-    """A ``reconciler run`` child process serving the page at ``base``."""
-
-    base: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-
-def make_repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "slow.yaml").write_text(SLOW)
-    (repo / "motd.yaml").write_text(MOTD)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "two workflows")
-    return repo
+@contextmanager
+def serving(tmp_path: Path, repo: Path | str, *flags: str) -> Iterator[tuple[str, DaemonProcess]]:
+    """``reconciler run`` on ``repo`` with ``flags``, serving at the base URL it yields."""
+    port = free_port()
+    with running(
+        repo,
+        tmp_path / "data",
+        "--listen",
+        f"127.0.0.1:{port}",
+        *flags,
+        cwd=tmp_path,
+        log=tmp_path / "daemon.log",
+        env={"RECONCILER_API_TOKEN": TOKEN, "RECONCILER_SECRET_PAGE_CANARY": CANARY},
+    ) as process:
+        yield f"http://127.0.0.1:{port}", process
 
 
 @contextmanager
-def spawn(tmp_path: Path, repo: str, *flags: str) -> Iterator[Daemon]:
-    """``reconciler run --repo repo`` with ``flags``, stopped (SIGTERM, then SIGKILL) on exit."""
-    port = free_port()
-    env = without_settings()
-    env.update(RECONCILER_API_TOKEN=TOKEN, RECONCILER_SECRET_PAGE_CANARY=CANARY)
-    log_path = tmp_path / "daemon.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "run",
-            "--repo",
-            repo,
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--listen",
-            f"127.0.0.1:{port}",
-            *flags,
-        ],
-        cwd=tmp_path,
-        stdout=log,
-        stderr=log,
-        env=env,
-    )
-    try:
-        yield Daemon(f"http://127.0.0.1:{port}", proc, log_path)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+def converged(tmp_path: Path, repo: Path, *flags: str) -> Iterator[tuple[str, DaemonProcess]]:
+    """A daemon serving its API and page, once both workflows (slow, motd) converged."""
+    (repo / "slow.yaml").write_text(SLOW)
+    put(repo, file_workflow("motd", "motd.txt", "hello\n", keep=True))
+    commit(repo, "two workflows")
+    with serving(tmp_path, repo, *flags) as (base, process):
 
+        def both() -> bool:
+            process.alive()
+            try:
+                listed = get_json(f"{base}/api/v1/workflows")["workflows"]
+            except OSError:
+                return False
+            statuses = {w["name"]: w["status"] for w in listed}  # type: ignore[union-attr]
+            return statuses == {"slow": "Converged", "motd": "Converged"}
 
-def wait_converged(daemon: Daemon) -> None:
-    def converged() -> bool:
-        assert daemon.proc.poll() is None, daemon.log.read_text()
-        try:
-            listed = get_json(f"{daemon.base}/api/v1/workflows")["workflows"]
-        except OSError:
-            return False
-        statuses = {w["name"]: w["status"] for w in listed}  # type: ignore[union-attr]
-        return statuses == {"slow": "Converged", "motd": "Converged"}
-
-    until(converged, 60, "the daemon to converge both workflows", interval=0.3)
+        until(both, 60, "both workflows to converge", interval=0.3)
+        yield base, process
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[str]:
-    with spawn(tmp_path, str(make_repo(tmp_path)), "--api-docs") as running:
-        wait_converged(running)
-        yield running.base
+def daemon(tmp_path: Path, repo: Path) -> Iterator[str]:
+    """The base URL of a daemon serving its API and page, once both workflows converged."""
+    with converged(tmp_path, repo, "--api-docs") as (base, _process):
+        yield base
 
 
 @pytest.fixture
-def polling_daemon(tmp_path: Path) -> Iterator[Daemon]:
-    """The daemon fetching its repository every second."""
-    with spawn(tmp_path, str(make_repo(tmp_path)), "--poll-interval", "1s") as running:
-        wait_converged(running)
-        yield running
+def polling_daemon(tmp_path: Path, repo: Path) -> Iterator[tuple[str, DaemonProcess]]:
+    """The daemon fetching its repository every second, and its process."""
+    with converged(tmp_path, repo, "--poll-interval", "1s") as running_daemon:
+        yield running_daemon
 
 
 def save_screenshot(page: object, tmp_path: Path, name: str) -> Path:
@@ -305,10 +249,11 @@ def test_sync_without_the_token_is_refused_on_the_page(daemon: str, chromium: ob
 
 
 def test_page_shows_the_failing_repository_then_the_unreachable_daemon_with_data_as_of(
-    polling_daemon: Daemon, chromium: object, tmp_path: Path
+    polling_daemon: tuple[str, DaemonProcess], chromium: object, tmp_path: Path
 ) -> None:
+    base, process = polling_daemon
     page = chromium.new_page(viewport={"width": 1280, "height": 700})  # type: ignore[attr-defined]
-    page.goto(polling_daemon.base + "/")
+    page.goto(base + "/")
     motd = page.locator('#workflows tr[data-workflow="motd"]')
     motd.wait_for()
     source_banner, unreachable = page.locator("#source-banner"), page.locator("#unreachable")
@@ -338,8 +283,7 @@ def test_page_shows_the_failing_repository_then_the_unreachable_daemon_with_data
     )
 
     # The daemon dies: the rows stay, dimmed, under "daemon unreachable, data as of T".
-    polling_daemon.proc.kill()
-    polling_daemon.proc.wait(timeout=10)
+    process.kill()
     unreachable.wait_for(state="visible", timeout=20_000)
     assert unreachable.inner_text().startswith("daemon unreachable, data as of ")
     assert "never" not in unreachable.inner_text()
@@ -353,20 +297,22 @@ def test_the_source_banner_gives_gits_message_without_the_urls_password(
     tmp_path: Path, chromium: object
 ) -> None:
     password = "s3cret-Pa55word-never-shown"
-    url = f"http://reconciler:{password}@127.0.0.1:{free_port()}/ops/maintenance.git"
-    with spawn(tmp_path, url, "--branch", "main") as daemon:
+    # Not "reconciler" as the user: the daemon masks the URL's user name in its log as well,
+    # "reconciler started" included.
+    url = f"http://deploy-bot:{password}@127.0.0.1:{free_port()}/ops/maintenance.git"
+    with serving(tmp_path, url, "--branch", "main") as (base, process):
         page = chromium.new_page()  # type: ignore[attr-defined]
 
         def answers() -> bool:
-            assert daemon.proc.poll() is None, daemon.log.read_text()
+            process.alive()
             try:
-                get_json(f"{daemon.base}/healthz")
+                get_json(f"{base}/healthz")
             except OSError:
                 return False
             return True
 
         until(answers, 60, "the daemon to answer", interval=0.1)
-        page.goto(daemon.base + "/")
+        page.goto(base + "/")
         banner = page.locator("#source-banner")
         banner.wait_for(state="visible", timeout=30_000)
         text = banner.inner_text()
@@ -376,4 +322,4 @@ def test_the_source_banner_gives_gits_message_without_the_urls_password(
         assert page.locator("#ready").inner_text() == "not ready"
         save_screenshot(page, tmp_path, "page-source-never-fetched.png")
         assert password not in page.content()
-        assert password not in daemon.log.read_text()
+        assert password not in process.log_text()

@@ -11,7 +11,6 @@ asks the store the same question, so ``reconciler_store_up`` alerts on what the 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,9 +18,8 @@ import psycopg
 import pytest
 
 from reconciler.store import Store
-from tests.conftest import require_server
 from tests.integration.api.conftest import Daemon, start_daemon
-from tests.integration.store.conftest import PG_ADMIN_DSN, PG_HOST, PG_PORT
+from tests.support import postgres
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -103,22 +101,8 @@ async def test_readyz_is_503_when_the_sqlite_file_is_overwritten_with_garbage(
 def pg_schema() -> Iterator[tuple[str, str]]:
     """A schema of its own in the shared ``test`` database, and a store URL using it; dropped
     afterwards (the database's other schemas are other tests')."""
-    require_server(PG_HOST, PG_PORT, "PostgreSQL")
-    schema = f"readyz_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield (
-            schema,
-            (
-                f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test"
-                f"?options=-csearch_path%3D{schema}&application_name={schema}"
-            ),
-        )
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute("SET lock_timeout = '20s'")
-            admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with postgres.schema("readyz_test") as name:
+        yield name, postgres.store_url(name, query=f"application_name={name}")
 
 
 @pytest.fixture
@@ -133,7 +117,7 @@ async def test_readyz_is_503_when_the_postgresql_tables_are_gone(
 ) -> None:
     schema, url = pg_schema
     assert await readiness(pg_daemon) == (200, "")
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+    with psycopg.connect(postgres.PG_ADMIN_DSN, autocommit=True) as admin:
         # Recreated empty, as DROP DATABASE ... WITH (FORCE) would: the daemon's connections
         # are closed first, then everything it had is gone.
         admin.execute("SET lock_timeout = '20s'")

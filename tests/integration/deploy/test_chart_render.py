@@ -196,9 +196,10 @@ def test_every_reconciler_variable_the_chart_sets_is_a_daemon_setting(
     installs: dict[str, Rendered], name: str
 ) -> None:
     fields = set(DaemonSettings.model_fields)
-    for var in install(installs, name).env:
-        if var.startswith("RECONCILER_"):
-            assert var.removeprefix("RECONCILER_").lower() in fields, var
+    variables = [var for var in install(installs, name).env if var.startswith("RECONCILER_")]
+    assert variables, "the chart configures the daemon through RECONCILER_* variables"
+    for var in variables:
+        assert var.removeprefix("RECONCILER_").lower() in fields, var
 
 
 def test_postgresql_with_three_replicas_shares_one_store_url_from_a_secret(

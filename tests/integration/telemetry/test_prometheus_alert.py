@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,6 +155,7 @@ def test_real_prometheus_raises_the_failing_workflow_alert_from_the_daemons_metr
         return found
 
     def raised(alertname: str, workflow: str) -> list[dict[str, Any]]:
+        assert processes[0].poll() is None, daemon_log.read_text()[-3000:]
         return [
             a
             for a in alerts()
@@ -164,17 +164,18 @@ def test_real_prometheus_raises_the_failing_workflow_alert_from_the_daemons_metr
             and a["state"] in ("pending", "firing")
         ]
 
-    deadline = time.monotonic() + 60
-    failing: list[dict[str, Any]] = []
-    while not failing or not raised("ReconcilerWorkflowProbeFailing", blind):
-        assert processes[0].poll() is None, daemon_log.read_text()[-3000:]
-        assert time.monotonic() < deadline, (
-            f"no ReconcilerWorkflowFailing and ReconcilerWorkflowProbeFailing within 60 s; "
-            f"alerts: {alerts()}\n"
-            f"targets: {httpx.get(f'{api}/targets', timeout=5).text[:2000]}"
-        )
-        failing = raised("ReconcilerWorkflowFailing", name)
-        time.sleep(0.5)
+    failing = until(
+        lambda: raised("ReconcilerWorkflowFailing", name),
+        60,
+        f"ReconcilerWorkflowFailing for {name}",
+        interval=0.5,
+    )
+    until(
+        lambda: raised("ReconcilerWorkflowProbeFailing", blind),
+        60,
+        f"ReconcilerWorkflowProbeFailing for {blind}",
+        interval=0.5,
+    )
 
     alert = failing[0]
     assert alert["labels"]["severity"] == "warning"

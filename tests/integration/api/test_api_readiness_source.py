@@ -8,7 +8,6 @@ daemon that never fetched says why too, with no credential of its URL.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -17,15 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.api import create_app
 from reconciler.api.routes.health import SOURCE_FAILING_POLLS
-from reconciler.daemon.controller import Controller
-from reconciler.daemon.settings import DaemonSettings
-from reconciler.daemon.view import ControllerView
-from reconciler.plugin import PluginRegistry
-from reconciler.sources import open_source
-from reconciler.store import Store
 from tests.integration.api.conftest import Daemon, start_daemon
+from tests.support.controller import running, serving_api
 from tests.support.net import free_port
 from tests.support.waiting import until_async
 
@@ -104,30 +97,13 @@ async def _failing(client: httpx.AsyncClient) -> dict[str, Any] | None:
 async def unreachable_daemon(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     """A daemon whose repository URL carries a password and points at a closed port."""
     password = "s3cret-Pa55word-never-shown"
-    url = f"http://reconciler:{password}@127.0.0.1:{free_port()}/ops/maintenance.git"
-    settings = DaemonSettings.load(
-        repo=url,
-        branch="main",
-        data_dir=tmp_path / "data",
-        workdir=tmp_path,
-        poll_interval="1h",
-        grace_period="200ms",
-    )
-    store = await Store.open(settings.store, data_dir=settings.data_dir)
-    source = open_source(url, branch="main", data_dir=settings.data_dir, poll_interval=3600)
-    registry = PluginRegistry.discover()
-    controller = Controller(settings, store, source=source, registry=registry)
-    stop = asyncio.Event()
-    task = asyncio.create_task(controller.run(stop))
-    transport = httpx.ASGITransport(app=create_app(ControllerView(controller)))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as client:
-            yield client, password
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await registry.close()
-        await store.close()
+    url = f"http://deploy-bot:{password}@127.0.0.1:{free_port()}/ops/maintenance.git"
+    async with (
+        running(tmp_path, url, branch="main", poll_interval="1h") as (controller, _store),
+        serving_api(controller) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as client,
+    ):
+        yield client, password
 
 
 async def test_a_daemon_that_never_fetched_says_why_without_the_urls_password(
@@ -146,4 +122,4 @@ async def test_a_daemon_that_never_fetched_says_why_without_the_urls_password(
     assert answer["source"]["last_success_at"] is None
     assert "127.0.0.1" in answer["source"]["error"]  # git's message, about this repository
     assert password not in (await client.get("/readyz")).text
-    assert "reconciler:" not in answer["source"]["error"]
+    assert "deploy-bot" not in answer["source"]["error"]  # the whole user part is masked

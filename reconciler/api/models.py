@@ -49,10 +49,26 @@ class Alive(_Out):
     status: Literal["ok"] = "ok"
 
 
+class SourceHealth(_Out):
+    """How fetching the repository goes; the page shows a banner while ``error`` is set."""
+
+    error: str | None = Field(
+        None,
+        description="Why the latest fetch failed, in git's words, credentials masked; null "
+        "once a fetch succeeds.",
+    )
+    last_success_at: datetime | None = Field(
+        None, description="The last successful fetch; null before the first since the start."
+    )
+
+
 class Readiness(_Out):
     ready: bool
     reason: str = Field("", description="Why not ready; empty when ready.")
     revision: str | None = Field(None, description="The revision loaded, once there is one.")
+    source: SourceHealth = Field(
+        default_factory=SourceHealth, description="How fetching the repository goes."
+    )
 
 
 class ProblemOut(_Out):

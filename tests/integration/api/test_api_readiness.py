@@ -4,7 +4,8 @@ deleted, replaced by another file or overwritten with garbage, or its PostgreSQL
 so a probe that only pings would keep sending traffic to a daemon that has lost its history.
 
 Each test puts the store back afterwards and sees the daemon ready again: readiness follows the
-store, and the daemon shuts down cleanly on a store it can write.
+store, and the daemon shuts down cleanly on a store it can write. Each scrape of ``/metrics``
+asks the store the same question, so ``reconciler_store_up`` alerts on what the probe sees.
 """
 
 from __future__ import annotations
@@ -44,6 +45,26 @@ async def test_readyz_is_503_while_the_sqlite_file_is_deleted(daemon: Daemon) ->
     finally:
         db.with_name("moved-away.db").rename(db)
     assert await readiness(daemon) == (200, "")
+
+
+async def test_each_scrape_of_metrics_says_whether_the_store_is_usable(daemon: Daemon) -> None:
+    """``reconciler_store_up`` (what ReconcilerStoreUnhealthy fires on) follows what /readyz sees."""
+
+    async def store_up() -> float:
+        text = (await daemon.client.get("/metrics")).text
+        line = next(ln for ln in text.splitlines() if ln.startswith("reconciler_store_up "))
+        return float(line.split()[1])
+
+    assert await store_up() == 1
+    db = sqlite_file(daemon)
+    moved = db.with_name("moved-away.db")
+    os.replace(db, moved)
+    try:
+        assert await store_up() == 0
+        assert (await readiness(daemon))[0] == 503
+    finally:
+        os.replace(moved, db)
+    assert await store_up() == 1
 
 
 async def test_readyz_is_503_when_the_sqlite_file_is_replaced_by_another(daemon: Daemon) -> None:

@@ -56,10 +56,11 @@ from reconciler.telemetry.metrics import (
     TRANSITIONS,
     WORKFLOW_IN_SYNC,
     WORKFLOW_LAST_SUCCESS,
-    WORKFLOW_REASON,
     WORKFLOW_STATUS,
     FetchStats,
+    hide_sync,
     remove_series,
+    show_reason,
 )
 
 STATUSES: tuple[Health, ...] = tuple(h for h in Health if h is not Health.RETIRED)
@@ -275,10 +276,9 @@ class DaemonMetrics:
             WORKFLOW_STATUS.labels(workflow=name, status=health.value).set(
                 1 if record.status is health else 0
             )
-        remove_series(WORKFLOW_REASON, workflow=name)
-        WORKFLOW_REASON.labels(workflow=name, reason=reason).set(1)
+        show_reason(name, reason)
         if record.sync is Sync.UNKNOWN:
-            remove_series(WORKFLOW_IN_SYNC, workflow=name)
+            hide_sync(name)
         else:
             WORKFLOW_IN_SYNC.labels(workflow=name).set(1 if record.sync is Sync.SYNCED else 0)
         if record.last_success_at is not None:

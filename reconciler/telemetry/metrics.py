@@ -87,6 +87,28 @@ WORKFLOW_REASON = Gauge(
     ["workflow", "reason"],
     registry=REGISTRY,
 )
+_REASON_SHOWN: dict[str, str] = {}
+"""Workflow → the reason its one :data:`WORKFLOW_REASON` series carries, so a new reason
+removes exactly the old series (a scan of every workflow's series per status change made a
+pass over 10,000 workflows quadratic)."""
+
+
+def show_reason(workflow: str, reason: str) -> None:
+    """Make ``reason`` the one :data:`WORKFLOW_REASON` series of ``workflow``."""
+    old = _REASON_SHOWN.get(workflow)
+    if old is not None and old != reason:
+        with contextlib.suppress(KeyError):
+            WORKFLOW_REASON.remove(workflow, old)
+    WORKFLOW_REASON.labels(workflow=workflow, reason=reason).set(1)
+    _REASON_SHOWN[workflow] = reason
+
+
+def hide_sync(workflow: str) -> None:
+    """Drop the :data:`WORKFLOW_IN_SYNC` series of ``workflow`` (its sync is unknown)."""
+    with contextlib.suppress(KeyError):
+        WORKFLOW_IN_SYNC.remove(workflow)
+
+
 WORKFLOW_IN_SYNC = Gauge(
     "reconciler_workflow_in_sync",
     "1 when the observed state matches the desired state, 0 when it drifted; absent while "
@@ -240,6 +262,8 @@ PER_WORKFLOW: tuple[Gauge | Counter | Histogram, ...] = (
 
 def remove_series(metric: Gauge | Counter | Histogram, **match: str) -> None:
     """Remove every series of ``metric`` whose labels include all of ``match``."""
+    if metric is WORKFLOW_REASON and "workflow" in match:
+        _REASON_SHOWN.pop(match["workflow"], None)
     names = metric._labelnames
     wanted = {names.index(k): v for k, v in match.items()}
     for family in metric.collect():

@@ -47,3 +47,13 @@ def test_a_reason_label_is_one_word_or_other() -> None:
     assert reason_label("") == "None"
     assert reason_label("failed: password=hunter2") == "Other"
     assert reason_label("A" * 41) == "Other"
+
+
+def test_a_later_daemon_in_the_same_process_replaces_the_series_an_earlier_one_left() -> None:
+    name = f"reason-{uuid.uuid4().hex[:8]}"
+    record = WorkflowStatusRecord(name=name, status=Health.CONVERGED, reason="InSync")
+    DaemonMetrics().status_changed(record)
+
+    DaemonMetrics().status_changed(record.model_copy(update={"reason": "DriftRemains"}))
+
+    assert reasons_of(name) == {"DriftRemains": 1}

@@ -143,6 +143,58 @@ async def test_failed_run_is_degraded_with_a_backoff_before_the_retry(
     assert len(runs) == 1 and runs[0].status is RunStatus.FAILED
 
 
+def config_then_restart(target: Path, *, restart_works_when: Path) -> dict[str, Any]:
+    """A workflow that writes a config file, then "restarts a service": the restart fails (with
+    systemctl's message on stderr) until ``restart_works_when`` exists. Its probe sees only the
+    config, and checks every 100 ms."""
+    doc = file_workflow("web", target, "listen 80", interval="100ms")
+    doc["spec"]["states"]["write"]["next"] = "restart"
+    doc["spec"]["states"]["restart"] = {
+        "action": {
+            "plugin": "shell.run",
+            "with": {
+                "shell": True,
+                "command": f"test -f {restart_works_when} || {{ echo 'Job for web.service "
+                "failed because the control process exited with error code.' >&2; exit 1; }",
+            },
+        },
+        "next": "done",
+        "onError": "failed",
+    }
+    return doc
+
+
+async def test_failed_run_stays_degraded_while_its_probe_agrees_until_a_sync_succeeds(
+    tmp_path: Path, repo: Path
+) -> None:
+    config, fixed = tmp_path / "web.conf", tmp_path / "restart-works"
+    put(repo, "web", config_then_restart(config, restart_works_when=fixed))
+    commit(repo)
+    async with running(tmp_path, repo) as (controller, store):
+        failed = await eventually(store, "web", lambda s: s.reason == "RunFailed")
+        [run] = await store.list_runs("web")
+        finished = run.finished_at
+        assert finished is not None and config.read_text() == "listen 80"
+
+        def checked_since_the_failure(s: WorkflowStatusRecord) -> bool:
+            return s.observed_at is not None and s.observed_at > finished
+
+        seen = await eventually(store, "web", checked_since_the_failure)
+        assert seen.status is Health.DEGRADED
+        assert seen.reason == "RunFailed"
+        assert seen.message == failed.message
+        assert seen.sync == "Synced", "sync says what the probe says"
+        assert len(await store.list_runs("web")) == 1, "an in-sync probe starts no run by itself"
+
+        fixed.touch()
+        assert controller.request_sync("web")
+        done = await eventually(store, "web", lambda s: s.status is Health.CONVERGED)
+        runs = await store.list_runs("web")
+    assert done.reason == "RunSucceeded"
+    assert [r.reason for r in runs] == ["manual", "drift"]
+    assert [r.status for r in runs] == [RunStatus.SUCCEEDED, RunStatus.FAILED]
+
+
 async def test_dependent_workflow_runs_only_after_its_dependency_converged(
     tmp_path: Path, repo: Path
 ) -> None:

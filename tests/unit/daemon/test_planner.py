@@ -1,4 +1,4 @@
-"""The planner's decision rules (DESIGN §4 "Deciding"), one rule per test."""
+"""The planner's decision rules, one rule per test."""
 
 from __future__ import annotations
 
@@ -269,7 +269,7 @@ def test_failed_run_is_degraded_run_failed_and_counts_failures() -> None:
     assert decision.status.last_run_id == "run-2"
     assert decision.status.last_attempted_revision == "r2"
     assert decision.status.last_applied_revision == "r1"
-    assert decision.status.spec_digest == "d1"
+    assert decision.status.spec_digest == "d2", "the spec it attempted, so a retry is a retry"
 
 
 def test_successful_run_that_converges_records_the_revision_and_resets_failures() -> None:
@@ -321,3 +321,140 @@ def test_probe_without_desired_state_decides_like_a_workflow_without_probe() -> 
     assert changed.next is Next.RUN
     assert changed.run_reason is RunReason.SPEC_CHANGE
     assert changed.status.message == "spec changed and its probe has no desired state"
+
+
+def failed_run(*, digest: str = "d1", sync: Sync = Sync.SYNCED) -> WorkflowStatusRecord:
+    """The status a failed run ``run-2f`` of the spec ``digest`` left behind."""
+    return plan_finished(
+        workflow(),
+        converged(),
+        revision="r2",
+        digest=digest,
+        run_id="run-2f",
+        error="CommandFailed: sh exited with code 1",
+        observation=None,
+        now=NOW,
+    ).status.model_copy(update={"sync": sync})
+
+
+def test_failed_run_stays_degraded_although_the_probe_now_agrees() -> None:
+    decision = plan_observed(
+        workflow(),
+        failed_run(sync=Sync.OUT_OF_SYNC),
+        revision="r2",
+        digest="d1",
+        observation=seen({"content": "hi"}, {"content": "hi"}),
+        manual=False,
+        now=NOW,
+    )
+    assert decision.next is Next.DONE
+    assert not decision.converged and not decision.failed
+    assert decision.status.status is Health.DEGRADED
+    assert decision.status.reason == Reason.RUN_FAILED
+    assert decision.status.message == "run run-2f failed: CommandFailed: sh exited with code 1"
+    assert decision.status.sync is Sync.SYNCED, "sync says what the probe says"
+    assert decision.status.observed_at == NOW
+    assert decision.status.failures == 1
+    assert decision.status.last_applied_revision == "r1"
+    assert "last run run-2f at this spec failed" in decision.message
+
+
+def test_failed_run_stays_degraded_when_the_probe_then_fails_with_sync_unknown() -> None:
+    decision = plan_observed(
+        workflow(),
+        failed_run(),
+        revision="r2",
+        digest="d1",
+        observation=Seen(None, None, [], "ConnectionFailed: refused"),
+        manual=False,
+        now=NOW,
+    )
+    assert decision.status.reason == Reason.RUN_FAILED
+    assert decision.status.status is Health.DEGRADED
+    assert decision.status.sync is Sync.UNKNOWN
+    assert decision.failed, "a failing probe backs off as always"
+    assert "ConnectionFailed: refused" in decision.message
+
+
+def test_failed_run_is_cleared_by_a_spec_change_that_is_in_sync() -> None:
+    decision = plan_observed(
+        workflow(),
+        failed_run(digest="d1"),
+        revision="r3",
+        digest="d2",
+        observation=seen({"content": "hi"}, {"content": "hi"}),
+        manual=False,
+        now=NOW,
+    )
+    assert decision.converged
+    assert decision.status.status is Health.CONVERGED
+    assert decision.status.reason == Reason.IN_SYNC
+    assert decision.status.last_applied_revision == "r3"
+
+
+def test_failed_run_is_retried_by_a_manual_sync_and_by_drift() -> None:
+    manual = plan_observed(
+        workflow(),
+        failed_run(),
+        revision="r2",
+        digest="d1",
+        observation=seen({"content": "hi"}, {"content": "hi"}),
+        manual=True,
+        now=NOW,
+    )
+    assert manual.next is Next.RUN and manual.run_reason is RunReason.MANUAL
+    drift = plan_observed(
+        workflow(),
+        failed_run(),
+        revision="r2",
+        digest="d1",
+        observation=seen({"content": "hi"}, {"content": "bye"}),
+        manual=False,
+        now=NOW,
+    )
+    assert drift.next is Next.RUN and drift.run_reason is RunReason.DRIFT
+
+
+def test_failed_run_is_cleared_by_a_run_that_succeeds() -> None:
+    decision = plan_finished(
+        workflow(),
+        failed_run(),
+        revision="r2",
+        digest="d1",
+        run_id="run-3",
+        error=None,
+        observation=seen({"content": "hi"}, {"content": "hi"}),
+        now=NOW,
+    )
+    assert decision.converged
+    assert decision.status.reason == Reason.RUN_SUCCEEDED
+    assert decision.status.failures == 0
+
+
+def test_failed_spec_change_without_probe_is_retried_with_reason_retry() -> None:
+    wf = workflow(probe=False)
+    first = plan_observed(
+        wf,
+        converged(digest="d1"),
+        revision="r2",
+        digest="d2",
+        observation=None,
+        manual=False,
+        now=NOW,
+    )
+    assert first.run_reason is RunReason.SPEC_CHANGE
+    after = plan_finished(
+        wf,
+        first.status,
+        revision="r2",
+        digest="d2",
+        run_id="run-2",
+        error="CommandFailed: sh exited with code 1",
+        observation=None,
+        now=NOW,
+    )
+    again = plan_observed(
+        wf, after.status, revision="r2", digest="d2", observation=None, manual=False, now=NOW
+    )
+    assert again.run_reason is RunReason.RETRY
+    assert again.status.reason == Reason.RETRYING

@@ -316,15 +316,22 @@ async def test_run_interrupted_by_shutdown_resumes_in_its_state_on_the_next_star
     target = second_file
     put(repo, "slow", file_workflow("slow", target, "hi", states=states))
     commit(repo)
-    async with running(tmp_path, repo, grace_period="50ms") as (_controller, store):
+    with capture_logs() as logs:
+        async with running(tmp_path, repo, grace_period="50ms") as (_controller, store):
 
-        async def waiting() -> list[RunRecord] | None:
-            runs = await store.list_runs("slow")
-            return runs if runs and runs[0].current_state == "wait" else None
+            async def waiting() -> list[RunRecord] | None:
+                runs = await store.list_runs("slow")
+                return runs if runs and runs[0].current_state == "wait" else None
 
-        runs = await until_async(waiting, 20, "the run to reach state wait")
-        run_id = runs[0].id
-    # Stopped with the run still waiting: it stays resumable, not cancelled.
+            runs = await until_async(waiting, 20, "the run to reach state wait")
+            run_id = runs[0].id
+    # Stopped with the run still waiting: it stays resumable, not cancelled — and the log
+    # does not say it finished.
+    events = [e["event"] for e in logs]
+    assert f"run {run_id[:8]}… interrupted in state wait; it resumes on the next start" in events
+    assert [
+        e for e in logs if e["event"] == "run finished" and e.get("status") == "cancelled"
+    ] == []
     store = await Store.open(None, data_dir=tmp_path / "data")
     try:
         interrupted = await store.get_run(run_id)

@@ -246,6 +246,30 @@ async def test_manual_sync_runs_a_workflow_that_is_in_sync(tmp_path: Path, repo:
     assert runs[0].reason == "manual"
 
 
+async def test_keep_runs_holds_between_prune_passes_as_each_run_ends(
+    tmp_path: Path, repo: Path
+) -> None:
+    put(repo, "motd", file_workflow("motd", tmp_path / "motd", "hi"))
+    commit(repo)
+    async with running(tmp_path, repo, keep_runs=2) as (controller, store):
+        await eventually(store, "motd", lambda s: s.status is Health.CONVERGED)
+        started = [r.id for r in await store.list_runs("motd")]
+        for _ in range(4):
+            assert controller.request_sync("motd")
+
+            async def next_run_settled(known: list[str] = started) -> str | None:
+                status = await store.get_status("motd")
+                last = status.last_run_id if status is not None else None
+                done = status is not None and status.status is Health.CONVERGED
+                return last if done and last not in known else None
+
+            started.append(await until_async(next_run_settled, 20, "the manual run to settle"))
+        kept = await store.list_runs("motd")
+    assert len(started) == 5
+    assert [r.id for r in kept] == [started[-1], started[-2]]
+    assert len(kept) == 2, "pruned right after each run, not only by the hourly pass"
+
+
 async def test_plugin_not_allowed_by_the_daemon_makes_the_workflow_invalid(
     tmp_path: Path, repo: Path
 ) -> None:

@@ -6,13 +6,16 @@ expected status shows up in the store, and checks what happened on disk and in t
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import structlog
 import yaml
 from structlog.testing import capture_logs
 
@@ -70,6 +73,18 @@ def put(repo: Path, name: str, document: dict[str, Any]) -> None:
 async def gone(store: Store, name: str) -> bool:
     """Whether ``name`` has no status any more (the workflow was retired)."""
     return await store.get_status(name) is None
+
+
+@contextlib.contextmanager
+def every_log_line() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Every structlog event at every level, whatever level an earlier test configured."""
+    before = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with capture_logs() as logs:
+            yield logs
+    finally:
+        structlog.configure(wrapper_class=before["wrapper_class"])
 
 
 def converged_at(revision: str) -> Callable[[WorkflowStatusRecord], bool]:
@@ -340,7 +355,7 @@ async def test_run_interrupted_by_shutdown_resumes_in_its_state_on_the_next_star
     target = second_file
     put(repo, "slow", file_workflow("slow", target, "hi", states=states))
     commit(repo)
-    with capture_logs() as logs:
+    with every_log_line() as logs:
         async with running(tmp_path, repo, grace_period="50ms") as (_controller, store):
 
             async def waiting() -> list[RunRecord] | None:

@@ -402,7 +402,9 @@ def _why_run(
             f"out of sync ({describe_diff(observation.diff)})",
         )
     if in_sync is None and spec_changed:
-        return RunReason.SPEC_CHANGE, Reason.SPEC_CHANGED, f"spec changed and {no_probe}"
+        # with no status at all, nothing says the spec changed: only that no run is recorded
+        what = "spec changed" if base.spec_digest is not None else "no run of it is recorded"
+        return RunReason.SPEC_CHANGE, Reason.SPEC_CHANGED, f"{what} and {no_probe}"
     if in_sync is None and base.status is not Health.CONVERGED:
         return (
             RunReason.RETRY,

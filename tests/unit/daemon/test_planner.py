@@ -184,6 +184,13 @@ def test_workflow_without_probe_runs_when_its_spec_changed_and_not_otherwise() -
     )
     assert changed.next is Next.RUN
     assert changed.run_reason is RunReason.SPEC_CHANGE
+    assert changed.message == "workflow motd: spec changed and it has no observe probe"
+
+    unknown = plan_observed(
+        wf, None, revision="r2", digest="new", observation=None, manual=False, now=NOW
+    )
+    assert unknown.run_reason is RunReason.SPEC_CHANGE
+    assert unknown.message == "workflow motd: no run of it is recorded and it has no observe probe"
 
     same = plan_observed(
         wf,

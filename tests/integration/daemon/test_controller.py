@@ -195,6 +195,10 @@ async def test_failed_run_stays_degraded_while_its_probe_agrees_until_a_sync_suc
             return s.observed_at is not None and s.observed_at > finished
 
         seen = await eventually(store, "web", checked_since_the_failure)
+        assert failed.message.endswith(
+            "/bin/sh exited with code 1: Job for web.service failed because the control process "
+            "exited with error code."
+        ), "the status says why, in the command's own words"
         assert seen.status is Health.DEGRADED
         assert seen.reason == "RunFailed"
         assert seen.message == failed.message

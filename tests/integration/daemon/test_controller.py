@@ -214,6 +214,27 @@ async def test_failed_run_stays_degraded_while_its_probe_agrees_until_a_sync_suc
     assert [r.status for r in runs] == [RunStatus.SUCCEEDED, RunStatus.FAILED]
 
 
+async def test_the_retry_of_a_failed_workflow_without_probe_is_a_retry_not_a_spec_change(
+    tmp_path: Path, repo: Path
+) -> None:
+    ready = tmp_path / "ready"
+    doc = config_then_restart(tmp_path / "web.conf", restart_works_when=ready)
+    del doc["spec"]["observe"], doc["spec"]["desired"]
+    doc["spec"]["interval"] = "1h"  # the back-off alone brings the retry
+    put(repo, "web", doc)
+    commit(repo)
+    with every_log_line() as logs:
+        async with running(tmp_path, repo) as (_controller, store):
+            await eventually(store, "web", lambda s: s.reason == "RunFailed")
+            ready.touch()  # the retry, after the 10 s back-off, succeeds
+            await eventually(store, "web", lambda s: s.status is Health.CONVERGED, within=40)
+            runs = await store.list_runs("web")
+    assert [r.reason for r in runs] == ["retry", "spec-change"]
+    starts = [e["event"] for e in logs if "starting run" in e["event"]]
+    assert len(starts) == 2 and starts[1].endswith("(reason: retry)"), starts
+    assert starts[1].startswith("workflow web: last attempt did not converge (Degraded)")
+
+
 async def test_dependent_workflow_runs_only_after_its_dependency_converged(
     tmp_path: Path, repo: Path
 ) -> None:

@@ -1,8 +1,7 @@
 """Engine benchmark: state transitions per second against two Python state-machine libraries,
 and ``foreach`` throughput against plain ``asyncio.gather`` with a semaphore.
 
-Exercises the **runner** of the flow sources → snapshot → planner → queue → **runner** → store
-(``reconciler/engine/runner.py`` with ``actions.py``, ``foreach.py`` and ``journal.py``), the way
+Exercises the engine (``reconciler/engine/runner.py`` with ``machine.py``, ``actions.py``, ``foreach.py`` and ``journal.py``), the way
 ``reconciler apply`` drives it: one :class:`~reconciler.engine.runner.Engine`, a
 :class:`~reconciler.engine.journal.MemoryJournal`, logging configured at the one-shot default
 (``warning``) by :func:`reconciler.telemetry.logging.configure_logging`.

@@ -1,6 +1,6 @@
 """Unit-testing workflows: mocked plugins, inline ``tests:`` and a helper for pytest.
 
-Sits beside the runner (sources → snapshot → planner → queue → **runner** → store): it builds a
+Called by: ``reconciler test`` and users' own pytest suites. It builds a
 :class:`MockRegistry` over the real :class:`~reconciler.plugin.PluginRegistry`, drives a real
 :class:`~reconciler.engine.runner.Engine` with an in-memory journal and test secrets, and compares
 what happened with a test's expectations. ``reconciler test`` (the CLI) calls

@@ -24,6 +24,8 @@ is ``token``. Every error is ``{"error": {"code", "message"}}``
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import structlog
@@ -40,12 +42,13 @@ from reconciler.api.docs import mount_docs
 from reconciler.api.headers import SecurityHeaders
 from reconciler.api.models import ErrorResponse
 from reconciler.api.page import mount_page
-from reconciler.api.routes.health import health_router
+from reconciler.api.routes.health import READY_TIMEOUT, health_router
 from reconciler.api.routes.runs import runs_router
 from reconciler.api.routes.workflows import workflows_router
 from reconciler.api.view import DaemonView
 from reconciler.api.webhooks import hooks_router
 from reconciler.errors import StoreError
+from reconciler.telemetry.instrument import check_store
 from reconciler.telemetry.metrics import REGISTRY
 from reconciler.version import __version__
 
@@ -69,12 +72,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 class _AsgiEndpoint:
     """An ASGI app served at one exact path (a mount would redirect ``/metrics`` to
-    ``/metrics/``; Prometheus scrapes the former)."""
+    ``/metrics/``; Prometheus scrapes the former), after awaiting ``before`` if given."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, before: Callable[[], Awaitable[object]] | None = None) -> None:
         self.app = app
+        self.before = before
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.before is not None:
+            await self.before()
         await self.app(scope, receive, send)
 
 
@@ -138,7 +144,10 @@ def create_app(view: DaemonView) -> FastAPI:
         log.warning(f"API request failed: {exc}")
         return _error(503, "store_unavailable", "the store cannot be read right now; retry later")
 
-    app.router.routes.append(Route("/metrics", _AsgiEndpoint(make_asgi_app(registry=REGISTRY))))
+    # Each scrape asks the store first, so reconciler_store_up says what /readyz would.
+    store_check = partial(check_store, view.store_problem, within=READY_TIMEOUT)
+    metrics = _AsgiEndpoint(make_asgi_app(registry=REGISTRY), before=store_check)
+    app.router.routes.append(Route("/metrics", metrics))
     app.include_router(hooks_router(view))
     app.include_router(health_router(view))
     app.include_router(workflows_router(view, read=read, write=write))

@@ -19,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from reconciler.config.models import Workflow
 from reconciler.config.snapshot import Problem
 from reconciler.engine.graph import short_duration, state_detail
-from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
+from reconciler.engine.journal import (
+    JOURNAL_ENTRIES,
+    RUN_RECORDS,
+    EventKind,
+    JournalEntry,
+    RunRecord,
+    RunStatus,
+)
 from reconciler.status import Health, Sync
 
 
@@ -42,10 +49,26 @@ class Alive(_Out):
     status: Literal["ok"] = "ok"
 
 
+class SourceHealth(_Out):
+    """How fetching the repository goes; the page shows a banner while ``error`` is set."""
+
+    error: str | None = Field(
+        None,
+        description="Why the latest fetch failed, in git's words, credentials masked; null "
+        "once a fetch succeeds.",
+    )
+    last_success_at: datetime | None = Field(
+        None, description="The last successful fetch; null before the first since the start."
+    )
+
+
 class Readiness(_Out):
     ready: bool
     reason: str = Field("", description="Why not ready; empty when ready.")
     revision: str | None = Field(None, description="The revision loaded, once there is one.")
+    source: SourceHealth = Field(
+        default_factory=SourceHealth, description="How fetching the repository goes."
+    )
 
 
 class ProblemOut(_Out):
@@ -157,7 +180,7 @@ class RunSummary(_Out):
 
     @classmethod
     def of(cls, run: RunRecord) -> RunSummary:
-        return cls.model_validate(run.model_dump(exclude={"outputs"}))
+        return cls.model_validate(RUN_RECORDS.dump_python(run, exclude={"outputs"}))
 
 
 class JournalEntryOut(_Out):
@@ -171,7 +194,7 @@ class JournalEntryOut(_Out):
 
     @classmethod
     def of(cls, entry: JournalEntry) -> JournalEntryOut:
-        return cls.model_validate(entry.model_dump(exclude={"run_id"}))
+        return cls.model_validate(JOURNAL_ENTRIES.dump_python(entry, exclude={"run_id"}))
 
 
 class RunDetail(RunSummary):

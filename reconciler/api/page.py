@@ -4,6 +4,11 @@ It sits beside the API (:mod:`reconciler.api.app` mounts it) and, like the API, 
 store and enqueues syncs. Everything it needs (HTML, script, styles) ships inside the package and
 is served by the daemon, so the page works with no internet access. The script inserts data
 with ``textContent`` only, and the API it reads never carries a secret.
+
+What users rely on: the page never passes old data off as current. While the daemon cannot
+fetch its repository, a banner gives git's message (``/readyz``'s ``source``, every credential
+masked by the daemon); when a refresh fails, the rows stay, dimmed, under "daemon unreachable,
+data as of T" with the time of the last refresh that succeeded.
 """
 
 from __future__ import annotations

@@ -133,3 +133,13 @@ class DaemonView(Protocol):
     def fetch_now(self) -> None:
         """Ask the source to fetch at once instead of at the next poll (a webhook's push)."""
         ...
+
+    def source_error(self) -> str | None:
+        """Why the latest fetch of the repository failed, in git's words with every credential
+        masked; None once a fetch succeeds. Shown to anyone who can reach ``/readyz``."""
+        ...
+
+    def source_synced_at(self) -> datetime | None:
+        """When the repository was last fetched successfully; None before the first success
+        since the daemon started."""
+        ...

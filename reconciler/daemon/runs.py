@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -225,12 +225,11 @@ class RunSupervisor:
 
     async def abandon(self, record: RunRecord, *, why: str) -> None:
         """Mark ``record`` cancelled, never to be resumed, saying ``why``."""
-        record = record.model_copy(
-            update={
-                "status": RunStatus.CANCELLED,
-                "finished_at": utcnow(),
-                "error": f"Cancelled: not resumed because {why}",
-            }
+        record = replace(
+            record,
+            status=RunStatus.CANCELLED,
+            finished_at=utcnow(),
+            error=f"Cancelled: not resumed because {why}",
         )
         with contextlib.suppress(StoreError):
             await self.store.run_finished(record)

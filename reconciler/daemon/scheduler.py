@@ -1,7 +1,8 @@
 """Periodic drift checks: each workflow's ``interval`` or ``cron`` feeds the work queue.
 
-Flow: snapshot → **scheduler** → queue. The controller calls :meth:`DriftScheduler.sync` with the
-workflows of every new snapshot; the scheduler keeps exactly one APScheduler job per workflow
+Called by: :mod:`reconciler.daemon.revision`, which calls :meth:`DriftScheduler.sync` with the
+valid workflows of every new revision, and :mod:`reconciler.daemon.reconcile` (a status's next
+check time; forgetting a retired workflow). Calls: the queue, through ``on_due``; the scheduler keeps exactly one APScheduler job per workflow
 (``AsyncIOScheduler``; cron via ``CronTrigger.from_crontab``, in UTC) and, when a job fires,
 calls ``on_due(name)`` — in the daemon that is ``queue.add(name, "drift-check")``, so a check
 due while the workflow runs is merged into one re-evaluation after the run.

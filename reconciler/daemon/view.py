@@ -18,6 +18,7 @@ from reconciler.config.snapshot import LoadedWorkflow, Problem
 from reconciler.daemon.controller import Controller
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine.journal import JournalEntry, RunRecord
+from reconciler.sources.base import scrub, url_secrets
 from reconciler.status import WorkflowStatusRecord
 
 
@@ -116,3 +117,14 @@ class ControllerView:
 
     def fetch_now(self) -> None:
         self._controller.source.refresh()
+
+    def source_error(self) -> str | None:
+        error = self._controller.source.last_error
+        if error is None:
+            return None
+        # The sources scrub their errors already; masking again here keeps the promise even
+        # for a source that forgot.
+        return scrub(error, url_secrets(self._controller.settings.repo or ""))
+
+    def source_synced_at(self) -> datetime | None:
+        return self._controller.source.last_success_at

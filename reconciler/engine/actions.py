@@ -1,10 +1,11 @@
 """One run's working context and the single way the engine calls a plugin.
 
-Sits inside the runner (sources → snapshot → planner → queue → **runner** → store):
+Called by: the state loop (``engine/machine.py``), ``engine/foreach.py``, ``engine/conditions.py``
+and ``engine/checks.py``. Calls: the plugins, the expression evaluator, the journal.
 :class:`RunContext` holds what one run knows (inputs, observed, outputs so far, resolved secrets,
 its redactor, logger and journal) and :meth:`RunContext.call_action` renders ``with:``, validates
 the request, calls the plugin under its deadline with the retry policy, validates the response and
-journals the attempt. ``engine/runner.py`` drives states with it; ``engine/foreach.py``,
+journals the attempt. ``engine/machine.py`` drives states with it; ``engine/foreach.py``,
 ``engine/conditions.py`` and ``engine/checks.py`` use it for their plugin calls. Every error that
 leaves this module is an :class:`ActionError` whose message has been redacted.
 """
@@ -32,12 +33,7 @@ from reconciler.config.expressions import (
 )
 from reconciler.config.models import Action
 from reconciler.config.shellquote import render_shell, shell_fields_of
-from reconciler.engine.journal import (
-    EventKind,
-    Journal,
-    RunRecord,
-    trusted_entry,
-)
+from reconciler.engine.journal import EventKind, Journal, JournalEntry, RunRecord
 from reconciler.engine.retry import effective_policy, retry_delay
 from reconciler.errors import (
     ActionError,
@@ -250,9 +246,9 @@ class RunContext:
             detail = self.redactor.redact_obj(detail)
         self.seq += 1
         await self.journal.record(
-            trusted_entry(
-                self.record.id,
-                self.seq,
+            JournalEntry(
+                run_id=self.record.id,
+                seq=self.seq,
                 kind=kind,
                 state=state,
                 to_state=to_state,
@@ -269,46 +265,73 @@ class RunContext:
         except PluginNotFound as exc:
             raise PluginError(str(exc)) from None
 
+    def render_inline(
+        self,
+        plugin_cls: type[Plugin[Any, Any]],
+        with_: Mapping[str, Any],
+        *,
+        extra: Mapping[str, Any] | None = None,
+        attempt: int = 1,
+    ) -> dict[str, Any]:
+        """``with:`` rendered on the event loop, shell-text fields quoted word by word.
+
+        Raises :class:`NeedsWorker` when a ``${{ }}`` is too expensive to evaluate here: the
+        caller then renders with :meth:`render_in_worker`. Errors are redacted.
+        """
+        scope = _LazyScope(lambda: self.scope(with_secrets=True, extra=extra, attempt=attempt))
+        try:
+            fields = shell_fields_of(plugin_cls.Request)
+            data: Mapping[str, Any] = with_
+            shell: Mapping[str, Any] = {}
+            if fields and any(k in with_ for k in fields):
+                data, shell = _split_shell(with_, fields)
+            rendered: dict[str, Any] = render(
+                data, scope, cost_limit=self.cost_limit, inline_limit=INLINE_COST
+            )
+            for k, text in shell.items():  # shell text: each value one quoted word
+                rendered[k] = render_shell(
+                    text, scope, cost_limit=self.cost_limit, inline_limit=INLINE_COST
+                )
+        except ActionError as err:
+            raise self.redact_error(err) from None
+        return rendered
+
+    async def render_in_worker(
+        self,
+        plugin_cls: type[Plugin[Any, Any]],
+        with_: Mapping[str, Any],
+        *,
+        extra: Mapping[str, Any] | None = None,
+        attempt: int = 1,
+    ) -> dict[str, Any]:
+        """:meth:`render_inline`, expensive expressions evaluated in the worker process
+        (:func:`~reconciler.config.expressions.evaluate_async`)."""
+        scope = self.scope(with_secrets=True, extra=extra, attempt=attempt)
+        fields = shell_fields_of(plugin_cls.Request)
+        try:
+            values: dict[str, Any] = {}
+            for source in dict.fromkeys(iter_templates(dict(with_))):
+                values[source] = await evaluate_async(source, scope, cost_limit=self.cost_limit)
+            data, shell = _split_shell(with_, fields)
+            rendered: dict[str, Any] = fill(data, values)
+            for k, text in shell.items():
+                rendered[k] = render_shell(text, scope, values=values)
+        except ActionError as err:
+            raise self.redact_error(err) from None
+        return rendered
+
     def prepare(
         self,
         plugin_name: str,
-        with_: Mapping[str, Any],
+        plugin_cls: type[Plugin[Any, Any]],
+        rendered: dict[str, Any],
         *,
         key: str,
         deadline: float | None = None,
-        extra: Mapping[str, Any] | None = None,
         attempt: int = 1,
         state: str | None = None,
-        rendered: dict[str, Any] | None = None,
-    ) -> tuple[Plugin[Any, Any], type[Plugin[Any, Any]], BaseModel, ActionContext]:
-        """Render and validate a request and build the plugin's context (no call yet).
-
-        Raises :class:`NeedsWorker` when a ``${{ }}`` is too expensive to evaluate on the event
-        loop: the caller then renders with :meth:`render_request` and passes ``rendered``.
-        """
-        plugin_cls, plugin = self.plugin(plugin_name)
-        if rendered is None:
-            scope = _LazyScope(lambda: self.scope(with_secrets=True, extra=extra, attempt=attempt))
-            try:
-                fields = shell_fields_of(plugin_cls.Request)
-                if fields and any(k in with_ for k in fields):
-                    data, shell = _split_shell(with_, fields)
-                    rendered = render(
-                        data, scope, cost_limit=self.cost_limit, inline_limit=INLINE_COST
-                    )
-                    for k, text in shell.items():  # shell text: each value one quoted word
-                        rendered[k] = render_shell(
-                            text,
-                            scope,
-                            cost_limit=self.cost_limit,
-                            inline_limit=INLINE_COST,
-                        )
-                else:
-                    rendered = render(
-                        with_, scope, cost_limit=self.cost_limit, inline_limit=INLINE_COST
-                    )
-            except ActionError as err:
-                raise self.redact_error(err) from None
+    ) -> tuple[BaseModel, ActionContext]:
+        """Validate a rendered request and build the plugin's context (no call yet)."""
         try:
             request = plugin_cls.Request.model_validate(rendered)
         except ValidationError as exc:
@@ -326,67 +349,7 @@ class RunContext:
             run_child=self.run_child,
             deadline=deadline,
         )
-        return plugin, plugin_cls, request, context
-
-    async def render_request(
-        self,
-        plugin_name: str,
-        with_: Mapping[str, Any],
-        *,
-        extra: Mapping[str, Any] | None = None,
-        attempt: int = 1,
-    ) -> dict[str, Any]:
-        """``with:`` rendered for :meth:`prepare`, expensive expressions evaluated in the
-        worker process (:func:`~reconciler.config.expressions.evaluate_async`)."""
-        plugin_cls, _ = self.plugin(plugin_name)
-        scope = self.scope(with_secrets=True, extra=extra, attempt=attempt)
-        fields = shell_fields_of(plugin_cls.Request)
-        try:
-            values: dict[str, Any] = {}
-            for source in dict.fromkeys(iter_templates(dict(with_))):
-                values[source] = await evaluate_async(source, scope, cost_limit=self.cost_limit)
-            data, shell = _split_shell(with_, fields)
-            rendered: dict[str, Any] = fill(data, values)
-            for k, text in shell.items():
-                rendered[k] = render_shell(text, scope, values=values)
-        except ActionError as err:
-            raise self.redact_error(err) from None
-        return rendered
-
-    async def _prepare(
-        self,
-        plugin_name: str,
-        with_: Mapping[str, Any],
-        *,
-        key: str,
-        deadline: float | None = None,
-        extra: Mapping[str, Any] | None = None,
-        attempt: int = 1,
-        state: str | None = None,
-    ) -> tuple[Plugin[Any, Any], type[Plugin[Any, Any]], BaseModel, ActionContext]:
-        """:meth:`prepare`, rendering in the worker process when it must."""
-        try:
-            return self.prepare(
-                plugin_name,
-                with_,
-                key=key,
-                deadline=deadline,
-                extra=extra,
-                attempt=attempt,
-                state=state,
-            )
-        except NeedsWorker:
-            rendered = await self.render_request(plugin_name, with_, extra=extra, attempt=attempt)
-            return self.prepare(
-                plugin_name,
-                with_,
-                key=key,
-                deadline=deadline,
-                extra=extra,
-                attempt=attempt,
-                state=state,
-                rendered=rendered,
-            )
+        return request, context
 
     async def call_once(
         self,
@@ -406,26 +369,20 @@ class RunContext:
         outer limit the plugin is told about; ``time_limit`` (seconds) is this call's own limit.
         """
         own_deadline = self.now() + time_limit if time_limit is not None else None
+        plugin_cls, plugin = self.plugin(plugin_name)
         try:  # inline: most requests are cheap to render, and an await per call adds up
-            plugin, plugin_cls, request, context = self.prepare(
-                plugin_name,
-                with_,
-                key=key,
-                deadline=earliest(own_deadline, deadline),
-                extra=extra,
-                attempt=attempt,
-                state=state,
-            )
+            rendered = self.render_inline(plugin_cls, with_, extra=extra, attempt=attempt)
         except NeedsWorker:
-            plugin, plugin_cls, request, context = await self._prepare(
-                plugin_name,
-                with_,
-                key=key,
-                deadline=earliest(own_deadline, deadline),
-                extra=extra,
-                attempt=attempt,
-                state=state,
-            )
+            rendered = await self.render_in_worker(plugin_cls, with_, extra=extra, attempt=attempt)
+        request, context = self.prepare(
+            plugin_name,
+            plugin_cls,
+            rendered,
+            key=key,
+            deadline=earliest(own_deadline, deadline),
+            attempt=attempt,
+            state=state,
+        )
         try:
             if own_deadline is None:  # no timer to arm
                 response = await self._invoke(plugin, request, context)
@@ -548,9 +505,12 @@ class RunContext:
         state: str | None = None,
     ) -> AsyncIterator[Mapping[str, Any]]:
         """The message stream of a subscribe plugin (closed by the caller with ``aclose``)."""
-        plugin, _cls, request, context = await self._prepare(
-            plugin_name, with_, key=key, state=state
-        )
+        plugin_cls, plugin = self.plugin(plugin_name)
+        try:
+            rendered = self.render_inline(plugin_cls, with_)
+        except NeedsWorker:
+            rendered = await self.render_in_worker(plugin_cls, with_)
+        request, context = self.prepare(plugin_name, plugin_cls, rendered, key=key, state=state)
         if not isinstance(plugin, SubscribePlugin):
             raise InvalidRequest(f"{plugin_name} cannot be used in `subscribe`")
         if self.ready is not None:

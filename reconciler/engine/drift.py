@@ -1,7 +1,6 @@
 """Drift: is what ``observe`` saw a superset of what ``desired`` asks for?
 
-Sits between the observe probe and the planner (sources → snapshot → **planner** → queue →
-runner): :meth:`reconciler.engine.runner.Engine.observe` calls :func:`diff_subset` to turn a
+Called by: :meth:`reconciler.engine.runner.Engine.observe`, which calls :func:`diff_subset` to turn a
 workflow's ``desired`` value and the probe's response into a list of :class:`FieldDiff`, which
 ``plan`` prints and the daemon's planner uses to decide Synced/OutOfSync. Pure functions only.
 """

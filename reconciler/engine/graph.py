@@ -1,7 +1,6 @@
 """A workflow's state machine as a diagram: Mermaid ``stateDiagram-v2`` or Graphviz DOT.
 
-This is a read-only view at the side of the flow (sources → snapshot → planner → queue → runner
-→ store): it takes a validated :class:`~reconciler.config.models.Workflow` from the snapshot
+A read-only view: it takes a validated :class:`~reconciler.config.models.Workflow` from the snapshot
 (:mod:`reconciler.config.loader`) and, optionally, where a run is and where it has been (the
 ``current_state`` and the ``state_entered`` entries of a run in the store / journal,
 :mod:`reconciler.engine.journal`). ``reconciler graph`` (:mod:`reconciler.cli.graph`), the HTTP

@@ -1,7 +1,6 @@
 """Retry policy: which policy applies to an action, and how long to wait between tries.
 
-Used by the action caller (``engine/actions.py``) inside the runner (sources → snapshot →
-planner → queue → **runner** → store). The delay computation is pure: the random source is a
+Called by: the action caller (``engine/actions.py``). Calls: nothing. The delay computation is pure: the random source is a
 parameter, so tests pass a seeded :class:`random.Random`.
 """
 

@@ -1,11 +1,14 @@
 """The engine: observe a workflow, and run its state machine from start to an end state.
 
-Sits at **runner** in the flow sources → snapshot → planner → queue → **runner** → store: the
-planner calls :meth:`Engine.observe` to decide whether a workflow drifted, the queue calls
-:meth:`Engine.run` for the workflows that need a run, and everything the run does is written to a
-:class:`~reconciler.engine.journal.Journal` (the store implements it). Plugin calls go through
-``engine/actions.py``; ``foreach.py``, ``conditions.py``, ``checks.py``, ``retry.py`` and
-``drift.py`` hold one concept each. Secrets come from a
+Called by: the daemon's :mod:`~reconciler.daemon.reconcile` (:meth:`Engine.observe`, to decide
+whether a workflow drifted) and :mod:`~reconciler.daemon.runs` (:meth:`Engine.run`, for the
+workflows that need a run), ``reconciler plan``/``apply`` and :mod:`reconciler.testing`;
+everything the run does is written to a :class:`~reconciler.engine.journal.Journal` (the store
+implements it). This module holds a
+run's life cycle (start or resume, secrets, checks, finish, child runs) and the observe probe;
+the state loop is ``engine/machine.py``, how a state is left ``engine/plans.py``, and plugin
+calls go through ``engine/actions.py``; ``foreach.py``, ``conditions.py``, ``checks.py``,
+``retry.py`` and ``drift.py`` hold one concept each. Secrets come from a
 :class:`~reconciler.secrets.resolver.SecretResolver` and are masked by a per-run
 :class:`~reconciler.secrets.redaction.Redactor` before anything leaves the engine.
 
@@ -17,18 +20,17 @@ so :meth:`Engine.run` with ``resume=`` can re-enter the state an interrupted run
 from __future__ import annotations
 
 import asyncio
-import logging
+import dataclasses
 import random
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 from uuid import uuid4
 
 import structlog
 
-from reconciler.clock import earliest, utcnow
+from reconciler.clock import utcnow
 from reconciler.config.expressions import (
     DEFAULT_COST_LIMIT,
     INLINE_COST,
@@ -37,29 +39,21 @@ from reconciler.config.expressions import (
     render,
     render_async,
 )
-from reconciler.config.models import State, Transition, Workflow
+from reconciler.config.models import Workflow
 from reconciler.engine.actions import RunContext
 from reconciler.engine.checks import during_checks_loop, run_checks
-from reconciler.engine.conditions import (
-    Exits,
-    choose_when,
-    choose_when_async,
-    match_error,
-    race,
-)
 from reconciler.engine.drift import FieldDiff, diff_subset
-from reconciler.engine.foreach import run_foreach
 from reconciler.engine.journal import (
     EventKind,
     Journal,
     RunRecord,
     RunStatus,
-    trusted_entry,
+    copy_data,
 )
+from reconciler.engine.machine import Flow, loop_deadline, walk
 from reconciler.errors import (
     ActionError,
     Cancelled,
-    CheckFailed,
     ChildRunFailed,
     NotFound,
     PluginError,
@@ -72,9 +66,6 @@ from reconciler.plugin import ChildRunner, Plugin, PluginRegistry, RunInfo
 from reconciler.secrets.redaction import RedactingLogger, Redactor
 from reconciler.secrets.resolver import DefaultResolver, SecretResolver
 from reconciler.types import format_duration
-
-_STATE_ENTERED = EventKind.STATE_ENTERED  # enum members as globals: faster in the state loop
-_TRANSITION = EventKind.TRANSITION
 
 MAX_CHILD_DEPTH = 16
 """``workflow.run`` nesting limit, so a workflow that runs itself fails instead of looping."""
@@ -114,54 +105,6 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.run.status is RunStatus.SUCCEEDED
-
-
-class _Decision(NamedTuple):
-    """How a state is left: the transition to take (``None`` when none fired, with ``error``
-    saying why), the error the state ended with, if any, and the kind of condition that chose
-    the transition (``on``, ``when``, ``default``, a racer's kind, or ``none``)."""
-
-    transition: Transition | None
-    error: ActionError | None
-    condition: str
-
-
-@dataclass(slots=True)  # not frozen: cheaper to build, and nothing changes it
-class _Plan:
-    """What the runner needs to know of one state, worked out on its first visit.
-
-    ``waits`` is true when leaving the state may take time (actions, a ``foreach``, racing
-    conditions); otherwise the transition is decided at once, without yielding to the loop.
-    ``settled`` is that decision when nothing about the run can change it (no actions, no
-    ``when``, nothing racing: the ``on: success`` or default transition).
-    """
-
-    state: State
-    exits: Exits
-    waits: bool
-    settled: _Decision | None
-
-    @classmethod
-    def of(cls, state: State) -> _Plan:
-        exits = Exits.of(state.transitions)
-        waits = bool(state.do) or state.foreach is not None or bool(exits.racers) or exits.heavy
-        settled: _Decision | None = None
-        if not waits and not exits.choices:
-            if exits.success is not None:
-                settled = _Decision(exits.success, None, "on")
-            elif exits.default is not None:
-                settled = _Decision(exits.default, None, "default")
-        return cls(state, exits, waits, settled)
-
-
-@dataclass
-class _Flow:
-    """Mutable bookkeeping of one run's machine, shared with its exception handlers."""
-
-    path: list[str] = field(default_factory=list)
-    end: str | None = None
-    states_running: bool = False
-    check_failure: CheckFailed | None = None
 
 
 _ENGINE_LOG = structlog.get_logger("reconciler.engine")
@@ -399,12 +342,7 @@ class Engine:
     ) -> RunResult:
         spec = workflow.spec
         if resume is not None:
-            record = resume.model_copy(deep=True)
-            record.status = RunStatus.RUNNING
-            record.attempt += 1
-            record.finished_at = None
-            record.error = None
-            record.revision = revision or record.revision
+            record = _resumed(resume, revision=revision)
         else:
             record = RunRecord(
                 id=run_id or uuid4().hex,
@@ -422,9 +360,52 @@ class Engine:
             inherited=inherited,
         )
         ctx.run_child = self._child_runner(ctx, depth)
-        flow = _Flow()
-        task = asyncio.current_task()
+        flow = Flow(task=asyncio.current_task())
+        await self._open(ctx, resume=resume, reason=reason, revision=revision, parent_id=parent_id)
+        error: ActionError | None = None
+        try:
+            try:
+                error = await self._walk(ctx, workflow, resumed=resume is not None, flow=flow)
+            except TimeoutError:
+                limit = f" of {format_duration(spec.timeout)}" if spec.timeout else ""
+                error = Timeout(f"run deadline{limit} passed")
+        except ActionError as err:
+            error = ctx.redact_error(err)
+        except asyncio.CancelledError:
+            if flow.check_failure is None or flow.task is None:
+                await self._finish(
+                    ctx, RunStatus.CANCELLED, error=Cancelled("the run was cancelled")
+                )
+                raise
+            flow.task.uncancel()
+            error = flow.check_failure
+        finally:
+            if flow.during is not None:
+                flow.during.cancel()
+                await asyncio.gather(flow.during, return_exceptions=True)
+        status = RunStatus.SUCCEEDED if error is None else RunStatus.FAILED
+        await self._finish(ctx, status, error=error)
+        return RunResult(
+            run=record,  # the engine is done with it: no copy
+            path=flow.path,
+            outputs=ctx.redacted_outputs(),
+            changed=ctx.changed,
+            error=error,
+            end=flow.end,
+        )
 
+    async def _open(
+        self,
+        ctx: RunContext,
+        *,
+        resume: RunRecord | None,
+        reason: str,
+        revision: str,
+        parent_id: str | None,
+    ) -> None:
+        """Journal the run's start (``run_started``) or its resumption (``run_resumed``, the run
+        carrying on after its last entry, with the outputs it had)."""
+        record = ctx.record
         if resume is not None:
             ctx.outputs = dict(record.outputs)
             ctx.seq = max((e.seq for e in await self.journal.entries(record.id)), default=0)
@@ -441,70 +422,44 @@ class Engine:
             )
         ctx.logger.info("run started", reason=reason, resumed=resume is not None)
 
-        def on_check_failure(err: CheckFailed) -> None:
-            if flow.states_running and flow.check_failure is None and task is not None:
-                flow.check_failure = err
-                task.cancel()
-
+    async def _walk(
+        self, ctx: RunContext, workflow: Workflow, *, resumed: bool, flow: Flow
+    ) -> ActionError | None:
+        """Everything between the run's start and its finish, under the run's deadline: its
+        secrets, pre checks, the machine with the during checks beside it, then post checks.
+        Returns the error the machine ended with; raises what the checks or secrets raise, and
+        ``TimeoutError`` when the run's deadline passes. The caller stops ``flow.during``."""
+        spec = workflow.spec
+        record = ctx.record
         run_deadline = ctx.now() + spec.timeout.total_seconds() if spec.timeout else None
-        error: ActionError | None = None
-        during: asyncio.Task[None] | None = None
-        try:
-            try:
-                async with asyncio.timeout_at(_loop_deadline(ctx, run_deadline)):
-                    ctx.secrets = await self._resolve(ctx, spec.secrets)
-                    # a resumed run that had entered a state already passed its pre checks
-                    if spec.checks.pre and (resume is None or resume.current_state is None):
-                        await run_checks(ctx, spec.checks.pre, phase="pre")
-                    checks_during = spec.checks.during
-                    if checks_during is not None and checks_during.checks:
-                        during = asyncio.create_task(
-                            during_checks_loop(ctx, checks_during, on_failure=on_check_failure)
-                        )
-                    start = (
-                        record.current_state
-                        if resume is not None and record.current_state
-                        else spec.start
-                    )
-                    flow.states_running = True
-                    try:
-                        error = await self._machine(
-                            ctx, workflow, start=start, flow=flow, run_deadline=run_deadline
-                        )
-                    finally:
-                        flow.states_running = False
-                    if during is not None:
-                        during.cancel()
-                    if error is None and spec.checks.post:
-                        await run_checks(ctx, spec.checks.post, phase="post")
-            except TimeoutError:
-                limit = f" of {format_duration(spec.timeout)}" if spec.timeout else ""
-                error = Timeout(f"run deadline{limit} passed")
-        except ActionError as err:
-            error = ctx.redact_error(err)
-        except asyncio.CancelledError:
-            if flow.check_failure is not None and task is not None:
-                task.uncancel()
-                error = flow.check_failure
-            else:
-                await self._finish(
-                    ctx, RunStatus.CANCELLED, error=Cancelled("the run was cancelled")
+        async with asyncio.timeout_at(loop_deadline(ctx, run_deadline)):
+            ctx.secrets = await self._resolve(ctx, spec.secrets)
+            # a resumed run that had entered a state already passed its pre checks
+            if spec.checks.pre and not (resumed and record.current_state is not None):
+                await run_checks(ctx, spec.checks.pre, phase="pre")
+            checks_during = spec.checks.during
+            if checks_during is not None and checks_during.checks:
+                flow.during = asyncio.create_task(
+                    during_checks_loop(ctx, checks_during, on_failure=flow.check_failed)
                 )
-                raise
-        finally:
-            if during is not None:
-                during.cancel()
-                await asyncio.gather(during, return_exceptions=True)
-        status = RunStatus.SUCCEEDED if error is None else RunStatus.FAILED
-        await self._finish(ctx, status, error=error)
-        return RunResult(
-            run=record,  # the engine is done with it: no copy
-            path=flow.path,
-            outputs=ctx.redacted_outputs(),
-            changed=ctx.changed,
-            error=error,
-            end=flow.end,
-        )
+            start = record.current_state if resumed and record.current_state else spec.start
+            flow.states_running = True
+            try:
+                error = await walk(
+                    ctx,
+                    workflow,
+                    journal=self.journal,
+                    start=start,
+                    flow=flow,
+                    run_deadline=run_deadline,
+                )
+            finally:
+                flow.states_running = False
+            if flow.during is not None:
+                flow.during.cancel()
+            if error is None and spec.checks.post:
+                await run_checks(ctx, spec.checks.post, phase="post")
+            return error
 
     async def _finish(
         self, ctx: RunContext, status: RunStatus, *, error: ActionError | None
@@ -527,158 +482,6 @@ class Engine:
             ctx.logger.debug("run left unfinished to resume", state=record.current_state)
             return
         ctx.logger.info("run finished", status=status.value, error=record.error)
-
-    async def _machine(
-        self,
-        ctx: RunContext,
-        workflow: Workflow,
-        *,
-        start: str,
-        flow: _Flow,
-        run_deadline: float | None,
-    ) -> ActionError | None:
-        """Walk states from ``start``; the error of a failed run, or ``None`` on success."""
-        states = workflow.spec.states
-        plans = _plans_of(workflow)
-        record = ctx.record
-        record_fields, record_set = record.__dict__, record.__pydantic_fields_set__
-        run_id = record.id
-        journal = self.journal
-        logger = ctx.logger
-        narrate = logger.is_enabled_for(logging.INFO)  # once per run: the loop is hot
-        name = start
-        last_error: ActionError | None = None
-        while True:
-            plan = plans.get(name)
-            if plan is None:
-                found = states.get(name)
-                if found is None:
-                    return ActionError(f"unknown state {name!r}")
-                plan = plans[name] = _Plan.of(found)
-            state = plan.state
-            flow.path.append(name)
-            # `record.current_state = name` minus pydantic's __setattr__ dispatch
-            record_fields["current_state"] = name
-            record_set.add("current_state")
-            ctx.seq += 1
-            await journal.record(
-                trusted_entry(
-                    run_id,
-                    ctx.seq,
-                    kind=_STATE_ENTERED,
-                    state=name,
-                    to_state=None,
-                    outcome=None,
-                    detail={},
-                )
-            )
-            if narrate:
-                logger.info("state entered", state=name)
-            if state.end is not None:
-                flow.end = state.end
-                if state.end == "success":
-                    return None
-                cause = f" after {last_error}" if last_error is not None else ""
-                return ActionError(f"reached failure end state {name!r}{cause}")
-            decided: _Decision
-            if plan.settled is not None:
-                decided = plan.settled
-            elif plan.waits:
-                decided = await self._run_state(
-                    ctx, name, state=state, exits=plan.exits, run_deadline=run_deadline
-                )
-            else:  # nothing to call or wait for: decided without yielding (so no timeout)
-                decided = _decide_now(ctx, name, state, plan.exits)
-            transition, error, condition = decided
-            if transition is None:
-                assert error is not None
-                return error
-            # every part is redacted already: the condition kind is a keyword of the format
-            detail: dict[str, Any] = {"condition": condition, "outputs": ctx.outputs_snapshot()}
-            if error is not None:
-                detail["error"] = ctx.error_detail(error)
-            ctx.seq += 1
-            await journal.record(
-                trusted_entry(
-                    run_id,
-                    ctx.seq,
-                    kind=_TRANSITION,
-                    state=name,
-                    to_state=transition.to,
-                    outcome="success" if error is None else error.name,
-                    detail=detail,
-                )
-            )
-            if narrate:
-                logger.info("transition", state=name, to=transition.to, condition=condition)
-            last_error = error
-            name = transition.to
-
-    async def _run_state(
-        self,
-        ctx: RunContext,
-        name: str,
-        *,
-        state: State,
-        exits: Exits,
-        run_deadline: float | None,
-    ) -> _Decision:
-        """Run one state under its own (fresh) timeout; the transition to take and why."""
-        entered = ctx.now()
-        if not state.timeout:  # no timer of its own to arm (nor for a zero timeout, as before)
-            return await self._decide(
-                ctx, name, state=state, exits=exits, entered=entered, deadline=run_deadline
-            )
-        state_deadline = entered + state.timeout.total_seconds()
-        deadline = earliest(state_deadline, run_deadline)
-        try:
-            async with asyncio.timeout_at(_loop_deadline(ctx, state_deadline)):
-                return await self._decide(
-                    ctx, name, state=state, exits=exits, entered=entered, deadline=deadline
-                )
-        except TimeoutError:
-            err = Timeout(f"state {name!r} timed out after {format_duration(state.timeout)}")
-            return _Decision(match_error(state.transitions, err), err, "on")
-
-    async def _decide(
-        self,
-        ctx: RunContext,
-        name: str,
-        *,
-        state: State,
-        exits: Exits,
-        entered: float,
-        deadline: float | None,
-    ) -> _Decision:
-        try:
-            if state.foreach is not None:
-                await run_foreach(
-                    ctx, state.foreach, state=name, retry=state.retry, deadline=deadline
-                )
-            for index, action in enumerate(state.do):
-                data = await ctx.call_action(
-                    action,
-                    state=name,
-                    index=index,
-                    key=f"{ctx.record.id}/{name}/{index}",
-                    retry=state.retry,
-                    deadline=deadline,
-                )
-                if action.as_:
-                    ctx.outputs[action.as_] = data
-            if exits.heavy:
-                decided = await _choose_async(ctx, name, exits)
-            else:
-                decided = _choose(ctx, name, exits)
-            if decided is not None:
-                return decided
-            chosen = await race(
-                ctx, exits.racers, state=name, entered_at=entered, deadline=deadline
-            )
-            return _Decision(chosen, None, chosen.kind)
-        except ActionError as err:
-            err = ctx.redact_error(err)
-            return _Decision(match_error(state.transitions, err), err, "on")
 
     def _child_runner(self, parent: RunContext, depth: int) -> ChildRunner:
         async def run_child(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -711,74 +514,15 @@ class Engine:
         return run_child
 
 
-_PLANS: dict[int, tuple[weakref.ref[Workflow], dict[str, _Plan]]] = {}
-"""Per workflow (by ``id()``), the plans of the states visited so far; an entry goes when its
-workflow is garbage-collected."""
-
-
-def _plans_of(workflow: Workflow) -> dict[str, _Plan]:
-    """The plan table of ``workflow``, filled as its states are first visited.
-
-    Workflows are immutable once loaded, so every run of every engine in the process shares it.
-    """
-    key = id(workflow)
-    known = _PLANS.get(key)
-    if known is not None and known[0]() is workflow:
-        return known[1]
-
-    def forget(ref: weakref.ref[Workflow]) -> None:
-        entry = _PLANS.get(key)
-        if entry is not None and entry[0] is ref:
-            del _PLANS[key]
-
-    plans: dict[str, _Plan] = {}
-    _PLANS[key] = (weakref.ref(workflow, forget), plans)
-    return plans
-
-
-def _choose(ctx: RunContext, name: str, exits: Exits) -> _Decision | None:
-    """Decide once the actions succeeded: ``on: success``, then the first true ``when``, then
-    (when nothing races) the default branch. ``None`` means the racing conditions decide."""
-    if exits.success is not None:
-        return _Decision(exits.success, None, "on")
-    if exits.choices:
-        chosen = choose_when(exits.choices, ctx.scope(), cost_limit=ctx.cost_limit)
-        if chosen is not None:
-            return _Decision(chosen, None, "when")
-    return _after_choices(name, exits)
-
-
-async def _choose_async(ctx: RunContext, name: str, exits: Exits) -> _Decision | None:
-    """:func:`_choose` for ``when`` choices that may be evaluated off the event loop."""
-    if exits.success is not None:
-        return _Decision(exits.success, None, "on")
-    chosen = await choose_when_async(exits.choices, ctx.scope(), cost_limit=ctx.cost_limit)
-    if chosen is not None:
-        return _Decision(chosen, None, "when")
-    return _after_choices(name, exits)
-
-
-def _after_choices(name: str, exits: Exits) -> _Decision | None:
-    if exits.racers:
-        return None
-    if exits.default is not None:
-        return _Decision(exits.default, None, "default")
-    return _Decision(None, ActionError(f"no transition fired in state {name!r}"), "none")
-
-
-def _decide_now(ctx: RunContext, name: str, state: State, exits: Exits) -> _Decision:
-    """:meth:`Engine._decide` for a state with no actions and nothing racing."""
-    try:
-        decided = _choose(ctx, name, exits)
-    except ActionError as err:
-        err = ctx.redact_error(err)
-        return _Decision(match_error(state.transitions, err), err, "on")
-    assert decided is not None, "a state without racers is always decided"
-    return decided
-
-
-def _loop_deadline(ctx: RunContext, deadline: float | None) -> float | None:
-    """Translate a deadline on the engine's clock to event-loop time (they differ in tests)."""
-    if deadline is None or ctx.clock is None:
-        return deadline
-    return asyncio.get_running_loop().time() + (deadline - ctx.now())
+def _resumed(resume: RunRecord, *, revision: str) -> RunRecord:
+    """The record of ``resume``'s next attempt: running again, at ``revision`` if one is given,
+    with a copy of its outputs (the record passed in is left as it was)."""
+    return dataclasses.replace(
+        resume,
+        status=RunStatus.RUNNING,
+        attempt=resume.attempt + 1,
+        finished_at=None,
+        error=None,
+        revision=revision or resume.revision,
+        outputs=copy_data(resume.outputs),
+    )

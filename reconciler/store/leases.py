@@ -104,16 +104,7 @@ async def renew(conn: AsyncConnection, lease: Lease, *, now: datetime) -> bool:
     renewal succeeds; once another owner acquired it, renewal fails for good.
     """
     expires = now + timedelta(seconds=lease.ttl_seconds)
-    stmt = (
-        update(LeaseRow)
-        .where(
-            LeaseRow.name == lease.name,
-            LeaseRow.owner == lease.owner,
-            LeaseRow.fencing_token == lease.fencing_token,
-        )
-        .values(expires_at=expires)
-    )
-    if (await conn.execute(stmt)).rowcount != 1:
+    if not await _expire_at(conn, lease, expires):
         return False
     lease.expires_at = expires
     return True
@@ -122,6 +113,11 @@ async def renew(conn: AsyncConnection, lease: Lease, *, now: datetime) -> bool:
 async def release(conn: AsyncConnection, lease: Lease, *, now: datetime) -> bool:
     """Give ``lease`` up (it expires at ``now``); the row and its token stay. False if it was
     already lost."""
+    return await _expire_at(conn, lease, now)
+
+
+async def _expire_at(conn: AsyncConnection, lease: Lease, when: datetime) -> bool:
+    """Move the expiry of ``lease`` to ``when`` if it is still this owner's, at this token."""
     stmt = (
         update(LeaseRow)
         .where(
@@ -129,7 +125,7 @@ async def release(conn: AsyncConnection, lease: Lease, *, now: datetime) -> bool
             LeaseRow.owner == lease.owner,
             LeaseRow.fencing_token == lease.fencing_token,
         )
-        .values(expires_at=now)
+        .values(expires_at=when)
     )
     return bool((await conn.execute(stmt)).rowcount == 1)
 

@@ -45,7 +45,15 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from reconciler.clock import utcnow
-from reconciler.engine.journal import EventKind, Journal, JournalEntry, RunRecord, RunStatus
+from reconciler.engine.journal import (
+    JOURNAL_ENTRIES,
+    RUN_RECORDS,
+    EventKind,
+    Journal,
+    JournalEntry,
+    RunRecord,
+    RunStatus,
+)
 from reconciler.errors import StoreError, StoreUnavailable
 from reconciler.status import WorkflowStatusRecord
 from reconciler.store import leases, migrate, retention
@@ -134,13 +142,13 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _run_from_row(row: RowMapping) -> RunRecord:
     data = dict(row)
     data["outputs"] = data.get("outputs") or {}
-    return RunRecord.model_validate(data)
+    return RUN_RECORDS.validate_python(data)
 
 
 def _entry_from_row(row: RowMapping) -> JournalEntry:
     data = dict(row)
     data["detail"] = data.get("detail") or {}
-    return JournalEntry.model_validate(data)
+    return JOURNAL_ENTRIES.validate_python(data)
 
 
 class Store:
@@ -433,7 +441,7 @@ class Store:
 
     @staticmethod
     def _run_values(run: RunRecord) -> dict[str, Any]:
-        values = run.model_dump(mode="json")
+        values: dict[str, Any] = RUN_RECORDS.dump_python(run, mode="json")
         values["started_at"] = run.started_at
         values["finished_at"] = run.finished_at
         values["status"] = run.status.value
@@ -454,7 +462,7 @@ class Store:
         With ``fence``, the write is refused with :class:`LeaseLost` unless that lease is still
         current. A duplicate ``(run_id, seq)`` or an unknown run is a :class:`StoreError`.
         """
-        values = entry.model_dump(mode="json")
+        values: dict[str, Any] = JOURNAL_ENTRIES.dump_python(entry, mode="json")
         values["at"] = entry.at
         values["kind"] = entry.kind.value
         async with self._tx() as conn:

@@ -12,9 +12,11 @@ The engine (``engine/runner.py``) writes every run through a
 - :class:`MetricsResolver` wraps the resolver and counts each :class:`SecretUnavailable` by
   provider (the reference's scheme) and a reason from a fixed vocabulary — never the message.
 - :class:`DaemonMetrics` is the small hook API the controller calls: ``status_changed`` on every
-  status it stores, ``workflow_removed`` when it retires one, ``snapshot_loaded`` for each new
-  revision (current revision, errors per file); ``watch_queue``/``watch_source`` let queue depth
-  and fetch counters be read at scrape time.
+  status it stores (status, reason, sync, last success), ``workflow_removed`` when it retires
+  one, ``snapshot_loaded`` for each new revision (current revision, errors per file);
+  ``watch_queue``/``watch_source`` let queue depth and fetch counters be read at scrape time.
+- :func:`check_store` asks the store whether it is usable, at each scrape of ``/metrics`` and
+  each ``/readyz``, and keeps ``reconciler_store_up`` to the answer.
 
 Label values stay bounded, so a scrape never grows with history: workflow and file names come from the repository,
 plugin names from the registry, everything else from fixed vocabularies.
@@ -22,9 +24,11 @@ plugin names from the registry, everything else from fixed vocabularies.
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from collections import Counter as Tally
-from collections.abc import Iterable, Sized
+from collections.abc import Awaitable, Callable, Iterable, Sized
 from datetime import datetime
 from typing import Any
 
@@ -48,9 +52,11 @@ from reconciler.telemetry.metrics import (
     SECRET_PROVIDERS,
     SECRET_REASONS,
     SNAPSHOT_INFO,
+    STORE_UP,
     TRANSITIONS,
     WORKFLOW_IN_SYNC,
     WORKFLOW_LAST_SUCCESS,
+    WORKFLOW_REASON,
     WORKFLOW_STATUS,
     FetchStats,
     remove_series,
@@ -58,6 +64,31 @@ from reconciler.telemetry.metrics import (
 
 STATUSES: tuple[Health, ...] = tuple(h for h in Health if h is not Health.RETIRED)
 """Values of ``status`` on ``reconciler_workflow_status`` (a retired workflow has no series)."""
+
+_REASON_WORD = re.compile(r"[A-Z][A-Za-z]{0,39}")
+
+
+def reason_label(reason: str) -> str:
+    """The ``reason`` label for a status reason: the planner's CamelCase word, ``None`` for an
+    empty one, ``Other`` for anything else, so a label never carries free text."""
+    if not reason:
+        return "None"
+    return reason if _REASON_WORD.fullmatch(reason) else "Other"
+
+
+async def check_store(problem: Callable[[], Awaitable[str | None]], *, within: float) -> str | None:
+    """Ask ``problem`` (the store's own health check, the one ``/readyz`` uses) and set
+    ``reconciler_store_up`` from the answer; returns the answer.
+
+    Called at each scrape of ``/metrics`` and by ``/readyz``, so the gauge says what the
+    probe says. A store that does not answer within ``within`` seconds is not usable.
+    """
+    try:
+        found = await asyncio.wait_for(problem(), within)
+    except TimeoutError:
+        found = f"the store did not answer within {within:g} s"
+    STORE_UP.set(0 if found is not None else 1)
+    return found
 
 
 class MetricsJournal:
@@ -202,7 +233,7 @@ class DaemonMetrics:
     """The hooks the daemon's controller calls; see the module docstring."""
 
     def __init__(self) -> None:
-        self._shown: dict[str, tuple[Health, Sync, datetime | None]] = {}
+        self._shown: dict[str, tuple[Health, str, Sync, datetime | None]] = {}
         """What the per-workflow gauges show, so a re-check that changes nothing is free."""
 
     def journal(self, inner: Journal) -> MetricsJournal:
@@ -232,7 +263,8 @@ class DaemonMetrics:
         ``increase()`` in alert rules sees the very first failure.
         """
         name = record.name
-        shown = (record.status, record.sync, record.last_success_at)
+        reason = reason_label(record.reason)
+        shown = (record.status, reason, record.sync, record.last_success_at)
         if self._shown.get(name) == shown:
             return
         self._shown[name] = shown
@@ -243,6 +275,8 @@ class DaemonMetrics:
             WORKFLOW_STATUS.labels(workflow=name, status=health.value).set(
                 1 if record.status is health else 0
             )
+        remove_series(WORKFLOW_REASON, workflow=name)
+        WORKFLOW_REASON.labels(workflow=name, reason=reason).set(1)
         if record.sync is Sync.UNKNOWN:
             remove_series(WORKFLOW_IN_SYNC, workflow=name)
         else:

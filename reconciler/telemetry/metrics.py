@@ -4,7 +4,8 @@ Everything reconciler measures is registered on :data:`REGISTRY` (never on prome
 global default registry, so tests and several daemons in one process do not collide). Names carry
 the ``reconciler_`` prefix and no label ever holds an unbounded value: no run ids, no error text,
 no paths outside the repository. ``workflow`` and ``file`` are bounded by the repository,
-``plugin`` by the installed plugins, ``result``/``status``/``reason`` by fixed vocabularies and
+``plugin`` by the installed plugins, ``result``/``status``/``reason`` by fixed vocabularies (a
+status reason that is not one CamelCase word is shown as ``Other``) and
 ``revision`` (on ``snapshot_info`` only) by the one current revision.
 
 This module only *declares* the metrics. They are fed from the flow by
@@ -79,6 +80,13 @@ WORKFLOW_STATUS = Gauge(
     ["workflow", "status"],
     registry=REGISTRY,
 )
+WORKFLOW_REASON = Gauge(
+    "reconciler_workflow_reason",
+    "Always 1; the reason label is why the workflow has its current status (RunFailed, "
+    "ObserveFailed, InvalidSpec, InSync, ...). One series per workflow.",
+    ["workflow", "reason"],
+    registry=REGISTRY,
+)
 WORKFLOW_IN_SYNC = Gauge(
     "reconciler_workflow_in_sync",
     "1 when the observed state matches the desired state, 0 when it drifted; absent while "
@@ -141,6 +149,13 @@ CONFIG_ERRORS = Gauge(
     ["file"],
     registry=REGISTRY,
 )
+STORE_UP = Gauge(
+    "reconciler_store_up",
+    "1 when the store is usable (what /readyz checks: it answers, its file and tables are "
+    "there), 0 when not; checked at each scrape.",
+    registry=REGISTRY,
+)
+STORE_UP.set(1)
 SECRET_ERRORS = Counter(
     "reconciler_secret_errors_total",
     "Secret references that could not be resolved, by provider and reason.",
@@ -213,6 +228,7 @@ REGISTRY.register(LIVE)
 
 PER_WORKFLOW: tuple[Gauge | Counter | Histogram, ...] = (
     WORKFLOW_STATUS,
+    WORKFLOW_REASON,
     WORKFLOW_IN_SYNC,
     WORKFLOW_LAST_SUCCESS,
     RUNS,

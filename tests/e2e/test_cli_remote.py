@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,41 +22,15 @@ import pytest
 from typer.testing import CliRunner
 
 from reconciler.cli import app
-from tests.support.daemon import CLI, run_command, without_settings
+from tests.support.daemon import CLI, running, without_settings
 from tests.support.net import free_port
-from tests.support.repos import git, init_repo
+from tests.support.repos import commit, init_repo
 from tests.support.waiting import until
+from tests.support.workflows import file_workflow, put
 
 pytestmark = pytest.mark.timeout(90)
 
 TOKEN = "cli-e2e-token-5b2f"
-
-WORKFLOW = """\
-apiVersion: reconciler/v1
-kind: Workflow
-metadata:
-  name: motd
-  labels: {{team: ops}}
-spec:
-  interval: 1h
-  inputs:
-    path: "{out}"
-  observe:
-    plugin: file.read
-    with: {{path: "${{{{ inputs.path }}}}", missingOk: true}}
-  desired:
-    content: "hello"
-  start: write
-  states:
-    write:
-      action:
-        plugin: file.write
-        with: {{path: "${{{{ inputs.path }}}}", content: "hello"}}
-      next: done
-      onError: failed
-    done: {{end: success}}
-    failed: {{end: failure}}
-"""
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -77,44 +50,26 @@ class Daemon:
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     tmp = tmp_path_factory.mktemp("remote")
-    repo, out = tmp / "repo", tmp / "motd.txt"
-    init_repo(repo)
-    (repo / "motd.yaml").write_text(WORKFLOW.format(out=out))
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "motd")
+    repo, out = init_repo(tmp / "repo"), tmp / "motd.txt"
+    put(repo, file_workflow("motd", out, "hello", keep=True, labels={"team": "ops"}))
+    commit(repo, "motd")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = (tmp / "daemon.log").open("wb")
-    proc = subprocess.Popen(
-        run_command(
-            repo,
-            tmp / "data",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--grace-period",
-            "2s",
-        ),
+    with running(
+        repo,
+        tmp / "data",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--grace-period",
+        "2s",
         cwd=tmp,
-        stdout=log,
-        stderr=log,
+        log=tmp / "daemon.log",
         env=clean_env(RECONCILER_API_TOKEN=TOKEN),
-    )
-    try:
-
-        def ready() -> bool:
-            assert proc.poll() is None, (tmp / "daemon.log").read_text()
-            try:
-                return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        until(ready, 30, "the daemon's API to be ready", interval=0.1)
+    ) as process:
+        process.wait_ready(url)
         yield Daemon(url, out, tmp)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(30)
-        log.close()
-    assert code == 0, (tmp / "daemon.log").read_text()
+        code = process.stop(within=30)
+    assert code == 0, process.log_text()
 
 
 def cli(*args: str, **env: str) -> Result:

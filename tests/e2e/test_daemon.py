@@ -7,105 +7,54 @@ workflow only. Statuses and runs are read from the daemon's own SQLite store.
 
 from __future__ import annotations
 
-import json
-import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 
 from reconciler.engine.journal import RunRecord
 from reconciler.store import Health, Store, WorkflowStatusRecord
-from tests.support.daemon import CLI, run_command, without_settings
+from tests.support.daemon import CLI, DaemonProcess, spawn, start, statuses, without_settings
 from tests.support.repos import commit, git
-from tests.support.waiting import until, until_async
+from tests.support.waiting import until_async
+from tests.support.workflows import file_workflow, put
+
+ANY_PORT = {"RECONCILER_LISTEN": "127.0.0.1:0"}
+"""The API on any free port: daemons never clash."""
 
 pytestmark = pytest.mark.timeout(90)
 
-WORKFLOW = """\
-apiVersion: reconciler/v1
-kind: Workflow
-metadata:
-  name: {name}
-spec:
-  interval: 1h
-  inputs:
-    path: "{out}"
-    content: "{content}"
-  observe:
-    plugin: file.read
-    with: {{path: "${{{{ inputs.path }}}}", missingOk: true}}
-  desired:
-    content: "{content}"
-  start: write
-  states:
-    write:
-      action:
-        plugin: file.write
-        with: {{path: "${{{{ inputs.path }}}}", content: "${{{{ inputs.content }}}}"}}
-      next: done
-      onError: failed
-    done: {{end: success}}
-    failed: {{end: failure}}
-"""
-
 
 def write_workflow(repo: Path, out: Path, name: str, content: str) -> None:
-    text = WORKFLOW.format(name=name, out=out / f"{name}.txt", content=content)
-    (repo / f"{name}.yaml").write_text(text)
+    """``name`` keeps ``out / "<name>.txt"`` at ``content``."""
+    put(repo, file_workflow(name, out / f"{name}.txt", content, keep=True))
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, repo: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start the daemon once the test has committed; stopped (SIGTERM) at teardown."""
-    procs: list[subprocess.Popen[bytes]] = []
+def daemon(tmp_path: Path, repo: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    """Start the daemon once the test has committed; killed at teardown if still running."""
+    started: list[DaemonProcess] = []
 
-    def start(*extra: str) -> subprocess.Popen[bytes]:
-        log_file = tmp_path / "daemon.log"
-        before = log_file.read_text().count("reconciler started") if log_file.exists() else 0
-        log = log_file.open("ab")
-        env = without_settings()
-        env["RECONCILER_LISTEN"] = "127.0.0.1:0"  # the API on any free port: daemons never clash
-        proc = subprocess.Popen(
-            run_command(
-                repo,
-                tmp_path / "data",
-                "--poll-interval",
-                "500ms",
-                "--grace-period",
-                "5s",
-                *extra,
-            ),
+    def start_daemon(*extra: str) -> DaemonProcess:
+        process = start(
+            repo,
+            tmp_path / "data",
+            "--poll-interval",
+            "500ms",
+            "--grace-period",
+            "5s",
+            *extra,
             cwd=tmp_path,
-            stdout=log,
-            stderr=log,
-            env=env,
+            log=tmp_path / "daemon.log",
+            env=ANY_PORT,
         )
-        procs.append(proc)
-        # The daemon creates and migrates the store; the test opens it only after that.
+        started.append(process)
+        return process
 
-        def started() -> bool:
-            assert proc.poll() is None, log_file.read_text()
-            return log_file.read_text().count("reconciler started") > before
-
-        until(started, 30, "the daemon to start", interval=0.05)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-
-async def statuses(data_dir: Path) -> dict[str, WorkflowStatusRecord]:
-    store = await Store.open(None, data_dir=data_dir)
-    try:
-        return {s.name: s for s in await store.list_statuses()}
-    finally:
-        await store.close()
+    yield start_daemon
+    for process in started:
+        process.kill()
 
 
 async def runs_by_workflow(data_dir: Path) -> dict[str, list[str]]:
@@ -168,26 +117,8 @@ async def wait_run_in_state(data_dir: Path, name: str, state: str) -> RunRecord:
     return found
 
 
-async def wait_started(log: Path, proc: subprocess.Popen[bytes]) -> None:
-    """Until the daemon writing ``log`` says it started (failing early if it exited)."""
-
-    def started() -> bool:
-        assert proc.poll() is None, log.read_text()
-        return "reconciler started" in log.read_text()
-
-    await until_async(started, 30, "the daemon to start", interval=0.05)
-
-
-def log_events(tmp_path: Path) -> list[dict[str, object]]:
-    events = []
-    for line in (tmp_path / "daemon.log").read_text().splitlines():
-        if line.startswith("{"):
-            events.append(json.loads(line))
-    return events
-
-
 async def test_daemon_converges_three_workflows_and_a_commit_runs_only_the_changed_one(
-    tmp_path: Path, repo: Path, daemon: Callable[..., subprocess.Popen[bytes]]
+    tmp_path: Path, repo: Path, daemon: Callable[..., DaemonProcess]
 ) -> None:
     out = tmp_path / "out"
     for name in ("alpha", "beta", "gamma"):
@@ -215,10 +146,9 @@ async def test_daemon_converges_three_workflows_and_a_commit_runs_only_the_chang
     assert final["alpha"].reason == "InSync"
     assert final["beta"].reason == "RunSucceeded"
 
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(20) == 0
+    assert proc.stop() == 0
 
-    messages = [str(e.get("event")) for e in log_events(tmp_path)]
+    messages = [str(e.get("event")) for e in proc.events()]
     assert any(
         m.startswith("workflow beta is out of sync (content differs); starting run")
         and m.endswith("(reason: drift)")
@@ -228,7 +158,7 @@ async def test_daemon_converges_three_workflows_and_a_commit_runs_only_the_chang
 
 
 async def test_daemon_marks_a_broken_file_invalid_and_keeps_its_last_good_status(
-    tmp_path: Path, repo: Path, daemon: Callable[..., subprocess.Popen[bytes]]
+    tmp_path: Path, repo: Path, daemon: Callable[..., DaemonProcess]
 ) -> None:
     out = tmp_path / "out"
     write_workflow(repo, out, "alpha", "hello alpha")
@@ -246,24 +176,10 @@ async def test_daemon_marks_a_broken_file_invalid_and_keeps_its_last_good_status
     assert status.last_applied_revision == first
     assert (out / "alpha.txt").read_text() == "hello alpha", "the broken spec must not run"
 
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(20) == 0
+    assert proc.stop() == 0
 
 
 PROJECT = Path(__file__).resolve().parents[2]
-
-
-def spawn(args: list[str], *, cwd: Path, out: IO[bytes]) -> subprocess.Popen[bytes]:
-    """``reconciler ARGS...`` as a child process, without any RECONCILER_* from this one."""
-    env = without_settings()
-    env["RECONCILER_LISTEN"] = "127.0.0.1:0"  # the API on any free port: daemons never clash
-    return subprocess.Popen(
-        [*CLI, *args],
-        cwd=cwd,
-        stdout=out,
-        stderr=out,
-        env=env,
-    )
 
 
 @pytest.mark.skipif(
@@ -274,22 +190,20 @@ async def test_daemon_without_a_repository_serves_the_quickstart_in_the_checkout
 ) -> None:
     data_dir, workdir = tmp_path / "data", tmp_path / "work"
     workdir.mkdir()
-    log = tmp_path / "daemon.log"
-    with log.open("wb") as out:
-        proc = spawn(
-            ["run", "--data-dir", str(data_dir), "--workdir", str(workdir)], cwd=PROJECT, out=out
-        )
-        try:
-            await wait_started(log, proc)
-            for name in ("motd", "app-config", "disk-report", "daemon-probe"):
-                await wait_status(data_dir, name, Health.CONVERGED)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(20)
+    proc = spawn(
+        ["run", "--data-dir", str(data_dir), "--workdir", str(workdir)],
+        cwd=PROJECT,
+        log=tmp_path / "daemon.log",
+        env=ANY_PORT,
+    )
+    try:
+        proc.wait_started()
+        for name in ("motd", "app-config", "disk-report", "daemon-probe"):
+            await wait_status(data_dir, name, Health.CONVERGED)
+    finally:
+        code = proc.stop()
     assert code == 0
-    started = [
-        e for e in log_events(tmp_path) if e.get("event", "").startswith("reconciler started")
-    ]  # type: ignore[union-attr]
+    started = [e for e in proc.events() if str(e.get("event", "")).startswith("reconciler started")]
     assert started and str(PROJECT / "examples" / "quickstart") in str(started[0]["event"])
     # the outputs land under the workdir, outside the data directory workflows cannot reach
     assert (workdir / "quickstart-out" / "motd").is_file()
@@ -340,24 +254,34 @@ spec:
 """
 
 
-async def test_run_killed_mid_state_resumes_in_that_state_after_a_restart(
-    tmp_path: Path, repo: Path, daemon: Callable[..., subprocess.Popen[bytes]]
-) -> None:
+def commit_slow_workflow(tmp_path: Path, repo: Path) -> tuple[Path, Path]:
+    """Commit ``slow`` (writes ``first``, waits 2 s in state ``wait``, writes ``second``)."""
     first, second = tmp_path / "first", tmp_path / "second"
     (repo / "slow.yaml").write_text(SLOW.format(first=first, second=second))
     commit(repo, "slow workflow")
+    return first, second
+
+
+async def wait_finished_by(data_dir: Path, run: RunRecord) -> None:
+    """Until ``slow`` has converged, and through ``run`` (resumed, not started again)."""
+    status = await wait_status(data_dir, "slow", Health.CONVERGED, within=60)
+    assert status.last_run_id == run.id
+
+
+async def test_run_killed_mid_state_resumes_in_that_state_after_a_restart(
+    tmp_path: Path, repo: Path, daemon: Callable[..., DaemonProcess]
+) -> None:
+    first, second = commit_slow_workflow(tmp_path, repo)
     data_dir = tmp_path / "data"
 
     proc = daemon()
     run = await wait_run_in_state(data_dir, "slow", "wait")
     proc.kill()  # a crash: no shutdown, no journal write
-    proc.wait(10)
     assert first.read_text() == "1"
     assert not second.exists()
 
     restarted = daemon()
-    status = await wait_status(data_dir, "slow", Health.CONVERGED, within=60)
-    assert status.last_run_id == run.id
+    await wait_finished_by(data_dir, run)
     assert second.read_text() == "2"
     store = await Store.open(None, data_dir=data_dir)
     try:
@@ -367,8 +291,7 @@ async def test_run_killed_mid_state_resumes_in_that_state_after_a_restart(
         await store.close()
     assert [r.id for r in all_runs] == [run.id], "the run was resumed, not started again"
     assert kinds.count("run_resumed") == 1
-    restarted.send_signal(signal.SIGTERM)
-    assert restarted.wait(20) == 0
+    assert restarted.stop() == 0
 
 
 CANARY_WORKFLOW = """\
@@ -395,7 +318,7 @@ spec:
 async def test_a_canary_secret_never_reaches_the_log_or_the_store(
     tmp_path: Path,
     repo: Path,
-    daemon: Callable[..., subprocess.Popen[bytes]],
+    daemon: Callable[..., DaemonProcess],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     canary = "canary-7f3a9c51e2d84b60"
@@ -410,8 +333,7 @@ async def test_a_canary_secret_never_reaches_the_log_or_the_store(
     status = await wait_status(data_dir, "canary", Health.DEGRADED)
     assert status.reason == "RunFailed"
     assert "***" in status.message
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(20) == 0
+    assert proc.stop() == 0
 
     log_text = (tmp_path / "daemon.log").read_text()
     assert "RunFailed" in log_text or "failed" in log_text
@@ -441,37 +363,32 @@ async def test_daemon_follows_a_remote_branch_and_sub_path_from_config_file_and_
         f"repo: file://{remote}\nbranch: does-not-exist\npath: ops\npoll-interval: 500ms\n"
     )
     data_dir = tmp_path / "data"
-    log = tmp_path / "daemon.log"
-    with log.open("wb") as sink:
-        proc = spawn(
-            ["run", "--config", str(config), "--branch", "prod", "--data-dir", str(data_dir)],
-            cwd=tmp_path,
-            out=sink,
-        )
-        try:
-            await wait_started(log, proc)
-            found = await wait_converged(data_dir, {"alpha"}, revision)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(20)
+    proc = spawn(
+        ["run", "--config", str(config), "--branch", "prod", "--data-dir", str(data_dir)],
+        cwd=tmp_path,
+        log=tmp_path / "daemon.log",
+        env=ANY_PORT,
+    )
+    try:
+        proc.wait_started()
+        found = await wait_converged(data_dir, {"alpha"}, revision)
+    finally:
+        code = proc.stop()
     assert code == 0
     assert set(found) == {"alpha"}
     assert (out / "alpha.txt").read_text() == "from prod"
 
 
 async def test_sigterm_waits_out_the_grace_period_exits_0_and_the_run_resumes_on_restart(
-    tmp_path: Path, repo: Path, daemon: Callable[..., subprocess.Popen[bytes]]
+    tmp_path: Path, repo: Path, daemon: Callable[..., DaemonProcess]
 ) -> None:
-    first, second = tmp_path / "first", tmp_path / "second"
-    (repo / "slow.yaml").write_text(SLOW.format(first=first, second=second))
-    commit(repo, "slow workflow")
+    _, second = commit_slow_workflow(tmp_path, repo)
     data_dir = tmp_path / "data"
 
     proc = daemon("--grace-period", "200ms")
     run = await wait_run_in_state(data_dir, "slow", "wait")
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(20) == 0
-    messages = [str(e.get("event")) for e in log_events(tmp_path)]
+    assert proc.stop() == 0
+    messages = [str(e.get("event")) for e in proc.events()]
     assert any(m.startswith("grace period of 0.2s is over") for m in messages), messages
     assert any(
         m == f"run {run.id[:8]}… interrupted in state wait; it resumes on the next start"
@@ -479,8 +396,6 @@ async def test_sigterm_waits_out_the_grace_period_exits_0_and_the_run_resumes_on
     ), messages
 
     restarted = daemon()
-    status = await wait_status(data_dir, "slow", Health.CONVERGED, within=60)
-    assert status.last_run_id == run.id
+    await wait_finished_by(data_dir, run)
     assert second.read_text() == "2"
-    restarted.send_signal(signal.SIGTERM)
-    assert restarted.wait(20) == 0
+    assert restarted.stop() == 0

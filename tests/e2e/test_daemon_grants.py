@@ -10,8 +10,6 @@ credentials may show in its status, its API answer or its log.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,8 +17,8 @@ import httpx
 import pytest
 
 from reconciler.sources import open_source
-from reconciler.store import Health, Store, WorkflowStatusRecord
-from tests.support.daemon import run_command, without_settings
+from reconciler.store import Health, WorkflowStatusRecord
+from tests.support.daemon import DaemonProcess, run_args, spawn, statuses
 from tests.support.net import free_port
 from tests.support.repos import commit, init_repo
 from tests.support.waiting import until_async
@@ -84,14 +82,6 @@ def probe_workflow(name: str, path: str) -> str:
     )
 
 
-async def statuses(data_dir: Path) -> dict[str, WorkflowStatusRecord]:
-    store = await Store.open(None, data_dir=data_dir)
-    try:
-        return {s.name: s for s in await store.list_statuses()}
-    finally:
-        await store.close()
-
-
 async def settled(
     data_dir: Path, expected: dict[str, Callable[[WorkflowStatusRecord], bool]]
 ) -> dict[str, WorkflowStatusRecord]:
@@ -121,19 +111,24 @@ def reported(error: str) -> Callable[[WorkflowStatusRecord], bool]:
     return lambda s: f"{error}:" in s.message
 
 
-def start_daemon(
-    url: str, data_dir: Path, *, cwd: Path, port: int, log_file: Path
-) -> subprocess.Popen[bytes]:
+def start_daemon(url: str, data_dir: Path, *, cwd: Path, port: int, log: Path) -> DaemonProcess:
     """``reconciler run`` on ``url`` with only ``file.*`` plugins, every variable allowed by
     glob, the daemon's credentials in its environment and its API on ``port``."""
-    env = without_settings()
-    env.update(CREDENTIALS)
-    env["RECONCILER_LISTEN"] = f"127.0.0.1:{port}"
-    command = run_command(
-        url, data_dir, "--allow-plugins", "file.*", "--allow-env", "*", "--poll-interval", "300ms"
+    return spawn(
+        run_args(
+            url,
+            data_dir,
+            "--allow-plugins",
+            "file.*",
+            "--allow-env",
+            "*",
+            "--poll-interval",
+            "300ms",
+        ),
+        cwd=cwd,
+        log=log,
+        env={**CREDENTIALS, "RECONCILER_LISTEN": f"127.0.0.1:{port}"},
     )
-    with log_file.open("wb") as log:
-        return subprocess.Popen(command, cwd=cwd, stdout=log, stderr=log, env=env)
 
 
 @pytest.fixture
@@ -201,8 +196,7 @@ async def test_a_commit_cannot_reach_the_clone_the_proc_files_the_daemons_variab
     commit(repo, "an honest workflow and many attacks")
 
     port = free_port()
-    log_file = tmp_path / "daemon.log"
-    proc = start_daemon(url, data_dir, cwd=work, port=port, log_file=log_file)
+    proc = start_daemon(url, data_dir, cwd=work, port=port, log=tmp_path / "daemon.log")
     try:
         found = await settled(
             data_dir,
@@ -250,16 +244,15 @@ async def test_a_commit_cannot_reach_the_clone_the_proc_files_the_daemons_variab
             },
         )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(30)
-    assert code == 0, log_file.read_text()[-3000:]
+        code = proc.stop(within=30)
+    assert code == 0, proc.log_text()[-3000:]
 
     assert not marker.exists()
     for hook_name in ("post-merge", "reference-transaction"):
         assert not (clone / "hooks" / hook_name).exists(), f"{hook_name} was written"
     assert sorted(os.listdir(outside)) == ["secret.txt"]
     assert (outside / "secret.txt").read_text() == "outside the roots"
-    shown = log_file.read_text() + "".join(a.text for a in answers)
+    shown = proc.log_text() + "".join(a.text for a in answers)
     shown += "".join(s.model_dump_json() for s in found.values())
     for variable, value in CREDENTIALS.items():
         assert value not in shown, f"{variable} leaked"

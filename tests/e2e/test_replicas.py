@@ -1,4 +1,4 @@
-"""Several `reconciler run` processes sharing one PostgreSQL store (DESIGN §7, issue 8).
+"""Several `reconciler run` processes sharing one PostgreSQL store.
 
 Real daemon processes on a real git repository and the real PostgreSQL at 127.0.0.1:5432, each
 test in a schema of its own (the daemons' ``--store`` URL carries ``search_path``). Lease TTLs
@@ -9,11 +9,9 @@ over. The slow tests of the suite: about 15-25 s each.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,17 +22,15 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.conftest import require_server
-from tests.support.daemon import run_command, wait_started, without_settings
+from tests.support import postgres
+from tests.support.daemon import DaemonProcess, run_args, spawn
 from tests.support.net import free_port
 from tests.support.repos import commit, git, init_repo
 from tests.support.waiting import until
+from tests.support.workflows import file_workflow, put
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=test"
 LEASE_TTL = 2.0
 TAKEOVER_MARGIN = 6.0
 """Generous bound past the lease TTL for another replica to resume a run (scans run every TTL/3)."""
@@ -42,26 +38,7 @@ TAKEOVER_MARGIN = 6.0
 
 def write_file_workflow(repo: Path, out: Path, name: str, content: str) -> None:
     """A cheap workflow without a probe: it runs once per spec change and writes one file."""
-    repo.joinpath(f"{name}.yaml").write_text(
-        f"""\
-apiVersion: reconciler/v1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-  interval: 1h
-  inputs: {{path: "{out / name}.txt", content: "{content}"}}
-  start: write
-  states:
-    write:
-      action:
-        plugin: file.write
-        with: {{path: "${{{{ inputs.path }}}}", content: "${{{{ inputs.content }}}}"}}
-      next: done
-      onError: failed
-    done: {{end: success}}
-    failed: {{end: failure}}
-"""
-    )
+    put(repo, file_workflow(name, out / f"{name}.txt", content))
 
 
 def write_slow_workflow(repo: Path, out: Path, name: str, seconds: float) -> None:
@@ -90,15 +67,14 @@ spec:
 @dataclass
 class Replica:
     name: str
-    proc: subprocess.Popen[bytes]
-    log_file: Path
+    daemon: DaemonProcess
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.daemon.proc
 
     def events(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_file.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                out.append(json.loads(line))
-        return out
+        return self.daemon.events()
 
     def runs_started(self) -> set[str]:
         """Run ids this replica started (not taken over)."""
@@ -124,13 +100,11 @@ class Cluster:
     replicas: list[Replica] = field(default_factory=list)
 
     def start(self, count: int, *extra: str) -> list[Replica]:
-        env = without_settings()
         started = []
         for _ in range(count):
             name = f"r{len(self.replicas) + 1}"
-            log_file = self.tmp_path / f"{name}.log"
-            proc = subprocess.Popen(
-                run_command(
+            process = spawn(
+                run_args(
                     self.repo,
                     self.tmp_path / f"data-{name}",
                     "--store",
@@ -148,15 +122,13 @@ class Cluster:
                     *extra,
                 ),
                 cwd=self.tmp_path,
-                stdout=log_file.open("ab"),
-                stderr=subprocess.STDOUT,
-                env=env,
+                log=self.tmp_path / f"{name}.log",
             )
-            replica = Replica(name, proc, log_file)
+            replica = Replica(name, process)
             self.replicas.append(replica)
             started.append(replica)
-        for replica in started:
-            wait_started(replica.log_file, replica.proc)
+        for replica in started:  # all start at once; then wait for each
+            replica.daemon.wait_started()
         return started
 
     def query(self, sql: str, *params: Any) -> list[dict[str, Any]]:
@@ -174,45 +146,30 @@ class Cluster:
                 return True
             for replica in self.replicas:
                 if replica.proc.poll() not in (None, -signal.SIGKILL):
-                    raise AssertionError(f"{replica.name} exited:\n{replica.log_file.read_text()}")
+                    raise AssertionError(f"{replica.name} exited:\n{replica.daemon.log_text()}")
             return False
 
         until(done, timeout, what, interval=0.1)
         return time.monotonic()
 
     def stop_all(self) -> None:
+        for replica in self.replicas:  # all stop at once; then wait for each
+            replica.daemon.terminate()
         for replica in self.replicas:
-            if replica.proc.poll() is None:
-                replica.proc.send_signal(signal.SIGCONT)
-                replica.proc.terminate()
-        for replica in self.replicas:
-            try:
-                replica.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                replica.proc.kill()
-                replica.proc.wait(5)
+            replica.daemon.wait(within=15)
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    require_server(PG_HOST, PG_PORT, "PostgreSQL")
-    schema = f"replicas_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    repo = tmp_path / "repo"
-    init_repo(repo)
-    # A paused replica must not keep a lock past a second: idle transactions are ended.
-    options = f"-csearch_path%3D{schema}%20-cidle_in_transaction_session_timeout%3D1000"
-    url = f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test?options={options}"
-    dsn = f"{PG_ADMIN_DSN} options='-csearch_path={schema}'"
-    group = Cluster(tmp_path, repo, url, dsn)
-    try:
-        yield group
-    finally:
-        group.stop_all()
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute("SET lock_timeout = '20s'")
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    repo = init_repo(tmp_path / "repo")
+    with postgres.schema("replicas_test") as name:
+        # A paused replica must not keep a lock past a second: idle transactions are ended.
+        url = postgres.store_url(name, options="%20-cidle_in_transaction_session_timeout%3D1000")
+        group = Cluster(tmp_path, repo, url, postgres.dsn(name))
+        try:
+            yield group
+        finally:
+            group.stop_all()
 
 
 def succeeded_per_revision(cluster: Cluster) -> Counter[tuple[str, str]]:
@@ -251,7 +208,7 @@ def test_three_replicas_converge_300_workflows_exactly_once_per_revision_and_sha
         "30 runs at the second revision",
         lambda: set(succeeded_per_revision(cluster)) >= expected,
     )
-    time.sleep(LEASE_TTL)  # anything that would run twice has had time to
+    time.sleep(LEASE_TTL)  # time passing is the test: a lease's time for a second run to appear
     cluster.stop_all()
 
     counts = succeeded_per_revision(cluster)
@@ -381,7 +338,7 @@ def test_a_paused_replica_cannot_complete_a_run_another_took_over(
         lambda: any(e.get("error") == "LeaseLost" for e in owner.events()),
         timeout=20,
     )
-    time.sleep(LEASE_TTL)  # give a late write every chance to land
+    time.sleep(LEASE_TTL)  # time passing is the test: a lease's time for a late write to land
     assert owner.proc.poll() is None  # it carries on with other work
     cluster.stop_all()
 
@@ -405,39 +362,29 @@ def test_a_second_daemon_on_the_same_sqlite_store_fails_at_start_with_a_clear_me
     out.mkdir()
     write_file_workflow(repo, out, "solo", "one")
     commit(repo, "one workflow")
-    env = without_settings()
 
-    def daemon(log_name: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            run_command(
-                repo,
-                tmp_path / "data",
-                "--listen",
-                f"127.0.0.1:{free_port()}",
-            ),
+    def daemon(log_name: str) -> DaemonProcess:
+        return spawn(
+            run_args(repo, tmp_path / "data", "--listen", f"127.0.0.1:{free_port()}"),
             cwd=tmp_path,
-            stdout=(tmp_path / log_name).open("ab"),
-            stderr=subprocess.STDOUT,
-            env=env,
+            log=tmp_path / log_name,
         )
 
     first = daemon("first.log")
     try:
-        wait_started(tmp_path / "first.log", first)
+        first.wait_started()
         second = daemon("second.log")
-        assert second.wait(60) == 2
-        message = (tmp_path / "second.log").read_text()
-        assert f"another reconciler daemon (pid {first.pid})" in message
+        assert second.wait(within=60) == 2
+        message = second.log_text()
+        assert f"another reconciler daemon (pid {first.proc.pid})" in message
         assert str(tmp_path / "data" / "reconciler.db") in message
         assert "use a PostgreSQL store" in message
-        assert first.poll() is None  # the first one is unaffected
+        assert first.proc.poll() is None  # the first one is unaffected
     finally:
-        first.terminate()
-        assert first.wait(20) == 0
+        assert first.stop() == 0
 
     third = daemon("third.log")  # the lock went with the first daemon
     try:
-        wait_started(tmp_path / "third.log", third)
+        third.wait_started()
     finally:
-        third.terminate()
-        assert third.wait(20) == 0
+        assert third.stop() == 0

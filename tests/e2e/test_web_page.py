@@ -1,28 +1,30 @@
-"""The web page in headless Chromium against a real daemon process: see, open, sync, live.
+"""The web page in headless Chromium against a real daemon process: see, open, sync, live — and
+never show old data as current: a banner while the repository cannot be fetched (git's message,
+no credential), another with the time of the last good data once the daemon is gone.
 
 Chromium is Debian's (``/usr/bin/chromium``, installed by ``.ci/run``) driven by Playwright; the
-daemon is a real ``reconciler run`` on a git repository in ``tmp_path``. A screenshot of the page
-is saved in the test's output directory (``tmp_path``) and copied to ``test-output/``.
+daemon is a real ``reconciler run`` on a git repository in ``tmp_path``. Screenshots of the page
+are saved in the test's output directory (``tmp_path``) and copied to ``test-output/``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import IN_CI
-from tests.support.daemon import without_settings
+from tests.support.daemon import DaemonProcess, running
 from tests.support.net import free_port
-from tests.support.repos import git
+from tests.support.repos import commit
+from tests.support.waiting import until
+from tests.support.workflows import file_workflow, put
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -52,84 +54,74 @@ spec:
     failed: {end: failure}
 """
 
-MOTD = """\
-apiVersion: reconciler/v1
-kind: Workflow
-metadata: {name: motd}
-spec:
-  interval: 1h
-  observe: {plugin: file.read, with: {path: motd.txt, missingOk: true}}
-  desired: {content: "hello\\n"}
-  start: write
-  states:
-    write:
-      action: {plugin: file.write, with: {path: motd.txt, content: "hello\\n"}}
-      next: done
-      onError: failed
-    done: {end: success}
-    failed: {end: failure}
-"""
-
 
 def get_json(url: str) -> dict[str, object]:
     with urllib.request.urlopen(url, timeout=5) as answer:
         return json.loads(answer.read())  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[str]:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "slow.yaml").write_text(SLOW)
-    (repo / "motd.yaml").write_text(MOTD)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "two workflows")
+@contextmanager
+def serving(tmp_path: Path, repo: Path | str, *flags: str) -> Iterator[tuple[str, DaemonProcess]]:
+    """``reconciler run`` on ``repo`` with ``flags``, serving at the base URL it yields."""
     port = free_port()
-    env = without_settings()
-    env.update(RECONCILER_API_TOKEN=TOKEN, RECONCILER_SECRET_PAGE_CANARY=CANARY)
-    log = (tmp_path / "daemon.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "run",
-            "--repo",
-            str(repo),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--api-docs",
-        ],
+    with running(
+        repo,
+        tmp_path / "data",
+        "--listen",
+        f"127.0.0.1:{port}",
+        *flags,
         cwd=tmp_path,
-        stdout=log,
-        stderr=log,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
-            assert time.monotonic() < deadline, "daemon did not converge in 60 s"
+        log=tmp_path / "daemon.log",
+        env={"RECONCILER_API_TOKEN": TOKEN, "RECONCILER_SECRET_PAGE_CANARY": CANARY},
+    ) as process:
+        yield f"http://127.0.0.1:{port}", process
+
+
+@contextmanager
+def converged(tmp_path: Path, repo: Path, *flags: str) -> Iterator[tuple[str, DaemonProcess]]:
+    """A daemon serving its API and page, once both workflows (slow, motd) converged."""
+    (repo / "slow.yaml").write_text(SLOW)
+    put(repo, file_workflow("motd", "motd.txt", "hello\n", keep=True))
+    commit(repo, "two workflows")
+    with serving(tmp_path, repo, *flags) as (base, process):
+
+        def both() -> bool:
+            process.alive()
             try:
                 listed = get_json(f"{base}/api/v1/workflows")["workflows"]
-                statuses = {w["name"]: w["status"] for w in listed}  # type: ignore[union-attr]
-                if statuses == {"slow": "Converged", "motd": "Converged"}:
-                    break
             except OSError:
-                pass
-            time.sleep(0.3)
+                return False
+            statuses = {w["name"]: w["status"] for w in listed}  # type: ignore[union-attr]
+            return statuses == {"slow": "Converged", "motd": "Converged"}
+
+        until(both, 60, "both workflows to converge", interval=0.3)
+        yield base, process
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, repo: Path) -> Iterator[str]:
+    """The base URL of a daemon serving its API and page, once both workflows converged."""
+    with converged(tmp_path, repo, "--api-docs") as (base, _process):
         yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+
+
+@pytest.fixture
+def polling_daemon(tmp_path: Path, repo: Path) -> Iterator[tuple[str, DaemonProcess]]:
+    """The daemon fetching its repository every second, and its process."""
+    with converged(tmp_path, repo, "--poll-interval", "1s") as running_daemon:
+        yield running_daemon
+
+
+def save_screenshot(page: object, tmp_path: Path, name: str) -> Path:
+    """A full-page screenshot in ``tmp_path``, copied to ``test-output/``; its path is printed."""
+    shot = tmp_path / name
+    page.screenshot(path=str(shot), full_page=True)  # type: ignore[attr-defined]
+    out = REPO_ROOT / "test-output"
+    out.mkdir(exist_ok=True)
+    shutil.copy(shot, out / f"web-{name}")
+    print(f"screenshot: {shot} (and {out / f'web-{name}'})")
+    assert shot.stat().st_size > 10_000
+    return shot
 
 
 @pytest.fixture
@@ -220,12 +212,7 @@ def test_page_shows_workflows_diagram_and_sync_updates_live(
     assert page.evaluate("window.__sameDocument") == 42  # updated live, never reloaded
     assert slow.locator("td").nth(4).inner_text() != last_run_before
 
-    shot = tmp_path / "page.png"
-    page.screenshot(path=str(shot), full_page=True)
-    out = REPO_ROOT / "test-output"
-    out.mkdir(exist_ok=True)
-    shutil.copy(shot, out / "web-page.png")
-    assert shot.stat().st_size > 10_000
+    save_screenshot(page, tmp_path, "page.png")
 
     assert CANARY not in page.content()
     # The daemon's Content-Security-Policy blocked nothing the page needs.
@@ -259,3 +246,80 @@ def test_sync_without_the_token_is_refused_on_the_page(daemon: str, chromium: ob
         timeout=10_000,
     )
     assert "token" in page.locator("#notice").inner_text().lower()
+
+
+def test_page_shows_the_failing_repository_then_the_unreachable_daemon_with_data_as_of(
+    polling_daemon: tuple[str, DaemonProcess], chromium: object, tmp_path: Path
+) -> None:
+    base, process = polling_daemon
+    page = chromium.new_page(viewport={"width": 1280, "height": 700})  # type: ignore[attr-defined]
+    page.goto(base + "/")
+    motd = page.locator('#workflows tr[data-workflow="motd"]')
+    motd.wait_for()
+    source_banner, unreachable = page.locator("#source-banner"), page.locator("#unreachable")
+    assert source_banner.is_hidden() and unreachable.is_hidden()
+    assert page.locator("#ready").inner_text() == "ready"
+
+    # The repository goes away: a banner with git's message while fetches fail, and once they
+    # have failed for 3 polls the daemon is not ready. The rows stay: they are still current.
+    repo = tmp_path / "repo"
+    os.replace(repo, tmp_path / "repo-moved-away")
+    source_banner.wait_for(state="visible", timeout=20_000)
+    text = source_banner.inner_text()
+    assert text.startswith("The repository cannot be fetched (last successful fetch ")
+    assert f"git {repo} branch main: fetch failed" in text  # git's own message, as logged
+    page.wait_for_function(
+        "() => document.querySelector('#ready').innerText === 'not ready'", timeout=20_000
+    )
+    assert "not been fetched since" in str(page.locator("#ready").get_attribute("title"))
+    assert unreachable.is_hidden()
+    save_screenshot(page, tmp_path, "page-source-failing.png")
+
+    # Back: the banner goes by itself.
+    os.replace(tmp_path / "repo-moved-away", repo)
+    source_banner.wait_for(state="hidden", timeout=20_000)
+    page.wait_for_function(
+        "() => document.querySelector('#ready').innerText === 'ready'", timeout=20_000
+    )
+
+    # The daemon dies: the rows stay, dimmed, under "daemon unreachable, data as of T".
+    process.kill()
+    unreachable.wait_for(state="visible", timeout=20_000)
+    assert unreachable.inner_text().startswith("daemon unreachable, data as of ")
+    assert "never" not in unreachable.inner_text()
+    assert page.locator("#ready").inner_text() == "unreachable"
+    assert page.locator("main.stale").count() == 1
+    assert motd.locator("td.status").inner_text() == "Converged"  # the last data, kept
+    save_screenshot(page, tmp_path, "page-daemon-unreachable.png")
+
+
+def test_the_source_banner_gives_gits_message_without_the_urls_password(
+    tmp_path: Path, chromium: object
+) -> None:
+    password = "s3cret-Pa55word-never-shown"
+    # Not "reconciler" as the user: the daemon masks the URL's user name in its log as well,
+    # "reconciler started" included.
+    url = f"http://deploy-bot:{password}@127.0.0.1:{free_port()}/ops/maintenance.git"
+    with serving(tmp_path, url, "--branch", "main") as (base, process):
+        page = chromium.new_page()  # type: ignore[attr-defined]
+
+        def answers() -> bool:
+            process.alive()
+            try:
+                get_json(f"{base}/healthz")
+            except OSError:
+                return False
+            return True
+
+        until(answers, 60, "the daemon to answer", interval=0.1)
+        page.goto(base + "/")
+        banner = page.locator("#source-banner")
+        banner.wait_for(state="visible", timeout=30_000)
+        text = banner.inner_text()
+        assert "no successful fetch since the daemon started" in text
+        assert "http://***@127.0.0.1:" in text  # git's message, about this repository
+        assert "Failed to connect" in text or "Couldn't connect" in text
+        assert page.locator("#ready").inner_text() == "not ready"
+        save_screenshot(page, tmp_path, "page-source-never-fetched.png")
+        assert password not in page.content()
+        assert password not in process.log_text()

@@ -14,28 +14,7 @@ import socket
 from pathlib import Path
 
 from reconciler.config.loader import MAX_FILE_BYTES
-
-WRITER = """\
-apiVersion: reconciler/v1
-kind: Workflow
-metadata:
-  name: {name}
-spec:
-  interval: 1h
-  start: write
-  states:
-    write:
-      action:
-        plugin: file.write
-        with: {{path: "{path}", content: "{content}"}}
-      next: done
-    done: {{end: success}}
-"""
-
-
-def writer_workflow(name: str, path: Path, content: str) -> str:
-    """A workflow that writes ``content`` to ``path``: whether it ran shows on disk."""
-    return WRITER.format(name=name, path=path, content=content)
+from tests.support.workflows import file_workflow_yaml
 
 
 def plant_hostile_files(directory: Path, *, outside: Path) -> dict[str, str]:
@@ -47,7 +26,7 @@ def plant_hostile_files(directory: Path, *, outside: Path) -> dict[str, str]:
     """
     directory.mkdir(parents=True, exist_ok=True)
     outside.mkdir(parents=True, exist_ok=True)
-    stolen = writer_workflow("elsewhere", outside / "stolen.txt", "loaded from outside")
+    stolen = file_workflow_yaml("elsewhere", outside / "stolen.txt", "loaded from outside")
     (outside / "elsewhere.yaml").write_text(stolen)
     os.mkfifo(directory / "fifo.yaml")
     (directory / "zero.yaml").symlink_to("/dev/zero")

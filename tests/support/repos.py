@@ -1,8 +1,7 @@
 """Git repositories for tests: the ops repository a source, controller or daemon under test reads.
 
 Tests build a real repository in ``tmp_path`` with :func:`init_repo`, write workflow files into it and
-:func:`commit` them; the code under test then reads it through :mod:`reconciler.sources` (the start of
-the flow: sources → snapshot → planner → queue → runner → store). :func:`git` runs any other git
+:func:`commit` them; the code under test then reads it through :mod:`reconciler.sources`. :func:`git` runs any other git
 command with a fixed test identity, so commits work on machines without a global git config.
 """
 

@@ -1,11 +1,17 @@
 // The reconciler web page: reads the daemon's JSON API and redraws every few seconds.
 // Everything it needs is served by the daemon (no CDN); data is inserted with textContent
 // only, never as HTML. Mutations (sync) send the API token typed in the header.
+// It never shows old data as if it were current: when a refresh fails, a banner says so and
+// since when the rows are; while the daemon cannot fetch its repository, a banner gives git's
+// message (the daemon masks every credential in it).
 "use strict";
 
 const REFRESH_MS = 2000;
 const SVG = "http://www.w3.org/2000/svg";
-const state = { selected: null, run: null, timer: null, generation: 0 };
+const state = { selected: null, run: null, timer: null, generation: 0, asOf: null };
+
+// fetch() rejects only when no answer came at all: the daemon is down or the network is.
+class Unreachable extends Error {}
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -32,8 +38,16 @@ const badge = (text) => el("span", { class: `badge ${text}` }, text);
 const short = (rev) => (rev ? (rev.startsWith("dir-") ? rev.slice(0, 12) : rev.slice(0, 8)) : "");
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
 
+async function get(path, options = {}) {
+  try {
+    return await fetch(path, options);
+  } catch (_) {
+    throw new Unreachable("daemon unreachable");
+  }
+}
+
 async function api(path, options = {}) {
-  const response = await fetch(path, options);
+  const response = await get(path, options);
   let body = null;
   try { body = await response.json(); } catch (_) { body = null; }
   if (!response.ok) {
@@ -197,20 +211,63 @@ function renderJournal(run) {
   }));
 }
 
+function renderReadiness(ok, body) {
+  const badgeEl = $("#ready");
+  badgeEl.textContent = ok ? "ready" : "not ready";
+  badgeEl.className = `badge ${ok ? "ready" : "notready"}`;
+  badgeEl.title = (body && body.reason) || "";
+  const source = body && body.source;
+  const banner = $("#source-banner");
+  banner.hidden = !(source && source.error);
+  if (banner.hidden) return;
+  const since = source.last_success_at
+    ? `last successful fetch ${when(source.last_success_at)}`
+    : "no successful fetch since the daemon started";
+  const revision = body.revision ? `; working from revision ${short(body.revision)}` : "";
+  banner.replaceChildren(
+    `The repository cannot be fetched (${since}${revision}): `,
+    el("code", {}, source.error));
+}
+
+// The rows stay, dimmed, with a banner saying since when they are what the page last saw.
+function renderFailure(err) {
+  const asOf = state.asOf ? state.asOf.toLocaleString() : "never";
+  const banner = $("#unreachable");
+  banner.textContent = err instanceof Unreachable
+    ? `daemon unreachable, data as of ${asOf}`
+    : `refresh failed (${err.message}), data as of ${asOf}`;
+  banner.hidden = false;
+  $("main").classList.add("stale");
+  if (err instanceof Unreachable) {
+    const badgeEl = $("#ready");
+    badgeEl.textContent = "unreachable";
+    badgeEl.className = "badge notready";
+  }
+}
+
+function renderFresh() {
+  state.asOf = new Date();
+  $("#unreachable").hidden = true;
+  $("main").classList.remove("stale");
+}
+
 // Refreshes overlap (the timer, a click, a sync); only the newest may draw, so a slow answer
 // to an older request never paints stale state over newer state.
 async function refresh() {
   const mine = ++state.generation;
   const current = () => mine === state.generation;
+  let listed = false;
   try {
-    const ready = await fetch("/readyz");
+    const ready = await get("/readyz");
+    let readiness = null;
+    try { readiness = await ready.json(); } catch (_) { readiness = null; }
     if (!current()) return;
-    const badgeEl = $("#ready");
-    badgeEl.textContent = ready.ok ? "ready" : "not ready";
-    badgeEl.className = `badge ${ready.ok ? "ready" : "notready"}`;
+    renderReadiness(ready.ok, readiness);
     const list = await api("/api/v1/workflows");
     if (!current()) return;
     renderList(list);
+    renderFresh();
+    listed = true;
     if (state.selected) {
       const name = encodeURIComponent(state.selected);
       const [wf, runs] = await Promise.all([
@@ -232,7 +289,10 @@ async function refresh() {
       else $("#journal-box").hidden = true;
     }
   } catch (err) {
-    if (current()) $("#notice").textContent = err.message;
+    if (!current()) return;
+    // The list is what the page is about: a detail that fails to load is only a notice.
+    if (err instanceof Unreachable || !listed) renderFailure(err);
+    else $("#notice").textContent = err.message;
   }
 }
 

@@ -1,6 +1,7 @@
 """A real daemon for API tests: a git repository in ``tmp_path``, a SQLite store, a running
 :class:`Controller` and the API served by uvicorn on a free loopback port (the same
-:class:`~reconciler.cli.run.ApiServer` ``reconciler run`` uses).
+:class:`~reconciler.cli.run.ApiServer` ``reconciler run`` uses), both from
+:mod:`tests.support.controller`.
 
 The repository holds ``motd`` (keeps a file's content; converges in a moment), ``slow`` (a
 ``sleep`` that stays running, for cancel and "already running") and ``broken`` (uses a plugin
@@ -9,7 +10,6 @@ that does not exist: ``Invalid``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,51 +18,20 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from pydantic import SecretStr
 
-from reconciler.api import create_app
-from reconciler.cli.run import ApiServer
 from reconciler.daemon.controller import Controller
-from reconciler.daemon.settings import DaemonSettings
-from reconciler.daemon.view import ControllerView
-from reconciler.plugin import PluginRegistry
-from reconciler.sources import open_source
 from reconciler.store import Store
+from tests.support.controller import running, serving_api
 from tests.support.repos import commit, init_repo
 from tests.support.waiting import until_async
+from tests.support.workflows import file_workflow
 
 TOKEN = "t0ken-for-tests-4c1d"
 SECRET = "hook-secret-9a7e"
 
 
 def motd(target: Path, content: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "reconciler/v1",
-        "kind": "Workflow",
-        "metadata": {"name": "motd", "labels": {"team": "ops"}},
-        "spec": {
-            "interval": "1h",
-            "inputs": {"path": str(target), "content": content},
-            "observe": {
-                "plugin": "file.read",
-                "with": {"path": "${{ inputs.path }}", "missingOk": True},
-            },
-            "desired": {"content": content},
-            "start": "write",
-            "states": {
-                "write": {
-                    "action": {
-                        "plugin": "file.write",
-                        "with": {"path": "${{ inputs.path }}", "content": "${{ inputs.content }}"},
-                    },
-                    "next": "done",
-                    "onError": "failed",
-                },
-                "done": {"end": "success"},
-                "failed": {"end": "failure"},
-            },
-        },
-    }
+    return file_workflow("motd", target, content, keep=True, labels={"team": "ops"})
 
 
 SLOW = {
@@ -165,58 +134,23 @@ async def start_daemon(
         init_repo(repo)
         write_repo(repo, out)
     url = f"file://{repo}"  # a remote: only polls (hourly) and hooks fetch, no file watcher
-    settings = DaemonSettings.load(
-        repo=url,
-        branch="main",
-        data_dir=tmp_path / "data",
-        workdir=tmp_path,
-        poll_interval=poll_interval,
-        grace_period="200ms",
-        listen="127.0.0.1:0",
-        **overrides,
-    ).model_copy(
-        update={
-            "api_token": SecretStr(token) if token is not None else None,
-            "webhook_secret": SecretStr(secret) if secret is not None else None,
-        }
-    )
-    store = await Store.open(settings.store, data_dir=settings.data_dir)
-    source = open_source(
-        url,
-        branch="main",
-        data_dir=settings.data_dir,
-        poll_interval=settings.poll_interval.total_seconds(),
-    )
-    registry = PluginRegistry.discover()
-    controller = Controller(settings, store, source=source, registry=registry)
-    server = ApiServer(create_app(ControllerView(controller)), listen=settings.listen)
-    sock = server.bind()
-    host, port = sock.getsockname()[:2]
-    stop = asyncio.Event()
-    loop_task = asyncio.create_task(controller.run(stop))
-    http_task = asyncio.create_task(server.serve(sockets=[sock]))
-    base = f"http://{host}:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-            daemon = Daemon(base, repo, out, controller, store, client)
-            await daemon.until(_started(server), "the API server to start")
-            await daemon.until(_ready(controller), "the first revision to load")
-            yield daemon
-    finally:
-        stop.set()
-        await asyncio.wait_for(loop_task, 30)
-        server.should_exit = True
-        await asyncio.wait_for(http_task, 10)
-        sock.close()
-        await registry.close()
-        await store.close()
-
-
-def _started(server: ApiServer) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return server.started
-
-    return check
+    async with (
+        running(
+            tmp_path,
+            url,
+            branch="main",
+            poll_interval=poll_interval,
+            grace_period="200ms",
+            listen="127.0.0.1:0",
+            secret_settings={"api_token": token, "webhook_secret": secret},
+            **overrides,
+        ) as (controller, store),
+        serving_api(controller) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as client,
+    ):
+        daemon = Daemon(base, repo, out, controller, store, client)
+        await daemon.until(_ready(controller), "the first revision to load")
+        yield daemon
 
 
 def _ready(controller: Controller) -> Callable[[], Awaitable[bool]]:

@@ -4,13 +4,13 @@ deleted, replaced by another file or overwritten with garbage, or its PostgreSQL
 so a probe that only pings would keep sending traffic to a daemon that has lost its history.
 
 Each test puts the store back afterwards and sees the daemon ready again: readiness follows the
-store, and the daemon shuts down cleanly on a store it can write.
+store, and the daemon shuts down cleanly on a store it can write. Each scrape of ``/metrics``
+asks the store the same question, so ``reconciler_store_up`` alerts on what the probe sees.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,9 +18,8 @@ import psycopg
 import pytest
 
 from reconciler.store import Store
-from tests.conftest import require_server
 from tests.integration.api.conftest import Daemon, start_daemon
-from tests.integration.store.conftest import PG_ADMIN_DSN, PG_HOST, PG_PORT
+from tests.support import postgres
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,6 +45,26 @@ async def test_readyz_is_503_while_the_sqlite_file_is_deleted(daemon: Daemon) ->
     finally:
         db.with_name("moved-away.db").rename(db)
     assert await readiness(daemon) == (200, "")
+
+
+async def test_each_scrape_of_metrics_says_whether_the_store_is_usable(daemon: Daemon) -> None:
+    """``reconciler_store_up`` (what ReconcilerStoreUnhealthy fires on) follows what /readyz sees."""
+
+    async def store_up() -> float:
+        text = (await daemon.client.get("/metrics")).text
+        line = next(ln for ln in text.splitlines() if ln.startswith("reconciler_store_up "))
+        return float(line.split()[1])
+
+    assert await store_up() == 1
+    db = sqlite_file(daemon)
+    moved = db.with_name("moved-away.db")
+    os.replace(db, moved)
+    try:
+        assert await store_up() == 0
+        assert (await readiness(daemon))[0] == 503
+    finally:
+        os.replace(moved, db)
+    assert await store_up() == 1
 
 
 async def test_readyz_is_503_when_the_sqlite_file_is_replaced_by_another(daemon: Daemon) -> None:
@@ -82,22 +101,8 @@ async def test_readyz_is_503_when_the_sqlite_file_is_overwritten_with_garbage(
 def pg_schema() -> Iterator[tuple[str, str]]:
     """A schema of its own in the shared ``test`` database, and a store URL using it; dropped
     afterwards (the database's other schemas are other tests')."""
-    require_server(PG_HOST, PG_PORT, "PostgreSQL")
-    schema = f"readyz_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield (
-            schema,
-            (
-                f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test"
-                f"?options=-csearch_path%3D{schema}&application_name={schema}"
-            ),
-        )
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute("SET lock_timeout = '20s'")
-            admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with postgres.schema("readyz_test") as name:
+        yield name, postgres.store_url(name, query=f"application_name={name}")
 
 
 @pytest.fixture
@@ -112,7 +117,7 @@ async def test_readyz_is_503_when_the_postgresql_tables_are_gone(
 ) -> None:
     schema, url = pg_schema
     assert await readiness(pg_daemon) == (200, "")
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+    with psycopg.connect(postgres.PG_ADMIN_DSN, autocommit=True) as admin:
         # Recreated empty, as DROP DATABASE ... WITH (FORCE) would: the daemon's connections
         # are closed first, then everything it had is gone.
         admin.execute("SET lock_timeout = '20s'")

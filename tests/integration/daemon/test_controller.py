@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import structlog
 import yaml
@@ -23,10 +21,11 @@ from reconciler.daemon.policy import UNRESTRICTED_PLUGINS_WARNING
 from reconciler.daemon.queue import Reason
 from reconciler.engine.journal import EventKind, RunRecord, RunStatus
 from reconciler.store import Health, Store, WorkflowStatusRecord
-from tests.conftest import require_server
+from tests.support import postgres
 from tests.support.controller import eventually, running
 from tests.support.repos import commit
 from tests.support.waiting import until_async
+from tests.support.workflows import file_workflow as keeps_file
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,40 +33,25 @@ pytestmark = pytest.mark.timeout(60)
 def file_workflow(
     name: str, target: Path, content: str, *, states: dict[str, Any] | None = None, **spec: Any
 ) -> dict[str, Any]:
-    """A workflow keeping ``target`` at ``content`` (observe with file.read, write with file.write)."""
-    return {
-        "apiVersion": "reconciler/v1",
-        "kind": "Workflow",
-        "metadata": {"name": name},
-        "spec": {
-            "interval": "1h",
-            "inputs": {"path": str(target), "content": content},
-            "observe": {
-                "plugin": "file.read",
-                "with": {"path": "${{ inputs.path }}", "missingOk": True},
-            },
-            "desired": {"content": content},
-            "start": "write",
-            "states": states
-            or {
-                "write": {
-                    "action": {
-                        "plugin": "file.write",
-                        "with": {"path": "${{ inputs.path }}", "content": "${{ inputs.content }}"},
-                    },
-                    "next": "done",
-                    "onError": "failed",
-                },
-                "done": {"end": "success"},
-                "failed": {"end": "failure"},
-            },
-            **spec,
-        },
-    }
+    """A workflow keeping ``target`` at ``content``, with other ``states`` or more ``spec``."""
+    document = keeps_file(name, target, content, keep=True)
+    if states:
+        document["spec"]["states"] = states
+    document["spec"].update(spec)
+    return document
 
 
 def put(repo: Path, name: str, document: dict[str, Any]) -> None:
     (repo / f"{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def with_cleanup(document: dict[str, Any], marker: Path) -> None:
+    """Give ``document`` an ``onDelete`` state that writes "bye" to ``marker``."""
+    document["spec"]["states"]["cleanup"] = {
+        "action": {"plugin": "file.write", "with": {"path": str(marker), "content": "bye"}},
+        "next": "done",
+    }
+    document["spec"]["onDelete"] = "cleanup"
 
 
 async def gone(store: Store, name: str) -> bool:
@@ -96,11 +80,7 @@ async def test_removed_workflow_runs_its_on_delete_state_then_is_retired_keeping
 ) -> None:
     target, marker = tmp_path / "motd", tmp_path / "motd.deleted"
     doc = file_workflow("motd", target, "hi")
-    doc["spec"]["states"]["cleanup"] = {
-        "action": {"plugin": "file.write", "with": {"path": str(marker), "content": "bye"}},
-        "next": "done",
-    }
-    doc["spec"]["onDelete"] = "cleanup"
+    with_cleanup(doc, marker)
     put(repo, "motd", doc)
     first = commit(repo)
     async with running(tmp_path, repo) as (_controller, store):
@@ -119,11 +99,7 @@ async def test_file_that_stops_parsing_marks_its_workflow_invalid_instead_of_del
 ) -> None:
     marker = tmp_path / "deleted"
     doc = file_workflow("motd", tmp_path / "motd", "hi")
-    doc["spec"]["states"]["cleanup"] = {
-        "action": {"plugin": "file.write", "with": {"path": str(marker), "content": "bye"}},
-        "next": "done",
-    }
-    doc["spec"]["onDelete"] = "cleanup"
+    with_cleanup(doc, marker)
     put(repo, "motd", doc)
     first = commit(repo)
     async with running(tmp_path, repo) as (_controller, store):
@@ -431,17 +407,8 @@ async def test_run_interrupted_by_shutdown_resumes_in_its_state_on_the_next_star
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A store URL on the local PostgreSQL, in a schema of its own dropped afterwards."""
-    require_server("127.0.0.1", 5432, "PostgreSQL")
-    admin_dsn = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-    schema = f"daemon_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as admin:
-            admin.execute("SET lock_timeout = '20s'")
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with postgres.schema("daemon_test") as name:
+        yield postgres.store_url(name)
 
 
 @pytest.mark.postgres

@@ -14,8 +14,8 @@ import pytest
 from reconciler.config.loader import MAX_FILE_BYTES
 from reconciler.store import Health, WorkflowStatusRecord
 from tests.support.controller import eventually, running
-from tests.support.hostile import writer_workflow
 from tests.support.repos import commit, init_repo
+from tests.support.workflows import file_workflow_yaml
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,9 +38,9 @@ async def test_a_workflow_replaced_by_a_symlink_leaving_the_directory_turns_inva
     watched, outside, out = tmp_path / "wf", tmp_path / "outside", tmp_path / "out"
     watched.mkdir()
     outside.mkdir()
-    (watched / "alpha.yaml").write_text(writer_workflow("alpha", out / "alpha.txt", "mine"))
-    (watched / "beta.yaml").write_text(writer_workflow("beta", out / "beta.txt", "mine"))
-    (outside / "alpha.yaml").write_text(writer_workflow("alpha", out / "alpha.txt", "stolen"))
+    (watched / "alpha.yaml").write_text(file_workflow_yaml("alpha", out / "alpha.txt", "mine"))
+    (watched / "beta.yaml").write_text(file_workflow_yaml("beta", out / "beta.txt", "mine"))
+    (outside / "alpha.yaml").write_text(file_workflow_yaml("alpha", out / "alpha.txt", "stolen"))
 
     async with running(tmp_path, watched, workdir=tmp_path) as (_controller, store):
         first = await eventually(store, "alpha", converged)
@@ -60,7 +60,7 @@ async def test_a_workflow_grown_past_the_size_limit_turns_invalid_naming_path_an
     tmp_path: Path,
 ) -> None:
     repo, out = init_repo(tmp_path / "repo"), tmp_path / "out"
-    (repo / "alpha.yaml").write_text(writer_workflow("alpha", out / "alpha.txt", "first"))
+    (repo / "alpha.yaml").write_text(file_workflow_yaml("alpha", out / "alpha.txt", "first"))
     first = commit(repo, "alpha")
 
     async with running(tmp_path, repo, workdir=tmp_path) as (_controller, store):

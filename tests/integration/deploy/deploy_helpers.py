@@ -1,7 +1,6 @@
 """Helpers of the chart and image tests: render charts/reconciler with the real Helm engine.
 
-The chart (charts/reconciler) and the image (Dockerfile) are the last step of the flow
-(sources → snapshot → planner → queue → runner → store): they run ``reconciler run`` — configured
+The chart (charts/reconciler) and the image (Dockerfile) are how the daemon is deployed: they run ``reconciler run`` — configured
 by :mod:`reconciler.daemon.settings` through ``RECONCILER_*`` variables — in a cluster. No cluster
 is here, so the tests render the chart offline with ``helm_python`` (Helm v4's engine, no binary),
 then check every object against the Kubernetes schemas (``kubernetes-validate``) and the two

@@ -196,9 +196,10 @@ def test_every_reconciler_variable_the_chart_sets_is_a_daemon_setting(
     installs: dict[str, Rendered], name: str
 ) -> None:
     fields = set(DaemonSettings.model_fields)
-    for var in install(installs, name).env:
-        if var.startswith("RECONCILER_"):
-            assert var.removeprefix("RECONCILER_").lower() in fields, var
+    variables = [var for var in install(installs, name).env if var.startswith("RECONCILER_")]
+    assert variables, "the chart configures the daemon through RECONCILER_* variables"
+    for var in variables:
+        assert var.removeprefix("RECONCILER_").lower() in fields, var
 
 
 def test_postgresql_with_three_replicas_shares_one_store_url_from_a_secret(
@@ -274,6 +275,43 @@ def test_the_prometheus_rule_holds_exactly_the_rules_file(installs: dict[str, Re
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
+def test_runbook_links_are_absolute_and_open_the_page_the_value_names(chart: helm.Chart) -> None:
+    """Alertmanager, Slack and pagers show runbook_url as a link: it must be absolute, and it
+    must open the docs this cluster's operators read, with each alert's own section."""
+    rules_file = yaml.safe_load(ALERTS_FILE.read_text(encoding="utf-8"))
+    anchors = {
+        rule["alert"]: rule["annotations"]["runbook_url"].partition("#")[2]
+        for group in rules_file["groups"]
+        for rule in group["rules"]
+    }
+    mirror = "https://docs.internal.example.com/reconciler/operations.html"
+    values = {
+        "repo": {"url": REPO_URL},
+        "metrics": {"prometheusRule": {"enabled": True, "runbookBaseUrl": mirror}},
+    }
+    rule = render(chart, values).one("PrometheusRule")
+    validate_object(rule)
+    links = {
+        r["alert"]: r["annotations"]["runbook_url"]
+        for group in rule["spec"]["groups"]
+        for r in group["rules"]
+    }
+    assert links == {alert: f"{mirror}#{anchor}" for alert, anchor in anchors.items()}
+    assert all(anchor for anchor in anchors.values())
+
+    default = install_defaults_with_rules(chart)
+    assert {
+        r["annotations"]["runbook_url"].partition("#")[0]
+        for group in default["spec"]["groups"]
+        for r in group["rules"]
+    } == {"https://github.com/reconciler/reconciler/blob/main/docs/operations.md"}
+
+
+def install_defaults_with_rules(chart: helm.Chart) -> dict[str, Any]:
+    values = {"repo": {"url": REPO_URL}, "metrics": {"prometheusRule": {"enabled": True}}}
+    return render(chart, values).one("PrometheusRule")
+
+
 def test_the_packaged_chart_carries_the_rules_file(
     installs: dict[str, Rendered], tmp_path: Path
 ) -> None:
@@ -289,7 +327,7 @@ def test_the_packaged_chart_carries_the_rules_file(
 def test_the_prometheus_rule_renders_whatever_rules_file_the_chart_ships(
     tmp_path: Path,
 ) -> None:
-    """The template copies files/alerts.yaml verbatim, Prometheus templating included."""
+    """The template copies files/alerts.yaml as it is, Prometheus templating included."""
     copy = tmp_path / "reconciler"
     subprocess.run(["cp", "-r", str(CHART_DIR), str(copy)], check=True)
     (copy / "files").mkdir(exist_ok=True)

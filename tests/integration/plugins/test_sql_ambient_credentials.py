@@ -68,6 +68,18 @@ async def trap() -> AsyncIterator[tuple[PasswordTrap, int]]:
         await server.wait_closed()
 
 
+async def refused_by_the_server(dsn: str, make_context: ContextFactory) -> None:
+    """``select 1`` on ``dsn`` fails (the trap refuses every login, having noted the password)."""
+    query = SqlQuery()
+    try:
+        with pytest.raises(ActionError):
+            await query.run(
+                SqlQueryRequest.model_validate({"dsn": dsn, "query": "select 1"}), make_context()
+            )
+    finally:
+        await query.close()
+
+
 @pytest.mark.parametrize("source", ["PGPASSWORD", "PGPASSFILE"])
 async def test_a_dsn_without_a_password_is_not_sent_the_daemons(
     trap: tuple[PasswordTrap, int],
@@ -84,17 +96,7 @@ async def test_a_dsn_without_a_password_is_not_sent_the_daemons(
         passfile.write_text(f"*:*:*:*:{DAEMON_PASSWORD}\n")
         passfile.chmod(0o600)
         monkeypatch.setenv("PGPASSFILE", str(passfile))
-    query = SqlQuery()
-    try:
-        with pytest.raises(ActionError):
-            await query.run(
-                SqlQueryRequest.model_validate(
-                    {"dsn": f"postgresql://postgres@127.0.0.1:{port}/test", "query": "select 1"}
-                ),
-                make_context(),
-            )
-    finally:
-        await query.close()
+    await refused_by_the_server(f"postgresql://postgres@127.0.0.1:{port}/test", make_context)
     assert DAEMON_PASSWORD not in catcher.passwords
 
 
@@ -105,15 +107,5 @@ async def test_a_dsn_with_its_own_password_still_sends_it(
 ) -> None:
     catcher, port = trap
     monkeypatch.setenv("PGPASSWORD", DAEMON_PASSWORD)
-    query = SqlQuery()
-    try:
-        with pytest.raises(ActionError):
-            await query.run(
-                SqlQueryRequest.model_validate(
-                    {"dsn": f"postgresql://app:own-pw@127.0.0.1:{port}/test", "query": "select 1"}
-                ),
-                make_context(),
-            )
-    finally:
-        await query.close()
+    await refused_by_the_server(f"postgresql://app:own-pw@127.0.0.1:{port}/test", make_context)
     assert catcher.passwords == ["own-pw"]

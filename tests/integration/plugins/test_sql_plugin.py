@@ -27,6 +27,7 @@ from reconciler.errors import Conflict, ConnectionFailed, NotFound, PathNotAllow
 from reconciler.grants import Grants
 from tests.conftest import require_server
 from tests.integration.plugins.conftest import CANARY, ContextFactory
+from tests.support.waiting import until_async
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 PG_ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
@@ -393,12 +394,14 @@ async def test_cancelled_mid_transaction_leaves_nothing_behind(
     )
     try:
         task = asyncio.create_task(plugin.run(request, make_context()))
-        for _ in range(100):  # until the insert is in (visible as a lock on the row's table)
-            await asyncio.sleep(0.05)
-            if await pg_rows(
+        await until_async(  # the insert is in: the transaction has gone on to its second statement
+            lambda: pg_rows(
                 "select 1 from pg_stat_activity where query like 'select pg_sleep(30)%'"
-            ):
-                break
+            ),
+            20,
+            "the transaction to reach pg_sleep",
+            interval=0.05,
+        )
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -7,6 +7,7 @@ status codes and bodies, KV v1 and v2 mounts (``kv/`` and ``secret/``).
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -182,6 +183,8 @@ async def test_a_cancelled_write_leaves_the_old_version_or_the_new_one_whole(
     vault: FakeVault, make_context: ContextFactory
 ) -> None:
     vault.put_kv2("secret/app/db", {"user": "app", "password": "p1"})
+    # One worker thread: what is handed to it after the write runs only once the write is over.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
     task = asyncio.create_task(
         VaultKvWrite().run(
             write(vault, generate=["password"], length=16, rotate=True), make_context()
@@ -191,7 +194,7 @@ async def test_a_cancelled_write_leaves_the_old_version_or_the_new_one_whole(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(0.2)  # a request already on the wire finishes in its worker thread
+    await asyncio.to_thread(lambda: None)  # a request already on the wire has finished
     versions = [v.data for v in vault.kv2["secret/app/db"]]
     assert versions[0] == {"user": "app", "password": "p1"}
     assert all(set(v) == {"user", "password"} for v in versions)

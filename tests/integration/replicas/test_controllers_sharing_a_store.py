@@ -7,28 +7,22 @@ removed from git while another replica runs it, and suspend/resume through one r
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from reconciler.daemon.controller import Controller
-from reconciler.daemon.policy import restrict_registry
-from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine.journal import RunRecord, RunStatus
-from reconciler.plugin import PluginRegistry
-from reconciler.sources import open_source
 from reconciler.store import Health, Store
-from tests.conftest import require_server
+from tests.support import postgres
+from tests.support.controller import running
 from tests.support.repos import commit, init_repo
 from tests.support.waiting import until_async
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
 
-PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
 SLOW = """\
 apiVersion: reconciler/v1
@@ -56,17 +50,9 @@ spec:
 
 
 @pytest.fixture
-async def store_url() -> AsyncIterator[str]:
-    require_server("127.0.0.1", 5432, "PostgreSQL")
-    schema = f"replicas_ctl_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute("SET lock_timeout = '20s'")
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+def store_url() -> Iterator[str]:
+    with postgres.schema("replicas_ctl") as name:
+        yield postgres.store_url(name)
 
 
 Replicas = Callable[[int], Awaitable[list[tuple[Controller, Store]]]]
@@ -90,30 +76,17 @@ async def replicas(tmp_path: Path, store_url: str) -> AsyncIterator[Replicas]:
 async def replica(
     tmp_path: Path, store_url: str, name: str
 ) -> AsyncIterator[tuple[Controller, Store]]:
-    settings = DaemonSettings.load(
-        repo=str(tmp_path / "repo"),
+    async with running(
+        tmp_path,
+        tmp_path / "repo",
         data_dir=tmp_path / f"data-{name}",
-        workdir=tmp_path,
         store=store_url,
-        poll_interval="200ms",
         grace_period="1s",
         replica_id=name,
         lease_ttl="2s",
-    )
-    store = await Store.open(settings.store, data_dir=settings.data_dir)
-    source = open_source(str(tmp_path / "repo"), data_dir=settings.data_dir, poll_interval=0.2)
-    registry = restrict_registry(PluginRegistry.discover(), None)
-    controller = Controller(settings, store, source=source, registry=registry)
-    stop = asyncio.Event()
-    task = asyncio.create_task(controller.run(stop))
-    try:
+    ) as (controller, store):
         await asyncio.wait_for(controller.ready.wait(), 20)
         yield controller, store
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await registry.close()
-        await store.close()
 
 
 async def wait_for_runs(
@@ -197,10 +170,15 @@ async def test_a_workflow_suspended_through_one_replica_does_not_run_on_another(
     (repo / "quick.yaml").write_text(SLOW.format(name="quick", seconds=0, marker=tmp_path / "m"))
     commit(repo, "quick workflow")
     (one, store), (two, _) = await replicas(2)
-    await wait_for_runs(
+    [run] = await wait_for_runs(
         store, "quick", lambda runs: len(runs) == 1 and runs[0].finished_at is not None
     )
-    await asyncio.sleep(0.2)  # the run's replica stores its status and lets the workflow go
+
+    async def run_status_stored() -> bool:  # the run's replica is done with the workflow
+        status = await store.get_status("quick")
+        return status is not None and status.last_run_id == run.id
+
+    await until_async(run_status_stored, 10, "the run's status to be stored")
 
     assert await two.suspend("quick")
     assert one.request_sync("quick")

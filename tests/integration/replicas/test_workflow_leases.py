@@ -11,38 +11,29 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from reconciler.daemon.replicas import WorkflowLeases, current_fence, lease_name
 from reconciler.engine.journal import RunRecord, RunStatus
 from reconciler.errors import LeaseLost, StoreError
 from reconciler.store import Health, Store, WorkflowStatusRecord
-from tests.conftest import require_server
+from tests.support import postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
-
-PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
 
 @pytest.fixture
 async def pg_store(tmp_path: Path) -> AsyncIterator[Store]:
-    require_server("127.0.0.1", 5432, "PostgreSQL")
-    schema = f"leases_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    store = await Store.open(url, data_dir=tmp_path)
-    try:
-        yield store
-    finally:
-        await store.close()
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute("SET lock_timeout = '20s'")
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with postgres.schema("leases_test") as name:
+        store = await Store.open(postgres.store_url(name), data_dir=tmp_path)
+        try:
+            yield store
+        finally:
+            await store.close()
 
 
 def a_run(workflow: str) -> RunRecord:
@@ -103,10 +94,10 @@ async def test_a_replica_whose_lease_was_taken_over_cannot_write_and_stops(
             await asyncio.sleep(0.7)  # paused past its TTL without renewing
             async with fast.hold("app") as took_over:
                 assert took_over
-                done = run.model_copy(update={"status": RunStatus.SUCCEEDED})
+                done = replace(run, status=RunStatus.SUCCEEDED)
                 await pg_store.run_finished(done, fence=current_fence())
             # back under the slow replica's stale lease: its late write is refused
-            late = run.model_copy(update={"status": RunStatus.FAILED})
+            late = replace(run, status=RunStatus.FAILED)
             await pg_store.run_finished(late, fence=current_fence())
     record = await pg_store.get_run(run.id)
     assert record is not None and record.status is RunStatus.SUCCEEDED
@@ -124,7 +115,7 @@ async def test_renewal_keeps_a_lease_and_a_failed_renewal_cancels_the_holder(
         async with mine.hold("app") as claimed:
             assert claimed
             entered.set()
-            await asyncio.sleep(3600)
+            await asyncio.sleep(3600)  # holds on until the failed renewal cancels it
 
     keeper = asyncio.create_task(mine.maintain(on_orphans=lambda names: None, busy=list))
     holder = asyncio.create_task(hold_forever())

@@ -334,7 +334,7 @@ async def test_token_upkeep_renews_while_no_run_reads_anything(vault: FakeVault)
     stop = asyncio.Event()
     upkeep = asyncio.create_task(client.keep_token_alive(stop))
     try:
-        await asyncio.sleep(4.5)  # past the token's first 3 s
+        await asyncio.sleep(4.5)  # an expiring TTL: past the token's first 3 s (real clock)
     finally:
         stop.set()
         await asyncio.wait_for(upkeep, 5)

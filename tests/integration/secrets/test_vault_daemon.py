@@ -9,25 +9,17 @@ the broken secret converge as usual.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from reconciler.daemon.controller import Controller
-from reconciler.daemon.policy import restrict_registry
-from reconciler.daemon.settings import DaemonSettings
-from reconciler.plugin import PluginRegistry
-from reconciler.secrets.resolver import DefaultResolver, SecretResolver, resolver_from_settings
+from reconciler.secrets.resolver import DefaultResolver
 from reconciler.secrets.vault import VaultClient, VaultConfig
-from reconciler.sources import open_source
-from reconciler.store import Health, Store, WorkflowStatusRecord
+from reconciler.store import Health, WorkflowStatusRecord
 from tests.integration.secrets.conftest import APP_POLICY
-from tests.support.controller import eventually
+from tests.support.controller import eventually, running
 from tests.support.repos import commit
 from tests.support.vault_server import FakeVault
 
@@ -65,35 +57,6 @@ def put(repo: Path, name: str, target: Path, ref: str) -> None:
     (repo / f"{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
 
 
-@asynccontextmanager
-async def running(
-    tmp_path: Path, repo: Path, secrets: SecretResolver | None, **settings: Any
-) -> AsyncIterator[tuple[Controller, Store]]:
-    config = DaemonSettings.load(
-        repo=str(repo),
-        data_dir=tmp_path / "data",
-        workdir=tmp_path,
-        poll_interval="200ms",
-        grace_period="5s",
-        **settings,
-    )
-    store = await Store.open(config.store, data_dir=config.data_dir)
-    source = open_source(str(repo), data_dir=config.data_dir, poll_interval=0.2)
-    registry = restrict_registry(PluginRegistry.discover(), config.allow_plugins)
-    if secrets is None:
-        secrets = resolver_from_settings(config)
-    controller = Controller(config, store, source=source, registry=registry, secrets=secrets)
-    stop = asyncio.Event()
-    task = asyncio.create_task(controller.run(stop))
-    try:
-        yield controller, store
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await registry.close()
-        await store.close()
-
-
 def degraded(s: WorkflowStatusRecord) -> bool:
     return s.status is Health.DEGRADED
 
@@ -123,7 +86,7 @@ async def test_daemon_settings_reach_vault_and_each_bad_reference_fails_only_its
         put(repo, "forbidden", out / "forbidden", "vault:secret/payments/card#number")
         put(repo, "nokey", out / "nokey", "vault:secret/app/db#passwd")
         commit(repo)
-        async with running(tmp_path, repo, None, vault_addr=vault.addr) as (_c, store):
+        async with running(tmp_path, repo, vault_addr=vault.addr) as (_c, store):
             await eventually(store, "kv2", converged)
             await eventually(store, "kv1", converged)
             missing = await eventually(store, "missing", degraded)
@@ -174,7 +137,7 @@ async def test_broken_vault_degrades_only_the_workflows_using_it_and_the_retry_r
     else:
         vault.stop()
     try:
-        async with running(tmp_path, repo, secrets) as (controller, store):
+        async with running(tmp_path, repo, resolver=secrets) as (controller, store):
             app = await eventually(store, "app", degraded)
             local = await eventually(store, "local", converged)
             assert controller.queue.failures("app") == 1

@@ -11,16 +11,20 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from reconciler.sources import Revision, Source
 from tests.support.net import free_port
 from tests.support.waiting import until
+
+T = TypeVar("T")
 
 GIT_ENV = {
     **os.environ,
@@ -178,6 +182,34 @@ def texts(revision: Revision) -> dict[str, str]:
 async def next_revision(queue: asyncio.Queue[Revision], *, within: float = 10.0) -> Revision:
     """The next revision a running source delivered (``within`` is a generous safety limit)."""
     return await asyncio.wait_for(queue.get(), timeout=within)
+
+
+async def revision_after(
+    queue: asyncio.Queue[Revision],
+    change: Callable[[int], T],
+    *,
+    within: float = 10.0,
+    every: float = 0.5,
+) -> tuple[Revision, list[T]]:
+    """Make ``change`` until a running source delivers a revision; that revision and what each
+    call of ``change`` returned.
+
+    ``change`` is called (in a worker thread) with 1, 2, ... and must change something each time.
+    A watcher may not be watching yet when the first change lands: repeating the change every
+    ``every`` seconds until a revision arrives waits for the revision itself instead of sleeping
+    a guessed "long enough for the watcher to start". ``within`` is a safety limit.
+    """
+    made: list[T] = []
+    deadline = time.monotonic() + within
+    while True:
+        made.append(await asyncio.to_thread(change, len(made) + 1))
+        try:
+            return await asyncio.wait_for(queue.get(), timeout=every), made
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"no revision after {len(made)} changes in {within}s"
+                ) from None
 
 
 @asynccontextmanager

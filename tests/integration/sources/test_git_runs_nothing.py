@@ -41,6 +41,14 @@ class Trap:
     def calls(self) -> str:
         return self.marker.read_text() if self.marker.exists() else ""
 
+    def config(self) -> tuple[tuple[str, str], ...]:
+        """Git settings that would run the trap: a hooks path, an fsmonitor, and an auto gc."""
+        return (
+            ("core.hooksPath", str(self.hooks)),
+            ("core.fsmonitor", str(self.script)),
+            ("gc.auto", "1"),
+        )
+
 
 def plant_hook(hooks: Path, name: str, trap: Trap) -> None:
     hooks.mkdir(parents=True, exist_ok=True)
@@ -63,14 +71,20 @@ def set_config(git_dir: Path, *pairs: tuple[str, str]) -> None:
         git(git_dir, "--git-dir", str(git_dir), "config", key, value)
 
 
-async def test_hooks_written_into_the_daemons_bare_clone_never_run(
-    remote: Remote, tmp_path: Path, trap: Trap
-) -> None:
+async def cloned(remote: Remote, tmp_path: Path) -> RemoteGitSource:
+    """A source on ``remote`` that has fetched its first commit, so its clone exists."""
     remote.work.commit({"a.yaml": "one\n"})
     remote.work.push()
     source = open_source(remote.file_url, branch="main", data_dir=tmp_path / "data")
     assert isinstance(source, RemoteGitSource)
     assert await source.fetch() is not None
+    return source
+
+
+async def test_hooks_written_into_the_daemons_bare_clone_never_run(
+    remote: Remote, tmp_path: Path, trap: Trap
+) -> None:
+    source = await cloned(remote, tmp_path)
     clone = clone_dir(source)
     for hook in HOOKS:
         plant_hook(clone / "hooks", hook, trap)
@@ -90,17 +104,8 @@ async def test_hooks_written_into_the_daemons_bare_clone_never_run(
 async def test_hooks_path_and_fsmonitor_set_in_the_clones_config_never_run(
     remote: Remote, tmp_path: Path, trap: Trap
 ) -> None:
-    remote.work.commit({"a.yaml": "one\n"})
-    remote.work.push()
-    source = open_source(remote.file_url, branch="main", data_dir=tmp_path / "data")
-    assert isinstance(source, RemoteGitSource)
-    assert await source.fetch() is not None
-    set_config(
-        clone_dir(source),
-        ("core.hooksPath", str(trap.hooks)),
-        ("core.fsmonitor", str(trap.script)),
-        ("gc.auto", "1"),
-    )
+    source = await cloned(remote, tmp_path)
+    set_config(clone_dir(source), *trap.config())
 
     remote.work.commit({"a.yaml": "two\n"})
     remote.work.push()
@@ -129,12 +134,7 @@ async def test_hooks_hooks_path_and_fsmonitor_of_a_local_repository_never_run(
     source = open_source(str(work.path), data_dir=tmp_path / "data")
     first = await source.fetch()
     assert first is not None
-    set_config(
-        dot_git,
-        ("core.hooksPath", str(trap.hooks)),
-        ("core.fsmonitor", str(trap.script)),
-        ("gc.auto", "1"),
-    )
+    set_config(dot_git, *trap.config())
 
     sha = commit_without_running_anything(work, {"a.yaml": "two\n"})
     second = await source.fetch()
@@ -146,11 +146,7 @@ async def test_hooks_hooks_path_and_fsmonitor_of_a_local_repository_never_run(
 async def test_a_url_rewrite_to_ext_in_the_clones_config_is_refused(
     remote: Remote, tmp_path: Path, trap: Trap
 ) -> None:
-    remote.work.commit({"a.yaml": "one\n"})
-    remote.work.push()
-    source = open_source(remote.file_url, branch="main", data_dir=tmp_path / "data")
-    assert isinstance(source, RemoteGitSource)
-    assert await source.fetch() is not None
+    source = await cloned(remote, tmp_path)
     set_config(
         clone_dir(source),
         ("protocol.ext.allow", "always"),

@@ -36,13 +36,9 @@ async def fetch_measuring_peak(source: Source) -> tuple[Revision, int]:
     return revision, peak
 
 
-async def test_a_blob_over_the_limit_is_refused_naming_path_and_size_and_never_read(
-    remote: Remote, tmp_path: Path
-) -> None:
-    write_big(remote.work, "big.yaml", BIG)
-    remote.work.commit({"small.yaml": "a: 1\n"})
-    remote.work.push()
-    source = RemoteGitSource(
+def limited_source(remote: Remote, tmp_path: Path) -> RemoteGitSource:
+    """A source on ``remote`` that refuses files over :data:`LIMIT` bytes."""
+    return RemoteGitSource(
         remote.file_url,
         branch="main",
         subpath="",
@@ -50,6 +46,15 @@ async def test_a_blob_over_the_limit_is_refused_naming_path_and_size_and_never_r
         poll_interval=60,
         max_file_bytes=LIMIT,
     )
+
+
+async def test_a_blob_over_the_limit_is_refused_naming_path_and_size_and_never_read(
+    remote: Remote, tmp_path: Path
+) -> None:
+    write_big(remote.work, "big.yaml", BIG)
+    remote.work.commit({"small.yaml": "a: 1\n"})
+    remote.work.push()
+    source = limited_source(remote, tmp_path)
 
     revision, peak = await fetch_measuring_peak(source)
 
@@ -67,14 +72,7 @@ async def test_a_commit_that_grows_a_file_past_the_limit_refuses_it_and_shrinkin
 ) -> None:
     remote.work.commit({"grows.yaml": "a: 1\n", "other.yaml": "b: 2\n"})
     remote.work.push()
-    source = RemoteGitSource(
-        remote.file_url,
-        branch="main",
-        subpath="",
-        data_dir=tmp_path / "data",
-        poll_interval=60,
-        max_file_bytes=LIMIT,
-    )
+    source = limited_source(remote, tmp_path)
     await source.fetch()
 
     write_big(remote.work, "grows.yaml", BIG)

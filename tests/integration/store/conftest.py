@@ -4,19 +4,13 @@ through the connection options, so Alembic's version table lives there too) drop
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from reconciler.store import Store
-from tests.conftest import require_server
-
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=test"
+from tests.support import postgres
 
 OpenStore = Callable[[], Awaitable[Store]]
 
@@ -27,19 +21,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield str(tmp_path / "data" / "store.db")
         return
-    require_server(PG_HOST, PG_PORT, "PostgreSQL")
-    schema = f"store_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield (
-            f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test"
-            f"?options=-csearch_path%3D{schema}"
-        )
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute("SET lock_timeout = '20s'")  # fail, not hang, if a store was left open
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with postgres.schema("store_test") as name:
+        yield postgres.store_url(name)
 
 
 @pytest.fixture

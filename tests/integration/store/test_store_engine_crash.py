@@ -1,6 +1,5 @@
 """The store under the real engine: a process killed with SIGKILL mid-run leaves a run that a
-new process finds in ``unfinished_runs`` and resumes in the journaled state (DESIGN §4
-"Durability"), on SQLite and on PostgreSQL."""
+new process finds in ``unfinished_runs`` and resumes in the journaled state, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ from reconciler.engine.journal import EventKind, RunStatus
 from reconciler.engine.runner import Engine
 from reconciler.plugin import PluginRegistry
 from reconciler.store import Store
+from tests.support.waiting import until_async
 
 
 def machine(b_argv: list[str]) -> dict[str, Any]:
@@ -80,14 +80,14 @@ async def test_a_killed_process_leaves_a_run_that_resumes_in_its_state(
         json.dumps(machine(["sleep", "60"])),
         start_new_session=True,
     )
+
+    async def in_state_b() -> bool:
+        run = await store.get_run("crashy")
+        assert child.returncode is None, "the child ended before reaching state b"
+        return run is not None and run.current_state == "b"
+
     try:
-        async with asyncio.timeout(30):
-            while True:
-                run = await store.get_run("crashy")
-                if run is not None and run.current_state == "b":
-                    break
-                assert child.returncode is None, "the child ended before reaching state b"
-                await asyncio.sleep(0.05)
+        await until_async(in_state_b, 30, "the child's run to reach state b", interval=0.05)
     finally:
         with contextlib.suppress(ProcessLookupError):  # already gone if it failed early
             os.killpg(child.pid, signal.SIGKILL)  # the process and its `sleep` die at once

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
+from reconciler.engine.journal import (
+    JOURNAL_ENTRIES,
+    EventKind,
+    JournalEntry,
+    RunRecord,
+    RunStatus,
+)
 from reconciler.errors import StoreError
 from reconciler.store import Store
 
@@ -17,7 +24,7 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def entry(run_id: str, seq: int, kind: EventKind, **fields: object) -> JournalEntry:
-    return JournalEntry.model_validate(
+    return JOURNAL_ENTRIES.validate_python(
         {"run_id": run_id, "seq": seq, "kind": kind, "at": T0 + timedelta(seconds=seq), **fields}
     )
 
@@ -71,14 +78,13 @@ async def test_transition_moves_the_run_and_carries_its_outputs(store: Store) ->
 async def test_run_finished_stores_status_error_and_outputs(store: Store) -> None:
     run = RunRecord(id="r1", workflow="wf", reason="drift", started_at=T0)
     await store.run_started(run)
-    done = run.model_copy(
-        update={
-            "status": RunStatus.FAILED,
-            "finished_at": T0 + timedelta(minutes=1),
-            "error": "HTTP5xx: 503 from https://api.example",
-            "outputs": {"apply": {"ok": False}},
-            "current_state": "apply",
-        }
+    done = replace(
+        run,
+        status=RunStatus.FAILED,
+        finished_at=T0 + timedelta(minutes=1),
+        error="HTTP5xx: 503 from https://api.example",
+        outputs={"apply": {"ok": False}},
+        current_state="apply",
     )
     await store.run_finished(done)
 

@@ -4,6 +4,7 @@ run a workflow's status points at always stay."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,9 +29,7 @@ async def add_run(
     await store.record(JournalEntry(run_id=run_id, seq=1, kind=EventKind.RUN_STARTED))
     if status is not RunStatus.RUNNING:
         await store.run_finished(
-            run.model_copy(
-                update={"status": status, "finished_at": NOW - age + timedelta(seconds=5)}
-            )
+            replace(run, status=status, finished_at=NOW - age + timedelta(seconds=5))
         )
 
 
@@ -134,7 +133,7 @@ async def test_background_pruning_prunes_until_cancelled(store: Store) -> None:
     real_now = datetime.now(UTC)
     for i in range(3):
         run = RunRecord(id=f"r{i}", workflow="wf", started_at=real_now - timedelta(hours=3 - i))
-        await store.run_started(run.model_copy(update={"status": RunStatus.SUCCEEDED}))
+        await store.run_started(replace(run, status=RunStatus.SUCCEEDED))
 
     task = asyncio.create_task(prune_periodically(store, 1, keep_days=None, interval=0.01))
     try:

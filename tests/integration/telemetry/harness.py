@@ -19,6 +19,7 @@ from prometheus_client.samples import Sample
 
 from reconciler.telemetry.metrics import REGISTRY
 from tests.support.waiting import until_async
+from tests.support.workflows import file_workflow as keeps_file
 
 
 def put(repo: Path, name: str, document: dict[str, Any]) -> None:
@@ -36,24 +37,7 @@ def workflow(name: str, states: dict[str, Any], *, start: str, **spec: Any) -> d
 
 def file_workflow(name: str, target: Path, content: str) -> dict[str, Any]:
     """Keeps ``target`` at ``content``: observe with file.read, write with file.write."""
-    return workflow(
-        name,
-        {
-            "write": {
-                "action": {
-                    "plugin": "file.write",
-                    "with": {"path": str(target), "content": content},
-                },
-                "next": "done",
-                "onError": "failed",
-            },
-            "done": {"end": "success"},
-            "failed": {"end": "failure"},
-        },
-        start="write",
-        observe={"plugin": "file.read", "with": {"path": str(target), "missingOk": True}},
-        desired={"content": content},
-    )
+    return keeps_file(name, target, content, keep=True)
 
 
 def failing_workflow(name: str) -> dict[str, Any]:

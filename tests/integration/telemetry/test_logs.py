@@ -1,4 +1,4 @@
-"""The daemon's JSON log lines carry workflow, run, state and revision (DESIGN §6 "Logs").
+"""The daemon's JSON log lines carry workflow, run, state and revision.
 
 Configures logging as ``reconciler run`` does, with stderr going to a file (so not a terminal,
 hence JSON lines), runs a real

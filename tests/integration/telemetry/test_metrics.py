@@ -1,4 +1,4 @@
-"""``/metrics`` after real runs through a real Controller: every metric of DESIGN §6, right values.
+"""``/metrics`` after real runs through a real Controller: every metric of docs/operations.md, right values.
 
 Each test commits workflows to a git repository in ``tmp_path`` — one that converges, one whose
 action times out (and is retried), one whose secret is missing, one file that does not load —
@@ -19,6 +19,7 @@ import pytest
 
 from reconciler import __version__
 from reconciler.config.loader import load_text
+from reconciler.daemon.planner import Reason
 from reconciler.errors import ActionError
 from reconciler.plugin import PluginRegistry
 from reconciler.store import Health
@@ -118,6 +119,15 @@ async def test_exposition_after_real_runs_shows_every_named_metric_with_the_righ
             )
         assert value("reconciler_workflow_in_sync", workflow=ok) == 1
         assert value("reconciler_workflow_in_sync", workflow=bad) is None, "no probe: unknown"
+        # why each has its status: one series per workflow, the reason the status row gives
+        for name in (ok, bad, secret, broken):
+            stored = await store.get_status(name)
+            assert stored is not None
+            assert series("reconciler_workflow_reason", workflow=name) == [
+                {"workflow": name, "reason": stored.reason}
+            ]
+        assert series("reconciler_workflow_reason", workflow=bad)[0]["reason"] == "RunFailed"
+        assert series("reconciler_workflow_reason", workflow=broken)[0]["reason"] == "InvalidSpec"
 
         last_success = value("reconciler_workflow_last_success_timestamp_seconds", workflow=ok)
         assert ok_status.last_success_at is not None
@@ -255,6 +265,8 @@ async def test_label_values_stay_bounded_however_many_runs_happen(tmp_path: Path
                 assert val in error_names
             elif key == "provider":
                 assert val in SECRET_PROVIDERS
+            elif key == "reason" and name == "reconciler_workflow_reason":
+                assert val in {r.value for r in Reason} | {"None", "Other"}
             elif key == "reason":
                 assert val in SECRET_REASONS
     assert len([1 for n, _ in after if n == "reconciler_snapshot_info"]) == 1

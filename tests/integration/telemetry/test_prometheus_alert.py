@@ -1,13 +1,18 @@
-"""A real Prometheus server scrapes a running daemon and raises the failing-workflow alert.
+"""A real Prometheus server scrapes a running daemon and raises the failing-workflow alert and
+the failing-probe alert.
 
 Starts ``reconciler run`` (a subprocess serving ``/metrics`` on a free loopback port) on a git
-repository whose one workflow fails on every run, and Debian's ``/usr/bin/prometheus`` on
+repository with two broken workflows — one fails on every run, the other's probe reads a file
+that is not there, so it is ``Degraded``/``ObserveFailed`` and never runs — and Debian's ``/usr/bin/prometheus`` on
 another free port, scraping the daemon every second and evaluating a test copy of
 ``charts/reconciler/files/alerts.yaml`` every second (``for:`` shortened to 1s; the expressions
 are the shipped ones). The test then polls Prometheus' own ``/api/v1/alerts`` until
-``ReconcilerWorkflowFailing`` for that workflow is pending or firing — the second failed run
-(after a 10 s back-off) is what makes ``increase()`` positive — and checks that the alerts about
-a healthy daemon (absent, git sync stale, config invalid) stay silent.
+``ReconcilerWorkflowFailing`` for that workflow is pending or firing — the first failed run
+leaves it ``Degraded`` with reason ``RunFailed``, which the rule reads from
+``reconciler_workflow_reason`` — and ``ReconcilerWorkflowProbeFailing`` for the other (which
+raises no failing-workflow alert: it never ran), and checks that the alerts about
+a healthy daemon (absent, git sync stale, config invalid, store unhealthy, probe failing) stay
+silent.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +29,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.telemetry.harness import failing_workflow, put
+from tests.integration.telemetry.harness import failing_workflow, put, workflow
 from tests.support.daemon import run_command, without_settings
 from tests.support.net import free_port
 from tests.support.repos import commit, init_repo
@@ -49,6 +53,17 @@ def wait_for(url: str, *, proc: subprocess.Popen[bytes], log: Path, within: floa
         until(answers, within, f"{url} to answer", interval=0.1)
     except AssertionError as exc:
         raise AssertionError(f"{exc}:\n{log.read_text()[-3000:]}") from None
+
+
+def probe_failing_workflow(name: str, missing: Path) -> dict[str, Any]:
+    """Its probe reads ``missing``, which nobody writes: every check fails, no run starts."""
+    return workflow(
+        name,
+        {"done": {"end": "success"}},
+        start="done",
+        observe={"plugin": "file.read", "with": {"path": str(missing)}},
+        desired={"content": "hello\n"},
+    )
 
 
 @pytest.fixture
@@ -76,8 +91,10 @@ def test_real_prometheus_raises_the_failing_workflow_alert_from_the_daemons_metr
         pytest.skip(message)
 
     name = f"doomed-{uuid.uuid4().hex[:8]}"
+    blind = f"blind-{uuid.uuid4().hex[:8]}"
     repo = init_repo(tmp_path / "repo")
     put(repo, name, failing_workflow(name))
+    put(repo, blind, probe_failing_workflow(blind, tmp_path / "never-written.txt"))
     commit(repo)
 
     daemon_port, prometheus_port = free_port(), free_port()
@@ -137,34 +154,53 @@ def test_real_prometheus_raises_the_failing_workflow_alert_from_the_daemons_metr
         found: list[dict[str, Any]] = httpx.get(f"{api}/alerts", timeout=5).json()["data"]["alerts"]
         return found
 
-    deadline = time.monotonic() + 60
-    failing: list[dict[str, Any]] = []
-    while not failing:
+    def raised(alertname: str, workflow: str) -> list[dict[str, Any]]:
         assert processes[0].poll() is None, daemon_log.read_text()[-3000:]
-        assert time.monotonic() < deadline, (
-            f"no ReconcilerWorkflowFailing within 60 s; alerts: {alerts()}\n"
-            f"targets: {httpx.get(f'{api}/targets', timeout=5).text[:2000]}"
-        )
-        failing = [
+        return [
             a
             for a in alerts()
-            if a["labels"].get("alertname") == "ReconcilerWorkflowFailing"
-            and a["labels"].get("workflow") == name
+            if a["labels"].get("alertname") == alertname
+            and a["labels"].get("workflow") == workflow
             and a["state"] in ("pending", "firing")
         ]
-        time.sleep(0.5)
+
+    failing = until(
+        lambda: raised("ReconcilerWorkflowFailing", name),
+        60,
+        f"ReconcilerWorkflowFailing for {name}",
+        interval=0.5,
+    )
+    until(
+        lambda: raised("ReconcilerWorkflowProbeFailing", blind),
+        60,
+        f"ReconcilerWorkflowProbeFailing for {blind}",
+        interval=0.5,
+    )
 
     alert = failing[0]
     assert alert["labels"]["severity"] == "warning"
     assert alert["labels"]["job"] == "reconciler"
     assert alert["annotations"]["summary"] == f"Workflow {name} keeps failing"
-    assert alert["annotations"]["runbook_url"] == "docs/operations.md#reconcilerworkflowfailing"
+    assert alert["annotations"]["runbook_url"] == (
+        "https://github.com/reconciler/reconciler/blob/main/docs/operations.md"
+        "#reconcilerworkflowfailing"
+    )
     # Prometheus saw what the alert is built on, scraped from the daemon
     query = f'reconciler_runs_total{{workflow="{name}",result="failed"}}'
     result = httpx.get(f"{api}/query", params={"query": query}, timeout=5).json()["data"]
-    assert float(result["result"][0]["value"][1]) >= 2
+    assert float(result["result"][0]["value"][1]) >= 1
     targets = httpx.get(f"{api}/targets", timeout=5).json()["data"]["activeTargets"]
     assert [t["health"] for t in targets] == ["up"]
     # a healthy, scraped daemon with a valid repository raises none of these
-    quiet = {"ReconcilerAbsent", "ReconcilerGitSyncStale", "ReconcilerConfigInvalid"}
+    quiet = {
+        "ReconcilerAbsent",
+        "ReconcilerGitSyncStale",
+        "ReconcilerConfigInvalid",
+        "ReconcilerStoreUnhealthy",
+    }
     assert not [a for a in alerts() if a["labels"]["alertname"] in quiet]
+    # the blind workflow never ran: its probe alert is the only one about it
+    assert not raised("ReconcilerWorkflowFailing", blind)
+    probe = raised("ReconcilerWorkflowProbeFailing", blind)[0]
+    assert probe["labels"]["reason"] == "ObserveFailed"
+    assert probe["annotations"]["runbook_url"].endswith("#reconcilerworkflowprobefailing")

@@ -9,6 +9,7 @@ from typing import Any
 from reconciler.config.models import Workflow
 from reconciler.config.snapshot import Problem
 from reconciler.daemon.planner import (
+    Decision,
     Next,
     Reason,
     RunReason,
@@ -118,16 +119,30 @@ def test_dependent_waits_until_dependency_is_converged_at_this_revision() -> Non
     assert ready.next is Next.OBSERVE
 
 
-def test_out_of_sync_starts_a_drift_run_and_explains_the_diff() -> None:
-    decision = plan_observed(
-        workflow(),
-        converged(),
-        revision="r2",
-        digest="d1",
-        observation=seen({"content": "hi"}, {"content": "bye"}),
-        manual=False,
+def observed(
+    observation: Seen | None,
+    *,
+    wf: Workflow | None = None,
+    status: WorkflowStatusRecord | None = None,
+    revision: str = "r2",
+    digest: str = "d1",
+    manual: bool = False,
+) -> Decision:
+    """What the planner decides for ``wf`` (default: :func:`workflow`) after observing it,
+    its last status being ``status`` (default: :func:`converged`), at :data:`NOW`."""
+    return plan_observed(
+        wf or workflow(),
+        status or converged(),
+        revision=revision,
+        digest=digest,
+        observation=observation,
+        manual=manual,
         now=NOW,
     )
+
+
+def test_out_of_sync_starts_a_drift_run_and_explains_the_diff() -> None:
+    decision = observed(seen({"content": "hi"}, {"content": "bye"}))
     assert decision.next is Next.RUN
     assert decision.run_reason is RunReason.DRIFT
     assert decision.status.sync is Sync.OUT_OF_SYNC
@@ -138,14 +153,10 @@ def test_out_of_sync_starts_a_drift_run_and_explains_the_diff() -> None:
 
 
 def test_in_sync_workflow_whose_spec_changed_is_converged_without_a_run() -> None:
-    decision = plan_observed(
-        workflow(),
-        converged(digest="old"),
-        revision="r2",
+    decision = observed(
+        seen({"content": "hi"}, {"content": "hi", "size": 2}),
+        status=converged(digest="old"),
         digest="new",
-        observation=seen({"content": "hi"}, {"content": "hi", "size": 2}),
-        manual=False,
-        now=NOW,
     )
     assert decision.next is Next.DONE
     assert decision.converged
@@ -158,30 +169,14 @@ def test_in_sync_workflow_whose_spec_changed_is_converged_without_a_run() -> Non
 
 
 def test_manual_sync_runs_even_when_in_sync() -> None:
-    decision = plan_observed(
-        workflow(),
-        converged(),
-        revision="r1",
-        digest="d1",
-        observation=seen({"content": "hi"}, {"content": "hi"}),
-        manual=True,
-        now=NOW,
-    )
+    decision = observed(seen({"content": "hi"}, {"content": "hi"}), revision="r1", manual=True)
     assert decision.next is Next.RUN
     assert decision.run_reason is RunReason.MANUAL
 
 
 def test_workflow_without_probe_runs_when_its_spec_changed_and_not_otherwise() -> None:
     wf = workflow(probe=False)
-    changed = plan_observed(
-        wf,
-        converged(digest="old"),
-        revision="r2",
-        digest="new",
-        observation=None,
-        manual=False,
-        now=NOW,
-    )
+    changed = observed(None, wf=wf, status=converged(digest="old"), digest="new")
     assert changed.next is Next.RUN
     assert changed.run_reason is RunReason.SPEC_CHANGE
     assert changed.message == "workflow motd: spec changed and it has no observe probe"
@@ -192,15 +187,7 @@ def test_workflow_without_probe_runs_when_its_spec_changed_and_not_otherwise() -
     assert unknown.run_reason is RunReason.SPEC_CHANGE
     assert unknown.message == "workflow motd: no run of it is recorded and it has no observe probe"
 
-    same = plan_observed(
-        wf,
-        converged(digest="d1"),
-        revision="r2",
-        digest="d1",
-        observation=None,
-        manual=False,
-        now=NOW,
-    )
+    same = observed(None, wf=wf, status=converged(digest="d1"))
     assert same.next is Next.DONE
     assert same.status.status is Health.CONVERGED
     assert same.status.last_applied_revision == "r2"
@@ -208,29 +195,13 @@ def test_workflow_without_probe_runs_when_its_spec_changed_and_not_otherwise() -
 
 def test_workflow_without_probe_retries_after_a_failed_run() -> None:
     failed = converged().model_copy(update={"status": Health.DEGRADED, "failures": 1})
-    decision = plan_observed(
-        workflow(probe=False),
-        failed,
-        revision="r1",
-        digest="d1",
-        observation=None,
-        manual=False,
-        now=NOW,
-    )
+    decision = observed(None, wf=workflow(probe=False), status=failed, revision="r1")
     assert decision.next is Next.RUN
     assert decision.run_reason is RunReason.RETRY
 
 
 def test_failing_probe_degrades_and_backs_off_without_running() -> None:
-    decision = plan_observed(
-        workflow(),
-        converged(),
-        revision="r2",
-        digest="d1",
-        observation=Seen(None, None, [], "ConnectionFailed: refused"),
-        manual=False,
-        now=NOW,
-    )
+    decision = observed(Seen(None, None, [], "ConnectionFailed: refused"))
     assert decision.next is Next.DONE
     assert decision.failed
     assert decision.status.status is Health.DEGRADED
@@ -238,17 +209,30 @@ def test_failing_probe_degrades_and_backs_off_without_running() -> None:
     assert decision.status.reason == Reason.OBSERVE_FAILED
 
 
-def test_successful_run_that_leaves_drift_is_degraded_drift_remains() -> None:
-    decision = plan_finished(
+def finished(
+    observation: Seen | None,
+    *,
+    status: WorkflowStatusRecord | None = None,
+    run_id: str = "run-2",
+    error: str | None = None,
+) -> Decision:
+    """What the planner decides when run ``run_id`` of :func:`workflow` at revision ``r2``
+    (spec ``d2``) finished with ``error``, its last status being ``status`` (default:
+    :func:`converged`), and a probe afterwards saw ``observation``."""
+    return plan_finished(
         workflow(),
-        converged(),
+        status or converged(),
         revision="r2",
         digest="d2",
-        run_id="3f2a9c0e-aaaa",
-        error=None,
-        observation=seen({"content": "hi"}, {"content": "bye"}),
+        run_id=run_id,
+        error=error,
+        observation=observation,
         now=NOW,
     )
+
+
+def test_successful_run_that_leaves_drift_is_degraded_drift_remains() -> None:
+    decision = finished(seen({"content": "hi"}, {"content": "bye"}), run_id="3f2a9c0e-aaaa")
     assert decision.failed
     assert decision.status.status is Health.DEGRADED
     assert decision.status.reason == Reason.DRIFT_REMAINS
@@ -259,16 +243,7 @@ def test_successful_run_that_leaves_drift_is_degraded_drift_remains() -> None:
 
 def test_failed_run_is_degraded_run_failed_and_counts_failures() -> None:
     before = converged().model_copy(update={"failures": 2})
-    decision = plan_finished(
-        workflow(),
-        before,
-        revision="r2",
-        digest="d2",
-        run_id="run-2",
-        error="Conflict: exists",
-        observation=None,
-        now=NOW,
-    )
+    decision = finished(None, status=before, error="Conflict: exists")
     assert decision.failed
     assert decision.status.status is Health.DEGRADED
     assert decision.status.reason == Reason.RUN_FAILED
@@ -281,16 +256,7 @@ def test_failed_run_is_degraded_run_failed_and_counts_failures() -> None:
 
 def test_successful_run_that_converges_records_the_revision_and_resets_failures() -> None:
     before = converged().model_copy(update={"failures": 4, "status": Health.PROGRESSING})
-    decision = plan_finished(
-        workflow(),
-        before,
-        revision="r2",
-        digest="d2",
-        run_id="run-2",
-        error=None,
-        observation=seen({"content": "hi"}, {"content": "hi"}),
-        now=NOW,
-    )
+    decision = finished(seen({"content": "hi"}, {"content": "hi"}), status=before)
     assert decision.converged and not decision.failed
     assert decision.status.status is Health.CONVERGED
     assert decision.status.reason == Reason.RUN_SUCCEEDED
@@ -317,14 +283,10 @@ def test_probe_without_desired_state_decides_like_a_workflow_without_probe() -> 
     del body["spec"]["desired"]
     wf = Workflow.model_validate(body)
     observation = Seen({"content": "anything"}, None)
-    unchanged = plan_observed(
-        wf, converged(), revision="r2", digest="d1", observation=observation, manual=False, now=NOW
-    )
+    unchanged = observed(observation, wf=wf)
     assert unchanged.next is Next.DONE
     assert unchanged.status.status is Health.CONVERGED
-    changed = plan_observed(
-        wf, converged(), revision="r2", digest="d2", observation=observation, manual=False, now=NOW
-    )
+    changed = observed(observation, wf=wf, digest="d2")
     assert changed.next is Next.RUN
     assert changed.run_reason is RunReason.SPEC_CHANGE
     assert changed.status.message == "spec changed and its probe has no desired state"

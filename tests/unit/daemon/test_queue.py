@@ -145,13 +145,14 @@ def test_removed_key_is_not_handed_out() -> None:
 async def test_get_waits_for_work_and_returns_none_after_shutdown() -> None:
     queue = WorkQueue()
     waiter = asyncio.create_task(queue.get())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # one turn of the loop runs the getter up to its wait on the queue
     assert not waiter.done()
     queue.add("motd")
     item = await asyncio.wait_for(waiter, 1)
     assert item is not None and item.key == "motd"
     pending = asyncio.create_task(queue.get())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # the getter is waiting on the queue when it shuts down
+    assert not pending.done()
     queue.shutdown()
     assert await asyncio.wait_for(pending, 1) is None
 

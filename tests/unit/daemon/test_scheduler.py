@@ -10,6 +10,7 @@ import pytest
 
 from reconciler.config.models import Workflow
 from reconciler.daemon.scheduler import DriftScheduler, schedule_of
+from tests.support.waiting import until_async
 
 
 def workflow(name: str, **spec: Any) -> Workflow:
@@ -41,10 +42,7 @@ async def test_due_interval_job_reports_the_workflow_name() -> None:
     scheduler.sync({"motd": workflow("motd", interval="20ms")})
     scheduler.start()
     try:
-        for _ in range(100):
-            if due:
-                break
-            await asyncio.sleep(0.01)
+        await until_async(lambda: due, 4, "the job to report motd as due")
     finally:
         scheduler.shutdown()
     assert due and set(due) == {"motd"}
@@ -69,6 +67,7 @@ async def test_unchanged_schedule_keeps_its_job_and_removed_workflow_loses_it() 
     try:
         scheduler.sync({"a": workflow("a", interval="1h"), "b": workflow("b", interval="1h")})
         first = scheduler.next_check("a")
+        # time passing is the test: a job made again now would be due 20 ms later than ``first``
         await asyncio.sleep(0.02)
         scheduler.sync({"a": workflow("a", interval="1h", suspend=False)})
         assert scheduler.next_check("a") == first

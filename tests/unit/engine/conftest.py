@@ -105,7 +105,7 @@ class Sleep(Plugin[SleepRequest, EchoResponse]):
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self.started.set()
         try:
-            await asyncio.sleep(request.seconds)
+            await asyncio.sleep(request.seconds)  # a slow plugin: the work takes this long
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
@@ -134,7 +134,7 @@ class Probe(Plugin[ProbeRequest, EchoResponse]):
     async def run(self, request: ProbeRequest, context: ActionContext) -> EchoResponse:
         self.calls += 1
         try:
-            await asyncio.sleep(request.seconds)
+            await asyncio.sleep(request.seconds)  # a slow probe: it takes this long to answer
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
@@ -188,7 +188,7 @@ class Messages(SubscribePlugin[MessagesRequest, Response]):
     ) -> AsyncIterator[Mapping[str, Any]]:
         try:
             for message in request.messages:
-                await asyncio.sleep(request.gap)
+                await asyncio.sleep(request.gap)  # a slow source: messages come this far apart
                 self.delivered += 1
                 yield message
             await asyncio.Event().wait()

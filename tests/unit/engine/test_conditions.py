@@ -12,6 +12,17 @@ from reconciler.plugin import PluginRegistry
 END = {"done": {"end": "success"}, "failed": {"end": "failure"}}
 
 
+def poll_to_done(
+    plugin: str, with_: dict[str, Any], *, every: str, until: str = "true"
+) -> dict[str, Any]:
+    """A transition to ``done`` once an answer of ``plugin``, asked every ``every``, passes
+    ``until``."""
+    return {
+        "to": "done",
+        "poll": {"plugin": plugin, "with": with_, "every": every, "until": until},
+    }
+
+
 async def test_a_wait_beats_a_slow_poll_and_the_poll_sees_cancellation(
     engine: Engine, registry: PluginRegistry, wf: Any, entries: Any
 ) -> None:
@@ -19,15 +30,7 @@ async def test_a_wait_beats_a_slow_poll_and_the_poll_sees_cancellation(
         {
             "wait": {
                 "transitions": [
-                    {
-                        "to": "done",
-                        "poll": {
-                            "plugin": "test.probe",
-                            "with": {"seconds": 5},
-                            "every": "1ms",
-                            "until": "true",
-                        },
-                    },
+                    poll_to_done("test.probe", {"seconds": 5}, every="1ms"),
                     {"to": "failed", "after": "30ms"},
                 ]
             },
@@ -76,15 +79,7 @@ async def test_a_non_retryable_poll_error_ends_the_wait_and_is_routed(
         {
             "wait": {
                 "transitions": [
-                    {
-                        "to": "done",
-                        "poll": {
-                            "plugin": "test.fail",
-                            "with": {"error": "NotFound"},
-                            "every": "1ms",
-                            "until": "true",
-                        },
-                    },
+                    poll_to_done("test.fail", {"error": "NotFound"}, every="1ms"),
                     {"to": "failed", "after": "10s"},
                     {"to": "missing", "on": "NotFound"},
                 ]
@@ -105,15 +100,9 @@ async def test_poll_retries_through_retryable_errors(
         {
             "wait": {
                 "transitions": [
-                    {
-                        "to": "done",
-                        "poll": {
-                            "plugin": "test.fail",
-                            "with": {"error": "ConnectionFailed", "times": 3},
-                            "every": "2ms",
-                            "until": "true",
-                        },
-                    },
+                    poll_to_done(
+                        "test.fail", {"error": "ConnectionFailed", "times": 3}, every="2ms"
+                    ),
                     {"to": "failed", "after": "5s"},
                 ]
             },

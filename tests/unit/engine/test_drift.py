@@ -1,4 +1,4 @@
-"""diff_subset: desired must be a subset of observed (DESIGN §3 `desired`)."""
+"""diff_subset: desired must be a subset of observed."""
 
 from __future__ import annotations
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pydot
@@ -32,7 +35,9 @@ def make(states: dict[str, Any], *, start: str | None = None) -> Workflow:
     )
 
 
-# The DESIGN §3 example: every kind of condition appears once.
+# The format guide's example: every kind of condition appears once.
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
 DESIGN_EXAMPLE = make(
     {
         "create": {
@@ -247,11 +252,29 @@ def test_names_that_are_not_states_are_ignored_in_current_and_visited() -> None:
     assert [n.name for n in diagram.nodes if n.visited] == ["create"]
 
 
-def test_output_is_deterministic() -> None:
-    assert to_mermaid(DESIGN_EXAMPLE, current="create") == to_mermaid(
-        DESIGN_EXAMPLE, current="create"
+def test_output_is_the_same_whatever_the_hash_seed() -> None:
+    # Within one process set and hash orders never change, so comparing two calls proves
+    # nothing: render in processes with different PYTHONHASHSEED and compare those.
+    script = (
+        "from tests.unit.engine.test_graph import DESIGN_EXAMPLE\n"
+        "from reconciler.engine.graph import to_dot, to_mermaid\n"
+        "print(to_mermaid(DESIGN_EXAMPLE, current='create'))\n"
+        "print(to_dot(DESIGN_EXAMPLE))\n"
     )
-    assert to_dot(DESIGN_EXAMPLE) == to_dot(DESIGN_EXAMPLE)
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert outputs == {
+        to_mermaid(DESIGN_EXAMPLE, current="create") + "\n" + to_dot(DESIGN_EXAMPLE) + "\n"
+    }
 
 
 @pytest.mark.parametrize(

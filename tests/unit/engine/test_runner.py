@@ -1,4 +1,4 @@
-"""The run loop: actions, transitions, errors, timeouts, retries, resume, cancellation (DESIGN §3)."""
+"""The run loop: actions, transitions, errors, timeouts, retries, resume, cancellation."""
 
 from __future__ import annotations
 

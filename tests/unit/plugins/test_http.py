@@ -76,7 +76,7 @@ SLOW_ARRIVED = threading.Event()
 
 async def slow(request: Request) -> Response:
     SLOW_ARRIVED.set()
-    await asyncio.sleep(float(request.query_params.get("seconds", "5")))
+    await asyncio.sleep(float(request.query_params.get("seconds", "5")))  # a slow server
     return PlainTextResponse("late")
 
 

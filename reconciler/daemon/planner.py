@@ -346,8 +346,8 @@ def _still_failed(
     """Keep ``Degraded``/``RunFailed`` and the failed run's message; record what the probe saw
     (``observed``: sync, diff, observed_at), or ``Unknown`` sync when it failed (``probe_error``).
 
-    Not a new failure: it neither backs off nor counts, and nothing runs until a manual sync,
-    a spec change or drift.
+    Not a new failure: ``failures`` does not grow and an agreeing probe does not back off (a
+    failing one backs off, as always); nothing runs until a manual sync, a spec change or drift.
     """
     run = (base.last_run_id or "?")[:8]
     if probe_error is not None:

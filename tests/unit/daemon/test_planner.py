@@ -292,30 +292,19 @@ def test_probe_without_desired_state_decides_like_a_workflow_without_probe() -> 
     assert changed.status.message == "spec changed and its probe has no desired state"
 
 
-def failed_run(*, digest: str = "d1", sync: Sync = Sync.SYNCED) -> WorkflowStatusRecord:
-    """The status a failed run ``run-2f`` of the spec ``digest`` left behind."""
-    return plan_finished(
-        workflow(),
-        converged(),
-        revision="r2",
-        digest=digest,
-        run_id="run-2f",
-        error="CommandFailed: sh exited with code 1",
-        observation=None,
-        now=NOW,
-    ).status.model_copy(update={"sync": sync})
+def failed_run(*, sync: Sync = Sync.SYNCED) -> WorkflowStatusRecord:
+    """The status a failed run ``run-2f`` of the spec ``d2`` (at revision ``r2``) left behind,
+    with ``sync`` as the probe last saw it."""
+    failed = finished(None, run_id="run-2f", error="CommandFailed: sh exited with code 1")
+    return failed.status.model_copy(update={"sync": sync})
+
+
+IN_SYNC = seen({"content": "hi"}, {"content": "hi"})
+DRIFTED = seen({"content": "hi"}, {"content": "bye"})
 
 
 def test_failed_run_stays_degraded_although_the_probe_now_agrees() -> None:
-    decision = plan_observed(
-        workflow(),
-        failed_run(sync=Sync.OUT_OF_SYNC),
-        revision="r2",
-        digest="d1",
-        observation=seen({"content": "hi"}, {"content": "hi"}),
-        manual=False,
-        now=NOW,
-    )
+    decision = observed(IN_SYNC, status=failed_run(sync=Sync.OUT_OF_SYNC), digest="d2")
     assert decision.next is Next.DONE
     assert not decision.converged and not decision.failed
     assert decision.status.status is Health.DEGRADED
@@ -329,15 +318,8 @@ def test_failed_run_stays_degraded_although_the_probe_now_agrees() -> None:
 
 
 def test_failed_run_stays_degraded_when_the_probe_then_fails_with_sync_unknown() -> None:
-    decision = plan_observed(
-        workflow(),
-        failed_run(),
-        revision="r2",
-        digest="d1",
-        observation=Seen(None, None, [], "ConnectionFailed: refused"),
-        manual=False,
-        now=NOW,
-    )
+    broken_probe = Seen(None, None, [], "ConnectionFailed: refused")
+    decision = observed(broken_probe, status=failed_run(), digest="d2")
     assert decision.status.reason == Reason.RUN_FAILED
     assert decision.status.status is Health.DEGRADED
     assert decision.status.sync is Sync.UNKNOWN
@@ -346,15 +328,7 @@ def test_failed_run_stays_degraded_when_the_probe_then_fails_with_sync_unknown()
 
 
 def test_failed_run_is_cleared_by_a_spec_change_that_is_in_sync() -> None:
-    decision = plan_observed(
-        workflow(),
-        failed_run(digest="d1"),
-        revision="r3",
-        digest="d2",
-        observation=seen({"content": "hi"}, {"content": "hi"}),
-        manual=False,
-        now=NOW,
-    )
+    decision = observed(IN_SYNC, status=failed_run(), revision="r3", digest="d3")
     assert decision.converged
     assert decision.status.status is Health.CONVERGED
     assert decision.status.reason == Reason.IN_SYNC
@@ -362,39 +336,14 @@ def test_failed_run_is_cleared_by_a_spec_change_that_is_in_sync() -> None:
 
 
 def test_failed_run_is_retried_by_a_manual_sync_and_by_drift() -> None:
-    manual = plan_observed(
-        workflow(),
-        failed_run(),
-        revision="r2",
-        digest="d1",
-        observation=seen({"content": "hi"}, {"content": "hi"}),
-        manual=True,
-        now=NOW,
-    )
+    manual = observed(IN_SYNC, status=failed_run(), digest="d2", manual=True)
     assert manual.next is Next.RUN and manual.run_reason is RunReason.MANUAL
-    drift = plan_observed(
-        workflow(),
-        failed_run(),
-        revision="r2",
-        digest="d1",
-        observation=seen({"content": "hi"}, {"content": "bye"}),
-        manual=False,
-        now=NOW,
-    )
+    drift = observed(DRIFTED, status=failed_run(), digest="d2")
     assert drift.next is Next.RUN and drift.run_reason is RunReason.DRIFT
 
 
 def test_failed_run_is_cleared_by_a_run_that_succeeds() -> None:
-    decision = plan_finished(
-        workflow(),
-        failed_run(),
-        revision="r2",
-        digest="d1",
-        run_id="run-3",
-        error=None,
-        observation=seen({"content": "hi"}, {"content": "hi"}),
-        now=NOW,
-    )
+    decision = finished(IN_SYNC, status=failed_run(), run_id="run-3")
     assert decision.converged
     assert decision.status.reason == Reason.RUN_SUCCEEDED
     assert decision.status.failures == 0
@@ -402,15 +351,7 @@ def test_failed_run_is_cleared_by_a_run_that_succeeds() -> None:
 
 def test_failed_spec_change_without_probe_is_retried_with_reason_retry() -> None:
     wf = workflow(probe=False)
-    first = plan_observed(
-        wf,
-        converged(digest="d1"),
-        revision="r2",
-        digest="d2",
-        observation=None,
-        manual=False,
-        now=NOW,
-    )
+    first = observed(None, wf=wf, status=converged(digest="d1"), digest="d2")
     assert first.run_reason is RunReason.SPEC_CHANGE
     after = plan_finished(
         wf,
@@ -422,8 +363,6 @@ def test_failed_spec_change_without_probe_is_retried_with_reason_retry() -> None
         observation=None,
         now=NOW,
     )
-    again = plan_observed(
-        wf, after.status, revision="r2", digest="d2", observation=None, manual=False, now=NOW
-    )
+    again = observed(None, wf=wf, status=after.status, digest="d2")
     assert again.run_reason is RunReason.RETRY
     assert again.status.reason == Reason.RETRYING

@@ -95,6 +95,12 @@ class LeaseLost(StoreError):
     """A write fenced by a lease was refused because another owner has since acquired it."""
 
 
+class RunLeftUnfinished(ReconcilerError):
+    """A journal's ``run_finished`` kept a cancelled run unfinished instead of ending it: the
+    daemon is shutting down and the run resumes in its state on the next start. The engine
+    catches it and does not report the run as finished. Not an ``ActionError``."""
+
+
 class SourceError(ReconcilerError):
     """The source of workflow files (``reconciler/sources``) failed. Not an ``ActionError``."""
 

@@ -327,16 +327,31 @@ async def _exchange(
         ) from None
 
 
+ERROR_SAYS = 200
+"""Characters of a plain-text or JSON error body quoted in the error's message."""
+
+
+def _says(body: str, *, content_type: str) -> str:
+    """``": <what the server said>"`` — the first line of a plain-text or JSON error body (an
+    HTML page says nothing useful in one line), so that a run's error and the workflow's status
+    show why; ``""`` otherwise. ``body`` is already redacted."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind != "text/plain" and not (kind == "application/json" or kind.endswith("+json")):
+        return ""
+    first = next((line.strip() for line in body.splitlines() if line.strip()), "")
+    if len(first) > ERROR_SAYS:
+        first = first[: ERROR_SAYS - 1] + "…"
+    return f": {first}" if first else ""
+
+
 def status_error(answer: _Answer, *, method: str, url: str, context: ActionContext) -> HTTPError:
     """The named error for a status the caller did not accept (never holds header values)."""
     status = answer.status
     where = f"{method} {context.redact(mask_url(str(url)))}"
-    details: dict[str, Any] = {
-        "status": status,
-        "url": where,
-        "body": context.redact(answer.text())[:ERROR_BODY_TAIL],
-    }
+    body = context.redact(answer.text())[:ERROR_BODY_TAIL]
+    details: dict[str, Any] = {"status": status, "url": where, "body": body}
     message = f"{where} answered {status} {answer.response.reason_phrase}".rstrip()
+    message += _says(body, content_type=answer.response.headers.get("content-type", ""))
     if status == 429:
         retry_after = answer.response.headers.get("retry-after")
         if retry_after is not None and retry_after.strip().isdigit():

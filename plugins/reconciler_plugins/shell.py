@@ -18,7 +18,12 @@ What callers may rely on:
   ``HOME``, ``LANG``, ``LC_ALL``, ``LC_CTYPE``, ``TZ``, ``USER``, ``LOGNAME`` and ``TMPDIR``,
   plus ``env`` from the request;
 * stdout and stderr are each capped to their last 64 KiB (``truncated`` says when) and pass
-  through ``context.redact`` before they are returned or put in an error.
+  through ``context.redact`` before they are returned or put in an error;
+* a failure says why: :class:`~reconciler.errors.CommandFailed` (and ``Timeout``) carry the
+  redacted tail of stdout and of stderr (last 20 lines, at most 2 KiB each) in ``details``, which
+  the journal, ``/api/v1/runs/{id}`` and ``reconciler runs ID`` show, and the message ends with
+  the command's last line of output ("sh exited with code 1: Job for web.service failed…"), which
+  the run's error and the workflow's status show.
 """
 
 from __future__ import annotations
@@ -37,13 +42,19 @@ from reconciler.config.models import Duration
 from reconciler.errors import CommandFailed, NotFound, PathNotAllowed, Timeout
 from reconciler.plugin import ActionContext, LocalPath, Plugin, Request, Response
 
-__all__ = ["OUTPUT_CAP", "ShellRun", "ShellRunRequest", "ShellRunResponse"]
+__all__ = ["OUTPUT_CAP", "ShellRun", "ShellRunRequest", "ShellRunResponse", "output_tail"]
 
 OUTPUT_CAP = 64 * 1024
 """Bytes of stdout and of stderr kept (the tail)."""
 
 ERROR_TAIL = 2048
-"""Characters of stderr kept in a :class:`CommandFailed`'s details."""
+"""Characters of stdout and of stderr kept in a failure's details (the tail)."""
+
+ERROR_TAIL_LINES = 20
+"""Lines of stdout and of stderr kept in a failure's details (the tail)."""
+
+LAST_LINE = 200
+"""Characters of the output's last line quoted in a failure's message."""
 
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "TMPDIR")
 """The only variables of the daemon's environment a child sees (besides ``env``)."""
@@ -198,6 +209,34 @@ async def _reap(proc: asyncio.subprocess.Process) -> None:
         await asyncio.shield(proc.wait())
 
 
+def output_tail(text: str) -> str:
+    """The end of an (already redacted) output as a failure keeps it: its last
+    :data:`ERROR_TAIL_LINES` lines, at most :data:`ERROR_TAIL` characters."""
+    lines = text.splitlines(keepends=True)[-ERROR_TAIL_LINES:]
+    return "".join(lines)[-ERROR_TAIL:]
+
+
+def failure(stdout: str, stderr: str) -> tuple[str, dict[str, str]]:
+    """What a failed command said, from its redacted output: ``": <last line>"`` to end the
+    error's message (stderr's, else stdout's; ``""`` when both are empty) and the tails for
+    its details."""
+    last = next(
+        (
+            line.strip()
+            for text in (stderr, stdout)
+            for line in reversed(text.splitlines())
+            if line.strip()
+        ),
+        "",
+    )
+    if len(last) > LAST_LINE:
+        last = last[: LAST_LINE - 1] + "…"
+    return (f": {last}" if last else ""), {
+        "stdout": output_tail(stdout),
+        "stderr": output_tail(stderr),
+    }
+
+
 def _child_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
     env.setdefault("PATH", _DEFAULT_PATH)
@@ -209,7 +248,7 @@ class ShellRun(Plugin[ShellRunRequest, ShellRunResponse]):
     """Run a command (argv, or a shell command line with shell: true) and capture its output.
 
     Errors: ``CommandFailed`` (an exit code not in ``okExitCodes``; details hold ``exitCode`` and
-    the redacted tail of ``stderr``; a program that cannot be found or executed fails with exit
+    the redacted tails of ``stdout`` and ``stderr``, the message ends with the last line; a program that cannot be found or executed fails with exit
     code 127 or 126, as in a shell), ``NotFound`` (``cwd`` does not exist), ``PathNotAllowed``
     (``cwd`` or ``creates`` outside the file roots or under a denied directory), ``Timeout``.
     No default retry: a command is not assumed to be safe to repeat.
@@ -253,16 +292,16 @@ class ShellRun(Plugin[ShellRunRequest, ShellRunResponse]):
             )
         except FileNotFoundError:
             raise CommandFailed(
-                f"{shown}: command not found", details={"exitCode": 127, "stderr": ""}
+                f"{shown}: command not found", details={"exitCode": 127, "stdout": "", "stderr": ""}
             ) from None
         except PermissionError:
             raise CommandFailed(
-                f"{shown}: permission denied", details={"exitCode": 126, "stderr": ""}
+                f"{shown}: permission denied", details={"exitCode": 126, "stdout": "", "stderr": ""}
             ) from None
         except OSError as exc:
             raise CommandFailed(
                 f"{shown}: cannot execute ({exc.strerror})",
-                details={"exitCode": 126, "stderr": ""},
+                details={"exitCode": 126, "stdout": "", "stderr": ""},
             ) from None
 
         out, err = _Tail(OUTPUT_CAP), _Tail(OUTPUT_CAP)
@@ -277,9 +316,10 @@ class ShellRun(Plugin[ShellRunRequest, ShellRunResponse]):
                 )
         except TimeoutError:
             await _reap(proc)
+            _, tails = failure(context.redact(out.text()), context.redact(err.text()))
             raise Timeout(
                 f"{shown} did not finish within {seconds:g}s; its process group was killed",
-                details={"stderr": context.redact(err.text())[-ERROR_TAIL:]},
+                details=tails,
             ) from None
         except BaseException:
             # cancellation (or anything unexpected): leave no process behind, then re-raise
@@ -290,9 +330,9 @@ class ShellRun(Plugin[ShellRunRequest, ShellRunResponse]):
         assert code is not None
         stdout, stderr = context.redact(out.text()), context.redact(err.text())
         if code not in request.ok_exit_codes:
+            said, tails = failure(stdout, stderr)
             raise CommandFailed(
-                f"{shown} exited with code {code}",
-                details={"exitCode": code, "stderr": stderr[-ERROR_TAIL:]},
+                f"{shown} exited with code {code}{said}", details={"exitCode": code, **tails}
             )
         return ShellRunResponse(
             changed=request.changed,

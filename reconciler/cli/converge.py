@@ -9,8 +9,13 @@ in the same history the daemon keeps; otherwise runs are journaled in memory.
 
 Decisions are the daemon's own (:func:`reconciler.daemon.check.check_workflow`, then
 :func:`~reconciler.daemon.planner.plan_finished` after a run), taken per workflow in
-``dependsOn`` order as the daemon takes them for a workflow it sees for the first time (no
-stored status): suspended → skipped; a dependency not converged (failed, invalid, not selected)
+``dependsOn`` order from the workflow's stored status when there is history (``--data-dir`` or
+``--store``: the status the daemon, or an earlier ``apply`` on that store, recorded — ``apply``
+records each outcome there too, except over a status a daemon wrote), else as the daemon takes them for a workflow it sees for the
+first time (no stored status). With history, a workflow without a probe whose spec is unchanged
+since its last run, which succeeded, has nothing to do, so ``plan --detailed-exitcode`` exits 0
+on a converged tree; without history such a workflow counts as "would run" (nothing says its
+spec ever ran) and the output says so. Then: suspended → skipped; a dependency not converged (failed, invalid, not selected)
 → skipped; observe says in sync → nothing to do; observe failed → failed (no run on a blind
 guess); otherwise (out of sync, or no probe) → run, then observe again: still out of sync →
 ``Degraded`` (a failure: "run finished, drift remains"). Each outcome carries the status and
@@ -28,7 +33,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -46,6 +51,9 @@ from reconciler.errors import ConfigError, StoreError
 from reconciler.plugin import PluginRegistry
 from reconciler.secrets.resolver import resolver_from_env
 from reconciler.status import Health, WorkflowStatusRecord
+
+if TYPE_CHECKING:
+    from reconciler.store import Store
 
 PathsArg = Annotated[list[Path], typer.Argument(help="Workflow files or directories.")]
 WorkflowOpt = Annotated[
@@ -118,10 +126,32 @@ def _sync_of(observation: Observation | None) -> str:
     return "Synced" if observation.in_sync else "OutOfSync"
 
 
+@dataclass
+class History:
+    """Where runs are journaled and, when history is kept, the statuses read and recorded."""
+
+    journal: Journal
+    store: Store | None = None
+    """The store of ``--data-dir``/``--store``; ``None``: no history (runs journaled in memory)."""
+    stored: dict[str, WorkflowStatusRecord] = field(default_factory=dict)
+    """Every workflow's stored status, read once at the start."""
+
+    async def record(self, status: WorkflowStatusRecord) -> None:
+        """Keep ``status`` as the workflow's stored status (``apply`` with history only) — unless
+        a daemon keeps that workflow's status: a row it wrote (at a git revision) is left alone,
+        so an ``apply`` next to a daemon never overwrites what the daemon decided (nor makes a
+        replica take ``local`` for a newer revision than its own)."""
+        if self.store is None:
+            return
+        before = self.stored.get(status.name)
+        if before is None or before.last_attempted_revision in {None, REVISION}:
+            await self.store.put_status(status)
+
+
 @asynccontextmanager
-async def _journal(data_dir: Path | None, store_url: str | None) -> AsyncIterator[Journal]:
+async def _history(data_dir: Path | None, store_url: str | None) -> AsyncIterator[History]:
     if data_dir is None and store_url is None:
-        yield MemoryJournal()
+        yield History(MemoryJournal())
         return
     from reconciler.store import Store  # the store is only needed when history is kept
 
@@ -130,7 +160,8 @@ async def _journal(data_dir: Path | None, store_url: str | None) -> AsyncIterato
     except StoreError as exc:
         raise fail(str(exc)) from None
     try:
-        yield store
+        stored = {st.name: st for st in await store.list_statuses()}
+        yield History(store, store, stored)
     finally:
         await store.close()
 
@@ -144,13 +175,17 @@ def _settled(outcome: Outcome, decision: Decision) -> Outcome:
 
 
 async def _check(
-    engine: Engine, lw: LoadedWorkflow, statuses: dict[str, WorkflowStatusRecord]
+    engine: Engine,
+    lw: LoadedWorkflow,
+    statuses: dict[str, WorkflowStatusRecord],
+    stored: WorkflowStatusRecord | None,
 ) -> tuple[Outcome, Decision, Observation | None]:
-    """The daemon's decision for ``lw`` as if it saw it for the first time."""
+    """The daemon's decision for ``lw`` from its ``stored`` status (``None``: as if the daemon
+    saw it for the first time)."""
     wf = lw.workflow
     decision, observation = await check_workflow(
         lw,
-        None,
+        stored,
         revision=REVISION,
         statuses={d: statuses[d] for d in wf.spec.depends_on if d in statuses},
         observe=lambda: engine.observe(wf),
@@ -200,15 +235,21 @@ async def _run(
 
 
 async def _step(
-    engine: Engine, lw: LoadedWorkflow, statuses: dict[str, WorkflowStatusRecord], *, apply: bool
+    engine: Engine,
+    lw: LoadedWorkflow,
+    statuses: dict[str, WorkflowStatusRecord],
+    *,
+    apply: bool,
+    history: History,
 ) -> Outcome:
-    """Check (and with ``apply`` run) one workflow; record the status it leaves in ``statuses``.
+    """Check (and with ``apply`` run) one workflow; record the status it leaves in ``statuses``
+    (and, for ``apply``, in the history's store).
 
     ``plan`` records a workflow that would run as converged, as if its run succeeded: what
     depends on it is then checked too (as ``terraform plan`` assumes its changes apply).
     """
     name = lw.name
-    out, decision, observation = await _check(engine, lw, statuses)
+    out, decision, observation = await _check(engine, lw, statuses, history.stored.get(name))
     status = decision.status
     if decision.next is Next.RUN and apply:
         observed = observation.observed if observation is not None else None
@@ -219,12 +260,14 @@ async def _step(
         )
     else:
         out.after = out.before
+    if apply:
+        await history.record(status)
     statuses[name] = status
     return out
 
 
 async def _converge(
-    ws: Workspace, *, apply: bool, journal: Journal, registry: PluginRegistry, show: bool
+    ws: Workspace, *, apply: bool, history: History, registry: PluginRegistry, show: bool
 ) -> list[Outcome]:
     try:
         secrets = resolver_from_env()
@@ -232,7 +275,7 @@ async def _converge(
         raise fail(str(exc)) from None
     engine = Engine(
         registry,
-        journal=journal,
+        journal=history.journal,
         workflows={n: lw.workflow for n, lw in ws.snapshot.workflows.items()},
         workdir=Path.cwd(),
         secrets=secrets,
@@ -247,7 +290,7 @@ async def _converge(
         for name in dependency_order(ws.runnable):
             lw = ws.runnable[name]
             with err_console.status(f"{verb} {name}…") if show else contextlib.nullcontext():
-                outcomes.append(await _step(engine, lw, statuses, apply=apply))
+                outcomes.append(await _step(engine, lw, statuses, apply=apply, history=history))
     finally:
         await registry.close()
     return outcomes
@@ -301,7 +344,23 @@ def _print(ws: Workspace, outcomes: list[Outcome], *, apply: bool) -> None:
     console.print(f"{'[red]' if failed else '[green]'}{summary or 'nothing to do'}[/]")
 
 
-def _emit(ws: Workspace, outcomes: list[Outcome], output: OutputFormat, *, apply: bool) -> None:
+NO_HISTORY = (
+    "{names}: no observe probe to compare with and no run history (give --data-dir or --store "
+    "where the daemon or an earlier apply keeps it), so nothing says this spec ever ran: "
+    "counted as would-run"
+)
+"""The note ``plan`` prints under its table for workflows it cannot know to be converged."""
+
+
+def _emit(
+    ws: Workspace,
+    outcomes: list[Outcome],
+    output: OutputFormat,
+    *,
+    apply: bool,
+    history: bool,
+    unknown: list[str],
+) -> None:
     if output is OutputFormat.json:
         print(
             json.dumps(
@@ -309,11 +368,15 @@ def _emit(ws: Workspace, outcomes: list[Outcome], output: OutputFormat, *, apply
                     "workflows": [o.as_dict() for o in outcomes],
                     "invalid": {n: [p.as_dict() for p in ps] for n, ps in ws.invalid.items()},
                     "problems": [p.as_dict() for p in ws.problems],
+                    "history": history,
+                    "withoutHistory": unknown,
                 }
             )
         )
-    else:
-        _print(ws, outcomes, apply=apply)
+        return
+    _print(ws, outcomes, apply=apply)
+    if unknown and not apply:
+        console.print(f"[yellow]{escape(NO_HISTORY.format(names=', '.join(unknown)))}[/yellow]")
 
 
 def _execute(
@@ -332,13 +395,27 @@ def _execute(
         raise fail(f"no workflow named {', '.join(missing)} under {', '.join(map(str, paths))}")
     show = output is OutputFormat.text and sys.stderr.isatty()
 
-    async def go() -> list[Outcome]:
-        async with _journal(data_dir, store) as journal:
-            return await _converge(ws, apply=apply, journal=journal, registry=registry, show=show)
+    async def go() -> tuple[list[Outcome], bool]:
+        async with _history(data_dir, store) as history:
+            outcomes = await _converge(
+                ws, apply=apply, history=history, registry=registry, show=show
+            )
+            return outcomes, history.store is not None
 
-    outcomes = asyncio.run(go())
-    _emit(ws, outcomes, output, apply=apply)
+    outcomes, kept = asyncio.run(go())
+    unknown = [] if kept else _unknown_without_history(ws, outcomes)
+    _emit(ws, outcomes, output, apply=apply, history=kept, unknown=unknown)
     return ws, outcomes
+
+
+def _unknown_without_history(ws: Workspace, outcomes: list[Outcome]) -> list[str]:
+    """The workflows counted as "would run" only because there is no run history: they have
+    no probe to compare with (or one without a desired state)."""
+    return [
+        o.name
+        for o in outcomes
+        if o.result == "would-run" and o.before == "Unknown" and o.name in ws.runnable
+    ]
 
 
 @app.command()
@@ -347,7 +424,12 @@ def plan(
     workflow: WorkflowOpt = None,
     detailed_exitcode: Annotated[
         bool,
-        typer.Option("--detailed-exitcode", help="Exit 2 when something would run (as terraform)."),
+        typer.Option(
+            "--detailed-exitcode",
+            help="Exit 2 when something would run, 0 when nothing would (as terraform). A "
+            "workflow without a probe would run unless --data-dir/--store shows its spec "
+            "unchanged since its last, successful, run.",
+        ),
     ] = False,
     output: OutputFormat = OutputOption,
     data_dir: DataDirOpt = None,

@@ -31,12 +31,14 @@ from rich.table import Table
 from reconciler.api.models import (
     Accepted,
     ErrorResponse,
+    JournalEntryOut,
     RunDetail,
     RunList,
     WorkflowDetail,
     WorkflowList,
 )
 from reconciler.cli.app import OutputFormat, OutputOption, app, console, fail
+from reconciler.engine.journal import EventKind
 from reconciler.errors import ReconcilerError
 
 __all__ = ["RemoteError", "call"]
@@ -45,6 +47,9 @@ DEFAULT_SERVER = "http://127.0.0.1:8080"
 TIMEOUT_SECONDS = 10.0
 
 Model = TypeVar("Model", bound=BaseModel)
+
+FAILURE_KINDS = frozenset({EventKind.ACTION, EventKind.CHECK})
+"""Journal entries of plugin calls: a failed one carries ``error`` with its details."""
 
 ServerOption = Annotated[
     str,
@@ -352,6 +357,41 @@ def _run_detail(run: RunDetail) -> None:
             escape(e.outcome or ""),
         )
     console.print(table)
+    for entry in run.journal:
+        _print_failure(entry)
+
+
+OUTPUT_FIELDS = ("stdout", "stderr")
+"""Details printed as blocks of text (a command's output tails), after the one-line ones."""
+
+
+def _print_failure(entry: JournalEntryOut) -> None:
+    """A failed action or check attempt of the journal with its error's details — exit code,
+    output tails, a server's message, a body excerpt — as Ansible shows ``rc``/``stdout``/
+    ``stderr``. Everything shown was redacted by the engine before it was journaled."""
+    error = entry.detail.get("error")
+    if entry.kind not in FAILURE_KINDS or entry.detail.get("ok") is not False:
+        return
+    if not isinstance(error, dict):
+        return
+    plugin, attempt = entry.detail.get("plugin", "?"), entry.detail.get("attempt", 1)
+    console.print(
+        f"[red]{escape(entry.state or '-')}: {escape(str(plugin))} (attempt {attempt}) failed:"
+        f"[/red] {escape(str(error.get('name', '')))}: {escape(str(error.get('message', '')))}",
+        highlight=False,
+    )
+    details = error.get("details")
+    if not isinstance(details, dict):
+        return
+    for key, value in details.items():
+        if key not in OUTPUT_FIELDS:
+            console.print(f"  {escape(key)}: {escape(json.dumps(value))}", highlight=False)
+    for key in OUTPUT_FIELDS:
+        text = details.get(key)
+        if isinstance(text, str) and text.strip():
+            console.print(f"  {key}:", highlight=False)
+            for line in text.rstrip("\n").splitlines():
+                console.print(f"    {escape(line)}", highlight=False, soft_wrap=True)
 
 
 # -- mutations --------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from reconciler.daemon.replicas import current_fence
 from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
+from reconciler.errors import RunLeftUnfinished
 from reconciler.store import Store
 
 
@@ -20,7 +21,9 @@ class DaemonJournal:
 
     Once :attr:`interrupting` is set (the grace period is over), a run cancelled by the
     shutdown is *not* recorded as finished: its record stays ``running`` at the state it was in,
-    with every transition already journaled, so the next start resumes it.
+    with every transition already journaled, so the next start resumes it; :meth:`run_finished`
+    then raises :class:`~reconciler.errors.RunLeftUnfinished`, so that the engine does not log
+    the run as finished (the controller logs that it resumes on the next start).
     Everything else passes straight to the store.
     """
 
@@ -46,7 +49,7 @@ class DaemonJournal:
     async def run_finished(self, run: RunRecord) -> None:
         if self.interrupting and run.status is RunStatus.CANCELLED:
             self.interrupted[run.id] = run.current_state
-            return
+            raise RunLeftUnfinished(f"run {run.id} stays unfinished; it resumes on the next start")
         await self.store.run_finished(run, fence=current_fence())
 
     async def get_run(self, run_id: str) -> RunRecord | None:

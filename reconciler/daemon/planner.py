@@ -10,9 +10,14 @@ Called by: :func:`reconciler.daemon.check.check_workflow` and
    (``Pending``), or "observe first";
 3. :func:`plan_observed` with the engine's :class:`Observation` (or ``None`` when the workflow
    has no ``observe`` probe) — run (reason ``drift``, ``spec-change``, ``retry`` or ``manual``),
-   or record ``Converged`` at this revision *without* a run;
+   record ``Converged`` at this revision *without* a run, or keep a failed run's ``Degraded``
+   (``RunFailed``) although the probe agrees (see :func:`failed_at_this_spec`);
 4. :func:`plan_finished` after a run, with a fresh observation — ``Converged``, or ``Degraded``
    (``RunFailed``, or ``DriftRemains``: "run finished, drift remains").
+
+``WorkflowStatusRecord.spec_digest`` is the digest of the spec the workflow was last run or
+recorded converged with — a failed run records it too — so "the spec changed" means changed since
+the last attempt, and a retry of a failed spec is a ``retry``, not a ``spec-change``.
 
 Nothing here does I/O or reads the clock: ``now`` is passed in, so every rule is a plain unit test.
 Each :class:`Decision` carries the complete new :class:`WorkflowStatusRecord` to store and a
@@ -232,13 +237,17 @@ def plan_observed(
 
     A run starts when out of sync, when the spec changed and there is no probe, when the last
     attempt failed and there is no probe to say otherwise, or on a manual sync. An in-sync
-    workflow — spec changed or not — is recorded ``Converged`` at ``revision`` without a run.
+    workflow — spec changed or not — is recorded ``Converged`` at ``revision`` without a run,
+    unless its latest run at this spec failed: then it stays ``Degraded``/``RunFailed`` with
+    that run's error, its ``sync`` saying what the probe says (see :func:`failed_at_this_spec`).
     """
     name = workflow.name
     base = _base(name, status)
     has_probe = workflow.spec.observe is not None
 
     if has_probe and observation is not None and observation.error is not None:
+        if failed_at_this_spec(base, digest=digest):
+            return _still_failed(base, now, name=name, probe_error=str(observation.error))
         return _observe_failed(base, now, name=name, text=f"observe failed: {observation.error}")
 
     # A probe without `desired`/`inSync` has nothing to compare with: it decides like no probe.
@@ -253,6 +262,8 @@ def plan_observed(
         has_probe=has_probe,
     )
     observed_fields = _observed_fields(observation, in_sync=in_sync, now=now)
+    if run is None and failed_at_this_spec(base, digest=digest):
+        return _still_failed(base, now, name=name, **observed_fields)
     if run is None:
         new = _update(
             base,
@@ -309,6 +320,49 @@ def _observe_failed(
     return Decision(new, Next.DONE, f"workflow {name}: {text}", failed=True)
 
 
+def failed_at_this_spec(base: WorkflowStatusRecord, *, digest: str) -> bool:
+    """Whether the workflow's latest run at the spec ``digest`` failed and nothing cleared it.
+
+    Such a workflow stays ``Degraded``/``RunFailed`` even when its probe agrees — the probe may
+    see the config a run wrote before a later step (a restart) failed — until a run succeeds,
+    the spec changes (its digest differs), or someone syncs it manually (which runs). Without
+    this, a failed run turned green at the next check ("converged without a run").
+    """
+    return (
+        base.status is Health.DEGRADED
+        and base.reason == Reason.RUN_FAILED
+        and base.spec_digest == digest
+    )
+
+
+def _still_failed(
+    base: WorkflowStatusRecord,
+    now: datetime,
+    *,
+    name: str,
+    probe_error: str | None = None,
+    **observed: Any,
+) -> Decision:
+    """Keep ``Degraded``/``RunFailed`` and the failed run's message; record what the probe saw
+    (``observed``: sync, diff, observed_at), or ``Unknown`` sync when it failed (``probe_error``).
+
+    Not a new failure: ``failures`` does not grow and an agreeing probe does not back off (a
+    failing one backs off, as always); nothing runs until a manual sync, a spec change or drift.
+    """
+    run = (base.last_run_id or "?")[:8]
+    if probe_error is not None:
+        observed = {"sync": Sync.UNKNOWN, "observed_at": now}
+        seen = f"observe failed: {probe_error}"
+    else:
+        seen = "it is in sync"
+    new = _update(base, now, **observed)
+    text = (
+        f"workflow {name}: {seen}, but its last run {run} at this spec failed; it stays "
+        "Degraded until a run succeeds (sync it to run again)"
+    )
+    return Decision(new, Next.DONE, text, failed=probe_error is not None)
+
+
 def _observed_fields(
     observation: Observation | None, *, in_sync: bool | None, now: datetime
 ) -> dict[str, Any]:
@@ -348,7 +402,9 @@ def _why_run(
             f"out of sync ({describe_diff(observation.diff)})",
         )
     if in_sync is None and spec_changed:
-        return RunReason.SPEC_CHANGE, Reason.SPEC_CHANGED, f"spec changed and {no_probe}"
+        # with no status at all, nothing says the spec changed: only that no run is recorded
+        what = "spec changed" if base.spec_digest is not None else "no run of it is recorded"
+        return RunReason.SPEC_CHANGE, Reason.SPEC_CHANGED, f"{what} and {no_probe}"
     if in_sync is None and base.status is not Health.CONVERGED:
         return (
             RunReason.RETRY,
@@ -383,10 +439,17 @@ def plan_finished(
 
     Success is checked by observing again: still out of sync → ``Degraded``/``DriftRemains``
     ("run finished, drift remains"), which backs off like a failure. A failed run → ``Degraded``/
-    ``RunFailed`` with back-off. Otherwise ``Converged`` at ``revision``.
+    ``RunFailed`` with back-off. Otherwise ``Converged`` at ``revision``. Every outcome records
+    ``digest`` as the spec last attempted, so the next check tells a retry from a spec change.
     """
     name = workflow.name
-    base = _update(_base(name, status), now, last_run_id=run_id, last_attempted_revision=revision)
+    base = _update(
+        _base(name, status),
+        now,
+        last_run_id=run_id,
+        last_attempted_revision=revision,
+        spec_digest=digest,
+    )
     short = run_id[:8]
     if error is not None:
         new = _update(
@@ -432,7 +495,6 @@ def plan_finished(
         message=f"run {short} succeeded",
         diff=None,
         last_applied_revision=revision,
-        spec_digest=digest,
         last_success_at=now,
         failures=0,
         **({"observed_at": now} if observation is not None else {}),

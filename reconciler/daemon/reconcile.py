@@ -346,6 +346,10 @@ class Reconciler:
             now=self._now(),
         )
         await self.apply(decision, name, durable=True)
+        # after the status points at the new run, so the runs kept are the newest ones
+        await self.runs.prune(
+            name, keep_runs=self.settings.keep_runs, keep_days=self.settings.keep_days
+        )
 
     async def _retire(self, name: str, lw: LoadedWorkflow) -> None:
         await self.runs.run_on_delete(

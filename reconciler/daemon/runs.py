@@ -119,6 +119,21 @@ class RunSupervisor:
             self.running.pop(run_id, None)
             self._cancel_requested.discard(run_id)
 
+    async def prune(self, name: str, *, keep_runs: int | None, keep_days: int | None) -> None:
+        """Prune the runs of ``name`` beyond ``--keep-runs``/``--keep-days`` now that one of its
+        runs ended: the hourly pass alone let a workflow running every 5 minutes hold 12 runs
+        with ``--keep-runs 5``. A store failure is logged; the next run or pass prunes again."""
+        if keep_runs is None and keep_days is None:
+            return
+        try:
+            await self.store.prune(keep_runs, keep_days, workflow=name)
+        except StoreError as exc:
+            log.warning(
+                f"pruning the old runs of workflow {name} failed: {exc}",
+                workflow=name,
+                error=type(exc).__name__,
+            )
+
     def cancel(self, run_id: str) -> bool:
         """Cancel run ``run_id`` if it is in progress in this process (False otherwise)."""
         task = self._tasks.get(run_id)

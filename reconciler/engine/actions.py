@@ -191,6 +191,15 @@ class RunContext:
     def error_detail(self, err: ActionError) -> dict[str, str]:
         return {"name": err.name, "message": self.redactor.redact(err.message)}
 
+    def failure_detail(self, err: ActionError) -> dict[str, Any]:
+        """:meth:`error_detail` plus the error's redacted ``details`` (a command's exit code
+        and output tails, a server's message, a response body excerpt), for the journal entry of
+        the failed attempt: what ``/api/v1/runs/{id}`` and ``reconciler runs ID`` show of why."""
+        detail: dict[str, Any] = dict(self.error_detail(err))
+        if err.details:
+            detail["details"] = self.redactor.redact_obj(err.details)
+        return detail
+
     def redacted_outputs(self) -> dict[str, Any]:
         """A fresh redacted copy of :attr:`outputs` (top level copied; values shared)."""
         return dict(self.outputs_snapshot())
@@ -468,7 +477,7 @@ class RunContext:
                 entry.update(
                     ok=False,
                     changed=False,
-                    error=self.error_detail(err),
+                    error=self.failure_detail(err),
                     duration=round(self.now() - started, 6),
                 )
                 await self.write(kind, state=state, outcome=err.name, detail=entry)

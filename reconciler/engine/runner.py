@@ -57,6 +57,7 @@ from reconciler.errors import (
     ChildRunFailed,
     NotFound,
     PluginError,
+    RunLeftUnfinished,
     SecretUnavailable,
     Timeout,
 )
@@ -474,7 +475,12 @@ class Engine:
             outcome=status.value,
             detail={"status": status.value, "error": record.error, "changed": ctx.changed},
         )
-        await self.journal.run_finished(record)
+        try:
+            await self.journal.run_finished(record)
+        except RunLeftUnfinished:
+            # the journal kept it running (a shutdown): it did not finish, it resumes later
+            ctx.logger.debug("run left unfinished to resume", state=record.current_state)
+            return
         ctx.logger.info("run finished", status=status.value, error=record.error)
 
     def _child_runner(self, parent: RunContext, depth: int) -> ChildRunner:

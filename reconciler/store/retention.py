@@ -2,6 +2,8 @@
 
 The daemon (``reconciler/daemon``) runs :func:`prune_periodically` in the background with the
 ``--keep-runs`` / ``--keep-days`` settings; :meth:`Store.prune` is the single pass it repeats.
+It also prunes a workflow's runs right after each of its runs (``workflow=``), so that a
+workflow running every few minutes never holds more than ``keep_runs`` runs between two passes.
 
 Each setting is a limit, and a run is pruned when it breaks *any* configured limit: it is not
 among the newest ``keep_runs`` runs of its workflow (counting every run, running ones included),
@@ -46,9 +48,13 @@ async def prune_runs(
     keep_days: int | None,
     *,
     now: datetime,
+    workflow: str | None = None,
 ) -> int:
-    """Delete the runs (and their journal) that break a limit; returns how many runs went."""
-    if keep_runs is None and keep_days is None:
+    """Delete the runs (and their journal) that break a limit; returns how many runs went.
+
+    ``workflow``: only that workflow's runs (the daemon prunes a workflow after each of its runs).
+    """
+    if keep_runs is None and keep_days is None:  # nothing to enforce
         return 0
     if keep_runs is not None and keep_runs < 0:
         raise ValueError("keep_runs must be >= 0")
@@ -60,7 +66,10 @@ async def prune_runs(
         .over(partition_by=RunRow.workflow, order_by=(RunRow.started_at.desc(), RunRow.id.desc()))
         .label("rank")
     )
-    ranked = select(RunRow.id, RunRow.status, RunRow.started_at, rank).subquery()
+    runs = select(RunRow.id, RunRow.status, RunRow.started_at, rank)
+    if workflow is not None:
+        runs = runs.where(RunRow.workflow == workflow)
+    ranked = runs.subquery()
     limits = []
     if keep_runs is not None:
         limits.append(ranked.c.rank > keep_runs)

@@ -576,11 +576,14 @@ class Store:
         keep_days: int | None,
         *,
         now: datetime | None = None,
+        workflow: str | None = None,
     ) -> int:
-        """Delete old finished runs and their journal; returns how many runs were removed.
-        See :mod:`reconciler.store.retention` for exactly which."""
+        """Delete old finished runs and their journal (of ``workflow`` only, when given);
+        returns how many runs were removed. See :mod:`reconciler.store.retention` for which."""
         async with self._tx() as conn:
-            return await retention.prune_runs(conn, keep_runs, keep_days, now=now or utcnow())
+            return await retention.prune_runs(
+                conn, keep_runs, keep_days, now=now or utcnow(), workflow=workflow
+            )
 
 
 class FencedJournal:

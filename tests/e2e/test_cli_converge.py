@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.store import Store
+from reconciler.store import Health, Store, WorkflowStatusRecord
 
 REPO = Path(__file__).resolve().parents[2]
 BROKEN = REPO / "tests/fixtures/broken_tree/broken"
@@ -98,6 +98,52 @@ def test_second_apply_of_the_quickstart_changes_nothing(tmp_path: Path) -> None:
     code, second = run_json("apply", "quickstart", cwd=tmp_path)
     assert code == 0, second
     assert [w["workflow"] for w in second["workflows"] if w["changed"]] == []
+
+
+def test_plan_detailed_exitcode_is_0_on_a_converged_quickstart_with_its_history(
+    tmp_path: Path,
+) -> None:
+    shutil.copytree(QUICKSTART, tmp_path / "quickstart")
+    code, applied = run_json("apply", "quickstart", "--data-dir", "data", cwd=tmp_path)
+    assert code == 0, applied
+
+    code, planned = run_json(
+        "plan", "quickstart", "--data-dir", "data", "--detailed-exitcode", cwd=tmp_path
+    )
+    assert code == 0, planned
+    assert {w["result"] for w in planned["workflows"]} == {"ok"}
+    assert planned["history"] is True and planned["withoutHistory"] == []
+
+    # without history, the workflows without a probe would run, and the plan says why
+    code, blind = run_json("plan", "quickstart", "--detailed-exitcode", cwd=tmp_path)
+    assert code == 2
+    assert blind["history"] is False
+    assert blind["withoutHistory"] == ["app-config", "daemon-probe"]
+    text = run("plan", "quickstart", cwd=tmp_path)
+    assert "app-config, daemon-probe: no observe probe to compare with and no run history" in (
+        " ".join(text.stdout.split())
+    )
+
+
+def test_apply_never_overwrites_the_status_a_daemon_wrote(tmp_path: Path) -> None:
+    file_writer(tmp_path / "wf/conf.yaml", "conf", "conf.txt", "x")
+    daemon_says = WorkflowStatusRecord(
+        name="conf", status=Health.DEGRADED, reason="Retrying", last_attempted_revision="3f2a9c"
+    )
+
+    async def put() -> None:
+        async with await Store.open(None, data_dir=tmp_path / "data") as store:
+            await store.put_status(daemon_says)
+
+    async def read() -> WorkflowStatusRecord | None:
+        async with await Store.open(None, data_dir=tmp_path / "data") as store:
+            return await store.get_status("conf")
+
+    asyncio.run(put())
+    code, applied = run_json("apply", "wf", "--data-dir", "data", cwd=tmp_path)
+    assert code == 0, applied
+    assert by_name(applied)["conf"]["result"] == "converged"
+    assert asyncio.run(read()) == daemon_says, "a status a daemon wrote is the daemon's"
 
 
 def test_plan_shows_the_field_diff_and_changes_nothing(tmp_path: Path) -> None:

@@ -6,11 +6,16 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from reconciler.cli import app
 from reconciler.engine.journal import RunStatus
 from tests.integration.api.conftest import TOKEN, Daemon, start_daemon
+from tests.support.repos import commit, init_repo
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -213,3 +218,72 @@ async def test_a_suspend_survives_a_restart_of_the_daemon(tmp_path: Path) -> Non
         assert after["status"] == "Suspended" and after["suspended"] is True
         assert after["last_run_id"] == before["last_run_id"]
         assert daemon.out.read_text() == "drifted"
+
+
+WEB_TOKEN = "web-t0ken-secret-51f2"
+"""A secret the failing command echoes (it must never reach the journal, the API or the CLI)."""
+
+
+def failing_restart() -> dict[str, Any]:
+    """A workflow whose restart step prints the secret it was given, then fails as systemctl
+    does."""
+    return {
+        "apiVersion": "reconciler/v1",
+        "kind": "Workflow",
+        "metadata": {"name": "web"},
+        "spec": {
+            "interval": "1h",
+            "secrets": {"token": "env:RECONCILER_SECRET_WEB_TOKEN"},
+            "start": "restart",
+            "states": {
+                "restart": {
+                    "action": {
+                        "plugin": "shell.run",
+                        "with": {
+                            "shell": True,
+                            "env": {"TOKEN": "${{ secrets.token }}"},
+                            "command": 'echo "restarting with $TOKEN"; '
+                            "echo 'Job for web.service failed.' >&2; exit 1",
+                        },
+                    },
+                    "next": "done",
+                    "onError": "failed",
+                },
+                "done": {"end": "success"},
+                "failed": {"end": "failure"},
+            },
+        },
+    }
+
+
+async def test_a_failed_command_says_why_in_status_journal_api_and_cli_without_its_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECONCILER_SECRET_WEB_TOKEN", WEB_TOKEN)
+    repo = init_repo(tmp_path / "repo")
+    (repo / "web.yaml").write_text(yaml.safe_dump(failing_restart(), sort_keys=False))
+    commit(repo)
+    async for daemon in start_daemon(tmp_path):
+        status = await daemon.until_status("web", "Degraded")
+        run_id = status["last_run_id"]
+        response = await daemon.client.get(f"/api/v1/runs/{run_id}")
+        stored = await daemon.store.entries(run_id)
+        shown = await asyncio.to_thread(
+            CliRunner().invoke, app, ["runs", run_id, "--server", daemon.url]
+        )
+    assert status["reason"] == "RunFailed"
+    assert status["message"].endswith("/bin/sh exited with code 1: Job for web.service failed.")
+    [failed] = [e for e in response.json()["journal"] if e["kind"] == "action"]
+    assert failed["detail"]["error"]["details"] == {
+        "exitCode": 1,
+        "stdout": "restarting with ***\n",
+        "stderr": "Job for web.service failed.\n",
+    }
+    assert WEB_TOKEN not in response.text
+    assert WEB_TOKEN not in repr(stored)
+    assert shown.exit_code == 0, shown.output
+    assert "restart: shell.run (attempt 1) failed: CommandFailed" in shown.stdout
+    assert "exitCode: 1" in shown.stdout
+    assert "    restarting with ***" in shown.stdout
+    assert "    Job for web.service failed." in shown.stdout
+    assert WEB_TOKEN not in shown.stdout

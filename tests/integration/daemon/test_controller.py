@@ -6,11 +6,14 @@ expected status shows up in the store, and checks what happened on disk and in t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 from structlog.testing import capture_logs
 
@@ -54,6 +57,18 @@ def with_cleanup(document: dict[str, Any], marker: Path) -> None:
 async def gone(store: Store, name: str) -> bool:
     """Whether ``name`` has no status any more (the workflow was retired)."""
     return await store.get_status(name) is None
+
+
+@contextlib.contextmanager
+def every_log_line() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Every structlog event at every level, whatever level an earlier test configured."""
+    before = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with capture_logs() as logs:
+            yield logs
+    finally:
+        structlog.configure(wrapper_class=before["wrapper_class"])
 
 
 def converged_at(revision: str) -> Callable[[WorkflowStatusRecord], bool]:
@@ -119,6 +134,83 @@ async def test_failed_run_is_degraded_with_a_backoff_before_the_retry(
     assert len(runs) == 1 and runs[0].status is RunStatus.FAILED
 
 
+def config_then_restart(target: Path, *, restart_works_when: Path) -> dict[str, Any]:
+    """A workflow that writes a config file, then "restarts a service": the restart fails (with
+    systemctl's message on stderr) until ``restart_works_when`` exists. Its probe sees only the
+    config, and checks every 100 ms."""
+    doc = file_workflow("web", target, "listen 80", interval="100ms")
+    doc["spec"]["states"]["write"]["next"] = "restart"
+    doc["spec"]["states"]["restart"] = {
+        "action": {
+            "plugin": "shell.run",
+            "with": {
+                "shell": True,
+                "command": f"test -f {restart_works_when} || {{ echo 'Job for web.service "
+                "failed because the control process exited with error code.' >&2; exit 1; }",
+            },
+        },
+        "next": "done",
+        "onError": "failed",
+    }
+    return doc
+
+
+async def test_failed_run_stays_degraded_while_its_probe_agrees_until_a_sync_succeeds(
+    tmp_path: Path, repo: Path
+) -> None:
+    config, fixed = tmp_path / "web.conf", tmp_path / "restart-works"
+    put(repo, "web", config_then_restart(config, restart_works_when=fixed))
+    commit(repo)
+    async with running(tmp_path, repo) as (controller, store):
+        failed = await eventually(store, "web", lambda s: s.reason == "RunFailed")
+        [run] = await store.list_runs("web")
+        finished = run.finished_at
+        assert finished is not None and config.read_text() == "listen 80"
+
+        def checked_since_the_failure(s: WorkflowStatusRecord) -> bool:
+            return s.observed_at is not None and s.observed_at > finished
+
+        seen = await eventually(store, "web", checked_since_the_failure)
+        assert failed.message.endswith(
+            "/bin/sh exited with code 1: Job for web.service failed because the control process "
+            "exited with error code."
+        ), "the status says why, in the command's own words"
+        assert seen.status is Health.DEGRADED
+        assert seen.reason == "RunFailed"
+        assert seen.message == failed.message
+        assert seen.sync == "Synced", "sync says what the probe says"
+        assert len(await store.list_runs("web")) == 1, "an in-sync probe starts no run by itself"
+
+        fixed.touch()
+        assert controller.request_sync("web")
+        done = await eventually(store, "web", lambda s: s.status is Health.CONVERGED)
+        runs = await store.list_runs("web")
+    assert done.reason == "RunSucceeded"
+    assert [r.reason for r in runs] == ["manual", "drift"]
+    assert [r.status for r in runs] == [RunStatus.SUCCEEDED, RunStatus.FAILED]
+
+
+async def test_the_retry_of_a_failed_workflow_without_probe_is_a_retry_not_a_spec_change(
+    tmp_path: Path, repo: Path
+) -> None:
+    ready = tmp_path / "ready"
+    doc = config_then_restart(tmp_path / "web.conf", restart_works_when=ready)
+    del doc["spec"]["observe"], doc["spec"]["desired"]
+    doc["spec"]["interval"] = "1h"  # the back-off alone brings the retry
+    put(repo, "web", doc)
+    commit(repo)
+    with every_log_line() as logs:
+        async with running(tmp_path, repo) as (_controller, store):
+            await eventually(store, "web", lambda s: s.reason == "RunFailed")
+            ready.touch()  # the retry, after the 10 s back-off, succeeds
+            await eventually(store, "web", lambda s: s.status is Health.CONVERGED, within=40)
+            runs = await store.list_runs("web")
+    assert [r.reason for r in runs] == ["retry", "spec-change"]
+    starts = [e["event"] for e in logs if "starting run" in e["event"]]
+    assert len(starts) == 2 and starts[1].endswith("(reason: retry)"), starts
+    assert starts[1].startswith("workflow web: last attempt did not converge (Degraded)")
+
+
 async def test_dependent_workflow_runs_only_after_its_dependency_converged(
     tmp_path: Path, repo: Path
 ) -> None:
@@ -168,6 +260,36 @@ async def test_manual_sync_runs_a_workflow_that_is_in_sync(tmp_path: Path, repo:
 
         runs = await until_async(second_run_finished, 20, "a second run of motd to finish")
     assert runs[0].reason == "manual"
+
+
+async def test_keep_runs_holds_between_prune_passes_as_each_run_ends(
+    tmp_path: Path, repo: Path
+) -> None:
+    put(repo, "motd", file_workflow("motd", tmp_path / "motd", "hi"))
+    commit(repo)
+    async with running(tmp_path, repo, keep_runs=2) as (controller, store):
+        await eventually(store, "motd", lambda s: s.status is Health.CONVERGED)
+        started = [r.id for r in await store.list_runs("motd")]
+        for _ in range(4):
+            assert controller.request_sync("motd")
+
+            async def next_run_settled(known: list[str] = started) -> str | None:
+                status = await store.get_status("motd")
+                last = status.last_run_id if status is not None else None
+                done = status is not None and status.status is Health.CONVERGED
+                return last if done and last not in known else None
+
+            started.append(await until_async(next_run_settled, 20, "the manual run to settle"))
+
+        async def pruned() -> list[str] | None:
+            kept = [r.id for r in await store.list_runs("motd")]
+            return kept if len(kept) <= 2 else None
+
+        # the workflow is pruned just after its status is stored; the hourly pass is far away
+        kept = await until_async(pruned, 20, "the runs beyond --keep-runs 2 to be pruned")
+    assert len(started) == 5
+    assert kept == [started[-1], started[-2]]
+    assert len(kept) == 2, "pruned right after each run, not only by the hourly pass"
 
 
 async def test_plugin_not_allowed_by_the_daemon_makes_the_workflow_invalid(
@@ -240,15 +362,22 @@ async def test_run_interrupted_by_shutdown_resumes_in_its_state_on_the_next_star
     target = second_file
     put(repo, "slow", file_workflow("slow", target, "hi", states=states))
     commit(repo)
-    async with running(tmp_path, repo, grace_period="50ms") as (_controller, store):
+    with every_log_line() as logs:
+        async with running(tmp_path, repo, grace_period="50ms") as (_controller, store):
 
-        async def waiting() -> list[RunRecord] | None:
-            runs = await store.list_runs("slow")
-            return runs if runs and runs[0].current_state == "wait" else None
+            async def waiting() -> list[RunRecord] | None:
+                runs = await store.list_runs("slow")
+                return runs if runs and runs[0].current_state == "wait" else None
 
-        runs = await until_async(waiting, 20, "the run to reach state wait")
-        run_id = runs[0].id
-    # Stopped with the run still waiting: it stays resumable, not cancelled.
+            runs = await until_async(waiting, 20, "the run to reach state wait")
+            run_id = runs[0].id
+    # Stopped with the run still waiting: it stays resumable, not cancelled — and the log
+    # does not say it finished.
+    events = [e["event"] for e in logs]
+    assert f"run {run_id[:8]}… interrupted in state wait; it resumes on the next start" in events
+    assert [
+        e for e in logs if e["event"] == "run finished" and e.get("status") == "cancelled"
+    ] == []
     store = await Store.open(None, data_dir=tmp_path / "data")
     try:
         interrupted = await store.get_run(run_id)

@@ -280,8 +280,22 @@ async def test_each_driver_error_has_its_name_and_retryable_flag(
                 exec_request(dsn=dsn, sql=f"insert into {table} values (1, 'b')"), make_context()
             )
         assert not duplicate.value.retryable
+        # the server's own words are in the message (so in the run's error and the status)
+        unknown, exists = SERVER_SAYS[backend]
+        assert unknown in str(missing.value)
+        assert exists in str(duplicate.value)
     finally:
         await plugin.close()
+
+
+SERVER_SAYS = {
+    "postgresql": (
+        'relation "no_such_table" does not exist',
+        "DETAIL: Key (id)=(1) already exists",
+    ),
+    "sqlite": ("no such table: no_such_table", "UNIQUE constraint failed: items.id"),
+}
+"""What each database says about an unknown table and a duplicate key."""
 
 
 @pytest.fixture

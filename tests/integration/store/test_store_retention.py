@@ -53,6 +53,18 @@ async def test_keep_runs_keeps_the_newest_n_per_workflow(store: Store) -> None:
     assert len(await store.entries("wf-3")) == 1
 
 
+async def test_pruning_one_workflow_leaves_the_others_alone(store: Store) -> None:
+    for i in range(4):
+        await add_run(store, f"wf-{i}", age=timedelta(hours=4 - i))
+        await add_run(store, f"other-{i}", workflow="other", age=timedelta(hours=4 - i))
+
+    removed = await store.prune(2, None, now=NOW, workflow="wf")
+
+    assert removed == 2
+    assert await remaining(store) == ["wf-3", "wf-2"]
+    assert len(await remaining(store, "other")) == 4
+
+
 async def test_keep_days_removes_runs_older_than_the_cutoff(store: Store) -> None:
     await add_run(store, "ancient", age=timedelta(days=40))
     await add_run(store, "old", age=timedelta(days=8))

@@ -179,6 +179,13 @@ def test_workflow_without_probe_runs_when_its_spec_changed_and_not_otherwise() -
     changed = observed(None, wf=wf, status=converged(digest="old"), digest="new")
     assert changed.next is Next.RUN
     assert changed.run_reason is RunReason.SPEC_CHANGE
+    assert changed.message == "workflow motd: spec changed and it has no observe probe"
+
+    unknown = plan_observed(
+        wf, None, revision="r2", digest="new", observation=None, manual=False, now=NOW
+    )
+    assert unknown.run_reason is RunReason.SPEC_CHANGE
+    assert unknown.message == "workflow motd: no run of it is recorded and it has no observe probe"
 
     same = observed(None, wf=wf, status=converged(digest="d1"))
     assert same.next is Next.DONE
@@ -244,7 +251,7 @@ def test_failed_run_is_degraded_run_failed_and_counts_failures() -> None:
     assert decision.status.last_run_id == "run-2"
     assert decision.status.last_attempted_revision == "r2"
     assert decision.status.last_applied_revision == "r1"
-    assert decision.status.spec_digest == "d1"
+    assert decision.status.spec_digest == "d2", "the spec it attempted, so a retry is a retry"
 
 
 def test_successful_run_that_converges_records_the_revision_and_resets_failures() -> None:
@@ -283,3 +290,79 @@ def test_probe_without_desired_state_decides_like_a_workflow_without_probe() -> 
     assert changed.next is Next.RUN
     assert changed.run_reason is RunReason.SPEC_CHANGE
     assert changed.status.message == "spec changed and its probe has no desired state"
+
+
+def failed_run(*, sync: Sync = Sync.SYNCED) -> WorkflowStatusRecord:
+    """The status a failed run ``run-2f`` of the spec ``d2`` (at revision ``r2``) left behind,
+    with ``sync`` as the probe last saw it."""
+    failed = finished(None, run_id="run-2f", error="CommandFailed: sh exited with code 1")
+    return failed.status.model_copy(update={"sync": sync})
+
+
+IN_SYNC = seen({"content": "hi"}, {"content": "hi"})
+DRIFTED = seen({"content": "hi"}, {"content": "bye"})
+
+
+def test_failed_run_stays_degraded_although_the_probe_now_agrees() -> None:
+    decision = observed(IN_SYNC, status=failed_run(sync=Sync.OUT_OF_SYNC), digest="d2")
+    assert decision.next is Next.DONE
+    assert not decision.converged and not decision.failed
+    assert decision.status.status is Health.DEGRADED
+    assert decision.status.reason == Reason.RUN_FAILED
+    assert decision.status.message == "run run-2f failed: CommandFailed: sh exited with code 1"
+    assert decision.status.sync is Sync.SYNCED, "sync says what the probe says"
+    assert decision.status.observed_at == NOW
+    assert decision.status.failures == 1
+    assert decision.status.last_applied_revision == "r1"
+    assert "last run run-2f at this spec failed" in decision.message
+
+
+def test_failed_run_stays_degraded_when_the_probe_then_fails_with_sync_unknown() -> None:
+    broken_probe = Seen(None, None, [], "ConnectionFailed: refused")
+    decision = observed(broken_probe, status=failed_run(), digest="d2")
+    assert decision.status.reason == Reason.RUN_FAILED
+    assert decision.status.status is Health.DEGRADED
+    assert decision.status.sync is Sync.UNKNOWN
+    assert decision.failed, "a failing probe backs off as always"
+    assert "ConnectionFailed: refused" in decision.message
+
+
+def test_failed_run_is_cleared_by_a_spec_change_that_is_in_sync() -> None:
+    decision = observed(IN_SYNC, status=failed_run(), revision="r3", digest="d3")
+    assert decision.converged
+    assert decision.status.status is Health.CONVERGED
+    assert decision.status.reason == Reason.IN_SYNC
+    assert decision.status.last_applied_revision == "r3"
+
+
+def test_failed_run_is_retried_by_a_manual_sync_and_by_drift() -> None:
+    manual = observed(IN_SYNC, status=failed_run(), digest="d2", manual=True)
+    assert manual.next is Next.RUN and manual.run_reason is RunReason.MANUAL
+    drift = observed(DRIFTED, status=failed_run(), digest="d2")
+    assert drift.next is Next.RUN and drift.run_reason is RunReason.DRIFT
+
+
+def test_failed_run_is_cleared_by_a_run_that_succeeds() -> None:
+    decision = finished(IN_SYNC, status=failed_run(), run_id="run-3")
+    assert decision.converged
+    assert decision.status.reason == Reason.RUN_SUCCEEDED
+    assert decision.status.failures == 0
+
+
+def test_failed_spec_change_without_probe_is_retried_with_reason_retry() -> None:
+    wf = workflow(probe=False)
+    first = observed(None, wf=wf, status=converged(digest="d1"), digest="d2")
+    assert first.run_reason is RunReason.SPEC_CHANGE
+    after = plan_finished(
+        wf,
+        first.status,
+        revision="r2",
+        digest="d2",
+        run_id="run-2",
+        error="CommandFailed: sh exited with code 1",
+        observation=None,
+        now=NOW,
+    )
+    again = observed(None, wf=wf, status=after.status, digest="d2")
+    assert again.run_reason is RunReason.RETRY
+    assert again.status.reason == Reason.RETRYING

@@ -245,6 +245,15 @@ async def test_unexpected_status_raises_the_named_error(
     assert SECRET not in repr(info.value.details)
 
 
+async def test_an_error_status_says_what_the_server_said_redacted(base_url: str) -> None:
+    with pytest.raises(HTTP4xx) as info:
+        await request(url=f"{base_url}/status/409")
+    assert info.value.details["body"] == "status 409 says ***"
+    assert str(info.value) == (
+        f"HTTP4xx: GET {base_url}/status/409 answered 409 Conflict: status 409 says ***"
+    )
+
+
 async def test_too_many_requests_is_an_http4xx_and_reports_retry_after(base_url: str) -> None:
     with pytest.raises(TooManyRequests) as info:
         await request(url=f"{base_url}/status/429")

@@ -169,9 +169,37 @@ async def test_nonzero_exit_raises_command_failed_with_exit_code_and_stderr(
     tmp_path: Path,
 ) -> None:
     with pytest.raises(CommandFailed) as info:
-        await run(tmp_path, shell=True, command="echo boom >&2; exit 3")
-    assert info.value.details == {"exitCode": 3, "stderr": "boom\n"}
+        await run(tmp_path, shell=True, command="echo working; echo boom >&2; exit 3")
+    assert info.value.details == {"exitCode": 3, "stdout": "working\n", "stderr": "boom\n"}
     assert info.value.retryable is False
+
+
+async def test_a_failure_message_ends_with_what_the_command_said_last(tmp_path: Path) -> None:
+    job = "Job for web.service failed because the control process exited with error code."
+    with pytest.raises(CommandFailed) as info:
+        await run(tmp_path, shell=True, command=f"echo restarting; echo '{job}' >&2; exit 1")
+    assert str(info.value) == f"CommandFailed: /bin/sh exited with code 1: {job}"
+    with pytest.raises(CommandFailed) as quiet_stderr:
+        await run(tmp_path, shell=True, command="echo only on stdout; exit 1")
+    assert quiet_stderr.value.message.endswith("exited with code 1: only on stdout")
+    with pytest.raises(CommandFailed) as silent:
+        await run(tmp_path, shell=True, command="exit 1")
+    assert silent.value.message == "/bin/sh exited with code 1"
+
+
+async def test_a_failure_keeps_the_last_20_lines_and_at_most_2_kib_of_each_output(
+    tmp_path: Path,
+) -> None:
+    many_lines = "for i in $(seq 1 50); do echo line $i; done; exit 1"
+    with pytest.raises(CommandFailed) as info:
+        await run(tmp_path, shell=True, command=many_lines)
+    kept = info.value.details["stdout"].splitlines()
+    assert kept == [f"line {i}" for i in range(31, 51)]
+    long_line = "head -c 10000 /dev/zero | tr '\\0' x >&2; exit 1"
+    with pytest.raises(CommandFailed) as wide:
+        await run(tmp_path, shell=True, command=long_line)
+    assert wide.value.details["stderr"] == "x" * 2048
+    assert len(wide.value.message) < 300, "the message quotes a capped last line"
 
 
 async def test_ok_exit_codes_accept_other_codes(tmp_path: Path) -> None:
@@ -190,9 +218,10 @@ async def test_secrets_are_redacted_from_stdout_stderr_and_errors(tmp_path: Path
     assert response.stdout == "token=***\n"
     assert response.stderr == "***\n"
     with pytest.raises(CommandFailed) as info:
-        await run(tmp_path, shell=True, command=f"echo {SECRET} >&2; exit 1")
+        await run(tmp_path, shell=True, command=f"echo {SECRET}; echo {SECRET} >&2; exit 1")
     assert SECRET not in str(info.value)
     assert SECRET not in repr(info.value.details)
+    assert info.value.details["stdout"] == info.value.details["stderr"] == "***\n"
 
 
 async def test_creates_skips_the_command_when_the_path_exists(tmp_path: Path) -> None:

@@ -519,11 +519,16 @@ class _Builder:
         raise _Unusual
 
     def _sequence(self, items: list[Node], depth: int) -> list[Any]:
-        self._expand(len(items))
-        return [self.build(item, depth + 1) for item in items]
+        self._expand(len(items), depth)
+        build = self.build
+        return [
+            item.value if type(item) is ScalarNode and item.tag == _STR else build(item, depth + 1)
+            for item in items
+        ]
 
     def _mapping(self, pairs: list[tuple[Node, Node]], depth: int) -> dict[str, Any]:
-        self._expand(2 * len(pairs))
+        self._expand(2 * len(pairs), depth)
+        build = self.build
         mapping: dict[str, Any] = {}
         for k, v in pairs:
             if type(k) is not ScalarNode or k.tag != _STR or k.value == "<<":
@@ -531,13 +536,18 @@ class _Builder:
             name: str = k.value
             if name in mapping:
                 self.duplicates.append((k, name))
-            mapping[name] = self.build(v, depth + 1)
+            # most values are plain strings: taken here, spared a call of build
+            if type(v) is ScalarNode and v.tag == _STR:
+                mapping[name] = v.value
+            else:
+                mapping[name] = build(v, depth + 1)
         return mapping
 
-    def _expand(self, nodes: int) -> None:
-        """Count ``nodes`` more built nodes; raises :class:`_Unusual` past the budget."""
+    def _expand(self, nodes: int, depth: int) -> None:
+        """Count ``nodes`` more built nodes, one level below ``depth``; raises
+        :class:`_Unusual` past the node budget, or past the depth limit when there are any."""
         self.count += nodes
-        if self.count > MAX_EXPANDED_NODES:
+        if self.count > MAX_EXPANDED_NODES or (nodes and depth + 1 > MAX_DEPTH):
             raise _Unusual
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from reconciler.cli.validate import collect
 from reconciler.config.snapshot import LoadedWorkflow, Problem, Snapshot
-from reconciler.daemon.target import select_target, unreadable_files
+from reconciler.daemon.target import select_target
 from reconciler.plugin import PluginRegistry
 
 
@@ -47,7 +47,7 @@ def load_workspace(
     target = select_target(snapshot, registry)
     problems = sorted(target.problems, key=lambda p: (p.path, p.line, p.column, p.message))
     # Files that name no workflow (they do not parse) are reported under their path.
-    invalid = {**unreadable_files(snapshot), **target.invalid}
+    invalid = {**target.unreadable, **target.invalid}
     if not snapshot.workflows and not snapshot.invalid and not problems:
         shown = ", ".join(str(p) for p in paths)
         nothing = Problem(shown, 1, 1, "no workflow files (.yaml/.yml with kind: Workflow) found")

@@ -37,7 +37,7 @@ from reconciler.daemon.runs import RunSupervisor
 from reconciler.daemon.scheduler import DriftScheduler
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.statuses import StatusBook
-from reconciler.daemon.target import Target, select_target, unreadable_files
+from reconciler.daemon.target import Target, select_target
 from reconciler.grants import Grants
 from reconciler.plugin import PluginRegistry
 from reconciler.sources import Revision
@@ -113,7 +113,7 @@ class RevisionApplier:
         if previous.snapshot is None:  # the first revision since start: compare with the store
             known = {st.name for st in await self.statuses.load()}
             target.orphans = known - set(target.valid) - set(target.invalid)
-        self._warn_unreadable(snapshot, revision)
+        self._warn_unreadable(target, revision)
         self.state.target = target
         self.leases.revision_loaded(revision.id, at=self._now())
         self.metrics.snapshot_loaded(revision.id, target.problems)
@@ -144,9 +144,9 @@ class RevisionApplier:
             self.queue.add(name, Reason.DELETE)
 
     @staticmethod
-    def _warn_unreadable(snapshot: Snapshot, revision: Revision) -> None:
+    def _warn_unreadable(target: Target, revision: Revision) -> None:
         """Log each changed file that names no workflow any more (it does not parse)."""
-        for path, nameless in unreadable_files(snapshot).items():
+        for path, nameless in target.unreadable.items():
             if path in revision.changed:
                 more = f" (and {len(nameless) - 1} more)" if len(nameless) > 1 else ""
                 log.warning(f"file {nameless[0]}{more}", revision=revision.id, file=path)

@@ -43,6 +43,8 @@ class Target:
     started: their spec is unknown, so they are retired without an onDelete run."""
     problems: list[Problem] = field(default_factory=list)
     """Every problem found: the loader's and the static checks' (errors and warnings)."""
+    unreadable: dict[str, list[Problem]] = field(default_factory=dict)
+    """Files that name no workflow any more (they do not parse, or were refused): path → errors."""
     dependents: dict[str, list[str]] = field(default_factory=dict, init=False)
     """Name → the valid workflows whose ``dependsOn`` lists it (so waking them is not a scan
     of every workflow each time one converges)."""
@@ -84,7 +86,8 @@ def select_target(
         if problem.is_error and problem.workflow in snapshot.workflows:
             invalid.setdefault(problem.workflow, []).append(problem)
     before = previous.snapshot.files if previous is not None and previous.snapshot else {}
-    for name, problems in _held_by_broken_files(snapshot, before).items():
+    unreadable = unreadable_files(snapshot)
+    for name, problems in _held_by_broken_files(snapshot, unreadable, before).items():
         invalid.setdefault(name, []).extend(problems)
     valid = {n: lw for n, lw in snapshot.workflows.items() if n not in invalid}
     present = set(valid) | set(invalid)
@@ -104,6 +107,7 @@ def select_target(
         removed=removed,
         orphans=orphans,
         problems=[*snapshot.problems, *checked],
+        unreadable=unreadable,
     )
 
 
@@ -120,11 +124,11 @@ def unreadable_files(snapshot: Snapshot) -> dict[str, list[Problem]]:
 
 
 def _held_by_broken_files(
-    snapshot: Snapshot, before: dict[str, FileResult]
+    snapshot: Snapshot, unreadable: dict[str, list[Problem]], before: dict[str, FileResult]
 ) -> dict[str, list[Problem]]:
     """Workflows a file held before it broke, with that file's errors."""
     held: dict[str, list[Problem]] = {}
-    for path, nameless in unreadable_files(snapshot).items():
+    for path, nameless in unreadable.items():
         old = before.get(path)
         for lw in old.workflows if old is not None else ():
             if lw.name not in snapshot.workflows:

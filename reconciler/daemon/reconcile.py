@@ -145,14 +145,16 @@ class Reconciler:
     # -- one workflow ----------------------------------------------------------------------------
 
     async def reconcile(self, item: WorkItem) -> None:
-        """Reconcile ``item.key`` under its lease; queue it again later if another replica
-        holds it and the request must not be lost (a manual sync, a deletion)."""
+        """Reconcile ``item.key`` under its lease; queue it again for later if another replica
+        holds it (its holder may not settle it: a lease lost on a starved replica)."""
         async with self.leases.hold(item.key) as claimed:
             if not claimed:
                 log.debug(f"workflow {item.key} is claimed by another replica", workflow=item.key)
-                # The holder may finish before it sees these; ask again once it is done.
-                for reason in item.reasons & {Reason.MANUAL, Reason.DELETE}:
-                    later = self.leases.ttl.total_seconds() / 3
+                # The holder may finish before it sees these, or lose its lease without
+                # finishing: ask again once it should be done. What the holder did settle is
+                # then found in its status (_settled_elsewhere), so nothing runs twice.
+                later = self.leases.ttl.total_seconds() / 3
+                for reason in item.reasons:
                     self.queue.add_after(item.key, later, reason=reason)
                 return
             if self.leases.shared:

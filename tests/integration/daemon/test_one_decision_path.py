@@ -20,52 +20,35 @@ from reconciler.store import Store
 from tests.support.controller import running
 from tests.support.repos import commit, init_repo
 from tests.support.waiting import until_async
+from tests.support.workflows import file_workflow, to_yaml
 
 REPO = Path(__file__).resolve().parents[3]
 QUICKSTART = REPO / "examples/quickstart"
 
 
-def workflow(name: str, action: str, *, spec: str = "") -> str:
-    """A one-action workflow: ``action`` (flow YAML), then the end."""
-    return f"""apiVersion: reconciler/v1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-{spec}  start: go
-  states:
-    go:
-      action: {action}
-      next: done
-      onError: failed
-    done: {{end: success}}
-    failed: {{end: failure}}
-"""
+def case(name: str, path: str, content: str, *, keep: bool = False, **spec: Any) -> str:
+    """The shared file-writing workflow, with ``spec`` fields added or replaced."""
+    document = file_workflow(name, path, content, keep=keep, interval=None)
+    document["spec"].update(spec)
+    return to_yaml(document)
 
 
-def writes(path: str, content: str) -> str:
-    return f"{{plugin: file.write, with: {{path: {path}, content: {content}}}}}"
-
-
-def probe(path: str, content: str) -> str:
-    return (
-        f"  observe: {{plugin: file.read, with: {{path: {path}, missingOk: true}}}}\n"
-        f"  desired: {{content: {content}}}\n"
-    )
+def acting(name: str, action: dict[str, Any]) -> str:
+    """The shared file-writing workflow with its one action replaced by ``action``."""
+    document = file_workflow(name, "unused.txt", "x", interval=None)
+    document["spec"]["states"]["write"]["action"] = action
+    return to_yaml(document)
 
 
 CASES = {
-    "drifts": workflow(
-        "drifts", writes("drift.txt", "something else"), spec=probe("drift.txt", "wanted")
+    "drifts": case(
+        "drifts", "drift.txt", "something else", keep=True, desired={"content": "wanted"}
     ),
-    "breaks": workflow("breaks", '{plugin: shell.run, with: {argv: ["false"]}}'),
-    "after-breaks": workflow(
-        "after-breaks", writes("after.txt", "x"), spec="  dependsOn: [breaks]\n"
-    ),
-    "paused": workflow("paused", writes("paused.txt", "x"), spec="  suspend: true\n"),
-    "already": workflow(
-        "already", writes("already.txt", "here"), spec=probe("already.txt", "here")
-    ),
-    "unknown-plugin": workflow("unknown-plugin", "{plugin: no.such.plugin}"),
+    "breaks": acting("breaks", {"plugin": "shell.run", "with": {"argv": ["false"]}}),
+    "after-breaks": case("after-breaks", "after.txt", "x", dependsOn=["breaks"]),
+    "paused": case("paused", "paused.txt", "x", suspend=True),
+    "already": case("already", "already.txt", "here", keep=True),
+    "unknown-plugin": acting("unknown-plugin", {"plugin": "no.such.plugin"}),
 }
 
 

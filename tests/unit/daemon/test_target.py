@@ -6,23 +6,17 @@ from reconciler.config.loader import load_text
 from reconciler.config.snapshot import Snapshot
 from reconciler.daemon.target import Target, select_target, unreadable_files
 from reconciler.plugin import PluginRegistry
+from tests.support.workflows import file_workflow, to_yaml
 
 REGISTRY = PluginRegistry.discover()
 
 
 def workflow(name: str, *, plugin: str = "file.write", depends_on: str = "") -> str:
-    deps = f"  dependsOn: [{depends_on}]\n" if depends_on else ""
-    return f"""apiVersion: reconciler/v1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-{deps}  start: go
-  states:
-    go:
-      action: {{plugin: {plugin}, with: {{path: out.txt, content: x}}}}
-      next: done
-    done: {{end: success}}
-"""
+    document = file_workflow(name, "out.txt", "x", interval=None)
+    document["spec"]["states"]["write"]["action"]["plugin"] = plugin
+    if depends_on:
+        document["spec"]["dependsOn"] = [depends_on]
+    return to_yaml(document)
 
 
 def snapshot(revision: str, files: dict[str, str]) -> Snapshot:

@@ -293,6 +293,57 @@ def test_page_shows_the_failing_repository_then_the_unreachable_daemon_with_data
     save_screenshot(page, tmp_path, "page-daemon-unreachable.png")
 
 
+def restart_failing_workflow(path: Path) -> dict[str, object]:
+    """A workflow that writes its config (which its probe then finds in place) and fails to
+    restart the service afterwards: the probe says in sync, the run failed."""
+    document = file_workflow("web", path, "listen 80\n", keep=True)
+    states = document["spec"]["states"]
+    states["write"]["next"] = "restart"
+    states["restart"] = {
+        "action": {
+            "plugin": "shell.run",
+            "with": {"argv": ["sh", "-c", "echo 'Job for web.service failed.' >&2; exit 1"]},
+        },
+        "next": "done",
+        "onError": "failed",
+    }
+    return document
+
+
+def test_page_shows_a_failed_run_beside_a_probe_in_sync(
+    tmp_path: Path, repo: Path, chromium: object
+) -> None:
+    put(repo, restart_failing_workflow(tmp_path / "web.conf"))
+    commit(repo, "web")
+    with serving(tmp_path, repo) as (base, process):
+
+        def failed_in_sync() -> bool:
+            process.alive()
+            try:
+                web = get_json(f"{base}/api/v1/workflows/web")
+            except OSError:
+                return False
+            return (web["status"], web["sync"]) == ("Degraded", "Synced")
+
+        until(failed_in_sync, 60, "web to be Degraded while its probe says Synced", interval=0.3)
+        page = chromium.new_page(viewport={"width": 1280, "height": 700})  # type: ignore[attr-defined]
+        page.goto(base + "/")
+        web = page.locator('#workflows tr[data-workflow="web"]')
+        web.wait_for()
+        assert web.locator("td.status").inner_text() == "Degraded"
+        assert web.locator("td.sync").inner_text() == "Synced"
+        assert web.locator("td").nth(5).inner_text() == "RunFailed"
+        web.click()
+        message = page.locator("#detail-message")
+        page.wait_for_function(
+            "() => document.querySelector('#detail-message').innerText.startsWith('RunFailed')",
+            timeout=10_000,
+        )
+        assert "Job for web.service failed." in message.inner_text()  # the command's own words
+        page.locator('#diagram g[data-state="restart"]').wait_for()
+        save_screenshot(page, tmp_path, "page-run-failed-in-sync.png")
+
+
 def test_the_source_banner_gives_gits_message_without_the_urls_password(
     tmp_path: Path, chromium: object
 ) -> None:

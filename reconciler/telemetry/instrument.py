@@ -132,14 +132,17 @@ class MetricsJournal:
                 ACTION_RETRIES.labels(plugin=plugin).inc()
 
     async def run_finished(self, run: RunRecord) -> None:
+        """Counts the run in ``reconciler_runs_total`` only once its end is recorded: a run the
+        shutdown leaves to resume (or whose write the store refused) has not finished."""
         try:
             await self.inner.run_finished(run)
         finally:
             opened = self._open.pop(run.id, None)
             if opened is not None:
                 RUNS_IN_PROGRESS.dec()
-                RUN_DURATION.labels(workflow=run.workflow).observe(time.monotonic() - opened[1])
-            RUNS.labels(workflow=run.workflow, result=run.status.value).inc()
+        if opened is not None:
+            RUN_DURATION.labels(workflow=run.workflow).observe(time.monotonic() - opened[1])
+        RUNS.labels(workflow=run.workflow, result=run.status.value).inc()
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         return await self.inner.get_run(run_id)

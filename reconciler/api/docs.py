@@ -2,7 +2,7 @@
 
 FastAPI's own ``/docs`` and ``/redoc`` load their scripts from a CDN and start them with an
 inline script, on the daemon's origin, where the page keeps the API token: a compromised CDN
-would get it. So :func:`reconciler.api.create_app` turns those off, and when the operator asks
+would get it. So :func:`reconciler.api.app.create_app` turns those off, and when the operator asks
 for documentation (``api_docs``), :func:`mount_docs` serves Swagger UI from the files the
 ``fastapi-offline`` package ships (Swagger UI 5, which reads OpenAPI 3.1): the HTML and its
 start-up script are ours (``apidocs/``; that package's own pages start Swagger UI with an inline

@@ -6,7 +6,7 @@ attributes, so the controller can be reorganised without touching a route. The d
 implementation is :class:`reconciler.daemon.view.ControllerView` (structural: it does not import
 this module); tests may pass any object with these methods.
 
-Called by: the routers, through :func:`reconciler.api.create_app`. Calls: nothing.
+Called by: the routers, through :func:`reconciler.api.app.create_app`. Calls: nothing.
 """
 
 from __future__ import annotations

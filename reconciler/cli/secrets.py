@@ -18,7 +18,6 @@ import typer
 
 from reconciler.cli.app import app, fail
 from reconciler.errors import ConfigError, SecretUnavailable
-from reconciler.secrets.vault import VaultClient, VaultConfig
 
 secrets_app = typer.Typer(
     name="secrets", help="Work with secret references (Vault transit).", no_args_is_help=True
@@ -34,6 +33,8 @@ def encrypt(
 
     One trailing newline is dropped (``echo value | reconciler secrets encrypt --key K``).
     """
+    from reconciler.secrets.vault import VaultClient, VaultConfig  # hvac: only for this command
+
     try:
         config = VaultConfig.from_env()
     except ConfigError as exc:

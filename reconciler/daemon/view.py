@@ -7,7 +7,7 @@ progress, its status book, its store, its source. Steering is passed through to 
 public seams. It holds no state of its own: every answer is read at the moment of the call.
 
 Called by: ``reconciler run`` (:mod:`reconciler.cli.run`) and the API tests, which hand it to
-:func:`reconciler.api.create_app`. Calls: the controller, its status book and its store.
+:func:`reconciler.api.app.create_app`. Calls: the controller, its status book and its store.
 """
 
 from __future__ import annotations

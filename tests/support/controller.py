@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from reconciler.api import create_app
-from reconciler.cli.run import ApiServer
+from reconciler.api.app import create_app
+from reconciler.cli.serving import ApiServer
 from reconciler.daemon.controller import Controller
 from reconciler.daemon.policy import restrict_registry
 from reconciler.daemon.settings import DaemonSettings

@@ -4,6 +4,7 @@ the example plugin import only those names, only from ``reconciler``."""
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from pathlib import Path
 
@@ -88,3 +89,11 @@ def test_examples_import_only_public_names(path: Path) -> None:
 
 def test_the_guides_have_code_to_check() -> None:
     assert any(_code_blocks(p) for p in GUIDES)
+
+
+def test_every_public_name_has_a_home_and_nothing_else_does() -> None:
+    """``reconciler`` imports its public names on first use, from the module its map names."""
+    homes = reconciler._HOMES
+    assert sorted(homes) == sorted(reconciler.__all__)
+    for name, home in homes.items():
+        assert getattr(importlib.import_module(home), name) is getattr(reconciler, name)

@@ -1,4 +1,4 @@
-"""The API's routes, one router per resource, assembled by :func:`reconciler.api.create_app`.
+"""The API's routes, one router per resource, assembled by :func:`reconciler.api.app.create_app`.
 
 :mod:`~reconciler.api.routes.health` (``/healthz``, ``/readyz``),
 :mod:`~reconciler.api.routes.workflows` (``/api/v1/workflows``: reads and steering),

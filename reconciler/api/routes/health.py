@@ -13,7 +13,7 @@ A single failed fetch does not make the daemon unready: git servers hiccup, and 
 retries within seconds. The body's ``source`` says how fetching goes either way; the page shows
 it as a banner. Every git message passes through the view masked (no credential of a URL).
 
-Called by: :func:`reconciler.api.create_app`. Calls: the :class:`~reconciler.api.view.DaemonView`
+Called by: :func:`reconciler.api.app.create_app`. Calls: the :class:`~reconciler.api.view.DaemonView`
 (readiness, the source's last error and success, the store's health) and
 :func:`~reconciler.telemetry.instrument.check_store`, which keeps ``reconciler_store_up`` to
 what this probe sees.

@@ -1,6 +1,6 @@
 """``/api/v1/runs``: runs newest first, one run with its journal, and cancelling a run.
 
-Called by: :func:`reconciler.api.create_app`. Calls: the :class:`~reconciler.api.view.DaemonView`
+Called by: :func:`reconciler.api.app.create_app`. Calls: the :class:`~reconciler.api.view.DaemonView`
 (the store's runs and journal, the runs in progress, ``cancel``).
 """
 

@@ -1,7 +1,7 @@
 """``/api/v1/workflows``: every workflow with its status, one workflow in detail, its state
 diagram, and the steering of a workflow (sync, suspend, resume).
 
-Called by: :func:`reconciler.api.create_app`. Calls: the :class:`~reconciler.api.view.DaemonView`
+Called by: :func:`reconciler.api.app.create_app`. Calls: the :class:`~reconciler.api.view.DaemonView`
 (specs, problems and statuses; the runs in progress; ``request_sync``, ``suspend``, ``resume``)
 and the diagram renderers of :mod:`reconciler.engine.graph`.
 """

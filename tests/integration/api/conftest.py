@@ -1,6 +1,6 @@
 """A real daemon for API tests: a git repository in ``tmp_path``, a SQLite store, a running
 :class:`Controller` and the API served by uvicorn on a free loopback port (the same
-:class:`~reconciler.cli.run.ApiServer` ``reconciler run`` uses), both from
+:class:`~reconciler.cli.serving.ApiServer` ``reconciler run`` uses), both from
 :mod:`tests.support.controller`.
 
 The repository holds ``motd`` (keeps a file's content; converges in a moment), ``slow`` (a

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from reconciler.api import create_app
+from reconciler.api.app import create_app
 from reconciler.api.auth import Auth
 from reconciler.daemon.view import ControllerView
 from tests.integration.api.conftest import TOKEN, Daemon, start_daemon

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from reconciler.cli.run import register_daemon_secrets
+from reconciler.cli.serving import register_daemon_secrets
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.secrets.redaction import REGISTRY, RedactingFilter
 

@@ -116,12 +116,13 @@ class LoadedWorkflow:
     @cached_property
     def digest(self) -> str:
         """Computed on first use: loading and validating never need it, the planner does."""
-        return document_digest(self.document)
+        return workflow_digest(self.workflow)
 
-    @cached_property
+    @property
     def document(self) -> dict[str, Any]:
-        """:func:`workflow_document` of the workflow, computed on first use (the digest and a
-        run's record need it). Shared: callers must not change it."""
+        """:func:`workflow_document` of the workflow, made anew on each call (what a run's record
+        keeps): not cached, since every workflow's digest is wanted but only a running one's
+        document, and 10,000 documents kept would cost more memory than the workflows."""
         return workflow_document(self.workflow)
 
     def locate(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:

@@ -257,6 +257,7 @@ class Reconciler:
             run=resume.id,
             revision=revision,
         )
+        self.leases.works_at(resume.revision)  # its outcome is no sign of a newer revision
         await self._run(
             pinned,
             status,

@@ -1,7 +1,8 @@
 """An interrupted run resumes with the spec it started with, in-process on a real repository and
 a real SQLite store: a run stopped while in a state that the next commit renames finishes in
 that state, at its own revision, and the new revision runs afterwards. A run recorded without its
-document (as before the store kept one) resumes with the spec git holds, as it always did."""
+document (as before the store kept one), or with one that no longer loads, resumes with the spec
+git holds, as it always did."""
 
 from __future__ import annotations
 
@@ -112,8 +113,13 @@ async def test_resumed_run_keeps_the_spec_it_started_with_through_a_renamed_stat
     assert out.read_text() == "linger"
 
 
-async def test_a_run_recorded_without_its_document_resumes_with_the_current_spec(
-    tmp_path: Path, repo: Path
+@pytest.mark.parametrize(
+    "document",
+    [None, {"apiVersion": "reconciler/v1", "kind": "Workflow"}],
+    ids=["recorded-before-documents", "document-that-no-longer-loads"],
+)
+async def test_a_run_without_a_usable_document_resumes_with_the_current_spec(
+    tmp_path: Path, repo: Path, document: dict[str, Any] | None
 ) -> None:
     out = tmp_path / "out"
     put(repo, slow("hold", out))
@@ -121,7 +127,7 @@ async def test_a_run_recorded_without_its_document_resumes_with_the_current_spec
     database = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'data' / 'reconciler.db'}")
     try:  # as a run recorded before runs kept their document
         async with database.begin() as conn:
-            await conn.execute(update(RUNS).where(RUNS.c.id == run.id).values(document=None))
+            await conn.execute(update(RUNS).where(RUNS.c.id == run.id).values(document=document))
     finally:
         await database.dispose()
     put(repo, slow("linger", out))

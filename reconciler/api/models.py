@@ -180,7 +180,7 @@ class RunSummary(_Out):
 
     @classmethod
     def of(cls, run: RunRecord) -> RunSummary:
-        return cls.model_validate(RUN_RECORDS.dump_python(run, exclude={"outputs"}))
+        return cls.model_validate(RUN_RECORDS.dump_python(run, exclude={"outputs", "document"}))
 
 
 class JournalEntryOut(_Out):

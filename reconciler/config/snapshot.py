@@ -74,11 +74,23 @@ class NodePos:
     scalar: bool
 
 
+def workflow_document(workflow: Workflow) -> dict[str, Any]:
+    """The normalised model as JSON data (camelCase keys, as in a file): what the digest hashes,
+    and what :meth:`Workflow.model_validate` turns back into an equal workflow. It holds what
+    the file holds (secret references, never their values)."""
+    data: dict[str, Any] = workflow.model_dump(mode="json", by_alias=True)
+    return data
+
+
+def document_digest(document: Mapping[str, Any]) -> str:
+    """sha256 of a :func:`workflow_document` as sorted JSON."""
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def workflow_digest(workflow: Workflow) -> str:
     """sha256 of the normalised model as sorted JSON (insensitive to formatting and shorthands)."""
-    data = workflow.model_dump(mode="json", by_alias=True)
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return document_digest(workflow_document(workflow))
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,13 @@ class LoadedWorkflow:
     def digest(self) -> str:
         """Computed on first use: loading and validating never need it, the planner does."""
         return workflow_digest(self.workflow)
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """:func:`workflow_document` of the workflow, made anew on each call (what a run's record
+        keeps): not cached, since every workflow's digest is wanted but only a running one's
+        document, and 10,000 documents kept would cost more memory than the workflows."""
+        return workflow_document(self.workflow)
 
     def locate(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
         """``(line, column)`` of the node at ``loc`` (a path in the *normalised* model).

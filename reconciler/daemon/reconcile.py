@@ -226,15 +226,46 @@ class Reconciler:
             return
         resume = self.runs.take_resumable(name)
         if resume is not None:
-            await self._run(
-                lw,
-                status,
-                revision=target.revision,
-                reason=resume.reason or "resume",
-                resume=resume,
-            )
+            await self._resume(lw, status, resume, revision=target.revision)
             return
         await self._plan_and_act(item, lw, status, revision=target.revision)
+
+    async def _resume(
+        self,
+        lw: LoadedWorkflow,
+        status: WorkflowStatusRecord | None,
+        resume: RunRecord,
+        *,
+        revision: str,
+    ) -> None:
+        """Resume ``resume`` with the spec it started with. When git holds another spec of the
+        workflow by now (``lw``, at ``revision``), the run ends at the revision it started at,
+        and the workflow is queued again: once the run has ended it is checked at ``revision``,
+        and the newest spec gets a run of its own if it calls for one."""
+        started = self.runs.started_with(resume)
+        pinned = None if started is None else LoadedWorkflow(started, lw.path, lw.line)
+        if pinned is None or pinned.digest == lw.digest:
+            reason = resume.reason or "resume"
+            await self._run(lw, status, revision=revision, reason=reason, resume=resume)
+            return
+        name = lw.name
+        log.info(
+            f"workflow {name} changed since run {short(resume.id)} started at revision "
+            f"{resume.revision[:12]}; the run resumes with the spec it started with, and the "
+            f"workflow is checked again at revision {revision[:12]} once it ends",
+            workflow=name,
+            run=resume.id,
+            revision=revision,
+        )
+        self.leases.works_at(resume.revision)  # its outcome is no sign of a newer revision
+        await self._run(
+            pinned,
+            status,
+            revision=resume.revision,
+            reason=resume.reason or "resume",
+            resume=resume,
+        )
+        self.queue.add(name, Reason.REVISION)
 
     async def _plan_and_act(
         self,
@@ -331,6 +362,7 @@ class Reconciler:
             revision=revision,
             observed=observed,
             resume=resume,
+            document=None if resume is not None else lw.document,
         )
         after = (
             await self._observe(workflow, revision)

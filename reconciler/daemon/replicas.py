@@ -192,6 +192,13 @@ class WorkflowLeases:
         self._seen.add(revision)
         self._loaded_at = at
 
+    def works_at(self, revision: str) -> None:
+        """Note that this replica works at ``revision`` besides the one it loaded: it resumes a
+        run with the spec that run started with there. The status that run leaves is then this
+        replica's own work, not another replica being ahead (:meth:`ahead_of_us`), which would
+        have this replica wait for a revision it may never load again."""
+        self._seen.add(revision)
+
     def ahead_of_us(self, status: WorkflowStatusRecord | None) -> str | None:
         """The revision another replica reconciled this workflow at, when that is probably newer
         than this replica's: written after this replica loaded its revision, and never loaded

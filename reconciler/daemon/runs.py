@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 
 from reconciler.clock import utcnow
 from reconciler.config.models import Workflow
@@ -88,9 +89,12 @@ class RunSupervisor:
         revision: str,
         observed: dict[str, Any] | None = None,
         resume: RunRecord | None = None,
+        document: dict[str, Any] | None = None,
     ) -> RunEnd:
         """Run ``workflow`` (or resume ``resume``) to its end, as a task :meth:`cancel` can stop.
 
+        ``document`` (``workflow`` as JSON) is kept with a new run's record, so that the run
+        resumes with this spec should it be interrupted (:meth:`started_with`).
         A cancellation that is not :meth:`cancel`'s (the daemon shutting down) propagates: the
         run's record then stays unfinished, so it resumes on the next start.
         """
@@ -102,6 +106,7 @@ class RunSupervisor:
                 observed=observed,
                 resume=resume,
                 run_id=None if resume is not None else run_id,
+                document=document,
             ),
             name=f"run-{run_id}",
         )
@@ -178,6 +183,29 @@ class RunSupervisor:
             )
 
     # -- unfinished runs -----------------------------------------------------------------------
+
+    def started_with(self, record: RunRecord) -> Workflow | None:
+        """The workflow ``record`` started with, from the document kept with it, to resume it
+        with; ``None`` when it has none (recorded before runs kept their document) or when the
+        document no longer makes a workflow of that name (then the run resumes with the spec git
+        holds, as it did before documents were kept; a warning says so)."""
+        if record.document is None:
+            return None
+        try:
+            workflow = Workflow.model_validate(record.document)
+        except ValidationError as exc:
+            why = f"its stored spec does not load any more ({exc.error_count()} problems)"
+        else:
+            if workflow.name == record.workflow:
+                return workflow
+            why = f"its stored spec names another workflow, {workflow.name}"
+        log.warning(
+            f"run {short(record.id)} of workflow {record.workflow}: {why}; it resumes with the "
+            "spec git holds now",
+            workflow=record.workflow,
+            run=record.id,
+        )
+        return None
 
     async def load_unfinished(self) -> None:
         """At start (one daemon on the store): every top-level run still marked running is to

@@ -12,10 +12,12 @@ here has already been through the run's redaction, so no secret value reaches a 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -55,7 +57,13 @@ class RunRecord:
     are made with :func:`dataclasses.replace` (or :func:`copy_run` for a deep one).
 
     ``reason`` says why it ran (drift, spec-change, manual, delete, test); ``error`` is the
-    redacted error name and message of a failed run.
+    redacted error name and message of a failed run. ``document`` is the workflow document the
+    run started with (the validated model as JSON, what the workflow file holds: secret
+    references, never their values) when its caller gave one: whoever resumes the run resumes
+    it with that spec, whatever git holds by then. ``None`` for a run started without one (a
+    one-shot command, a child run, a run recorded before the store kept documents); a store may
+    also drop it once the run has finished. ``started_at`` is the wall-clock instant the run's
+    deadline counts from, also across a restart.
     """
 
     __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
@@ -72,6 +80,7 @@ class RunRecord:
     finished_at: datetime | None = None
     error: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
+    document: dict[str, Any] | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -124,6 +133,41 @@ class Journal(Protocol):
         """Runs still marked running: after a crash these are resumed."""
 
 
+SINCE = "since"
+"""The ``detail`` key of a ``state_entered`` entry written when a resumed run re-enters the state
+it was in: the ISO instant the state was first entered, which its timers still count from."""
+
+
+def entered_at(entries: Sequence[JournalEntry], state: str | None) -> datetime | None:
+    """When an interrupted run entered ``state``, the state it is to resume in: the wall-clock
+    instant its ``after`` waits and its timeout count from, read from the journal ``entries``.
+
+    That is the ``at`` of the run's last ``state_entered`` entry, or, when that entry was written
+    by an earlier resumption, the instant it carries over (``detail["since"]``), so the timers
+    survive any number of restarts. ``None`` when the run has not entered ``state`` since its last
+    transition (it stopped between leaving a state and entering the next): its timers start now.
+    """
+    if state is None:
+        return None
+    for entry in reversed(entries):
+        kind = entry.kind
+        if kind == EventKind.TRANSITION:
+            return None
+        if kind == EventKind.STATE_ENTERED:
+            if entry.state != state:
+                return None
+            since = entry.detail.get(SINCE)
+            if isinstance(since, str):
+                with contextlib.suppress(ValueError):
+                    return _aware(datetime.fromisoformat(since))
+            return _aware(entry.at)
+    return None
+
+
+def _aware(instant: datetime) -> datetime:
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+
+
 def copy_data(value: Any) -> Any:
     """A deep copy of JSON-like data: dicts and lists are rebuilt, str/int/float/bool/None
     shared (immutable), anything else goes through :func:`copy.deepcopy`.
@@ -144,7 +188,8 @@ _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 
 
 def copy_run(run: RunRecord) -> RunRecord:
-    """A deep copy of ``run``: its only mutable field is ``outputs``."""
+    """A deep copy of ``run``: its only mutable field is ``outputs`` (``document`` is shared:
+    nothing changes it once the run has started)."""
     return dataclasses.replace(run, outputs=copy_data(run.outputs))
 
 

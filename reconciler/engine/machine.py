@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from reconciler.clock import earliest
+from reconciler.clock import earliest, on_clock, utcnow
 from reconciler.config.models import State, Workflow
 from reconciler.engine.actions import RunContext
 from reconciler.engine.conditions import Exits, match_error, race
 from reconciler.engine.foreach import run_foreach
-from reconciler.engine.journal import EventKind, Journal, JournalEntry
+from reconciler.engine.journal import SINCE, EventKind, Journal, JournalEntry
 from reconciler.engine.plans import (
     Decision,
     Plan,
@@ -65,6 +66,7 @@ async def walk(
     start: str,
     flow: Flow,
     run_deadline: float | None,
+    entered_at: datetime | None = None,
 ) -> ActionError | None:
     """Walk states from ``start`` to an end state; the error of a failed run, or ``None``.
 
@@ -72,6 +74,12 @@ async def walk(
     before the next state is entered) and recorded in ``flow``; ``ctx.record.current_state``
     follows. An error of a state's actions decides its transition rather than being raised;
     what cancels the run (its deadline, a failed during check) propagates.
+
+    ``entered_at`` is given when a resumed run re-enters ``start``, the state it was in: the
+    wall-clock instant it first entered it. That state's ``after`` waits and timeout count from
+    then (what is left of them, or nothing: a timer that ran out while the run was stopped
+    fires at once), and its ``state_entered`` entry carries the instant on (``since``) for a
+    later resumption.
     """
     states = workflow.spec.states
     plans = plans_of(workflow)
@@ -82,6 +90,7 @@ async def walk(
     narrate = logger.is_enabled_for(logging.INFO)  # once per run: the loop is hot
     name = start
     last_error: ActionError | None = None
+    resumed_since = entered_at
     while True:
         plan = plans.get(name)
         if plan is None:
@@ -93,6 +102,7 @@ async def walk(
         flow.path.append(name)
         record.current_state = name
         ctx.seq += 1
+        since, resumed_since = resumed_since, None
         await journal.record(
             JournalEntry(
                 run_id=run_id,
@@ -101,7 +111,7 @@ async def walk(
                 state=name,
                 to_state=None,
                 outcome=None,
-                detail={},
+                detail={} if since is None else {SINCE: since.isoformat()},
             )
         )
         if narrate:
@@ -116,8 +126,13 @@ async def walk(
         if plan.settled is not None:
             decided = plan.settled
         elif plan.waits:
+            entered = (
+                ctx.now()
+                if since is None
+                else on_clock(since, clock_now=ctx.now(), wall_now=utcnow())
+            )
             decided = await _run_state(
-                ctx, name, state=state, exits=plan.exits, run_deadline=run_deadline
+                ctx, name, state=state, exits=plan.exits, entered=entered, run_deadline=run_deadline
             )
         else:  # nothing to call or wait for: decided without yielding (so no timeout)
             decided = decide_now(ctx, name, state, plan.exits)
@@ -153,24 +168,34 @@ async def _run_state(
     *,
     state: State,
     exits: Exits,
+    entered: float,
     run_deadline: float | None,
 ) -> Decision:
-    """Run one state under its own (fresh) timeout; the transition to take and why."""
-    entered = ctx.now()
+    """Run one state under its own timeout, counted from ``entered`` (on the engine's clock: now,
+    or earlier for a resumed run); the transition to take and why. A timeout already over
+    routes at once, without running the state's actions again."""
     if not state.timeout:  # no timer of its own to arm (nor for a zero timeout, as before)
         return await _decide(
             ctx, name, state=state, exits=exits, entered=entered, deadline=run_deadline
         )
     state_deadline = entered + state.timeout.total_seconds()
     deadline = earliest(state_deadline, run_deadline)
+    if state_deadline <= ctx.now():
+        return _timed_out(name, state)
     try:
         async with asyncio.timeout_at(loop_deadline(ctx, state_deadline)):
             return await _decide(
                 ctx, name, state=state, exits=exits, entered=entered, deadline=deadline
             )
     except TimeoutError:
-        err = Timeout(f"state {name!r} timed out after {format_duration(state.timeout)}")
-        return Decision(match_error(state.transitions, err), err, "on")
+        return _timed_out(name, state)
+
+
+def _timed_out(name: str, state: State) -> Decision:
+    """How ``state`` is left once its timeout has passed: like any ``Timeout`` error."""
+    limit = format_duration(state.timeout) if state.timeout else "0s"
+    err = Timeout(f"state {name!r} timed out after {limit}")
+    return Decision(match_error(state.transitions, err), err, "on")
 
 
 async def _decide(

@@ -24,13 +24,14 @@ import dataclasses
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import structlog
 
-from reconciler.clock import utcnow
+from reconciler.clock import on_clock, utcnow
 from reconciler.config.expressions import (
     DEFAULT_COST_LIMIT,
     INLINE_COST,
@@ -49,6 +50,7 @@ from reconciler.engine.journal import (
     RunRecord,
     RunStatus,
     copy_data,
+    entered_at,
 )
 from reconciler.engine.machine import Flow, loop_deadline, walk
 from reconciler.errors import (
@@ -305,12 +307,22 @@ class Engine:
         parent_id: str | None = None,
         run_id: str | None = None,
         inputs: Mapping[str, Any] | None = None,
+        document: dict[str, Any] | None = None,
     ) -> RunResult:
         """Run ``workflow``'s machine to an end state and return how it ended.
 
         ``observed`` is the last observation (the ``observed`` CEL variable); ``inputs`` are
-        merged over ``spec.inputs``; ``resume`` re-enters ``resume.current_state`` of an
-        interrupted run with its outputs and the same run id (and so the same idempotency keys).
+        merged over ``spec.inputs``; ``document`` is kept with a new run's record
+        (:attr:`RunRecord.document`: ``workflow`` as JSON, which the caller already has), so
+        that whoever resumes the run can resume it with the same spec.
+
+        ``resume`` re-enters ``resume.current_state`` of an interrupted run with its outputs and
+        the same run id (and so the same idempotency keys); ``workflow`` should then be the spec
+        the run started with. Its timers go on from where they were: the run's deadline counts
+        from ``resume.started_at``, and the ``after`` waits and timeout of the state it resumes
+        in from when the journal says it entered that state; one that ran out while the run was
+        stopped fires at once (a passed run deadline fails the run before anything else runs).
+
         Failures are reported in :attr:`RunResult.error`, never raised. If the task running this
         is cancelled, the run is journaled as ``cancelled`` and :class:`asyncio.CancelledError`
         propagates.
@@ -324,6 +336,7 @@ class Engine:
             parent_id=parent_id,
             run_id=run_id,
             inputs=inputs,
+            document=document,
         )
 
     async def _run(
@@ -337,6 +350,7 @@ class Engine:
         parent_id: str | None,
         run_id: str | None,
         inputs: Mapping[str, Any] | None,
+        document: dict[str, Any] | None = None,
         inherited: Iterable[str] = (),
         depth: int = 0,
     ) -> RunResult:
@@ -350,6 +364,7 @@ class Engine:
                 revision=revision,
                 parent_id=parent_id,
                 reason=reason,
+                document=document,
             )
         ctx = self._context(
             workflow,
@@ -361,11 +376,15 @@ class Engine:
         )
         ctx.run_child = self._child_runner(ctx, depth)
         flow = Flow(task=asyncio.current_task())
-        await self._open(ctx, resume=resume, reason=reason, revision=revision, parent_id=parent_id)
+        entered_at = await self._open(
+            ctx, resume=resume, reason=reason, revision=revision, parent_id=parent_id
+        )
         error: ActionError | None = None
         try:
             try:
-                error = await self._walk(ctx, workflow, resumed=resume is not None, flow=flow)
+                error = await self._walk(
+                    ctx, workflow, resumed=resume is not None, flow=flow, entered_at=entered_at
+                )
             except TimeoutError:
                 limit = f" of {format_duration(spec.timeout)}" if spec.timeout else ""
                 error = Timeout(f"run deadline{limit} passed")
@@ -402,13 +421,18 @@ class Engine:
         reason: str,
         revision: str,
         parent_id: str | None,
-    ) -> None:
+    ) -> datetime | None:
         """Journal the run's start (``run_started``) or its resumption (``run_resumed``, the run
-        carrying on after its last entry, with the outputs it had)."""
+        carrying on after its last entry, with the outputs it had). For a resumption, returns
+        when the run entered the state it resumes in, as its journal says (``None`` if unknown
+        or for a new run)."""
         record = ctx.record
+        entered: datetime | None = None
         if resume is not None:
             ctx.outputs = dict(record.outputs)
-            ctx.seq = max((e.seq for e in await self.journal.entries(record.id)), default=0)
+            entries = await self.journal.entries(record.id)
+            ctx.seq = max((e.seq for e in entries), default=0)
+            entered = entered_at(entries, record.current_state)
             await ctx.write(
                 EventKind.RUN_RESUMED,
                 state=record.current_state,
@@ -421,17 +445,28 @@ class Engine:
                 detail={"reason": reason, "revision": revision, "parentId": parent_id},
             )
         ctx.logger.info("run started", reason=reason, resumed=resume is not None)
+        return entered
 
     async def _walk(
-        self, ctx: RunContext, workflow: Workflow, *, resumed: bool, flow: Flow
+        self,
+        ctx: RunContext,
+        workflow: Workflow,
+        *,
+        resumed: bool,
+        flow: Flow,
+        entered_at: datetime | None,
     ) -> ActionError | None:
         """Everything between the run's start and its finish, under the run's deadline: its
         secrets, pre checks, the machine with the during checks beside it, then post checks.
         Returns the error the machine ended with; raises what the checks or secrets raise, and
-        ``TimeoutError`` when the run's deadline passes. The caller stops ``flow.during``."""
+        ``TimeoutError`` when the run's deadline passes (at once for a resumed run whose
+        deadline passed while it was stopped). The caller stops ``flow.during``.
+        ``entered_at`` is when a resumed run entered the state it resumes in."""
         spec = workflow.spec
         record = ctx.record
-        run_deadline = ctx.now() + spec.timeout.total_seconds() if spec.timeout else None
+        run_deadline = _run_deadline(ctx, workflow, resumed=resumed)
+        if run_deadline is not None and run_deadline <= ctx.now():
+            raise TimeoutError
         async with asyncio.timeout_at(loop_deadline(ctx, run_deadline)):
             ctx.secrets = await self._resolve(ctx, spec.secrets)
             # a resumed run that had entered a state already passed its pre checks
@@ -452,6 +487,7 @@ class Engine:
                     start=start,
                     flow=flow,
                     run_deadline=run_deadline,
+                    entered_at=entered_at,
                 )
             finally:
                 flow.states_running = False
@@ -512,6 +548,18 @@ class Engine:
             return {"runId": result.run.id, "outputs": result.outputs, "changed": result.changed}
 
         return run_child
+
+
+def _run_deadline(ctx: RunContext, workflow: Workflow, *, resumed: bool) -> float | None:
+    """The run's deadline on the engine's clock: ``spec.timeout`` from now for a new run, from
+    the run's (wall-clock, journaled) ``started_at`` for a resumed one."""
+    timeout = workflow.spec.timeout
+    if not timeout:
+        return None
+    now = ctx.now()
+    if resumed:
+        now = on_clock(ctx.record.started_at, clock_now=now, wall_now=utcnow())
+    return now + timeout.total_seconds()
 
 
 def _resumed(resume: RunRecord, *, revision: str) -> RunRecord:

@@ -139,6 +139,10 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+_LISTED = [c for c in RUNS.columns if c.name != "document"]
+"""The columns :meth:`Store.list_runs` reads."""
+
+
 def _run_from_row(row: RowMapping) -> RunRecord:
     data = dict(row)
     data["outputs"] = data.get("outputs") or {}
@@ -445,10 +449,13 @@ class Store:
         values["started_at"] = run.started_at
         values["finished_at"] = run.finished_at
         values["status"] = run.status.value
+        if run.status.finished:
+            values["document"] = None  # only a run that may resume needs it
         return values
 
     async def run_started(self, run: RunRecord, *, fence: Lease | None = None) -> None:
-        """Record a new run (or overwrite the record of a run started again on resume)."""
+        """Record a new run (or overwrite the record of a run started again on resume), with
+        the workflow document it carries (:attr:`RunRecord.document`), kept until it ends."""
         async with self._tx() as conn:
             if fence is not None:
                 await leases.check_fence(conn, fence)
@@ -482,7 +489,8 @@ class Store:
                 )
 
     async def run_finished(self, run: RunRecord, *, fence: Lease | None = None) -> None:
-        """Store the final status, ``finished_at``, error and outputs of ``run``."""
+        """Store the final status, ``finished_at``, error and outputs of ``run``; its workflow
+        document is dropped (a finished run is never resumed)."""
         async with self._tx() as conn:
             if fence is not None:
                 await leases.check_fence(conn, fence)
@@ -531,8 +539,10 @@ class Store:
         before: datetime | None = None,
     ) -> list[RunRecord]:
         """Runs newest first, optionally of one workflow and started strictly before ``before``
-        (pass the last page's oldest ``started_at`` to page back)."""
-        stmt = select(RUNS).order_by(RunRow.started_at.desc(), RunRow.id.desc())
+        (pass the last page's oldest ``started_at`` to page back). Without their workflow
+        documents (``document`` is ``None``): a page of runs need not carry a spec each;
+        :meth:`get_run` and :meth:`unfinished_runs` have them."""
+        stmt = select(*_LISTED).order_by(RunRow.started_at.desc(), RunRow.id.desc())
         if workflow is not None:
             stmt = stmt.where(RunRow.workflow == workflow)
         if before is not None:

@@ -114,6 +114,9 @@ class RunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
     outputs: Mapped[Any] = mapped_column(JSON)
+    document: Mapped[Any | None] = mapped_column(JSON)
+    """The workflow document an unfinished run started with (resumed with it); ``NULL`` once the
+    run has finished, and for runs recorded before the store kept documents."""
 
 
 class JournalRow(Base):

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from reconciler.engine.journal import RunRecord
+from reconciler.clock import utcnow
+from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
 from reconciler.store import Health, Store, WorkflowStatusRecord
 from tests.support.daemon import CLI, DaemonProcess, spawn, start, statuses, without_settings
 from tests.support.repos import commit, git
-from tests.support.waiting import until_async
+from tests.support.waiting import until, until_async
 from tests.support.workflows import file_workflow, put
 
 ANY_PORT = {"RECONCILER_LISTEN": "127.0.0.1:0"}
@@ -292,6 +294,125 @@ async def test_run_killed_mid_state_resumes_in_that_state_after_a_restart(
     assert [r.id for r in all_runs] == [run.id], "the run was resumed, not started again"
     assert kinds.count("run_resumed") == 1
     assert restarted.stop() == 0
+
+
+RENAMED = """\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata:
+  name: renamed
+spec:
+  start: wait
+  states:
+    wait:
+      transitions:
+        - {{to: {then}, after: 2s}}
+    {then}:
+      action:
+        plugin: file.write
+        with: {{path: "{out}", content: "{then}"}}
+      next: done
+    done: {{end: success}}
+"""
+
+
+async def run_and_entries(data_dir: Path, run_id: str) -> tuple[RunRecord, list[JournalEntry]]:
+    store = await Store.open(None, data_dir=data_dir)
+    try:
+        run = await store.get_run(run_id)
+        entries = await store.entries(run_id)
+    finally:
+        await store.close()
+    assert run is not None
+    return run, entries
+
+
+def states_entered(entries: list[JournalEntry]) -> list[str | None]:
+    return [e.state for e in entries if e.kind is EventKind.STATE_ENTERED]
+
+
+async def test_resumed_run_keeps_the_spec_it_started_with_and_the_new_revision_runs_after(
+    tmp_path: Path, repo: Path, daemon: Callable[..., DaemonProcess]
+) -> None:
+    out, data_dir = tmp_path / "renamed.txt", tmp_path / "data"
+    (repo / "renamed.yaml").write_text(RENAMED.format(then="b", out=out))
+    first_revision = commit(repo, "renamed: wait, then b")
+
+    proc = daemon()
+    run = await wait_run_in_state(data_dir, "renamed", "wait")
+    proc.kill()  # a crash: no shutdown, no journal write
+    assert run.revision == first_revision and not out.exists()
+    (repo / "renamed.yaml").write_text(RENAMED.format(then="c", out=out))
+    second_revision = commit(repo, "renamed: state b is now c")
+
+    restarted = daemon()
+    status = (await wait_converged(data_dir, {"renamed"}, second_revision))["renamed"]
+    assert restarted.stop() == 0
+
+    resumed, resumed_entries = await run_and_entries(data_dir, run.id)
+    assert resumed.status is RunStatus.SUCCEEDED, resumed.error
+    assert resumed.revision == first_revision
+    assert states_entered(resumed_entries) == ["wait", "wait", "b", "done"]
+    assert [e.kind for e in resumed_entries].count(EventKind.RUN_RESUMED) == 1
+    # then the new revision got a run of its own, with its own spec
+    assert status.last_run_id is not None and status.last_run_id != run.id
+    newer, newer_entries = await run_and_entries(data_dir, status.last_run_id)
+    assert newer.status is RunStatus.SUCCEEDED and newer.revision == second_revision
+    assert newer.reason == "spec-change"
+    assert states_entered(newer_entries) == ["wait", "c", "done"]
+    assert out.read_text() == "c"
+    assert (await runs_by_workflow(data_dir))["renamed"] == ["spec-change", "spec-change"]
+
+
+TIMER = """\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata:
+  name: timer
+spec:
+  start: wait
+  states:
+    wait:
+      transitions:
+        - {to: done, after: 8s}
+    done: {end: success}
+"""
+WAIT = 8.0
+KILLED_AFTER = 4.0
+"""Seconds of the wait spent before the kill: a timer that started again from zero would end
+at least this long after the wait's end."""
+LATENESS = 2.5
+"""How late the wait may end after the later of its end and the run's resumption: under
+``KILLED_AFTER`` (a restarted timer), and far more than firing and journaling take."""
+
+
+async def test_a_wait_interrupted_by_a_crash_lasts_only_what_was_left_of_it(
+    tmp_path: Path, repo: Path, daemon: Callable[..., DaemonProcess]
+) -> None:
+    (repo / "timer.yaml").write_text(TIMER)
+    commit(repo, "timer: waits 8s")
+    data_dir = tmp_path / "data"
+
+    proc = daemon()
+    run = await wait_run_in_state(data_dir, "timer", "wait")
+    _, entries = await run_and_entries(data_dir, run.id)
+    [entered] = [e.at for e in entries if e.kind is EventKind.STATE_ENTERED]
+    # time passing is the test: part of the wait is spent before the crash
+    until(lambda: utcnow() - entered >= timedelta(seconds=KILLED_AFTER), 30, "time in the wait")
+    proc.kill()
+    restarted = daemon()
+    await wait_status(data_dir, "timer", Health.CONVERGED, within=60)
+    assert restarted.stop() == 0
+
+    finished, entries = await run_and_entries(data_dir, run.id)
+    assert finished.status is RunStatus.SUCCEEDED
+    [resumed_at] = [e.at for e in entries if e.kind is EventKind.RUN_RESUMED]
+    [left] = [e for e in entries if e.kind is EventKind.TRANSITION]
+    assert left.state == "wait" and left.detail["condition"] == "after"
+    wait_over = entered + timedelta(seconds=WAIT)
+    assert left.at >= wait_over, "the wait ended early"
+    late = (left.at - max(wait_over, resumed_at)).total_seconds()
+    assert late < LATENESS, f"the resumed wait ended {late:.1f}s after it should have"
 
 
 CANARY_WORKFLOW = """\

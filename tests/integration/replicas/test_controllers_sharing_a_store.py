@@ -1,7 +1,8 @@
 """Two :class:`Controller` replicas in one process, on one real git repository and one real
 PostgreSQL schema: what is not worth a daemon process per test (see tests/e2e/test_replicas.py
 for those) — a manual sync sent to the replica that is not running the workflow, a workflow
-removed from git while another replica runs it, and suspend/resume through one replica's API.
+removed from git while another replica runs it, suspend/resume through one replica's API, and a
+run another replica takes over keeping the spec it started with.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.daemon.controller import Controller
-from reconciler.engine.journal import RunRecord, RunStatus
+from reconciler.engine.journal import EventKind, RunRecord, RunStatus
 from reconciler.store import Health, Store
 from tests.support import postgres
 from tests.support.controller import running
@@ -198,3 +199,57 @@ async def test_a_workflow_suspended_through_one_replica_does_not_run_on_another(
         lambda runs: any(r.reason == "manual" and r.status is RunStatus.SUCCEEDED for r in runs),
     )
     assert all(r.status is RunStatus.SUCCEEDED for r in runs)
+
+
+WAITS = """\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata: {{name: waits}}
+spec:
+  interval: 1h
+  start: {state}
+  states:
+    {state}:
+      transitions:
+        - {{to: write, after: 3s}}
+    write:
+      action:
+        plugin: file.write
+        with: {{path: "{out}", content: "{state}"}}
+      next: done
+    done: {{end: success}}
+"""
+
+
+async def test_a_run_taken_over_by_another_replica_keeps_the_spec_it_started_with(
+    tmp_path: Path, store_url: str
+) -> None:
+    repo, out = tmp_path / "repo", tmp_path / "out"
+    init_repo(repo)
+    (repo / "waits.yaml").write_text(WAITS.format(state="hold", out=out))
+    first = commit(repo, "waits in hold")
+    async with replica(tmp_path, store_url, "r1") as (_one, store):
+        [run] = await wait_for_runs(
+            store, "waits", lambda runs: len(runs) == 1 and runs[0].current_state == "hold"
+        )
+    # r1 stopped: its grace period is shorter than the wait, so the run is left to take over
+    (repo / "waits.yaml").write_text(WAITS.format(state="linger", out=out))
+    second = commit(repo, "hold is now linger")
+
+    async with replica(tmp_path, store_url, "r2") as (_two, store):
+        runs = await wait_for_runs(
+            store,
+            "waits",
+            lambda runs: len(runs) == 2 and all(r.status is RunStatus.SUCCEEDED for r in runs),
+        )
+        taken_over = await store.entries(run.id)
+    newer, resumed = runs
+    assert resumed.id == run.id and resumed.revision == first and resumed.attempt == 2
+    assert [e.state for e in taken_over if e.kind is EventKind.STATE_ENTERED] == [
+        "hold",
+        "hold",
+        "write",
+        "done",
+    ]
+    assert newer.revision == second and newer.reason == "spec-change"
+    assert out.read_text() == "linger"

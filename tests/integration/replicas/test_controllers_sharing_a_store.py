@@ -120,7 +120,7 @@ async def test_a_manual_sync_sent_to_the_other_replica_runs_once_the_holder_is_d
     )
     holder = running_on(pair, first[0].id)
     other = next(c for c, _ in pair if c is not holder)
-    assert other.request_sync("slow")
+    assert await other.request_sync("slow")
 
     runs = await wait_for_runs(
         store,
@@ -181,7 +181,7 @@ async def test_a_workflow_suspended_through_one_replica_does_not_run_on_another(
     await until_async(run_status_stored, 10, "the run's status to be stored")
 
     assert await two.suspend("quick")
-    assert one.request_sync("quick")
+    assert await one.request_sync("quick")
     await until_async(
         lambda: "quick" in one.suspended, 10, "the other replica to see the suspension"
     )
@@ -191,7 +191,7 @@ async def test_a_workflow_suspended_through_one_replica_does_not_run_on_another(
     assert status is not None and status.status is Health.SUSPENDED
 
     assert await two.resume("quick")
-    assert one.request_sync("quick")  # the other replica learns of it from the store
+    assert await one.request_sync("quick")  # the other replica learns of it from the store
     runs = await wait_for_runs(
         store,
         "quick",

@@ -164,6 +164,12 @@ class Store:
         self._statements: dict[str, Any] = {}
         self._sqlite_file: tuple[int, int] | None = None
         """(device, inode) of the SQLite file once opened, to notice it being replaced."""
+        self._sqlite_fd: int | None = None
+        """The SQLite file, opened once by :meth:`problem` and kept open until :meth:`close`:
+        closing any descriptor of a file drops every POSIX lock this process holds on it,
+        SQLite's included, and without its shared lock another process closing its last
+        connection checkpoints and deletes the WAL under the daemon, which then commits into
+        a deleted file (what a /readyz poll next to ``reconciler status`` did)."""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -252,6 +258,10 @@ class Store:
     async def close(self) -> None:
         """Close every pooled connection. The store must not be used afterwards."""
         await self._engine.dispose()
+        if self._sqlite_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._sqlite_fd)
+            self._sqlite_fd = None
 
     async def __aenter__(self) -> Store:
         return self
@@ -325,14 +335,15 @@ class Store:
         path = str(self.url.database)
         try:
             found = os.stat(path)
-            with open(path, "rb") as file:
-                header = file.read(len(SQLITE_HEADER))
+            if self._sqlite_file is not None and (found.st_dev, found.st_ino) != self._sqlite_file:
+                return f"the store's SQLite file {path} was replaced by another file"
+            if self._sqlite_fd is None:  # never closed before close(): see its docstring
+                self._sqlite_fd = os.open(path, os.O_RDONLY)
+            header = os.pread(self._sqlite_fd, len(SQLITE_HEADER), 0)
         except FileNotFoundError:
             return f"the store's SQLite file {path} is gone (deleted while the daemon runs)"
         except OSError as exc:
             return f"the store's SQLite file {path} cannot be read: {exc.strerror or exc}"
-        if self._sqlite_file is not None and (found.st_dev, found.st_ino) != self._sqlite_file:
-            return f"the store's SQLite file {path} was replaced by another file"
         if header != SQLITE_HEADER:
             return f"the store's SQLite file {path} is not a SQLite database any more"
         return None

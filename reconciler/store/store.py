@@ -13,10 +13,11 @@ before returning (migrations are the only schema source); every write method com
 returns, in one transaction (a ``transition`` entry and the run's new ``current_state`` /
 ``outputs`` land together or not at all); a status write never changes the row's
 ``suspended`` flag, and while it is set the row keeps reading ``Suspended``/
-``SuspendedManually`` (only :meth:`Store.request_suspension` sets or clears it); timestamps come back timezone-aware UTC; database
-failures surface as :class:`StoreError` subclasses whose messages never contain a password.
+``SuspendedManually`` (only :meth:`Store.request_suspension` sets or clears it); timestamps
+come back timezone-aware UTC; database failures surface as :class:`StoreError` subclasses whose
+messages never contain a password.
 
-Why one module of ~600 lines: :class:`Store` is one facade over one schema, and each method is
+Why one module of ~700 lines: :class:`Store` is one facade over one schema, and each method is
 one short transaction; splitting it by table would spread the connection, retry and fencing rules
 that every method shares (retention and leases, which have rules of their own, are already in
 ``retention.py`` and ``leases.py``).

@@ -15,7 +15,9 @@ backs that workflow off; the worker goes on.
 
 A manual sync is run only while the store still has it unhandled (``_pending_syncs``, under the
 lease): every replica queues the syncs of the command log (``daemon/commands.py``), and the
-first run of the workflow to start marks them handled, so a sync runs once.
+first manual run of the workflow to start marks them handled, so a sync runs once. A manual
+item that runs nothing (suspended, invalid, waiting for a dependency, resuming an interrupted
+run) answers its syncs too, as the in-memory queue used to.
 
 Called by: the controller (its workers). Calls: the planner, the engine's ``observe``, the run
 supervisor, the status book, the queue, the workflow leases, the store's command log and the
@@ -180,9 +182,9 @@ class Reconciler:
                 await self.store.commands_handled(syncs)
 
     async def _pending_syncs(self, item: WorkItem) -> tuple[WorkItem, list[int]]:
-        """Under the workflow's lease: the syncs of it the store still has unhandled. None left
-        (a run of it started since, here or on another replica): the item is no manual sync
-        any more, so a sync accepted once runs once whoever queued it."""
+        """Under the workflow's lease: the syncs of it the store still has unhandled. None
+        left (a manual run of it started since, here or on another replica): the item is no
+        manual sync any more, so a sync accepted once runs once whoever queued it."""
         pending = await self.store.unhandled_commands(CommandKind.SYNC, target=item.key)
         if pending:
             return item, [c.id for c in pending]

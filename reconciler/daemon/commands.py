@@ -13,7 +13,8 @@ status row's ``suspended`` flag). The controller that answered applies it at onc
   truth, and updates this controller's memory (a resume also queues a check);
 - a **cancel** is applied by the replica holding the run (only it has the run's task); any
   replica marks it handled once the store says the run is no longer running, so a cancel of a
-  run that is waiting to be resumed or taken over is applied where and when it resumes.
+  run that is waiting to be resumed or taken over (or whose replica was killed before the run
+  was recorded cancelled) is applied where and when it resumes.
 
 At start (:meth:`CommandReader.catch_up`, once the first revision is loaded) the syncs still
 unhandled are queued again: a sync answered ``202`` just before a ``kill -9`` still runs.
@@ -132,13 +133,13 @@ class CommandReader:
         await self.cancels()
 
     async def cancels(self) -> None:
-        """Cancel the runs asked to be cancelled that run here; mark handled the cancels of runs
-        that ended."""
+        """Cancel the runs asked to be cancelled that run here; mark a cancel handled only once
+        the store says its run ended (a crash before the run was recorded cancelled leaves the
+        cancel to be applied when the run resumes)."""
         done: list[int] = []
         for command in await self.store.unhandled_commands(CommandKind.CANCEL):
             if self.runs.cancel(command.target):
-                done.append(command.id)
-                continue
+                continue  # handled at a later poll, once the run is recorded cancelled
             run = await self.store.get_run(command.target)
             if run is None or run.status is not RunStatus.RUNNING:
                 done.append(command.id)

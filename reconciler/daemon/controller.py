@@ -244,9 +244,9 @@ class Controller:
             CommandKind.CANCEL, run_id, requested_by=self.leases.owner
         )
         self.commands.seen(command)
-        if self.runs.cancel(run_id):
-            await self.store.commands_handled([command.id])
-        else:
+        # handled by the command reader once the run is recorded cancelled (not before: a
+        # crash in between would resume the run with its cancel forgotten)
+        if not self.runs.cancel(run_id):
             log.info(
                 f"cancel of run {short(run_id)} of workflow {run.workflow} recorded; the "
                 "replica that holds it applies it",

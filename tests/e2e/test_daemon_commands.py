@@ -178,3 +178,31 @@ async def test_a_suspend_answered_before_a_kill_9_still_holds_after_the_restart(
         return (tmp_path / "motd.txt").read_text() == "hello"
 
     await until_async(healed, 30, "motd healed once resumed")
+
+
+async def test_a_cancel_answered_202_before_a_kill_9_still_cancels_the_run(
+    tmp_path: Path, daemon: Callable[[], tuple[DaemonProcess, Api]]
+) -> None:
+    repo, data, gate = init_repo(tmp_path / "repo"), tmp_path / "data", tmp_path / "gate"
+    put(repo, gate_workflow(gate))
+    commit(repo, "a gate")
+    process, api = daemon()
+
+    async def waiting_run() -> RunRecord | None:
+        runs = await runs_of(data, "gate")
+        return runs[0] if runs and runs[0].current_state == "wait" else None
+
+    run = await until_async(waiting_run, 30, "the run of gate waiting for its file")
+    answer = api.post(f"/api/v1/runs/{run.id}/cancel")
+    assert answer.status_code == 202, answer.text
+    process.kill()  # maybe before the run was recorded cancelled: then it resumes, and stops
+
+    daemon()
+    gate.touch()  # were the cancel forgotten, the resumed run would now succeed
+
+    async def ended() -> RunRecord | None:
+        runs = [r for r in await runs_of(data, "gate") if r.id == run.id]
+        return runs[0] if runs and runs[0].status is not RunStatus.RUNNING else None
+
+    final = await until_async(ended, 30, "the run of gate to end")
+    assert final.status is RunStatus.CANCELLED

@@ -293,5 +293,9 @@ async def test_a_cancel_through_one_replica_cancels_the_run_another_replica_exec
     finished = [e for e in await store.entries(run.id) if e.kind is EventKind.RUN_FINISHED]
     assert [e.outcome for e in finished] == ["cancelled"]
     assert run.id not in holder.running
-    assert await store.unhandled_commands(CommandKind.CANCEL) == []
+
+    async def cancel_handled() -> bool:  # at the next poll after the run was recorded cancelled
+        return await store.unhandled_commands(CommandKind.CANCEL) == []
+
+    await until_async(cancel_handled, 10, "the cancel marked handled")
     assert not await other.cancel(run.id)  # over: nothing left to cancel

@@ -1,5 +1,6 @@
 """What the API accepted survives ``kill -9`` of the real daemon: a manual sync answered 202 runs
-after the restart (as a manual run), and a suspension holds after it.
+after the restart (as a manual run), a suspension holds after it, and a cancelled run does not
+come back to life.
 
 The daemon runs as a process on a SQLite store; the test reads the store beside it. A sync that
 is waiting in the daemon's queue when it is killed — ``quick`` depends on ``gate``, whose run

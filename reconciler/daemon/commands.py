@@ -126,9 +126,9 @@ class CommandReader:
         for command in await self.store.commands_after(max(0, self._cursor - LOOKBACK)):
             if command.id in self._seen:
                 continue
+            await self._apply(command)  # a store failure here: this one again at the next poll
             self._seen.add(command.id)
             self._cursor = max(self._cursor, command.id)
-            await self._apply(command)
         self._seen = {i for i in self._seen if i > self._cursor - LOOKBACK}
         await self.cancels()
 

@@ -55,8 +55,8 @@ def _command(row: RowMapping) -> Command:
 async def record(
     conn: AsyncConnection,
     kind: CommandKind,
-    target: str,
     *,
+    target: str,
     requested_by: str,
     now: datetime,
     handled: bool = False,

@@ -620,7 +620,7 @@ class Store:
             raise StoreError("suspend and resume are recorded with request_suspension")
         async with self._tx() as conn:
             return await commands.record(
-                conn, kind, target, requested_by=requested_by, now=now or utcnow()
+                conn, kind, target=target, requested_by=requested_by, now=now or utcnow()
             )
 
     async def request_suspension(
@@ -632,7 +632,7 @@ class Store:
         kind = CommandKind.SUSPEND if suspended else CommandKind.RESUME
         async with self._tx() as conn:
             command = await commands.record(
-                conn, kind, name, requested_by=requested_by, now=at, handled=True
+                conn, kind, target=name, requested_by=requested_by, now=at, handled=True
             )
             await commands.set_suspended(conn, name, suspended=suspended, now=at)
             row = (

@@ -17,6 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.clock import utcnow
 
+SUSPENDED_MANUALLY = "SuspendedManually"
+"""The status reason of a workflow suspended through the API (the planner's ``Reason`` too)."""
+SUSPENDED_MESSAGE = "suspended through the API; resume it to run again"
+"""The status message of a workflow suspended through the API."""
+
 
 class Sync(StrEnum):
     """Whether the observed state agrees with the desired state (Argo CD's sync status)."""
@@ -62,3 +67,9 @@ class WorkflowStatusRecord(BaseModel):
     diff: Any = Field(None, description="JSON-able field diff between desired and observed.")
     observed_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+    suspended: bool = Field(
+        False,
+        description="Suspended through the API. Only a suspend or resume command changes it in "
+        "the store; a status write keeps the stored value (and, while it is set, the row reads "
+        "Suspended/SuspendedManually whatever the write said).",
+    )

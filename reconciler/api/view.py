@@ -108,20 +108,23 @@ class DaemonView(Protocol):
 
     # -- steering --------------------------------------------------------------------------------
 
-    def request_sync(self, name: str) -> bool:
-        """Queue a manual sync of ``name``; False for an unknown name."""
+    async def request_sync(self, name: str) -> bool:
+        """Queue a manual sync of ``name``, recorded in the store before it returns (it survives
+        a crash and reaches the replica that runs the workflow); False for an unknown name."""
         ...
 
     async def suspend(self, name: str) -> bool:
-        """Start no more runs of ``name`` until resumed; False for an unknown name."""
+        """Start no more runs of ``name`` until resumed, on every replica; committed in the
+        store before it returns. False for an unknown name."""
         ...
 
     async def resume(self, name: str) -> bool:
         """Undo a suspend and check ``name`` now; False for an unknown name."""
         ...
 
-    def cancel(self, run_id: str) -> bool:
-        """Cancel run ``run_id`` if it is in progress here; False otherwise."""
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel run ``run_id`` wherever it is in progress (recorded in the store before it
+        returns; the replica holding the run applies it); False when it is not in progress."""
         ...
 
     # -- the source ------------------------------------------------------------------------------

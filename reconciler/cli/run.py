@@ -94,6 +94,11 @@ def run(
     lease_ttl: str | None = typer.Option(
         None, "--lease-ttl", help="Lease lifetime; a dead replica's runs move after it (30s)."
     ),
+    command_interval: str | None = typer.Option(
+        None,
+        "--command-interval",
+        help="How often the command log is read for steering through other replicas (500ms).",
+    ),
     api_token_file: Annotated[Path | None, typer.Option("--api-token-file")] = None,
     webhook_secret_file: Annotated[Path | None, typer.Option("--webhook-secret-file")] = None,
 ) -> None:
@@ -126,6 +131,7 @@ def run(
             log_level=log_level,
             replica_id=replica_id,
             lease_ttl=lease_ttl,
+            command_interval=command_interval,
             api_token_file=api_token_file,
             webhook_secret_file=webhook_secret_file,
         )

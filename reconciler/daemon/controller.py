@@ -13,10 +13,13 @@ The daemon is a loop with feedback, not a pipeline (``docs/architecture.md`` dra
   input; runs go to the :class:`~reconciler.daemon.runs.RunSupervisor` and their outcome is
   stored through the :class:`~reconciler.daemon.statuses.StatusBook`. Statuses feed the next
   decision; failures feed back-off into the queue; convergence wakes dependents through it.
-- The HTTP API steers through :meth:`Controller.suspend` / :meth:`Controller.resume` (a
-  daemon-side override kept in the workflow's status row, reason ``SuspendedManually``, so it
-  survives a restart) and :meth:`Controller.cancel` (the run is journaled ``cancelled`` and the
-  workflow backs off like after a failure); it reads through
+- The HTTP API steers through :meth:`Controller.request_sync`, :meth:`Controller.suspend` /
+  :meth:`Controller.resume` (a daemon-side override kept in the workflow's status row, its
+  ``suspended`` flag, so it survives a restart and no replica's status write undoes it) and
+  :meth:`Controller.cancel` (the run is journaled ``cancelled`` and the workflow backs off like
+  after a failure). Each is recorded in the store's command log before the seam returns, and
+  applied here at once; every replica reads the log and applies what concerns it
+  (:mod:`~reconciler.daemon.commands`). The API reads through
   :class:`~reconciler.daemon.view.ControllerView`.
 - At start, runs the store still marks running are resumed in the state they were in. On a
   PostgreSQL store several replicas share the work (:mod:`~reconciler.daemon.replicas`): each
@@ -43,8 +46,8 @@ import structlog
 
 from reconciler.clock import utcnow
 from reconciler.config.snapshot import Snapshot
+from reconciler.daemon.commands import CommandReader
 from reconciler.daemon.journal import DaemonJournal
-from reconciler.daemon.planner import Reason as StatusReason
 from reconciler.daemon.policy import UNRESTRICTED_PLUGINS_WARNING
 from reconciler.daemon.queue import Reason, WorkQueue
 from reconciler.daemon.reconcile import Reconciler
@@ -56,14 +59,14 @@ from reconciler.daemon.settings import DaemonSettings
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.statuses import StatusBook
 from reconciler.daemon.target import Target
+from reconciler.engine.journal import RunStatus
 from reconciler.engine.runner import Engine
 from reconciler.errors import SourceError
 from reconciler.grants import Grants
 from reconciler.plugin import PluginRegistry
 from reconciler.secrets.resolver import SecretResolver
 from reconciler.sources import Revision, Source
-from reconciler.status import Health, WorkflowStatusRecord
-from reconciler.store import Store, prune_periodically
+from reconciler.store import CommandKind, Store, prune_periodically
 from reconciler.telemetry.instrument import DaemonMetrics
 
 log = structlog.get_logger("reconciler.daemon")
@@ -139,8 +142,19 @@ class Controller:
             runs=self.runs,
             engine=self.engine,
             metrics=self.metrics,
+            store=store,
             now=now,
         )
+        self.commands = CommandReader(
+            store,
+            self.state,
+            queue=self.queue,
+            statuses=self.statuses,
+            runs=self.runs,
+            metrics=self.metrics,
+            interval=settings.command_interval.total_seconds(),
+        )
+        """What the API accepted through any replica, applied here (see daemon/commands.py)."""
         self.revisions = RevisionApplier(
             self.state,
             registry,
@@ -179,23 +193,28 @@ class Controller:
 
     # -- public seams ------------------------------------------------------------------------
 
-    def request_sync(self, name: str) -> bool:
-        """Queue a manual sync of ``name`` (runs even when in sync). False for unknown names."""
+    async def request_sync(self, name: str) -> bool:
+        """Queue a manual sync of ``name`` (runs even when in sync), recorded in the store first
+        so that it survives a crash and reaches the replica that holds the workflow. False for
+        unknown names."""
         if not self.state.target.knows(name):
             return False
+        command = await self.store.request(CommandKind.SYNC, name, requested_by=self.leases.owner)
+        self.commands.seen(command)
         log.info(f"manual sync of workflow {name} requested", workflow=name)
         self.queue.add(name, Reason.MANUAL)
         return True
 
     async def suspend(self, name: str) -> bool:
         """Stop starting runs of ``name`` until :meth:`resume` (a run in progress finishes;
-        cancel it to stop it). Kept in the status row, so it survives a restart. False for
-        unknown names."""
+        cancel it to stop it). Committed in the status row (its ``suspended`` flag) before it
+        returns, so it survives a restart and holds on every replica. False for unknown names."""
         if not self.state.target.knows(name):
             return False
-        self.state.suspended.add(name)
-        status = await self.statuses.get(name) or WorkflowStatusRecord(name=name)
-        await self.reconciler.store_status(status)
+        command, status = await self.store.request_suspension(
+            name, suspended=True, requested_by=self.leases.owner
+        )
+        await self.commands.applied(command, status)
         log.info(f"workflow {name} suspended through the API; nothing runs", workflow=name)
         return True
 
@@ -205,27 +224,36 @@ class Controller:
         if not self.state.target.knows(name):
             return False
         was = name in self.state.suspended
-        self.state.suspended.discard(name)
-        status = await self.statuses.get(name)
-        if status is not None and status.reason == StatusReason.SUSPENDED_MANUALLY:
-            await self.statuses.put(
-                status.model_copy(
-                    update={
-                        "status": Health.PENDING,
-                        "reason": "",
-                        "message": "resumed through the API",
-                        "updated_at": self._now(),
-                    }
-                )
-            )
+        command, status = await self.store.request_suspension(
+            name, suspended=False, requested_by=self.leases.owner
+        )
+        await self.commands.applied(command, status)
         if was:
             log.info(f"workflow {name} resumed through the API", workflow=name)
         self.queue.add(name, Reason.DRIFT_CHECK)  # a check: it runs only if out of sync
         return True
 
-    def cancel(self, run_id: str) -> bool:
-        """Cancel run ``run_id`` if it is in progress in this process (False otherwise)."""
-        return self.runs.cancel(run_id)
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel run ``run_id`` wherever it runs: recorded in the store, applied at once when
+        the run is in this process, else by the replica that holds it (or resumes it). False
+        when the store has no such run in progress."""
+        run = await self.store.get_run(run_id)
+        if run is None or run.status is not RunStatus.RUNNING:
+            return False
+        command = await self.store.request(
+            CommandKind.CANCEL, run_id, requested_by=self.leases.owner
+        )
+        self.commands.seen(command)
+        # handled by the command reader once the run is recorded cancelled (not before: a
+        # crash in between would resume the run with its cancel forgotten)
+        if not self.runs.cancel(run_id):
+            log.info(
+                f"cancel of run {short(run_id)} of workflow {run.workflow} recorded; the "
+                "replica that holds it applies it",
+                workflow=run.workflow,
+                run=run_id,
+            )
+        return True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reconcile until ``stop`` is set, then shut down gracefully (see module docstring).
@@ -250,6 +278,7 @@ class Controller:
             ),
             name="prune",
         )
+        commands_task = asyncio.create_task(self.commands.follow(self.ready), name="commands")
         leases_task = asyncio.create_task(
             self.leases.maintain(on_orphans=self._take_over, busy=lambda: self.queue.processing),
             name="leases",
@@ -265,7 +294,9 @@ class Controller:
             await asyncio.wait({stopper, source_task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopper.cancel()
+            commands_task.cancel()
             await self._shutdown(workers, source_task, prune_task, source_stop)
+            await asyncio.gather(commands_task, return_exceptions=True)
             leases_task.cancel()
             await asyncio.gather(leases_task, return_exceptions=True)
             await self.leases.stop()
@@ -334,7 +365,7 @@ class Controller:
 
     async def _load_unfinished_runs(self) -> None:
         for status in await self.statuses.load():
-            if status.reason == StatusReason.SUSPENDED_MANUALLY:
+            if status.suspended:
                 self.state.suspended.add(status.name)
         if not self.leases.shared:  # replicas: resumed under the workflow's lease
             await self.runs.load_unfinished()

@@ -14,6 +14,7 @@ from reconciler.daemon.replicas import current_fence
 from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
 from reconciler.errors import RunLeftUnfinished
 from reconciler.store import Store
+from reconciler.store.commands import SYNC_RUN_REASON
 
 
 class DaemonJournal:
@@ -24,7 +25,9 @@ class DaemonJournal:
     with every transition already journaled, so the next start resumes it; :meth:`run_finished`
     then raises :class:`~reconciler.errors.RunLeftUnfinished`, so that the engine does not log
     the run as finished (the controller logs that it resumes on the next start).
-    Everything else passes straight to the store.
+    A new top-level manual run marks the syncs of its workflow handled in its ``run_started``
+    transaction (see ``reconciler/daemon/commands.py``). Everything else passes straight to
+    the store.
     """
 
     def __init__(self, store: Store) -> None:
@@ -34,7 +37,9 @@ class DaemonJournal:
         """Runs left resumable by the shutdown: run id → the state they were in."""
 
     async def run_started(self, run: RunRecord) -> None:
-        await self.store.run_started(run, fence=current_fence())
+        # A workflow's new manual run answers the syncs of it accepted so far.
+        manual = run.parent_id is None and run.reason == SYNC_RUN_REASON
+        await self.store.run_started(run, fence=current_fence(), settles_syncs=manual)
 
     async def record(self, entry: JournalEntry) -> None:
         if (

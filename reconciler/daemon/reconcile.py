@@ -13,9 +13,15 @@ Feedback travels through the queue, never by calling back: a failure backs the w
 replica holds is queued again for later. A crash while reconciling one workflow is logged and
 backs that workflow off; the worker goes on.
 
-Called by: the controller (its workers, and its suspend/resume seams for status writes).
-Calls: the planner, the engine's ``observe``, the run supervisor, the status book, the queue,
-the workflow leases and the drift scheduler (for a status's next check time).
+A manual sync is run only while the store still has it unhandled (``_pending_syncs``, under the
+lease): every replica queues the syncs of the command log (``daemon/commands.py``), and the
+first manual run of the workflow to start marks them handled, so a sync runs once. A manual
+item that runs nothing (suspended, invalid, waiting for a dependency, resuming an interrupted
+run) answers its syncs too, as the in-memory queue used to.
+
+Called by: the controller (its workers). Calls: the planner, the engine's ``observe``, the run
+supervisor, the status book, the queue, the workflow leases, the store's command log and the
+drift scheduler (for a status's next check time).
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ from reconciler.engine.journal import RunRecord
 from reconciler.engine.runner import Engine
 from reconciler.errors import LeaseLost, ReconcilerError
 from reconciler.plugin import RunInfo
-from reconciler.status import Health, WorkflowStatusRecord
+from reconciler.status import SUSPENDED_MESSAGE, Health, WorkflowStatusRecord
+from reconciler.store import CommandKind, Store
 from reconciler.telemetry.instrument import DaemonMetrics
 
 log = structlog.get_logger("reconciler.daemon")
@@ -80,9 +87,11 @@ class Reconciler:
         runs: RunSupervisor,
         engine: Engine,
         metrics: DaemonMetrics,
+        store: Store,
         now: Callable[[], datetime],
     ) -> None:
         self.state = state
+        self.store = store
         self.settings = settings
         self.queue = queue
         self.statuses = statuses
@@ -157,6 +166,11 @@ class Reconciler:
                 for reason in item.reasons:
                     self.queue.add_after(item.key, later, reason=reason)
                 return
+            syncs: list[int] = []
+            if item.manual:
+                item, syncs = await self._pending_syncs(item)
+                if not item.reasons:
+                    return
             if self.leases.shared:
                 if await self._settled_elsewhere(item):
                     return
@@ -164,14 +178,25 @@ class Reconciler:
                     item.key, valid=item.key in self.state.target.valid, owner=self.leases.owner
                 )
             await self._reconcile_held(item)
+            if syncs:  # answered by this reconcile, run or not (a run marked them already)
+                await self.store.commands_handled(syncs)
+
+    async def _pending_syncs(self, item: WorkItem) -> tuple[WorkItem, list[int]]:
+        """Under the workflow's lease: the syncs of it the store still has unhandled. None
+        left (a manual run of it started since, here or on another replica): the item is no
+        manual sync any more, so a sync accepted once runs once whoever queued it."""
+        pending = await self.store.unhandled_commands(CommandKind.SYNC, target=item.key)
+        if pending:
+            return item, [c.id for c in pending]
+        return WorkItem(item.key, item.reasons - {Reason.MANUAL}), []
 
     async def _settled_elsewhere(self, item: WorkItem) -> bool:
         """Replicas only, under the workflow's lease: take in what other replicas stored about
         it, and say whether that leaves nothing to do here (see daemon/replicas.py)."""
         name = item.key
         status = await self.statuses.get(name)
-        # suspend/resume may have come through another replica's API: the row says
-        if status is not None and status.reason == StatusReason.SUSPENDED_MANUALLY:
+        # suspend/resume may have come through another replica's API: the row's flag says
+        if status is not None and status.suspended:
             self.state.suspended.add(name)
         else:
             self.state.suspended.discard(name)
@@ -441,13 +466,16 @@ class Reconciler:
                 update={
                     "status": Health.SUSPENDED,
                     "reason": StatusReason.SUSPENDED_MANUALLY,
-                    "message": "suspended through the API; resume it to run again",
+                    "message": SUSPENDED_MESSAGE,
                     "updated_at": self._now(),
                 }
             )
         nxt = self.scheduler.next_check(record.name)
+        suspended = record.name in self.state.suspended  # the store keeps its own flag anyway
         await self.statuses.put(
-            record.model_copy(update={"next_check_at": nxt}), durable=durable, wait=wait
+            record.model_copy(update={"next_check_at": nxt, "suspended": suspended}),
+            durable=durable,
+            wait=wait,
         )
         self.metrics.status_changed(record)
 

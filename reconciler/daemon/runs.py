@@ -118,11 +118,28 @@ class RunSupervisor:
             current = asyncio.current_task()
             if run_id not in self._cancel_requested or (current and current.cancelling()):
                 raise  # shutdown: the run stays resumable
+            await self._record_cancelled(run_id)
             return RunEnd(None)
         finally:
             self._tasks.pop(run_id, None)
             self.running.pop(run_id, None)
             self._cancel_requested.discard(run_id)
+
+    async def _record_cancelled(self, run_id: str) -> None:
+        """Make sure a run cancelled through the API is recorded so: cancelled before the engine
+        had begun (a cancel waiting in the command log reaches a resumed run at once), the
+        engine did not record its end, and the run would be resumed at every start."""
+        record = await self.store.get_run(run_id)
+        if record is None or record.status is not RunStatus.RUNNING:
+            return
+        await self.engine.journal.run_finished(
+            replace(
+                record,
+                status=RunStatus.CANCELLED,
+                finished_at=utcnow(),
+                error="Cancelled: the run was cancelled through the API",
+            )
+        )
 
     async def prune(self, name: str, *, keep_runs: int | None, keep_days: int | None) -> None:
         """Prune the runs of ``name`` beyond ``--keep-runs``/``--keep-days`` now that one of its
@@ -140,10 +157,13 @@ class RunSupervisor:
             )
 
     def cancel(self, run_id: str) -> bool:
-        """Cancel run ``run_id`` if it is in progress in this process (False otherwise)."""
+        """Cancel run ``run_id`` if it is in progress in this process (False otherwise). Asking
+        again while it is being cancelled changes nothing."""
         task = self._tasks.get(run_id)
         if task is None or task.done():
             return False
+        if run_id in self._cancel_requested:
+            return True
         self._cancel_requested.add(run_id)
         task.cancel()
         name = self.running.get(run_id)

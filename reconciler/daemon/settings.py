@@ -164,6 +164,11 @@ class DaemonSettings(BaseSettings):
         description="How long a replica's claim on a workflow outlives its last renewal (renewed "
         "every third); a dead replica's runs are taken over after this.",
     )
+    command_interval: Duration = Field(
+        timedelta(milliseconds=500),
+        description="How often the daemon reads the store's command log for a sync, suspend, "
+        "resume or cancel accepted through another replica (or before a restart).",
+    )
     api_token_file: Path | None = Field(None, description="File holding the API bearer token.")
     webhook_secret_file: Path | None = Field(None, description="File holding the webhook secret.")
     api_token: SecretStr | None = Field(

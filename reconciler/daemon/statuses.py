@@ -172,6 +172,17 @@ class StatusBook:
         self._waiters.append(done)
         await done
 
+    def learn(self, record: WorkflowStatusRecord) -> None:
+        """Take in ``record`` as the store has it now (written there by someone else: a suspend
+        or resume committed with its command). Nothing is written; a record of the same
+        workflow still waiting to be written is replaced by it, so it cannot undo it."""
+        name = record.name
+        if not self.shared:
+            self._known[name] = record
+        if name in self._pending:
+            self._pending[name] = record
+            self._full.add(name)
+
     async def delete(self, name: str) -> bool:
         """Drop the row of a retired workflow; returns whether it existed."""
         self._known.pop(name, None)

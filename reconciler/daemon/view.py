@@ -96,8 +96,8 @@ class ControllerView:
 
     # -- steering --------------------------------------------------------------------------------
 
-    def request_sync(self, name: str) -> bool:
-        return self._controller.request_sync(name)
+    async def request_sync(self, name: str) -> bool:
+        return await self._controller.request_sync(name)
 
     async def suspend(self, name: str) -> bool:
         return await self._controller.suspend(name)
@@ -105,8 +105,8 @@ class ControllerView:
     async def resume(self, name: str) -> bool:
         return await self._controller.resume(name)
 
-    def cancel(self, run_id: str) -> bool:
-        return self._controller.cancel(run_id)
+    async def cancel(self, run_id: str) -> bool:
+        return await self._controller.cancel(run_id)
 
     # -- the source ------------------------------------------------------------------------------
 

@@ -7,11 +7,13 @@ data_dir=...)``.
 """
 
 from reconciler.status import Health, Sync, WorkflowStatusRecord  # re-exported for callers
-from reconciler.store.records import Lease
+from reconciler.store.records import Command, CommandKind, Lease
 from reconciler.store.retention import prune_periodically
 from reconciler.store.store import FencedJournal, Store, describe, resolve_url
 
 __all__ = [
+    "Command",
+    "CommandKind",
     "FencedJournal",
     "Health",
     "Lease",

@@ -1,13 +1,16 @@
-"""The store's own value type: a lease.
+"""The store's own value types: a lease and a command.
 
-:class:`Lease` is what :meth:`Store.acquire` returns to a replica and what fenced writes carry.
+:class:`Lease` is what :meth:`Store.acquire` returns to a replica and what fenced writes carry;
+:class:`Command` is a request the API accepted, as controllers read it back.
 A workflow's status record is not the store's type but a shared one (:mod:`reconciler.status`);
 run records and journal entries are the engine's own types (``reconciler/engine/journal.py``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -31,3 +34,25 @@ class Lease(BaseModel):
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class CommandKind(StrEnum):
+    """What the API was asked to do (the ``kind`` column of ``commands``)."""
+
+    SYNC = "sync"
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One request the API accepted: ``target`` is a workflow name (sync, suspend, resume) or a
+    run id (cancel); ``handled_at`` is ``None`` until it has had its effect."""
+
+    id: int
+    kind: CommandKind
+    target: str
+    requested_at: datetime
+    requested_by: str
+    handled_at: datetime | None

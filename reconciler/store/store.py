@@ -4,16 +4,20 @@ Called by: the runner (``reconciler/engine``), which journals every run through 
 :class:`Journal` protocol this class implements; the daemon's status book
 (``reconciler/daemon/statuses.py``), which reads and writes each workflow's
 :class:`WorkflowStatusRecord`; replicas, which coordinate with :meth:`Store.acquire` leases; the
-API, page and CLI, which only read. Embedded default: SQLite (WAL) at ``<data_dir>/reconciler.db``; for
+controller, which records what the API accepts and reads it back (the command log,
+``commands.py``); the page and CLI, which only read. Embedded default: SQLite (WAL) at ``<data_dir>/reconciler.db``; for
 teams, PostgreSQL (``postgresql+psycopg://...``). Both run on SQLAlchemy 2's async engine.
 
 What callers may rely on: :meth:`Store.open` brings the schema to the newest Alembic revision
 before returning (migrations are the only schema source); every write method commits before it
 returns, in one transaction (a ``transition`` entry and the run's new ``current_state`` /
-``outputs`` land together or not at all); timestamps come back timezone-aware UTC; database
-failures surface as :class:`StoreError` subclasses whose messages never contain a password.
+``outputs`` land together or not at all); a status write never changes the row's
+``suspended`` flag, and while it is set the row keeps reading ``Suspended``/
+``SuspendedManually`` (only :meth:`Store.request_suspension` sets or clears it); timestamps
+come back timezone-aware UTC; database failures surface as :class:`StoreError` subclasses whose
+messages never contain a password.
 
-Why one module of ~600 lines: :class:`Store` is one facade over one schema, and each method is
+Why one module of ~700 lines: :class:`Store` is one facade over one schema, and each method is
 one short transaction; splitting it by table would spread the connection, retry and fencing rules
 that every method shares (retention and leases, which have rules of their own, are already in
 ``retention.py`` and ``leases.py``).
@@ -32,7 +36,7 @@ from types import TracebackType
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import Table, bindparam, delete, event, inspect, select, text, update
+from sqlalchemy import Table, bindparam, case, delete, event, inspect, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.exc import (
@@ -55,9 +59,9 @@ from reconciler.engine.journal import (
     RunStatus,
 )
 from reconciler.errors import StoreError, StoreUnavailable
-from reconciler.status import WorkflowStatusRecord
-from reconciler.store import leases, migrate, retention
-from reconciler.store.records import Lease
+from reconciler.status import SUSPENDED_MANUALLY, SUSPENDED_MESSAGE, Health, WorkflowStatusRecord
+from reconciler.store import commands, leases, migrate, retention
+from reconciler.store.records import Command, CommandKind, Lease
 from reconciler.store.tables import (
     JOURNAL,
     RUNS,
@@ -165,6 +169,12 @@ class Store:
         self._statements: dict[str, Any] = {}
         self._sqlite_file: tuple[int, int] | None = None
         """(device, inode) of the SQLite file once opened, to notice it being replaced."""
+        self._sqlite_fd: int | None = None
+        """The SQLite file, opened once by :meth:`problem` and kept open until :meth:`close`:
+        closing any descriptor of a file drops every POSIX lock this process holds on it,
+        SQLite's included, and without its shared lock another process closing its last
+        connection checkpoints and deletes the WAL under the daemon, which then commits into
+        a deleted file (what a /readyz poll next to ``reconciler status`` did)."""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -253,6 +263,10 @@ class Store:
     async def close(self) -> None:
         """Close every pooled connection. The store must not be used afterwards."""
         await self._engine.dispose()
+        if self._sqlite_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._sqlite_fd)
+            self._sqlite_fd = None
 
     async def __aenter__(self) -> Store:
         return self
@@ -326,14 +340,15 @@ class Store:
         path = str(self.url.database)
         try:
             found = os.stat(path)
-            with open(path, "rb") as file:
-                header = file.read(len(SQLITE_HEADER))
+            if self._sqlite_file is not None and (found.st_dev, found.st_ino) != self._sqlite_file:
+                return f"the store's SQLite file {path} was replaced by another file"
+            if self._sqlite_fd is None:  # never closed before close(): see its docstring
+                self._sqlite_fd = os.open(path, os.O_RDONLY)
+            header = os.pread(self._sqlite_fd, len(SQLITE_HEADER), 0)
         except FileNotFoundError:
             return f"the store's SQLite file {path} is gone (deleted while the daemon runs)"
         except OSError as exc:
             return f"the store's SQLite file {path} cannot be read: {exc.strerror or exc}"
-        if self._sqlite_file is not None and (found.st_dev, found.st_ino) != self._sqlite_file:
-            return f"the store's SQLite file {path} was replaced by another file"
         if header != SQLITE_HEADER:
             return f"the store's SQLite file {path} is not a SQLite database any more"
         return None
@@ -402,21 +417,37 @@ class Store:
         rows = {r.name: {"key": r.name, **{c: getattr(r, c) for c in columns}} for r in records}
         if not rows:
             return
+        values: dict[str, Any] = {c: bindparam(c) for c in columns}
+        if "message" in values:  # a suspended row keeps saying so
+            values["message"] = case(
+                (WORKFLOW_STATUS.c.suspended, literal(SUSPENDED_MESSAGE)), else_=values["message"]
+            )
         statement = (
-            update(WORKFLOW_STATUS)
-            .where(WORKFLOW_STATUS.c.name == bindparam("key"))
-            .values({c: bindparam(c) for c in columns})
+            update(WORKFLOW_STATUS).where(WORKFLOW_STATUS.c.name == bindparam("key")).values(values)
         )
         async with self._tx() as conn:
             await conn.execute(statement, list(rows.values()))
 
     def _status_upsert(self, dialect: str) -> Any:
-        """The insert-or-replace statement for status rows (built once per dialect)."""
+        """The insert-or-replace statement for status rows (built once per dialect).
+
+        It never changes ``suspended`` of an existing row, and while that is set it keeps the
+        row's status, reason and message saying so: a run that ends on one replica while
+        another replica suspended its workflow must not undo the suspension."""
         cached = self._statements.get(dialect)
         if cached is None:
             ins: Any = (postgresql if dialect == "postgresql" else sqlite).insert(WORKFLOW_STATUS)
-            fields = [f for f in WorkflowStatusRecord.model_fields if f != "name"]
+            fields = [
+                f for f in WorkflowStatusRecord.model_fields if f not in ("name", "suspended")
+            ]
             changes = {f: ins.excluded[f] for f in fields}
+            held = WORKFLOW_STATUS.c.suspended
+            for field, value in (
+                ("status", Health.SUSPENDED.value),
+                ("reason", SUSPENDED_MANUALLY),
+                ("message", SUSPENDED_MESSAGE),
+            ):
+                changes[field] = case((held, literal(value)), else_=ins.excluded[field])
             cached = self._statements[dialect] = ins.on_conflict_do_update(
                 index_elements=["name"], set_=changes
             )
@@ -453,13 +484,23 @@ class Store:
             values["document"] = None  # only a run that may resume needs it
         return values
 
-    async def run_started(self, run: RunRecord, *, fence: Lease | None = None) -> None:
+    async def run_started(
+        self, run: RunRecord, *, fence: Lease | None = None, settles_syncs: bool = False
+    ) -> None:
         """Record a new run (or overwrite the record of a run started again on resume), with
-        the workflow document it carries (:attr:`RunRecord.document`), kept until it ends."""
+        the workflow document it carries (:attr:`RunRecord.document`), kept until it ends.
+
+        ``settles_syncs`` (a manual run): the run answers every sync of its workflow not
+        handled yet; they are marked handled in the same transaction, so a crash either keeps
+        both the run (which resumes) and the answered syncs, or neither (the syncs are picked
+        up at the next start).
+        """
         async with self._tx() as conn:
             if fence is not None:
                 await leases.check_fence(conn, fence)
             await self._upsert(conn, RUNS, self._run_values(run), key="id")
+            if settles_syncs:
+                await commands.settle_syncs(conn, run.workflow, now=utcnow())
 
     async def record(self, entry: JournalEntry, *, fence: Lease | None = None) -> None:
         """Append ``entry``; a ``transition`` also sets the run's ``current_state`` to
@@ -578,6 +619,67 @@ class Store:
         async with self._tx() as conn:
             return await leases.release(conn, lease, now=now or utcnow())
 
+    # ----------------------------------------------------------------- commands
+
+    async def request(
+        self, kind: CommandKind, target: str, *, requested_by: str, now: datetime | None = None
+    ) -> Command:
+        """Record that the API accepted a sync (``target``: a workflow) or a cancel (a run id);
+        committed on return. For a suspend or resume use :meth:`request_suspension`."""
+        if kind in (CommandKind.SUSPEND, CommandKind.RESUME):
+            raise StoreError("suspend and resume are recorded with request_suspension")
+        async with self._tx() as conn:
+            return await commands.record(
+                conn, kind, target=target, requested_by=requested_by, now=now or utcnow()
+            )
+
+    async def request_suspension(
+        self, name: str, *, suspended: bool, requested_by: str, now: datetime | None = None
+    ) -> tuple[Command, WorkflowStatusRecord | None]:
+        """Suspend (or resume) workflow ``name``: the command and the status row's flag in one
+        transaction, committed on return; returns the command and the row as it now is."""
+        at = now or utcnow()
+        kind = CommandKind.SUSPEND if suspended else CommandKind.RESUME
+        async with self._tx() as conn:
+            command = await commands.record(
+                conn, kind, target=name, requested_by=requested_by, now=at, handled=True
+            )
+            await commands.set_suspended(conn, name, suspended=suspended, now=at)
+            row = (
+                (await conn.execute(select(WORKFLOW_STATUS).where(WorkflowStatusRow.name == name)))
+                .mappings()
+                .first()
+            )
+        return command, WorkflowStatusRecord.model_validate(dict(row)) if row else None
+
+    async def commands_after(self, after_id: int, *, limit: int = 500) -> list[Command]:
+        """Commands with an id above ``after_id``, oldest first (at most ``limit``)."""
+        async with self._tx() as conn:
+            return await commands.after(conn, after_id, limit=limit)
+
+    async def last_command_id(self) -> int:
+        """The highest command id so far (0 when there is none)."""
+        async with self._tx() as conn:
+            return await commands.last_id(conn)
+
+    async def unhandled_commands(
+        self, kind: CommandKind, *, target: str | None = None
+    ) -> list[Command]:
+        """Commands of ``kind`` (for ``target`` only, when given) not handled yet, oldest first."""
+        async with self._tx() as conn:
+            return await commands.unhandled(conn, kind, target=target)
+
+    async def commands_handled(self, ids: Sequence[int], *, now: datetime | None = None) -> int:
+        """Mark the commands ``ids`` handled; returns how many were not already."""
+        async with self._tx() as conn:
+            return await commands.mark_handled(conn, ids, now=now or utcnow())
+
+    async def settle_syncs(self, workflow: str, *, now: datetime | None = None) -> int:
+        """Mark every unhandled sync of ``workflow`` handled (its reconcile decided nothing
+        runs); returns how many there were."""
+        async with self._tx() as conn:
+            return await commands.settle_syncs(conn, workflow, now=now or utcnow())
+
     # ----------------------------------------------------------------- retention
 
     async def prune(
@@ -589,11 +691,13 @@ class Store:
         workflow: str | None = None,
     ) -> int:
         """Delete old finished runs and their journal (of ``workflow`` only, when given);
-        returns how many runs were removed. See :mod:`reconciler.store.retention` for which."""
+        returns how many runs were removed. See :mod:`reconciler.store.retention` for which.
+        The whole pass (no ``workflow``) also drops old commands (:func:`commands.prune`)."""
+        at = now or utcnow()
         async with self._tx() as conn:
-            return await retention.prune_runs(
-                conn, keep_runs, keep_days, now=now or utcnow(), workflow=workflow
-            )
+            if workflow is None:
+                await commands.prune(conn, now=at)
+            return await retention.prune_runs(conn, keep_runs, keep_days, now=at, workflow=workflow)
 
 
 class FencedJournal:

@@ -1,8 +1,9 @@
 """The store's tables, as SQLAlchemy 2 declarative models.
 
 The daemon's status book writes ``workflow_status``, the runner writes ``runs`` and ``journal`` through
-:class:`reconciler.store.store.Store`, replicas coordinate through ``leases``, and the API and
-CLI only read. The schema itself is created and changed *only* by the Alembic migrations in
+:class:`reconciler.store.store.Store`, replicas coordinate through ``leases``, the API records
+what it accepted in ``commands`` (which every replica's controller reads), and the CLI only
+reads. The schema itself is created and changed *only* by the Alembic migrations in
 ``reconciler/store/migrations``; this metadata is what those migrations must match (a test
 compares the two with Alembic's autogenerate, so a column added here without a migration fails).
 
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     ForeignKey,
@@ -30,6 +32,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql import false
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -91,6 +94,8 @@ class WorkflowStatusRow(Base):
     diff: Mapped[Any | None] = mapped_column(JSON)
     observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Set and cleared only with a suspend/resume command (see ``commands.py``)."""
 
 
 class RunRow(Base):
@@ -148,7 +153,27 @@ class LeaseRow(Base):
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class CommandRow(Base):
+    """One request the API accepted (sync, suspend, resume, cancel), in the order accepted.
+
+    ``id`` is the order controllers read them in; ``handled_at`` is set once the request has had
+    its effect (a sync: a run of the workflow started; a cancel: the run was cancelled or had
+    ended; a suspend/resume: at once, since its effect is written in the same transaction).
+    """
+
+    __tablename__ = "commands"
+    __table_args__ = (Index("ix_commands_kind_handled_at", "kind", "handled_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(253))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    requested_by: Mapped[str] = mapped_column(String(255), default="")
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 WORKFLOW_STATUS = Base.metadata.tables["workflow_status"]
 RUNS = Base.metadata.tables["runs"]
 JOURNAL = Base.metadata.tables["journal"]
 LEASES = Base.metadata.tables["leases"]
+COMMANDS = Base.metadata.tables["commands"]

@@ -1,7 +1,7 @@
 """``/api/v1/runs``: runs newest first, one run with its journal, and cancelling a run.
 
 Called by: :func:`reconciler.api.app.create_app`. Calls: the :class:`~reconciler.api.view.DaemonView`
-(the store's runs and journal, the runs in progress, ``cancel``).
+(the store's runs and journal, ``cancel``, which reaches the run on whichever replica holds it).
 """
 
 from __future__ import annotations
@@ -76,17 +76,15 @@ def runs_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> APIRo
         responses=CONFLICT,
     )
     async def cancel(run_id: str) -> Accepted:
-        workflow = view.run_workflow(run_id)
-        if workflow is None:  # not (or no longer) running here: say why
-            run = await run_or_404(run_id)
-            if run.status is not RunStatus.RUNNING:
-                raise ApiError(409, "not_running", f"run {run_id} already {run.status.value}")
-            raise ApiError(409, "not_running", f"run {run_id} is not in progress in this daemon")
-        if not view.cancel(run_id):
+        run = await run_or_404(run_id)
+        if run.status is not RunStatus.RUNNING:
+            raise ApiError(409, "not_running", f"run {run_id} already {run.status.value}")
+        # recorded in the store before the answer: the replica holding the run applies it
+        if not await view.cancel(run_id):
             raise ApiError(409, "not_running", f"run {run_id} has just finished")
         return Accepted(
-            message=f"run {run_id} of workflow {workflow} is being cancelled",
-            workflow=workflow,
+            message=f"run {run_id} of workflow {run.workflow} is being cancelled",
+            workflow=run.workflow,
             run_id=run_id,
         )
 

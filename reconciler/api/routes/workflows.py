@@ -56,7 +56,7 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
             "next_check_at": st.next_check_at,
             "failures": st.failures,
             "labels": dict(workflow.metadata.labels) if workflow is not None else {},
-            "suspended": view.is_suspended(name),
+            "suspended": view.is_suspended(name) or st.suspended,
             "running_run_id": view.running_run(name),
             "updated_at": status.updated_at if status is not None else None,
         }
@@ -206,7 +206,8 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
                 "already_running",
                 f"workflow {name!r} is already running (run {running}); wait or cancel it",
             )
-        view.request_sync(name)
+        if not await view.request_sync(name):
+            raise ApiError(404, "not_found", f"no workflow named {name!r}")
         return Accepted(message=f"sync of workflow {name} queued", workflow=name)
 
     @router.post(

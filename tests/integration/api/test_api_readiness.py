@@ -130,7 +130,8 @@ async def test_readyz_is_503_when_the_postgresql_tables_are_gone(
     status, reason = await readiness(pg_daemon)
     assert status == 503
     assert reason.startswith(
-        "the store's tables are missing (alembic_version, journal, leases, runs, workflow_status)"
+        "the store's tables are missing (alembic_version, commands, journal, leases, runs, "
+        "workflow_status)"
     )
     assert "was the database recreated?" in reason
     # What a restart does: open (and so migrate) the store again.

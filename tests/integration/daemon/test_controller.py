@@ -182,7 +182,7 @@ async def test_failed_run_stays_degraded_while_its_probe_agrees_until_a_sync_suc
         assert len(await store.list_runs("web")) == 1, "an in-sync probe starts no run by itself"
 
         fixed.touch()
-        assert controller.request_sync("web")
+        assert await controller.request_sync("web")
         done = await eventually(store, "web", lambda s: s.status is Health.CONVERGED)
         runs = await store.list_runs("web")
     assert done.reason == "RunSucceeded"
@@ -251,8 +251,8 @@ async def test_manual_sync_runs_a_workflow_that_is_in_sync(tmp_path: Path, repo:
         converged = await eventually(store, "motd", converged_at(first))
         assert converged.next_check_at is not None, "the hourly drift check is scheduled"
         assert 50 * 60 < (converged.next_check_at - converged.updated_at).total_seconds() <= 3600
-        assert controller.request_sync("motd")
-        assert not controller.request_sync("no-such-workflow")
+        assert await controller.request_sync("motd")
+        assert not await controller.request_sync("no-such-workflow")
 
         async def second_run_finished() -> list[RunRecord] | None:
             runs = await store.list_runs("motd")
@@ -271,7 +271,7 @@ async def test_keep_runs_holds_between_prune_passes_as_each_run_ends(
         await eventually(store, "motd", lambda s: s.status is Health.CONVERGED)
         started = [r.id for r in await store.list_runs("motd")]
         for _ in range(4):
-            assert controller.request_sync("motd")
+            assert await controller.request_sync("motd")
 
             async def next_run_settled(known: list[str] = started) -> str | None:
                 status = await store.get_status("motd")

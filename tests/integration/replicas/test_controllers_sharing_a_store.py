@@ -1,8 +1,9 @@
 """Two :class:`Controller` replicas in one process, on one real git repository and one real
 PostgreSQL schema: what is not worth a daemon process per test (see tests/e2e/test_replicas.py
 for those) — a manual sync sent to the replica that is not running the workflow, a workflow
-removed from git while another replica runs it, suspend/resume through one replica's API, and a
-run another replica takes over keeping the spec it started with.
+removed from git while another replica runs it, suspend/resume through one replica's API (which
+outlives the run another replica finishes), a cancel through the replica that does not hold the
+run, and a run another replica takes over keeping the spec it started with.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 from reconciler.daemon.controller import Controller
 from reconciler.engine.journal import EventKind, RunRecord, RunStatus
-from reconciler.store import Health, Store
+from reconciler.store import CommandKind, Health, Store
 from tests.support import postgres
 from tests.support.controller import running
 from tests.support.repos import commit, init_repo
@@ -121,7 +122,7 @@ async def test_a_manual_sync_sent_to_the_other_replica_runs_once_the_holder_is_d
     )
     holder = running_on(pair, first[0].id)
     other = next(c for c, _ in pair if c is not holder)
-    assert other.request_sync("slow")
+    assert await other.request_sync("slow")
 
     runs = await wait_for_runs(
         store,
@@ -182,7 +183,7 @@ async def test_a_workflow_suspended_through_one_replica_does_not_run_on_another(
     await until_async(run_status_stored, 10, "the run's status to be stored")
 
     assert await two.suspend("quick")
-    assert one.request_sync("quick")
+    assert await one.request_sync("quick")
     await until_async(
         lambda: "quick" in one.suspended, 10, "the other replica to see the suspension"
     )
@@ -192,7 +193,7 @@ async def test_a_workflow_suspended_through_one_replica_does_not_run_on_another(
     assert status is not None and status.status is Health.SUSPENDED
 
     assert await two.resume("quick")
-    assert one.request_sync("quick")  # the other replica learns of it from the store
+    assert await one.request_sync("quick")  # the other replica learns of it from the store
     runs = await wait_for_runs(
         store,
         "quick",
@@ -253,3 +254,102 @@ async def test_a_run_taken_over_by_another_replica_keeps_the_spec_it_started_wit
     ]
     assert newer.revision == second and newer.reason == "spec-change"
     assert out.read_text() == "linger"
+
+
+GATED = """\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  interval: 1h
+  start: work
+  states:
+    work:
+      action:
+        plugin: shell.run
+        with: {{argv: [sh, -c, "while [ ! -e '{gate}' ]; do sleep 0.05; done; echo {version}"]}}
+      next: done
+      onError: failed
+    done: {{end: success}}
+    failed: {{end: failure}}
+"""
+"""A workflow whose run goes on until the test creates ``gate``."""
+
+
+async def run_under_way(
+    pair: list[tuple[Controller, Store]], name: str
+) -> tuple[RunRecord, Controller, Controller]:
+    """The first run of ``name`` once a replica executes it, that replica and the other one."""
+    store = pair[0][1]
+    [run] = await wait_for_runs(store, name, lambda runs: len(runs) == 1)
+    await until_async(
+        lambda: any(run.id in c.running for c, _ in pair), 30, f"the run of {name} under way"
+    )
+    holder = running_on(pair, run.id)
+    return run, holder, next(c for c, _ in pair if c is not holder)
+
+
+async def test_a_suspend_through_one_replica_outlives_the_run_another_replica_finishes(
+    tmp_path: Path, replicas: Replicas
+) -> None:
+    repo, gate = tmp_path / "repo", tmp_path / "gate"
+    init_repo(repo)
+    (repo / "gated.yaml").write_text(GATED.format(name="gated", gate=gate, version=1))
+    commit(repo, "gated workflow")
+    pair = await replicas(2)
+    store = pair[0][1]
+    run, holder, other = await run_under_way(pair, "gated")
+
+    assert await other.suspend("gated")
+    gate.touch()
+    await wait_for_runs(store, "gated", lambda runs: runs[0].status is RunStatus.SUCCEEDED)
+
+    async def outcome_stored() -> bool:  # the holder wrote its run's final status
+        status = await store.get_status("gated")
+        return status is not None and status.last_success_at is not None
+
+    await until_async(outcome_stored, 10, "the run's outcome in the status row")
+    status = await store.get_status("gated")
+    assert status is not None and status.suspended
+    assert status.status is Health.SUSPENDED and status.last_run_id == run.id
+    await until_async(lambda: "gated" in holder.suspended, 10, "the holder to learn of it")
+
+    # a new spec would run at once on either replica, were it not suspended
+    (repo / "gated.yaml").write_text(GATED.format(name="gated", gate=gate, version=2))
+    revision = commit(repo, "gated workflow, version 2")
+    await until_async(
+        lambda: all(c.target.revision == revision for c, _ in pair), 20, "both at the commit"
+    )
+    await asyncio.sleep(1)  # time passing is the test here: nothing starts while suspended
+    assert [r.id for r in await store.list_runs("gated")] == [run.id]
+
+    assert await holder.resume("gated")
+    runs = await wait_for_runs(store, "gated", lambda runs: len(runs) == 2)
+    assert runs[0].reason == "spec-change" and runs[0].revision == revision
+
+
+async def test_a_cancel_through_one_replica_cancels_the_run_another_replica_executes(
+    tmp_path: Path, replicas: Replicas
+) -> None:
+    repo = tmp_path / "repo"
+    init_repo(repo)
+    (repo / "gated.yaml").write_text(GATED.format(name="gated", gate=tmp_path / "never", version=1))
+    commit(repo, "gated workflow")
+    pair = await replicas(2)
+    store = pair[0][1]
+    run, holder, other = await run_under_way(pair, "gated")
+
+    assert await other.cancel(run.id)
+    [cancelled] = await wait_for_runs(
+        store, "gated", lambda runs: runs[0].status is RunStatus.CANCELLED
+    )
+    assert cancelled.id == run.id
+    finished = [e for e in await store.entries(run.id) if e.kind is EventKind.RUN_FINISHED]
+    assert [e.outcome for e in finished] == ["cancelled"]
+    assert run.id not in holder.running
+
+    async def cancel_handled() -> bool:  # at the next poll after the run was recorded cancelled
+        return await store.unhandled_commands(CommandKind.CANCEL) == []
+
+    await until_async(cancel_handled, 10, "the cancel marked handled")
+    assert not await other.cancel(run.id)  # over: nothing left to cancel

@@ -145,7 +145,7 @@ async def test_broken_vault_degrades_only_the_workflows_using_it_and_the_retry_r
             assert app.reason == "RunFailed"
             if breakage == "sealed":
                 vault.sealed = False
-                controller.request_sync("app")  # stands in for the 10 s back-off expiring
+                await controller.request_sync("app")  # stands in for the 10 s back-off expiring
                 await eventually(store, "app", converged)
                 assert (out / "app").read_text() == "db-pass-1"
     finally:

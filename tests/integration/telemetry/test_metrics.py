@@ -225,7 +225,7 @@ async def test_label_values_stay_bounded_however_many_runs_happen(tmp_path: Path
         before = ours()
         for _ in range(3):  # three more runs of ok, each with a new run id
             runs = await store.list_runs(ok)
-            assert controller.request_sync(ok)
+            assert await controller.request_sync(ok)
             await until(lambda: not controller.queue.pending(ok), "sync done")
             await eventually(store, ok, lambda s: s.status is Health.CONVERGED)
             assert len(await store.list_runs(ok)) == len(runs) + 1

@@ -43,6 +43,17 @@ def test_flag_beats_environment_beats_config_file(
     assert settings.keep_runs == 3
 
 
+def test_the_command_log_is_read_every_half_second_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert DaemonSettings.load().command_interval == timedelta(milliseconds=500)
+    monkeypatch.setenv("RECONCILER_COMMAND_INTERVAL", "2s")
+    assert DaemonSettings.load().command_interval == timedelta(seconds=2)
+    assert DaemonSettings.load(command_interval="100ms").command_interval == timedelta(
+        milliseconds=100
+    )
+
+
 def test_toml_config_file_is_read(tmp_path: Path) -> None:
     config = tmp_path / "reconciler.toml"
     config.write_text('repo = "https://example.test/ops.git"\nallow-plugins = ["file.read"]\n')

@@ -19,7 +19,8 @@ from reconciler.daemon.planner import (
     plan_static,
 )
 from reconciler.engine.drift import FieldDiff, diff_subset
-from reconciler.status import Health, Sync, WorkflowStatusRecord
+from reconciler.status import SUSPENDED_MANUALLY, Health, Sync, WorkflowStatusRecord
+from reconciler.store.commands import SYNC_RUN_REASON
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -366,3 +367,9 @@ def test_failed_spec_change_without_probe_is_retried_with_reason_retry() -> None
     again = observed(None, wf=wf, status=after.status, digest="d2")
     assert again.run_reason is RunReason.RETRY
     assert again.status.reason == Reason.RETRYING
+
+
+def test_the_planner_names_a_manual_run_and_a_suspension_as_the_store_recognises_them() -> None:
+    # the store answers syncs with runs of this reason and keeps suspended rows saying this
+    assert RunReason.MANUAL == SYNC_RUN_REASON
+    assert Reason.SUSPENDED_MANUALLY == SUSPENDED_MANUALLY

@@ -1,0 +1,181 @@
+"""Steering through the store: applying what the API accepted, on whichever replica it concerns.
+
+The API answers a sync, suspend, resume or cancel only once the controller has recorded it in
+the store's command log (``reconciler/store/commands.py``; a suspend or resume together with the
+status row's ``suspended`` flag). The controller that answered applies it at once
+(:meth:`CommandReader.applied`); every controller — every replica — also reads the log every
+``command_interval`` (:meth:`CommandReader.follow`) and applies what concerns it:
+
+- a **sync** queues the workflow as a manual sync here; the workflow's lease decides which
+  replica runs it, and the reconcile under the lease runs it only while the sync is still
+  unhandled in the store (the run's start marks it handled), so N replicas run it once;
+- a **suspend/resume** re-reads the workflow's status row, whose ``suspended`` flag is the
+  truth, and updates this controller's memory (a resume also queues a check);
+- a **cancel** is applied by the replica holding the run (only it has the run's task); any
+  replica marks it handled once the store says the run is no longer running, so a cancel of a
+  run that is waiting to be resumed or taken over (or whose replica was killed before the run
+  was recorded cancelled) is applied where and when it resumes.
+
+At start (:meth:`CommandReader.catch_up`, once the first revision is loaded) the syncs still
+unhandled are queued again: a sync answered ``202`` just before a ``kill -9`` still runs.
+
+What callers may rely on: every command is applied at most once per controller; applying is
+idempotent anyway (a sync queued twice runs once, a suspension is re-read from the row).
+
+Called by: the controller (its steering seams and a background task). Calls: the store, the
+queue, the run supervisor, the status book and the shared :class:`DaemonState`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from reconciler.daemon.queue import Reason, WorkQueue
+from reconciler.daemon.runs import RunSupervisor
+from reconciler.daemon.state import DaemonState
+from reconciler.daemon.statuses import StatusBook
+from reconciler.engine.journal import RunStatus
+from reconciler.errors import StoreError
+from reconciler.status import WorkflowStatusRecord
+from reconciler.store import Command, CommandKind, Store
+from reconciler.telemetry.instrument import DaemonMetrics
+
+log = structlog.get_logger("reconciler.daemon")
+
+LOOKBACK = 64
+"""How many ids below the highest one read are read again at every poll: a PostgreSQL sequence
+hands out ids before commit, so a command may become visible after one with a higher id."""
+
+
+class CommandReader:
+    """Applies the command log to one controller (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        state: DaemonState,
+        *,
+        queue: WorkQueue,
+        statuses: StatusBook,
+        runs: RunSupervisor,
+        metrics: DaemonMetrics,
+        interval: float,
+    ) -> None:
+        self.store = store
+        self.state = state
+        self.queue = queue
+        self.statuses = statuses
+        self.runs = runs
+        self.metrics = metrics
+        self.interval = interval
+        self._cursor = 0
+        self._seen: set[int] = set()
+        self._failing = False
+
+    # -- the controller's own requests --------------------------------------------------------
+
+    def seen(self, command: Command) -> None:
+        """``command`` was applied by the controller that recorded it: not again here."""
+        self._seen.add(command.id)
+
+    async def applied(self, command: Command, status: WorkflowStatusRecord | None) -> None:
+        """A suspend or resume this controller recorded: take in the row it left."""
+        self.seen(command)
+        self._suspension(command.target, status)
+
+    # -- following the log --------------------------------------------------------------------
+
+    async def follow(self, ready: asyncio.Event) -> None:
+        """Once ``ready`` (the first revision is loaded), catch up, then poll until cancelled;
+        a store failure is logged once and retried at the next poll."""
+        await ready.wait()
+        caught_up = False
+        while True:
+            try:
+                if not caught_up:
+                    await self.catch_up()
+                    caught_up = True
+                await self.poll()
+                if self._failing:
+                    log.info("reading the command log works again")
+                    self._failing = False
+            except StoreError as exc:
+                if not self._failing:
+                    log.error(f"reading the command log failed: {exc}; retrying")
+                self._failing = True
+            await asyncio.sleep(self.interval)
+
+    async def catch_up(self) -> None:
+        """At start: read from the newest command on, and queue the syncs still unhandled."""
+        last = await self.store.last_command_id()
+        for command in await self.store.commands_after(max(0, last - LOOKBACK)):
+            self._seen.add(command.id)
+        self._cursor = max(self._cursor, last)
+        for command in await self.store.unhandled_commands(CommandKind.SYNC):
+            if self._queue_sync(command.target):
+                log.info(
+                    f"manual sync of workflow {command.target} accepted before the restart; "
+                    "queued again",
+                    workflow=command.target,
+                )
+
+    async def poll(self) -> None:
+        """Apply the commands recorded since the last poll, then the pending cancels."""
+        for command in await self.store.commands_after(max(0, self._cursor - LOOKBACK)):
+            if command.id in self._seen:
+                continue
+            await self._apply(command)  # a store failure here: this one again at the next poll
+            self._seen.add(command.id)
+            self._cursor = max(self._cursor, command.id)
+        self._seen = {i for i in self._seen if i > self._cursor - LOOKBACK}
+        await self.cancels()
+
+    async def cancels(self) -> None:
+        """Cancel the runs asked to be cancelled that run here; mark a cancel handled only once
+        the store says its run ended (a crash before the run was recorded cancelled leaves the
+        cancel to be applied when the run resumes)."""
+        done: list[int] = []
+        for command in await self.store.unhandled_commands(CommandKind.CANCEL):
+            if self.runs.cancel(command.target):
+                continue  # handled at a later poll, once the run is recorded cancelled
+            run = await self.store.get_run(command.target)
+            if run is None or run.status is not RunStatus.RUNNING:
+                done.append(command.id)
+        if done:
+            await self.store.commands_handled(done)
+
+    async def _apply(self, command: Command) -> None:
+        name = command.target
+        who = command.requested_by or "another replica"
+        if command.kind is CommandKind.SYNC and command.handled_at is None:
+            if self._queue_sync(name):
+                log.info(f"manual sync of workflow {name} requested through {who}", workflow=name)
+        elif command.kind in (CommandKind.SUSPEND, CommandKind.RESUME):
+            was = name in self.state.suspended
+            self._suspension(name, await self.store.get_status(name))
+            now = name in self.state.suspended
+            if was != now:
+                what = "suspended" if now else "resumed"
+                log.info(f"workflow {name} {what} through {who}", workflow=name)
+
+    def _queue_sync(self, name: str) -> bool:
+        if not self.state.target.knows(name):
+            return False
+        self.queue.add(name, Reason.MANUAL)
+        return True
+
+    def _suspension(self, name: str, status: WorkflowStatusRecord | None) -> None:
+        """Take in workflow ``name``'s status row: its ``suspended`` flag is the truth."""
+        suspended = status is not None and status.suspended
+        was = name in self.state.suspended
+        if suspended:
+            self.state.suspended.add(name)
+        else:
+            self.state.suspended.discard(name)
+        if status is not None:
+            self.statuses.learn(status)
+            self.metrics.status_changed(status)
+        if was and not suspended and name in self.state.target.valid:
+            self.queue.add(name, Reason.DRIFT_CHECK)  # a check: it runs only if out of sync

@@ -271,15 +271,7 @@ class StatusBook:
                 refused |= await self.store.touch_statuses(touched, fields=fields, fences=fences)
         except StoreError as exc:
             self._touched |= fields
-            for name, record in batch.items():
-                if name not in self._pending:  # a newer record wins
-                    self._pending[name] = record
-                    if name in fences:
-                        self._fences[name] = fences[name]
-                    if name in full:
-                        self._full.add(name)
-                    if not everything:
-                        self._urgent_names.add(name)
+            self._keep_pending(batch, fences=fences, full=full, urgent=not everything)
             if not self._failing:
                 log.error(f"writing {len(batch)} workflow statuses failed: {exc}; retrying")
             self._failing = True
@@ -296,6 +288,26 @@ class StatusBook:
                 error="LeaseLost",
             )
         self._resolve(waiters, None, refused={n: fences[n] for n in refused})
+
+    def _keep_pending(
+        self,
+        batch: Mapping[str, WorkflowStatusRecord],
+        *,
+        fences: Mapping[str, Lease],
+        full: set[str],
+        urgent: bool,
+    ) -> None:
+        """Put back a batch the store refused, so that it is retried (a newer record wins)."""
+        for name, record in batch.items():
+            if name in self._pending:
+                continue
+            self._pending[name] = record
+            if name in fences:
+                self._fences[name] = fences[name]
+            if name in full:
+                self._full.add(name)
+            if urgent:
+                self._urgent_names.add(name)
 
     @staticmethod
     def _resolve(

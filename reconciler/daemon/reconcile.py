@@ -40,13 +40,13 @@ from reconciler.daemon.check import check_workflow
 from reconciler.daemon.planner import Decision, Next, Observation, plan_finished, plan_invalid
 from reconciler.daemon.planner import Reason as StatusReason
 from reconciler.daemon.queue import Reason, WorkItem, WorkQueue
-from reconciler.daemon.replicas import WorkflowLeases
+from reconciler.daemon.replicas import WorkflowLeases, current_fence
 from reconciler.daemon.runs import RunSupervisor, short
 from reconciler.daemon.scheduler import DriftScheduler
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.statuses import StatusBook
-from reconciler.engine.journal import RunRecord
+from reconciler.engine.journal import RunRecord, RunStatus
 from reconciler.engine.runner import Engine
 from reconciler.errors import LeaseLost, ReconcilerError
 from reconciler.plugin import RunInfo
@@ -253,6 +253,10 @@ class Reconciler:
         if resume is not None:
             await self._resume(lw, status, resume, revision=target.revision)
             return
+        unsettled = await self._unsettled_run(status, revision=target.revision)
+        if unsettled is not None:
+            await self._settle(lw, status, unsettled, revision=target.revision)
+            return
         await self._plan_and_act(item, lw, status, revision=target.revision)
 
     async def _resume(
@@ -291,6 +295,57 @@ class Reconciler:
             resume=resume,
         )
         self.queue.add(name, Reason.REVISION)
+
+    async def _unsettled_run(
+        self, status: WorkflowStatusRecord | None, *, revision: str
+    ) -> RunRecord | None:
+        """The run a ``Progressing`` status points at when that run finished at ``revision``
+        but its outcome never became the workflow's status: its replica (or this daemon, before
+        a restart) stopped, or lost the lease, between the two writes. Deciding afresh would run
+        the workflow a second time at the same revision."""
+        if status is None or status.status is not Health.PROGRESSING or not status.last_run_id:
+            return None
+        record = await self.runs.finished_run(status.last_run_id)
+        if record is None or record.revision != revision:
+            return None
+        return record
+
+    async def _settle(
+        self,
+        lw: LoadedWorkflow,
+        status: WorkflowStatusRecord | None,
+        record: RunRecord,
+        *,
+        revision: str,
+    ) -> None:
+        """Store the outcome of ``record``, a finished run whose status was never stored, as
+        its own replica would have: observe again after a success, then plan it finished."""
+        workflow = lw.workflow
+        error = record.error
+        if error is None and record.status is not RunStatus.SUCCEEDED:
+            error = f"run {record.status.value}"
+        log.info(
+            f"run {short(record.id)} of workflow {workflow.name} finished ({record.status.value}) "
+            "but its outcome was not stored (its replica stopped or lost the lease); storing it",
+            workflow=workflow.name,
+            run=record.id,
+        )
+        after = (
+            await self._observe(workflow, revision)
+            if error is None and workflow.spec.observe is not None
+            else None
+        )
+        decision = plan_finished(
+            workflow,
+            status,
+            revision=revision,
+            digest=lw.digest,
+            run_id=record.id,
+            error=error,
+            observation=after,
+            now=self._now(),
+        )
+        await self.apply(decision, workflow.name, durable=True)
 
     async def _plan_and_act(
         self,
@@ -429,7 +484,7 @@ class Reconciler:
 
     async def _forget(self, name: str) -> None:
         self.scheduler.remove(name)
-        await self.statuses.delete(name)
+        await self.statuses.delete(name, fence=current_fence())
         self.metrics.workflow_removed(name)
 
     # -- settling statuses -----------------------------------------------------------------------
@@ -460,7 +515,9 @@ class Reconciler:
         self, record: WorkflowStatusRecord, *, durable: bool = True, wait: bool = True
     ) -> None:
         """Write ``record`` to the status book, as suspended when the API suspended it, with
-        the time of its next drift check."""
+        the time of its next drift check. Under a workflow's lease (replicas) the write is
+        fenced by it: a replica that lost the lease writes nothing, and a caller waiting for
+        the write gets :class:`~reconciler.errors.LeaseLost`."""
         if record.name in self.state.suspended:
             record = record.model_copy(
                 update={
@@ -476,6 +533,7 @@ class Reconciler:
             record.model_copy(update={"next_check_at": nxt, "suspended": suspended}),
             durable=durable,
             wait=wait,
+            fence=current_fence(),
         )
         self.metrics.status_changed(record)
 

@@ -242,6 +242,16 @@ class RunSupervisor:
         """The run of ``name`` to resume now, if any (it is handed out once)."""
         return self._resumable.pop(name, None)
 
+    async def finished_run(self, run_id: str) -> RunRecord | None:
+        """The stored record of top-level run ``run_id`` if it has finished (``None`` when it
+        is unknown, still running or a child run)."""
+        if run_id in self.running:
+            return None
+        record = await self.store.get_run(run_id)
+        if record is None or record.parent_id is not None or not record.status.finished:
+            return None
+        return record
+
     async def claim_unfinished(self, name: str, *, valid: bool, owner: str) -> None:
         """Under ``name``'s lease (replicas): a top-level run of it still marked running was left
         by a replica that died, stopped or lost the lease; resume it here, or abandon it when

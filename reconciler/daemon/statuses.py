@@ -29,7 +29,11 @@ on 10,000 new workflows took 11 s to record them. Here
 
 With replicas sharing a PostgreSQL store (``shared=True``) other processes write rows too: every
 read goes to the store (a row this process has not committed yet is returned from memory) and
-every write is durable, so the next lease holder reads what this one decided.
+every write is durable, so the next lease holder reads what this one decided. A record put with
+``fence=`` (the workflow's lease, when it was decided under one) is written only if that lease is
+still current, checked in the writing transaction: a replica that lost the workflow to another
+cannot overwrite what the new holder decided. Such a record is dropped, never retried, and
+:meth:`StatusBook.put` raises :class:`~reconciler.errors.LeaseLost` to a caller that waits.
 
 What callers may rely on: :meth:`get` after :meth:`put` returns what was put; :meth:`close`
 commits everything pending; a failed batch stays pending (unless a newer record replaced it)
@@ -40,13 +44,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 
-from reconciler.errors import StoreError
+from reconciler.errors import LeaseLost, StoreError
 from reconciler.status import WorkflowStatusRecord
-from reconciler.store import Store
+from reconciler.store import Lease, Store
 
 log = structlog.get_logger("reconciler.daemon")
 
@@ -101,9 +105,11 @@ class StatusBook:
         """Pending names whose record is committed without waiting for a quiet moment."""
         self._touched: set[str] = set()
         """The bookkeeping fields pending records changed (what a partial write must cover)."""
+        self._fences: dict[str, Lease] = {}
+        """Pending names whose record may only be written while this lease is current."""
         self._behind_since: float | None = None
         """Loop time since when bookkeeping has been waiting to be written."""
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[tuple[str, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
         self._writing = asyncio.Lock()
@@ -138,7 +144,12 @@ class StatusBook:
     # -- writes ------------------------------------------------------------------------------
 
     async def put(
-        self, record: WorkflowStatusRecord, *, durable: bool = True, wait: bool = True
+        self,
+        record: WorkflowStatusRecord,
+        *,
+        durable: bool = True,
+        wait: bool = True,
+        fence: Lease | None = None,
     ) -> None:
         """Store ``record``; committed on return if it is ``durable`` and changes more than
         bookkeeping, else written behind.
@@ -146,9 +157,15 @@ class StatusBook:
         ``durable=False`` is for what checking the workflow again would decide again (a check's
         outcome, as opposed to a run's or a person's). ``wait=False`` commits a durable change
         as soon as possible without waiting for it: for a status that only announces what a
-        durable record (a run) already says.
+        durable record (a run) already says. ``fence``: the lease ``record`` was decided under;
+        the record is written only while it is current, else dropped (and :class:`LeaseLost`
+        raised here when waiting).
         """
         name = record.name
+        if fence is not None:
+            self._fences[name] = fence
+        else:
+            self._fences.pop(name, None)
         previous = self._pending.get(name) or self._known.get(name)
         changes = bookkeeping_changes(previous, record) if self._loaded else None
         behind = not self.shared and self._loaded and (changes is not None or not durable)
@@ -169,7 +186,7 @@ class StatusBook:
         if not wait:
             return
         done = asyncio.get_running_loop().create_future()
-        self._waiters.append(done)
+        self._waiters.append((name, done))
         await done
 
     def learn(self, record: WorkflowStatusRecord) -> None:
@@ -183,14 +200,16 @@ class StatusBook:
             self._pending[name] = record
             self._full.add(name)
 
-    async def delete(self, name: str) -> bool:
-        """Drop the row of a retired workflow; returns whether it existed."""
+    async def delete(self, name: str, *, fence: Lease | None = None) -> bool:
+        """Drop the row of a retired workflow; returns whether it existed. With ``fence``,
+        raises :class:`LeaseLost` (nothing deleted) once that lease is no longer current."""
         self._known.pop(name, None)
         self._pending.pop(name, None)
+        self._fences.pop(name, None)
         self._full.discard(name)
         self._urgent_names.discard(name)
         async with self._writing:
-            return await self.store.delete_status(name)
+            return await self.store.delete_status(name, fence=fence)
 
     async def flush(self) -> None:
         """Commit everything pending now (raises :class:`StoreError` if the store refuses)."""
@@ -251,23 +270,19 @@ class StatusBook:
             full = self._full & urgent
             self._full -= urgent
             fields = set()
+        fences = {n: self._fences.pop(n) for n in batch if n in self._fences}
         self._urgent_names, self._waiters = set(), []
+        refused: set[str] = set()
         try:
             whole = [r for n, r in batch.items() if n in full]
             if whole:
-                await self.store.put_statuses(whole)
+                refused |= await self.store.put_statuses(whole, fences=fences)
             touched = [r for n, r in batch.items() if n not in full]
             if touched and fields:
-                await self.store.touch_statuses(touched, fields=fields)
+                refused |= await self.store.touch_statuses(touched, fields=fields, fences=fences)
         except StoreError as exc:
             self._touched |= fields
-            for name, record in batch.items():
-                if name not in self._pending:  # a newer record wins
-                    self._pending[name] = record
-                    if name in full:
-                        self._full.add(name)
-                    if not everything:
-                        self._urgent_names.add(name)
+            self._keep_pending(batch, fences=fences, full=full, urgent=not everything)
             if not self._failing:
                 log.error(f"writing {len(batch)} workflow statuses failed: {exc}; retrying")
             self._failing = True
@@ -276,14 +291,54 @@ class StatusBook:
         if self._failing:
             log.info("workflow statuses are written again")
             self._failing = False
-        self._resolve(waiters, None)
+        for name in sorted(refused):
+            log.warning(
+                f"the status of workflow {name} was not written: this replica lost its lease "
+                "on it (LeaseLost); the replica holding it now decides it",
+                workflow=name,
+                error="LeaseLost",
+            )
+        self._resolve(waiters, None, refused={n: fences[n] for n in refused})
+
+    def _keep_pending(
+        self,
+        batch: Mapping[str, WorkflowStatusRecord],
+        *,
+        fences: Mapping[str, Lease],
+        full: set[str],
+        urgent: bool,
+    ) -> None:
+        """Put back a batch the store refused, so that it is retried (a newer record wins)."""
+        for name, record in batch.items():
+            if name in self._pending:
+                continue
+            self._pending[name] = record
+            if name in fences:
+                self._fences[name] = fences[name]
+            if name in full:
+                self._full.add(name)
+            if urgent:
+                self._urgent_names.add(name)
 
     @staticmethod
-    def _resolve(waiters: Iterable[asyncio.Future[None]], error: StoreError | None) -> None:
-        for waiter in waiters:
+    def _resolve(
+        waiters: Iterable[tuple[str, asyncio.Future[None]]],
+        error: StoreError | None,
+        *,
+        refused: Mapping[str, Lease] | None = None,
+    ) -> None:
+        for name, waiter in waiters:
             if waiter.done():
                 continue
-            if error is None:
-                waiter.set_result(None)
-            else:
+            lease = (refused or {}).get(name)
+            if error is not None:
                 waiter.set_exception(type(error)(str(error)))
+            elif lease is not None:
+                waiter.set_exception(
+                    LeaseLost(
+                        f"the status of workflow {name} was refused: lease {lease.name!r} "
+                        f"(token {lease.fencing_token}) is no longer held by {lease.owner!r}"
+                    )
+                )
+            else:
+                waiter.set_result(None)

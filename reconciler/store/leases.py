@@ -16,6 +16,7 @@ replicas with a common time source agree; keep TTLs large compared with clock sk
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import Insert, update
@@ -130,11 +131,19 @@ async def _expire_at(conn: AsyncConnection, lease: Lease, when: datetime) -> boo
     return bool((await conn.execute(stmt)).rowcount == 1)
 
 
-async def check_fence(conn: AsyncConnection, lease: Lease) -> None:
-    """Refuse the surrounding write unless ``lease`` is still the current holder.
+def lost(lease: Lease) -> LeaseLost:
+    """The error for a write refused because ``lease`` is no longer current."""
+    return LeaseLost(
+        f"lease {lease.name!r} (token {lease.fencing_token}) is no longer held by "
+        f"{lease.owner!r}; the write was refused"
+    )
 
-    The check is a no-op ``UPDATE`` of the lease row, so on PostgreSQL it also locks the row until
-    the write commits: a concurrent takeover waits for it instead of slipping in between.
+
+async def _still_held(conn: AsyncConnection, lease: Lease) -> bool:
+    """Whether ``lease`` is still the current holder; locks its row (PostgreSQL) until commit.
+
+    The check is a no-op ``UPDATE`` of the lease row, so on PostgreSQL a concurrent takeover
+    waits for the surrounding write to commit instead of slipping in between.
     """
     stmt = (
         update(LeaseRow)
@@ -145,8 +154,29 @@ async def check_fence(conn: AsyncConnection, lease: Lease) -> None:
         )
         .values(fencing_token=LeaseRow.fencing_token)
     )
-    if (await conn.execute(stmt)).rowcount != 1:
-        raise LeaseLost(
-            f"lease {lease.name!r} (token {lease.fencing_token}) is no longer held by "
-            f"{lease.owner!r}; the write was refused"
-        )
+    return bool((await conn.execute(stmt)).rowcount == 1)
+
+
+async def check_fence(conn: AsyncConnection, lease: Lease) -> None:
+    """Refuse the surrounding write with :class:`LeaseLost` unless ``lease`` is still the
+    current holder (and hold its row lock until the write commits)."""
+    if not await _still_held(conn, lease):
+        raise lost(lease)
+
+
+async def refused_fences(
+    conn: AsyncConnection, fences: Mapping[str, Lease], *, names: Iterable[str]
+) -> set[str]:
+    """For a batch of writes keyed by ``names`` (workflows) in the caller's transaction: the
+    names whose lease in ``fences`` is no longer current, whose writes must be left out. Names
+    without a fence are never refused. Rows are checked (and locked) in lease-name order, so
+    two replicas' batches cannot deadlock on each other's lease rows."""
+    wanted = sorted(
+        ((fences[name], name) for name in set(names) if fences.get(name) is not None),
+        key=lambda pair: (pair[0].name, pair[1]),
+    )
+    refused: set[str] = set()
+    for lease, name in wanted:
+        if not await _still_held(conn, lease):
+            refused.add(name)
+    return refused

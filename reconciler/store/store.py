@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -145,6 +145,25 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 _LISTED = [c for c in RUNS.columns if c.name != "document"]
 """The columns :meth:`Store.list_runs` reads."""
+
+
+def _finished_changes(entry: JournalEntry) -> dict[str, Any]:
+    """The run-record columns a ``run_finished`` entry settles: its status, end and error, and
+    its workflow document dropped (a finished run is never resumed)."""
+    outcome = entry.outcome or entry.detail.get("status")
+    try:
+        status = RunStatus(str(outcome))
+    except ValueError:
+        return {}
+    if not status.finished:
+        return {}
+    error = entry.detail.get("error")
+    return {
+        "status": status.value,
+        "finished_at": entry.at,
+        "document": None,
+        "error": error if isinstance(error, str) else None,
+    }
 
 
 def _run_from_row(row: RowMapping) -> RunRecord:
@@ -394,29 +413,55 @@ class Store:
             )
         return WorkflowStatusRecord.model_validate(dict(row)) if row else None
 
-    async def put_status(self, record: WorkflowStatusRecord) -> None:
-        """Insert or replace the status row of ``record.name`` (all fields, as given)."""
-        await self.put_statuses([record])
+    async def put_status(self, record: WorkflowStatusRecord, *, fence: Lease | None = None) -> None:
+        """Insert or replace the status row of ``record.name`` (all fields, as given); with
+        ``fence``, refused with :class:`LeaseLost` (nothing written) unless that lease is still
+        current."""
+        refused = await self.put_statuses(
+            [record], fences={record.name: fence} if fence is not None else None
+        )
+        if refused and fence is not None:
+            raise leases.lost(fence)
 
-    async def put_statuses(self, records: Sequence[WorkflowStatusRecord]) -> None:
+    async def put_statuses(
+        self,
+        records: Sequence[WorkflowStatusRecord],
+        *,
+        fences: Mapping[str, Lease] | None = None,
+    ) -> set[str]:
         """Insert or replace the status rows of ``records``, all in one transaction (the last
-        record wins when a name appears twice)."""
+        record wins when a name appears twice).
+
+        ``fences`` maps a workflow name to the lease its record was decided under: in the same
+        transaction each such lease is checked (and its row locked, so a take-over waits for the
+        commit), and a record whose lease is no longer current is not written. Returns the names
+        so refused; the other records are written.
+        """
         rows = {r.name: _status_values(r) for r in records}
         if not rows:
-            return
+            return set()
         async with self._tx() as conn:
-            await conn.execute(self._status_upsert(conn.dialect.name), list(rows.values()))
+            refused = await leases.refused_fences(conn, fences or {}, names=rows)
+            kept = [values for name, values in rows.items() if name not in refused]
+            if kept:
+                await conn.execute(self._status_upsert(conn.dialect.name), kept)
+        return refused
 
     async def touch_statuses(
-        self, records: Sequence[WorkflowStatusRecord], *, fields: Iterable[str]
-    ) -> None:
+        self,
+        records: Sequence[WorkflowStatusRecord],
+        *,
+        fields: Iterable[str],
+        fences: Mapping[str, Lease] | None = None,
+    ) -> set[str]:
         """Update only ``fields`` of the existing status rows of ``records``, in one
         transaction: cheaper than :meth:`put_statuses` when nothing else changed. A record
-        without a row is skipped."""
+        without a row is skipped; ``fences`` and the names returned are as for
+        :meth:`put_statuses`."""
         columns = sorted(set(fields) - {"name"})
         rows = {r.name: {"key": r.name, **{c: getattr(r, c) for c in columns}} for r in records}
         if not rows:
-            return
+            return set()
         values: dict[str, Any] = {c: bindparam(c) for c in columns}
         if "message" in values:  # a suspended row keeps saying so
             values["message"] = case(
@@ -426,7 +471,11 @@ class Store:
             update(WORKFLOW_STATUS).where(WORKFLOW_STATUS.c.name == bindparam("key")).values(values)
         )
         async with self._tx() as conn:
-            await conn.execute(statement, list(rows.values()))
+            refused = await leases.refused_fences(conn, fences or {}, names=rows)
+            kept = [row for name, row in rows.items() if name not in refused]
+            if kept:
+                await conn.execute(statement, kept)
+        return refused
 
     def _status_upsert(self, dialect: str) -> Any:
         """The insert-or-replace statement for status rows (built once per dialect).
@@ -463,10 +512,13 @@ class Store:
             )
         return [WorkflowStatusRecord.model_validate(dict(r)) for r in rows]
 
-    async def delete_status(self, name: str) -> bool:
+    async def delete_status(self, name: str, *, fence: Lease | None = None) -> bool:
         """Retire workflow ``name``: drop its status row; its runs and journal stay (until
-        retention prunes them). Returns whether a row existed."""
+        retention prunes them). Returns whether a row existed. With ``fence``, refused with
+        :class:`LeaseLost` (nothing deleted) unless that lease is still current."""
         async with self._tx() as conn:
+            if fence is not None:
+                await leases.check_fence(conn, fence)
             result = await conn.execute(
                 delete(WorkflowStatusRow).where(WorkflowStatusRow.name == name)
             )
@@ -505,7 +557,11 @@ class Store:
     async def record(self, entry: JournalEntry, *, fence: Lease | None = None) -> None:
         """Append ``entry``; a ``transition`` also sets the run's ``current_state`` to
         ``entry.to_state`` and, when ``entry.detail`` has ``outputs``, its outputs; a
-        ``state_entered`` sets ``current_state`` to ``entry.state`` — all in one transaction.
+        ``state_entered`` sets ``current_state`` to ``entry.state``; a ``run_finished`` entry
+        finishes the run's record (its status, ``finished_at`` and error) — all in one
+        transaction. So a run whose ``run_finished`` entry is journaled is never found
+        unfinished, and never resumed to finish a second time, whatever happens before
+        :meth:`run_finished` stores the rest of its record (its outputs).
 
         With ``fence``, the write is refused with :class:`LeaseLost` unless that lease is still
         current. A duplicate ``(run_id, seq)`` or an unknown run is a :class:`StoreError`.
@@ -524,6 +580,8 @@ class Store:
                     changes["outputs"] = dict(values["detail"]["outputs"] or {})
             elif entry.kind is EventKind.STATE_ENTERED:
                 changes["current_state"] = entry.state
+            elif entry.kind is EventKind.RUN_FINISHED:
+                changes.update(_finished_changes(entry))
             if changes:
                 await conn.execute(
                     update(RunRow).where(RunRow.id == entry.run_id).values(**changes)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.daemon.replicas import WorkflowLeases, current_fence, lease_name
+from reconciler.daemon.statuses import StatusBook
 from reconciler.engine.journal import RunRecord, RunStatus
 from reconciler.errors import LeaseLost, StoreError
 from reconciler.store import Health, Store, WorkflowStatusRecord
@@ -102,6 +103,39 @@ async def test_a_replica_whose_lease_was_taken_over_cannot_write_and_stops(
     record = await pg_store.get_run(run.id)
     assert record is not None and record.status is RunStatus.SUCCEEDED
     assert slow.held == frozenset()
+
+
+async def test_a_status_decided_under_a_lease_taken_over_meanwhile_is_not_written(
+    pg_store: Store,
+) -> None:
+    slow = WorkflowLeases(pg_store, owner="slow", ttl=timedelta(seconds=0.5))
+    fast = WorkflowLeases(pg_store, owner="fast", ttl=timedelta(seconds=30))
+    slow_book = StatusBook(pg_store, shared=True)
+    fast_book = StatusBook(pg_store, shared=True)
+    try:
+        with pytest.raises(LeaseLost, match="no longer held"):
+            async with slow.hold("app") as claimed:
+                assert claimed
+                fence = current_fence()
+                running = WorkflowStatusRecord(name="app", status=Health.PROGRESSING)
+                await slow_book.put(running, fence=fence)
+                await asyncio.sleep(0.7)  # paused past its TTL without renewing
+                async with fast.hold("app") as took_over:
+                    assert took_over
+                    done = WorkflowStatusRecord(name="app", status=Health.CONVERGED)
+                    await fast_book.put(done, fence=current_fence())
+                # back under the slow replica's stale lease: its outcome is refused
+                failed = WorkflowStatusRecord(name="app", status=Health.DEGRADED)
+                await slow_book.put(failed, fence=fence)
+        # a write that does not wait is dropped the same way, never retried
+        await slow_book.put(running, fence=fence, wait=False)
+        await slow_book.flush()
+        row = await pg_store.get_status("app")
+        assert row is not None and row.status is Health.CONVERGED
+        assert await slow_book.get("app") == row  # nothing of it left pending
+    finally:
+        await slow_book.close()
+        await fast_book.close()
 
 
 async def test_renewal_keeps_a_lease_and_a_failed_renewal_cancels_the_holder(

@@ -169,3 +169,28 @@ async def test_concurrent_runs_journal_without_losing_entries(store: Store) -> N
         assert [e.seq for e in await store.entries(run_id)] == list(range(1, 11))
         run = await store.get_run(run_id)
         assert run is not None and run.current_state == "s10"
+
+
+async def test_a_run_finished_entry_finishes_the_run_record_in_the_same_write(
+    store: Store,
+) -> None:
+    # A process that dies between journaling a run's end and storing the rest of its record
+    # must not leave the run looking unfinished: it would be resumed and finish a second time.
+    await store.run_started(RunRecord(id="r1", workflow="wf", started_at=T0))
+    await store.record(entry("r1", 1, EventKind.RUN_STARTED))
+    await store.record(
+        entry(
+            "r1",
+            2,
+            EventKind.RUN_FINISHED,
+            state="apply",
+            outcome="failed",
+            detail={"status": "failed", "error": "CommandFailed: exit 1", "changed": False},
+        )
+    )
+    run = await store.get_run("r1")
+    assert run is not None
+    assert run.status is RunStatus.FAILED
+    assert run.finished_at == T0 + timedelta(seconds=2)
+    assert run.error == "CommandFailed: exit 1"
+    assert await store.unfinished_runs() == []

@@ -1,5 +1,6 @@
 """Leases with fencing tokens: exclusive until expiry, taken over afterwards with a larger
-token, and a write fenced by a lost lease is refused."""
+token, and a write fenced by a lost lease is refused — journal writes, run outcomes and the
+status rows a replica writes under a workflow's lease alike."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from reconciler.engine.journal import EventKind, Journal, JournalEntry, RunRecord, RunStatus
 from reconciler.errors import LeaseLost
-from reconciler.store import Store
+from reconciler.store import Health, Lease, Store, WorkflowStatusRecord
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 TTL = timedelta(seconds=30)
@@ -172,3 +173,50 @@ async def test_a_fenced_journal_stops_writing_once_the_lease_is_lost(store: Stor
     # Reads still work, and show nothing of the refused writes.
     assert [e.seq for e in await journal.entries("r1")] == [1]
     assert [r.id for r in await journal.unfinished_runs()] == ["r1"]
+
+
+async def taken_over(store: Store, name: str) -> tuple[Lease, Lease]:
+    """``name``'s lease as replica-1 held it, and as replica-2 holds it since it took it over."""
+    old = await store.acquire(name, "replica-1", ttl=TTL, now=T0)
+    new = await store.acquire(name, "replica-2", ttl=TTL, now=T0 + 2 * TTL)
+    assert old is not None and new is not None
+    return old, new
+
+
+async def test_a_status_fenced_by_a_lost_lease_is_refused_and_the_new_holders_status_stays(
+    store: Store,
+) -> None:
+    old, new = await taken_over(store, "workflow:a")
+    mine = WorkflowStatusRecord(name="a", status=Health.CONVERGED, last_run_id="new-run")
+    await store.put_status(mine, fence=new)
+    stale = WorkflowStatusRecord(name="a", status=Health.PROGRESSING, last_run_id="old-run")
+    with pytest.raises(LeaseLost, match="workflow:a"):
+        await store.put_status(stale, fence=old)
+    assert await store.touch_statuses([stale], fields={"last_run_id"}, fences={"a": old}) == {"a"}
+    row = await store.get_status("a")
+    assert row is not None and (row.status, row.last_run_id) == (Health.CONVERGED, "new-run")
+
+
+async def test_a_batch_of_statuses_leaves_out_only_those_whose_lease_was_lost(
+    store: Store,
+) -> None:
+    lost, _ = await taken_over(store, "workflow:a")
+    held = await store.acquire("workflow:b", "replica-1", ttl=TTL, now=T0)
+    assert held is not None
+    batch = [
+        WorkflowStatusRecord(name="a", status=Health.PROGRESSING),
+        WorkflowStatusRecord(name="b", status=Health.PROGRESSING),
+        WorkflowStatusRecord(name="c", status=Health.PENDING),  # no lease: never refused
+    ]
+    refused = await store.put_statuses(batch, fences={"a": lost, "b": held})
+    assert refused == {"a"}
+    assert {r.name for r in await store.list_statuses()} == {"b", "c"}
+
+
+async def test_a_retirement_fenced_by_a_lost_lease_deletes_nothing(store: Store) -> None:
+    old, new = await taken_over(store, "workflow:a")
+    await store.put_status(WorkflowStatusRecord(name="a"), fence=new)
+    with pytest.raises(LeaseLost):
+        await store.delete_status("a", fence=old)
+    assert await store.get_status("a") is not None
+    assert await store.delete_status("a", fence=new) is True

@@ -310,6 +310,21 @@ class Reconciler:
             return None
         return record
 
+    async def _unseen_run(
+        self, name: str, status: WorkflowStatusRecord | None, *, revision: str
+    ) -> RunRecord | None:
+        """The newest top-level run of ``name`` when it finished at ``revision`` and the status
+        never said so, not even that it started: its replica (or this daemon, before a restart)
+        stopped or lost the lease before the status book wrote anything about it. Asked only
+        before starting a run (a manual sync excepted, which means to run again), where deciding
+        from that status alone would run the workflow a second time at one revision."""
+        latest = await self.runs.latest_run(name)
+        if latest is None or latest.revision != revision or not latest.status.finished:
+            return None
+        if status is not None and status.last_run_id == latest.id:
+            return None  # the status knows it (a Progressing one is settled before planning)
+        return latest
+
     async def _settle(
         self,
         lw: LoadedWorkflow,
@@ -374,6 +389,11 @@ class Reconciler:
         if decision.next is not Next.RUN:
             await self.apply(decision, workflow.name, durable=False)
             return
+        if not item.manual:
+            unseen = await self._unseen_run(workflow.name, status, revision=revision)
+            if unseen is not None:
+                await self._settle(lw, status, unseen, revision=revision)
+                return
         observed = observation.observed if observation is not None else None
         await self._run(
             lw,

@@ -252,6 +252,10 @@ class RunSupervisor:
             return None
         return record
 
+    async def latest_run(self, name: str) -> RunRecord | None:
+        """The newest top-level run of workflow ``name`` in the store, finished or not."""
+        return next((r for r in await self.store.list_runs(name, limit=5) if not r.parent_id), None)
+
     async def claim_unfinished(self, name: str, *, valid: bool, owner: str) -> None:
         """Under ``name``'s lease (replicas): a top-level run of it still marked running was left
         by a replica that died, stopped or lost the lease; resume it here, or abandon it when

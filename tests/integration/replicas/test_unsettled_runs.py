@@ -4,7 +4,8 @@ claims the workflow next, on one real git repository and one real PostgreSQL sch
 The stopped replica is what it leaves in the store at that moment, written through the store
 as its engine and status book write them, under its lease (expired, as a dead or paused
 replica's is): the run's journal up to its ``run_finished`` entry (and, in the second case, the
-run's finished record), and the ``Progressing`` status that points at the run. The replica
+run's finished record), and the ``Progressing`` status that points at the run (in the third
+case not even that: the status book writes behind, and had not written it yet). The replica
 that claims the workflow next is a real :class:`Controller`. Whichever of the writes the first
 replica managed, the run counts once: it is not resumed to finish a second time, the workflow
 does not run again at that revision, and its status becomes the run's outcome.
@@ -43,9 +44,12 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
             await opened.close()
 
 
-async def leave_a_finished_run(store: Store, *, revision: str, record_too: bool) -> str:
+async def leave_a_finished_run(
+    store: Store, *, revision: str, record_too: bool, status_too: bool = True
+) -> str:
     """What replica ``gone`` leaves when it stops right after journaling the end of its run of
-    ``app`` (``record_too``: and after storing the run's finished record): returns the run id."""
+    ``app`` (``record_too``: and after storing the run's finished record; not ``status_too``:
+    before its status book wrote even the ``Progressing`` status): returns the run id."""
     long_ago = utcnow() - timedelta(minutes=5)
     lease = await store.acquire(lease_name("app"), "gone", ttl=timedelta(seconds=2), now=long_ago)
     assert lease is not None
@@ -56,7 +60,8 @@ async def leave_a_finished_run(store: Store, *, revision: str, record_too: bool)
         last_run_id=run.id,
         last_attempted_revision=revision,
     )
-    await store.put_status(progressing, fence=lease)
+    if status_too:
+        await store.put_status(progressing, fence=lease)
     await store.run_started(run, fence=lease)
     journal = [
         JournalEntry(run_id=run.id, seq=1, kind=EventKind.RUN_STARTED),
@@ -84,18 +89,24 @@ async def leave_a_finished_run(store: Store, *, revision: str, record_too: bool)
 
 
 @pytest.mark.parametrize(
-    "record_too",
-    [False, True],
-    ids=["stopped-after-the-run-finished-entry", "stopped-after-the-run-record"],
+    ("record_too", "status_too"),
+    [(False, True), (True, True), (True, False)],
+    ids=[
+        "stopped-after-the-run-finished-entry",
+        "stopped-after-the-run-record",
+        "stopped-before-any-status-was-written",
+    ],
 )
 async def test_a_run_finished_by_a_replica_that_stopped_before_its_status_counts_once(
-    tmp_path: Path, store: Store, record_too: bool
+    tmp_path: Path, store: Store, record_too: bool, status_too: bool
 ) -> None:
     repo = init_repo(tmp_path / "repo")
     out = tmp_path / "out.txt"
     put(repo, file_workflow("app", out, "hello"))
     revision = commit(repo, "one workflow")
-    run_id = await leave_a_finished_run(store, revision=revision, record_too=record_too)
+    run_id = await leave_a_finished_run(
+        store, revision=revision, record_too=record_too, status_too=status_too
+    )
 
     async with running(
         tmp_path,
@@ -109,7 +120,9 @@ async def test_a_run_finished_by_a_replica_that_stopped_before_its_status_counts
         async def settled() -> WorkflowStatusRecord | None:
             status = await store.get_status("app")
             return (
-                status if status is not None and status.status is not Health.PROGRESSING else None
+                status
+                if status is not None and status.status not in (Health.PROGRESSING, Health.PENDING)
+                else None
             )
 
         status = await until_async(settled, 30, "app's status to be settled", interval=0.05)

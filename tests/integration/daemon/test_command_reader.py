@@ -57,7 +57,7 @@ async def test_a_command_visible_only_after_a_later_one_is_still_applied(
             await eventually(store, name, lambda s: s.status is Health.CONVERGED)
 
         def insert(command_id: int, target: str) -> None:
-            with sqlite3.connect(tmp_path / "data" / "reconciler.db") as db:
+            with sqlite3.connect(tmp_path / "data" / "reconciler.db", timeout=60) as db:
                 db.execute(
                     "INSERT INTO commands (id, kind, target, requested_at, requested_by) "
                     "VALUES (?, 'sync', ?, ?, 'a slow replica')",

@@ -346,7 +346,7 @@ async def test_a_cancel_through_one_replica_cancels_the_run_another_replica_exec
     assert cancelled.id == run.id
     finished = [e for e in await store.entries(run.id) if e.kind is EventKind.RUN_FINISHED]
     assert [e.outcome for e in finished] == ["cancelled"]
-    assert run.id not in holder.running
+    await until_async(lambda: run.id not in holder.running, 10, "the holder to let the run go")
 
     async def cancel_handled() -> bool:  # at the next poll after the run was recorded cancelled
         return await store.unhandled_commands(CommandKind.CANCEL) == []

@@ -177,6 +177,12 @@ class RunSummary(_Out):
     started_at: datetime
     finished_at: datetime | None = None
     error: str | None = None
+    requested_by: str | None = Field(
+        None, description="Names of the API tokens whose syncs this manual run answered."
+    )
+    cancelled_by: str | None = Field(
+        None, description="Name of the API token whose cancel of this run was accepted."
+    )
 
     @classmethod
     def of(cls, run: RunRecord) -> RunSummary:

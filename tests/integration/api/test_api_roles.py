@@ -129,3 +129,33 @@ async def test_the_single_api_token_is_an_admin_named_default(daemon: Daemon) ->
         (CommandKind.SUSPEND, "default"),
         (CommandKind.RESUME, "root-bot"),
     ]
+
+
+async def test_the_run_a_sync_causes_and_a_cancelled_run_name_the_tokens_that_asked(
+    daemon: Daemon,
+) -> None:
+    await daemon.until_status("motd", "Converged")
+    synced = await daemon.client.post("/api/v1/workflows/motd/sync", headers=daemon.auth(OPERATOR))
+    assert synced.status_code == 202, synced.text
+    slow = await daemon.running_run("slow")
+    cancelled = await daemon.client.post(f"/api/v1/runs/{slow}/cancel", headers=daemon.auth(ADMIN))
+    assert cancelled.status_code == 202, cancelled.text
+
+    async def manual_run() -> dict[str, Any] | None:
+        runs = (await daemon.client.get("/api/v1/runs?workflow=motd")).json()["runs"]
+        return next((r for r in runs if r["reason"] == "manual"), None)
+
+    found: list[dict[str, Any]] = []
+
+    async def seen() -> bool:
+        run = await manual_run()
+        found[:] = [run] if run else []
+        return bool(found)
+
+    await daemon.until(seen, "the manual run of motd")
+    detail = (await daemon.client.get(f"/api/v1/runs/{found[0]['id']}")).json()
+    assert detail["requested_by"] == "alice"
+    assert detail["cancelled_by"] is None
+    slow_detail = (await daemon.client.get(f"/api/v1/runs/{slow}")).json()
+    assert slow_detail["cancelled_by"] == "root-bot"
+    assert slow_detail["requested_by"] is None

@@ -268,12 +268,17 @@ class DaemonSettings(BaseSettings):
 
     def grants(self, *, private: Iterable[Path] = ()) -> Grants:
         """What workflows may reach under these settings: the file roots, the variables and the
-        read cap, with the data directory, ``private`` (a source's clone or ``.git``) and the
-        files holding the daemon's credentials (``*_file`` settings, the Kubernetes token)
-        denied whatever the roots say."""
+        read cap, with the data directory, ``private`` (a source's clone or ``.git``), the
+        files holding the daemon's credentials (``*_file`` settings, the Kubernetes token) and
+        the keys trusted to sign commits (``allowed_signers``, ``gpg_home``) denied whatever
+        the roots say."""
         credentials = [
             self.api_token_file,
             self.api_tokens_file,
+            # the keys allowed to sign commits: a workflow that could write them could approve
+            # its own committer's next commit
+            self.allowed_signers,
+            self.gpg_home,
             self.webhook_secret_file,
             self.vault_token_file,
             self.vault_role_id_file,

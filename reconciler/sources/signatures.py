@@ -96,16 +96,19 @@ def _reason(output: str) -> str:
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     if not lines:
         return "it is not signed"
-    text = "; ".join(lines[:3])
-    if "No principal matched" in text or "no principal matched" in text.lower():
+    text = "; ".join(lines[-3:])
+    if "no principal matched" in text.lower():
         return f"it is signed by a key that is not in the allowed signers ({text})"
+    if "No public key" in text:
+        return f"it is signed by a GPG key that is not in the keyring ({text})"
     return f"its signature is not accepted ({text})"
 
 
 def _signer(output: str) -> str:
-    """Git's line naming the good signature (``Good "git" signature for … with … key …``)."""
+    """Git's line naming the good signature (SSH: ``Good "git" signature for … with … key …``,
+    GPG: ``gpg: Good signature from …``)."""
     for line in output.splitlines():
-        if line.startswith("Good"):
+        if "Good" in line:
             return line.strip()
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     return lines[0] if lines else "signed"

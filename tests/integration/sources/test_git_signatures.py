@@ -3,7 +3,11 @@ allowed key (real ``ssh-keygen`` keys, real ``git commit -S``, real ``git verify
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -176,3 +180,69 @@ def test_git_verify_commit_is_what_decides(
     )
     assert done.returncode == 0, done.stderr
     assert keys[0].principal in done.stderr
+
+
+def short_home() -> Path:
+    """A new GnuPG home directly under /tmp (gpg-agent's socket path must stay short)."""
+    return Path(tempfile.mkdtemp(prefix="gpg-", dir="/tmp"))
+
+
+def drop_home(home: Path) -> None:
+    """Stop the agent gpg started for ``home`` (if any) and remove the directory."""
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    subprocess.run(["gpgconf", "--kill", "all"], env=env, check=False, capture_output=True)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def gpg_home() -> Iterator[Path]:
+    """A GnuPG home with one ed25519 signing key (no passphrase)."""
+    if shutil.which("gpg") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("gpg is not installed (apt-get install gnupg)")
+        pytest.skip("gpg is not installed")
+    home = short_home()
+    try:
+        subprocess.run(
+            [
+                *("gpg", "--batch", "--passphrase", ""),
+                *("--quick-gen-key", "Ops <ops@example.test>", "ed25519", "sign", "never"),
+            ],
+            env={**os.environ, "GNUPGHOME": str(home)},
+            check=True,
+            capture_output=True,
+        )
+        yield home
+    finally:
+        drop_home(home)
+
+
+def gpg_commit(repo: Path, home: Path, message: str) -> str:
+    env = {**os.environ, "GNUPGHOME": str(home), "GIT_CONFIG_GLOBAL": os.devnull}
+    identity = ["-c", "user.name=Ops", "-c", "user.email=ops@example.test"]
+    for args in (["add", "-A"], [*identity, "commit", "-q", "-S", "--allow-empty", "-m", message]):
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
+    return git(repo, "rev-parse", "HEAD")
+
+
+async def test_a_gpg_signed_commit_is_verified_against_the_keyring_of_gpg_home(
+    tmp_path: Path, gpg_home: Path
+) -> None:
+    repo = init_repo(tmp_path / "repo")
+    write(repo, "name: a\n")
+    signed = gpg_commit(repo, gpg_home, "gpg signed")
+    source = open_source(
+        str(repo), data_dir=tmp_path / "data", verify=SignaturePolicy(gpg_home=gpg_home)
+    )
+    revision = await source.fetch()
+    assert revision is not None and revision.id == signed
+
+    empty = short_home()
+    try:
+        stranger = open_source(
+            str(repo), data_dir=tmp_path / "data2", verify=SignaturePolicy(gpg_home=empty)
+        )
+        with pytest.raises(SignatureRefused, match="GPG key that is not in the keyring"):
+            await stranger.fetch()
+    finally:
+        drop_home(empty)

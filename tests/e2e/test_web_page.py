@@ -211,6 +211,12 @@ def test_page_shows_workflows_diagram_and_sync_updates_live(
     )
     assert page.evaluate("window.__sameDocument") == 42  # updated live, never reloaded
     assert slow.locator("td").nth(4).inner_text() != last_run_before
+    # the manual run says who asked for it (the token's name) beside its reason
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#runs tbody td')]"
+        ".some((td) => td.innerText === 'manual, requested by default')",
+        timeout=20_000,
+    )
 
     save_screenshot(page, tmp_path, "page.png")
 

@@ -60,6 +60,11 @@ class SourceHealth(_Out):
     last_success_at: datetime | None = Field(
         None, description="The last successful fetch; null before the first since the start."
     )
+    signature_refused: bool = Field(
+        False,
+        description="Whether the latest fetch failed because the head commit is not signed by "
+        "an allowed key (--verify-signatures); the last verified revision stays applied.",
+    )
 
 
 class Readiness(_Out):

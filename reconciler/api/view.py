@@ -147,3 +147,8 @@ class DaemonView(Protocol):
         """When the repository was last fetched successfully; None before the first success
         since the daemon started."""
         ...
+
+    def source_signature_refused(self) -> bool:
+        """Whether the latest fetch failed because the head commit is not signed by an allowed
+        key (``--verify-signatures``): the repository answers, its head is refused."""
+        ...

@@ -128,3 +128,6 @@ class ControllerView:
 
     def source_synced_at(self) -> datetime | None:
         return self._controller.source.last_success_at
+
+    def source_signature_refused(self) -> bool:
+        return bool(getattr(self._controller.source, "signature_refused", False))

@@ -67,6 +67,10 @@ def test_only_commits_signed_by_an_allowed_key_are_applied(tmp_path: Path) -> No
         assert revision_of(url, "motd") == first
         assert out.read_text() == "signed one"
         assert refusal_logged(daemon, unsigned)
+        readiness = httpx.get(f"{url}/readyz", timeout=5).json()
+        assert readiness["source"]["signature_refused"] is True
+        # after three poll intervals without an accepted revision, the daemon is not ready
+        until(lambda: not_ready_for_the_signature(url), 30, "/readyz to say 503 with why")
 
         put(repo, file_workflow("motd", out, "signed two", keep=True))
         second = signed_commit(repo, ops, "second, signed")
@@ -75,6 +79,13 @@ def test_only_commits_signed_by_an_allowed_key_are_applied(tmp_path: Path) -> No
         until(lambda: revision_of(url, "motd") == second, 30, "the workflow at the signed head")
         assert source_error(url) is None
         assert refused_gauge(url) == 0
+        until(lambda: httpx.get(f"{url}/readyz", timeout=5).status_code == 200, 30, "ready")
+
+
+def not_ready_for_the_signature(url: str) -> bool:
+    answer = httpx.get(f"{url}/readyz", timeout=5)
+    reason = str(answer.json().get("reason"))
+    return answer.status_code == 503 and "not signed by an allowed key" in reason
 
 
 def refusal_logged(daemon: DaemonProcess, sha: str) -> bool:

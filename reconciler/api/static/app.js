@@ -232,9 +232,10 @@ function renderReadiness(ok, body) {
     ? `last successful fetch ${when(source.last_success_at)}`
     : "no successful fetch since the daemon started";
   const revision = body.revision ? `; working from revision ${short(body.revision)}` : "";
-  banner.replaceChildren(
-    `The repository cannot be fetched (${since}${revision}): `,
-    el("code", {}, source.error));
+  const what = source.signature_refused
+    ? "The head commit of the repository is not signed by an allowed key and is not applied"
+    : "The repository cannot be fetched";
+  banner.replaceChildren(`${what} (${since}${revision}): `, el("code", {}, source.error));
 }
 
 // The rows stay, dimmed, with a banner saying since when they are what the page last saw.

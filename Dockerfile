@@ -27,11 +27,12 @@ LABEL org.opencontainers.image.title="reconciler" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 
-# git fetches the watched repository (https with CA certificates, or ssh with openssh-client).
+# git fetches the watched repository (https with CA certificates, or ssh with openssh-client);
+# with --verify-signatures, git verifies commits with ssh-keygen (openssh-client) or gpg.
 # Versions are left to the pinned Debian release so that security updates apply on rebuild.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates git openssh-client \
+    && apt-get install -y --no-install-recommends ca-certificates git openssh-client gpg \
     && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 reconciler \

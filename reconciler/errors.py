@@ -12,6 +12,7 @@ public contract: renaming one breaks users' workflows.
     │   └── LeaseLost               a fenced write came from a lease that is no longer current
     ├── SourceError                 the git repository or directory holding workflows failed
     │   └── FetchFailed             a fetch/read failed (names the repo, masked, and branch)
+    │       └── SignatureRefused    the fetched head commit is not signed by an allowed key
     └── ActionError                 something failed during a run; routed by ``on:``
         ├── Timeout                 a state, action or run deadline passed      (retryable)
         ├── Cancelled               the run or the action was cancelled
@@ -108,6 +109,13 @@ class SourceError(ReconcilerError):
 class FetchFailed(SourceError):
     """Fetching or reading a revision failed. The message names the repository (credentials
     masked), branch and sub-path; the last good revision stays in use."""
+
+
+class SignatureRefused(FetchFailed):
+    """With ``--verify-signatures``, the head commit of a fetched revision is unsigned or not
+    signed by an allowed key (``--allowed-signers``, ``--gpg-home``). The revision is not
+    applied: the last good (verified) revision stays in use, as after any failed fetch. The
+    message names the commit and git's reason."""
 
 
 class ActionError(ReconcilerError):

@@ -105,7 +105,12 @@ def create_app(view: DaemonView) -> FastAPI:
     secret and whether ``/docs`` is served); ``reconciler run`` passes a
     :class:`~reconciler.daemon.view.ControllerView`."""
     settings = view.settings
-    auth = Auth.of(settings.api_token, read_auth=settings.read_auth, listen=settings.listen)
+    auth = Auth.of(
+        settings.api_token,
+        read_auth=settings.read_auth,
+        listen=settings.listen,
+        tokens_file=settings.api_tokens_file,
+    )
     app = FastAPI(
         title="reconciler",
         version=__version__,

@@ -60,6 +60,11 @@ class SourceHealth(_Out):
     last_success_at: datetime | None = Field(
         None, description="The last successful fetch; null before the first since the start."
     )
+    signature_refused: bool = Field(
+        False,
+        description="Whether the latest fetch failed because the head commit is not signed by "
+        "an allowed key (--verify-signatures); the last verified revision stays applied.",
+    )
 
 
 class Readiness(_Out):
@@ -177,6 +182,12 @@ class RunSummary(_Out):
     started_at: datetime
     finished_at: datetime | None = None
     error: str | None = None
+    requested_by: str | None = Field(
+        None, description="Names of the API tokens whose syncs this manual run answered."
+    )
+    cancelled_by: str | None = Field(
+        None, description="Name of the API token whose cancel of this run was accepted."
+    )
 
     @classmethod
     def of(cls, run: RunRecord) -> RunSummary:

@@ -108,21 +108,22 @@ class DaemonView(Protocol):
 
     # -- steering --------------------------------------------------------------------------------
 
-    async def request_sync(self, name: str) -> bool:
+    async def request_sync(self, name: str, *, requested_by: str) -> bool:
         """Queue a manual sync of ``name``, recorded in the store before it returns (it survives
-        a crash and reaches the replica that runs the workflow); False for an unknown name."""
+        a crash and reaches the replica that runs the workflow) with ``requested_by`` (the API
+        token's name); False for an unknown name."""
         ...
 
-    async def suspend(self, name: str) -> bool:
+    async def suspend(self, name: str, *, requested_by: str) -> bool:
         """Start no more runs of ``name`` until resumed, on every replica; committed in the
         store before it returns. False for an unknown name."""
         ...
 
-    async def resume(self, name: str) -> bool:
+    async def resume(self, name: str, *, requested_by: str) -> bool:
         """Undo a suspend and check ``name`` now; False for an unknown name."""
         ...
 
-    async def cancel(self, run_id: str) -> bool:
+    async def cancel(self, run_id: str, *, requested_by: str) -> bool:
         """Cancel run ``run_id`` wherever it is in progress (recorded in the store before it
         returns; the replica holding the run applies it); False when it is not in progress."""
         ...
@@ -145,4 +146,9 @@ class DaemonView(Protocol):
     def source_synced_at(self) -> datetime | None:
         """When the repository was last fetched successfully; None before the first success
         since the daemon started."""
+        ...
+
+    def source_signature_refused(self) -> bool:
+        """Whether the latest fetch failed because the head commit is not signed by an allowed
+        key (``--verify-signatures``): the repository answers, its head is refused."""
         ...

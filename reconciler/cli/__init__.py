@@ -12,6 +12,7 @@ from reconciler.cli import run as _run  # noqa: F401
 from reconciler.cli import schema as _schema  # noqa: F401
 from reconciler.cli import secrets as _secrets  # noqa: F401
 from reconciler.cli import test as _test  # noqa: F401
+from reconciler.cli import tokens as _tokens  # noqa: F401
 from reconciler.cli import validate as _validate  # noqa: F401
 from reconciler.cli.app import app
 

@@ -342,6 +342,10 @@ def _run_detail(run: RunDetail) -> None:
         f"{_duration(run.started_at, run.finished_at)})",
         highlight=False,
     )
+    if run.requested_by:
+        console.print(f"requested by {escape(run.requested_by)}", highlight=False)
+    if run.cancelled_by:
+        console.print(f"cancelled by {escape(run.cancelled_by)}", highlight=False)
     if run.error:
         console.print(f"[red]error:[/red] {escape(run.error)}", highlight=False)
     table = Table(title="journal")

@@ -99,7 +99,24 @@ def run(
         "--command-interval",
         help="How often the command log is read for steering through other replicas (500ms).",
     ),
+    verify_signatures: bool | None = typer.Option(
+        None,
+        "--verify-signatures/--no-verify-signatures",
+        help="Apply only revisions whose head commit is signed by an allowed key.",
+    ),
+    allowed_signers: Annotated[
+        Path | None,
+        typer.Option("--allowed-signers", help="Allowed-signers file for SSH signatures."),
+    ] = None,
+    gpg_home: Annotated[
+        Path | None,
+        typer.Option("--gpg-home", help="GnuPG home whose keyring holds the allowed GPG keys."),
+    ] = None,
     api_token_file: Annotated[Path | None, typer.Option("--api-token-file")] = None,
+    api_tokens_file: Annotated[
+        Path | None,
+        typer.Option("--api-tokens-file", help="Named API tokens with roles (YAML or JSON)."),
+    ] = None,
     webhook_secret_file: Annotated[Path | None, typer.Option("--webhook-secret-file")] = None,
 ) -> None:
     """Run the reconcile daemon: watch the repository and converge every workflow."""
@@ -132,7 +149,11 @@ def run(
             replica_id=replica_id,
             lease_ttl=lease_ttl,
             command_interval=command_interval,
+            verify_signatures=verify_signatures,
+            allowed_signers=allowed_signers,
+            gpg_home=gpg_home,
             api_token_file=api_token_file,
+            api_tokens_file=api_tokens_file,
             webhook_secret_file=webhook_secret_file,
         )
     except ConfigError as exc:

@@ -113,6 +113,7 @@ async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) 
         path=settings.path,
         data_dir=settings.data_dir,
         poll_interval=settings.poll_interval.total_seconds(),
+        verify=settings.signature_policy(),
     )
     grants = settings.grants(private=source.private_paths())
     secrets = resolver_from_settings(settings, grants=grants)
@@ -120,6 +121,9 @@ async def serve(settings: DaemonSettings, *, stop: asyncio.Event | None = None) 
     store = await Store.open(settings.store, data_dir=settings.data_dir)
     log = structlog.get_logger("reconciler.daemon")
     log.info(f"store: {describe(store.url)}")
+    policy = settings.signature_policy()
+    if policy is not None:
+        log.info(f"signed commits: the head commit must be signed by {policy.describe()}")
     upkeep: asyncio.Task[None] | None = None
     if secrets.vault is not None:
         log.info(f"vault: {mask_url(secrets.vault.config.addr)} is {await secrets.vault.health()}")

@@ -148,17 +148,17 @@ class CommandReader:
 
     async def _apply(self, command: Command) -> None:
         name = command.target
-        who = command.requested_by or "another replica"
+        who = command.requested_by or "an unnamed requester"
         if command.kind is CommandKind.SYNC and command.handled_at is None:
             if self._queue_sync(name):
-                log.info(f"manual sync of workflow {name} requested through {who}", workflow=name)
+                log.info(f"manual sync of workflow {name} requested by {who}", workflow=name)
         elif command.kind in (CommandKind.SUSPEND, CommandKind.RESUME):
             was = name in self.state.suspended
             self._suspension(name, await self.store.get_status(name))
             now = name in self.state.suspended
             if was != now:
                 what = "suspended" if now else "resumed"
-                log.info(f"workflow {name} {what} through {who}", workflow=name)
+                log.info(f"workflow {name} {what} by {who}", workflow=name)
 
     def _queue_sync(self, name: str) -> bool:
         if not self.state.target.knows(name):

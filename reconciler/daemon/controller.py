@@ -193,57 +193,70 @@ class Controller:
 
     # -- public seams ------------------------------------------------------------------------
 
-    async def request_sync(self, name: str) -> bool:
+    async def request_sync(self, name: str, *, requested_by: str | None = None) -> bool:
         """Queue a manual sync of ``name`` (runs even when in sync), recorded in the store first
-        so that it survives a crash and reaches the replica that holds the workflow. False for
-        unknown names."""
+        so that it survives a crash and reaches the replica that holds the workflow.
+        ``requested_by`` (the API token's name; default: this replica's id) goes into the
+        command log and the run it causes. False for unknown names."""
         if not self.state.target.knows(name):
             return False
-        command = await self.store.request(CommandKind.SYNC, name, requested_by=self.leases.owner)
+        who = requested_by or self.leases.owner
+        command = await self.store.request(CommandKind.SYNC, name, requested_by=who)
         self.commands.seen(command)
-        log.info(f"manual sync of workflow {name} requested", workflow=name)
+        log.info(
+            f"manual sync of workflow {name} requested by {who}", workflow=name, requested_by=who
+        )
         self.queue.add(name, Reason.MANUAL)
         return True
 
-    async def suspend(self, name: str) -> bool:
+    async def suspend(self, name: str, *, requested_by: str | None = None) -> bool:
         """Stop starting runs of ``name`` until :meth:`resume` (a run in progress finishes;
         cancel it to stop it). Committed in the status row (its ``suspended`` flag) before it
         returns, so it survives a restart and holds on every replica. False for unknown names."""
         if not self.state.target.knows(name):
             return False
+        who = requested_by or self.leases.owner
         command, status = await self.store.request_suspension(
-            name, suspended=True, requested_by=self.leases.owner
+            name, suspended=True, requested_by=who
         )
         await self.commands.applied(command, status)
-        log.info(f"workflow {name} suspended through the API; nothing runs", workflow=name)
+        log.info(
+            f"workflow {name} suspended by {who}; nothing runs", workflow=name, requested_by=who
+        )
         return True
 
-    async def resume(self, name: str) -> bool:
+    async def resume(self, name: str, *, requested_by: str | None = None) -> bool:
         """Undo :meth:`suspend` and check ``name`` at once (it runs if it is out of sync or its
         spec changed meanwhile). False for unknown names."""
         if not self.state.target.knows(name):
             return False
         was = name in self.state.suspended
+        who = requested_by or self.leases.owner
         command, status = await self.store.request_suspension(
-            name, suspended=False, requested_by=self.leases.owner
+            name, suspended=False, requested_by=who
         )
         await self.commands.applied(command, status)
         if was:
-            log.info(f"workflow {name} resumed through the API", workflow=name)
+            log.info(f"workflow {name} resumed by {who}", workflow=name, requested_by=who)
         self.queue.add(name, Reason.DRIFT_CHECK)  # a check: it runs only if out of sync
         return True
 
-    async def cancel(self, run_id: str) -> bool:
+    async def cancel(self, run_id: str, *, requested_by: str | None = None) -> bool:
         """Cancel run ``run_id`` wherever it runs: recorded in the store, applied at once when
         the run is in this process, else by the replica that holds it (or resumes it). False
         when the store has no such run in progress."""
         run = await self.store.get_run(run_id)
         if run is None or run.status is not RunStatus.RUNNING:
             return False
-        command = await self.store.request(
-            CommandKind.CANCEL, run_id, requested_by=self.leases.owner
-        )
+        who = requested_by or self.leases.owner
+        command = await self.store.request(CommandKind.CANCEL, run_id, requested_by=who)
         self.commands.seen(command)
+        log.info(
+            f"cancel of run {short(run_id)} of workflow {run.workflow} requested by {who}",
+            workflow=run.workflow,
+            run=run_id,
+            requested_by=who,
+        )
         # handled by the command reader once the run is recorded cancelled (not before: a
         # crash in between would resume the run with its cancel forgotten)
         if not self.runs.cancel(run_id):

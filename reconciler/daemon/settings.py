@@ -39,6 +39,7 @@ from pydantic_settings import (
 from reconciler.credential_files import fill_from_files
 from reconciler.errors import ConfigError
 from reconciler.grants import Grants
+from reconciler.sources.signatures import SignaturePolicy
 from reconciler.types import Duration
 
 ENV_PREFIX = "RECONCILER_"
@@ -169,7 +170,28 @@ class DaemonSettings(BaseSettings):
         description="How often the daemon reads the store's command log for a sync, suspend, "
         "resume or cancel accepted through another replica (or before a restart).",
     )
+    verify_signatures: bool = Field(
+        False,
+        description="Apply a fetched revision only when its head commit is signed by an allowed "
+        "key (SSH: --allowed-signers; GPG: --gpg-home); otherwise the last verified revision "
+        "stays applied and the source reports SignatureRefused.",
+    )
+    allowed_signers: Path | None = Field(
+        None,
+        description="Allowed-signers file of SSH commit signatures (the format of ssh-keygen -Y "
+        "verify); read at every check.",
+    )
+    gpg_home: Path | None = Field(
+        None,
+        description="GnuPG home directory (GNUPGHOME) whose keyring holds the keys allowed to "
+        "sign commits.",
+    )
     api_token_file: Path | None = Field(None, description="File holding the API bearer token.")
+    api_tokens_file: Path | None = Field(
+        None,
+        description="YAML or JSON file of named API tokens: a list of {name, sha256, role} with "
+        "role read, operate or admin (the sha256 of each token, never the token).",
+    )
     webhook_secret_file: Path | None = Field(None, description="File holding the webhook secret.")
     api_token: SecretStr | None = Field(
         None, description="From RECONCILER_API_TOKEN or --api-token-file only."
@@ -228,13 +250,35 @@ class DaemonSettings(BaseSettings):
         fill_from_files(self, ("api_token", "webhook_secret"))
         return self
 
+    @model_validator(mode="after")
+    def _signature_keys(self) -> DaemonSettings:
+        if self.verify_signatures and self.allowed_signers is None and self.gpg_home is None:
+            raise ValueError(
+                "verify-signatures needs the keys to trust: --allowed-signers FILE (SSH) "
+                "and/or --gpg-home DIR (GPG)"
+            )
+        return self
+
+    def signature_policy(self) -> SignaturePolicy | None:
+        """What a fetched head commit must be signed with; None without
+        ``verify_signatures``."""
+        if not self.verify_signatures:
+            return None
+        return SignaturePolicy(allowed_signers=self.allowed_signers, gpg_home=self.gpg_home)
+
     def grants(self, *, private: Iterable[Path] = ()) -> Grants:
         """What workflows may reach under these settings: the file roots, the variables and the
-        read cap, with the data directory, ``private`` (a source's clone or ``.git``) and the
-        files holding the daemon's credentials (``*_file`` settings, the Kubernetes token)
-        denied whatever the roots say."""
+        read cap, with the data directory, ``private`` (a source's clone or ``.git``), the
+        files holding the daemon's credentials (``*_file`` settings, the Kubernetes token) and
+        the keys trusted to sign commits (``allowed_signers``, ``gpg_home``) denied whatever
+        the roots say."""
         credentials = [
             self.api_token_file,
+            self.api_tokens_file,
+            # the keys allowed to sign commits: a workflow that could write them could approve
+            # its own committer's next commit
+            self.allowed_signers,
+            self.gpg_home,
             self.webhook_secret_file,
             self.vault_token_file,
             self.vault_role_id_file,

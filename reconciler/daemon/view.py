@@ -96,17 +96,17 @@ class ControllerView:
 
     # -- steering --------------------------------------------------------------------------------
 
-    async def request_sync(self, name: str) -> bool:
-        return await self._controller.request_sync(name)
+    async def request_sync(self, name: str, *, requested_by: str) -> bool:
+        return await self._controller.request_sync(name, requested_by=requested_by)
 
-    async def suspend(self, name: str) -> bool:
-        return await self._controller.suspend(name)
+    async def suspend(self, name: str, *, requested_by: str) -> bool:
+        return await self._controller.suspend(name, requested_by=requested_by)
 
-    async def resume(self, name: str) -> bool:
-        return await self._controller.resume(name)
+    async def resume(self, name: str, *, requested_by: str) -> bool:
+        return await self._controller.resume(name, requested_by=requested_by)
 
-    async def cancel(self, run_id: str) -> bool:
-        return await self._controller.cancel(run_id)
+    async def cancel(self, run_id: str, *, requested_by: str) -> bool:
+        return await self._controller.cancel(run_id, requested_by=requested_by)
 
     # -- the source ------------------------------------------------------------------------------
 
@@ -128,3 +128,6 @@ class ControllerView:
 
     def source_synced_at(self) -> datetime | None:
         return self._controller.source.last_success_at
+
+    def source_signature_refused(self) -> bool:
+        return bool(getattr(self._controller.source, "signature_refused", False))

@@ -63,7 +63,9 @@ class RunRecord:
     it with that spec, whatever git holds by then. ``None`` for a run started without one (a
     one-shot command, a child run, a run recorded before the store kept documents); a store may
     also drop it once the run has finished. ``started_at`` is the wall-clock instant the run's
-    deadline counts from, also across a restart.
+    deadline counts from, also across a restart. ``requested_by`` (the names of the API tokens
+    whose syncs a manual run answered) and ``cancelled_by`` (the token whose cancel was
+    accepted) are written by the store, never by the engine: it leaves them ``None``.
     """
 
     __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
@@ -81,6 +83,8 @@ class RunRecord:
     error: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
     document: dict[str, Any] | None = None
+    requested_by: str | None = None
+    cancelled_by: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)

@@ -30,6 +30,7 @@ from reconciler.sources.base import (
 )
 from reconciler.sources.directory import DirectorySource
 from reconciler.sources.git import LocalGitSource, RemoteGitSource, is_remote_url
+from reconciler.sources.signatures import SignaturePolicy
 from reconciler.urls import mask_url
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "OnRevision",
     "RemoteGitSource",
     "Revision",
+    "SignaturePolicy",
     "Source",
     "is_remote_url",
     "is_workflow_file",
@@ -70,6 +72,7 @@ def open_source(
     data_dir: Path,
     poll_interval: float = 60.0,
     max_file_bytes: int = MAX_FILE_BYTES,
+    verify: SignaturePolicy | None = None,
 ) -> Source:
     """The source for ``repo``: a remote URL, a local git repository, or a plain directory.
 
@@ -97,6 +100,7 @@ def open_source(
             data_dir=data_dir,
             poll_interval=poll_interval,
             max_file_bytes=max_file_bytes,
+            verify=verify,
         )
     local = Path(repo).expanduser()
     if not local.is_dir():
@@ -108,9 +112,14 @@ def open_source(
             subpath=subpath,
             poll_interval=poll_interval,
             max_file_bytes=max_file_bytes,
+            verify=verify,
         )
     except (InvalidGitRepositoryError, NoSuchPathError):
         pass
+    if verify is not None:
+        raise ValueError(
+            f"{repo} is a plain directory, not a git repository: it has no signed commits to verify"
+        )
     if branch is not None:
         raise ValueError(f"{repo} is a plain directory, not a git repository: it has no branches")
     return DirectorySource(

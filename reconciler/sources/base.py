@@ -29,7 +29,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from reconciler.errors import FetchFailed
+from reconciler.errors import FetchFailed, SignatureRefused
 from reconciler.sources.watch import watch_paths
 from reconciler.urls import mask_urls_in_text, url_userinfo
 
@@ -94,6 +94,8 @@ class Source(Protocol):
     last_success_at: datetime | None
     fetch_count_ok: int
     fetch_count_failed: int
+    signature_refused: bool
+    """Whether the latest fetch failed because its head commit's signature was refused."""
 
     @property
     def current(self) -> Revision | None:
@@ -170,6 +172,7 @@ class BaseSource:
         self.last_success_at = None
         self.fetch_count_ok = 0
         self.fetch_count_failed = 0
+        self.signature_refused = False
         self._current: Revision | None = None
         self._lock = asyncio.Lock()
         self._triggers: _Triggers | None = None
@@ -203,8 +206,10 @@ class BaseSource:
             except FetchFailed as exc:
                 self.fetch_count_failed += 1
                 self.last_error = str(exc)
+                self.signature_refused = isinstance(exc, SignatureRefused)
                 raise
             self.fetch_count_ok += 1
+            self.signature_refused = False
             self.last_error = None
             self.last_success_at = datetime.now(UTC)
             if revision is not None:

@@ -37,10 +37,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import git
+import structlog
 
 from reconciler.config.files import too_large
 from reconciler.config.loader import MAX_FILE_BYTES
-from reconciler.errors import FetchFailed
+from reconciler.errors import FetchFailed, SignatureRefused
 from reconciler.sources.base import (
     BaseSource,
     Revision,
@@ -48,7 +49,10 @@ from reconciler.sources.base import (
     scrub,
     url_secrets,
 )
+from reconciler.sources.signatures import SignaturePolicy
 from reconciler.urls import mask_url
+
+log = structlog.get_logger(__name__)
 
 FETCH_TIMEOUT_SECONDS = 300.0
 """A fetch that takes longer than this is killed and reported as failed."""
@@ -361,11 +365,22 @@ class _GitSourceBase(BaseSource):
         poll: bool,
         secrets: list[str],
         max_file_bytes: int,
+        verify: SignaturePolicy | None,
     ) -> None:
         super().__init__(description, poll_interval=poll_interval, poll=poll)
         self.subpath = subpath
         self.max_file_bytes = max_file_bytes
+        self.verify = verify
         self._secrets = secrets
+
+    def _verified(self, repo: git.Repo, sha: str, *, where: str) -> None:
+        """Raise :class:`SignatureRefused` unless commit ``sha`` is signed by an allowed key
+        (nothing to check without a :class:`SignaturePolicy`). Runs in the worker thread."""
+        if self.verify is None:
+            return
+        common = Path(repo.common_dir)
+        signer = self.verify.verify(common, sha, env=git_environment(common), where=where)
+        log.info("source.signature_verified", source=where, revision=sha[:12], signer=signer)
 
     def _failure(self, what: str, exc: BaseException) -> FetchFailed:
         """A FetchFailed for ``exc`` naming this source, with credentials scrubbed."""
@@ -376,7 +391,8 @@ class _GitSourceBase(BaseSource):
         try:
             return await asyncio.to_thread(self._fetch_sync, previous)
         except FetchFailed as exc:
-            raise FetchFailed(scrub(str(exc), self._secrets)) from None
+            kind = SignatureRefused if isinstance(exc, SignatureRefused) else FetchFailed
+            raise kind(scrub(str(exc), self._secrets)) from None
         except (git.GitError, OSError, ValueError) as exc:
             raise self._failure("fetch failed", exc) from None
 
@@ -417,6 +433,7 @@ class RemoteGitSource(_GitSourceBase):
         data_dir: Path,
         poll_interval: float,
         max_file_bytes: int = MAX_FILE_BYTES,
+        verify: SignaturePolicy | None = None,
     ) -> None:
         check_remote_url(url)
         self.url = url
@@ -431,6 +448,7 @@ class RemoteGitSource(_GitSourceBase):
             poll=True,
             secrets=url_secrets(url),
             max_file_bytes=max_file_bytes,
+            verify=verify,
         )
 
     def private_paths(self) -> tuple[Path, ...]:
@@ -459,6 +477,7 @@ class RemoteGitSource(_GitSourceBase):
             sha = repo.git.rev_parse("--verify", f"{ref}^{{commit}}").strip()
             if previous is not None and previous.id == sha:
                 return None
+            self._verified(repo, sha, where=where)
             return _TreeReader(repo, self.subpath, where=where, limit=self.max_file_bytes).read(
                 sha, previous
             )
@@ -524,6 +543,7 @@ class LocalGitSource(_GitSourceBase):
         subpath: str,
         poll_interval: float,
         max_file_bytes: int = MAX_FILE_BYTES,
+        verify: SignaturePolicy | None = None,
     ) -> None:
         self.path = Path(path).resolve()
         with _open_repo(self.path) as repo:
@@ -543,6 +563,7 @@ class LocalGitSource(_GitSourceBase):
             poll=True,
             secrets=[],
             max_file_bytes=max_file_bytes,
+            verify=verify,
         )
 
     def private_paths(self) -> tuple[Path, ...]:
@@ -560,6 +581,7 @@ class LocalGitSource(_GitSourceBase):
                 ) from None
             if previous is not None and previous.id == sha:
                 return None
+            self._verified(repo, sha, where=self.description)
             return _TreeReader(
                 repo, self.subpath, where=self.description, limit=self.max_file_bytes
             ).read(sha, previous)

@@ -162,6 +162,20 @@ async def mark_handled(conn: AsyncConnection, ids: Sequence[int], *, now: dateti
     return int(result.rowcount or 0)
 
 
+async def sync_requesters(conn: AsyncConnection, workflow: str) -> list[str]:
+    """Who asked for the unhandled syncs of ``workflow``: each name once, oldest first."""
+    rows = await conn.execute(
+        select(COMMANDS.c.requested_by)
+        .where(
+            COMMANDS.c.kind == CommandKind.SYNC.value,
+            COMMANDS.c.target == workflow,
+            COMMANDS.c.handled_at.is_(None),
+        )
+        .order_by(COMMANDS.c.id)
+    )
+    return list(dict.fromkeys(name for (name,) in rows if name))
+
+
 async def settle_syncs(conn: AsyncConnection, workflow: str, *, now: datetime) -> int:
     """Mark every unhandled sync of ``workflow`` handled: a manual run starting now answers all
     of them. Returns how many there were."""

@@ -532,6 +532,9 @@ class Store:
         values["started_at"] = run.started_at
         values["finished_at"] = run.finished_at
         values["status"] = run.status.value
+        # who asked for or cancelled the run is the store's to write (run_started, request)
+        values.pop("requested_by", None)
+        values.pop("cancelled_by", None)
         if run.status.finished:
             values["document"] = None  # only a run that may resume needs it
         return values
@@ -545,14 +548,22 @@ class Store:
         ``settles_syncs`` (a manual run): the run answers every sync of its workflow not
         handled yet; they are marked handled in the same transaction, so a crash either keeps
         both the run (which resumes) and the answered syncs, or neither (the syncs are picked
-        up at the next start).
+        up at the next start). The run's ``requested_by`` becomes the names those syncs were
+        requested by.
         """
         async with self._tx() as conn:
             if fence is not None:
                 await leases.check_fence(conn, fence)
             await self._upsert(conn, RUNS, self._run_values(run), key="id")
             if settles_syncs:
+                names = await commands.sync_requesters(conn, run.workflow)
                 await commands.settle_syncs(conn, run.workflow, now=utcnow())
+                if names:
+                    await conn.execute(
+                        update(RUNS)
+                        .where(RUNS.c.id == run.id)
+                        .values(requested_by=", ".join(names)[:1024])
+                    )
 
     async def record(self, entry: JournalEntry, *, fence: Lease | None = None) -> None:
         """Append ``entry``; a ``transition`` also sets the run's ``current_state`` to
@@ -682,14 +693,20 @@ class Store:
     async def request(
         self, kind: CommandKind, target: str, *, requested_by: str, now: datetime | None = None
     ) -> Command:
-        """Record that the API accepted a sync (``target``: a workflow) or a cancel (a run id);
-        committed on return. For a suspend or resume use :meth:`request_suspension`."""
+        """Record that the API accepted a sync (``target``: a workflow) or a cancel (a run id,
+        whose ``cancelled_by`` becomes ``requested_by`` in the same transaction); committed on
+        return. For a suspend or resume use :meth:`request_suspension`."""
         if kind in (CommandKind.SUSPEND, CommandKind.RESUME):
             raise StoreError("suspend and resume are recorded with request_suspension")
         async with self._tx() as conn:
-            return await commands.record(
+            command = await commands.record(
                 conn, kind, target=target, requested_by=requested_by, now=now or utcnow()
             )
+            if kind is CommandKind.CANCEL:
+                await conn.execute(
+                    update(RUNS).where(RUNS.c.id == target).values(cancelled_by=requested_by)
+                )
+            return command
 
     async def request_suspension(
         self, name: str, *, suspended: bool, requested_by: str, now: datetime | None = None

@@ -122,6 +122,10 @@ class RunRow(Base):
     document: Mapped[Any | None] = mapped_column(JSON)
     """The workflow document an unfinished run started with (resumed with it); ``NULL`` once the
     run has finished, and for runs recorded before the store kept documents."""
+    requested_by: Mapped[str | None] = mapped_column(String(1024))
+    """Names of the API tokens whose syncs this manual run answered (comma-separated)."""
+    cancelled_by: Mapped[str | None] = mapped_column(String(255))
+    """Name of the API token whose cancel of this run was accepted."""
 
 
 class JournalRow(Base):

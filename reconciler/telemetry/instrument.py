@@ -258,6 +258,7 @@ class DaemonMetrics:
             ok=source.fetch_count_ok,
             failed=source.fetch_count_failed,
             last_success_at=source.last_success_at,
+            signature_refused=bool(getattr(source, "signature_refused", False)),
         )
 
     def status_changed(self, record: WorkflowStatusRecord) -> None:

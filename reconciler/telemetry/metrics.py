@@ -197,6 +197,7 @@ class FetchStats:
     ok: int
     failed: int
     last_success_at: datetime | None
+    signature_refused: bool = False
 
 
 class LiveCollector(Collector):
@@ -236,6 +237,13 @@ class LiveCollector(Collector):
                 "reconciler_git_last_fetch_success_timestamp_seconds",
                 "Unix time of the last successful fetch; 0 before the first one.",
                 value=last,
+            ),
+            GaugeMetricFamily(
+                "reconciler_git_signature_refused",
+                "1 while the head commit of the tracked branch is refused because it is not "
+                "signed by an allowed key (--verify-signatures); the last verified revision "
+                "stays applied. 0 otherwise.",
+                value=1.0 if stats.signature_refused else 0.0,
             ),
             GaugeMetricFamily(
                 "reconciler_queue_depth",

@@ -151,6 +151,8 @@ def test_sync_with_the_token_runs_the_workflow_again(daemon: Daemon) -> None:
     detail = cli("runs", after["last_run_id"], "--server", daemon.url)
     assert detail.returncode == 0, detail.stderr
     assert "succeeded" in detail.stdout and "transition" in detail.stdout
+    # RECONCILER_API_TOKEN is the admin token named "default": the manual run says who asked
+    assert "requested by default" in detail.stdout
 
 
 def test_token_from_a_file_works_for_suspend_and_resume(daemon: Daemon) -> None:

@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import IN_CI
 from tests.support.daemon import DaemonProcess, running
 from tests.support.net import free_port
-from tests.support.repos import commit
+from tests.support.repos import SigningKey, allowed_signers, commit, signed_commit
 from tests.support.waiting import until
 from tests.support.workflows import file_workflow, put
 
@@ -211,6 +211,12 @@ def test_page_shows_workflows_diagram_and_sync_updates_live(
     )
     assert page.evaluate("window.__sameDocument") == 42  # updated live, never reloaded
     assert slow.locator("td").nth(4).inner_text() != last_run_before
+    # the manual run says who asked for it (the token's name) beside its reason
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#runs tbody td')]"
+        ".some((td) => td.innerText === 'manual, requested by default')",
+        timeout=20_000,
+    )
 
     save_screenshot(page, tmp_path, "page.png")
 
@@ -291,6 +297,36 @@ def test_page_shows_the_failing_repository_then_the_unreachable_daemon_with_data
     assert page.locator("main.stale").count() == 1
     assert motd.locator("td.status").inner_text() == "Converged"  # the last data, kept
     save_screenshot(page, tmp_path, "page-daemon-unreachable.png")
+
+
+def test_page_says_an_unsigned_head_commit_is_not_applied_until_a_signed_one_follows(
+    chromium: object, tmp_path: Path, repo: Path
+) -> None:
+    ops = SigningKey(tmp_path / "keys", "ops")
+    signers = allowed_signers(tmp_path / "allowed_signers", ops)
+    put(repo, file_workflow("motd", "motd.txt", "signed\n", keep=True))
+    signed_commit(repo, ops, "signed")
+    verify = ("--verify-signatures", "--allowed-signers", str(signers), "--poll-interval", "1s")
+    with serving(tmp_path, repo, *verify) as (base, _process):
+        page = chromium.new_page(viewport={"width": 1280, "height": 700})  # type: ignore[attr-defined]
+        page.goto(base + "/")
+        page.locator('#workflows tr[data-workflow="motd"]').wait_for()
+        banner = page.locator("#source-banner")
+        assert banner.is_hidden()
+
+        put(repo, file_workflow("motd", "motd.txt", "unsigned\n", keep=True))
+        unsigned = commit(repo, "unsigned")
+        banner.wait_for(state="visible", timeout=20_000)
+        text = banner.inner_text()
+        assert text.startswith(
+            "The head commit of the repository is not signed by an allowed key and is not "
+            "applied (last successful fetch "
+        )
+        assert f"commit {unsigned[:12]} refused: it is not signed" in text
+        save_screenshot(page, tmp_path, "page-signature-refused.png")
+
+        signed_commit(repo, ops, "signed on top")
+        banner.wait_for(state="hidden", timeout=20_000)
 
 
 def restart_failing_workflow(path: Path) -> dict[str, object]:

@@ -37,3 +37,58 @@ def commit(repo: Path, message: str = "change") -> str:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "--allow-empty", "-m", message)
     return git(repo, "rev-parse", "HEAD")
+
+
+class SigningKey:
+    """An ed25519 SSH key made with ``ssh-keygen`` (no passphrase) that signs commits."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.private = directory / name
+        self.principal = f"{name}@example.test"
+        subprocess.run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                self.principal,
+                "-f",
+                str(self.private),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        self.public = self.private.with_suffix(".pub")
+
+    def allowed_signers_line(self) -> str:
+        """This key's line of an allowed-signers file (``ssh-keygen -Y verify`` format)."""
+        return f"{self.principal} {self.public.read_text().strip()}\n"
+
+
+def allowed_signers(path: Path, *keys: SigningKey) -> Path:
+    """Write an allowed-signers file trusting ``keys`` and return its path."""
+    path.write_text("".join(key.allowed_signers_line() for key in keys))
+    return path
+
+
+def signed_commit(repo: Path, key: SigningKey, message: str = "signed change") -> str:
+    """Stage everything in ``repo``, commit it signed with ``key`` and return the new sha."""
+    git(repo, "add", "-A")
+    git(
+        repo,
+        "-c",
+        "gpg.format=ssh",
+        "-c",
+        f"user.signingkey={key.private}",
+        "commit",
+        "-q",
+        "-S",
+        "--allow-empty",
+        "-m",
+        message,
+    )
+    return git(repo, "rev-parse", "HEAD")

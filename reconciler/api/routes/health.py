@@ -49,6 +49,12 @@ def source_problem(view: DaemonView, source: SourceHealth, now: datetime) -> str
     if synced is not None and (now - synced).total_seconds() <= SOURCE_FAILING_POLLS * poll:
         return None
     since = f"since {synced.isoformat(timespec='seconds')}" if synced else "since the start"
+    if source.signature_refused:
+        return (
+            f"no revision of the repository has been accepted {since} (over "
+            f"{SOURCE_FAILING_POLLS} poll intervals of {poll:g} s): its head commit is not "
+            f"signed by an allowed key, the last verified revision stays applied: {error}"
+        )
     return (
         f"the repository has not been fetched {since} (over {SOURCE_FAILING_POLLS} poll "
         f"intervals of {poll:g} s); changes pushed since are not applied: {error}"
@@ -71,7 +77,11 @@ def health_router(view: DaemonView) -> APIRouter:
     )
     async def readyz() -> JSONResponse:
         reasons = []
-        source = SourceHealth(error=view.source_error(), last_success_at=view.source_synced_at())
+        source = SourceHealth(
+            error=view.source_error(),
+            last_success_at=view.source_synced_at(),
+            signature_refused=view.source_signature_refused(),
+        )
         fetching = source_problem(view, source, utcnow())
         if fetching is not None:
             reasons.append(fetching)

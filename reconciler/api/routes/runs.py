@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from reconciler.api.auth import ApiError
+from reconciler.api.auth import ApiError, requested_by
 from reconciler.api.models import Accepted, JournalEntryOut, RunDetail, RunList, RunSummary
 from reconciler.api.routes import CONFLICT
 from reconciler.api.view import DaemonView
@@ -75,12 +75,12 @@ def runs_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> APIRo
         summary="Cancel a run in progress",
         responses=CONFLICT,
     )
-    async def cancel(run_id: str) -> Accepted:
+    async def cancel(run_id: str, request: Request) -> Accepted:
         run = await run_or_404(run_id)
         if run.status is not RunStatus.RUNNING:
             raise ApiError(409, "not_running", f"run {run_id} already {run.status.value}")
         # recorded in the store before the answer: the replica holding the run applies it
-        if not await view.cancel(run_id):
+        if not await view.cancel(run_id, requested_by=requested_by(request)):
             raise ApiError(409, "not_running", f"run {run_id} has just finished")
         return Accepted(
             message=f"run {run_id} of workflow {run.workflow} is being cancelled",

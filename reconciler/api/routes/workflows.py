@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from reconciler.api.auth import ApiError
+from reconciler.api.auth import ApiError, requested_by
 from reconciler.api.models import (
     Accepted,
     ProblemOut,
@@ -188,7 +188,7 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
         summary="Queue a sync now (runs even when in sync)",
         responses=CONFLICT,
     )
-    async def sync(name: str) -> Accepted:
+    async def sync(name: str, request: Request) -> Accepted:
         await steerable(name)
         if view.is_suspended(name):
             raise ApiError(
@@ -206,7 +206,7 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
                 "already_running",
                 f"workflow {name!r} is already running (run {running}); wait or cancel it",
             )
-        if not await view.request_sync(name):
+        if not await view.request_sync(name, requested_by=requested_by(request)):
             raise ApiError(404, "not_found", f"no workflow named {name!r}")
         return Accepted(message=f"sync of workflow {name} queued", workflow=name)
 
@@ -218,9 +218,9 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
         summary="Start no more runs of this workflow until resumed",
         responses=CONFLICT,
     )
-    async def suspend(name: str) -> Accepted:
+    async def suspend(name: str, request: Request) -> Accepted:
         await steerable(name)
-        await view.suspend(name)
+        await view.suspend(name, requested_by=requested_by(request))
         running = view.running_run(name)
         more = f"; run {running} continues (cancel it to stop it)" if running else ""
         return Accepted(message=f"workflow {name} suspended{more}", workflow=name)
@@ -233,9 +233,9 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
         summary="Undo a suspend and check the workflow now",
         responses=CONFLICT,
     )
-    async def resume(name: str) -> Accepted:
+    async def resume(name: str, request: Request) -> Accepted:
         await steerable(name)
-        await view.resume(name)
+        await view.resume(name, requested_by=requested_by(request))
         return Accepted(message=f"workflow {name} resumed; checking it now", workflow=name)
 
     return router

@@ -185,7 +185,7 @@ function renderDetail(wf, runs) {
     const row = el("tr", { class: "clickable", "data-run": r.id, onclick: () => { state.run = r.id; refresh(); } },
       el("td", {}, el("code", {}, short(r.id))),
       el("td", {}, badge(r.status)),
-      el("td", {}, r.reason),
+      el("td", {}, whyRun(r)),
       el("td", {}, r.current_state || ""),
       el("td", {}, when(r.started_at)),
       el("td", {}, el("code", {}, short(r.revision))),
@@ -195,9 +195,17 @@ function renderDetail(wf, runs) {
   }));
 }
 
+// The reason a run ran, with who asked for it and who cancelled it (API token names).
+function whyRun(r) {
+  const parts = [r.reason];
+  if (r.requested_by) parts.push(`requested by ${r.requested_by}`);
+  if (r.cancelled_by) parts.push(`cancelled by ${r.cancelled_by}`);
+  return parts.filter(Boolean).join(", ");
+}
+
 function renderJournal(run) {
   $("#journal-box").hidden = false;
-  $("#journal-title").textContent = `Journal of run ${short(run.id)} (${run.status})`;
+  $("#journal-title").textContent = `Journal of run ${short(run.id)} (${run.status}; ${whyRun(run)})`;
   $("#journal tbody").replaceChildren(...run.journal.map((e) => {
     const where = e.to_state ? `${e.state} → ${e.to_state}` : (e.state || "");
     const { outputs, ...rest } = e.detail || {};
@@ -224,9 +232,10 @@ function renderReadiness(ok, body) {
     ? `last successful fetch ${when(source.last_success_at)}`
     : "no successful fetch since the daemon started";
   const revision = body.revision ? `; working from revision ${short(body.revision)}` : "";
-  banner.replaceChildren(
-    `The repository cannot be fetched (${since}${revision}): `,
-    el("code", {}, source.error));
+  const what = source.signature_refused
+    ? "The head commit of the repository is not signed by an allowed key and is not applied"
+    : "The repository cannot be fetched";
+  banner.replaceChildren(`${what} (${since}${revision}): `, el("code", {}, source.error));
 }
 
 // The rows stay, dimmed, with a banner saying since when they are what the page last saw.

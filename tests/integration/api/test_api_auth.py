@@ -47,7 +47,7 @@ async def test_mutation_needs_the_bearer_token(daemon: Daemon, route: str) -> No
     assert anonymous.headers["www-authenticate"] == "Bearer"
     assert anonymous.json()["error"] == {
         "code": "unauthorized",
-        "message": "this change needs the API token: send 'Authorization: Bearer <token>'",
+        "message": "this change needs an API token: send 'Authorization: Bearer <token>'",
     }
     wrong = await daemon.client.post(url, headers=daemon.auth("not-" + TOKEN))
     assert wrong.status_code == 401
@@ -96,4 +96,4 @@ def test_reads_are_open_by_default_only_on_loopback(listen: str, mode: str) -> N
 
 
 def test_an_empty_token_counts_as_no_token() -> None:
-    assert Auth.of(SecretStr(""), read_auth=None, listen="127.0.0.1:1").token is None
+    assert Auth.of(SecretStr(""), read_auth=None, listen="127.0.0.1:1").tokens == ()

@@ -92,6 +92,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "repo": {"url": REPO_URL},
         "git": {"credentials": {"type": "token", "existingSecret": "reconciler-git"}},
         "apiToken": {"existingSecret": "reconciler-api", "key": "token"},
+        "apiTokens": {"existingSecret": "reconciler-api-tokens", "key": "tokens.yaml"},
+        "signatures": {"verify": True, "allowedSigners": {"configMap": "reconciler-signers"}},
         "webhookSecret": {"existingSecret": "reconciler-webhook", "key": "secret"},
         "daemon": {"allowPlugins": ["http.check", "http.request"], "logLevel": "debug"},
     },

@@ -157,7 +157,9 @@ def test_only_the_data_dir_work_dir_tmp_and_home_are_writable(
         assert writable == {DATA_DIR, WORK_DIR, "/tmp", "/home/reconciler"}, name
         for path, mount in rendered.mounts.items():
             volume = rendered.volumes[mount["name"]]
-            kinds = {"emptyDir", "persistentVolumeClaim"} if path in writable else {"secret"}
+            # read-only: credentials (Secrets) or public keys (the allowed signers' ConfigMap)
+            readable = {"secret", "configMap"}
+            kinds = {"emptyDir", "persistentVolumeClaim"} if path in writable else readable
             assert kinds & volume.keys(), (name, path, volume)
 
 
@@ -461,6 +463,34 @@ def test_api_token_and_webhook_secret_are_files_from_existing_secrets(
         assert rendered.volumes[volume]["secret"]["secretName"] == secret
         assert rendered.volumes[volume]["secret"]["items"] == [{"key": key, "path": path.name}]
     assert rendered.env["RECONCILER_ALLOW_PLUGINS"]["value"] == "http.check,http.request"
+
+
+def test_named_tokens_and_allowed_signers_are_files_the_daemon_settings_point_to(
+    installs: dict[str, Rendered],
+) -> None:
+    rendered = installs["token-git-and-api-tokens"]
+    tokens = Path(rendered.env["RECONCILER_API_TOKENS_FILE"]["value"])
+    signers = Path(rendered.env["RECONCILER_ALLOWED_SIGNERS"]["value"])
+    assert rendered.mounts[str(tokens.parent)]["readOnly"] is True
+    assert rendered.volumes["api-tokens"]["secret"]["secretName"] == "reconciler-api-tokens"
+    assert rendered.volumes["api-tokens"]["secret"]["items"] == [
+        {"key": "tokens.yaml", "path": tokens.name}
+    ]
+    assert rendered.mounts[str(signers.parent)]["readOnly"] is True
+    assert rendered.volumes["allowed-signers"]["configMap"] == {
+        "name": "reconciler-signers",
+        "items": [{"key": "allowed_signers", "path": signers.name}],
+    }
+    assert rendered.env["RECONCILER_VERIFY_SIGNATURES"]["value"] == "true"
+
+
+def test_by_default_signatures_are_not_verified_and_no_tokens_file_is_mounted(
+    installs: dict[str, Rendered],
+) -> None:
+    rendered = installs["defaults"]
+    assert "RECONCILER_VERIFY_SIGNATURES" not in rendered.env
+    assert "RECONCILER_API_TOKENS_FILE" not in rendered.env
+    assert {"api-tokens", "allowed-signers"}.isdisjoint(rendered.volumes)
 
 
 def test_the_network_policy_opens_only_the_http_port(installs: dict[str, Rendered]) -> None:

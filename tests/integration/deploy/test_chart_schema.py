@@ -107,6 +107,10 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
         with_repo(daemon={"expressionCostLimit": 0}),
         ["/daemon/expressionCostLimit", "minimum"],
     ),
+    "verifying signatures without the allowed signers": (
+        with_repo(signatures={"verify": True}),
+        ["/signatures/allowedSigners/configMap"],
+    ),
     "api docs as text": (
         with_repo(daemon={"apiDocs": "yes"}),
         ["/daemon/apiDocs", "boolean"],

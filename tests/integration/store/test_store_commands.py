@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from reconciler.clock import utcnow
-from reconciler.engine.journal import RunRecord
+from reconciler.engine.journal import RunRecord, RunStatus
 from reconciler.errors import StoreError
 from reconciler.status import SUSPENDED_MANUALLY, SUSPENDED_MESSAGE
 from reconciler.store import CommandKind, Health, Store, Sync, WorkflowStatusRecord, resolve_url
@@ -184,3 +184,28 @@ async def test_a_workflow_suspended_before_the_command_log_existed_stays_suspend
     finally:
         await store.close()
     assert rows == {"held": True, "free": False}
+
+
+async def test_a_manual_run_records_who_asked_for_the_syncs_it_answers(store: Store) -> None:
+    await store.request(CommandKind.SYNC, "web", requested_by="alice")
+    await store.request(CommandKind.SYNC, "web", requested_by="ci-bot")
+    await store.request(CommandKind.SYNC, "web", requested_by="alice")
+    await store.request(CommandKind.SYNC, "other", requested_by="bob")
+
+    await store.run_started(RunRecord(id="m1", workflow="web", reason="manual"), settles_syncs=True)
+    run = await store.get_run("m1")
+
+    assert run is not None and run.requested_by == "alice, ci-bot"
+    # the engine's own writes of the record never erase it
+    await store.run_finished(RunRecord(id="m1", workflow="web", status=RunStatus.SUCCEEDED))
+    finished = await store.get_run("m1")
+    assert finished is not None and finished.requested_by == "alice, ci-bot"
+    assert [c.target for c in await store.unhandled_commands(CommandKind.SYNC)] == ["other"]
+
+
+async def test_a_cancel_records_its_requester_on_the_run(store: Store) -> None:
+    await store.run_started(RunRecord(id="r1", workflow="web"))
+    await store.request(CommandKind.CANCEL, "r1", requested_by="ops-oncall")
+    run = await store.get_run("r1")
+    assert run is not None and run.cancelled_by == "ops-oncall"
+    assert run.requested_by is None

@@ -29,6 +29,7 @@ ALERTS = {
     "ReconcilerWorkflowProbeFailing",
     "ReconcilerDriftPersisting",
     "ReconcilerGitSyncStale",
+    "ReconcilerGitSignatureRefused",
     "ReconcilerConfigInvalid",
     "ReconcilerSecretsFailing",
     "ReconcilerStoreUnhealthy",

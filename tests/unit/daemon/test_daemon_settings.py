@@ -144,3 +144,29 @@ def test_the_daemons_credential_files_are_denied_to_workflows_inside_a_root(
         kubernetes.grants().check_path(
             "/var/run/secrets/kubernetes.io/serviceaccount/token", base=tmp_path
         )
+
+
+def test_the_tokens_file_and_the_keys_trusted_to_sign_are_denied_to_workflows(
+    tmp_path: Path,
+) -> None:
+    keys = tmp_path / "keys"
+    (keys / "gnupg").mkdir(parents=True)
+    for name in ("tokens.yaml", "allowed_signers", "gnupg/pubring.kbx"):
+        (keys / name).write_text("x\n")
+    settings = DaemonSettings.load(
+        workdir=tmp_path,
+        api_tokens_file=keys / "tokens.yaml",
+        verify_signatures=True,
+        allowed_signers=keys / "allowed_signers",
+        gpg_home=keys / "gnupg",
+    )
+    grants = settings.grants()
+    for name in ("tokens.yaml", "allowed_signers", "gnupg/pubring.kbx"):
+        with pytest.raises(PathNotAllowed):
+            grants.check_path(f"keys/{name}", base=tmp_path)
+
+
+def test_verifying_signatures_needs_the_keys_to_trust() -> None:
+    with pytest.raises(ConfigError, match="--allowed-signers FILE"):
+        DaemonSettings.load(verify_signatures=True)
+    assert DaemonSettings.load().signature_policy() is None

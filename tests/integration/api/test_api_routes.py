@@ -112,6 +112,7 @@ async def test_graph_highlights_the_state_of_the_run_in_progress(daemon: Daemon)
     dot = await daemon.client.get("/api/v1/workflows/slow/graph", params={"format": "dot"})
     assert dot.text.startswith("digraph")
     assert 'fillcolor="#fff59d"' in next(li for li in dot.text.splitlines() if "wait" in li)
+    await daemon.until_status("motd", "Converged")  # its first run may still be under way
     idle = await daemon.client.get("/api/v1/workflows/motd/graph")
     assert not any(li.strip().endswith(" current") for li in idle.text.splitlines())
     invalid = await daemon.client.get("/api/v1/workflows/broken/graph")

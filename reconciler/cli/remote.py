@@ -273,7 +273,12 @@ def _workflow_detail(wf: WorkflowDetail) -> None:
 
 @app.command()
 def runs(
-    run_id: Annotated[str | None, typer.Argument(help="One run, with its journal.")] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Argument(
+            help="One run, with its journal: its id or a unique prefix (4+ characters)."
+        ),
+    ] = None,
     workflow: Annotated[
         str | None, typer.Option("--workflow", "-w", help="Only this workflow's runs.")
     ] = None,
@@ -470,5 +475,5 @@ _mutation(
     "cancel",
     resource="runs",
     about="Cancel a run in progress (the workflow backs off as after a failure).",
-    argument="The run to cancel.",
+    argument="The run to cancel: its id or a unique prefix (4+ characters).",
 )

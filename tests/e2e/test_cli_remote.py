@@ -9,11 +9,13 @@ new interpreter spends seconds importing).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ import pytest
 from typer.testing import CliRunner
 
 from reconciler.cli import app
+from reconciler.engine.journal import RunRecord
+from reconciler.store import Store
 from tests.support.daemon import CLI, running, without_settings
 from tests.support.net import free_port
 from tests.support.repos import commit, init_repo
@@ -31,6 +35,7 @@ from tests.support.workflows import file_workflow, put
 pytestmark = pytest.mark.timeout(90)
 
 TOKEN = "cli-e2e-token-5b2f"
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -199,3 +204,34 @@ def test_server_down_is_one_clear_line_and_exit_2() -> None:
         quick = cli(*args, RECONCILER_SERVER=url)
         assert quick.returncode == 2, args
         assert f"cannot reach the daemon at {url}" in quick.stderr
+
+
+def test_runs_and_cancel_take_the_short_ids_the_tables_show(daemon: Daemon) -> None:
+    converged = wait_for(daemon, lambda s: s["status"] == "Converged", "motd converged")
+    run_id = converged["last_run_id"]
+    shown = cli_process("runs", run_id[:8], "--server", daemon.url, "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["id"] == run_id
+    finished = cli_process("cancel", run_id[:8], "--server", daemon.url, RECONCILER_API_TOKEN=TOKEN)
+    assert finished.returncode == 2
+    assert f"run {run_id} already succeeded" in finished.stderr
+
+
+def test_an_ambiguous_short_id_is_one_line_naming_the_candidates(daemon: Daemon) -> None:
+    ids = ["feed0000" + "0" * 23 + str(n) for n in (1, 2)]
+    asyncio.run(_add_runs(daemon.tmp / "data", ids))
+    result = cli_process("runs", "feed", "--server", daemon.url)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "ambiguous" in result.stderr and all(i in result.stderr for i in ids)
+    assert result.stdout == ""
+
+
+async def _add_runs(data_dir: Path, ids: list[str]) -> None:
+    """Runs with these ids in the daemon's store (uuid4 ids never share a prefix on purpose)."""
+    store = await Store.open(None, data_dir=data_dir)
+    try:
+        for run_id in ids:
+            await store.run_started(RunRecord(id=run_id, workflow="motd", started_at=T0))
+    finally:
+        await store.close()

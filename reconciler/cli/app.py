@@ -30,12 +30,39 @@ err_console = Console(stderr=True)
 
 
 class OutputFormat(StrEnum):
-    text = "text"
+    """What ``-o/--output`` takes on every command that prints: ``table`` (the default) for
+    people, ``json`` for scripts. A file destination is always ``--out``, never ``-o``."""
+
+    table = "table"
     json = "json"
 
 
+OUTPUT_ALIASES = {"text": OutputFormat.table}
+"""Older spellings still accepted: ``text`` was the name of ``table`` before it followed kubectl
+and argocd."""
+
+
+def output_format(value: str | OutputFormat) -> OutputFormat:
+    """Parse ``--output`` (any case; ``text`` means ``table``); a bad value is a usage error
+    naming the choices."""
+    if isinstance(value, OutputFormat):
+        return value
+    key = value.strip().lower()
+    if key in OUTPUT_ALIASES:
+        return OUTPUT_ALIASES[key]
+    try:
+        return OutputFormat(key)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not one of: table, json") from None
+
+
 OutputOption = typer.Option(
-    OutputFormat.text, "--output", "-o", help="text for people, json for scripts"
+    OutputFormat.table,
+    "--output",
+    "-o",
+    parser=output_format,
+    metavar="table|json",
+    help="table for people, json for scripts.",
 )
 
 

@@ -393,7 +393,7 @@ def _execute(
     missing = sorted(set(workflow or ()) - set(ws.snapshot.workflows) - set(ws.invalid))
     if missing:
         raise fail(f"no workflow named {', '.join(missing)} under {', '.join(map(str, paths))}")
-    show = output is OutputFormat.text and sys.stderr.isatty()
+    show = output is OutputFormat.table and sys.stderr.isatty()
 
     async def go() -> tuple[list[Outcome], bool]:
         async with _history(data_dir, store) as history:

@@ -228,7 +228,7 @@ def test_validate_takes_file_roots_and_allowed_variables_like_run(tmp_path: Path
 @pytest.fixture(scope="module")
 def schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("schema") / "workflow.schema.json"
-    proc = run("schema", "--output", str(out))
+    proc = run("schema", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     loaded: dict[str, Any] = json.loads(out.read_text())
     return loaded
@@ -238,10 +238,24 @@ def test_schema_is_valid_json_schema(schema: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator.check_schema(schema)
 
 
-def test_schema_goes_to_stdout_without_output() -> None:
+def test_schema_goes_to_stdout_without_out() -> None:
     proc = run("schema")
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["title"]
+
+
+def test_schema_output_json_is_the_format_and_writes_no_file(tmp_path: Path) -> None:
+    proc = run("schema", "-o", "json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["title"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_schema_output_given_a_file_name_points_to_out(tmp_path: Path) -> None:
+    proc = run("schema", "-o", "schema.json", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "to write a file use --out schema.json" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_good_workflows_validate_against_the_schema(schema: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 from reconciler.telemetry.logging import configure_logging
 from reconciler.version import __version__
@@ -25,8 +25,34 @@ app = typer.Typer(
     add_completion=False,
 )
 
-console = Console()
-err_console = Console(stderr=True)
+OFF_TERMINAL_WIDTH = 100_000
+"""The width a console has when its stream is not a terminal: wide enough that no table cell is
+cut (``daemon-pr…``) and no line wrapped, whatever a terminal elsewhere measures or
+``COLUMNS`` says."""
+
+
+class PipeConsole(Console):
+    """A rich console that lays out for the terminal when it writes to one, and never cuts
+    nor wraps what goes to a pipe or a file (``reconciler status | grep``, CI logs), where
+    rich would otherwise take the width of whichever standard stream is a terminal, or 80
+    columns. Callers may rely on every line printed off a terminal being whole."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        measured = super().size
+        if self.is_terminal:
+            return measured
+        return ConsoleDimensions(OFF_TERMINAL_WIDTH, measured.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        width, height = new_size
+        self._width = width
+        self._height = height
+
+
+console = PipeConsole()
+err_console = PipeConsole(stderr=True)
 
 
 class OutputFormat(StrEnum):

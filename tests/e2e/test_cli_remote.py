@@ -29,6 +29,7 @@ from reconciler.store import Store
 from tests.support.daemon import CLI, running, without_settings
 from tests.support.net import free_port
 from tests.support.repos import commit, init_repo
+from tests.support.terminal import piped_beside_a_terminal
 from tests.support.waiting import until
 from tests.support.workflows import file_workflow, put
 
@@ -39,6 +40,7 @@ TOKEN_ENV = {"RECONCILER_API_TOKEN": TOKEN}
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
+LONG_NAME = "daemon-preflight-checks-of-the-platform-team-for-every-region"
 NAP = {
     "apiVersion": "reconciler/v1",
     "kind": "Workflow",
@@ -84,6 +86,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     put(repo, file_workflow("motd", out, "hello", keep=True, labels={"team": "ops"}))
     put(repo, file_workflow("gate", tmp / "gate", "open"))  # fails while gate is a directory
     put(repo, NAP)
+    put(repo, file_workflow(LONG_NAME, tmp / "long.txt", "whole", keep=True))
     commit(repo, "motd")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -331,3 +334,16 @@ def test_sync_wait_gives_up_after_its_timeout_with_exit_2(daemon: Daemon) -> Non
         hold.unlink()
     cancelled = cli_process("cancel", running[:8], "--server", daemon.url, **TOKEN_ENV)
     assert cancelled.returncode == 0, cancelled.stderr
+
+
+def test_status_piped_beside_a_narrow_terminal_prints_whole_rows(daemon: Daemon) -> None:
+    converged(daemon, "motd", "gate", "nap", LONG_NAME)
+    shown = status_json(daemon, LONG_NAME)
+    proc = piped_beside_a_terminal(
+        [*CLI, "status", "--server", daemon.url], columns=60, env=clean_env()
+    )
+    assert proc.returncode == 0
+    row = next(line for line in proc.stdout.splitlines() if LONG_NAME in line)
+    assert f"{shown['reason']}: {shown['message']}" in row
+    assert shown["revision"][:12] in row and "Converged" in row
+    assert "…" not in proc.stdout

@@ -14,15 +14,16 @@ from enum import StrEnum
 import typer
 from rich.console import Console, ConsoleDimensions
 
+from reconciler.cli.helptext import typer_app
 from reconciler.telemetry.logging import configure_logging
 from reconciler.version import __version__
 
-app = typer.Typer(
+app = typer_app(
     name="reconciler",
     help="GitOps reconciliation of state-machine workflows.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 OFF_TERMINAL_WIDTH = 100_000

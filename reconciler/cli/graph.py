@@ -63,7 +63,10 @@ def graph_command(
     workflow: Annotated[
         str | None,
         typer.Option(
-            "--workflow", "-w", help="Name of the workflow to draw (needed if there are several)."
+            "--workflow",
+            "-w",
+            metavar="NAME",
+            help="Name of the workflow to draw (needed if there are several).",
         ),
     ] = None,
     fmt: Annotated[
@@ -71,12 +74,15 @@ def graph_command(
         typer.Option("--format", "-f", help="mermaid (stateDiagram-v2) or dot (Graphviz)."),
     ] = GraphFormat.mermaid,
     current: Annotated[
-        str | None, typer.Option("--current", help="State to highlight as current.")
+        str | None,
+        typer.Option("--current", metavar="STATE", help="State to highlight as current."),
     ] = None,
     visited: Annotated[
         str | None,
         typer.Option(
-            "--visited", help="Comma-separated states a run went through, styled as visited."
+            "--visited",
+            metavar="STATES",
+            help="Comma-separated states a run went through, styled as visited.",
         ),
     ] = None,
     output: OutputFormat = OutputOption,

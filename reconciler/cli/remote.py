@@ -62,6 +62,7 @@ ServerOption = Annotated[
     typer.Option(
         "--server",
         envvar="RECONCILER_SERVER",
+        metavar="URL",
         help="Base URL of the daemon's API.",
         show_default=True,
     ),
@@ -71,13 +72,14 @@ TokenOption = Annotated[
     typer.Option(
         "--token",
         envvar="RECONCILER_API_TOKEN",
+        metavar="TOKEN",
         help="API token (prefer RECONCILER_API_TOKEN or --token-file: flags show up in ps).",
         show_default=False,
         show_envvar=True,
     ),
 ]
 TokenFileOption = Annotated[
-    Path | None, typer.Option("--token-file", help="File holding the API token.")
+    Path | None, typer.Option("--token-file", metavar="FILE", help="File holding the API token.")
 ]
 
 
@@ -310,9 +312,20 @@ def runs(
         ),
     ] = None,
     workflow: Annotated[
-        str | None, typer.Option("--workflow", "-w", help="Only this workflow's runs.")
+        str | None,
+        typer.Option("--workflow", "-w", metavar="NAME", help="Only this workflow's runs."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=500)] = 20,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit",
+            "-n",
+            min=1,
+            max=500,
+            metavar="N",
+            help="How many runs to list, newest first.",
+        ),
+    ] = 20,
     server: ServerOption = DEFAULT_SERVER,
     token: TokenOption = None,
     token_file: TokenFileOption = None,

@@ -55,7 +55,9 @@ def run(
     poll_interval: str | None = typer.Option(
         None, "--poll-interval", help="How often to fetch, e.g. 60s."
     ),
-    max_concurrent_runs: int | None = typer.Option(None, "--max-concurrent-runs"),
+    max_concurrent_runs: int | None = typer.Option(
+        None, "--max-concurrent-runs", metavar="N", help="Runs in flight at once (default 4)."
+    ),
     allow_plugins: str | None = typer.Option(
         None, "--allow-plugins", help="Comma-separated globs of plugins the repository may use."
     ),
@@ -99,8 +101,24 @@ def run(
         "--command-interval",
         help="How often the command log is read for steering through other replicas (500ms).",
     ),
-    api_token_file: Annotated[Path | None, typer.Option("--api-token-file")] = None,
-    webhook_secret_file: Annotated[Path | None, typer.Option("--webhook-secret-file")] = None,
+    api_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-token-file",
+            metavar="FILE",
+            help="File holding the API token mutations need (or RECONCILER_API_TOKEN; never a "
+            "flag, flags show up in ps).",
+        ),
+    ] = None,
+    webhook_secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--webhook-secret-file",
+            metavar="FILE",
+            help="File holding the secret push webhooks are signed with (or "
+            "RECONCILER_WEBHOOK_SECRET).",
+        ),
+    ] = None,
 ) -> None:
     """Run the reconcile daemon: watch the repository and converge every workflow."""
     if repo_arg is not None and repo is not None and repo_arg != repo:

@@ -18,9 +18,10 @@ from typing import Annotated
 import typer
 
 from reconciler.cli.app import OutputFormat, OutputOption, app, fail
+from reconciler.cli.helptext import typer_app
 from reconciler.errors import ConfigError, SecretUnavailable
 
-secrets_app = typer.Typer(
+secrets_app = typer_app(
     name="secrets", help="Work with secret references (Vault transit).", no_args_is_help=True
 )
 app.add_typer(secrets_app)

@@ -1,7 +1,8 @@
 """Every ``reconciler`` command follows the same conventions, read from typer's own application
 (so a new command is checked without being listed here) and from each command's ``--help`` as a
 user's shell shows it: ``-o/--output`` is the format (``table|json``) on every command that
-prints, and a file destination is ``--out``, never ``-o``."""
+prints, a file destination is ``--out``, never ``-o``; help is written for people (no Python
+type names, no reStructuredText, every option explained) and the shell completion is offered."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def helps() -> dict[tuple[str, ...], str]:
         assert done.returncode == 0, (words, done.stderr)
         return done.stdout
 
-    everything = [words for words, _ in commands()]
+    everything = [(), ("secrets",), *(words for words, _ in commands())]
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(zip(everything, pool.map(one, everything), strict=True))
 
@@ -99,3 +100,44 @@ def test_every_printing_commands_help_shows_output_table_or_json(
         assert "--output" in text and "-o" in text, words
         assert "json" in text, words
     assert "--out " in helps[("schema",)]
+
+
+PYTHON_NAMES = ("<bool>", "<str>", "<int", "<float>", "<path>", "<list", "list[", "Path]", "``")
+"""What typer or a docstring would leak into help: type names, reStructuredText literals."""
+
+
+def test_no_help_shows_python_type_names_or_double_backticks(
+    helps: dict[tuple[str, ...], str],
+) -> None:
+    for words, text in helps.items():
+        leaked = [name for name in PYTHON_NAMES if name in text]
+        assert not leaked, (words, leaked, text)
+        usage = next(line for line in text.splitlines() if "Usage:" in line)
+        assert "{" not in usage and "}" not in usage, (words, usage)
+    assert "PATHS..." in helps[("validate",)]
+    assert "--server" in helps[("status",)] and "URL" in helps[("status",)]
+
+
+def test_every_option_and_argument_says_what_it_is_for() -> None:
+    root = typer.main.get_command(app)
+    everything = [((), root), *commands()]
+    missing = [
+        (words, param.name)
+        for words, command in everything
+        for param in command.params
+        if not (getattr(param, "help", None) or "").strip()
+    ]
+    assert missing == []
+
+
+def test_shell_completion_is_offered_and_prints_a_script(helps: dict[tuple[str, ...], str]) -> None:
+    assert "--install-completion" in helps[()] and "--show-completion" in helps[()]
+    done = subprocess.run(
+        [*CLI, "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        env={**without_settings(), "SHELL": "/bin/bash"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "complete" in done.stdout and "_RECONCILER_COMPLETE" in done.stdout.upper()

@@ -96,6 +96,10 @@ class DaemonView(Protocol):
         """The journal of run ``run_id``, oldest first."""
         ...
 
+    async def run_ids_starting_with(self, prefix: str, *, limit: int) -> list[str]:
+        """Up to ``limit`` ids of stored runs starting with ``prefix``, in id order."""
+        ...
+
     async def list_runs(
         self, workflow: str | None, *, limit: int, before: datetime | None
     ) -> list[RunRecord]:

@@ -18,7 +18,9 @@ from reconciler.cli.app import app
 
 
 def main() -> None:
-    app()
+    # named "reconciler" however it was started (python -m, -c): the usage lines and the shell
+    # completion script speak of the command people type
+    app(prog_name="reconciler")
 
 
 __all__ = ["app", "main"]

@@ -58,18 +58,26 @@ if TYPE_CHECKING:
 PathsArg = Annotated[list[Path], typer.Argument(help="Workflow files or directories.")]
 WorkflowOpt = Annotated[
     list[str] | None,
-    typer.Option("--workflow", "-w", help="Only this workflow (repeatable)."),
+    typer.Option("--workflow", "-w", metavar="NAME", help="Only this workflow (repeatable)."),
 ]
 DataDirOpt = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Record runs in this data directory's store (as the daemon)."),
+    typer.Option(
+        "--data-dir",
+        metavar="DIR",
+        help="Record runs in this data directory's store (as the daemon).",
+    ),
 ]
 REVISION = "local"
 """The revision the one-shot commands record (the files as they are, not a commit)."""
 
 StoreOpt = Annotated[
     str | None,
-    typer.Option("--store", help="Store URL (e.g. postgresql+psycopg://...) to record runs in."),
+    typer.Option(
+        "--store",
+        metavar="URL",
+        help="Store URL (e.g. postgresql+psycopg://...) to record runs in.",
+    ),
 ]
 
 
@@ -393,7 +401,7 @@ def _execute(
     missing = sorted(set(workflow or ()) - set(ws.snapshot.workflows) - set(ws.invalid))
     if missing:
         raise fail(f"no workflow named {', '.join(missing)} under {', '.join(map(str, paths))}")
-    show = output is OutputFormat.text and sys.stderr.isatty()
+    show = output is OutputFormat.table and sys.stderr.isatty()
 
     async def go() -> tuple[list[Outcome], bool]:
         async with _history(data_dir, store) as history:

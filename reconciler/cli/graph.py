@@ -9,6 +9,9 @@ daemon do, and draws one workflow with :mod:`reconciler.engine.graph`. It runs n
 store the same arguments will be filled from a run id (``current_state`` and the states the
 journal entered), so the drawing functions already take them.
 
+``-o json`` prints one JSON document instead: the workflow, the format, the diagram text, its
+states and the marks given, for scripts that embed the diagram.
+
 Exit codes follow :mod:`reconciler.cli.app`: 0 with the diagram on stdout; 1 when the workflow
 asked for is invalid (its problems on stderr, see ``reconciler validate``); 2 when the path,
 workflow or state does not exist, or the directory holds several workflows and none was named.
@@ -17,6 +20,7 @@ workflow or state does not exist, or the directory holds several workflows and n
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -25,7 +29,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from reconciler.cli.app import app, err_console, fail
+from reconciler.cli.app import OutputFormat, OutputOption, app, err_console, fail
 from reconciler.config.loader import load_file, load_tree
 from reconciler.config.models import Workflow
 from reconciler.config.snapshot import Snapshot
@@ -59,7 +63,10 @@ def graph_command(
     workflow: Annotated[
         str | None,
         typer.Option(
-            "--workflow", "-w", help="Name of the workflow to draw (needed if there are several)."
+            "--workflow",
+            "-w",
+            metavar="NAME",
+            help="Name of the workflow to draw (needed if there are several).",
         ),
     ] = None,
     fmt: Annotated[
@@ -67,14 +74,18 @@ def graph_command(
         typer.Option("--format", "-f", help="mermaid (stateDiagram-v2) or dot (Graphviz)."),
     ] = GraphFormat.mermaid,
     current: Annotated[
-        str | None, typer.Option("--current", help="State to highlight as current.")
+        str | None,
+        typer.Option("--current", metavar="STATE", help="State to highlight as current."),
     ] = None,
     visited: Annotated[
         str | None,
         typer.Option(
-            "--visited", help="Comma-separated states a run went through, styled as visited."
+            "--visited",
+            metavar="STATES",
+            help="Comma-separated states a run went through, styled as visited.",
         ),
     ] = None,
+    output: OutputFormat = OutputOption,
 ) -> None:
     """Print a workflow's state diagram (Mermaid or DOT), optionally with a run's position."""
     snapshot = _load(path)
@@ -89,7 +100,19 @@ def graph_command(
                     f"its states: {', '.join(states)}"
                 )
             )
-    typer.echo(render_graph(chosen, fmt, current=current, visited=path_taken), nl=False)
+    diagram = render_graph(chosen, fmt, current=current, visited=path_taken)
+    if output is OutputFormat.json:
+        document = {
+            "workflow": chosen.name,
+            "format": fmt.value,
+            "diagram": diagram,
+            "states": list(states),
+            "current": current,
+            "visited": path_taken,
+        }
+        typer.echo(json.dumps(document))
+        return
+    typer.echo(diagram, nl=False)
 
 
 def _load(path: Path) -> Snapshot:

@@ -10,14 +10,18 @@ JSON with ``--output json`` for scripts.
 mutations always need (and reads, when the daemon runs with ``--read-auth token``). Exit codes
 follow :mod:`reconciler.cli.app`: 0 on success, 2 when the command could not do its job — the
 daemon is unreachable, refused the token, does not know the workflow or run, or refused the
-change (e.g. already running) — always with one clear line on stderr.
+change (e.g. already running) — always with one clear line on stderr. Two commands say more,
+for scripts: ``status`` exits 1 when a workflow shown is Degraded or Invalid and 3 while some
+are still Pending or Progressing; ``sync --wait`` exits with the outcome of the run it caused
+(0 succeeded, 1 failed or cancelled, 2 timed out).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
@@ -37,9 +41,11 @@ from reconciler.api.models import (
     WorkflowDetail,
     WorkflowList,
 )
-from reconciler.cli.app import OutputFormat, OutputOption, app, console, fail
-from reconciler.engine.journal import EventKind
+from reconciler.cli.app import OutputFormat, OutputOption, app, console, err_console, fail
+from reconciler.engine.journal import EventKind, RunStatus
 from reconciler.errors import ReconcilerError
+from reconciler.status import Health
+from reconciler.types import format_duration, parse_duration
 
 __all__ = ["RemoteError", "call"]
 
@@ -56,6 +62,7 @@ ServerOption = Annotated[
     typer.Option(
         "--server",
         envvar="RECONCILER_SERVER",
+        metavar="URL",
         help="Base URL of the daemon's API.",
         show_default=True,
     ),
@@ -65,13 +72,14 @@ TokenOption = Annotated[
     typer.Option(
         "--token",
         envvar="RECONCILER_API_TOKEN",
+        metavar="TOKEN",
         help="API token (prefer RECONCILER_API_TOKEN or --token-file: flags show up in ps).",
         show_default=False,
         show_envvar=True,
     ),
 ]
 TokenFileOption = Annotated[
-    Path | None, typer.Option("--token-file", help="File holding the API token.")
+    Path | None, typer.Option("--token-file", metavar="FILE", help="File holding the API token.")
 ]
 
 
@@ -188,9 +196,14 @@ def status(
     token_file: TokenFileOption = None,
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Show every workflow's status (or one workflow in detail) from a running daemon."""
+    """Show every workflow's status (or one workflow in detail) from a running daemon.
 
-    async def fetch() -> None:
+    Exit codes for scripts: 0 when every workflow shown is Converged or Suspended, 1 when any is
+    Degraded or Invalid, 3 when none is but some are still Pending or Progressing, 2 when the
+    daemon could not be asked.
+    """
+
+    async def fetch() -> list[Health]:
         secret = _token(token, token_file)
         if name is None:
             listing, raw = await _get(server, "/api/v1/workflows", WorkflowList, token=secret)
@@ -198,16 +211,35 @@ def status(
                 _print_json(raw)
             else:
                 _workflow_table(listing)
+            return [wf.status for wf in listing.workflows]
+        detail, raw = await _get(
+            server, f"/api/v1/workflows/{quote(name, safe='')}", WorkflowDetail, token=secret
+        )
+        if output is OutputFormat.json:
+            _print_json(raw)
         else:
-            detail, raw = await _get(
-                server, f"/api/v1/workflows/{quote(name, safe='')}", WorkflowDetail, token=secret
-            )
-            if output is OutputFormat.json:
-                _print_json(raw)
-            else:
-                _workflow_detail(detail)
+            _workflow_detail(detail)
+        return [detail.status]
 
-    _run(fetch())
+    raise typer.Exit(status_exit_code(_run(fetch())))
+
+
+HEALTHY = frozenset({Health.CONVERGED, Health.SUSPENDED})
+"""What ``status`` counts as nothing to worry about (a suspension is someone's choice)."""
+UNHEALTHY = frozenset({Health.DEGRADED, Health.INVALID})
+"""What makes ``status`` exit 1."""
+STATUS_UNSETTLED = 3
+"""``status``'s exit code while workflows are Pending or Progressing and none is unhealthy."""
+
+
+def status_exit_code(statuses: list[Health]) -> int:
+    """0 when every status is healthy (or there are none), 1 when any is Degraded or Invalid,
+    :data:`STATUS_UNSETTLED` otherwise (some still Pending or Progressing)."""
+    if any(s in UNHEALTHY for s in statuses):
+        return 1
+    if all(s in HEALTHY for s in statuses):
+        return 0
+    return STATUS_UNSETTLED
 
 
 def _workflow_table(listing: WorkflowList) -> None:
@@ -273,11 +305,27 @@ def _workflow_detail(wf: WorkflowDetail) -> None:
 
 @app.command()
 def runs(
-    run_id: Annotated[str | None, typer.Argument(help="One run, with its journal.")] = None,
-    workflow: Annotated[
-        str | None, typer.Option("--workflow", "-w", help="Only this workflow's runs.")
+    run_id: Annotated[
+        str | None,
+        typer.Argument(
+            help="One run, with its journal: its id or a unique prefix (4+ characters)."
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=500)] = 20,
+    workflow: Annotated[
+        str | None,
+        typer.Option("--workflow", "-w", metavar="NAME", help="Only this workflow's runs."),
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit",
+            "-n",
+            min=1,
+            max=500,
+            metavar="N",
+            help="How many runs to list, newest first.",
+        ),
+    ] = 20,
     server: ServerOption = DEFAULT_SERVER,
     token: TokenOption = None,
     token_file: TokenFileOption = None,
@@ -452,12 +500,136 @@ def _mutation(verb: str, *, resource: str, about: str, argument: str) -> None:
     app.command(name=verb)(command)
 
 
-_mutation(
-    "sync",
-    resource="workflows",
-    about="Ask the daemon to check and converge a workflow now (runs even when in sync).",
-    argument="The workflow to sync now.",
-)
+# -- sync, optionally waiting for its run ----------------------------------------------------
+
+WAIT_POLL_SECONDS = 0.5
+"""How often ``sync --wait`` asks for the workflow's runs."""
+RUNS_SEEN_BEFORE = 50
+"""How many of the workflow's latest runs ``sync --wait`` notes before asking: a manual run
+outside them started after the request."""
+
+SYNC_EXIT = {RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1, RunStatus.CANCELLED: 1}
+"""``sync --wait``'s exit code by the outcome of the run; 2 is for a timeout or the daemon."""
+
+
+class SyncTimedOut(RemoteError):
+    """``sync --wait`` gave up before the run it caused finished (or started)."""
+
+
+def _timeout(value: str | timedelta) -> timedelta:
+    """Parse ``--timeout`` as the workflow format's durations (``90s``, ``5m``, ``1h``)."""
+    if isinstance(value, timedelta):
+        return value
+    try:
+        parsed = parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if parsed <= timedelta(0):
+        raise typer.BadParameter("the timeout must be longer than 0s")
+    return parsed
+
+
+@app.command()
+def sync(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The workflow to sync now.")],
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Follow the run the sync causes until it finishes; exit 0 if it succeeded, 1 "
+            "if it failed or was cancelled, 2 on a timeout or a problem with the daemon.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        timedelta,
+        typer.Option(
+            "--timeout",
+            parser=_timeout,
+            metavar="DURATION",
+            show_default="5m",
+            help="With --wait, how long to wait for the run to finish (e.g. 90s, 5m, 1h).",
+        ),
+    ] = timedelta(minutes=5),
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Ask the daemon to check and converge a workflow now (runs even when in sync).
+
+    With --wait, follow the manual run the sync causes and print its outcome.
+    """
+    path = f"/api/v1/workflows/{quote(name, safe='')}/sync"
+    if not wait:
+        _mutate("sync", path, server=server, token=token, token_file=token_file, output=output)
+        return
+    run = _run(_sync_and_wait(name, path, server, _token_or_fail(token, token_file), timeout))
+    if output is OutputFormat.json:
+        _print_json(run[1])
+    else:
+        _print_outcome(run[0])
+    raise typer.Exit(SYNC_EXIT.get(run[0].status, 1))
+
+
+def _token_or_fail(token: str | None, token_file: Path | None) -> str:
+    try:
+        secret = _token(token, token_file)
+    except RemoteError as exc:
+        raise fail(str(exc)) from None
+    if secret is None:
+        raise fail(
+            "sync needs the daemon's API token: pass --token-file, set RECONCILER_API_TOKEN or "
+            "pass --token"
+        )
+    return secret
+
+
+async def _sync_and_wait(
+    name: str, path: str, server: str, token: str, within: timedelta
+) -> tuple[RunDetail, Any]:
+    """Request the sync, then poll the workflow's runs for the manual run it caused (one not
+    among the runs seen just before the request) until that run has finished; the run's
+    detail and its raw JSON. :class:`SyncTimedOut` after ``within``."""
+    params = {"workflow": name, "limit": RUNS_SEEN_BEFORE}
+    before, _ = await _get(server, "/api/v1/runs", RunList, token=token, params=params)
+    seen = {r.id for r in before.runs}
+    accepted = await call(server, "POST", path, token=token)
+    if sys.stderr.isatty():
+        err_console.print(Accepted.model_validate_json(accepted.content).message, highlight=False)
+    deadline = asyncio.get_running_loop().time() + within.total_seconds()
+    run_id: str | None = None
+    while True:
+        if run_id is None:
+            listing, _ = await _get(server, "/api/v1/runs", RunList, token=token, params=params)
+            run_id = next(
+                (r.id for r in listing.runs if r.reason == "manual" and r.id not in seen), None
+            )
+        if run_id is not None:
+            detail, raw = await _get(server, f"/api/v1/runs/{run_id}", RunDetail, token=token)
+            if detail.status is not RunStatus.RUNNING:
+                return detail, raw
+        if asyncio.get_running_loop().time() >= deadline:
+            waited = format_duration(within)
+            if run_id is None:
+                raise SyncTimedOut(f"timed out after {waited} waiting for a run of {name} to start")
+            raise SyncTimedOut(
+                f"timed out after {waited} waiting for run {run_id[:8]} of workflow {name} to "
+                "finish (it goes on in the daemon)"
+            )
+        await asyncio.sleep(WAIT_POLL_SECONDS)
+
+
+def _print_outcome(run: RunDetail) -> None:
+    """One line: the run, its workflow, how it ended and how long it took; then its error."""
+    console.print(
+        f"run {run.id[:8]} of workflow {escape(run.workflow)} {_styled(run.status.value)} "
+        f"after {_duration(run.started_at, run.finished_at)}",
+        highlight=False,
+    )
+    if run.error:
+        console.print(f"[red]error:[/red] {escape(run.error)}", highlight=False, soft_wrap=True)
+
+
 _mutation(
     "suspend",
     resource="workflows",
@@ -474,5 +646,5 @@ _mutation(
     "cancel",
     resource="runs",
     about="Cancel a run in progress (the workflow backs off as after a failure).",
-    argument="The run to cancel.",
+    argument="The run to cancel: its id or a unique prefix (4+ characters).",
 )

@@ -55,7 +55,9 @@ def run(
     poll_interval: str | None = typer.Option(
         None, "--poll-interval", help="How often to fetch, e.g. 60s."
     ),
-    max_concurrent_runs: int | None = typer.Option(None, "--max-concurrent-runs"),
+    max_concurrent_runs: int | None = typer.Option(
+        None, "--max-concurrent-runs", metavar="N", help="Runs in flight at once (default 4)."
+    ),
     allow_plugins: str | None = typer.Option(
         None, "--allow-plugins", help="Comma-separated globs of plugins the repository may use."
     ),
@@ -106,18 +108,42 @@ def run(
     ),
     allowed_signers: Annotated[
         Path | None,
-        typer.Option("--allowed-signers", help="Allowed-signers file for SSH signatures."),
+        typer.Option(
+            "--allowed-signers", metavar="FILE", help="Allowed-signers file for SSH signatures."
+        ),
     ] = None,
     gpg_home: Annotated[
         Path | None,
-        typer.Option("--gpg-home", help="GnuPG home whose keyring holds the allowed GPG keys."),
+        typer.Option(
+            "--gpg-home", metavar="DIR", help="GnuPG home whose keyring holds the allowed GPG keys."
+        ),
     ] = None,
-    api_token_file: Annotated[Path | None, typer.Option("--api-token-file")] = None,
+    api_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-token-file",
+            metavar="FILE",
+            help="File holding the API token mutations need (or RECONCILER_API_TOKEN; never a "
+            "flag, flags show up in ps).",
+        ),
+    ] = None,
     api_tokens_file: Annotated[
         Path | None,
-        typer.Option("--api-tokens-file", help="Named API tokens with roles (YAML or JSON)."),
+        typer.Option(
+            "--api-tokens-file",
+            metavar="FILE",
+            help="Named API tokens with roles (YAML or JSON).",
+        ),
     ] = None,
-    webhook_secret_file: Annotated[Path | None, typer.Option("--webhook-secret-file")] = None,
+    webhook_secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--webhook-secret-file",
+            metavar="FILE",
+            help="File holding the secret push webhooks are signed with (or "
+            "RECONCILER_WEBHOOK_SECRET).",
+        ),
+    ] = None,
 ) -> None:
     """Run the reconcile daemon: watch the repository and converge every workflow."""
     if repo_arg is not None and repo is not None and repo_arg != repo:

@@ -10,6 +10,7 @@ always be given as a ``${{ }}`` string instead, since it is rendered at run time
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -88,19 +89,50 @@ def _allow_templates(request_schema: dict[str, Any]) -> None:
         request_schema["properties"][field] = {"anyOf": [prop, TEMPLATE_STRING]}
 
 
+class SchemaFormat(StrEnum):
+    """The schema is JSON whatever is asked: ``-o json`` is accepted (and is the default) so
+    that ``-o`` means the format here as on every other command."""
+
+    json = "json"
+
+
+def _schema_format(value: str | SchemaFormat) -> SchemaFormat:
+    """``json``; anything else is a usage error that points a file name (what ``-o`` took
+    before it meant the format) to ``--out``."""
+    if isinstance(value, SchemaFormat):
+        return value
+    if value.strip().lower() == "json":
+        return SchemaFormat.json
+    raise typer.BadParameter(f"{value!r} is not a format (json); to write a file use --out {value}")
+
+
 @app.command()
 def schema(
     output: Annotated[
+        SchemaFormat,
+        typer.Option(
+            "--output",
+            "-o",
+            parser=_schema_format,
+            metavar="json",
+            help="The format printed: json (the only one; the schema is JSON).",
+        ),
+    ] = SchemaFormat.json,
+    out: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the schema to this file instead of stdout."),
+        typer.Option(
+            "--out",
+            metavar="FILE",
+            help="Write the schema to this file instead of printing it.",
+        ),
     ] = None,
 ) -> None:
     """Print the JSON Schema of workflow files (plugin requests included) for editors."""
     text = json.dumps(workflow_schema(PluginRegistry.discover()), indent=2, sort_keys=False)
-    if output is None:
+    if out is None:
         print(text)
         return
     try:
-        output.write_text(text + "\n", encoding="utf-8")
+        out.write_text(text + "\n", encoding="utf-8")
     except OSError as exc:
-        raise fail(f"{output}: cannot write: {exc.strerror or type(exc).__name__}") from None
+        raise fail(f"{out}: cannot write: {exc.strerror or type(exc).__name__}") from None

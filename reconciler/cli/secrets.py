@@ -11,15 +11,17 @@ under a workflow's ``spec.secrets``; the runner decrypts it at run time through 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from typing import Annotated
 
 import typer
 
-from reconciler.cli.app import app, fail
+from reconciler.cli.app import OutputFormat, OutputOption, app, fail
+from reconciler.cli.helptext import typer_app
 from reconciler.errors import ConfigError, SecretUnavailable
 
-secrets_app = typer.Typer(
+secrets_app = typer_app(
     name="secrets", help="Work with secret references (Vault transit).", no_args_is_help=True
 )
 app.add_typer(secrets_app)
@@ -27,11 +29,15 @@ app.add_typer(secrets_app)
 
 @secrets_app.command()
 def encrypt(
-    key: Annotated[str, typer.Option("--key", "-k", help="Transit key to encrypt with.")],
+    key: Annotated[
+        str, typer.Option("--key", "-k", metavar="KEY", help="Transit key to encrypt with.")
+    ],
+    output: OutputFormat = OutputOption,
 ) -> None:
     """Encrypt standard input with Vault transit and print the reference to use in a workflow.
 
-    One trailing newline is dropped (``echo value | reconciler secrets encrypt --key K``).
+    One trailing newline is dropped (echo value | reconciler secrets encrypt --key K). With
+    -o json: {"key": ..., "reference": ...}.
     """
     from reconciler.secrets.vault import VaultClient, VaultConfig  # hvac: only for this command
 
@@ -52,4 +58,7 @@ def encrypt(
         raise fail(exc.message) from None
     finally:
         client.close()
-    print(reference)
+    if output is OutputFormat.json:
+        print(json.dumps({"key": key, "reference": reference}))
+    else:
+        print(reference)

@@ -6,6 +6,11 @@ each took. ``--idempotence`` instead runs each workflow's machine twice against 
 a scratch directory (relative paths resolve there) and fails a workflow whose second run reported
 ``changed`` for any action: the Ansible contract that a converged workflow changes nothing.
 
+``--junit FILE`` also writes the results as JUnit XML for CI (:func:`junit_report`). The
+errors inline tests mock are on purpose, so the engine's "action failed" warnings are silenced
+for them (``-v`` shows the log again); logs only ever go to stderr, never into the report on
+stdout.
+
 Exit codes: 0 all passed, 1 a test failed or a workflow is invalid, 2 the command could not run.
 """
 
@@ -14,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,12 +28,13 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from reconciler.cli.app import OutputFormat, OutputOption, app, console, err_console
+from reconciler.cli.app import OutputFormat, OutputOption, app, console, err_console, fail
 from reconciler.cli.converge import PathsArg, WorkflowOpt
 from reconciler.cli.workspace import Workspace, dependency_order, load_workspace
 from reconciler.engine.journal import EventKind, MemoryJournal
 from reconciler.engine.runner import Engine
 from reconciler.plugin import PluginRegistry
+from reconciler.telemetry.logging import configure_logging
 from reconciler.testing import run_inline_test
 
 
@@ -37,6 +45,8 @@ class Result:
     passed: bool
     path: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    """How long the test took (the JUnit report's ``time``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,9 +64,11 @@ async def _inline(ws: Workspace, registry: PluginRegistry) -> list[Result]:
     for name in sorted(ws.runnable):
         wf = ws.runnable[name].workflow
         for case in wf.tests:
+            began = time.perf_counter()
             outcome = await run_inline_test(wf, case, registry=registry, workflows=workflows)
+            took = time.perf_counter() - began
             results.append(
-                Result(name, case.name, outcome.passed, outcome.path, list(outcome.failures))
+                Result(name, case.name, outcome.passed, outcome.path, list(outcome.failures), took)
             )
     return results
 
@@ -101,6 +113,7 @@ async def _idempotence(ws: Workspace, registry: PluginRegistry, scratch: Path) -
 
 @app.command()
 def test(
+    ctx: typer.Context,
     paths: PathsArg,
     workflow: WorkflowOpt = None,
     idempotence: Annotated[
@@ -112,20 +125,101 @@ def test(
         ),
     ] = False,
     output: OutputFormat = OutputOption,
+    junit: Annotated[
+        Path | None,
+        typer.Option(
+            "--junit",
+            metavar="FILE",
+            help="Also write the results as JUnit XML to this file, for CI: one testcase per "
+            "test, failures with their messages.",
+        ),
+    ] = None,
 ) -> None:
     """Run the workflows' inline tests (mocked plugins), or check idempotence for real."""
+    if not idempotence and not ctx.find_root().params.get("verbose"):
+        # the errors inline tests mock are on purpose: no "action failed" warning for them
+        configure_logging("error")
     registry = PluginRegistry.discover()
     ws = load_workspace(paths, registry, only=workflow or ())
     results = _run_tests(ws, registry, idempotence=idempotence)
     # idempotence runs every workflow, so none is "untested" there
     untested = [] if idempotence else sorted(_untested(ws))
     failed = [r for r in results if not r.passed]
+    if junit is not None:
+        _write_junit(junit, junit_report(ws, results, untested=untested))
     if output is OutputFormat.json:
         print(json.dumps(_json_report(ws, results, untested=untested, failed=len(failed))))
     else:
         _print_text(ws, results, untested=untested, failed=len(failed))
     if failed or ws.invalid or (not results and not ws.runnable):
         raise typer.Exit(1)
+
+
+def junit_report(ws: Workspace, results: list[Result], *, untested: list[str]) -> ET.Element:
+    """The results as JUnit XML, the format CI systems read: one ``<testsuite>`` per workflow,
+    one ``<testcase>`` per test (a failed one holds a ``<failure>`` whose ``message`` is the
+    first failure and whose text is every failure and the path taken); an invalid workflow is a
+    testcase ``valid`` with an ``<error>`` giving its problems, a workflow without inline tests
+    a skipped testcase. The counts on each suite and on the root add up its testcases."""
+    root = ET.Element("testsuites", name="reconciler test")
+    suites: dict[str, ET.Element] = {}
+
+    def case(workflow: str, name: str, seconds: float = 0.0) -> ET.Element:
+        suite = suites.get(workflow)
+        if suite is None:
+            suite = suites[workflow] = ET.SubElement(root, "testsuite", name=workflow)
+        return ET.SubElement(
+            suite, "testcase", classname=workflow, name=name, time=f"{seconds:.3f}"
+        )
+
+    for r in results:
+        testcase = case(r.workflow, r.test, r.seconds)
+        if not r.passed:
+            message = r.failures[0] if r.failures else "failed"
+            text = "\n".join([*r.failures, "path: " + (" -> ".join(r.path) or "(no run)")])
+            ET.SubElement(testcase, "failure", message=message, type="TestFailed").text = text
+    for name, problems in sorted(ws.invalid.items()):
+        error = ET.SubElement(case(name, "valid"), "error", type="InvalidWorkflow")
+        error.set("message", problems[0].format() if problems else "invalid")
+        error.text = "\n".join(p.format() for p in problems)
+    for name in untested:
+        ET.SubElement(case(name, "(no inline tests)"), "skipped", message="no inline tests")
+    _count(root, list(suites.values()))
+    return root
+
+
+def _count(root: ET.Element, suites: list[ET.Element]) -> None:
+    """Set ``tests``, ``failures``, ``errors``, ``skipped`` and ``time`` on every suite and on
+    the root from the testcases they hold."""
+    totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
+    seconds = 0.0
+    for suite in suites:
+        cases = suite.findall("testcase")
+        counts = {
+            "tests": len(cases),
+            "failures": sum(c.find("failure") is not None for c in cases),
+            "errors": sum(c.find("error") is not None for c in cases),
+            "skipped": sum(c.find("skipped") is not None for c in cases),
+        }
+        took = sum(float(c.get("time", "0")) for c in cases)
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            totals[key] += value
+        suite.set("time", f"{took:.3f}")
+        seconds += took
+    for key, value in totals.items():
+        root.set(key, str(value))
+    root.set("time", f"{seconds:.3f}")
+
+
+def _write_junit(path: Path, report: ET.Element) -> None:
+    """Write ``report`` to ``path`` (UTF-8, with the XML declaration); exit 2 with one line
+    when the file cannot be written."""
+    ET.indent(report)
+    try:
+        ET.ElementTree(report).write(path, encoding="utf-8", xml_declaration=True)
+    except OSError as exc:
+        raise fail(f"--junit {path}: cannot write: {exc.strerror or type(exc).__name__}") from None
 
 
 def _run_tests(ws: Workspace, registry: PluginRegistry, *, idempotence: bool) -> list[Result]:

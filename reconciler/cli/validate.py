@@ -76,6 +76,7 @@ def validate(
         list[Path] | None,
         typer.Option(
             "--file-root",
+            metavar="DIR",
             help="Directory workflows may read and write under, as for run (repeatable; "
             "default: the current directory).",
         ),
@@ -84,14 +85,18 @@ def validate(
         str | None,
         typer.Option(
             "--allow-env",
+            metavar="GLOBS",
             help="Comma-separated globs of variables env: references may read, as for run "
             "(default: RECONCILER_SECRET_*).",
         ),
     ] = None,
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Check workflow files: YAML, schema, plugins, CEL, state machine, dependencies, secrets,
-    literal paths and variables against the file roots and allowed variables."""
+    """Check workflow files and print every problem as path:line:col.
+
+    Checks YAML, schema, plugins, CEL, state machine, dependencies, secrets, literal paths and
+    variables against the file roots and allowed variables.
+    """
     files = collect(paths)
     snapshot = Snapshot.from_files("validate", files)
     registry = PluginRegistry.discover()

@@ -86,6 +86,9 @@ class ControllerView:
     async def entries(self, run_id: str) -> list[JournalEntry]:
         return await self._controller.store.entries(run_id)
 
+    async def run_ids_starting_with(self, prefix: str, *, limit: int) -> list[str]:
+        return await self._controller.store.run_ids_starting_with(prefix, limit=limit)
+
     async def list_runs(
         self, workflow: str | None, *, limit: int, before: datetime | None
     ) -> list[RunRecord]:

@@ -178,6 +178,14 @@ def _entry_from_row(row: RowMapping) -> JournalEntry:
     return JOURNAL_ENTRIES.validate_python(data)
 
 
+def _after_prefix(prefix: str) -> str:
+    """The smallest string above every string starting with ``prefix`` in byte order: its last
+    character moved one up (``9`` to ``a``, so that a hex id's bound stays a letter or digit,
+    which every collation orders as bytes do)."""
+    last = prefix[-1]
+    return prefix[:-1] + ("a" if last == "9" else chr(ord(last) + 1))
+
+
 class Store:
     """The async store. Create it with :meth:`open`; one instance per process, shared by all
     tasks (the engine's pool hands each call its own connection)."""
@@ -610,6 +618,30 @@ class Store:
         async with self._tx() as conn:
             row = (await conn.execute(select(RUNS).where(RunRow.id == run_id))).mappings().first()
         return _run_from_row(row) if row else None
+
+    async def run_ids_starting_with(self, prefix: str, *, limit: int = 5) -> list[str]:
+        """The ids of up to ``limit`` runs whose id starts with ``prefix``, in id order.
+
+        What a short id (the 8 characters the log and the tables show) resolves through: one id
+        back means the prefix is unique, several mean it is ambiguous, and asking for a few more
+        than one shows the candidates without reading every match. The query is a range of the
+        primary key's index (``prefix <= id < the next prefix``), so it reads only the matching
+        rows whatever the number of runs; the ``LIKE`` beside it keeps the answer exact where
+        the database orders strings by language rules rather than bytes. An empty ``prefix``
+        matches nothing.
+        """
+        if not prefix or limit < 1:
+            return []
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = (
+            select(RunRow.id)
+            .where(RunRow.id >= prefix, RunRow.id < _after_prefix(prefix))
+            .where(RunRow.id.like(escaped + "%", escape="\\"))
+            .order_by(RunRow.id)
+            .limit(limit)
+        )
+        async with self._tx() as conn:
+            return list((await conn.execute(stmt)).scalars().all())
 
     async def entries(self, run_id: str) -> list[JournalEntry]:
         """The run's journal in ``seq`` order."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -95,6 +96,17 @@ def test_graph_picks_a_workflow_by_name_in_a_directory_and_prints_dot(tree: Path
     assert labels == {"when inputs.ready == true", "after 1m30s"}
     (wait,) = graph.get_node('"wait"')
     assert wait.get("penwidth") == "3"
+
+
+def test_graph_output_json_carries_the_diagram_and_its_states(tree: Path) -> None:
+    done = run(str(tree / "deploy.yaml"), "-o", "json", "--format", "dot", "--current", "build")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["workflow"] == "deploy" and document["format"] == "dot"
+    assert document["states"] == ["build", "done", "failed"]
+    assert document["current"] == "build" and document["visited"] == []
+    (graph,) = pydot.graph_from_dot_data(document["diagram"]) or []
+    assert graph.get_node('"build"')
 
 
 def test_graph_highlights_current_and_visited_states(tree: Path) -> None:

@@ -9,11 +9,13 @@ new interpreter spends seconds importing).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +24,45 @@ import pytest
 from typer.testing import CliRunner
 
 from reconciler.cli import app
+from reconciler.engine.journal import RunRecord
+from reconciler.store import Store
 from tests.support.daemon import CLI, running, without_settings
 from tests.support.net import free_port
 from tests.support.repos import commit, init_repo
+from tests.support.terminal import piped_beside_a_terminal
 from tests.support.waiting import until
 from tests.support.workflows import file_workflow, put
 
 pytestmark = pytest.mark.timeout(90)
 
 TOKEN = "cli-e2e-token-5b2f"
+TOKEN_ENV = {"RECONCILER_API_TOKEN": TOKEN}
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+LONG_NAME = "daemon-preflight-checks-of-the-platform-team-for-every-region"
+NAP = {
+    "apiVersion": "reconciler/v1",
+    "kind": "Workflow",
+    "metadata": {"name": "nap"},
+    "spec": {
+        "interval": "1h",
+        "start": "nap",
+        "states": {
+            "nap": {
+                # stands for a long run while the file hold exists in the daemon's directory
+                "action": {
+                    "plugin": "shell.run",
+                    "with": {"argv": ["sh", "-c", "if [ -e hold ]; then sleep 60; fi"]},
+                },
+                "next": "done",
+                "onError": "failed",
+            },
+            "done": {"end": "success"},
+            "failed": {"end": "failure"},
+        },
+    },
+}
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -52,6 +84,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     tmp = tmp_path_factory.mktemp("remote")
     repo, out = init_repo(tmp / "repo"), tmp / "motd.txt"
     put(repo, file_workflow("motd", out, "hello", keep=True, labels={"team": "ops"}))
+    put(repo, file_workflow("gate", tmp / "gate", "open"))  # fails while gate is a directory
+    put(repo, NAP)
+    put(repo, file_workflow(LONG_NAME, tmp / "long.txt", "whole", keep=True))
     commit(repo, "motd")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -99,6 +134,11 @@ def cli_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def converged(daemon: Daemon, *names: str) -> None:
+    for name in names:
+        wait_for(daemon, lambda s: s["status"] == "Converged", f"{name} converged", name=name)
+
+
 def status_json(daemon: Daemon, name: str = "motd") -> dict[str, Any]:
     """Straight from the API (waiting is not what these tests are about)."""
     response = httpx.get(f"{daemon.url}/api/v1/workflows/{name}", timeout=10)
@@ -107,9 +147,9 @@ def status_json(daemon: Daemon, name: str = "motd") -> dict[str, Any]:
     return data
 
 
-def wait_for(daemon: Daemon, check: Any, what: str) -> dict[str, Any]:
+def wait_for(daemon: Daemon, check: Any, what: str, *, name: str = "motd") -> dict[str, Any]:
     def matching() -> dict[str, Any] | None:
-        current = status_json(daemon)
+        current = status_json(daemon, name)
         return current if check(current) else None
 
     found = until(matching, 30, what, interval=0.1)
@@ -130,7 +170,7 @@ def test_status_shows_a_table_for_people_and_json_for_scripts(daemon: Daemon) ->
     listing = cli("status", "--server", daemon.url, "-o", "json")
     assert listing.returncode == 0, listing.stderr
     workflows = json.loads(listing.stdout)["workflows"]
-    assert [(w["name"], w["status"], w["labels"]) for w in workflows] == [
+    assert [(w["name"], w["status"], w["labels"]) for w in workflows if w["name"] == "motd"] == [
         ("motd", "Converged", {"team": "ops"})
     ]
 
@@ -201,3 +241,111 @@ def test_server_down_is_one_clear_line_and_exit_2() -> None:
         quick = cli(*args, RECONCILER_SERVER=url)
         assert quick.returncode == 2, args
         assert f"cannot reach the daemon at {url}" in quick.stderr
+
+
+def test_runs_and_cancel_take_the_short_ids_the_tables_show(daemon: Daemon) -> None:
+    converged = wait_for(daemon, lambda s: s["status"] == "Converged", "motd converged")
+    run_id = converged["last_run_id"]
+    shown = cli_process("runs", run_id[:8], "--server", daemon.url, "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["id"] == run_id
+    finished = cli_process("cancel", run_id[:8], "--server", daemon.url, RECONCILER_API_TOKEN=TOKEN)
+    assert finished.returncode == 2
+    assert f"run {run_id} already succeeded" in finished.stderr
+
+
+def test_an_ambiguous_short_id_is_one_line_naming_the_candidates(daemon: Daemon) -> None:
+    ids = ["feed0000" + "0" * 23 + str(n) for n in (1, 2)]
+    asyncio.run(_add_runs(daemon.tmp / "data", ids))
+    result = cli_process("runs", "feed", "--server", daemon.url)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "ambiguous" in result.stderr and all(i in result.stderr for i in ids)
+    assert result.stdout == ""
+
+
+async def _add_runs(data_dir: Path, ids: list[str]) -> None:
+    """Runs with these ids in the daemon's store (uuid4 ids never share a prefix on purpose)."""
+    store = await Store.open(None, data_dir=data_dir)
+    try:
+        for run_id in ids:
+            await store.run_started(RunRecord(id=run_id, workflow="motd", started_at=T0))
+    finally:
+        await store.close()
+
+
+def test_sync_wait_follows_the_run_and_exits_with_its_outcome(daemon: Daemon) -> None:
+    converged(daemon, "gate")
+    gate = daemon.tmp / "gate"
+    gate.unlink()
+    gate.mkdir()  # file.write cannot write a directory: the next run fails
+    try:
+        failed = cli_process("sync", "gate", "--wait", "--server", daemon.url, **TOKEN_ENV)
+        assert failed.returncode == 1, failed.stderr
+        assert "of workflow gate failed after" in failed.stdout
+        assert "error:" in failed.stdout
+    finally:
+        gate.rmdir()
+    done = cli_process("sync", "gate", "--wait", "-o", "json", "--server", daemon.url, **TOKEN_ENV)
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert (run["workflow"], run["reason"], run["status"]) == ("gate", "manual", "succeeded")
+    assert gate.read_text() == "open"
+
+
+def test_status_exit_code_says_whether_everything_converged(daemon: Daemon) -> None:
+    converged(daemon, "motd", "gate", "nap")
+    healthy = cli_process("status", "--server", daemon.url)
+    assert healthy.returncode == 0, healthy.stderr
+    gate = daemon.tmp / "gate"
+    gate.unlink()
+    gate.mkdir()
+    try:
+        failed = cli_process("sync", "gate", "--wait", "--server", daemon.url, **TOKEN_ENV)
+        assert failed.returncode == 1, failed.stderr
+        for args in (("status",), ("status", "gate"), ("status", "-o", "json")):
+            degraded = cli_process(*args, "--server", daemon.url)
+            assert degraded.returncode == 1, (args, degraded.stderr)
+        assert cli_process("status", "motd", "--server", daemon.url).returncode == 0
+    finally:
+        gate.rmdir()
+    assert (
+        cli_process("sync", "gate", "--wait", "--server", daemon.url, **TOKEN_ENV).returncode == 0
+    )
+    assert cli_process("status", "--server", daemon.url).returncode == 0
+    down = cli_process("status", RECONCILER_SERVER=f"http://127.0.0.1:{free_port()}")
+    assert down.returncode == 2
+
+
+def test_sync_wait_gives_up_after_its_timeout_with_exit_2(daemon: Daemon) -> None:
+    converged(daemon, "nap")
+    hold = daemon.tmp / "hold"
+    hold.touch()
+    try:
+        slow = cli_process(
+            "sync", "nap", "--wait", "--timeout", "2s", "--server", daemon.url, **TOKEN_ENV
+        )
+        assert slow.returncode == 2, slow.stdout + slow.stderr
+        assert "timed out after 2s waiting for run" in slow.stderr
+        assert "of workflow nap to finish" in slow.stderr
+        running = status_json(daemon, "nap")["running_run_id"]
+        assert running, "the run goes on in the daemon"
+        unsettled = cli_process("status", "nap", "--server", daemon.url)
+        assert unsettled.returncode == 3, unsettled.stderr
+    finally:
+        hold.unlink()
+    cancelled = cli_process("cancel", running[:8], "--server", daemon.url, **TOKEN_ENV)
+    assert cancelled.returncode == 0, cancelled.stderr
+
+
+def test_status_piped_beside_a_narrow_terminal_prints_whole_rows(daemon: Daemon) -> None:
+    converged(daemon, "motd", "gate", "nap", LONG_NAME)
+    shown = status_json(daemon, LONG_NAME)
+    proc = piped_beside_a_terminal(
+        [*CLI, "status", "--server", daemon.url], columns=60, env=clean_env()
+    )
+    assert proc.returncode == 0
+    row = next(line for line in proc.stdout.splitlines() if LONG_NAME in line)
+    assert f"{shown['reason']}: {shown['message']}" in row
+    assert shown["revision"][:12] in row and "Converged" in row
+    assert "…" not in proc.stdout

@@ -3,6 +3,7 @@ the daemon's tokens file loader accepts and that identifies the token."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -40,3 +41,13 @@ def test_an_unknown_role_or_an_empty_stdin_is_refused_with_one_line() -> None:
     empty = hash_line("")
     assert empty.returncode == 2
     assert "standard input is empty" in empty.stderr
+
+
+def test_json_output_is_the_same_entry_as_one_object(tmp_path: Path) -> None:
+    done = hash_line("s3cret-value", "-n", "ci-bot", "-r", "read", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    entry = json.loads(done.stdout)
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps([entry]))
+    found = identify(load_tokens(path), "s3cret-value")
+    assert found is not None and (found.name, found.role) == ("ci-bot", "read")

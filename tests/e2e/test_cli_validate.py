@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import yaml
 
 from reconciler.config.loader import YamlLoader
 from reconciler.plugin import PluginRegistry
+from tests.support.terminal import piped_beside_a_terminal
 
 REPO = Path(__file__).resolve().parents[2]
 TREE = "tests/fixtures/broken_tree"
@@ -72,6 +74,40 @@ def test_broken_tree_reports_every_broken_file_at_its_line_and_exits_1() -> None
     ]
     assert not any("/good/" in line or ".hidden" in line for line in lines)
     assert lines[-1].endswith(f"{len(EXPECTED_ERRORS)} error(s), 1 warning(s): invalid")
+
+
+LONG_NAME = "daemon-preflight-checks-of-the-platform-team-for-every-region"
+
+
+def test_problems_and_tables_piped_beside_a_narrow_terminal_are_whole_lines(
+    tmp_path: Path,
+) -> None:
+    require_builtin_plugins()
+    folder = tmp_path / "a-directory-with-a-rather-long-name-as-monorepos-have"
+    folder.mkdir()
+    bad = folder / f"{LONG_NAME}-broken.yaml"
+    bad.write_text(
+        "apiVersion: reconciler/v1\nkind: Workflow\nmetadata: {name: preflight}\nspec:\n"
+        "  start: go\n  states:\n"
+        "    go: {action: {plugin: file.wirte, with: {}}, next: done}\n"
+        "    done: {end: success}\n"
+    )
+    (folder / "good.yaml").write_text(
+        f"apiVersion: reconciler/v1\nkind: Workflow\nmetadata: {{name: {LONG_NAME}}}\n"
+        "spec:\n  start: done\n  states:\n    done: {end: success}\n"
+    )
+    for command in ("validate", "plan"):
+        proc = piped_beside_a_terminal(
+            [sys.executable, "-m", "reconciler", command, str(folder)], columns=60, env=os.environ
+        )
+        assert proc.returncode == 1, (command, proc.stdout)
+        lines = proc.stdout.splitlines()
+        error = next(line for line in lines if ": error: " in line)
+        assert error.startswith(f"{bad}:7:"), (command, lines)
+        assert "unknown plugin 'file.wirte'" in error, (command, lines)
+        assert "…" not in proc.stdout, (command, proc.stdout)
+    row = next(line for line in lines if line.startswith("│") and LONG_NAME in line)
+    assert "would-run" in row, lines
 
 
 def test_json_output_lists_problems_and_a_summary() -> None:
@@ -228,7 +264,7 @@ def test_validate_takes_file_roots_and_allowed_variables_like_run(tmp_path: Path
 @pytest.fixture(scope="module")
 def schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("schema") / "workflow.schema.json"
-    proc = run("schema", "--output", str(out))
+    proc = run("schema", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     loaded: dict[str, Any] = json.loads(out.read_text())
     return loaded
@@ -238,10 +274,24 @@ def test_schema_is_valid_json_schema(schema: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator.check_schema(schema)
 
 
-def test_schema_goes_to_stdout_without_output() -> None:
+def test_schema_goes_to_stdout_without_out() -> None:
     proc = run("schema")
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["title"]
+
+
+def test_schema_output_json_is_the_format_and_writes_no_file(tmp_path: Path) -> None:
+    proc = run("schema", "-o", "json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["title"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_schema_output_given_a_file_name_points_to_out(tmp_path: Path) -> None:
+    proc = run("schema", "-o", "schema.json", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "to write a file use --out schema.json" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_good_workflows_validate_against_the_schema(schema: dict[str, Any]) -> None:

@@ -2,6 +2,9 @@
 
 Called by: :func:`reconciler.api.app.create_app`. Calls: the :class:`~reconciler.api.view.DaemonView`
 (the store's runs and journal, ``cancel``, which reaches the run on whichever replica holds it).
+Wherever a run id is taken, a unique prefix of at least :data:`MIN_PREFIX` hex digits names the
+run too (the 8-character ids the log, ``reconciler status`` and the page show), as git and docker
+take short ids.
 """
 
 from __future__ import annotations
@@ -17,6 +20,26 @@ from reconciler.api.routes import CONFLICT
 from reconciler.api.view import DaemonView
 from reconciler.engine.journal import RunRecord, RunStatus
 
+MIN_PREFIX = 4
+"""The shortest run id prefix looked up (as git's shortest abbreviation): fewer characters
+would match too many runs to be of use."""
+SHOWN_CANDIDATES = 5
+"""How many of the runs an ambiguous prefix matches its error names."""
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_id_prefix(text: str) -> bool:
+    """Whether ``text`` may abbreviate a run id: at least :data:`MIN_PREFIX` hex digits (run ids
+    are lowercase hex; upper case is accepted, as git accepts it)."""
+    return len(text) >= MIN_PREFIX and set(text.lower()) <= _HEX
+
+
+def ambiguous_message(prefix: str, found: list[str]) -> str:
+    """The 409's sentence: the prefix, the candidates (at most :data:`SHOWN_CANDIDATES`), and
+    what to do."""
+    shown = ", ".join(found[:SHOWN_CANDIDATES]) + (", ..." if len(found) > SHOWN_CANDIDATES else "")
+    return f"run id prefix {prefix!r} is ambiguous: it matches {shown}; give more characters"
+
 
 def runs_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> APIRouter:
     """The run routes of the daemon behind ``view``; ``read`` and ``write`` are the auth
@@ -24,7 +47,14 @@ def runs_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> APIRo
     router = APIRouter()
 
     async def run_or_404(run_id: str) -> RunRecord:
+        """The run ``run_id`` names: its whole id, or a unique prefix of it (404 when none
+        matches, 409 ``ambiguous_id`` naming the candidates when several do)."""
         run = await view.get_run(run_id)
+        if run is None and is_id_prefix(run_id):
+            found = await view.run_ids_starting_with(run_id.lower(), limit=SHOWN_CANDIDATES + 1)
+            if len(found) > 1:
+                raise ApiError(409, "ambiguous_id", ambiguous_message(run_id, found))
+            run = await view.get_run(found[0]) if found else None
         if run is None:
             raise ApiError(404, "not_found", f"no run with id {run_id!r}")
         return run
@@ -56,10 +86,11 @@ def runs_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> APIRo
         dependencies=read,
         tags=["runs"],
         summary="One run with its transition journal",
+        responses=CONFLICT,
     )
     async def get_run(run_id: str) -> RunDetail:
         run = await run_or_404(run_id)
-        entries = await view.entries(run_id)
+        entries = await view.entries(run.id)
         return RunDetail(
             **RunSummary.of(run).model_dump(),
             outputs=run.outputs,
@@ -78,14 +109,14 @@ def runs_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> APIRo
     async def cancel(run_id: str, request: Request) -> Accepted:
         run = await run_or_404(run_id)
         if run.status is not RunStatus.RUNNING:
-            raise ApiError(409, "not_running", f"run {run_id} already {run.status.value}")
+            raise ApiError(409, "not_running", f"run {run.id} already {run.status.value}")
         # recorded in the store before the answer: the replica holding the run applies it
-        if not await view.cancel(run_id, requested_by=requested_by(request)):
-            raise ApiError(409, "not_running", f"run {run_id} has just finished")
+        if not await view.cancel(run.id, requested_by=requested_by(request)):
+            raise ApiError(409, "not_running", f"run {run.id} has just finished")
         return Accepted(
-            message=f"run {run_id} of workflow {run.workflow} is being cancelled",
+            message=f"run {run.id} of workflow {run.workflow} is being cancelled",
             workflow=run.workflow,
-            run_id=run_id,
+            run_id=run.id,
         )
 
     return router

@@ -4,6 +4,8 @@ printed reference into a workflow, and ``apply`` decrypts it at run time."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from typer.testing import CliRunner
 
 from reconciler.cli import app
 from tests.integration.secrets.conftest import APP_POLICY
+from tests.support.daemon import CLI, without_settings
 from tests.support.vault_server import FakeVault
 
 pytestmark = pytest.mark.timeout(30)
@@ -108,6 +111,27 @@ def test_apply_without_vault_configured_says_so(tmp_path: Path, vault: FakeVault
     applied = runner.invoke(app, ["apply", "-o", "json", str(tmp_path / "motd.yaml")])
     assert applied.exit_code == 1
     assert "vault is not configured" in applied.stdout
+
+
+def test_encrypt_output_json_carries_the_key_and_the_reference(vault: FakeVault) -> None:
+    env = {
+        **without_settings(),
+        "RECONCILER_VAULT_ADDR": vault.addr,
+        "RECONCILER_VAULT_TOKEN": vault.create_token(APP_POLICY),
+    }
+    done = subprocess.run(
+        [*CLI, "secrets", "encrypt", "--key", "app", "-o", "json"],
+        input="s3cret\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["key"] == "app"
+    assert document["reference"].startswith("transit:app:vault:v1:")
+    assert "s3cret" not in done.stdout
 
 
 def test_encrypt_refuses_without_vault_or_without_input(vault: FakeVault) -> None:

@@ -576,8 +576,9 @@ class Store:
     async def record(self, entry: JournalEntry, *, fence: Lease | None = None) -> None:
         """Append ``entry``; a ``transition`` also sets the run's ``current_state`` to
         ``entry.to_state`` and, when ``entry.detail`` has ``outputs``, its outputs; a
-        ``state_entered`` sets ``current_state`` to ``entry.state``; a ``run_finished`` entry
-        finishes the run's record (its status, ``finished_at`` and error) — all in one
+        ``state_entered`` sets ``current_state`` to ``entry.state``; a ``run_resumed`` entry sets
+        the run's ``attempt`` (a resumed run's record is never finished with the attempt before);
+        a ``run_finished`` entry finishes the run's record (its status, ``finished_at`` and error) — all in one
         transaction. So a run whose ``run_finished`` entry is journaled is never found
         unfinished, and never resumed to finish a second time, whatever happens before
         :meth:`run_finished` stores the rest of its record (its outputs).
@@ -599,6 +600,10 @@ class Store:
                     changes["outputs"] = dict(values["detail"]["outputs"] or {})
             elif entry.kind is EventKind.STATE_ENTERED:
                 changes["current_state"] = entry.state
+            elif entry.kind is EventKind.RUN_RESUMED:
+                attempt = entry.detail.get("attempt")
+                if isinstance(attempt, int):
+                    changes["attempt"] = attempt
             elif entry.kind is EventKind.RUN_FINISHED:
                 changes.update(_finished_changes(entry))
             if changes:

@@ -194,3 +194,21 @@ async def test_a_run_finished_entry_finishes_the_run_record_in_the_same_write(
     assert run.finished_at == T0 + timedelta(seconds=2)
     assert run.error == "CommandFailed: exit 1"
     assert await store.unfinished_runs() == []
+
+
+async def test_a_run_resumed_entry_sets_the_attempt_before_the_run_finishes(
+    store: Store,
+) -> None:
+    # The run_finished entry finishes the record before its last write: a resumed run's record
+    # must already say which attempt it is, or it reads as finished by its first attempt.
+    await store.run_started(RunRecord(id="r1", workflow="wf", started_at=T0))
+    await store.record(entry("r1", 1, EventKind.RUN_STARTED))
+    await store.record(entry("r1", 2, EventKind.RUN_RESUMED, detail={"attempt": 2}))
+    resumed = await store.get_run("r1")
+    assert resumed is not None and resumed.attempt == 2
+    await store.record(
+        entry("r1", 3, EventKind.RUN_FINISHED, outcome="succeeded", detail={"status": "succeeded"})
+    )
+    finished = await store.get_run("r1")
+    assert finished is not None
+    assert (finished.status, finished.attempt) == (RunStatus.SUCCEEDED, 2)

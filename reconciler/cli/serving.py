@@ -62,7 +62,10 @@ class ApiServer(uvicorn.Server):
         yield
 
     def bind(self) -> socket.socket:
-        """The listening socket; :class:`ConfigError` when the address is taken or invalid."""
+        """The listening socket; :class:`ConfigError` when the address is taken or invalid.
+
+        It listens already when returned: connections made as soon as the daemon logs its
+        address wait in the backlog until uvicorn accepts them, instead of being refused."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -73,6 +76,7 @@ class ApiServer(uvicorn.Server):
             raise ConfigError(
                 f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
             ) from None
+        sock.listen(self.config.backlog)
         sock.set_inheritable(True)
         return sock
 

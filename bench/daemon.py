@@ -49,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
+from cluster import git  # the benchmarks' one git helper (bench/cluster.py)
 
 from reconciler.config.loader import load_text, load_tree
 from reconciler.config.snapshot import Snapshot
@@ -136,16 +137,6 @@ class Row:
 
 
 # -- repositories ----------------------------------------------------------------------------
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=Bench", "-c", "user.email=bench@example.test", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 def workflow_text(

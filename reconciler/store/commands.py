@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import RowMapping
@@ -49,6 +50,7 @@ def _command(row: RowMapping) -> Command:
         requested_at=row["requested_at"],
         requested_by=row["requested_by"],
         handled_at=row["handled_at"],
+        payload=row["payload"],
     )
 
 
@@ -60,6 +62,7 @@ async def record(
     requested_by: str,
     now: datetime,
     handled: bool = False,
+    payload: dict[str, Any] | None = None,
 ) -> Command:
     """Insert one command; ``handled`` when its effect is written in the same transaction."""
     handled_at = now if handled else None
@@ -69,6 +72,7 @@ async def record(
         "requested_at": now,
         "requested_by": requested_by,
         "handled_at": handled_at,
+        "payload": payload,
     }
     result = await conn.execute(insert(COMMANDS).values(values).returning(COMMANDS.c.id))
     return Command(
@@ -78,6 +82,7 @@ async def record(
         requested_at=now,
         requested_by=requested_by,
         handled_at=handled_at,
+        payload=payload,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -43,12 +44,16 @@ class CommandKind(StrEnum):
     SUSPEND = "suspend"
     RESUME = "resume"
     CANCEL = "cancel"
+    APPROVE = "approve"
 
 
 @dataclass(frozen=True, slots=True)
 class Command:
     """One request the API accepted: ``target`` is a workflow name (sync, suspend, resume) or a
-    run id (cancel); ``handled_at`` is ``None`` until it has had its effect."""
+    run id (cancel, approve); ``handled_at`` is ``None`` until it has had its effect.
+    ``payload`` is what the request carried beyond its target (an approval's verdict and
+    comment, a sync's run inputs), already validated and redacted by whoever recorded it;
+    ``None`` when it carried nothing."""
 
     id: int
     kind: CommandKind
@@ -56,3 +61,4 @@ class Command:
     requested_at: datetime
     requested_by: str
     handled_at: datetime | None
+    payload: dict[str, Any] | None = None

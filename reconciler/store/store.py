@@ -728,16 +728,28 @@ class Store:
     # ----------------------------------------------------------------- commands
 
     async def request(
-        self, kind: CommandKind, target: str, *, requested_by: str, now: datetime | None = None
+        self,
+        kind: CommandKind,
+        target: str,
+        *,
+        requested_by: str,
+        payload: dict[str, Any] | None = None,
+        now: datetime | None = None,
     ) -> Command:
-        """Record that the API accepted a sync (``target``: a workflow) or a cancel (a run id,
-        whose ``cancelled_by`` becomes ``requested_by`` in the same transaction); committed on
-        return. For a suspend or resume use :meth:`request_suspension`."""
+        """Record that the API accepted a sync (``target``: a workflow), a cancel (a run id,
+        whose ``cancelled_by`` becomes ``requested_by`` in the same transaction) or an approval
+        (a run id); committed on return. ``payload`` is kept with the command as given (JSON).
+        For a suspend or resume use :meth:`request_suspension`."""
         if kind in (CommandKind.SUSPEND, CommandKind.RESUME):
             raise StoreError("suspend and resume are recorded with request_suspension")
         async with self._tx() as conn:
             command = await commands.record(
-                conn, kind, target=target, requested_by=requested_by, now=now or utcnow()
+                conn,
+                kind,
+                target=target,
+                requested_by=requested_by,
+                now=now or utcnow(),
+                payload=payload,
             )
             if kind is CommandKind.CANCEL:
                 await conn.execute(

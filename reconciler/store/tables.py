@@ -174,6 +174,7 @@ class CommandRow(Base):
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
     requested_by: Mapped[str] = mapped_column(String(255), default="")
     handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    payload: Mapped[Any | None] = mapped_column(JSON)
 
 
 WORKFLOW_STATUS = Base.metadata.tables["workflow_status"]

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from reconciler.engine.graph import Diagram, build_diagram, to_dot, to_mermaid
     from reconciler.errors import (
         ActionError,
+        ApprovalRejected,
+        ApprovalUnavailable,
         Cancelled,
         CheckFailed,
         ChildRunFailed,
@@ -72,6 +74,7 @@ if TYPE_CHECKING:
         SubscribePlugin,
     )
     from reconciler.testing import (
+        ScriptedApprovals,
         TestOutcome,
         arun_workflow,
         mock_registry,
@@ -87,6 +90,8 @@ _HOMES: dict[str, str] = {
     "ActionError": "reconciler.errors",
     "Cancelled": "reconciler.errors",
     "CheckFailed": "reconciler.errors",
+    "ApprovalRejected": "reconciler.errors",
+    "ApprovalUnavailable": "reconciler.errors",
     "ChildRunFailed": "reconciler.errors",
     "CommandFailed": "reconciler.errors",
     "ConfigError": "reconciler.errors",
@@ -131,6 +136,7 @@ _HOMES: dict[str, str] = {
     "__version__": "reconciler.version",
     "action": "reconciler.config.builder",
     "after": "reconciler.config.builder",
+    "ScriptedApprovals": "reconciler.testing",
     "arun_workflow": "reconciler.testing",
     "build_diagram": "reconciler.engine.graph",
     "default": "reconciler.config.builder",
@@ -155,6 +161,8 @@ __all__ = [
     "Action",
     "ActionContext",
     "ActionError",
+    "ApprovalRejected",
+    "ApprovalUnavailable",
     "Cancelled",
     "CheckFailed",
     "ChildRunFailed",
@@ -186,6 +194,7 @@ __all__ = [
     "Response",
     "RetryPolicy",
     "RunInfo",
+    "ScriptedApprovals",
     "SecretExpressionRefused",
     "SecretUnavailable",
     "ShellValueRefused",

@@ -27,6 +27,8 @@ public contract: renaming one breaks users' workflows.
         ├── SecretUnavailable       a secret reference could not be resolved     (retryable)
         ├── CheckFailed             a pre/during/post check did not pass
         ├── ChildRunFailed          a ``workflow.run`` child ended in failure
+        ├── ApprovalRejected        a person rejected the run at an ``approval`` gate
+        ├── ApprovalUnavailable     nobody can approve here (a one-shot command, no daemon)
         ├── TooManyFailures         more ``foreach`` items failed than ``tolerate`` allows
         └── PluginError             base for a plugin's own named errors
             ├── Conflict            the target exists in another shape
@@ -231,6 +233,20 @@ class TooManyFailures(ActionError):
     retryable = False
 
 
+class ApprovalRejected(ActionError):
+    """Someone rejected the run at an ``approval`` gate. ``details`` holds who (the API token's
+    name) and their comment; route it with ``on: [ApprovalRejected]`` like any other outcome."""
+
+    retryable = False
+
+
+class ApprovalUnavailable(ActionError):
+    """A run reached an ``approval`` gate where nobody can decide: a one-shot ``reconciler
+    apply``, or an engine built without an approval desk. Only the daemon takes approvals."""
+
+    retryable = False
+
+
 class PluginError(ActionError):
     retryable = False
 
@@ -283,6 +299,8 @@ BUILTIN_ERROR_NAMES: frozenset[str] = frozenset(
             CheckFailed,
             ChildRunFailed,
             TooManyFailures,
+            ApprovalRejected,
+            ApprovalUnavailable,
             PluginError,
             Conflict,
             NotFound,

@@ -26,7 +26,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from reconciler import errors
+from reconciler.clock import utcnow
 from reconciler.config.models import MockError, Workflow, WorkflowTest
+from reconciler.engine.approvals import ApprovalDecision, ApprovalRequest
 from reconciler.engine.drift import diff_subset
 from reconciler.engine.journal import MemoryJournal
 from reconciler.engine.runner import Engine, Observation, RunResult
@@ -205,11 +207,35 @@ async def _no_wait(_seconds: float) -> None:
     await asyncio.sleep(0)
 
 
+TEST_APPROVER = "test"
+"""The name the decisions of :class:`ScriptedApprovals` are given by."""
+
+
+class ScriptedApprovals:
+    """An approval desk that answers from a script: each gate a run reaches gets the next
+    ``"approve"`` or ``"reject"``; once the script is used up a gate waits (its ``after``
+    or the state's timeout decides), as a gate nobody answers does in the daemon."""
+
+    def __init__(self, verdicts: Iterable[str] = ()) -> None:
+        self._verdicts = list(verdicts)
+        self.asked: list[ApprovalRequest] = []
+
+    async def decision(self, request: ApprovalRequest) -> ApprovalDecision:
+        self.asked.append(request)
+        if not self._verdicts:
+            await asyncio.Event().wait()
+        verdict = self._verdicts.pop(0)
+        return ApprovalDecision(
+            approved=verdict == "approve", by=TEST_APPROVER, comment="", at=utcnow()
+        )
+
+
 def _engine(
     registry: PluginRegistry,
     *,
     workflows: Mapping[str, Workflow] | None,
     secrets: Mapping[str, str] | None = None,
+    approvals: Iterable[str] = (),
 ) -> Engine:
     return Engine(
         registry,
@@ -217,6 +243,7 @@ def _engine(
         workflows=workflows,
         secrets=StaticResolver(secrets, default=TEST_SECRET),
         retry_sleep=_no_wait,
+        approvals=ScriptedApprovals(approvals),
     )
 
 
@@ -256,7 +283,7 @@ async def run_inline_test(
         assert outcome.passed, outcome.failures
     """
     mocked = mock_registry(registry, test.mocks, test_name=test.name)
-    engine = _engine(mocked, workflows=workflows)
+    engine = _engine(mocked, workflows=workflows, approvals=test.approvals)
     inputs = dict(test.inputs)
     observation = await engine.observe(workflow, inputs=inputs)
     result: RunResult | None = None
@@ -305,12 +332,14 @@ async def arun_workflow(
     registry: PluginRegistry | None = None,
     workflows: Mapping[str, Workflow] | None = None,
     secrets: Mapping[str, str] | None = None,
+    approvals: Iterable[str] = (),
 ) -> RunResult:
     """Observe (if the workflow has a probe) then run ``workflow`` once; the async form.
 
     With ``mocks`` every plugin call is served by the mocks (un-mocked plugins fail); without,
     the real plugins of ``registry`` (default: every installed plugin) run. Secrets resolve to
-    ``secrets[name]`` or ``test-secret-<name>``.
+    ``secrets[name]`` or ``test-secret-<name>``. ``approvals`` are the decisions (``"approve"``
+    or ``"reject"``) the run's approval gates get, in order (see :class:`ScriptedApprovals`).
 
     Example (pytest-asyncio)::
 
@@ -320,7 +349,7 @@ async def arun_workflow(
     """
     base = registry if registry is not None else PluginRegistry.discover()
     effective = mock_registry(base, mocks, test_name=workflow.name) if mocks is not None else base
-    engine = _engine(effective, workflows=workflows, secrets=secrets)
+    engine = _engine(effective, workflows=workflows, secrets=secrets, approvals=approvals)
     observation = await engine.observe(workflow, inputs=inputs)
     return await engine.run(workflow, reason="test", observed=observation.observed, inputs=inputs)
 
@@ -333,6 +362,7 @@ def run_workflow(
     registry: PluginRegistry | None = None,
     workflows: Mapping[str, Workflow] | None = None,
     secrets: Mapping[str, str] | None = None,
+    approvals: Iterable[str] = (),
 ) -> RunResult:
     """:func:`arun_workflow` for plain (synchronous) tests: runs to completion, returns the result.
 
@@ -361,6 +391,7 @@ def run_workflow(
             registry=registry,
             workflows=workflows,
             secrets=secrets,
+            approvals=approvals,
         )
     )
 
@@ -369,6 +400,7 @@ __all__ = [
     "TEST_SECRET",
     "AnyRequest",
     "MockRegistry",
+    "ScriptedApprovals",
     "TestOutcome",
     "arun_workflow",
     "error_class",

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.config.models import Workflow
 from reconciler.config.snapshot import Problem
+from reconciler.engine.approvals import PendingApproval
 from reconciler.engine.graph import short_duration, state_detail
 from reconciler.engine.journal import (
     JOURNAL_ENTRIES,
@@ -208,11 +209,65 @@ class JournalEntryOut(_Out):
         return cls.model_validate(JOURNAL_ENTRIES.dump_python(entry, exclude={"run_id"}))
 
 
+class ApprovalOut(_Out):
+    """An approval a run waits for: where, what is asked, who may decide, and why the run
+    started (the planner's message and field diff, so the approver sees what will change)."""
+
+    state: str = Field(description="The state the run waits in.")
+    message: str = Field(description="What the approver is asked (rendered, redacted).")
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="Token names that may decide; empty means any token with `operate`.",
+    )
+    separate_requester: bool = Field(
+        False, description="Whether the token whose sync started the run is refused."
+    )
+    requested_at: datetime
+    why: str = Field("", description="Why the run started, as the daemon decided it.")
+    diff: Any = Field(None, description="The field diff that made the run start, if any.")
+
+    @classmethod
+    def of(cls, pending: PendingApproval, entries: list[JournalEntry]) -> ApprovalOut:
+        started = next((e for e in entries if e.kind is EventKind.RUN_STARTED), None)
+        plan = started.detail.get("plan") if started is not None else None
+        plan = plan if isinstance(plan, dict) else {}
+        return cls(
+            state=pending.state,
+            message=pending.message,
+            approvers=list(pending.approvers),
+            separate_requester=pending.separate_requester,
+            requested_at=pending.requested_at,
+            why=str(plan.get("message") or ""),
+            diff=plan.get("diff"),
+        )
+
+
 class RunDetail(RunSummary):
     """A run with its outputs and its whole transition journal."""
 
     outputs: dict[str, Any] = Field(default_factory=dict)
     journal: list[JournalEntryOut] = Field(default_factory=list)
+    approval: ApprovalOut | None = Field(
+        None, description="The approval the run waits for, when it waits for one."
+    )
+
+
+class WaitingRun(RunSummary):
+    """A run in progress that waits at an approval gate."""
+
+    approval: ApprovalOut
+
+
+class ApprovalList(_Out):
+    runs: list[WaitingRun]
+
+
+class ApprovalBody(BaseModel):
+    """The body of an approve or reject: an optional comment, kept in the run's journal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field("", max_length=2000, description="Why, in a sentence; journaled.")
 
 
 class RunList(_Out):
@@ -223,7 +278,7 @@ class RunList(_Out):
 
 
 class Accepted(_Out):
-    """The answer to sync, suspend, resume and cancel."""
+    """The answer to sync, suspend, resume, cancel, approve and reject."""
 
     message: str
     workflow: str | None = None

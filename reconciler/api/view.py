@@ -15,13 +15,14 @@ from datetime import datetime
 from typing import Protocol
 
 from reconciler.config.snapshot import LoadedWorkflow, Problem
+from reconciler.daemon.approvals import Refusal
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine.journal import JournalEntry, RunRecord
 from reconciler.status import WorkflowStatusRecord
 
 
 class DaemonView(Protocol):
-    """A read-only window onto one running daemon, plus the five things the API may ask of it.
+    """A read-only window onto one running daemon, plus the things the API may ask of it.
 
     Reads reflect the daemon at the moment of the call (the current snapshot, the runs in
     progress in this process, the store); nothing returned is shared with the daemon for writing.
@@ -127,9 +128,21 @@ class DaemonView(Protocol):
         """Undo a suspend and check ``name`` now; False for an unknown name."""
         ...
 
+    async def unfinished_runs(self) -> list[RunRecord]:
+        """The runs the store marks running, on any replica."""
+        ...
+
     async def cancel(self, run_id: str, *, requested_by: str) -> bool:
         """Cancel run ``run_id`` wherever it is in progress (recorded in the store before it
         returns; the replica holding the run applies it); False when it is not in progress."""
+        ...
+
+    async def decide(
+        self, run_id: str, *, approved: bool, comment: str, requested_by: str
+    ) -> Refusal | None:
+        """Approve or reject run ``run_id`` waiting at an approval gate (recorded in the store
+        before it returns; the run takes it wherever it waits). ``None`` when recorded, else
+        why not (the run is not waiting, the token may not decide, ...)."""
         ...
 
     # -- the source ------------------------------------------------------------------------------

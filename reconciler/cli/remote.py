@@ -1,4 +1,5 @@
-"""``reconciler status|runs|sync|suspend|resume|cancel``: the daemon's HTTP API from a terminal.
+"""``reconciler status|runs|sync|suspend|resume|cancel|approve|approvals``: the daemon's HTTP
+API from a terminal.
 
 These commands talk to a running ``reconciler run`` over its API (:mod:`reconciler.api.app`)
 with httpx; they never open the store themselves. Responses are parsed with the API's own
@@ -34,6 +35,8 @@ from rich.table import Table
 
 from reconciler.api.models import (
     Accepted,
+    ApprovalList,
+    ApprovalOut,
     ErrorResponse,
     JournalEntryOut,
     RunDetail,
@@ -47,7 +50,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.status import Health
 from reconciler.types import format_duration, parse_duration
 
-__all__ = ["RemoteError", "call"]
+__all__ = ["RemoteError", "call", "mutate"]
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 TIMEOUT_SECONDS = 10.0
@@ -104,13 +107,15 @@ async def call(
     *,
     token: str | None = None,
     params: dict[str, Any] | None = None,
+    body: Any = None,
 ) -> httpx.Response:
-    """One request to the API; :class:`RemoteError` with a one-line message on any failure."""
+    """One request to the API (``body``, when given, sent as JSON); :class:`RemoteError` with a
+    one-line message on any failure."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     base = server.rstrip("/")
     try:
         async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT_SECONDS) as client:
-            response = await client.request(method, path, headers=headers, params=params)
+            response = await client.request(method, path, headers=headers, params=params, json=body)
     except httpx.InvalidURL:
         raise RemoteError(f"--server {server!r} is not a URL") from None
     except httpx.UnsupportedProtocol:
@@ -396,6 +401,8 @@ def _run_detail(run: RunDetail) -> None:
         console.print(f"cancelled by {escape(run.cancelled_by)}", highlight=False)
     if run.error:
         console.print(f"[red]error:[/red] {escape(run.error)}", highlight=False)
+    if run.approval is not None:
+        _print_approval(run.approval)
     table = Table(title="journal")
     for column in ("SEQ", "AT", "EVENT", "STATE", "TO", "OUTCOME"):
         table.add_column(column)
@@ -449,7 +456,7 @@ def _print_failure(entry: JournalEntryOut) -> None:
 # -- mutations --------------------------------------------------------------------------------
 
 
-def _mutate(
+def mutate(
     what: str,
     path: str,
     *,
@@ -457,7 +464,10 @@ def _mutate(
     token: str | None,
     token_file: Path | None,
     output: OutputFormat,
+    body: Any = None,
 ) -> None:
+    """POST to ``path`` (with ``body`` as JSON, when given) and print the daemon's answer."""
+
     async def post() -> None:
         secret = _token(token, token_file)
         if secret is None:
@@ -465,7 +475,7 @@ def _mutate(
                 f"{what} needs the daemon's API token: pass --token-file, set "
                 "RECONCILER_API_TOKEN or pass --token"
             )
-        response = await call(server, "POST", path, token=secret)
+        response = await call(server, "POST", path, token=secret, body=body)
         if output is OutputFormat.json:
             _print_json(response.json())
         else:
@@ -484,7 +494,7 @@ def _mutation(verb: str, *, resource: str, about: str, argument: str) -> None:
         token_file: TokenFileOption = None,
         output: OutputFormat = OutputOption,
     ) -> None:
-        _mutate(
+        mutate(
             verb,
             f"/api/v1/{resource}/{quote(name, safe='')}/{verb}",
             server=server,
@@ -561,7 +571,7 @@ def sync(
     """
     path = f"/api/v1/workflows/{quote(name, safe='')}/sync"
     if not wait:
-        _mutate("sync", path, server=server, token=token, token_file=token_file, output=output)
+        mutate("sync", path, server=server, token=token, token_file=token_file, output=output)
         return
     run = _run(_sync_and_wait(name, path, server, _token_or_fail(token, token_file), timeout))
     if output is OutputFormat.json:
@@ -648,3 +658,94 @@ _mutation(
     about="Cancel a run in progress (the workflow backs off as after a failure).",
     argument="The run to cancel: its id or a unique prefix (4+ characters).",
 )
+
+
+# -- approvals --------------------------------------------------------------------------------
+
+
+@app.command()
+def approve(
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN_ID",
+            help="The run waiting for approval: its id or a unique prefix (4+ characters).",
+        ),
+    ],
+    reject: Annotated[
+        bool, typer.Option("--reject", help="Reject the run instead of approving it.")
+    ] = False,
+    comment: Annotated[
+        str,
+        typer.Option("--comment", "-m", metavar="TEXT", help="Why, in a sentence; journaled."),
+    ] = "",
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Approve (or --reject) a run waiting at an approval gate.
+
+    The journal records the token's name, the time and the comment.
+    `reconciler approvals` lists the runs waiting.
+    """
+    verb = "reject" if reject else "approve"
+    mutate(
+        verb,
+        f"/api/v1/runs/{quote(run_id, safe='')}/{verb}",
+        server=server,
+        token=token,
+        token_file=token_file,
+        output=output,
+        body={"comment": comment},
+    )
+
+
+@app.command()
+def approvals(
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """List the runs waiting for an approval, oldest request first."""
+
+    async def fetch() -> None:
+        listing, raw = await _get(
+            server, "/api/v1/approvals", ApprovalList, token=_token(token, token_file)
+        )
+        if output is OutputFormat.json:
+            _print_json(raw)
+            return
+        table = Table()
+        for column in ("RUN", "WORKFLOW", "STATE", "WAITING SINCE", "APPROVERS", "QUESTION"):
+            table.add_column(column)
+        for run in listing.runs:
+            approval = run.approval
+            table.add_row(
+                run.id[:8],
+                escape(run.workflow),
+                escape(approval.state),
+                _when(approval.requested_at),
+                escape(", ".join(approval.approvers) or "any operator"),
+                escape(approval.message),
+            )
+        console.print(table)
+        if not listing.runs:
+            console.print("no run is waiting for approval")
+
+    _run(fetch())
+
+
+def _print_approval(approval: ApprovalOut) -> None:
+    """The approval a run waits for, in the run's detail."""
+    who = ", ".join(approval.approvers) or "any token with the operate role"
+    console.print(
+        f"[yellow]waiting for approval[/yellow] in state [bold]{escape(approval.state)}[/bold] "
+        f"since {_when(approval.requested_at)} (may decide: {escape(who)})",
+        highlight=False,
+    )
+    if approval.message:
+        console.print(f"  {escape(approval.message)}", highlight=False)
+    if approval.why:
+        console.print(f"  started because: {escape(approval.why)}", highlight=False)

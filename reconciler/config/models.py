@@ -78,15 +78,44 @@ class Subscribe(Model):
     match: CelExpr | None = Field(None, description="CEL over `message`; absent means any message.")
 
 
-ConditionKind = Literal["on", "when", "after", "poll", "subscribe", "default"]
+class Approval(Model):
+    """Wait for a person to approve or reject the run (through the API, the CLI or the page).
+
+    An approval races the state's other ``after``/``poll``/``subscribe`` conditions and its
+    timeout: an approval takes this transition, a rejection fails the state with
+    ``ApprovalRejected`` (route it with ``on:``), and whichever fires first wins.
+    """
+
+    message: str = Field(
+        "",
+        max_length=2000,
+        description="What the approver is asked; may embed ${{ CEL }} over inputs and outputs.",
+    )
+    approvers: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list,
+        description=(
+            "Names of the API tokens that may decide; empty means any token with the "
+            "`operate` role or above."
+        ),
+    )
+    separate_requester: bool = Field(
+        False,
+        description=(
+            "Refuse a decision from the token whose manual sync started the run "
+            "(the four-eyes principle)."
+        ),
+    )
+
+
+ConditionKind = Literal["on", "when", "after", "poll", "subscribe", "approval", "default"]
 
 
 class Transition(Model):
     """A way out of a state. A transition with only ``to`` is the default branch.
 
     Transitions with ``on`` are decided by how the state's actions ended; ``when`` transitions are
-    choices evaluated in order after the actions succeeded; ``after``, ``poll`` and
-    ``subscribe`` race each other and the first to fire wins.
+    choices evaluated in order after the actions succeeded; ``after``, ``poll``, ``subscribe``
+    and ``approval`` race each other and the first to fire wins.
     """
 
     to: str = Field(description="Target state.")
@@ -100,6 +129,9 @@ class Transition(Model):
     )
     poll: Poll | None = None
     subscribe: Subscribe | None = None
+    approval: Approval | None = Field(
+        None, description="Fires when a person approves the run; a rejection fails the state."
+    )
 
     @field_validator("on", mode="before")
     @classmethod
@@ -108,19 +140,20 @@ class Transition(Model):
 
     @model_validator(mode="after")
     def _one_condition(self) -> Transition:
-        given = [
-            k for k in ("on", "when", "after", "poll", "subscribe") if getattr(self, k) is not None
-        ]
+        given = [k for k in _CONDITIONS if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(f"a transition has one condition, found {', '.join(given)}")
         return self
 
     @property
     def kind(self) -> ConditionKind:
-        for k in ("on", "when", "after", "poll", "subscribe"):
+        for k in _CONDITIONS:
             if getattr(self, k) is not None:
                 return k
         return "default"
+
+
+_CONDITIONS: tuple[ConditionKind, ...] = ("on", "when", "after", "poll", "subscribe", "approval")
 
 
 class ForEach(Model):
@@ -202,6 +235,8 @@ class State(Model):
             raise ValueError("a state has either `do` or `foreach`, not both")
         if self.end is None and not self.transitions:
             raise ValueError("a state needs transitions (or `next`), or `end: success|failure`")
+        if sum(t.approval is not None for t in self.transitions) > 1:
+            raise ValueError("a state waits for one approval at most")
         return self
 
     @property
@@ -296,6 +331,13 @@ class WorkflowTest(Model):
     mocks: dict[str, list[dict[str, Any] | MockError]] = Field(
         default_factory=dict,
         description="Per plugin, the responses its successive calls return (or errors raised).",
+    )
+    approvals: list[Literal["approve", "reject"]] = Field(
+        default_factory=list,
+        description=(
+            "Decisions given, in order, to the approval gates the run reaches; once they are "
+            "used up a gate waits, so its `after` or the state's timeout fires."
+        ),
     )
     expect: TestExpectation = Field(default_factory=TestExpectation)
 

@@ -426,6 +426,10 @@ def _templated_values(wf: Workflow, sites: list[_ActionSite]) -> Iterator[tuple[
             ):
                 if isinstance(leaf, str) and "${{" in leaf:
                     yield loc, leaf, False
+        for j, tr in enumerate(state.transitions):
+            if tr.approval is not None and "${{" in tr.approval.message:
+                loc = ("spec", "states", name, "transitions", j, "approval", "message")
+                yield loc, tr.approval.message, False
 
 
 def _check_expressions(

@@ -1,6 +1,6 @@
 """Steering through the store: applying what the API accepted, on whichever replica it concerns.
 
-The API answers a sync, suspend, resume or cancel only once the controller has recorded it in
+The API answers a sync, suspend, resume, cancel or approval only once the controller has recorded it in
 the store's command log (``reconciler/store/commands.py``; a suspend or resume together with the
 status row's ``suspended`` flag). The controller that answered applies it at once
 (:meth:`CommandReader.applied`); every controller — every replica — also reads the log every
@@ -11,6 +11,8 @@ status row's ``suspended`` flag). The controller that answered applies it at onc
   unhandled in the store (the run's start marks it handled), so N replicas run it once;
 - a **suspend/resume** re-reads the workflow's status row, whose ``suspended`` flag is the
   truth, and updates this controller's memory (a resume also queues a check);
+- an **approve** (or reject) is handed to the run it is for when that run waits here (see
+  ``daemon/approvals.py``; a run that starts waiting later reads it from the store itself);
 - a **cancel** is applied by the replica holding the run (only it has the run's task); any
   replica marks it handled once the store says the run is no longer running, so a cancel of a
   run that is waiting to be resumed or taken over (or whose replica was killed before the run
@@ -32,6 +34,7 @@ import asyncio
 
 import structlog
 
+from reconciler.daemon.approvals import ApprovalInbox
 from reconciler.daemon.queue import Reason, WorkQueue
 from reconciler.daemon.runs import RunSupervisor
 from reconciler.daemon.state import DaemonState
@@ -60,10 +63,12 @@ class CommandReader:
         queue: WorkQueue,
         statuses: StatusBook,
         runs: RunSupervisor,
+        approvals: ApprovalInbox,
         metrics: DaemonMetrics,
         interval: float,
     ) -> None:
         self.store = store
+        self.approvals = approvals
         self.state = state
         self.queue = queue
         self.statuses = statuses
@@ -152,6 +157,8 @@ class CommandReader:
         if command.kind is CommandKind.SYNC and command.handled_at is None:
             if self._queue_sync(name):
                 log.info(f"manual sync of workflow {name} requested by {who}", workflow=name)
+        elif command.kind is CommandKind.APPROVE and command.handled_at is None:
+            self.approvals.deliver(command)
         elif command.kind in (CommandKind.SUSPEND, CommandKind.RESUME):
             was = name in self.state.suspended
             self._suspension(name, await self.store.get_status(name))

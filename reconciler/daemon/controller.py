@@ -17,7 +17,8 @@ The daemon is a loop with feedback, not a pipeline (``docs/architecture.md`` dra
   :meth:`Controller.resume` (a daemon-side override kept in the workflow's status row, its
   ``suspended`` flag, so it survives a restart and no replica's status write undoes it) and
   :meth:`Controller.cancel` (the run is journaled ``cancelled`` and the workflow backs off like
-  after a failure). Each is recorded in the store's command log before the seam returns, and
+  after a failure) and :meth:`Controller.decide` (an approval or rejection for a run waiting
+  at an approval gate, :mod:`~reconciler.daemon.approvals`). Each is recorded in the store's command log before the seam returns, and
   applied here at once; every replica reads the log and applies what concerns it
   (:mod:`~reconciler.daemon.commands`). The API reads through
   :class:`~reconciler.daemon.view.ControllerView`.
@@ -46,6 +47,8 @@ import structlog
 
 from reconciler.clock import utcnow
 from reconciler.config.snapshot import Snapshot
+from reconciler.daemon.approvals import ApprovalInbox, Refusal, refusal
+from reconciler.daemon.approvals import payload as approval_payload
 from reconciler.daemon.commands import CommandReader
 from reconciler.daemon.journal import DaemonJournal
 from reconciler.daemon.policy import UNRESTRICTED_PLUGINS_WARNING
@@ -59,6 +62,7 @@ from reconciler.daemon.settings import DaemonSettings
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.statuses import StatusBook
 from reconciler.daemon.target import Target
+from reconciler.engine.approvals import pending_approval
 from reconciler.engine.journal import RunStatus
 from reconciler.engine.runner import Engine
 from reconciler.errors import SourceError
@@ -100,6 +104,8 @@ class Controller:
         self._now = now
         self.journal = DaemonJournal(store)
         self.metrics = DaemonMetrics()
+        self.approvals = ApprovalInbox(store)
+        """Where runs waiting at an approval gate get their decisions (daemon/approvals.py)."""
         self.engine = Engine(
             registry,
             journal=self.metrics.journal(self.journal),
@@ -109,6 +115,7 @@ class Controller:
             else settings.grants(private=source.private_paths()),
             secrets=self.metrics.resolver(secrets),
             expression_cost_limit=settings.expression_cost_limit,
+            approvals=self.approvals,
         )
         self.state = DaemonState()
         self.queue = WorkQueue(
@@ -151,6 +158,7 @@ class Controller:
             queue=self.queue,
             statuses=self.statuses,
             runs=self.runs,
+            approvals=self.approvals,
             metrics=self.metrics,
             interval=settings.command_interval.total_seconds(),
         )
@@ -267,6 +275,45 @@ class Controller:
                 run=run_id,
             )
         return True
+
+    async def decide(
+        self,
+        run_id: str,
+        *,
+        approved: bool,
+        comment: str = "",
+        requested_by: str | None = None,
+    ) -> Refusal | None:
+        """Approve (or reject) run ``run_id`` waiting at an approval gate, wherever it runs:
+        checked (see :func:`~reconciler.daemon.approvals.refusal`), recorded in the store, and
+        handed to the run at once when it waits here (else the replica holding it, or the run
+        when it resumes, reads it). ``None`` when recorded, else why not."""
+        run = await self.store.get_run(run_id)
+        if run is None:
+            return Refusal("not_found", f"no run with id {run_id!r}")
+        who = requested_by or self.leases.owner
+        pending = pending_approval(await self.store.entries(run_id))
+        decided = await self.store.unhandled_commands(CommandKind.APPROVE, target=run_id)
+        refused = refusal(run, pending, who=who, decided=decided)
+        if refused is not None or pending is None:
+            return refused
+        command = await self.store.request(
+            CommandKind.APPROVE,
+            run_id,
+            requested_by=who,
+            payload=approval_payload(approved=approved, comment=comment, pending=pending),
+        )
+        self.commands.seen(command)
+        verdict = "approval" if approved else "rejection"
+        log.info(
+            f"{verdict} of run {short(run_id)} of workflow {run.workflow} in state "
+            f"{pending.state} recorded, by {who}",
+            workflow=run.workflow,
+            run=run_id,
+            requested_by=who,
+        )
+        self.approvals.deliver(command)
+        return None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reconcile until ``stop`` is set, then shut down gracefully (see module docstring).

@@ -463,6 +463,7 @@ class Reconciler:
             observed=observed,
             resume=resume,
             document=None if resume is not None else lw.document,
+            plan=None if resume is not None else {"message": why, "diff": running.diff},
         )
         after = (
             await self._observe(workflow, revision)

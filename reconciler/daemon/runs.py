@@ -90,11 +90,13 @@ class RunSupervisor:
         observed: dict[str, Any] | None = None,
         resume: RunRecord | None = None,
         document: dict[str, Any] | None = None,
+        plan: dict[str, Any] | None = None,
     ) -> RunEnd:
         """Run ``workflow`` (or resume ``resume``) to its end, as a task :meth:`cancel` can stop.
 
         ``document`` (``workflow`` as JSON) is kept with a new run's record, so that the run
-        resumes with this spec should it be interrupted (:meth:`started_with`).
+        resumes with this spec should it be interrupted (:meth:`started_with`); ``plan`` (why
+        it runs: the planner's message and diff) goes into its ``run_started`` entry.
         A cancellation that is not :meth:`cancel`'s (the daemon shutting down) propagates: the
         run's record then stays unfinished, so it resumes on the next start.
         """
@@ -107,6 +109,7 @@ class RunSupervisor:
                 resume=resume,
                 run_id=None if resume is not None else run_id,
                 document=document,
+                plan=plan,
             ),
             name=f"run-{run_id}",
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from reconciler.config.snapshot import LoadedWorkflow, Problem
+from reconciler.daemon.approvals import Refusal
 from reconciler.daemon.controller import Controller
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine.journal import JournalEntry, RunRecord
@@ -23,7 +24,7 @@ from reconciler.status import WorkflowStatusRecord
 
 
 class ControllerView:
-    """Read-only answers about ``controller`` and its four steering seams, for the API."""
+    """Read-only answers about ``controller`` and its steering seams, for the API."""
 
     def __init__(self, controller: Controller) -> None:
         self._controller = controller
@@ -94,6 +95,9 @@ class ControllerView:
     ) -> list[RunRecord]:
         return await self._controller.store.list_runs(workflow, limit=limit, before=before)
 
+    async def unfinished_runs(self) -> list[RunRecord]:
+        return await self._controller.store.unfinished_runs()
+
     async def store_problem(self) -> str | None:
         return await self._controller.store.problem()
 
@@ -110,6 +114,13 @@ class ControllerView:
 
     async def cancel(self, run_id: str, *, requested_by: str) -> bool:
         return await self._controller.cancel(run_id, requested_by=requested_by)
+
+    async def decide(
+        self, run_id: str, *, approved: bool, comment: str, requested_by: str
+    ) -> Refusal | None:
+        return await self._controller.decide(
+            run_id, approved=approved, comment=comment, requested_by=requested_by
+        )
 
     # -- the source ------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from reconciler.config.expressions import (
 )
 from reconciler.config.models import Action
 from reconciler.config.shellquote import render_shell, shell_fields_of
+from reconciler.engine.approvals import ApprovalDesk
 from reconciler.engine.journal import EventKind, Journal, JournalEntry, RunRecord
 from reconciler.engine.retry import effective_policy, retry_delay
 from reconciler.errors import (
@@ -124,8 +125,13 @@ class RunContext:
     """Makes sure a plugin's ``init()`` ran once before its first call (the engine's)."""
     cost_limit: int = DEFAULT_COST_LIMIT
     """Budget of one CEL evaluation (``expression_cost_limit``)."""
+    approvals: ApprovalDesk | None = None
+    """Where ``approval`` conditions get their decisions (``None``: nobody can approve)."""
     changed: bool = False
     seq: int = 0
+    visit: int = 0
+    """The ``seq`` of the run's last ``transition`` entry (0 before the first): entries after it
+    belong to the visit of the current state, across resumptions too."""
     _snapshot: tuple[dict[str, Any], int, tuple[tuple[str, Any], ...], dict[str, Any]] | None = (
         field(default=None, init=False, repr=False)
     )

@@ -1,9 +1,10 @@
-"""How a state is left: ``on`` outcomes, ``when`` choices, and the ``after``/``poll``/``subscribe`` race.
+"""How a state is left: ``on`` outcomes, ``when`` choices, and the race of waiting conditions.
 
 Called by the runner (``engine/runner.py``) once a state's actions are done. Order of decision
 (what ``docs/workflows.md`` promises): an error goes to the first transition whose ``on`` matches it; success goes to the
-first ``on: success``, else the first true ``when``, else the race of every ``after``, ``poll`` and
-``subscribe`` condition (first to fire wins, the others are cancelled), else the default branch.
+first ``on: success``, else the first true ``when``, else the race of every ``after``, ``poll``,
+``subscribe`` and ``approval`` condition (first to fire wins, the others are cancelled), else the
+default branch.
 Poll and subscribe plugin calls go through :class:`reconciler.engine.actions.RunContext`.
 """
 
@@ -19,9 +20,10 @@ from reconciler.config.cost import shape_of
 from reconciler.config.expressions import evaluate_bool, evaluate_bool_async
 from reconciler.config.models import Poll, Subscribe, Transition
 from reconciler.engine.actions import RunContext
+from reconciler.engine.approvals import wait_for_approval
 from reconciler.errors import ActionError, PluginError
 
-RACE_KINDS = frozenset({"after", "poll", "subscribe"})
+RACE_KINDS = frozenset({"after", "poll", "subscribe", "approval"})
 
 
 def match_error(transitions: Sequence[Transition], error: ActionError) -> Transition | None:
@@ -99,7 +101,12 @@ class Exits:
                     success = t
             elif t.when is not None:
                 choices.append(t)
-            elif t.after is not None or t.poll is not None or t.subscribe is not None:
+            elif (
+                t.after is not None
+                or t.poll is not None
+                or t.subscribe is not None
+                or t.approval is not None
+            ):
                 racing.append(t)
             elif default is None:
                 default = t
@@ -164,11 +171,13 @@ async def race(
     entered_at: float,
     deadline: float | None = None,
 ) -> Transition:
-    """Run every ``after``/``poll``/``subscribe`` condition at once; return the first to fire.
+    """Run every ``after``/``poll``/``subscribe``/``approval`` condition at once; return the
+    first to fire.
 
     The losers are cancelled and awaited before this returns (a poll or subscribe plugin sees
     :class:`asyncio.CancelledError`). An :class:`ActionError` raised by a condition (a
-    non-retryable poll failure, a failing subscription, a bad CEL) ends the race with that error.
+    non-retryable poll failure, a failing subscription, a bad CEL, a rejection) ends the race with
+    that error.
     ``after`` counts from ``entered_at``, the moment the state was entered.
     """
     tasks: dict[asyncio.Task[None], Transition] = {}
@@ -179,6 +188,8 @@ async def race(
             coro = _poll(ctx, t.poll, state=state, index=index, deadline=deadline)
         elif t.subscribe is not None:
             coro = _subscribe(ctx, t.subscribe, state=state, index=index)
+        elif t.approval is not None:
+            coro = wait_for_approval(ctx, t.approval, state=state)
         else:
             continue
         tasks[asyncio.create_task(coro, name=f"{state}:{t.kind}:{index}")] = t

@@ -15,7 +15,7 @@ What callers may rely on:
   at before it is fixed;
 * every transition is an edge labelled with its condition, in the words the YAML uses:
   ``success``, ``error``, ``Conflict, Timeout`` (``on:`` names), ``when <CEL>``, ``after 10m``,
-  ``poll <plugin> until <CEL>``, ``subscribe <plugin> match <CEL>``, ``default``;
+  ``poll <plugin> until <CEL>``, ``subscribe <plugin> match <CEL>``, ``approval``, ``default``;
 * ``current`` (the state a run is in) is highlighted and ``visited`` (the states a run went
   through, in order) are styled; names that are not states of the workflow are ignored, because a
   run of an older revision may have visited states that no longer exist;
@@ -109,6 +109,8 @@ def transition_label(transition: Transition) -> str:
         sub = transition.subscribe
         match = f" match {_one_line(sub.match)}" if sub.match else ""
         return f"subscribe {sub.plugin}{match}"
+    if kind == "approval":
+        return "approval"
     return "default"
 
 
@@ -116,7 +118,7 @@ def _edge_kind(transition: Transition) -> EdgeKind:
     kind = transition.kind
     if kind == "on":
         return "success" if transition.on == ["success"] else "error"
-    if kind in ("after", "poll", "subscribe"):
+    if kind in ("after", "poll", "subscribe", "approval"):
         return "race"
     if kind == "when":
         return "when"

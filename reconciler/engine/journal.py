@@ -44,6 +44,8 @@ class EventKind(StrEnum):
     STATE_ENTERED = "state_entered"
     ACTION = "action"
     TRANSITION = "transition"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_DECIDED = "approval_decided"
     RUN_FINISHED = "run_finished"
 
 

@@ -156,6 +156,7 @@ async def walk(
                 detail=detail,
             )
         )
+        ctx.visit = ctx.seq
         if narrate:
             logger.info("transition", state=name, to=transition.to, condition=condition)
         last_error = error

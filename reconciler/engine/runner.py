@@ -42,6 +42,7 @@ from reconciler.config.expressions import (
 )
 from reconciler.config.models import Workflow
 from reconciler.engine.actions import RunContext
+from reconciler.engine.approvals import ApprovalDesk
 from reconciler.engine.checks import during_checks_loop, run_checks
 from reconciler.engine.drift import FieldDiff, diff_subset
 from reconciler.engine.journal import (
@@ -123,7 +124,9 @@ class Engine:
     the event loop); ``rng`` drives retry jitter; ``retry_sleep`` spends the waits between
     retries (``asyncio.sleep`` by default; the test harness passes one that does not wait);
     ``expression_cost_limit`` is the budget of one CEL evaluation (the daemon's setting of that
-    name): an expression estimated over it fails with ``ExpressionBudgetExceeded``.
+    name): an expression estimated over it fails with ``ExpressionBudgetExceeded``;
+    ``approvals`` is where ``approval`` conditions wait for decisions (without one they fail
+    with ``ApprovalUnavailable``).
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class Engine:
         rng: random.Random | None = None,
         retry_sleep: Callable[[float], Awaitable[None]] | None = None,
         expression_cost_limit: int = DEFAULT_COST_LIMIT,
+        approvals: ApprovalDesk | None = None,
     ) -> None:
         self.registry = registry
         self.journal = journal
@@ -152,6 +156,7 @@ class Engine:
         self.rng = rng if rng is not None else random.Random()
         self.retry_sleep = retry_sleep if retry_sleep is not None else asyncio.sleep
         self.expression_cost_limit = expression_cost_limit
+        self.approvals = approvals
         self._ready: dict[int, Plugin[Any, Any]] = {}
         self._init_locks: dict[int, asyncio.Lock] = {}
 
@@ -193,6 +198,7 @@ class Engine:
             sleep=self.retry_sleep,
             ready=self._ensure_ready,
             cost_limit=self.expression_cost_limit,
+            approvals=self.approvals,
         )
 
     async def _ensure_ready(self, plugin: Plugin[Any, Any]) -> None:
@@ -308,13 +314,16 @@ class Engine:
         run_id: str | None = None,
         inputs: Mapping[str, Any] | None = None,
         document: dict[str, Any] | None = None,
+        plan: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Run ``workflow``'s machine to an end state and return how it ended.
 
         ``observed`` is the last observation (the ``observed`` CEL variable); ``inputs`` are
         merged over ``spec.inputs``; ``document`` is kept with a new run's record
         (:attr:`RunRecord.document`: ``workflow`` as JSON, which the caller already has), so
-        that whoever resumes the run can resume it with the same spec.
+        that whoever resumes the run can resume it with the same spec. ``plan`` is what made
+        the caller start the run (the daemon's planner message and field diff), kept in the
+        ``run_started`` entry (redacted) for whoever is asked to approve the run.
 
         ``resume`` re-enters ``resume.current_state`` of an interrupted run with its outputs and
         the same run id (and so the same idempotency keys); ``workflow`` should then be the spec
@@ -337,6 +346,7 @@ class Engine:
             run_id=run_id,
             inputs=inputs,
             document=document,
+            plan=plan,
         )
 
     async def _run(
@@ -351,6 +361,7 @@ class Engine:
         run_id: str | None,
         inputs: Mapping[str, Any] | None,
         document: dict[str, Any] | None = None,
+        plan: Mapping[str, Any] | None = None,
         inherited: Iterable[str] = (),
         depth: int = 0,
     ) -> RunResult:
@@ -377,7 +388,7 @@ class Engine:
         ctx.run_child = self._child_runner(ctx, depth)
         flow = Flow(task=asyncio.current_task())
         entered_at = await self._open(
-            ctx, resume=resume, reason=reason, revision=revision, parent_id=parent_id
+            ctx, resume=resume, reason=reason, revision=revision, parent_id=parent_id, plan=plan
         )
         error: ActionError | None = None
         try:
@@ -421,6 +432,7 @@ class Engine:
         reason: str,
         revision: str,
         parent_id: str | None,
+        plan: Mapping[str, Any] | None = None,
     ) -> datetime | None:
         """Journal the run's start (``run_started``) or its resumption (``run_resumed``, the run
         carrying on after its last entry, with the outputs it had). For a resumption, returns
@@ -432,6 +444,7 @@ class Engine:
             ctx.outputs = dict(record.outputs)
             entries = await self.journal.entries(record.id)
             ctx.seq = max((e.seq for e in entries), default=0)
+            ctx.visit = max((e.seq for e in entries if e.kind == EventKind.TRANSITION), default=0)
             entered = entered_at(entries, record.current_state)
             await ctx.write(
                 EventKind.RUN_RESUMED,
@@ -440,10 +453,10 @@ class Engine:
             )
         else:
             await self.journal.run_started(record)
-            await ctx.write(
-                EventKind.RUN_STARTED,
-                detail={"reason": reason, "revision": revision, "parentId": parent_id},
-            )
+            detail: dict[str, Any] = {"reason": reason, "revision": revision, "parentId": parent_id}
+            if plan:
+                detail["plan"] = copy_data(dict(plan))
+            await ctx.write(EventKind.RUN_STARTED, detail=detail)
         ctx.logger.info("run started", reason=reason, resumed=resume is not None)
         return entered
 

@@ -159,6 +159,11 @@ RUNS_IN_PROGRESS = Gauge(
     "Runs started (or resumed) and not finished yet.",
     registry=REGISTRY,
 )
+RUNS_AWAITING_APPROVAL = Gauge(
+    "reconciler_runs_awaiting_approval",
+    "Runs in this process waiting at an approval gate for someone to approve or reject them.",
+    registry=REGISTRY,
+)
 SNAPSHOT_INFO = Gauge(
     "reconciler_snapshot_info",
     "Always 1; the revision label names the revision the daemon currently works from.",

@@ -24,7 +24,7 @@ from tests.support.daemon import DaemonProcess, running
 from tests.support.net import free_port
 from tests.support.repos import SigningKey, allowed_signers, commit, signed_commit
 from tests.support.waiting import until
-from tests.support.workflows import file_workflow, put
+from tests.support.workflows import file_workflow, gated_workflow, put
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -410,3 +410,35 @@ def test_the_source_banner_gives_gits_message_without_the_urls_password(
         save_screenshot(page, tmp_path, "page-source-never-fetched.png")
         assert password not in page.content()
         assert password not in process.log_text()
+
+
+def test_a_run_waiting_for_approval_is_approved_on_the_page_with_a_comment(
+    tmp_path: Path, repo: Path, chromium: object
+) -> None:
+    out = tmp_path / "gate.txt"
+    put(repo, gated_workflow("gate", out, "opened", message="Open the gate at ${{ inputs.path }}?"))
+    commit(repo, "a gated workflow")
+    with serving(tmp_path, repo) as (base, process):
+        page = chromium.new_page(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+        page.goto(base + "/")
+        card = page.locator("article.approval")
+        card.wait_for(timeout=30_000)
+        assert f"Open the gate at {out}?" in card.inner_text()
+        assert "may decide: any operator" in card.inner_text()
+        save_screenshot(page, tmp_path, "page-approval.png")
+
+        page.fill("#token", TOKEN)
+        page.dispatch_event("#token", "change")
+        card.locator("textarea").fill("looked at the diff")
+        card.locator("button.approve").click()
+        page.wait_for_function(
+            "() => document.querySelector('#approval-box').hidden", timeout=20_000
+        )
+        until(lambda: process.alive() and out.exists(), 30, "the approved run to write its file")
+        page.locator('#workflows tr[data-workflow="gate"]').click()
+        page.wait_for_function(
+            "() => document.querySelector('#journal-title').innerText"
+            ".includes('approved by default')",
+            timeout=20_000,
+        )
+        assert "looked at the diff" in page.locator("#journal").inner_text()

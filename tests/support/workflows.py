@@ -1,5 +1,7 @@
 """Workflow documents for tests: the workflow that writes one file, built in one place.
 
+:func:`gated_workflow` is the same workflow behind an approval gate.
+
 Most tests of the daemon, its API, the CLI and the sources need *some* workflow whose effect shows
 on disk; :func:`file_workflow` is that workflow (one ``file.write`` action, ``inputs.path`` and
 ``inputs.content``), and :func:`file_workflow_yaml` its text. With ``keep=True`` it also observes
@@ -55,6 +57,43 @@ def file_workflow(
         "failed": {"end": "failure"},
     }
     return {"apiVersion": "reconciler/v1", "kind": "Workflow", "metadata": metadata, "spec": spec}
+
+
+def gated_workflow(
+    name: str,
+    path: Path | str,
+    content: str,
+    *,
+    message: str = "Write ${{ inputs.content }} to ${{ inputs.path }}?",
+    approvers: tuple[str, ...] = (),
+    separate_requester: bool = False,
+    wait: str = "1h",
+    interval: str | None = "1h",
+) -> dict[str, Any]:
+    """:func:`file_workflow` behind an approval gate: state ``ask`` waits for an approval
+    (``approvers``/``separate_requester`` as given) for at most ``wait``, then writes the file;
+    a rejection ends in ``rejected``, a wait that runs out in ``expired`` (both failures)."""
+    document = file_workflow(name, path, content, interval=interval)
+    spec = document["spec"]
+    approval: dict[str, Any] = {"message": message}
+    if approvers:
+        approval["approvers"] = list(approvers)
+    if separate_requester:
+        approval["separateRequester"] = True
+    spec["start"] = "ask"
+    spec["states"] = {
+        "ask": {
+            "transitions": [
+                {"to": "write", "approval": approval},
+                {"to": "expired", "after": wait},
+                {"to": "rejected", "on": "ApprovalRejected"},
+            ]
+        },
+        **spec["states"],
+        "rejected": {"end": "failure"},
+        "expired": {"end": "failure"},
+    }
+    return document
 
 
 def to_yaml(document: Mapping[str, Any]) -> str:

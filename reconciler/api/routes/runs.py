@@ -1,4 +1,5 @@
-"""``/api/v1/runs``: runs newest first, one run with its journal, and cancelling a run.
+"""``/api/v1/runs``: runs newest first, one run with its journal, cancelling, approving and
+rejecting a run, and ``/api/v1/approvals``: the runs waiting at an approval gate.
 
 Called by: :func:`reconciler.api.app.create_app`. Calls: the :class:`~reconciler.api.view.DaemonView`
 (the store's runs and journal, ``cancel``, which reaches the run on whichever replica holds it).
@@ -15,9 +16,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from reconciler.api.auth import ApiError, requested_by
-from reconciler.api.models import Accepted, JournalEntryOut, RunDetail, RunList, RunSummary
+from reconciler.api.models import (
+    Accepted,
+    ApprovalBody,
+    ApprovalList,
+    ApprovalOut,
+    ErrorResponse,
+    JournalEntryOut,
+    RunDetail,
+    RunList,
+    RunSummary,
+    WaitingRun,
+)
 from reconciler.api.routes import CONFLICT
 from reconciler.api.view import DaemonView
+from reconciler.engine.approvals import pending_approval
 from reconciler.engine.journal import RunRecord, RunStatus
 
 MIN_PREFIX = 4
@@ -26,6 +39,13 @@ would match too many runs to be of use."""
 SHOWN_CANDIDATES = 5
 """How many of the runs an ambiguous prefix matches its error names."""
 _HEX = frozenset("0123456789abcdef")
+_REFUSAL_STATUS = {
+    "not_found": 404,
+    "not_an_approver": 403,
+    "requester_cannot_approve": 403,
+}
+"""The HTTP status of a refused approval by its code; the others (the run is not waiting, it
+was decided already) are 409 conflicts."""
 
 
 def is_id_prefix(text: str) -> bool:
@@ -43,7 +63,7 @@ def ambiguous_message(prefix: str, found: list[str]) -> str:
 
 def runs_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> APIRouter:
     """The run routes of the daemon behind ``view``; ``read`` and ``write`` are the auth
-    dependencies of reads and of the cancel."""
+    dependencies of reads and of the cancel, approve and reject."""
     router = APIRouter()
 
     async def run_or_404(run_id: str) -> RunRecord:
@@ -91,11 +111,71 @@ def runs_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> APIRo
     async def get_run(run_id: str) -> RunDetail:
         run = await run_or_404(run_id)
         entries = await view.entries(run.id)
+        pending = pending_approval(entries) if run.status is RunStatus.RUNNING else None
         return RunDetail(
             **RunSummary.of(run).model_dump(),
             outputs=run.outputs,
             journal=[JournalEntryOut.of(e) for e in entries],
+            approval=ApprovalOut.of(pending, entries) if pending is not None else None,
         )
+
+    @router.get(
+        "/api/v1/approvals",
+        response_model=ApprovalList,
+        dependencies=read,
+        tags=["runs"],
+        summary="Runs waiting for an approval, oldest request first",
+    )
+    async def list_approvals() -> ApprovalList:
+        waiting: list[WaitingRun] = []
+        for run in await view.unfinished_runs():
+            entries = await view.entries(run.id)
+            pending = pending_approval(entries)
+            if pending is not None:
+                approval = ApprovalOut.of(pending, entries)
+                waiting.append(WaitingRun(**RunSummary.of(run).model_dump(), approval=approval))
+        waiting.sort(key=lambda w: w.approval.requested_at)
+        return ApprovalList(runs=waiting)
+
+    async def decide(run_id: str, request: Request, *, approved: bool, comment: str) -> Accepted:
+        run = await run_or_404(run_id)
+        refused = await view.decide(
+            run.id, approved=approved, comment=comment, requested_by=requested_by(request)
+        )
+        if refused is not None:
+            raise ApiError(_REFUSAL_STATUS.get(refused.code, 409), refused.code, refused.message)
+        verdict = "approval" if approved else "rejection"
+        return Accepted(
+            message=f"{verdict} of run {run.id} of workflow {run.workflow} recorded",
+            workflow=run.workflow,
+            run_id=run.id,
+        )
+
+    @router.post(
+        "/api/v1/runs/{run_id}/approve",
+        response_model=Accepted,
+        status_code=202,
+        dependencies=write,
+        tags=["steering"],
+        summary="Approve a run waiting at an approval gate",
+        responses={**CONFLICT, 403: {"model": ErrorResponse}},
+    )
+    async def approve(run_id: str, request: Request, body: ApprovalBody | None = None) -> Accepted:
+        comment = body.comment if body is not None else ""
+        return await decide(run_id, request, approved=True, comment=comment)
+
+    @router.post(
+        "/api/v1/runs/{run_id}/reject",
+        response_model=Accepted,
+        status_code=202,
+        dependencies=write,
+        tags=["steering"],
+        summary="Reject a run waiting at an approval gate",
+        responses={**CONFLICT, 403: {"model": ErrorResponse}},
+    )
+    async def reject(run_id: str, request: Request, body: ApprovalBody | None = None) -> Accepted:
+        comment = body.comment if body is not None else ""
+        return await decide(run_id, request, approved=False, comment=comment)
 
     @router.post(
         "/api/v1/runs/{run_id}/cancel",

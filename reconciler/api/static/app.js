@@ -1,6 +1,6 @@
 // The reconciler web page: reads the daemon's JSON API and redraws every few seconds.
 // Everything it needs is served by the daemon (no CDN); data is inserted with textContent
-// only, never as HTML. Mutations (sync) send the API token typed in the header.
+// only, never as HTML. Mutations (sync, approve, reject) send the API token typed in the header.
 // It never shows old data as if it were current: when a refresh fails, a banner says so and
 // since when the rows are; while the daemon cannot fetch its repository, a banner gives git's
 // message (the daemon masks every credential in it).
@@ -72,6 +72,56 @@ async function sync(name, button) {
     button.disabled = false;
     refresh();
   }
+}
+
+// Approve or reject a run waiting at an approval gate; the comment goes into its journal.
+async function decide(run, verdict, comment, buttons) {
+  buttons.forEach((b) => { b.disabled = true; });
+  const notice = $("#approval-notice");
+  try {
+    const headers = { "Content-Type": "application/json" };
+    if (token()) headers.Authorization = `Bearer ${token()}`;
+    const answer = await api(`/api/v1/runs/${encodeURIComponent(run.id)}/${verdict}`,
+      { method: "POST", headers, body: JSON.stringify({ comment }) });
+    notice.textContent = answer.message;
+  } catch (err) {
+    notice.textContent = `${verdict} run ${short(run.id)} of ${run.workflow}: ${err.message}`;
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+    refresh();
+  }
+}
+
+// One card per run waiting: what it asks, why it started (with the drift that made it), who may
+// decide, and the two buttons. The cards are redrawn only when the runs waiting change, so a
+// comment being typed is not lost to the refresh.
+function renderApprovals(data) {
+  $("#approval-box").hidden = data.runs.length === 0;
+  const list = $("#approval-list");
+  const key = data.runs.map((r) => `${r.id}@${r.approval.requested_at}`).join(" ");
+  if (list.dataset.key === key) return;
+  list.dataset.key = key;
+  list.replaceChildren(...data.runs.map((run) => {
+    const a = run.approval;
+    const comment = el("textarea", { rows: "1", placeholder: "comment (journaled)", "aria-label": `comment on run ${short(run.id)}` });
+    const approve = el("button", { class: "approve" }, "Approve");
+    const reject = el("button", { class: "reject" }, "Reject");
+    approve.onclick = () => decide(run, "approve", comment.value, [approve, reject]);
+    reject.onclick = () => decide(run, "reject", comment.value, [approve, reject]);
+    const diffs = Array.isArray(a.diff) ? a.diff : [];
+    const who = a.approvers.length ? a.approvers.join(", ") : "any operator";
+    return el("article", { class: "approval", "data-run": run.id },
+      el("p", {}, el("strong", { class: "clickable", onclick: () => select(run.workflow) }, run.workflow),
+        ` run ${short(run.id)} waits in state `, el("code", {}, a.state), ` since ${when(a.requested_at)}`),
+      a.message ? el("p", { class: "question" }, a.message) : "",
+      el("p", { class: "muted" }, `started because: ${a.why || run.reason}; may decide: ${who}`
+        + (run.requested_by ? `; requested by ${run.requested_by}` : "")),
+      diffs.length ? el("table", { class: "diff" }, el("tbody", {}, ...diffs.map((d) => el("tr", {},
+        el("td", {}, el("code", {}, d.path)),
+        el("td", {}, el("code", {}, JSON.stringify(d.desired))),
+        el("td", {}, el("code", {}, d.missing ? "(missing)" : JSON.stringify(d.observed))))))) : "",
+      el("div", { class: "decide" }, comment, approve, reject));
+  }));
 }
 
 function renderList(data) {
@@ -195,10 +245,14 @@ function renderDetail(wf, runs) {
   }));
 }
 
-// The reason a run ran, with who asked for it and who cancelled it (API token names).
+// The reason a run ran, with who asked for it, who decided its approval and who cancelled it
+// (API token names).
 function whyRun(r) {
   const parts = [r.reason];
   if (r.requested_by) parts.push(`requested by ${r.requested_by}`);
+  for (const e of r.journal || []) {
+    if (e.kind === "approval_decided") parts.push(`${e.outcome} by ${e.detail.by}`);
+  }
   if (r.cancelled_by) parts.push(`cancelled by ${r.cancelled_by}`);
   return parts.filter(Boolean).join(", ");
 }
@@ -272,8 +326,9 @@ async function refresh() {
     try { readiness = await ready.json(); } catch (_) { readiness = null; }
     if (!current()) return;
     renderReadiness(ready.ok, readiness);
-    const list = await api("/api/v1/workflows");
+    const [list, approvals] = await Promise.all([api("/api/v1/workflows"), api("/api/v1/approvals")]);
     if (!current()) return;
+    renderApprovals(approvals);
     renderList(list);
     renderFresh();
     listed = true;

@@ -17,7 +17,9 @@ from reconciler.api.app import create_app
 from reconciler.api.tokens import hash_token
 from reconciler.daemon.view import ControllerView
 from reconciler.store.records import CommandKind
-from tests.integration.api.conftest import TOKEN, Daemon, start_daemon
+from tests.integration.api.conftest import TOKEN, Daemon, start_daemon, write_repo
+from tests.support.repos import commit, init_repo
+from tests.support.workflows import gated_workflow, put
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -38,7 +40,12 @@ def tokens_file(path: Path) -> Path:
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
     """The test daemon with the three named tokens beside ``RECONCILER_API_TOKEN``; reading
-    needs a token."""
+    needs a token. Two gated workflows wait for approval: ``approve-me`` and ``reject-me``."""
+    repo = init_repo(tmp_path / "repo")
+    write_repo(repo, tmp_path / "motd.txt")
+    for name in ("approve-me", "reject-me"):
+        put(repo, gated_workflow(name, tmp_path / f"{name}.txt", name))
+    commit(repo, "gated workflows")
     tokens = tokens_file(tmp_path / "tokens.json")
     async for d in start_daemon(tmp_path, api_tokens_file=tokens, read_auth="token"):
         d.client.headers["Authorization"] = f"Bearer {READER}"  # the helpers' reads
@@ -79,17 +86,35 @@ def api_routes(daemon: Daemon) -> list[tuple[str, str]]:
 
 
 async def concrete(daemon: Daemon, path: str) -> str:
-    """``path`` with its parameters filled: the workflow ``motd``, the running run of ``slow``."""
+    """``path`` with its parameters filled: the workflow ``motd``, the running run of ``slow``
+    (of ``approve-me`` or ``reject-me`` to approve or reject)."""
     if "{run_id}" in path:
-        path = path.replace("{run_id}", await daemon.running_run("slow"))
+        verb = path.rsplit("/", 1)[-1]
+        holder = f"{verb}-me" if verb in ("approve", "reject") else "slow"
+        path = path.replace("{run_id}", await waiting(daemon, holder))
     return path.replace("{name}", "motd")
+
+
+async def waiting(daemon: Daemon, workflow: str) -> str:
+    """The id of ``workflow``'s run in progress, once it is in a state (for a gated workflow:
+    once it waits for approval)."""
+    run_id = await daemon.running_run(workflow)
+    if workflow == "slow":
+        return run_id
+
+    async def asks() -> bool:
+        body = (await daemon.client.get(f"/api/v1/runs/{run_id}")).json()
+        return body.get("approval") is not None
+
+    await daemon.until(asks, f"the run of {workflow} to wait for approval")
+    return run_id
 
 
 async def test_a_read_token_is_refused_every_mutation_with_403_naming_token_and_role(
     daemon: Daemon,
 ) -> None:
     mutations = [(m, p) for m, p in api_routes(daemon) if m in WRITE_METHODS]
-    assert len(mutations) >= 4, "sync, suspend, resume and cancel at least"
+    assert len(mutations) >= 6, "sync, suspend, resume, cancel, approve and reject at least"
     for method, path in mutations:
         url = await concrete(daemon, path)
         answer = await daemon.client.request(method, url, headers=daemon.auth(READER))
@@ -138,6 +163,7 @@ async def test_an_operate_token_passes_every_mutation_and_its_name_is_recorded(
         CommandKind.SUSPEND,
         CommandKind.RESUME,
         CommandKind.CANCEL,
+        CommandKind.APPROVE,
     }
     assert {c.requested_by for c in commands} == {"alice"}
 

@@ -213,18 +213,20 @@ TEST_APPROVER = "test"
 
 class ScriptedApprovals:
     """An approval desk that answers from a script: each gate a run reaches gets the next
-    ``"approve"`` or ``"reject"``; once the script is used up a gate waits (its ``after``
-    or the state's timeout decides), as a gate nobody answers does in the daemon."""
+    ``"approve"`` or ``"reject"``; once the script is used up, every gate gets ``then``, or
+    waits when ``then`` is ``None`` (its ``after`` or the state's timeout decides), as a gate
+    nobody answers does in the daemon."""
 
-    def __init__(self, verdicts: Iterable[str] = ()) -> None:
+    def __init__(self, verdicts: Iterable[str] = (), *, then: str | None = None) -> None:
         self._verdicts = list(verdicts)
+        self._then = then
         self.asked: list[ApprovalRequest] = []
 
     async def decision(self, request: ApprovalRequest) -> ApprovalDecision:
         self.asked.append(request)
-        if not self._verdicts:
+        if not self._verdicts and self._then is None:
             await asyncio.Event().wait()
-        verdict = self._verdicts.pop(0)
+        verdict = self._verdicts.pop(0) if self._verdicts else self._then
         return ApprovalDecision(
             approved=verdict == "approve", by=TEST_APPROVER, comment="", at=utcnow()
         )

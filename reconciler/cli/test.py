@@ -35,7 +35,7 @@ from reconciler.engine.journal import EventKind, MemoryJournal
 from reconciler.engine.runner import Engine
 from reconciler.plugin import PluginRegistry
 from reconciler.telemetry.logging import configure_logging
-from reconciler.testing import run_inline_test
+from reconciler.testing import ScriptedApprovals, run_inline_test
 
 
 @dataclass
@@ -88,6 +88,7 @@ async def _idempotence(ws: Workspace, registry: PluginRegistry, scratch: Path) -
         journal=journal,
         workflows={n: lw.workflow for n, lw in ws.snapshot.workflows.items()},
         workdir=scratch,
+        approvals=ScriptedApprovals(then="approve"),  # both runs pass every approval gate
     )
     results: list[Result] = []
     try:

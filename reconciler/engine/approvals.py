@@ -110,6 +110,10 @@ def pending_approval(entries: Sequence[JournalEntry]) -> PendingApproval | None:
     return None
 
 
+MAX_MESSAGE = 2000
+"""The longest rendered ``message`` kept (cut with an ellipsis): a template over a big output
+must not put megabytes into the journal, the API and the page."""
+
 _ENDS_A_REQUEST = frozenset(
     {EventKind.APPROVAL_DECIDED, EventKind.TRANSITION, EventKind.RUN_FINISHED}
 )
@@ -127,6 +131,8 @@ async def wait_for_approval(ctx: RunContext, approval: Approval, *, state: str) 
     if approval.message:
         rendered = await render_async(approval.message, ctx.scope(), cost_limit=ctx.cost_limit)
         message = ctx.redactor.redact(str(rendered))
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 1] + "…"
     request = ApprovalRequest(
         run_id=ctx.record.id,
         workflow=ctx.record.workflow,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from reconciler.store import Health, Store, WorkflowStatusRecord
+from tests.support.workflows import gated_workflow, put
 
 REPO = Path(__file__).resolve().parents[2]
 BROKEN = REPO / "tests/fixtures/broken_tree/broken"
@@ -280,3 +281,34 @@ def test_bad_paths_get_one_clear_line_and_no_traceback(
     said = proc.stdout + proc.stderr
     expected = {"missing": "does-not-exist", "empty-dir": "no workflow", "binary": "binary"}[case]
     assert expected in said, said
+
+
+def test_approval_gates_pass_in_idempotence_and_follow_their_script_in_tests(
+    tmp_path: Path,
+) -> None:
+    document = gated_workflow("gate", "gate.txt", "opened")
+    document["tests"] = [
+        {
+            "name": "approved",
+            "approvals": ["approve"],
+            "mocks": {"file.write": [{"changed": True}]},
+            "expect": {"path": ["ask", "write", "done"]},
+        },
+        {"name": "rejected", "approvals": ["reject"], "expect": {"path": ["ask", "rejected"]}},
+    ]
+    (tmp_path / "wf").mkdir()
+    put(tmp_path / "wf", document)
+
+    code, report = run_json("test", "wf", cwd=tmp_path)
+    assert code == 0, report
+    assert {r["test"]: r["passed"] for r in report["results"]} == {
+        "approved": True,
+        "rejected": True,
+    }
+    code, report = run_json("test", "--idempotence", "wf", cwd=tmp_path)
+    assert code == 0, report
+    [idempotence] = report["results"]
+    assert idempotence["path"] == ["ask", "write", "done"]
+    applied = run("apply", "wf", cwd=tmp_path)
+    assert applied.returncode != 0
+    assert "ApprovalUnavailable" in applied.stdout + applied.stderr

@@ -15,6 +15,7 @@ import pytest
 from reconciler.clock import utcnow
 from reconciler.config.models import Workflow
 from reconciler.engine.approvals import (
+    MAX_MESSAGE,
     ApprovalDecision,
     ApprovalRequest,
     pending_approval,
@@ -22,7 +23,7 @@ from reconciler.engine.approvals import (
 from reconciler.engine.journal import EventKind, MemoryJournal, RunStatus
 from reconciler.engine.runner import Engine
 from reconciler.plugin import PluginRegistry
-from reconciler.testing import run_workflow
+from reconciler.testing import ScriptedApprovals, run_workflow
 from tests.support.waiting import until_async
 
 END = {"done": {"end": "success"}, "stopped": {"end": "failure"}, "late": {"end": "failure"}}
@@ -236,3 +237,33 @@ def test_a_state_waits_for_one_approval_at_most(wf: Any) -> None:
 def test_a_transition_has_either_an_approval_or_another_condition(wf: Any) -> None:
     with pytest.raises(ValueError, match="one condition, found after, approval"):
         wf({"ask": {"transitions": [{"to": "done", "approval": {}, "after": "1m"}]}, **END})
+
+
+async def test_a_long_message_is_cut_so_the_journal_stays_small(
+    gated_engine: Engine, desk: Desk, wf: Any
+) -> None:
+    w = gated(wf, message="${{ inputs.db }}")
+    run = asyncio.create_task(gated_engine.run(w, inputs={"db": "x" * 5000}))
+    await until_async(lambda: bool(desk.requests), SAFETY, "the run asks for approval")
+    message = desk.requests[0].message
+    assert len(message) == MAX_MESSAGE and message.endswith("…")
+    desk.decide(approved=True)
+    assert (await asyncio.wait_for(run, SAFETY)).ok
+
+
+async def test_a_desk_that_approves_everything_passes_every_gate(
+    registry: PluginRegistry, journal: MemoryJournal, wf: Any
+) -> None:
+    twice = wf(
+        {
+            "first": {"transitions": [{"to": "second", "approval": {}}]},
+            "second": {"transitions": [{"to": "done", "approval": {}}]},
+            **END,
+        }
+    )
+    desk = ScriptedApprovals(["approve"], then="approve")
+    result = await asyncio.wait_for(
+        Engine(registry, journal=journal, approvals=desk).run(twice), SAFETY
+    )
+    assert result.path == ["first", "second", "done"]
+    assert [r.state for r in desk.asked] == ["first", "second"]

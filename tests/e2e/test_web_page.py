@@ -442,3 +442,25 @@ def test_a_run_waiting_for_approval_is_approved_on_the_page_with_a_comment(
             timeout=20_000,
         )
         assert "looked at the diff" in page.locator("#journal").inner_text()
+
+
+def test_a_daemon_whose_reads_need_the_token_shows_its_workflows_once_it_is_typed(
+    tmp_path: Path, repo: Path, chromium: object
+) -> None:
+    put(repo, file_workflow("motd", "motd.txt", "hello\n", keep=True))
+    commit(repo, "one workflow")
+    with serving(tmp_path, repo, "--read-auth", "token") as (base, _process):
+        page = chromium.new_page(viewport={"width": 1280, "height": 700})  # type: ignore[attr-defined]
+        page.goto(base + "/")
+        banner = page.locator("#unreachable")
+        banner.wait_for(state="visible", timeout=20_000)
+        assert "needs an API token" in banner.inner_text()
+        assert page.locator("#workflows tbody tr").count() == 0
+
+        page.fill("#token", TOKEN)
+        page.dispatch_event("#token", "change")
+        page.locator('#workflows tr[data-workflow="motd"]').wait_for(timeout=20_000)
+        banner.wait_for(state="hidden", timeout=20_000)
+        page.reload()  # kept for the tab's session
+        page.locator('#workflows tr[data-workflow="motd"]').wait_for(timeout=20_000)
+        assert page.input_value("#token") == TOKEN

@@ -1,6 +1,6 @@
 // The reconciler web page: reads the daemon's JSON API and redraws every few seconds.
 // Everything it needs is served by the daemon (no CDN); data is inserted with textContent
-// only, never as HTML. Mutations (sync, approve, reject) send the API token typed in the header.
+// only, never as HTML. Every request sends the API token typed in the header, if any.
 // It never shows old data as if it were current: when a refresh fails, a banner says so and
 // since when the rows are; while the daemon cannot fetch its repository, a banner gives git's
 // message (the daemon masks every credential in it).
@@ -38,9 +38,13 @@ const badge = (text) => el("span", { class: `badge ${text}` }, text);
 const short = (rev) => (rev ? (rev.startsWith("dir-") ? rev.slice(0, 12) : rev.slice(0, 8)) : "");
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
 
+// Every request carries the token typed in the header (kept for the tab's session), reads
+// included: a daemon whose reads need a token (--read-auth token) answers them too.
 async function get(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (token()) headers.Authorization = `Bearer ${token()}`;
   try {
-    return await fetch(path, options);
+    return await fetch(path, { ...options, headers });
   } catch (_) {
     throw new Unreachable("daemon unreachable");
   }
@@ -63,8 +67,7 @@ async function sync(name, button) {
   button.disabled = true;
   const notice = $("#notice");
   try {
-    const headers = token() ? { Authorization: `Bearer ${token()}` } : {};
-    const answer = await api(`/api/v1/workflows/${encodeURIComponent(name)}/sync`, { method: "POST", headers });
+    const answer = await api(`/api/v1/workflows/${encodeURIComponent(name)}/sync`, { method: "POST" });
     notice.textContent = answer.message;
   } catch (err) {
     notice.textContent = `sync ${name}: ${err.message}`;
@@ -80,7 +83,6 @@ async function decide(run, verdict, comment, buttons) {
   const notice = $("#approval-notice");
   try {
     const headers = { "Content-Type": "application/json" };
-    if (token()) headers.Authorization = `Bearer ${token()}`;
     const answer = await api(`/api/v1/runs/${encodeURIComponent(run.id)}/${verdict}`,
       { method: "POST", headers, body: JSON.stringify({ comment }) });
     notice.textContent = answer.message;
@@ -370,7 +372,10 @@ function select(name) {
 document.addEventListener("DOMContentLoaded", () => {
   const input = $("#token");
   input.value = token();
-  input.addEventListener("change", () => sessionStorage.setItem("reconciler-token", input.value));
+  input.addEventListener("change", () => {
+    sessionStorage.setItem("reconciler-token", input.value);
+    refresh();
+  });
   if (location.hash.length > 1) state.selected = decodeURIComponent(location.hash.slice(1));
   refresh();
   state.timer = setInterval(refresh, REFRESH_MS);

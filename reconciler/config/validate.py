@@ -173,6 +173,7 @@ def validate_snapshot(
         snapshot, registry, strict=strict, grants=grants, workdir=workdir
     )
     problems.extend(_check_dependencies(snapshot))
+    problems.extend(_check_child_runs(snapshot))
     return problems
 
 
@@ -707,6 +708,62 @@ def _check_dependencies(snapshot: Snapshot) -> list[Problem]:
             line, column = lw.locate(("spec", "dependsOn", index))
             problems.append(
                 Problem(lw.path, line, column, f"dependsOn cycle: {shown}", workflow=name)
+            )
+    return problems
+
+
+CHILD_RUN_PLUGIN = "workflow.run"
+
+
+def _child_sites(lw: LoadedWorkflow) -> Iterator[tuple[Loc, str]]:
+    """Where ``lw`` runs another workflow by a literal name, and that name (a name computed by
+    ``${{ }}`` is known only at run time and is not listed)."""
+    for site in _action_sites(lw.workflow):
+        name = site.with_.get("workflow") if site.plugin == CHILD_RUN_PLUGIN else None
+        if isinstance(name, str) and "${{" not in name:
+            yield (*site.loc, "with", "workflow"), name
+
+
+def _check_child_runs(snapshot: Snapshot) -> list[Problem]:
+    """``workflow.run`` of a workflow the snapshot does not hold, and workflows that run each
+    other in a cycle (the engine would stop them only at its nesting limit)."""
+    problems: list[Problem] = []
+    existing = set(snapshot.workflows) | set(snapshot.invalid)
+    graph: dict[str, list[str]] = {}
+    first_site: dict[tuple[str, str], Loc] = {}
+    for name, lw in sorted(snapshot.workflows.items()):
+        for loc, child in _child_sites(lw):
+            first_site.setdefault((name, child), loc)
+            if child in snapshot.workflows and child not in graph.setdefault(name, []):
+                graph[name].append(child)
+            if child in existing:
+                continue
+            close = difflib.get_close_matches(child, sorted(existing), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            line, column = lw.locate(loc)
+            problems.append(
+                Problem(
+                    lw.path,
+                    line,
+                    column,
+                    f"{CHILD_RUN_PLUGIN}: unknown workflow {child!r}{hint}",
+                    workflow=name,
+                )
+            )
+    for cycle in _cycles(graph):
+        shown = " -> ".join([*cycle, cycle[0]])
+        for i, name in enumerate(cycle):
+            lw = snapshot.workflows[name]
+            line, column = lw.locate(first_site[(name, cycle[(i + 1) % len(cycle)])])
+            problems.append(
+                Problem(
+                    lw.path,
+                    line,
+                    column,
+                    f"{CHILD_RUN_PLUGIN} cycle: {shown} (each run would start the next "
+                    "until the nesting limit)",
+                    workflow=name,
+                )
             )
     return problems
 

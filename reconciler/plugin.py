@@ -24,7 +24,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -206,6 +206,12 @@ class SubscribePlugin(Plugin[RequestT, ResponseT]):
     ) -> AsyncIterator[Mapping[str, Any]]: ...
 
 
+def _origin(ep: EntryPoint) -> str:
+    """The distribution that declares ``ep`` (its ``value`` when none is known)."""
+    dist = getattr(ep, "dist", None)
+    return str(dist.name) if dist is not None else ep.value
+
+
 class PluginRegistry:
     """Plugins by name. Instances are created once and shared by every run."""
 
@@ -220,16 +226,33 @@ class PluginRegistry:
         """Load every plugin registered in the ``reconciler.plugins`` entry-point group.
 
         Every one, allowed or not: the operator's allow-list is applied afterwards by
-        ``restrict_registry`` in the daemon's plugin policy.
+        ``restrict_registry`` in the daemon's plugin policy. A name two installed distributions
+        both register is refused, whichever would have won: it is left out, with a load error
+        naming both, so that a workflow using it fails with that message instead of silently
+        calling the wrong package's code.
         """
         registry = cls()
+        found: dict[str, list[EntryPoint]] = {}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                plugin_cls = ep.load()
-            except Exception as exc:  # a broken third-party package must not stop the rest
-                registry.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
+            same_name = found.setdefault(ep.name, [])
+            if not any(_origin(e) == _origin(ep) for e in same_name):
+                same_name.append(ep)
+        for name, eps in found.items():
+            if len(eps) > 1:
+                origins = " and ".join(
+                    f"{_origin(e)} ({e.value})" for e in sorted(eps, key=_origin)
+                )
+                registry.load_errors[name] = (
+                    f"registered by {len(eps)} installed distributions, {origins}: uninstall "
+                    "one, or rename its entry point"
+                )
                 continue
-            registry.register(ep.name, plugin_cls)
+            try:
+                plugin_cls = eps[0].load()
+            except Exception as exc:  # a broken third-party package must not stop the rest
+                registry.load_errors[name] = f"{type(exc).__name__}: {exc}"
+                continue
+            registry.register(name, plugin_cls)
         return registry
 
     def register(self, name: str, plugin_cls: type[Plugin[Any, Any]]) -> None:

@@ -196,3 +196,51 @@ def test_plugin_without_a_json_schema_is_shown_with_the_reason(acme_site: Path) 
     info = as_json(run_cli("acme.weird", "-o", "json", pythonpath=acme_site))
     assert "no JSON Schema" in info["request"]["error"]
     assert info["response"]["properties"]["changed"]["type"] == "boolean"
+
+
+def test_a_name_two_distributions_register_is_refused_naming_both(
+    acme_site: Path, tmp_path: Path
+) -> None:
+    rival = acme_site / "rival_reconciler-2.0.dist-info"
+    rival.mkdir()
+    (rival / "METADATA").write_text("Metadata-Version: 2.1\nName: rival-reconciler\nVersion: 2.0\n")
+    (rival / "entry_points.txt").write_text(
+        "[reconciler.plugins]\nacme.hello = acme_reconciler:Weird\n"
+    )
+    payload = as_json(run_cli("--output", "json", pythonpath=acme_site))
+    assert "acme.hello" not in {p["name"] for p in payload["plugins"]}
+    assert payload["loadErrors"]["acme.hello"] == (
+        "registered by 2 installed distributions, acme-reconciler (acme_reconciler:Hello) and "
+        "rival-reconciler (acme_reconciler:Weird): uninstall one, or rename its entry point"
+    )
+    assert "acme.weird" in {p["name"] for p in payload["plugins"]}  # the rest still loads
+
+    workflow = tmp_path / "hello.yaml"
+    workflow.write_text(
+        textwrap.dedent(
+            """\
+            apiVersion: reconciler/v1
+            kind: Workflow
+            metadata: {name: hello}
+            spec:
+              start: greet
+              states:
+                greet:
+                  action: {plugin: acme.hello, with: {name: world}}
+                  next: done
+                  onError: done
+                done: {end: success}
+            """
+        )
+    )
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1", PYTHONPATH=str(acme_site))
+    validated = subprocess.run(
+        [reconciler_exe(), "validate", str(workflow)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert validated.returncode == 1
+    assert "unknown plugin 'acme.hello': it failed to load (registered by 2" in validated.stdout

@@ -339,6 +339,7 @@ class Controller:
             name="prune",
         )
         commands_task = asyncio.create_task(self.commands.follow(self.ready), name="commands")
+        plugins_task = asyncio.create_task(self._prepare_plugins(), name="plugins")
         leases_task = asyncio.create_task(
             self.leases.maintain(on_orphans=self._take_over, busy=lambda: self.queue.processing),
             name="leases",
@@ -355,8 +356,9 @@ class Controller:
         finally:
             stopper.cancel()
             commands_task.cancel()
+            plugins_task.cancel()
             await self._shutdown(workers, source_task, prune_task, source_stop)
-            await asyncio.gather(commands_task, return_exceptions=True)
+            await asyncio.gather(commands_task, plugins_task, return_exceptions=True)
             leases_task.cancel()
             await asyncio.gather(leases_task, return_exceptions=True)
             await self.leases.stop()
@@ -366,6 +368,20 @@ class Controller:
             failure = source_task.exception() if not source_task.cancelled() else None
             what = type(failure).__name__ if failure is not None else "it returned"
             raise SourceError(f"the source of workflow files stopped unexpectedly ({what})")
+
+    async def _prepare_plugins(self) -> None:
+        """Initialise every plugin the daemon may use at start, so that one that cannot work
+        (a server it checks is down, a bad setting) is named in the log now rather than at the
+        first run that calls it. Runs beside the loop: nothing waits for it."""
+        names = self.registry.names()
+        failures = await self.engine.prepare(names)
+        for name, error in sorted(failures.items()):
+            log.error(
+                f"plugin {name} failed to initialise: {error}; runs that call it fail until "
+                "it can (it is tried again at each call)",
+                plugin=name,
+            )
+        log.info(f"{len(names) - len(failures)} of {len(names)} plugins initialised")
 
     # -- shutdown ----------------------------------------------------------------------------
 

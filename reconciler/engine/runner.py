@@ -201,6 +201,34 @@ class Engine:
             approvals=self.approvals,
         )
 
+    async def prepare(self, names: Iterable[str]) -> dict[str, ActionError]:
+        """Initialise the plugins ``names`` now (each one's ``init()``, as before its first call),
+        concurrently, and return those that failed with their errors.
+
+        A plugin that initialised is not initialised again; one that failed is tried again at
+        its first call, as if this had not been called. Names the registry does not hold are
+        skipped.
+        """
+        failures: dict[str, ActionError] = {}
+
+        async def one(name: str) -> None:
+            if name not in self.registry:
+                return
+            try:
+                plugin = self.registry.instance(name)
+            except Exception as exc:  # a plugin's constructor bug must not stop the others
+                failures[name] = PluginError(
+                    f"{name} could not be created: {type(exc).__name__}: {exc}"
+                )
+                return
+            try:
+                await self._ensure_ready(plugin)
+            except ActionError as err:
+                failures[name] = err
+
+        await asyncio.gather(*(one(name) for name in dict.fromkeys(names)))
+        return failures
+
     async def _ensure_ready(self, plugin: Plugin[Any, Any]) -> None:
         """Run ``plugin.init()`` once, before its first call; a failure is retried next call."""
         key = id(plugin)

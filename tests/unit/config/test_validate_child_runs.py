@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from textwrap import dedent
 
+from reconciler_plugins.workflow import WorkflowRun
+
 from reconciler.config.loader import load_tree
 from reconciler.config.snapshot import Problem
 from reconciler.config.validate import validate_snapshot
 from reconciler.plugin import PluginRegistry
-from reconciler_plugins.workflow import WorkflowRun
 
 REGISTRY = PluginRegistry({"workflow.run": WorkflowRun})
 

@@ -1,4 +1,5 @@
-"""Built-in ``file.read`` and ``file.write``: local files as observed and desired state.
+"""Built-in ``file.read``, ``file.write`` and ``file.delete``: local files as observed and
+desired state.
 
 Where it sits: the runner (``reconciler.engine``) renders an action's ``with:`` into one of the
 requests below and calls :meth:`run` with an :class:`~reconciler.plugin.ActionContext`; the
@@ -23,7 +24,9 @@ What callers may rely on:
 * ``file.write`` reports ``changed: false`` and touches nothing when the content (and the mode, if
   given) already match, so a converged workflow's second run changes nothing;
 * ``file.read`` content passes through ``context.redact``; ``sha256`` and ``size`` describe the
-  bytes on disk.
+  bytes on disk;
+* ``file.delete`` removes regular files only, in the directory that was checked, and reports
+  ``changed: false`` when the file is already absent.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from reconciler.errors import Conflict, NotFound, PathNotAllowed, PluginError
 from reconciler.grants import Grants
 from reconciler.plugin import ActionContext, LocalPath, Plugin, Request, Response
 
-__all__ = ["FileRead", "FileWrite", "PermissionDenied"]
+__all__ = ["FileDelete", "FileRead", "FileWrite", "PermissionDenied"]
 
 _CHUNK = 64 * 1024
 """Bytes written between two cancellation points of ``file.write``."""
@@ -301,6 +304,93 @@ class FileWrite(Plugin[FileWriteRequest, FileWriteResponse]):
             await _atomic_write(dir_fd, path, data, mode=final_mode, owner=owner)
         context.logger.info(f"file.write wrote {path} ({len(data)} bytes)")
         return result
+
+
+# ------------------------------------------------------------------------------------- delete
+
+
+class FileDeleteRequest(Request):
+    """Which file ``file.delete`` makes absent."""
+
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    path: Annotated[str, LocalPath()] = Field(
+        min_length=1,
+        description="File to remove; relative paths resolve against the workdir. It must lie "
+        "under a file root (--file-root, default the workdir), never under the data directory.",
+    )
+    missing_ok: bool = Field(
+        True,
+        description="If true (the default) a file that is already absent is the desired "
+        "state: changed=false. If false it is NotFound.",
+    )
+
+
+class FileDeleteResponse(Response):
+    """What ``file.delete`` did."""
+
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    changed: bool = Field(False, description="True if a file was removed.")
+    path: str = Field("", description="Absolute path of the file.")
+
+
+class FileDelete(Plugin[FileDeleteRequest, FileDeleteResponse]):
+    """Make a file absent (for ``onDelete`` clean-ups); changes nothing when it already is.
+
+    Only regular files are removed: a directory is a ``Conflict``; a FIFO, device or socket is
+    ``PathNotAllowed``. Paths go through the same grants as ``file.write``, and the removal
+    happens in the directory that was checked (through a descriptor that follows no symlink);
+    a symlink inside the file roots is followed, as ``file.write`` follows it, and the file it
+    points to is removed. Errors: ``NotFound`` (with ``missingOk: false``), ``Conflict``,
+    ``PathNotAllowed``, ``PermissionDenied``, ``PluginError``.
+    """
+
+    Request = FileDeleteRequest
+    Response = FileDeleteResponse
+    errors = (NotFound, Conflict, PathNotAllowed, PermissionDenied, PluginError)
+
+    async def run(self, request: FileDeleteRequest, context: ActionContext) -> FileDeleteResponse:
+        grants = context.granted()
+        path = granted_path(request.path, context)
+        try:
+            with _granted_directory(grants, path.parent) as dir_fd:
+                removed = _unlink_regular(grants, dir_fd, path, missing_ok=request.missing_ok)
+        except NotFound:
+            if not request.missing_ok:
+                raise
+            removed = False  # its directory is gone too: absent is what was asked
+        if removed:
+            context.logger.info(f"file.delete removed {path}")
+        return FileDeleteResponse(changed=removed, path=str(path))
+
+
+def _unlink_regular(grants: Grants, dir_fd: int, path: Path, *, missing_ok: bool) -> bool:
+    """Remove the regular file ``path.name`` in the directory ``dir_fd``; False when it was
+    already absent (``NotFound`` unless ``missing_ok``)."""
+    try:
+        current = os.stat(path.name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        if missing_ok:
+            return False
+        raise NotFound(f"{path} does not exist", details={"path": str(path)}) from None
+    if stat.S_ISDIR(current.st_mode):
+        raise Conflict(
+            f"{path} is a directory; file.delete removes files only", details={"path": str(path)}
+        )
+    if stat.S_ISLNK(current.st_mode):  # check_path resolved every link: this one appeared since
+        raise PathNotAllowed(
+            f"{path} became a symbolic link after it was checked; it is not followed",
+            details={"path": str(path)},
+        )
+    grants.require_regular(path, current.st_mode)
+    try:
+        os.unlink(path.name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False  # removed meanwhile
+    except OSError as exc:
+        raise _os_error(exc, path, "remove") from None
+    return True
 
 
 _NOFOLLOW_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

@@ -1,4 +1,4 @@
-"""``file.read`` and ``file.write`` against real files in a temp directory."""
+"""``file.read``, ``file.write`` and ``file.delete`` against real files in a temp directory."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 from reconciler_plugins.files import (
+    FileDelete,
+    FileDeleteRequest,
     FileRead,
     FileReadRequest,
     FileWrite,
@@ -446,3 +448,69 @@ async def test_file_write_of_a_setuid_or_setgid_mode_is_refused(workdir: Path, m
         await write(workdir, path="new-tool", content="\x7fELF", mode=mode, encoding="latin-1")
     assert mode_of(workdir / "tool") & 0o6000 == 0
     assert not (workdir / "new-tool").exists()
+
+
+# ------------------------------------------------------------------------------------ delete
+
+
+async def delete(directory: Path, **fields: object) -> bool:
+    response = await FileDelete().run(
+        FileDeleteRequest.model_validate(fields), make_context(directory)
+    )
+    return response.changed
+
+
+async def test_delete_removes_the_file_then_reports_nothing_changed(tmp_path: Path) -> None:
+    (tmp_path / "old.conf").write_text("x")
+    assert await delete(tmp_path, path="old.conf") is True
+    assert not (tmp_path / "old.conf").exists()
+    assert await delete(tmp_path, path="old.conf") is False
+    assert await delete(tmp_path, path="gone/with/its/directory.conf") is False
+
+
+async def test_delete_of_a_missing_file_without_missing_ok_raises_not_found(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(NotFound, match=r"nope\.txt"):
+        await delete(tmp_path, path="nope.txt", missingOk=False)
+
+
+async def test_delete_of_a_directory_raises_conflict_and_removes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "keep.txt").write_text("x")
+    with pytest.raises(Conflict, match="is a directory"):
+        await delete(tmp_path, path="dir")
+    assert (tmp_path / "dir" / "keep.txt").exists()
+
+
+async def test_delete_outside_the_roots_or_under_the_data_directory_is_refused(
+    workdir: Path, outside: Path
+) -> None:
+    (workdir / "data" / "reconciler.db").write_text("store")
+    for path in ("../outside/secret.txt", str(outside / "secret.txt"), "data/reconciler.db"):
+        with pytest.raises(PathNotAllowed):
+            await FileDelete().run(
+                FileDeleteRequest(path=path), make_context(workdir, daemon_grants(workdir))
+            )
+    assert (outside / "secret.txt").exists()
+    assert (workdir / "data" / "reconciler.db").exists()
+
+
+async def test_delete_through_a_symlink_leading_out_of_the_roots_is_refused(
+    workdir: Path, outside: Path
+) -> None:
+    (workdir / "link.txt").symlink_to(outside / "secret.txt")
+    with pytest.raises(PathNotAllowed):
+        await FileDelete().run(
+            FileDeleteRequest(path="link.txt"), make_context(workdir, daemon_grants(workdir))
+        )
+    assert (outside / "secret.txt").read_text() == "not for workflows"
+
+
+async def test_delete_of_a_fifo_is_refused(workdir: Path) -> None:
+    os.mkfifo(workdir / "pipe")
+    with pytest.raises(PathNotAllowed, match="FIFO"):
+        await FileDelete().run(
+            FileDeleteRequest(path="pipe"), make_context(workdir, daemon_grants(workdir))
+        )
+    assert stat.S_ISFIFO((workdir / "pipe").lstat().st_mode)

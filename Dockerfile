@@ -1,7 +1,8 @@
-# The reconciler daemon image (DESIGN §8). Two stages: `build` installs the package into a
-# virtualenv with the same `pip install` the tests use (the project's pyproject.toml); the final
-# stage copies that virtualenv onto a slim Python base with git, CA certificates and ssh, and runs
-# `reconciler run` as a fixed non-root UID. The Helm chart (charts/reconciler) runs this image
+# The reconciler daemon image. Two stages: `build` installs the dependencies pinned, with their
+# hashes, in requirements.lock (so two builds of one commit install the same files), then the
+# package itself without resolving anything again; the final stage copies that virtualenv onto a
+# slim Python base with git, CA certificates and ssh, and runs `reconciler run` as a fixed
+# non-root UID. The Helm chart (charts/reconciler) runs this image
 # with a read-only root filesystem: only the data directory, /work (where workflows' files go),
 # /tmp and $HOME are written.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -12,10 +13,12 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/reconciler
-COPY pyproject.toml README.md ./
+COPY requirements.lock ./
+RUN /opt/reconciler/bin/pip install --require-hashes --no-deps -r requirements.lock
+COPY pyproject.toml README.md LICENSE ./
 COPY reconciler ./reconciler
 COPY plugins ./plugins
-RUN /opt/reconciler/bin/pip install .
+RUN /opt/reconciler/bin/pip install --no-deps .
 
 FROM ${PYTHON_IMAGE}
 ARG VERSION=0.1.0
@@ -54,7 +57,7 @@ ENV PATH=/opt/reconciler/bin:$PATH \
 # What a commit may use, unless the operator says otherwise: every built-in plugin but shell.run
 # (which would let anyone who can commit run commands in the container), files under /work only
 # (the data directory is never reachable), env: references to RECONCILER_SECRET_* only.
-ENV RECONCILER_ALLOW_PLUGINS=file.read,file.write,http.request,http.check,workflow.run,sql.query,sql.exec,nats.publish,nats.subscribe,nats.stream.info,nats.stream,redis.get,redis.set,redis.subscribe,vault.kv.read,vault.kv.write \
+ENV RECONCILER_ALLOW_PLUGINS=file.read,file.write,file.delete,http.request,http.check,workflow.run,sql.query,sql.exec,nats.publish,nats.subscribe,nats.stream.info,nats.stream,redis.get,redis.set,redis.subscribe,vault.kv.read,vault.kv.write \
     RECONCILER_FILE_ROOTS=/work
 
 WORKDIR /work

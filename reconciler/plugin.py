@@ -226,16 +226,18 @@ class PluginRegistry:
         """Load every plugin registered in the ``reconciler.plugins`` entry-point group.
 
         Every one, allowed or not: the operator's allow-list is applied afterwards by
-        ``restrict_registry`` in the daemon's plugin policy. A name two installed distributions
-        both register is refused, whichever would have won: it is left out, with a load error
-        naming both, so that a workflow using it fails with that message instead of silently
-        calling the wrong package's code.
+        ``restrict_registry`` in the daemon's plugin policy. A name that installed
+        distributions register for two different objects is refused, whichever would have won:
+        it is left out, with a load error naming both, so that a workflow using it fails with
+        that message instead of silently calling the wrong package's code.
         """
         registry = cls()
         found: dict[str, list[EntryPoint]] = {}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             same_name = found.setdefault(ep.name, [])
-            if not any(_origin(e) == _origin(ep) for e in same_name):
+            # the same object twice (one package installed under two names, or found twice on
+            # the path) is the same code: only different objects clash
+            if not any(e.value == ep.value for e in same_name):
                 same_name.append(ep)
         for name, eps in found.items():
             if len(eps) > 1:

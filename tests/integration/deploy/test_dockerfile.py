@@ -83,7 +83,10 @@ def test_the_image_is_built_in_two_stages_on_a_slim_python() -> None:
     assert len(bases) == 2
     assert args["PYTHON_IMAGE"].startswith("python:3.")
     assert "-slim" in args["PYTHON_IMAGE"]
-    assert ("RUN", "/opt/reconciler/bin/pip install .") in steps
+    lock = "/opt/reconciler/bin/pip install --require-hashes --no-deps -r requirements.lock"
+    package = "/opt/reconciler/bin/pip install --no-deps ."
+    runs = [args for keyword, args in steps if keyword == "RUN"]
+    assert runs.index(lock) < runs.index(package), "the lock first, then the package alone"
     assert ("COPY", "--from=build /opt/reconciler /opt/reconciler") in final_stage()
 
 
@@ -264,7 +267,8 @@ def test_the_build_context_holds_exactly_what_pip_install_needs(tmp_path: Path) 
         capture_output=True,
         timeout=300,
     )
-    (wheel,) = (tmp_path / "wheels").glob("reconciler-*.whl")
+    assert {"requirements.lock", "LICENSE"} <= set(sent)
+    (wheel,) = (tmp_path / "wheels").glob("reconciler_gitops-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -48,6 +48,8 @@ class Reason:
     DEPENDENCY = "dependency"
     RESUME = "resume"
     DELETE = "delete"
+    WINDOW = "window"
+    """A change window that blocked a due run opens: check the workflow again."""
 
 
 @dataclass(frozen=True)

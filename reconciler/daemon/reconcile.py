@@ -46,6 +46,7 @@ from reconciler.daemon.scheduler import DriftScheduler
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.statuses import StatusBook
+from reconciler.daemon.windows import WindowVerdict, verdict_for
 from reconciler.engine.journal import RunRecord, RunStatus
 from reconciler.engine.runner import Engine
 from reconciler.errors import LeaseLost, ReconcilerError
@@ -385,6 +386,7 @@ class Reconciler:
             observe=lambda: self._observe(workflow, revision),
             manual=item.manual,
             now=self._now,
+            window=lambda at: self.window(workflow, at),
         )
         if decision.next is not Next.RUN:
             await self.apply(decision, workflow.name, durable=False)
@@ -403,6 +405,10 @@ class Reconciler:
             why=decision.message,
             observed=observed if isinstance(observed, dict) else None,
         )
+
+    def window(self, workflow: Workflow, now: datetime) -> WindowVerdict | None:
+        """The verdict of the change windows of ``workflow`` (its own and the operator's)."""
+        return verdict_for(workflow, self.state.windows, now)
 
     async def _observe(self, workflow: Workflow, revision: str) -> Observation:
         return await self.engine.observe(
@@ -486,12 +492,36 @@ class Reconciler:
         )
 
     async def _retire(self, name: str, lw: LoadedWorkflow) -> None:
+        """Run the removed workflow's ``onDelete`` state and forget it. A change window that
+        blocks runs holds the onDelete run like any other: the workflow stays known, with
+        ``Pending``/``WindowClosed``, until the window lets it run."""
+        window = self.window(lw.workflow, self._now())
+        if lw.workflow.spec.on_delete is not None and window is not None and window.blocked:
+            await self._hold_retirement(name, window)
+            return
         await self.runs.run_on_delete(
             lw.workflow, run_id=uuid4().hex, revision=self.state.target.revision
         )
         self.state.target.removed.pop(name, None)
         await self._forget(name)
         log.info(f"workflow {name} retired (its run history is kept)", workflow=name)
+
+    async def _hold_retirement(self, name: str, window: WindowVerdict) -> None:
+        text = f"removed from git, but {window.describe()}; its onDelete run waits"
+        status = await self.statuses.get(name) or WorkflowStatusRecord(name=name)
+        held = status.model_copy(
+            update={
+                "status": Health.PENDING,
+                "reason": StatusReason.WINDOW_CLOSED,
+                "message": text,
+                "updated_at": self._now(),
+            }
+        )
+        await self.apply(
+            Decision(held, Next.DONE, f"workflow {name}: {text}", retry_at=window.until),
+            name,
+            durable=False,
+        )
 
     async def _retire_orphan(self, name: str) -> None:
         self.state.target.orphans.discard(name)
@@ -530,6 +560,9 @@ class Reconciler:
         if decision.converged:
             self.queue.forget(name)
             await self._wake_dependents(name)
+        if decision.retry_at is not None:  # a window blocks it: check again when it opens
+            delay = max(0.0, (decision.retry_at - self._now()).total_seconds()) + 1.0
+            self.queue.add_after(name, delay, reason=Reason.WINDOW)
 
     async def store_status(
         self, record: WorkflowStatusRecord, *, durable: bool = True, wait: bool = True

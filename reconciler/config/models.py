@@ -245,13 +245,13 @@ WindowKind = Literal["allow", "deny"]
 
 
 def _check_schedule(value: str) -> str:
-    """A 5-field cron expression APScheduler's ``CronTrigger`` accepts (else ``ValueError``)."""
-    from apscheduler.triggers.cron import CronTrigger  # only where a window is declared
+    """A 5-field cron expression (weekdays numbered as in cron, 0 = Sunday), else ``ValueError``."""
+    from reconciler.config.cron import cron_trigger  # APScheduler: only where a window is declared
 
     if len(value.split()) != 5:
         raise ValueError(f"schedule {value!r} must have 5 fields (minute hour day month weekday)")
     try:
-        CronTrigger.from_crontab(value, timezone="UTC")
+        cron_trigger(value)
     except ValueError as exc:
         raise ValueError(f"invalid cron {value!r}: {exc}") from None
     return value

@@ -263,15 +263,19 @@ def plan_observed(
     # A probe without `desired`/`inSync` has nothing to compare with: it decides like no probe.
     in_sync = observation.in_sync if has_probe and observation is not None else None
     spec_changed = base.spec_digest != digest
+    # a manual sync the windows refuse counts for nothing: decided as without it
+    manual_ok = manual and (window is None or not window.blocked or window.manual_sync)
     run = _why_run(
         base,
         observation,
         in_sync=in_sync,
-        manual=manual,
+        manual=manual_ok,
         spec_changed=spec_changed,
         has_probe=has_probe,
     )
     observed_fields = _observed_fields(observation, in_sync=in_sync, now=now)
+    if run is not None and window is not None and window.blocked and not manual_ok:
+        return window_closed(base, now, name=name, why=run[2], window=window, **observed_fields)
     if run is None and failed_at_this_spec(base, digest=digest):
         return _still_failed(base, now, name=name, **observed_fields)
     if run is None:
@@ -293,8 +297,6 @@ def plan_observed(
         return Decision(new, Next.DONE, text, converged=True)
 
     run_reason, reason, why = run
-    if window is not None and window.blocked and not (manual and window.manual_sync):
-        return window_closed(base, now, name=name, why=why, window=window, **observed_fields)
     new = _update(
         base,
         now,
@@ -330,8 +332,7 @@ def window_closed(
     new = _update(
         base,
         now,
-        **observed,
-        sync=Sync.OUT_OF_SYNC,
+        **{"sync": Sync.OUT_OF_SYNC, **observed},
         status=Health.PENDING,
         reason=Reason.WINDOW_CLOSED,
         message=text,

@@ -21,23 +21,22 @@ Everything here but :func:`load_windows_file` is pure: ``now`` is passed in. Cal
 :mod:`reconciler.daemon.reconcile` (the verdict handed to the planner, the next opening the
 workflow is queued for), :mod:`reconciler.daemon.view` (the API's ``window`` object and its
 refusal of a manual sync), the controller (the windows file, the metric) and
-:mod:`reconciler.cli.converge` (``plan``/``apply``). Calls: APScheduler's ``CronTrigger``.
+:mod:`reconciler.cli.converge` (``plan``/``apply``). Calls: :func:`~reconciler.config.cron.
+cron_trigger` (APScheduler's ``CronTrigger``, weekdays numbered as in cron).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import yaml
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import TypeAdapter, ValidationError
 
+from reconciler.config.cron import cron_trigger
 from reconciler.config.models import OperatorWindow, SyncWindow, Workflow
 from reconciler.errors import ConfigError
 
@@ -124,14 +123,9 @@ def applicable(
 # -- one window over time ---------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1024)
-def _trigger(schedule: str, time_zone: str) -> CronTrigger:
-    return CronTrigger.from_crontab(schedule, timezone=ZoneInfo(time_zone))
-
-
 def _fire_at_or_after(window: SyncWindow, at: datetime) -> datetime | None:
     """The first opening of ``window`` at or after ``at``, in UTC."""
-    fire = _trigger(window.schedule, window.time_zone).get_next_fire_time(None, at)
+    fire = cron_trigger(window.schedule, window.time_zone).get_next_fire_time(None, at)
     return fire.astimezone(UTC) if fire is not None else None
 
 

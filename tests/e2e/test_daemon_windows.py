@@ -259,3 +259,27 @@ def test_a_blocked_workflow_runs_as_soon_as_its_window_closes(tmp_path: Path, da
     started = datetime.fromisoformat(runs[-1]["started_at"])
     assert started >= opened + timedelta(seconds=seconds)
     d.wait_for("later", "RunSucceeded")
+
+
+def test_apply_skips_a_workflow_its_own_window_blocks_and_runs_the_others(
+    tmp_path: Path,
+) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    put(tree, with_windows(file_workflow("frozen", tmp_path / "frozen.txt", "x"), ALWAYS_DENY))
+    put(tree, file_workflow("free", tmp_path / "free.txt", "x"))
+    proc = subprocess.run(
+        [*CLI, "apply", str(tree), "--output", "json"],
+        cwd=tmp_path,
+        env=without_settings(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    report = {w["workflow"]: w for w in json.loads(proc.stdout)["workflows"]}
+    assert report["frozen"]["result"] == "skipped"
+    assert report["frozen"]["reason"] == "WindowClosed"
+    assert "spec.windows[0]" in report["frozen"]["message"]
+    assert report["free"]["result"] == "converged"
+    assert not (tmp_path / "frozen.txt").exists()
+    assert (tmp_path / "free.txt").exists()

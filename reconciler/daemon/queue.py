@@ -232,6 +232,10 @@ class WorkQueue:
             or any(d.key == key for d in self._delayed)
         )
 
+    def due_later(self, key: str) -> int:
+        """How many delayed entries ``key`` has (back-off, window openings, take-overs)."""
+        return sum(d.key == key for d in self._delayed)
+
     def next_due(self) -> float | None:
         """Seconds until the earliest delayed key is due, if any."""
         if not self._delayed:

@@ -102,6 +102,9 @@ class Reconciler:
         self.engine = engine
         self.metrics = metrics
         self._now = now
+        self._window_checks: dict[str, datetime] = {}
+        """When each workflow a window blocks is queued to be checked again: a workflow checked
+        every minute during a two-week freeze is queued once for its end, not 20,000 times."""
 
     # -- the worker loop -----------------------------------------------------------------------
 
@@ -560,9 +563,17 @@ class Reconciler:
         if decision.converged:
             self.queue.forget(name)
             await self._wake_dependents(name)
-        if decision.retry_at is not None:  # a window blocks it: check again when it opens
-            delay = max(0.0, (decision.retry_at - self._now()).total_seconds()) + 1.0
-            self.queue.add_after(name, delay, reason=Reason.WINDOW)
+        if decision.retry_at is not None:
+            self._check_when_open(name, decision.retry_at)
+
+    def _check_when_open(self, name: str, at: datetime) -> None:
+        """Queue ``name`` for a second past ``at``, when the window that blocks it lets it run
+        (so the check lands inside the window), unless it is queued for that instant already."""
+        now = self._now()
+        if self._window_checks.get(name) == at and at > now:
+            return
+        self._window_checks[name] = at
+        self.queue.add_after(name, (at - now).total_seconds() + 1.0, reason=Reason.WINDOW)
 
     async def store_status(
         self, record: WorkflowStatusRecord, *, durable: bool = True, wait: bool = True

@@ -153,7 +153,7 @@ def test_deny_window_keeps_workflow_out_of_sync_and_refuses_a_manual_sync(
     assert refused.json()["error"]["code"] == "window_closed"
     assert "spec.windows[0]" in refused.json()["error"]["message"]
     printed = d.cli("sync", "frozen")
-    assert printed.returncode != 0
+    assert printed.returncode == 2
     assert "spec.windows[0]" in printed.stderr
 
     d.wait_for("lenient", "WindowClosed")

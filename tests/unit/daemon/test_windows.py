@@ -272,3 +272,21 @@ def test_weekdays_are_numbered_as_in_cron_sunday_being_zero_and_seven() -> None:
     assert is_open(window("deny", "0 0 * * */2", "1h"), sunday)  # sun, tue, thu, sat
     assert not is_open(window("deny", "0 0 * * */2", "1h"), monday)
     assert is_open(window("deny", "0 0 * * mon,wed", "1h"), monday)
+
+
+def test_the_json_schema_documents_spec_windows() -> None:
+    schema = Workflow.model_json_schema(by_alias=True)
+    window = schema["$defs"]["SyncWindow"]
+    assert set(window["required"]) == {"kind", "schedule", "duration"}
+    assert set(window["properties"]) == {
+        "kind",
+        "schedule",
+        "duration",
+        "timeZone",
+        "manualSync",
+        "description",
+    }
+    assert "cron" in window["properties"]["schedule"]["description"]
+    assert schema["$defs"]["Spec"]["properties"]["windows"]["items"] == {
+        "$ref": "#/$defs/SyncWindow"
+    }

@@ -12,13 +12,12 @@ already redacted; spec summaries name secrets but never carry their references o
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.config.models import Workflow
 from reconciler.config.snapshot import Problem
-from reconciler.daemon.windows import AppliedWindow, WindowVerdict
 from reconciler.engine.graph import short_duration, state_detail
 from reconciler.engine.journal import (
     JOURNAL_ENTRIES,
@@ -29,6 +28,9 @@ from reconciler.engine.journal import (
     RunStatus,
 )
 from reconciler.status import Health, Sync
+
+if TYPE_CHECKING:  # only the daemon builds window objects; the CLI reads them back
+    from reconciler.daemon.windows import AppliedWindow, WindowVerdict
 
 
 class _Out(BaseModel):

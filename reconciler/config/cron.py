@@ -13,9 +13,11 @@ file loads) and :mod:`reconciler.daemon.windows` (when windows open). Calls: APS
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
+if TYPE_CHECKING:  # imported when first needed: every CLI command loads this module
+    from apscheduler.triggers.cron import CronTrigger
 
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
@@ -68,6 +70,8 @@ def weekdays_as_names(field: str) -> str:
 def cron_trigger(expression: str, time_zone: str = "UTC") -> CronTrigger:
     """The trigger of a 5-field cron ``expression`` read in ``time_zone``, weekdays numbered
     as in cron. Raises ``ValueError`` with APScheduler's or our reason for a bad expression."""
+    from apscheduler.triggers.cron import CronTrigger
+
     fields = expression.split()
     if len(fields) != 5:
         raise ValueError(f"{expression!r} must have 5 fields (minute hour day month weekday)")

@@ -290,3 +290,12 @@ def test_the_json_schema_documents_spec_windows() -> None:
     assert schema["$defs"]["Spec"]["properties"]["windows"]["items"] == {
         "$ref": "#/$defs/SyncWindow"
     }
+
+
+def test_an_opening_in_the_hour_skipped_by_dst_still_happens_that_day() -> None:
+    # 02:30 does not exist in Berlin on 2026-03-29 (02:00 CET became 03:00 CEST)
+    skipped = window("deny", "30 2 * * *", "1h", timeZone="Europe/Berlin")
+    periods = open_periods(skipped, at("2026-03-28T00:00:00"))
+    opens = [next(periods)[0] for _ in range(3)]
+    assert [o.date().isoformat() for o in opens] == ["2026-03-28", "2026-03-29", "2026-03-30"]
+    assert opens[2] == at("2026-03-30T00:30:00")  # 02:30 CEST

@@ -537,6 +537,7 @@ class Reconciler:
 
     async def _forget(self, name: str) -> None:
         self.scheduler.remove(name)
+        self._window_checks.pop(name, None)
         await self.statuses.delete(name, fence=current_fence())
         self.metrics.workflow_removed(name)
 

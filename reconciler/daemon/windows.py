@@ -47,6 +47,9 @@ MAX_STEPS = 1000
 that never closes (``* * * * *`` for an hour) costs a bounded amount of work."""
 _TICK = timedelta(microseconds=1)
 
+Period = tuple[datetime, datetime | None]
+"""When a window opens and closes (``None``: not within :data:`MAX_STEPS` openings), in UTC."""
+
 
 @dataclass(frozen=True)
 class AppliedWindow:
@@ -193,9 +196,6 @@ def evaluate(applied: Sequence[AppliedWindow], now: datetime) -> WindowVerdict |
         windows=blocking if blocked else open_allows,
         until=until,
     )
-
-
-Period = tuple[datetime, datetime | None]
 
 
 def _open_in(current: Sequence[Period | None], at: datetime) -> list[bool]:

@@ -12,7 +12,7 @@ already redacted; spec summaries name secrets but never carry their references o
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,9 @@ from reconciler.engine.journal import (
     RunStatus,
 )
 from reconciler.status import Health, Sync
+
+if TYPE_CHECKING:  # only the daemon builds window objects; the CLI reads them back
+    from reconciler.daemon.windows import AppliedWindow, WindowVerdict
 
 
 class _Out(BaseModel):
@@ -95,6 +98,61 @@ class ProblemOut(_Out):
         )
 
 
+class WindowRef(_Out):
+    """One change window, as the workflow's spec or the operator's windows file declares it."""
+
+    source: str = Field(
+        description="Where it is declared: 'spec.windows[0]' or 'windows-file[2]' (from 0)."
+    )
+    kind: Literal["allow", "deny"]
+    schedule: str
+    duration: str
+    time_zone: str
+    manual_sync: bool
+    description: str | None = None
+
+    @classmethod
+    def of(cls, applied: AppliedWindow) -> WindowRef:
+        w = applied.window
+        return cls(
+            source=applied.source,
+            kind=w.kind,
+            schedule=w.schedule,
+            duration=short_duration(w.duration),
+            time_zone=w.time_zone,
+            manual_sync=w.manual_sync,
+            description=w.description,
+        )
+
+
+class WindowOut(_Out):
+    """The change windows in force for a workflow now (absent when none applies to it)."""
+
+    state: Literal["open", "blocked"] = Field(
+        description="blocked: a window keeps runs from starting now; open: runs may start."
+    )
+    windows: list[WindowRef] = Field(
+        description="blocked: the windows blocking it; open: the allow windows open now."
+    )
+    until: datetime | None = Field(
+        None,
+        description="When the state changes (blocked: when runs may start again); null when "
+        "it does not within 400 days.",
+    )
+    manual_sync: bool = Field(description="Whether a manual sync may run now.")
+    message: str = Field(description="The same in plain words.")
+
+    @classmethod
+    def of(cls, verdict: WindowVerdict) -> WindowOut:
+        return cls(
+            state="blocked" if verdict.blocked else "open",
+            windows=[WindowRef.of(w) for w in verdict.windows],
+            until=verdict.until,
+            manual_sync=verdict.manual_sync,
+            message=verdict.describe(),
+        )
+
+
 class WorkflowSummary(_Out):
     """One line of the workflow list."""
 
@@ -113,6 +171,9 @@ class WorkflowSummary(_Out):
     suspended: bool = Field(False, description="Suspended through the API (not in its spec).")
     running_run_id: str | None = Field(None, description="The run in progress, if any.")
     updated_at: datetime | None = None
+    window: WindowOut | None = Field(
+        None, description="The change windows in force now; null when none applies."
+    )
 
 
 class StateSummary(_Out):

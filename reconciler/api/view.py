@@ -17,6 +17,7 @@ from typing import Protocol
 from reconciler.config.snapshot import LoadedWorkflow, Problem
 from reconciler.daemon.approvals import Refusal
 from reconciler.daemon.settings import DaemonSettings
+from reconciler.daemon.windows import WindowVerdict
 from reconciler.engine.journal import JournalEntry, RunRecord
 from reconciler.status import WorkflowStatusRecord
 
@@ -59,6 +60,11 @@ class DaemonView(Protocol):
 
     def spec(self, name: str) -> LoadedWorkflow | None:
         """The parsed workflow ``name`` (the valid one, else the last that parsed), or None."""
+        ...
+
+    def window(self, name: str) -> WindowVerdict | None:
+        """The verdict now of the change windows of ``name`` (its own and the operator's);
+        None when none applies or the workflow does not parse."""
         ...
 
     def problems(self, name: str) -> list[Problem]:

@@ -19,7 +19,10 @@ spec ever ran) and the output says so. Then: suspended → skipped; a dependency
 → skipped; observe says in sync → nothing to do; observe failed → failed (no run on a blind
 guess); otherwise (out of sync, or no probe) → run, then observe again: still out of sync →
 ``Degraded`` (a failure: "run finished, drift remains"). Each outcome carries the status and
-reason the daemon would store. ``plan`` counts a workflow that would run as converged for what
+reason the daemon would store. A workflow's own change windows (``spec.windows``) gate its run
+as they gate the daemon's automatic runs: while one blocks it, it is skipped with
+``Pending``/``WindowClosed`` (the operator's windows file is the daemon's, not read here).
+``plan`` counts a workflow that would run as converged for what
 depends on it, so dependents are checked too.
 """
 
@@ -45,6 +48,7 @@ from reconciler.clock import utcnow
 from reconciler.config.snapshot import LoadedWorkflow
 from reconciler.daemon.check import check_workflow
 from reconciler.daemon.planner import Decision, Next, plan_finished, plan_invalid
+from reconciler.daemon.windows import verdict_for
 from reconciler.engine.journal import Journal, MemoryJournal
 from reconciler.engine.runner import Engine, Observation
 from reconciler.errors import ConfigError, StoreError
@@ -198,6 +202,7 @@ async def _check(
         statuses={d: statuses[d] for d in wf.spec.depends_on if d in statuses},
         observe=lambda: engine.observe(wf),
         now=utcnow,
+        window=lambda at: verdict_for(wf, (), at),
     )
     out = _settled(Outcome(wf.name, before=_sync_of(observation)), decision)
     if observation is not None:
@@ -206,7 +211,7 @@ async def _check(
         out.result = "would-run"
     elif decision.failed:
         out.result = "failed"
-    elif not decision.converged:  # suspended, or waiting for a dependency
+    elif not decision.converged:  # suspended, waiting for a dependency or for a window
         out.action, out.result = "skipped", "skipped"
     return out, decision, observation
 

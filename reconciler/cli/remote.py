@@ -41,6 +41,7 @@ from reconciler.api.models import (
     JournalEntryOut,
     RunDetail,
     RunList,
+    WindowOut,
     WorkflowDetail,
     WorkflowList,
 )
@@ -251,10 +252,14 @@ def _workflow_table(listing: WorkflowList) -> None:
     table = Table(
         title=f"revision {_short(listing.revision) if listing.revision else '(none yet)'}"
     )
-    for column in ("WORKFLOW", "STATUS", "SYNC", "REVISION", "LAST RUN", "NEXT CHECK", "REASON"):
+    # the WINDOW column only when a change window applies to some workflow shown
+    windows = any(wf.window is not None for wf in listing.workflows)
+    columns = ["WORKFLOW", "STATUS", "SYNC", "REVISION", "LAST RUN", "NEXT CHECK", "REASON"]
+    for column in columns[:-1] + ["WINDOW"] * windows + columns[-1:]:
         table.add_column(column)
     for wf in listing.workflows:
         reason = wf.reason + (f": {wf.message}" if wf.message else "")
+        window = [_window_cell(wf.window)] if windows else []
         table.add_row(
             escape(wf.name),
             _styled(wf.status.value) + (" (API)" if wf.suspended else ""),
@@ -263,11 +268,20 @@ def _workflow_table(listing: WorkflowList) -> None:
             _short(wf.running_run_id or wf.last_run_id, 8)
             + (" (running)" if wf.running_run_id else ""),
             _when(wf.next_check_at),
+            *window,
             escape(reason),
         )
     console.print(table)
     if not listing.workflows:
         console.print("no workflows")
+
+
+def _window_cell(window: WindowOut | None) -> str:
+    """``blocked until 2026-12-07 06:00:00``, ``open``, or ``-`` when no window applies."""
+    if window is None:
+        return "-"
+    text = "[yellow]blocked[/yellow]" if window.state == "blocked" else "open"
+    return text + (f" until {_when(window.until)}" if window.until is not None else "")
 
 
 def _workflow_detail(wf: WorkflowDetail) -> None:
@@ -286,6 +300,8 @@ def _workflow_detail(wf: WorkflowDetail) -> None:
         ("failures", str(wf.failures)),
         ("suspended (API)", "yes" if wf.suspended else "no"),
     ]
+    if wf.window is not None:
+        rows.append(("window", f"{_window_cell(wf.window)}: {escape(wf.window.message)}"))
     if wf.labels:
         rows.append(("labels", escape(", ".join(f"{k}={v}" for k, v in wf.labels.items()))))
     if wf.spec is not None:

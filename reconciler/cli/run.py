@@ -135,6 +135,14 @@ def run(
             help="Named API tokens with roles (YAML or JSON).",
         ),
     ] = None,
+    windows_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--windows-file",
+            metavar="FILE",
+            help="The operator's change windows (YAML or JSON), for every workflow or by selector.",
+        ),
+    ] = None,
     webhook_secret_file: Annotated[
         Path | None,
         typer.Option(
@@ -181,6 +189,7 @@ def run(
             api_token_file=api_token_file,
             api_tokens_file=api_tokens_file,
             webhook_secret_file=webhook_secret_file,
+            windows_file=windows_file,
         )
     except ConfigError as exc:
         raise fail(str(exc)) from None

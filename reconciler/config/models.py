@@ -276,6 +276,92 @@ SecretRef = Annotated[
 ]
 
 
+WindowKind = Literal["allow", "deny"]
+
+
+def _check_schedule(value: str) -> str:
+    """A 5-field cron expression (weekdays numbered as in cron, 0 = Sunday), else ``ValueError``."""
+    from reconciler.config.cron import cron_trigger  # APScheduler: only where a window is declared
+
+    if len(value.split()) != 5:
+        raise ValueError(f"schedule {value!r} must have 5 fields (minute hour day month weekday)")
+    try:
+        cron_trigger(value)
+    except ValueError as exc:
+        raise ValueError(f"invalid cron {value!r}: {exc}") from None
+    return value
+
+
+def _check_time_zone(value: str) -> str:
+    """An IANA time zone name ``zoneinfo`` knows (else ``ValueError``)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}: use an IANA name such as 'UTC' or 'Europe/Paris'"
+        ) from None
+    return value
+
+
+class SyncWindow(Model):
+    """A change window: a time when runs may (``allow``) or may not (``deny``) start.
+
+    The window opens at every instant ``schedule`` fires (read in ``timeZone``, daylight saving
+    time included) and stays open for ``duration``. A workflow with at least one allow window
+    starts runs only while one of them is open; an open deny window blocks runs, and wins over
+    allow windows. A run in progress is never stopped by a window.
+    """
+
+    kind: WindowKind = Field(
+        description="allow: runs may start only while open; deny: they may not."
+    )
+    schedule: str = Field(
+        description="When the window opens, as a 5-field cron expression "
+        "(minute hour day month weekday), e.g. '0 22 * * 1-5'."
+    )
+    duration: Duration = Field(description="How long the window stays open, e.g. '4h'.")
+    time_zone: str = Field(
+        "UTC", description="IANA time zone the schedule is read in, e.g. 'Europe/Paris'."
+    )
+    manual_sync: bool = Field(
+        False,
+        description="Whether a manual sync may run while this window blocks runs.",
+    )
+    description: str | None = Field(None, description="Free text shown with the window.")
+
+    _schedule_ok = field_validator("schedule")(_check_schedule)
+    _time_zone_ok = field_validator("time_zone")(_check_time_zone)
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("a window's duration must be longer than zero")
+        return value
+
+
+class WindowSelector(Model):
+    """Which workflows an operator's window applies to: every condition given must hold."""
+
+    names: list[str] = Field(
+        default_factory=list,
+        description="Workflow name globs (fnmatch: '*', '?', '[a-z]'); any may match.",
+    )
+    match_labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels the workflow must all carry with these values."
+    )
+
+
+class OperatorWindow(SyncWindow):
+    """A window from the operator's windows file, for every workflow or those ``selector`` picks."""
+
+    selector: WindowSelector | None = Field(
+        None, description="Which workflows it applies to; absent: every workflow."
+    )
+
+
 class Spec(Model):
     interval: Duration | None = Field(None, description="Drift re-check cadence, e.g. '5m'.")
     cron: str | None = Field(None, description="Drift re-check as a 5-field cron expression.")
@@ -294,6 +380,10 @@ class Spec(Model):
     states: dict[Annotated[str, Field(pattern=STATE_PATTERN)], State] = Field(min_length=1)
     on_delete: str | None = Field(
         None, description="State to run when the file is removed from git."
+    )
+    windows: list[SyncWindow] = Field(
+        default_factory=list,
+        description="Change windows: when runs may (allow) or may not (deny) start.",
     )
 
     @model_validator(mode="after")

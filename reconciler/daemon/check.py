@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from reconciler.config.snapshot import LoadedWorkflow
 from reconciler.daemon.planner import Decision, Next, Observation, plan_observed, plan_static
+from reconciler.daemon.windows import WindowVerdict
 from reconciler.status import WorkflowStatusRecord
 
 ObservationT = TypeVar("ObservationT", bound=Observation)
@@ -34,6 +35,7 @@ async def check_workflow(
     observe: Callable[[], Awaitable[ObservationT]],
     manual: bool = False,
     now: Callable[[], datetime],
+    window: Callable[[datetime], WindowVerdict | None] = lambda _now: None,
 ) -> tuple[Decision, ObservationT | None]:
     """The decision for ``lw`` before any run, and the observation it was made with.
 
@@ -41,12 +43,15 @@ async def check_workflow(
     its dependencies. ``observe`` is awaited only when the statuses leave the decision open
     and the workflow has a probe. The decision's ``next`` is ``DONE`` (store its status) or
     ``RUN`` (store it, run, then :func:`~reconciler.daemon.planner.plan_finished`).
+    ``window`` gives the verdict of the workflow's change windows at an instant (default:
+    none apply); a run it blocks does not start.
     """
     workflow = lw.workflow
     decision = plan_static(workflow, status, revision=revision, statuses=statuses, now=now())
     if decision.next is Next.DONE:
         return decision, None
     observation = await observe() if workflow.spec.observe is not None else None
+    at = now()
     decision = plan_observed(
         workflow,
         status,
@@ -54,6 +59,7 @@ async def check_workflow(
         digest=lw.digest,
         observation=observation,
         manual=manual,
-        now=now(),
+        now=at,
+        window=window(at),
     )
     return decision, observation

@@ -62,6 +62,13 @@ from reconciler.daemon.settings import DaemonSettings
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.statuses import StatusBook
 from reconciler.daemon.target import Target
+from reconciler.daemon.windows import (
+    WindowVerdict,
+    applicable,
+    blocked_at,
+    load_windows_file,
+    verdict_for,
+)
 from reconciler.engine.approvals import pending_approval
 from reconciler.engine.journal import RunStatus
 from reconciler.engine.runner import Engine
@@ -117,7 +124,11 @@ class Controller:
             expression_cost_limit=settings.expression_cost_limit,
             approvals=self.approvals,
         )
-        self.state = DaemonState()
+        self.state = DaemonState(
+            windows=load_windows_file(settings.windows_file)
+            if settings.windows_file is not None
+            else ()
+        )
         self.queue = WorkQueue(
             max_concurrent=settings.max_concurrent_runs,
             clock=clock,
@@ -127,6 +138,7 @@ class Controller:
             self._drift_check_due, default_interval=settings.default_interval
         )
         self.metrics.watch_queue(self.queue)
+        self.metrics.watch_windows(self._windows_blocked)
         self.metrics.watch_source(source)
         self.ready = asyncio.Event()
         """Set once the first revision has been loaded (the seam for ``/readyz``)."""
@@ -198,6 +210,24 @@ class Controller:
     def running(self) -> dict[str, str]:
         """Runs in progress in this process: run id → workflow name."""
         return self.runs.running
+
+    def window(self, name: str) -> WindowVerdict | None:
+        """The verdict now of the change windows of workflow ``name`` (``None``: none apply,
+        or the workflow does not parse)."""
+        lw = self.state.target.valid.get(name) or self.state.target.removed.get(name)
+        if lw is None:
+            return None
+        return verdict_for(lw.workflow, self.state.windows, self._now())
+
+    def _windows_blocked(self) -> dict[str, bool]:
+        """For the metric: each valid workflow a window applies to, and whether one blocks it."""
+        now = self._now()
+        out: dict[str, bool] = {}
+        for name, lw in self.state.target.valid.items():
+            applied = applicable(lw.workflow, self.state.windows)
+            if applied:
+                out[name] = blocked_at(applied, now)
+        return out
 
     # -- public seams ------------------------------------------------------------------------
 

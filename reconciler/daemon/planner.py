@@ -26,7 +26,8 @@ one-line ``message`` in plain words, which is also what the daemon logs.
 Reasons (``WorkflowStatusRecord.reason``) the planner writes, documented in docs/daemon.md:
 ``InvalidSpec``, ``Suspended``, ``DependencyNotReady``, ``ObserveFailed``, ``InSync``,
 ``OutOfSync``, ``SpecChanged``, ``Retrying``, ``ManualSync``, ``Resuming`` (written by
-:mod:`reconciler.daemon.reconcile`), ``RunSucceeded``, ``RunFailed``, ``DriftRemains``.
+:mod:`reconciler.daemon.reconcile`), ``RunSucceeded``, ``RunFailed``, ``DriftRemains``,
+``WindowClosed`` (a run is due but a change window blocks it; see :func:`window_closed`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Any, Protocol
 
 from reconciler.config.models import Workflow
 from reconciler.config.snapshot import Problem
+from reconciler.daemon.windows import WindowVerdict
 from reconciler.engine.drift import FieldDiff
 from reconciler.status import Health, Sync, WorkflowStatusRecord
 
@@ -73,6 +75,7 @@ class Reason(StrEnum):
     RUN_SUCCEEDED = "RunSucceeded"
     RUN_FAILED = "RunFailed"
     DRIFT_REMAINS = "DriftRemains"
+    WINDOW_CLOSED = "WindowClosed"
 
 
 class Observation(Protocol):
@@ -114,6 +117,9 @@ class Decision:
     """True when the workflow should back off (a failed run, failing probe, drift remaining)."""
     converged: bool = False
     """True when the workflow reached ``Converged`` at this revision (dependents may proceed)."""
+    retry_at: datetime | None = None
+    """A change window keeps a due run from starting: check the workflow again at this instant
+    (the window's next opening)."""
 
 
 def _base(name: str, status: WorkflowStatusRecord | None) -> WorkflowStatusRecord:
@@ -232,8 +238,12 @@ def plan_observed(
     observation: Observation | None,
     manual: bool,
     now: datetime,
+    window: WindowVerdict | None = None,
 ) -> Decision:
     """After observing (``observation`` is ``None`` without a probe): run, or record converged.
+
+    ``window`` is the verdict of the change windows that apply at ``now`` (``None``: none
+    apply); when it blocks a run that is due, nothing runs (see :func:`window_closed`).
 
     A run starts when out of sync, when the spec changed and there is no probe, when the last
     attempt failed and there is no probe to say otherwise, or on a manual sync. An in-sync
@@ -253,15 +263,19 @@ def plan_observed(
     # A probe without `desired`/`inSync` has nothing to compare with: it decides like no probe.
     in_sync = observation.in_sync if has_probe and observation is not None else None
     spec_changed = base.spec_digest != digest
+    # a manual sync the windows refuse counts for nothing: decided as without it
+    manual_ok = manual and (window is None or not window.blocked or window.manual_sync)
     run = _why_run(
         base,
         observation,
         in_sync=in_sync,
-        manual=manual,
+        manual=manual_ok,
         spec_changed=spec_changed,
         has_probe=has_probe,
     )
     observed_fields = _observed_fields(observation, in_sync=in_sync, now=now)
+    if run is not None and window is not None and window.blocked and not manual_ok:
+        return window_closed(base, now, name=name, why=run[2], window=window, **observed_fields)
     if run is None and failed_at_this_spec(base, digest=digest):
         return _still_failed(base, now, name=name, **observed_fields)
     if run is None:
@@ -298,6 +312,32 @@ def plan_observed(
         f"workflow {name} is {why}" if run_reason is RunReason.DRIFT else f"workflow {name}: {why}",
         run_reason=run_reason,
     )
+
+
+def window_closed(
+    base: WorkflowStatusRecord,
+    now: datetime,
+    *,
+    name: str,
+    why: str,
+    window: WindowVerdict,
+    **observed: Any,
+) -> Decision:
+    """A run is due (``why``) but ``window`` blocks it: ``Pending``/``WindowClosed``, sync
+    ``OutOfSync``, nothing runs; the workflow is checked again at the next opening
+    (``retry_at``). Revisions, spec digest and failures stay, so the run that follows is
+    decided exactly as this one would have been. A manual sync the windows refuse ends here too.
+    """
+    text = f"{why}, but {window.describe()}; no run starts"
+    new = _update(
+        base,
+        now,
+        **{"sync": Sync.OUT_OF_SYNC, **observed},
+        status=Health.PENDING,
+        reason=Reason.WINDOW_CLOSED,
+        message=text,
+    )
+    return Decision(new, Next.DONE, f"workflow {name}: {text}", retry_at=window.until)
 
 
 def _observe_failed(

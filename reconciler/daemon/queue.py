@@ -48,6 +48,8 @@ class Reason:
     DEPENDENCY = "dependency"
     RESUME = "resume"
     DELETE = "delete"
+    WINDOW = "window"
+    """A change window that blocked a due run opens: check the workflow again."""
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,10 @@ class WorkQueue:
             or key in self._dirty
             or any(d.key == key for d in self._delayed)
         )
+
+    def due_later(self, key: str) -> int:
+        """How many delayed entries ``key`` has (back-off, window openings, take-overs)."""
+        return sum(d.key == key for d in self._delayed)
 
     def next_due(self) -> float | None:
         """Seconds until the earliest delayed key is due, if any."""

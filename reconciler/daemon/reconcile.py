@@ -46,6 +46,7 @@ from reconciler.daemon.scheduler import DriftScheduler
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.statuses import StatusBook
+from reconciler.daemon.windows import WindowVerdict, verdict_for
 from reconciler.engine.journal import RunRecord, RunStatus
 from reconciler.engine.runner import Engine
 from reconciler.errors import LeaseLost, ReconcilerError
@@ -101,6 +102,9 @@ class Reconciler:
         self.engine = engine
         self.metrics = metrics
         self._now = now
+        self._window_checks: dict[str, datetime] = {}
+        """When each workflow a window blocks is queued to be checked again: a workflow checked
+        every minute during a two-week freeze is queued once for its end, not 20,000 times."""
 
     # -- the worker loop -----------------------------------------------------------------------
 
@@ -385,6 +389,7 @@ class Reconciler:
             observe=lambda: self._observe(workflow, revision),
             manual=item.manual,
             now=self._now,
+            window=lambda at: self.window(workflow, at),
         )
         if decision.next is not Next.RUN:
             await self.apply(decision, workflow.name, durable=False)
@@ -403,6 +408,10 @@ class Reconciler:
             why=decision.message,
             observed=observed if isinstance(observed, dict) else None,
         )
+
+    def window(self, workflow: Workflow, now: datetime) -> WindowVerdict | None:
+        """The verdict of the change windows of ``workflow`` (its own and the operator's)."""
+        return verdict_for(workflow, self.state.windows, now)
 
     async def _observe(self, workflow: Workflow, revision: str) -> Observation:
         return await self.engine.observe(
@@ -487,12 +496,36 @@ class Reconciler:
         )
 
     async def _retire(self, name: str, lw: LoadedWorkflow) -> None:
+        """Run the removed workflow's ``onDelete`` state and forget it. A change window that
+        blocks runs holds the onDelete run like any other: the workflow stays known, with
+        ``Pending``/``WindowClosed``, until the window lets it run."""
+        window = self.window(lw.workflow, self._now())
+        if lw.workflow.spec.on_delete is not None and window is not None and window.blocked:
+            await self._hold_retirement(name, window)
+            return
         await self.runs.run_on_delete(
             lw.workflow, run_id=uuid4().hex, revision=self.state.target.revision
         )
         self.state.target.removed.pop(name, None)
         await self._forget(name)
         log.info(f"workflow {name} retired (its run history is kept)", workflow=name)
+
+    async def _hold_retirement(self, name: str, window: WindowVerdict) -> None:
+        text = f"removed from git, but {window.describe()}; its onDelete run waits"
+        status = await self.statuses.get(name) or WorkflowStatusRecord(name=name)
+        held = status.model_copy(
+            update={
+                "status": Health.PENDING,
+                "reason": StatusReason.WINDOW_CLOSED,
+                "message": text,
+                "updated_at": self._now(),
+            }
+        )
+        await self.apply(
+            Decision(held, Next.DONE, f"workflow {name}: {text}", retry_at=window.until),
+            name,
+            durable=False,
+        )
 
     async def _retire_orphan(self, name: str) -> None:
         self.state.target.orphans.discard(name)
@@ -505,6 +538,7 @@ class Reconciler:
 
     async def _forget(self, name: str) -> None:
         self.scheduler.remove(name)
+        self._window_checks.pop(name, None)
         await self.statuses.delete(name, fence=current_fence())
         self.metrics.workflow_removed(name)
 
@@ -531,6 +565,17 @@ class Reconciler:
         if decision.converged:
             self.queue.forget(name)
             await self._wake_dependents(name)
+        if decision.retry_at is not None:
+            self._check_when_open(name, decision.retry_at)
+
+    def _check_when_open(self, name: str, at: datetime) -> None:
+        """Queue ``name`` for a second past ``at``, when the window that blocks it lets it run
+        (so the check lands inside the window), unless it is queued for that instant already."""
+        now = self._now()
+        if self._window_checks.get(name) == at and at > now:
+            return
+        self._window_checks[name] = at
+        self.queue.add_after(name, (at - now).total_seconds() + 1.0, reason=Reason.WINDOW)
 
     async def store_status(
         self, record: WorkflowStatusRecord, *, durable: bool = True, wait: bool = True

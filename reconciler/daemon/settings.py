@@ -193,6 +193,13 @@ class DaemonSettings(BaseSettings):
         "role read, operate or admin (the sha256 of each token, never the token).",
     )
     webhook_secret_file: Path | None = Field(None, description="File holding the webhook secret.")
+    windows_file: Path | None = Field(
+        None,
+        description="YAML or JSON file of the operator's change windows: a list of windows "
+        "(kind, schedule, duration, timeZone, manualSync, description) each with an optional "
+        "selector (names: globs, matchLabels), applied with each workflow's own spec.windows. "
+        "Read at start; a bad file stops the daemon from starting.",
+    )
     api_token: SecretStr | None = Field(
         None, description="From RECONCILER_API_TOKEN or --api-token-file only."
     )
@@ -280,6 +287,9 @@ class DaemonSettings(BaseSettings):
             self.allowed_signers,
             self.gpg_home,
             self.webhook_secret_file,
+            # the operator's change windows: a workflow that could write them could open its
+            # own window (at the next start)
+            self.windows_file,
             self.vault_token_file,
             self.vault_role_id_file,
             self.vault_secret_id_file,

@@ -18,6 +18,7 @@ from reconciler.config.snapshot import LoadedWorkflow, Problem
 from reconciler.daemon.approvals import Refusal
 from reconciler.daemon.controller import Controller
 from reconciler.daemon.settings import DaemonSettings
+from reconciler.daemon.windows import WindowVerdict
 from reconciler.engine.journal import JournalEntry, RunRecord
 from reconciler.sources.base import scrub, url_secrets
 from reconciler.status import WorkflowStatusRecord
@@ -58,6 +59,9 @@ class ControllerView:
         if lw is None and snapshot is not None:
             lw = snapshot.workflows.get(name)
         return lw
+
+    def window(self, name: str) -> WindowVerdict | None:
+        return self._controller.window(name)
 
     def problems(self, name: str) -> list[Problem]:
         return list(self._controller.target.invalid.get(name, []))

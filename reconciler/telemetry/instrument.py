@@ -28,7 +28,7 @@ import asyncio
 import re
 import time
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Iterable, Sized
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sized
 from datetime import datetime
 from typing import Any
 
@@ -251,6 +251,11 @@ class DaemonMetrics:
     def watch_queue(self, queue: Sized) -> None:
         """Read ``reconciler_queue_depth`` from ``len(queue)`` at each scrape."""
         LIVE.queue_depth = lambda: len(queue)
+
+    def watch_windows(self, blocked: Callable[[], Mapping[str, bool]]) -> None:
+        """Read ``reconciler_workflow_window_blocked`` from ``blocked()`` at each scrape:
+        every workflow a change window applies to, and whether one blocks its runs now."""
+        LIVE.window_blocked = blocked
 
     def watch_source(self, source: Source) -> None:
         """Read the fetch counters and last successful fetch from ``source`` at each scrape."""

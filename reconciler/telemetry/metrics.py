@@ -18,7 +18,7 @@ time through :data:`LIVE` rather than copied.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -217,17 +217,19 @@ class LiveCollector(Collector):
     def __init__(self) -> None:
         self.queue_depth: Callable[[], int] | None = None
         self.fetch_stats: Callable[[], FetchStats] | None = None
+        self.window_blocked: Callable[[], Mapping[str, bool]] | None = None
 
     def describe(self) -> Iterable[Metric]:
-        return self._families(FetchStats(0, 0, None), depth=0)
+        return self._families(FetchStats(0, 0, None), depth=0, blocked={})
 
     def collect(self) -> Iterable[Metric]:
         stats = self.fetch_stats() if self.fetch_stats is not None else FetchStats(0, 0, None)
         depth = self.queue_depth() if self.queue_depth is not None else 0
-        return self._families(stats, depth=depth)
+        blocked = self.window_blocked() if self.window_blocked is not None else {}
+        return self._families(stats, depth=depth, blocked=blocked)
 
     @staticmethod
-    def _families(stats: FetchStats, *, depth: int) -> list[Metric]:
+    def _families(stats: FetchStats, *, depth: int, blocked: Mapping[str, bool]) -> list[Metric]:
         fetches = CounterMetricFamily(
             "reconciler_git_fetch",
             "Fetches of the repository (or reads of the directory), by result.",
@@ -236,7 +238,17 @@ class LiveCollector(Collector):
         fetches.add_metric(["success"], stats.ok)
         fetches.add_metric(["failure"], stats.failed)
         last = stats.last_success_at.timestamp() if stats.last_success_at is not None else 0.0
+        windows = GaugeMetricFamily(
+            "reconciler_workflow_window_blocked",
+            "1 while a change window keeps the workflow's runs from starting (an open deny "
+            "window, or no allow window open), 0 while they may start. Only workflows a "
+            "window applies to have a series.",
+            labels=["workflow"],
+        )
+        for name, is_blocked in sorted(blocked.items()):
+            windows.add_metric([name], 1.0 if is_blocked else 0.0)
         return [
+            windows,
             fetches,
             GaugeMetricFamily(
                 "reconciler_git_last_fetch_success_timestamp_seconds",

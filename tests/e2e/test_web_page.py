@@ -464,3 +464,35 @@ def test_a_daemon_whose_reads_need_the_token_shows_its_workflows_once_it_is_type
         page.reload()  # kept for the tab's session
         page.locator('#workflows tr[data-workflow="motd"]').wait_for(timeout=20_000)
         assert page.input_value("#token") == TOKEN
+
+
+def test_page_shows_the_change_window_that_blocks_a_workflow(
+    tmp_path: Path, repo: Path, chromium: object
+) -> None:
+    frozen = file_workflow("frozen", "frozen.txt", "x\n", keep=True)
+    frozen["spec"]["windows"] = [
+        {"kind": "deny", "schedule": "* * * * *", "duration": "1h", "description": "freeze"}
+    ]
+    put(repo, frozen)
+    commit(repo, "a workflow under a freeze")
+    with serving(tmp_path, repo) as (base, process):
+
+        def blocked() -> bool:
+            process.alive()
+            try:
+                listed = get_json(f"{base}/api/v1/workflows")["workflows"]
+            except OSError:
+                return False
+            return [w["reason"] for w in listed] == ["WindowClosed"]  # type: ignore[union-attr]
+
+        until(blocked, 60, "frozen to wait for its window", interval=0.3)
+        page = chromium.new_page(viewport={"width": 1280, "height": 700})  # type: ignore[attr-defined]
+        page.goto(base + "/")
+        row = page.locator('#workflows tr[data-workflow="frozen"]')
+        row.wait_for()
+        assert row.locator("td.window").inner_text() == "blocked"  # never closes: no "until"
+        assert "freeze" in (row.locator("td.window").get_attribute("title") or "")
+        row.click()
+        page.locator("#detail-window").wait_for()
+        assert "deny window spec.windows[0]" in page.locator("#detail-window").inner_text()
+        save_screenshot(page, tmp_path, "window.png")

@@ -19,6 +19,7 @@ from reconciler.api.models import (
     Accepted,
     ProblemOut,
     SpecSummary,
+    WindowOut,
     WorkflowDetail,
     WorkflowList,
     WorkflowSummary,
@@ -59,6 +60,7 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
             "suspended": view.is_suspended(name) or st.suspended,
             "running_run_id": view.running_run(name),
             "updated_at": status.updated_at if status is not None else None,
+            "window": WindowOut.of(verdict) if (verdict := view.window(name)) else None,
         }
 
     async def status_of(name: str) -> WorkflowStatusRecord | None:
@@ -198,6 +200,14 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
         if workflow is not None and workflow.spec.suspend:
             raise ApiError(
                 409, "suspended", f"workflow {name!r} is suspended in its spec (suspend: true)"
+            )
+        window = view.window(name)
+        if window is not None and window.blocked and not window.manual_sync:
+            raise ApiError(
+                409,
+                "window_closed",
+                f"workflow {name!r} may not run now: {window.describe()}; a manual sync runs "
+                "while it is blocked only if every window blocking it says manualSync: true",
             )
         running = view.running_run(name)
         if running is not None:

@@ -126,6 +126,13 @@ function renderApprovals(data) {
   }));
 }
 
+// The change windows in force: "blocked until …", "open", or nothing when none applies.
+function windowText(window) {
+  if (!window) return "";
+  const until = window.until ? ` until ${when(window.until)}` : "";
+  return `${window.state}${until}`;
+}
+
 function renderList(data) {
   $("#revision").textContent = data.revision ? `revision ${short(data.revision)}` : "no revision yet";
   const body = $("#workflows tbody");
@@ -141,6 +148,7 @@ function renderList(data) {
       el("td", {}, wf.running_run_id ? `running ${short(wf.running_run_id)}` : short(wf.last_run_id)),
       el("td", { title: wf.message }, wf.reason),
       el("td", {}, when(wf.next_check_at)),
+      el("td", { class: "window", title: wf.window ? wf.window.message : "" }, windowText(wf.window)),
       el("td", {}, button));
     if (wf.name === state.selected) row.classList.add("selected");
     body.append(row);
@@ -224,6 +232,8 @@ function renderDetail(wf, runs) {
   $("#detail").hidden = false;
   $("#detail-name").replaceChildren(wf.name, " ", badge(wf.status), " ", badge(wf.sync));
   $("#detail-message").textContent = [wf.reason, wf.message].filter(Boolean).join(": ");
+  $("#detail-window").hidden = !wf.window;
+  $("#detail-window").textContent = wf.window ? `change window: ${wf.window.message}` : "";
   const diffs = Array.isArray(wf.diff) ? wf.diff : [];
   $("#diff-box").hidden = diffs.length === 0;
   $("#diff tbody").replaceChildren(...diffs.map((d) => el("tr", {},

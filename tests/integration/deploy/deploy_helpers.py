@@ -94,6 +94,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "apiToken": {"existingSecret": "reconciler-api", "key": "token"},
         "apiTokens": {"existingSecret": "reconciler-api-tokens", "key": "tokens.yaml"},
         "signatures": {"verify": True, "allowedSigners": {"configMap": "reconciler-signers"}},
+        "windows": {"configMap": "reconciler-windows"},
         "webhookSecret": {"existingSecret": "reconciler-webhook", "key": "secret"},
         "daemon": {"allowPlugins": ["http.check", "http.request"], "logLevel": "debug"},
     },

@@ -484,6 +484,20 @@ def test_named_tokens_and_allowed_signers_are_files_the_daemon_settings_point_to
     assert rendered.env["RECONCILER_VERIFY_SIGNATURES"]["value"] == "true"
 
 
+def test_the_windows_file_is_a_config_map_the_daemon_settings_point_to(
+    installs: dict[str, Rendered],
+) -> None:
+    rendered = installs["token-git-and-api-tokens"]
+    windows = Path(rendered.env["RECONCILER_WINDOWS_FILE"]["value"])
+    assert rendered.mounts[str(windows.parent)]["readOnly"] is True
+    assert rendered.volumes["windows"]["configMap"] == {
+        "name": "reconciler-windows",
+        "items": [{"key": "windows.yaml", "path": windows.name}],
+    }
+    assert "RECONCILER_WINDOWS_FILE" not in installs["defaults"].env
+    assert "windows" not in installs["defaults"].volumes
+
+
 def test_by_default_signatures_are_not_verified_and_no_tokens_file_is_mounted(
     installs: dict[str, Rendered],
 ) -> None:

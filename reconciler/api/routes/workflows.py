@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from reconciler.api.auth import ApiError, requested_by
@@ -207,8 +207,13 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
         summary="Start a run with inputs (a manual sync whose run has these inputs)",
         responses={**CONFLICT, 422: {"model": ErrorResponse}},
     )
-    async def start_run(name: str, body: RunRequest, request: Request) -> RunAccepted:
-        await sync_allowed(name)
+    async def start_run(
+        name: str, request: Request, body: Annotated[RunRequest | None, Body()] = None
+    ) -> RunAccepted:
+        """Unlike a plain sync, this is not refused while the workflow runs: each distinct set
+        of inputs gets a run of its own, so the request waits for the run in progress."""
+        await sync_allowed(name, while_running=True)
+        body = body or RunRequest()
         if body.inputs and view.problems(name):
             raise ApiError(
                 409,
@@ -229,8 +234,9 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
             message=f"run of workflow {name}{shown} queued", workflow=name, inputs=body.inputs
         )
 
-    async def sync_allowed(name: str) -> None:
-        """Refuse a sync (or a run with inputs) of a workflow that cannot run now."""
+    async def sync_allowed(name: str, *, while_running: bool = False) -> None:
+        """Refuse a sync (or a run with inputs) of a workflow that cannot run now (or, unless
+        ``while_running``, that runs now)."""
         await steerable(name)
         if view.is_suspended(name):
             raise ApiError(
@@ -242,7 +248,7 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
                 409, "suspended", f"workflow {name!r} is suspended in its spec (suspend: true)"
             )
         running = view.running_run(name)
-        if running is not None:
+        if running is not None and not while_running:
             raise ApiError(
                 409,
                 "already_running",

@@ -36,6 +36,7 @@ from reconciler.api.models import (
     Accepted,
     ErrorResponse,
     JournalEntryOut,
+    RunAccepted,
     RunDetail,
     RunList,
     WorkflowDetail,
@@ -473,6 +474,7 @@ def _mutate(
     token_file: Path | None,
     output: OutputFormat,
     body: Any = None,
+    answer: type[Accepted] = Accepted,
 ) -> None:
     async def post() -> None:
         secret = _token(token, token_file)
@@ -485,7 +487,7 @@ def _mutate(
         if output is OutputFormat.json:
             _print_json(response.json())
         else:
-            console.print(Accepted.model_validate_json(response.content).message, highlight=False)
+            console.print(answer.model_validate_json(response.content).message, highlight=False)
 
     _run(post())
 
@@ -612,6 +614,7 @@ def sync(
             token_file=token_file,
             output=output,
             body=body,
+            answer=RunAccepted if given else Accepted,
         )
         return
     secret = _token_or_fail(token, token_file)
@@ -654,7 +657,8 @@ async def _sync_and_wait(
     body = {"inputs": inputs} if inputs else None
     accepted = await call(server, "POST", path, token=token, body=body)
     if sys.stderr.isatty():
-        err_console.print(Accepted.model_validate_json(accepted.content).message, highlight=False)
+        answer = RunAccepted if inputs else Accepted
+        err_console.print(answer.model_validate_json(accepted.content).message, highlight=False)
     deadline = asyncio.get_running_loop().time() + within.total_seconds()
     run_id: str | None = None
     while True:

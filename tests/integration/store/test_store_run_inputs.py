@@ -50,7 +50,9 @@ async def test_a_manual_run_answers_only_the_syncs_with_exactly_its_inputs(store
     r5 = await store.get_run("r5")
     assert r5 is not None and r5.requested_by == "bob, dave"
     recorded = {c.id: c.payload for c in await store.commands_after(0)}
-    assert recorded[five.id] == {"inputs": {"replicas": 5}} and recorded[twin.id] == recorded[five.id]
+    assert (
+        recorded[five.id] == {"inputs": {"replicas": 5}} and recorded[twin.id] == recorded[five.id]
+    )
 
     await store.run_started(
         RunRecord(id="plain-run", workflow="scale", reason="manual"), settles_syncs=True

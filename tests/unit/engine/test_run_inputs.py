@@ -49,7 +49,9 @@ async def test_a_runs_inputs_win_over_the_defaults_and_are_recorded_with_the_run
     w = wf({"a": echo("${{ inputs.replicas * 10 }}", to="done"), **END}, parameters=PARAMETERS)
     result = await engine.run(w, reason="manual", inputs={"replicas": 5})
     assert result.ok, result.error
-    assert registry.instance("test.echo").calls[0]["value"] == 50  # an integer: inputs keep their type
+    assert (
+        registry.instance("test.echo").calls[0]["value"] == 50
+    )  # an integer: inputs keep their type
     stored = await journal.get_run(result.run.id)
     assert stored is not None and stored.inputs == {"replicas": 5}
     started = (await journal.entries(result.run.id))[0]

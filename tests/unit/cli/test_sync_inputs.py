@@ -62,7 +62,7 @@ def test_an_inputs_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None
 
 
 def test_a_missing_inputs_file_is_refused_naming_it(tmp_path: Path) -> None:
-    with pytest.raises(InputsError, match="cannot read --inputs-file .*absent.yaml"):
+    with pytest.raises(InputsError, match=r"cannot read --inputs-file .*absent\.yaml"):
         collect_inputs([], tmp_path / "absent.yaml")
 
 

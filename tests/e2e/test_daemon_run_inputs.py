@@ -189,6 +189,10 @@ def test_two_syncs_with_different_inputs_give_two_runs_and_wait_follows_its_own(
     )
     assert sorted(r.inputs["content"] for r in runs if r.inputs) == ["one", "two"]
     assert all(r.status is RunStatus.SUCCEEDED for r in runs)
+    listed = reconciler(url, "runs", "-w", "scale")
+    assert listed.returncode == 0, listed.stderr
+    assert "INPUTS" in listed.stdout
+    assert 'content="one"' in listed.stdout and 'content="two"' in listed.stdout
 
 
 def test_a_run_with_inputs_interrupted_by_kill_9_resumes_with_the_same_inputs(
@@ -214,8 +218,13 @@ def test_a_run_with_inputs_interrupted_by_kill_9_resumes_with_the_same_inputs(
     assert interrupted.inputs == {"content": "kept", "replicas": 3}
 
     daemon()
-    until(lambda: out.exists() and out.read_text() == "kept x3", 60, "the resumed run's write")
-    [resumed] = manual(data)
+
+    def finished() -> RunRecord | None:
+        runs = manual(data)
+        return runs[0] if len(runs) == 1 and runs[0].status.finished else None
+
+    resumed = until(finished, 60, "the resumed run to finish")
     assert resumed.id == run.id and resumed.attempt == 2
     assert resumed.status is RunStatus.SUCCEEDED
     assert resumed.inputs == {"content": "kept", "replicas": 3}
+    assert out.read_text() == "kept x3"

@@ -108,7 +108,8 @@ class InputRejected(ReconcilerError):
     --input``) that the workflow's ``spec.parameters`` do not accept. :attr:`code` says why —
     ``unknown_input`` (no such parameter), ``input_not_settable`` (declared ``settable:
     false``) or ``invalid_input`` (wrong type, or not one of its ``enum``) — and :attr:`input`
-    names the input; the message names both and what was expected. Raised before anything is
+    names the input (``inputs_too_large``: all of them over 64 KiB as JSON, naming the largest);
+    the message names both and what was expected. Raised before anything is
     recorded, so a refused request leaves no trace. Not an ``ActionError``."""
 
     def __init__(self, message: str, *, code: str, input: str) -> None:

@@ -20,6 +20,7 @@ recorded). Calls: pydantic only.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -51,6 +52,10 @@ ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "object": TypeAdapter(dict[str, Any]),
 }
 """The validator of each declared type; strict, so nothing is coerced across types."""
+
+MAX_INPUTS_BYTES = 64 * 1024
+"""Most bytes the inputs of one run may take as JSON: they are kept in the command log, the run's
+record and its journal, and a parameter is a knob, not a payload."""
 
 ARTICLE = {"integer": "an", "array": "an", "object": "an"}
 
@@ -118,7 +123,8 @@ def accept_inputs(
     Returns the accepted values by name. Raises :class:`~reconciler.errors.InputRejected` for
     the first refused input in name order: one not declared, one declared ``settable: false``,
     or a value not of its type (or not one of its ``enum``); the message names the input and
-    what was expected.
+    what was expected. Inputs over :data:`MAX_INPUTS_BYTES` as JSON are refused as a whole
+    (``inputs_too_large``, naming the largest).
     """
     accepted: dict[str, Any] = {}
     for name in sorted(given):
@@ -148,4 +154,13 @@ def accept_inputs(
                 input=name,
             )
         accepted[name] = value
+    sizes = {name: len(json.dumps(value)) for name, value in accepted.items()}
+    if sum(sizes.values()) > MAX_INPUTS_BYTES:
+        largest = max(sizes, key=lambda name: sizes[name])
+        raise InputRejected(
+            f"the inputs of workflow {workflow!r} take more than {MAX_INPUTS_BYTES // 1024} KiB "
+            f"as JSON (the largest: {largest!r}, {sizes[largest]} bytes)",
+            code="inputs_too_large",
+            input=largest,
+        )
     return accepted

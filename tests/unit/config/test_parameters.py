@@ -201,3 +201,10 @@ def test_a_valid_declaration_loads_and_validates_cleanly() -> None:
     [lw] = load_text(text, path="scale.yaml").workflows
     assert validate_workflow(lw, PluginRegistry()) == []
     assert lw.workflow.spec.parameters["env"].enum == ["staging", "prod"]
+
+
+def test_inputs_over_the_size_limit_are_refused_naming_the_largest() -> None:
+    big = {"labels": {f"k{i}": "v" * 100 for i in range(1000)}, "replicas": 3}
+    with pytest.raises(InputRejected, match="more than 64 KiB as JSON") as caught:
+        accept_inputs("scale", PARAMETERS, big)
+    assert (caught.value.code, caught.value.input) == ("inputs_too_large", "labels")

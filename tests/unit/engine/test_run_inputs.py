@@ -144,3 +144,12 @@ async def test_a_secret_in_a_child_runs_inputs_is_masked_in_its_record_and_journ
     started = (await journal.entries(child_id))[0]
     assert started.detail["inputs"] == {"tok": "***"}
     assert CANARY not in repr(await journal.entries(child_id))
+
+
+async def test_an_input_holding_expression_syntax_is_text_never_evaluated(
+    engine: Engine, registry: PluginRegistry, wf: Any
+) -> None:
+    w = wf({"a": echo("got ${{ inputs.env }}", to="done"), **END}, parameters=PARAMETERS)
+    result = await engine.run(w, inputs={"env": "${{ 6 * 7 }}"})
+    assert result.ok, result.error
+    assert registry.instance("test.echo").calls[0]["value"] == "got ${{ 6 * 7 }}"

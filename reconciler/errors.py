@@ -10,6 +10,7 @@ public contract: renaming one breaks users' workflows.
     ├── StoreError                  the durable store (``reconciler/store``) failed
     │   ├── StoreUnavailable        the database cannot be reached or opened (names host, never password)
     │   └── LeaseLost               a fenced write came from a lease that is no longer current
+    ├── InputRejected               a run-time input the workflow's ``spec.parameters`` refuse
     ├── SourceError                 the git repository or directory holding workflows failed
     │   └── FetchFailed             a fetch/read failed (names the repo, masked, and branch)
     │       └── SignatureRefused    the fetched head commit is not signed by an allowed key
@@ -102,6 +103,21 @@ class RunLeftUnfinished(ReconcilerError):
     """A journal's ``run_finished`` kept a cancelled run unfinished instead of ending it: the
     daemon is shutting down and the run resumes in its state on the next start. The engine
     catches it and does not report the run as finished. Not an ``ActionError``."""
+
+
+class InputRejected(ReconcilerError):
+    """An input given for one run (``POST /api/v1/workflows/NAME/runs``, ``reconciler sync
+    --input``) that the workflow's ``spec.parameters`` do not accept. :attr:`code` says why —
+    ``unknown_input`` (no such parameter), ``input_not_settable`` (declared ``settable:
+    false``) or ``invalid_input`` (wrong type, or not one of its ``enum``) — and :attr:`input`
+    names the input (``inputs_too_large``: all of them over 64 KiB as JSON, naming the largest);
+    the message names both and what was expected. Raised before anything is
+    recorded, so a refused request leaves no trace. Not an ``ActionError``."""
+
+    def __init__(self, message: str, *, code: str, input: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.input = input
 
 
 class SourceError(ReconcilerError):

@@ -247,6 +247,11 @@ class RunSummary(_Out):
     requested_by: str | None = Field(
         None, description="Names of the API tokens whose syncs this manual run answered."
     )
+    inputs: dict[str, Any] | None = Field(
+        None,
+        description="The inputs the run was started with beyond its spec (POST "
+        "/api/v1/workflows/NAME/runs, a child run's `with:`); null when none.",
+    )
     cancelled_by: str | None = Field(
         None, description="Name of the API token whose cancel of this run was accepted."
     )
@@ -344,6 +349,26 @@ class Accepted(_Out):
     message: str
     workflow: str | None = None
     run_id: str | None = None
+
+
+class RunRequest(_Out):
+    """The body of ``POST /api/v1/workflows/NAME/runs``: inputs for one run."""
+
+    inputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Values of the workflow's settable `spec.parameters`, by name; each must "
+        "be of its declared type (and one of its `enum`). Empty: a plain manual sync.",
+    )
+
+
+class RunAccepted(Accepted):
+    """The answer to ``POST /api/v1/workflows/NAME/runs``."""
+
+    inputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The inputs accepted: the manual run answering this request has exactly "
+        "these as its `inputs` (null there when empty).",
+    )
 
 
 class HookResult(_Out):

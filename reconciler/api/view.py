@@ -11,8 +11,9 @@ Called by: the routers, through :func:`reconciler.api.app.create_app`. Calls: no
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from reconciler.config.snapshot import LoadedWorkflow, Problem
 from reconciler.daemon.approvals import Refusal
@@ -119,10 +120,14 @@ class DaemonView(Protocol):
 
     # -- steering --------------------------------------------------------------------------------
 
-    async def request_sync(self, name: str, *, requested_by: str) -> bool:
+    async def request_sync(
+        self, name: str, *, requested_by: str, inputs: Mapping[str, Any] | None = None
+    ) -> bool:
         """Queue a manual sync of ``name``, recorded in the store before it returns (it survives
         a crash and reaches the replica that runs the workflow) with ``requested_by`` (the API
-        token's name); False for an unknown name."""
+        token's name); False for an unknown name. With ``inputs``, the run it causes runs with
+        them (validated against the workflow's ``spec.parameters`` first:
+        :class:`~reconciler.errors.InputRejected`, nothing recorded)."""
         ...
 
     async def suspend(self, name: str, *, requested_by: str) -> bool:

@@ -39,6 +39,7 @@ from reconciler.api.models import (
     ApprovalOut,
     ErrorResponse,
     JournalEntryOut,
+    RunAccepted,
     RunDetail,
     RunList,
     WindowOut,
@@ -46,6 +47,7 @@ from reconciler.api.models import (
     WorkflowList,
 )
 from reconciler.cli.app import OutputFormat, OutputOption, app, console, err_console, fail
+from reconciler.cli.inputs import InputsError, collect_inputs
 from reconciler.engine.journal import EventKind, RunStatus
 from reconciler.errors import ReconcilerError
 from reconciler.status import Health
@@ -383,12 +385,19 @@ def _duration(start: datetime, end: datetime | None) -> str:
     return f"{(end - start).total_seconds():.1f}s"
 
 
+def _inputs_text(inputs: dict[str, Any] | None) -> str:
+    """A run's inputs on one line: ``replicas=5 env="prod"`` (values as JSON)."""
+    return " ".join(f"{k}={json.dumps(v)}" for k, v in sorted((inputs or {}).items()))
+
+
 def _runs_table(listing: RunList) -> None:
     table = Table()
-    for column in ("RUN", "WORKFLOW", "STATUS", "REASON", "STATE", "STARTED", "TOOK", "ERROR"):
+    columns = ["RUN", "WORKFLOW", "STATUS", "REASON", "STATE", "STARTED", "TOOK", "ERROR"]
+    with_inputs = any(run.inputs for run in listing.runs)  # the column only when it says something
+    for column in [*columns, "INPUTS"] if with_inputs else columns:
         table.add_column(column)
     for run in listing.runs:
-        table.add_row(
+        cells = [
             run.id,
             escape(run.workflow),
             _styled(run.status.value),
@@ -397,7 +406,10 @@ def _runs_table(listing: RunList) -> None:
             _when(run.started_at),
             _duration(run.started_at, run.finished_at),
             escape(run.error or ""),
-        )
+        ]
+        if with_inputs:
+            cells.append(escape(_inputs_text(run.inputs)))
+        table.add_row(*cells)
     console.print(table)
     if not listing.runs:
         console.print("no runs")
@@ -413,6 +425,8 @@ def _run_detail(run: RunDetail) -> None:
     )
     if run.requested_by:
         console.print(f"requested by {escape(run.requested_by)}", highlight=False)
+    if run.inputs:
+        console.print(f"inputs {escape(_inputs_text(run.inputs))}", highlight=False)
     if run.cancelled_by:
         console.print(f"cancelled by {escape(run.cancelled_by)}", highlight=False)
     if run.error:
@@ -481,6 +495,7 @@ def mutate(
     token_file: Path | None,
     output: OutputFormat,
     body: Any = None,
+    answer: type[Accepted] = Accepted,
 ) -> None:
     """POST to ``path`` (with ``body`` as JSON, when given) and print the daemon's answer."""
 
@@ -495,7 +510,7 @@ def mutate(
         if output is OutputFormat.json:
             _print_json(response.json())
         else:
-            console.print(Accepted.model_validate_json(response.content).message, highlight=False)
+            console.print(answer.model_validate_json(response.content).message, highlight=False)
 
     _run(post())
 
@@ -576,6 +591,25 @@ def sync(
             help="With --wait, how long to wait for the run to finish (e.g. 90s, 5m, 1h).",
         ),
     ] = timedelta(minutes=5),
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            metavar="KEY=VALUE",
+            help="Run with this input (repeatable): a settable parameter of the workflow "
+            "(spec.parameters); VALUE is read as YAML, so replicas=5 is a number and "
+            "dry_run=true a boolean (quote to keep a string: version='\"1.10\"'). Applies to "
+            "this one run; git's desired state stays as it is.",
+        ),
+    ] = None,
+    inputs_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--inputs-file",
+            metavar="FILE",
+            help="Inputs from a YAML or JSON mapping (an --input of the same key wins).",
+        ),
+    ] = None,
     server: ServerOption = DEFAULT_SERVER,
     token: TokenOption = None,
     token_file: TokenFileOption = None,
@@ -583,13 +617,31 @@ def sync(
 ) -> None:
     """Ask the daemon to check and converge a workflow now (runs even when in sync).
 
+    With --input/--inputs-file, the run it causes has those inputs (checked by the daemon
+    against the workflow's spec.parameters; a refused input exits 2 with the daemon's reason).
     With --wait, follow the manual run the sync causes and print its outcome.
     """
-    path = f"/api/v1/workflows/{quote(name, safe='')}/sync"
+    try:
+        given = collect_inputs(inputs or [], inputs_file)
+    except InputsError as exc:
+        raise fail(str(exc)) from None
+    workflow = quote(name, safe="")
+    path = f"/api/v1/workflows/{workflow}/runs" if given else f"/api/v1/workflows/{workflow}/sync"
+    body = {"inputs": given} if given else None
     if not wait:
-        mutate("sync", path, server=server, token=token, token_file=token_file, output=output)
+        mutate(
+            "sync",
+            path,
+            server=server,
+            token=token,
+            token_file=token_file,
+            output=output,
+            body=body,
+            answer=RunAccepted if given else Accepted,
+        )
         return
-    run = _run(_sync_and_wait(name, path, server, _token_or_fail(token, token_file), timeout))
+    secret = _token_or_fail(token, token_file)
+    run = _run(_sync_and_wait(name, path, server, secret, timeout, inputs=given))
     if output is OutputFormat.json:
         _print_json(run[1])
     else:
@@ -611,24 +663,37 @@ def _token_or_fail(token: str | None, token_file: Path | None) -> str:
 
 
 async def _sync_and_wait(
-    name: str, path: str, server: str, token: str, within: timedelta
+    name: str,
+    path: str,
+    server: str,
+    token: str,
+    within: timedelta,
+    *,
+    inputs: dict[str, Any],
 ) -> tuple[RunDetail, Any]:
     """Request the sync, then poll the workflow's runs for the manual run it caused (one not
-    among the runs seen just before the request) until that run has finished; the run's
-    detail and its raw JSON. :class:`SyncTimedOut` after ``within``."""
+    among the runs seen just before the request, with exactly ``inputs``) until that run has
+    finished; the run's detail and its raw JSON. :class:`SyncTimedOut` after ``within``."""
     params = {"workflow": name, "limit": RUNS_SEEN_BEFORE}
     before, _ = await _get(server, "/api/v1/runs", RunList, token=token, params=params)
     seen = {r.id for r in before.runs}
-    accepted = await call(server, "POST", path, token=token)
+    body = {"inputs": inputs} if inputs else None
+    accepted = await call(server, "POST", path, token=token, body=body)
     if sys.stderr.isatty():
-        err_console.print(Accepted.model_validate_json(accepted.content).message, highlight=False)
+        answer = RunAccepted if inputs else Accepted
+        err_console.print(answer.model_validate_json(accepted.content).message, highlight=False)
     deadline = asyncio.get_running_loop().time() + within.total_seconds()
     run_id: str | None = None
     while True:
         if run_id is None:
             listing, _ = await _get(server, "/api/v1/runs", RunList, token=token, params=params)
             run_id = next(
-                (r.id for r in listing.runs if r.reason == "manual" and r.id not in seen), None
+                (
+                    r.id
+                    for r in listing.runs
+                    if r.reason == "manual" and r.id not in seen and (r.inputs or {}) == inputs
+                ),
+                None,
             )
         if run_id is not None:
             detail, raw = await _get(server, f"/api/v1/runs/{run_id}", RunDetail, token=token)

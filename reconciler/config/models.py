@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from reconciler.config.parameters import PARAMETER_NAME_PATTERN, Parameter
+
 # The value types live in the leaf module reconciler.types; re-exported for callers.
 from reconciler.types import Duration as Duration
 from reconciler.types import Model as Model
@@ -370,6 +372,11 @@ class Spec(Model):
     suspend: bool = False
     inputs: dict[str, Any] = Field(
         default_factory=dict, description="The desired state; `inputs.*`."
+    )
+    parameters: dict[Annotated[str, Field(pattern=PARAMETER_NAME_PATTERN)], Parameter] = Field(
+        default_factory=dict,
+        description="Typed inputs a caller may set for one run (`inputs.*`; the default "
+        "otherwise); a name may not also be in `inputs`.",
     )
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     observe: Action | None = Field(None, description="Read-only probe (check plugins only).")

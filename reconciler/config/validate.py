@@ -203,6 +203,7 @@ def validate_workflow(
     _check_expressions(wf, templated, report)
     _check_secrets(wf, templated, report)
     _check_credentials(wf, sites, report)
+    _check_parameters(wf, report)
     if grants is not None:
         base = workdir if workdir is not None else Path.cwd()
         _check_grants(wf, sites, registry, report, grants=grants, base=base)
@@ -501,12 +502,29 @@ def _strip_cel_strings(source: str) -> str:
 
 def _check_credentials(wf: Workflow, sites: list[_ActionSite], report: _Reporter) -> None:
     roots: list[tuple[Loc, Any]] = [(("spec", "inputs"), wf.spec.inputs)]
+    roots += [
+        (("spec", "parameters", name, "default"), p.default)
+        for name, p in wf.spec.parameters.items()
+    ]
     roots += [((*site.loc, "with"), dict(site.with_)) for site in sites]
     for root, value in roots:
         for loc, what in find_credentials(value, root):
             # a random-looking literal may be a false positive: a warning, not a blocker
             severity = "warning" if what.startswith(RANDOM_LITERAL) else "error"
             report.add(loc, f"{what}; {SECRET_HINT}", severity=severity)
+
+
+def _check_parameters(wf: Workflow, report: _Reporter) -> None:
+    """A name is either desired state (``spec.inputs``) or a parameter, never both: which
+    value ``inputs.<name>`` held would otherwise depend on who started the run."""
+    for name in wf.spec.parameters:
+        if name in wf.spec.inputs:
+            report.add(
+                ("spec", "parameters", name),
+                f"parameter {name!r} is also in spec.inputs: declare it in one place "
+                "(spec.parameters gives it a type and a default)",
+                key=True,
+            )
 
 
 # -- the state machine -----------------------------------------------------------------------

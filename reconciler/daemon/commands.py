@@ -8,7 +8,9 @@ status row's ``suspended`` flag). The controller that answered applies it at onc
 
 - a **sync** queues the workflow as a manual sync here; the workflow's lease decides which
   replica runs it, and the reconcile under the lease runs it only while the sync is still
-  unhandled in the store (the run's start marks it handled), so N replicas run it once;
+  unhandled in the store (the run's start marks it handled), so N replicas run it once; a
+  sync with run inputs (``payload={"inputs": ...}``) is answered only by a run with exactly
+  those inputs (the reconcile takes the pending syncs a group of equal inputs at a time);
 - a **suspend/resume** re-reads the workflow's status row, whose ``suspended`` flag is the
   truth, and updates this controller's memory (a resume also queues a check);
 - an **approve** (or reject) is handed to the run it is for when that run waits here (see
@@ -22,7 +24,8 @@ At start (:meth:`CommandReader.catch_up`, once the first revision is loaded) the
 unhandled are queued again: a sync answered ``202`` just before a ``kill -9`` still runs.
 
 What callers may rely on: every command is applied at most once per controller; applying is
-idempotent anyway (a sync queued twice runs once, a suspension is re-read from the row).
+idempotent anyway (a sync queued twice runs once — per distinct set of run inputs —, a
+suspension is re-read from the row).
 
 Called by: the controller (its steering seams and a background task). Calls: the store, the
 queue, the run supervisor, the status book and the shared :class:`DaemonState`.

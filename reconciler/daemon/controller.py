@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 import structlog
 
 from reconciler.clock import utcnow
+from reconciler.config.parameters import accept_inputs
 from reconciler.config.snapshot import Snapshot
 from reconciler.daemon.approvals import ApprovalInbox, Refusal, refusal
 from reconciler.daemon.approvals import payload as approval_payload
@@ -231,18 +233,40 @@ class Controller:
 
     # -- public seams ------------------------------------------------------------------------
 
-    async def request_sync(self, name: str, *, requested_by: str | None = None) -> bool:
+    async def request_sync(
+        self,
+        name: str,
+        *,
+        requested_by: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Queue a manual sync of ``name`` (runs even when in sync), recorded in the store first
         so that it survives a crash and reaches the replica that holds the workflow.
         ``requested_by`` (the API token's name; default: this replica's id) goes into the
-        command log and the run it causes. False for unknown names."""
+        command log and the run it causes. False for unknown names.
+
+        ``inputs`` (a run with inputs): validated against the workflow's ``spec.parameters``
+        (:class:`~reconciler.errors.InputRejected` before anything is recorded; a workflow that
+        is not valid now has no parameters to accept them) and recorded as the command's
+        payload; the run answering it runs with exactly these, and is not merged with a plain
+        sync or one with other inputs."""
         if not self.state.target.knows(name):
             return False
+        payload: dict[str, Any] | None = None
+        if inputs:
+            lw = self.state.target.valid.get(name)
+            parameters = lw.workflow.spec.parameters if lw is not None else {}
+            payload = {"inputs": accept_inputs(name, parameters, inputs)}
         who = requested_by or self.leases.owner
-        command = await self.store.request(CommandKind.SYNC, name, requested_by=who)
+        command = await self.store.request(
+            CommandKind.SYNC, name, requested_by=who, payload=payload
+        )
         self.commands.seen(command)
+        with_inputs = f" with inputs {', '.join(sorted(inputs))}" if inputs else ""
         log.info(
-            f"manual sync of workflow {name} requested by {who}", workflow=name, requested_by=who
+            f"manual sync of workflow {name}{with_inputs} requested by {who}",
+            workflow=name,
+            requested_by=who,
         )
         self.queue.add(name, Reason.MANUAL)
         return True

@@ -15,9 +15,12 @@ backs that workflow off; the worker goes on.
 
 A manual sync is run only while the store still has it unhandled (``_pending_syncs``, under the
 lease): every replica queues the syncs of the command log (``daemon/commands.py``), and the
-first manual run of the workflow to start marks them handled, so a sync runs once. A manual
-item that runs nothing (suspended, invalid, waiting for a dependency, resuming an interrupted
-run) answers its syncs too, as the in-memory queue used to.
+first manual run of the workflow to start marks them handled, so a sync runs once. Syncs are
+answered in the order they were accepted, a group at a time: the oldest pending sync decides
+the run's inputs, and the run answers every pending sync with exactly those inputs (plain syncs
+together, a sync with inputs with its identical twins only); the rest queue the workflow again.
+A manual item that runs nothing (suspended, invalid, waiting for a dependency, resuming an
+interrupted run) answers its group too, as the in-memory queue used to.
 
 Called by: the controller (its workers). Calls: the planner, the engine's ``observe``, the run
 supervisor, the status book, the queue, the workflow leases, the store's command log and the
@@ -53,6 +56,7 @@ from reconciler.errors import LeaseLost, ReconcilerError
 from reconciler.plugin import RunInfo
 from reconciler.status import SUSPENDED_MESSAGE, Health, WorkflowStatusRecord
 from reconciler.store import CommandKind, Store
+from reconciler.store.commands import sync_inputs
 from reconciler.telemetry.instrument import DaemonMetrics
 
 log = structlog.get_logger("reconciler.daemon")
@@ -171,8 +175,10 @@ class Reconciler:
                     self.queue.add_after(item.key, later, reason=reason)
                 return
             syncs: list[int] = []
+            inputs: dict[str, Any] | None = None
+            more = False
             if item.manual:
-                item, syncs = await self._pending_syncs(item)
+                item, syncs, inputs, more = await self._pending_syncs(item)
                 if not item.reasons:
                     return
             if self.leases.shared:
@@ -181,18 +187,30 @@ class Reconciler:
                 await self.runs.claim_unfinished(
                     item.key, valid=item.key in self.state.target.valid, owner=self.leases.owner
                 )
-            await self._reconcile_held(item)
+            if inputs and self.runs.resumable(item.key):
+                # the interrupted run resumes first; these syncs' own run comes after it
+                syncs, inputs, more = [], None, True
+            await self._reconcile_held(item, inputs=inputs)
             if syncs:  # answered by this reconcile, run or not (a run marked them already)
                 await self.store.commands_handled(syncs)
+            if more:  # syncs with other inputs: a run each, after this one
+                self.queue.add(item.key, Reason.MANUAL)
 
-    async def _pending_syncs(self, item: WorkItem) -> tuple[WorkItem, list[int]]:
-        """Under the workflow's lease: the syncs of it the store still has unhandled. None
-        left (a manual run of it started since, here or on another replica): the item is no
-        manual sync any more, so a sync accepted once runs once whoever queued it."""
+    async def _pending_syncs(
+        self, item: WorkItem
+    ) -> tuple[WorkItem, list[int], dict[str, Any] | None, bool]:
+        """Under the workflow's lease: the syncs of it the store still has unhandled that this
+        reconcile answers, the inputs of the run that answers them, and whether other syncs
+        (with other inputs) wait behind them. The oldest pending sync decides the inputs; every
+        pending sync with the same inputs is answered with it. None left (a manual run of it
+        started since, here or on another replica): the item is no manual sync any more, so a
+        sync accepted once runs once whoever queued it."""
         pending = await self.store.unhandled_commands(CommandKind.SYNC, target=item.key)
-        if pending:
-            return item, [c.id for c in pending]
-        return WorkItem(item.key, item.reasons - {Reason.MANUAL}), []
+        if not pending:
+            return WorkItem(item.key, item.reasons - {Reason.MANUAL}), [], None, False
+        inputs = sync_inputs(pending[0])
+        group = [c.id for c in pending if sync_inputs(c) == inputs]
+        return item, group, inputs or None, len(group) < len(pending)
 
     async def _settled_elsewhere(self, item: WorkItem) -> bool:
         """Replicas only, under the workflow's lease: take in what other replicas stored about
@@ -232,7 +250,9 @@ class Reconciler:
             return True
         return False
 
-    async def _reconcile_held(self, item: WorkItem) -> None:
+    async def _reconcile_held(
+        self, item: WorkItem, *, inputs: dict[str, Any] | None = None
+    ) -> None:
         name = item.key
         target = self.state.target
         if name in target.removed:
@@ -261,7 +281,7 @@ class Reconciler:
         if unsettled is not None:
             await self._settle(lw, status, unsettled, revision=target.revision)
             return
-        await self._plan_and_act(item, lw, status, revision=target.revision)
+        await self._plan_and_act(item, lw, status, revision=target.revision, inputs=inputs)
 
     async def _resume(
         self,
@@ -373,8 +393,10 @@ class Reconciler:
         status: WorkflowStatusRecord | None,
         *,
         revision: str,
+        inputs: dict[str, Any] | None = None,
     ) -> None:
-        """Decide from the statuses first, then from a probe when that is not enough."""
+        """Decide from the statuses first, then from a probe when that is not enough.
+        ``inputs``: a manual sync's run inputs, for the run it starts."""
         workflow = lw.workflow
         statuses = {
             dep: st
@@ -407,6 +429,7 @@ class Reconciler:
             reason=str(decision.run_reason),
             why=decision.message,
             observed=observed if isinstance(observed, dict) else None,
+            inputs=inputs if item.manual else None,
         )
 
     def window(self, workflow: Workflow, now: datetime) -> WindowVerdict | None:
@@ -428,8 +451,11 @@ class Reconciler:
         why: str = "",
         observed: dict[str, Any] | None = None,
         resume: RunRecord | None = None,
+        inputs: dict[str, Any] | None = None,
     ) -> None:
-        """Mark the workflow progressing, run it to its end, then plan and store the outcome."""
+        """Mark the workflow progressing, run it to its end, then plan and store the outcome.
+        ``inputs`` (a new run's, from a sync with inputs) go over the spec's for this run; a
+        resumed run has its own (:attr:`RunRecord.inputs`)."""
         workflow = lw.workflow
         name = workflow.name
         run_id = resume.id if resume is not None else uuid4().hex
@@ -473,6 +499,7 @@ class Reconciler:
             resume=resume,
             document=None if resume is not None else lw.document,
             plan=None if resume is not None else {"message": why, "diff": running.diff},
+            inputs=inputs,
         )
         after = (
             await self._observe(workflow, revision)

@@ -91,12 +91,15 @@ class RunSupervisor:
         resume: RunRecord | None = None,
         document: dict[str, Any] | None = None,
         plan: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
     ) -> RunEnd:
         """Run ``workflow`` (or resume ``resume``) to its end, as a task :meth:`cancel` can stop.
 
         ``document`` (``workflow`` as JSON) is kept with a new run's record, so that the run
         resumes with this spec should it be interrupted (:meth:`started_with`); ``plan`` (why
         it runs: the planner's message and diff) goes into its ``run_started`` entry.
+        ``inputs`` (a sync's run inputs) go over the spec's and are kept with the run's record,
+        so a resumed run runs with them again.
         A cancellation that is not :meth:`cancel`'s (the daemon shutting down) propagates: the
         run's record then stays unfinished, so it resumes on the next start.
         """
@@ -110,6 +113,7 @@ class RunSupervisor:
                 run_id=None if resume is not None else run_id,
                 document=document,
                 plan=plan,
+                inputs=inputs,
             ),
             name=f"run-{run_id}",
         )

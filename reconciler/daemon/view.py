@@ -12,7 +12,9 @@ Called by: ``reconciler run`` (:mod:`reconciler.cli.run`) and the API tests, whi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from reconciler.config.snapshot import LoadedWorkflow, Problem
 from reconciler.daemon.approvals import Refusal
@@ -107,8 +109,10 @@ class ControllerView:
 
     # -- steering --------------------------------------------------------------------------------
 
-    async def request_sync(self, name: str, *, requested_by: str) -> bool:
-        return await self._controller.request_sync(name, requested_by=requested_by)
+    async def request_sync(
+        self, name: str, *, requested_by: str, inputs: Mapping[str, Any] | None = None
+    ) -> bool:
+        return await self._controller.request_sync(name, requested_by=requested_by, inputs=inputs)
 
     async def suspend(self, name: str, *, requested_by: str) -> bool:
         return await self._controller.suspend(name, requested_by=requested_by)

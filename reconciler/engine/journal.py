@@ -68,6 +68,9 @@ class RunRecord:
     deadline counts from, also across a restart. ``requested_by`` (the names of the API tokens
     whose syncs a manual run answered) and ``cancelled_by`` (the token whose cancel was
     accepted) are written by the store, never by the engine: it leaves them ``None``.
+    ``inputs`` are the inputs the run was started with beyond its spec (a run started with
+    inputs through the API, a child run's ``with:``), after the run's redaction; ``None`` for a
+    run started with none. A resumed run runs with them again.
     """
 
     __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
@@ -85,6 +88,7 @@ class RunRecord:
     error: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
     document: dict[str, Any] | None = None
+    inputs: dict[str, Any] | None = None
     requested_by: str | None = None
     cancelled_by: str | None = None
 

@@ -41,6 +41,7 @@ from reconciler.config.expressions import (
     render_async,
 )
 from reconciler.config.models import Workflow
+from reconciler.config.parameters import parameter_defaults
 from reconciler.engine.actions import RunContext
 from reconciler.engine.approvals import ApprovalDesk
 from reconciler.engine.checks import during_checks_loop, run_checks
@@ -189,7 +190,11 @@ class Engine:
             redactor=redactor,
             logger=logger,
             journal=journal,
-            inputs={**workflow.spec.inputs, **dict(inputs or {})},
+            inputs={
+                **workflow.spec.inputs,
+                **parameter_defaults(workflow.spec.parameters),
+                **dict(inputs or {}),
+            },
             observed=observed,
             workdir=self.workdir,
             grants=self.grants,
@@ -347,7 +352,9 @@ class Engine:
         """Run ``workflow``'s machine to an end state and return how it ended.
 
         ``observed`` is the last observation (the ``observed`` CEL variable); ``inputs`` are
-        merged over ``spec.inputs``; ``document`` is kept with a new run's record
+        merged over ``spec.inputs`` and the defaults of ``spec.parameters`` (the caller has
+        validated them: :func:`~reconciler.config.parameters.accept_inputs`), kept in the run's
+        record and its ``run_started`` entry; ``document`` is kept with a new run's record
         (:attr:`RunRecord.document`: ``workflow`` as JSON, which the caller already has), so
         that whoever resumes the run can resume it with the same spec. ``plan`` is what made
         the caller start the run (the daemon's planner message and field diff), kept in the
@@ -396,6 +403,8 @@ class Engine:
         spec = workflow.spec
         if resume is not None:
             record = _resumed(resume, revision=revision)
+            if inputs is None:
+                inputs = resume.inputs
         else:
             record = RunRecord(
                 id=run_id or uuid4().hex,
@@ -413,6 +422,8 @@ class Engine:
             observed=observed,
             inherited=inherited,
         )
+        if resume is None and inputs:
+            record.inputs = ctx.redactor.redact_obj(dict(inputs))
         ctx.run_child = self._child_runner(ctx, depth)
         flow = Flow(task=asyncio.current_task())
         entered_at = await self._open(
@@ -484,6 +495,8 @@ class Engine:
             detail: dict[str, Any] = {"reason": reason, "revision": revision, "parentId": parent_id}
             if plan:
                 detail["plan"] = copy_data(dict(plan))
+            if record.inputs:
+                detail["inputs"] = record.inputs  # redacted when the record got them
             await ctx.write(EventKind.RUN_STARTED, detail=detail)
         ctx.logger.info("run started", reason=reason, resumed=resume is not None)
         return entered

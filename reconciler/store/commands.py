@@ -11,8 +11,10 @@ What callers may rely on: a command returned by :func:`record` is committed; ``i
 commit order *almost* always (a PostgreSQL sequence value is taken before the commit, so two
 concurrent requests may commit out of order: readers look back a little, see
 :data:`~reconciler.daemon.commands.LOOKBACK`); a sync stays unhandled until the manual run it
-causes starts (:func:`settle_syncs`, in the run's own ``run_started`` transaction) or a
-controller decided, under the workflow's lease, that nothing runs.
+causes starts (:func:`answer_syncs`, in the run's own ``run_started`` transaction) or a
+controller decided, under the workflow's lease, that nothing runs. A sync with run inputs
+(``payload={"inputs": {...}}``) is answered only by a manual run started with exactly those
+inputs; a plain sync only by a manual run started with none.
 
 Called by: :class:`reconciler.store.store.Store` (each function runs inside one of its
 transactions) and the retention pass (:func:`prune`). Calls: SQLAlchemy only.
@@ -167,20 +169,6 @@ async def mark_handled(conn: AsyncConnection, ids: Sequence[int], *, now: dateti
     return int(result.rowcount or 0)
 
 
-async def sync_requesters(conn: AsyncConnection, workflow: str) -> list[str]:
-    """Who asked for the unhandled syncs of ``workflow``: each name once, oldest first."""
-    rows = await conn.execute(
-        select(COMMANDS.c.requested_by)
-        .where(
-            COMMANDS.c.kind == CommandKind.SYNC.value,
-            COMMANDS.c.target == workflow,
-            COMMANDS.c.handled_at.is_(None),
-        )
-        .order_by(COMMANDS.c.id)
-    )
-    return list(dict.fromkeys(name for (name,) in rows if name))
-
-
 async def settle_syncs(conn: AsyncConnection, workflow: str, *, now: datetime) -> int:
     """Mark every unhandled sync of ``workflow`` handled: a manual run starting now answers all
     of them. Returns how many there were."""
@@ -194,6 +182,26 @@ async def settle_syncs(conn: AsyncConnection, workflow: str, *, now: datetime) -
         .values(handled_at=now)
     )
     return int(result.rowcount or 0)
+
+
+def sync_inputs(command: Command) -> dict[str, Any]:
+    """The run inputs a sync carries (``{}`` for a plain sync)."""
+    payload = command.payload or {}
+    inputs = payload.get("inputs") if isinstance(payload, dict) else None
+    return dict(inputs) if isinstance(inputs, dict) else {}
+
+
+async def answer_syncs(
+    conn: AsyncConnection, workflow: str, *, inputs: dict[str, Any] | None, now: datetime
+) -> list[str]:
+    """Mark handled the unhandled syncs of ``workflow`` that a manual run started with
+    ``inputs`` answers: those carrying exactly these inputs (no inputs: the plain syncs).
+    Returns who asked for them, each name once, oldest first."""
+    wanted = dict(inputs or {})
+    pending = await unhandled(conn, CommandKind.SYNC, target=workflow)
+    answered = [c for c in pending if sync_inputs(c) == wanted]
+    await mark_handled(conn, [c.id for c in answered], now=now)
+    return list(dict.fromkeys(c.requested_by for c in answered if c.requested_by))
 
 
 async def prune(conn: AsyncConnection, *, now: datetime) -> int:

@@ -554,7 +554,8 @@ class Store:
         the workflow document it carries (:attr:`RunRecord.document`), kept until it ends.
 
         ``settles_syncs`` (a manual run): the run answers every sync of its workflow not
-        handled yet; they are marked handled in the same transaction, so a crash either keeps
+        handled yet that carries exactly the run's ``inputs`` (none: the plain syncs); they are
+        marked handled in the same transaction, so a crash either keeps
         both the run (which resumes) and the answered syncs, or neither (the syncs are picked
         up at the next start). The run's ``requested_by`` becomes the names those syncs were
         requested by.
@@ -564,8 +565,9 @@ class Store:
                 await leases.check_fence(conn, fence)
             await self._upsert(conn, RUNS, self._run_values(run), key="id")
             if settles_syncs:
-                names = await commands.sync_requesters(conn, run.workflow)
-                await commands.settle_syncs(conn, run.workflow, now=utcnow())
+                names = await commands.answer_syncs(
+                    conn, run.workflow, inputs=run.inputs, now=utcnow()
+                )
                 if names:
                     await conn.execute(
                         update(RUNS)

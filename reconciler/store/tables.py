@@ -122,6 +122,9 @@ class RunRow(Base):
     document: Mapped[Any | None] = mapped_column(JSON)
     """The workflow document an unfinished run started with (resumed with it); ``NULL`` once the
     run has finished, and for runs recorded before the store kept documents."""
+    inputs: Mapped[Any | None] = mapped_column(JSON)
+    """The inputs the run was started with beyond its spec (redacted); ``NULL`` for none, and
+    for runs recorded before the store kept them. A resumed run runs with them again."""
     requested_by: Mapped[str | None] = mapped_column(String(1024))
     """Names of the API tokens whose syncs this manual run answered (comma-separated)."""
     cancelled_by: Mapped[str | None] = mapped_column(String(255))

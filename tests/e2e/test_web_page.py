@@ -496,3 +496,50 @@ def test_page_shows_the_change_window_that_blocks_a_workflow(
         page.locator("#detail-window").wait_for()
         assert "deny window spec.windows[0]" in page.locator("#detail-window").inner_text()
         save_screenshot(page, tmp_path, "window.png")
+
+
+def test_page_shows_the_inputs_a_run_was_started_with_and_who_asked(
+    tmp_path: Path, repo: Path, chromium: object
+) -> None:
+    greet = file_workflow("greet", "greet.txt", "unused")
+    greet["spec"]["inputs"] = {"path": "greet.txt"}
+    greet["spec"]["parameters"] = {"greeting": {"type": "string", "default": "hello"}}
+    greet["spec"]["states"]["write"]["action"]["with"]["content"] = "${{ inputs.greeting }}"
+    put(repo, greet)
+    commit(repo, "greet")
+    with serving(tmp_path, repo) as (base, process):
+
+        def first_run_done() -> bool:
+            process.alive()
+            try:
+                runs = get_json(f"{base}/api/v1/runs?workflow=greet")["runs"]
+            except OSError:
+                return False
+            return any(r["status"] == "succeeded" for r in runs)  # type: ignore[attr-defined,index]
+
+        until(first_run_done, 60, "greet's first run", interval=0.3)
+        request = urllib.request.Request(
+            f"{base}/api/v1/workflows/greet/runs",
+            data=json.dumps({"inputs": {"greeting": "hi there"}}).encode(),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 202
+        page = chromium.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+        page.goto(base + "/")
+        page.locator('#workflows tr[data-workflow="greet"]').click()
+        why = 'manual, requested by default, inputs greeting="hi there"'
+        page.wait_for_function(
+            "(why) => [...document.querySelectorAll('#runs tbody td')]"
+            ".some((td) => td.innerText === why)",
+            arg=why,
+            timeout=30_000,
+        )
+        page.locator("#runs tbody tr", has_text="hi there").click()
+        page.wait_for_function(
+            "(why) => document.querySelector('#journal-title').innerText.includes(why)",
+            arg=why,
+            timeout=20_000,
+        )
+        save_screenshot(page, tmp_path, "page-run-inputs.png")

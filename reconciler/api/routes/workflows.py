@@ -1,5 +1,5 @@
 """``/api/v1/workflows``: every workflow with its status, one workflow in detail, its state
-diagram, and the steering of a workflow (sync, suspend, resume).
+diagram, and the steering of a workflow (sync, a run with inputs, suspend, resume).
 
 Called by: :func:`reconciler.api.app.create_app`. Calls: the :class:`~reconciler.api.view.DaemonView`
 (specs, problems and statuses; the runs in progress; ``request_sync``, ``suspend``, ``resume``)
@@ -11,13 +11,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from reconciler.api.auth import ApiError, requested_by
 from reconciler.api.models import (
     Accepted,
+    ErrorResponse,
     ProblemOut,
+    RunAccepted,
+    RunRequest,
     SpecSummary,
     WindowOut,
     WorkflowDetail,
@@ -29,6 +32,7 @@ from reconciler.api.view import DaemonView
 from reconciler.config.models import Workflow
 from reconciler.engine.graph import build_diagram, to_dot, to_mermaid
 from reconciler.engine.journal import EventKind, RunStatus
+from reconciler.errors import InputRejected
 from reconciler.status import Health, WorkflowStatusRecord
 
 
@@ -191,6 +195,50 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
         responses=CONFLICT,
     )
     async def sync(name: str, request: Request) -> Accepted:
+        await sync_allowed(name)
+        if not await view.request_sync(name, requested_by=requested_by(request)):
+            raise ApiError(404, "not_found", f"no workflow named {name!r}")
+        return Accepted(message=f"sync of workflow {name} queued", workflow=name)
+
+    @router.post(
+        "/api/v1/workflows/{name}/runs",
+        response_model=RunAccepted,
+        status_code=202,
+        dependencies=write,
+        tags=["steering"],
+        summary="Start a run with inputs (a manual sync whose run has these inputs)",
+        responses={**CONFLICT, 422: {"model": ErrorResponse}},
+    )
+    async def start_run(
+        name: str, request: Request, body: Annotated[RunRequest | None, Body()] = None
+    ) -> RunAccepted:
+        """Unlike a plain sync, this is not refused while the workflow runs: each distinct set
+        of inputs gets a run of its own, so the request waits for the run in progress."""
+        await sync_allowed(name, while_running=True)
+        body = body or RunRequest()
+        if body.inputs and view.problems(name):
+            raise ApiError(
+                409,
+                "invalid",
+                f"workflow {name!r} is invalid in git; its parameters are not known until it "
+                "is fixed",
+            )
+        try:
+            known = await view.request_sync(
+                name, requested_by=requested_by(request), inputs=body.inputs
+            )
+        except InputRejected as exc:
+            raise ApiError(422, exc.code, str(exc)) from None
+        if not known:
+            raise ApiError(404, "not_found", f"no workflow named {name!r}")
+        shown = f" with inputs {', '.join(sorted(body.inputs))}" if body.inputs else ""
+        return RunAccepted(
+            message=f"run of workflow {name}{shown} queued", workflow=name, inputs=body.inputs
+        )
+
+    async def sync_allowed(name: str, *, while_running: bool = False) -> None:
+        """Refuse a sync (or a run with inputs) of a workflow that cannot run now (or, unless
+        ``while_running``, that runs now)."""
         await steerable(name)
         if view.is_suspended(name):
             raise ApiError(
@@ -210,15 +258,12 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
                 "while it is blocked only if every window blocking it says manualSync: true",
             )
         running = view.running_run(name)
-        if running is not None:
+        if running is not None and not while_running:
             raise ApiError(
                 409,
                 "already_running",
                 f"workflow {name!r} is already running (run {running}); wait or cancel it",
             )
-        if not await view.request_sync(name, requested_by=requested_by(request)):
-            raise ApiError(404, "not_found", f"no workflow named {name!r}")
-        return Accepted(message=f"sync of workflow {name} queued", workflow=name)
 
     @router.post(
         "/api/v1/workflows/{name}/suspend",

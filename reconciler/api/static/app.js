@@ -257,11 +257,13 @@ function renderDetail(wf, runs) {
   }));
 }
 
-// The reason a run ran, with who asked for it, who decided its approval and who cancelled it
-// (API token names).
+// The reason a run ran, with who asked for it, the inputs it was started with, who decided its
+// approval and who cancelled it (API token names).
 function whyRun(r) {
   const parts = [r.reason];
   if (r.requested_by) parts.push(`requested by ${r.requested_by}`);
+  const inputs = Object.entries(r.inputs || {}).sort(([a], [b]) => (a < b ? -1 : 1));
+  if (inputs.length) parts.push(`inputs ${inputs.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")}`);
   for (const e of r.journal || []) {
     if (e.kind === "approval_decided") parts.push(`${e.outcome} by ${e.detail.by}`);
   }

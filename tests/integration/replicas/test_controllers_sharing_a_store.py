@@ -3,7 +3,8 @@ PostgreSQL schema: what is not worth a daemon process per test (see tests/e2e/te
 for those) — a manual sync sent to the replica that is not running the workflow, a workflow
 removed from git while another replica runs it, suspend/resume through one replica's API (which
 outlives the run another replica finishes), a cancel through the replica that does not hold the
-run, and a run another replica takes over keeping the spec it started with.
+run, a run another replica takes over keeping the spec it started with, and syncs with run
+inputs sent through both replicas each answered by one run with exactly their inputs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 
 from reconciler.daemon.controller import Controller
 from reconciler.engine.journal import EventKind, RunRecord, RunStatus
+from reconciler.errors import InputRejected
 from reconciler.store import CommandKind, Health, Store
 from tests.support import postgres
 from tests.support.controller import running
@@ -353,3 +355,57 @@ async def test_a_cancel_through_one_replica_cancels_the_run_another_replica_exec
 
     await until_async(cancel_handled, 10, "the cancel marked handled")
     assert not await other.cancel(run.id)  # over: nothing left to cancel
+
+
+PARAMETERISED = """\
+apiVersion: reconciler/v1
+kind: Workflow
+metadata: {name: tagged}
+spec:
+  interval: 1h
+  parameters:
+    tag: {type: string, default: none}
+  start: work
+  states:
+    work:
+      action:
+        plugin: shell.run
+        with: {argv: [sh, -c, "sleep 1"]}
+      next: done
+      onError: failed
+    done: {end: success}
+    failed: {end: failure}
+"""
+
+
+async def test_syncs_with_inputs_through_both_replicas_each_run_once_with_their_inputs(
+    tmp_path: Path, replicas: Replicas
+) -> None:
+    repo = tmp_path / "repo"
+    init_repo(repo)
+    (repo / "tagged.yaml").write_text(PARAMETERISED)
+    commit(repo, "a workflow with a parameter")
+    pair = await replicas(2)
+    store = pair[0][1]
+    first = await wait_for_runs(store, "tagged", lambda runs: len(runs) == 1)
+    await until_async(
+        lambda: any(first[0].id in c.running for c, _ in pair), 30, "the run under way on a replica"
+    )
+    holder = running_on(pair, first[0].id)
+    other = next(c for c, _ in pair if c is not holder)
+    with pytest.raises(InputRejected):
+        await other.request_sync("tagged", inputs={"colour": "red"})
+    assert await other.request_sync("tagged", inputs={"tag": "a"})
+    assert await holder.request_sync("tagged", inputs={"tag": "b"})
+    assert await other.request_sync("tagged")
+    assert await holder.request_sync("tagged", inputs={"tag": "a"})  # a twin of the first
+
+    runs = await wait_for_runs(
+        store,
+        "tagged",
+        lambda runs: len(runs) == 4 and all(r.status is RunStatus.SUCCEEDED for r in runs),
+    )
+    manual = sorted((r for r in runs if r.reason == "manual"), key=lambda r: r.started_at)
+    assert [r.inputs for r in manual] == [{"tag": "a"}, {"tag": "b"}, None]  # in request order
+    assert await store.unhandled_commands(CommandKind.SYNC) == []
+    assert len(await store.list_runs("tagged")) == 4

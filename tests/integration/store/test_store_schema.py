@@ -24,7 +24,7 @@ async def test_migrations_apply_on_an_empty_database_and_reopening_is_a_no_op(
     open_store: OpenStore,
 ) -> None:
     first = await open_store()
-    assert await first.schema_revision() == head_revision() == "0005"
+    assert await first.schema_revision() == head_revision() == "0006"
     await first.run_started(RunRecord(id="r1", workflow="wf"))
     await first.close()
 

@@ -51,14 +51,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from reconciler.config import models
+from reconciler.config import models, notifications
 from reconciler.config.files import (
     FileRefused,
     read_tree,
     read_workflow_file,
     refused_result,
 )
-from reconciler.config import notifications
 from reconciler.config.models import Workflow
 from reconciler.config.notifications import Alert, Provider
 from reconciler.config.snapshot import (

@@ -118,9 +118,7 @@ def unreadable_files(snapshot: Snapshot) -> dict[str, list[Problem]]:
         if not result.problems:  # the common case
             continue
         nameless = [
-            p
-            for p in result.problems
-            if p.is_error and p.workflow is None and p.document is None
+            p for p in result.problems if p.is_error and p.workflow is None and p.document is None
         ]
         if nameless:
             found[path] = nameless

@@ -189,6 +189,26 @@ for _provider in SECRET_PROVIDERS:
     for _reason in SECRET_REASONS:
         SECRET_ERRORS.labels(provider=_provider, reason=_reason)
 
+NOTIFICATION_OUTCOMES: tuple[str, ...] = (
+    "sent",
+    "failed",
+    "dropped",
+    "rate_limited",
+    "deduplicated",
+    "refused",
+)
+"""Values of ``outcome`` on ``reconciler_notifications_total``."""
+
+NOTIFICATIONS = Counter(
+    "reconciler_notifications_total",
+    "Notifications by provider (a Provider document's name) and outcome: sent, failed (the "
+    "provider answered an error or could not be reached, after retries), dropped (the queue was "
+    "full, or the daemon stopped), rate_limited, deduplicated (a repeat of the last event), "
+    "refused (the operator's --notify-hosts/--notify-provider-types do not allow it).",
+    ["provider", "outcome"],
+    registry=REGISTRY,
+)
+
 
 @dataclass
 class FetchStats:

@@ -259,6 +259,8 @@ class Notifier:
         spec = provider.spec
         try:
             self.policy.check_type(name, spec.type)
+            if not self.policy.hosts:
+                self.policy.check_url(name, spec.base_address or "https://unknown.invalid/")
             if spec.base_address is not None:
                 self.policy.check_url(name, spec.base_address)
         except NotificationRefused as exc:

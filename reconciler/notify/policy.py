@@ -65,8 +65,8 @@ class NotifyPolicy:
             ) from None
         if not self.hosts:
             raise NotificationRefused(
-                f"provider {provider}: host {host} is not allowed (the daemon's --notify-hosts "
-                "is empty, which allows no host)"
+                f"provider {provider}: no host is allowed (the daemon's --notify-hosts is "
+                "empty, the default)"
             )
         if not any(_matches(pattern, host, port) for pattern in self.hosts):
             raise NotificationRefused(

@@ -161,6 +161,7 @@ class Controller:
             runs=self.runs,
             metrics=self.metrics,
             interval=settings.command_interval.total_seconds(),
+            events=self.notifier,
         )
         """What the API accepted through any replica, applied here (see daemon/commands.py)."""
         self.revisions = RevisionApplier(

@@ -3,6 +3,8 @@ workflow converges, becomes invalid and is suspended through the API, and what i
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,3 +88,25 @@ async def test_a_provider_on_a_host_not_allowed_is_refused_once_and_workflows_ru
     invalid = [e for e in logs if e.get("document") == "Provider/broken"]
     assert len(invalid) == 1 and "broken.yaml:" in invalid[0]["event"]
     assert fake.received == []
+
+
+async def test_the_source_failing_and_recovering_is_told_once_each(
+    tmp_path: Path, repo: Path, fake: FakeNotifyServer
+) -> None:
+    put(repo, file_workflow("motd", tmp_path / "motd", "hi", keep=True))
+    put(repo, document("Provider", "hook", type="webhook", address=f"{fake.url}/hook"))
+    put(
+        repo,
+        document(
+            "Alert", "source", providerRefs=["hook"], events=["source.failing", "source.recovered"]
+        ),
+    )
+    commit(repo, "motd, and the source's health notified")
+    moved = tmp_path / "moved-away"
+    async with running(tmp_path, repo, notify_hosts=["127.0.0.1"]) as (_c, store):
+        await eventually(store, "motd", lambda s: s.status is Health.CONVERGED)
+        await asyncio.to_thread(repo.rename, moved)  # fetching fails while it is gone
+        await until_async(lambda: events(fake) == [("source.failing", None)], 20, "source.failing")
+        await asyncio.to_thread(moved.rename, repo)
+        await until_async(lambda: len(events(fake)) == 2, 20, "source.recovered")
+    assert events(fake) == [("source.failing", None), ("source.recovered", None)]

@@ -4,7 +4,6 @@ workflow converges, becomes invalid and is suspended through the API, and what i
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any

@@ -1,5 +1,6 @@
 """The controller's event sink: what an in-process daemon tells a webhook provider when a
-workflow converges, becomes invalid and is suspended through the API, and what it refuses."""
+workflow converges and is suspended through the API, when the source fails and recovers, and
+what it refuses."""
 
 from __future__ import annotations
 

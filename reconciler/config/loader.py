@@ -3,8 +3,10 @@
 Called by: :mod:`reconciler.daemon.revision` (one file's bytes, :func:`load_text`, for each
 file a revision changed), ``reconciler validate``/``graph`` and the one-shot commands (a tree,
 :func:`load_tree`, or a file). It parses YAML
-with positions, validates each document against :class:`~reconciler.config.models.Workflow` and
-maps every pydantic error back to the line and column of the offending key or value.
+with positions, validates each document against :class:`~reconciler.config.models.Workflow` (or,
+for ``kind: Provider`` and ``kind: Alert``, against the models of
+:mod:`reconciler.config.notifications`) and maps every pydantic error back to the line and
+column of the offending key or value.
 :mod:`reconciler.config.validate` then runs the checks a single model cannot do.
 
 Guarantees callers rely on:

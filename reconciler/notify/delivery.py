@@ -50,7 +50,13 @@ from reconciler.errors import NotificationRefused, ReconcilerError
 from reconciler.notify.alerts import fields, matches, render, workflow_url
 from reconciler.notify.events import Event, status_events
 from reconciler.notify.policy import NotifyPolicy
-from reconciler.notify.providers import Message, Outgoing, build_request, commit_state
+from reconciler.notify.providers import (
+    COMMIT_SHA,
+    Message,
+    Outgoing,
+    build_request,
+    commit_state,
+)
 from reconciler.secrets.redaction import register_secret
 from reconciler.secrets.resolver import SecretResolver
 from reconciler.sources import Source
@@ -321,8 +327,8 @@ class Notifier:
 
     def _route(self, name: str, route: _Route, alert: Alert, event: Event) -> None:
         provider = route.provider
-        if provider.spec.type in COMMIT_STATUS_TYPES and commit_state(event.type) is None:
-            return  # a commit status has nothing to say about this event
+        if provider.spec.type in COMMIT_STATUS_TYPES and not _sets_commit_status(event):
+            return  # a commit status has nothing to say about this event, or no commit
         if route.refused is not None:
             NOTIFICATIONS.labels(provider=name, outcome="refused").inc()
             return
@@ -500,6 +506,16 @@ class Notifier:
                 break
             await asyncio.sleep(wait if wait is not None else delays[attempt])
         return status, why
+
+
+def _sets_commit_status(event: Event) -> bool:
+    """Whether a commit-status provider has something to set for ``event``: a state for it,
+    a workflow and a git commit (a directory source's revisions are not commits)."""
+    return (
+        commit_state(event.type) is not None
+        and event.workflow is not None
+        and COMMIT_SHA.match((event.revision or "").lower()) is not None
+    )
 
 
 async def watch_source(

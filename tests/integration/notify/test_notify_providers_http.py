@@ -299,3 +299,30 @@ async def test_a_full_queue_drops_the_oldest_and_counts_it(server: FakeNotifySer
         await sink.close()
     # two workers deliver side by side: the order between them is not kept
     assert sorted(r.body["workflow"] for r in server.requests_to("/hook")) == ["w1", "w2"]
+
+
+async def test_commit_status_providers_skip_events_without_a_commit_status_or_a_commit(
+    server: FakeNotifyServer,
+) -> None:
+    name = "int-github-skips"
+    gh = provider(
+        name,
+        type="github",
+        repository="acme/infra",
+        secretRef="env:RECONCILER_SECRET_TOKEN",
+        address=f"{server.url}/api/v3",
+        rateLimit={"burst": 1},
+    )
+    sink = notifier(server)
+    sink.configure({name: gh}, {"all": alert("all", [name])})
+    sink.start()
+    try:
+        sink.emit(Event(EventType.DRIFT_DETECTED, "app", SHA))  # no commit state for it
+        sink.emit(Event(EventType.RUN_FAILED, "app", "dir-0123abcd"))  # a directory: no commit
+        sink.emit(Event(EventType.RUN_FAILED, "app", SHA))  # the one token is still there
+        await until_async(lambda: server.requests_to("/api/v3/"), 10, "the commit status")
+    finally:
+        await sink.close()
+    [got] = server.requests_to("/api/v3/")
+    assert got.body["state"] == "failure"
+    assert count(name, "rate_limited") == 0

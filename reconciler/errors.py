@@ -14,6 +14,9 @@ public contract: renaming one breaks users' workflows.
     ├── SourceError                 the git repository or directory holding workflows failed
     │   └── FetchFailed             a fetch/read failed (names the repo, masked, and branch)
     │       └── SignatureRefused    the fetched head commit is not signed by an allowed key
+    ├── NotificationError           a notification could not go out (never stops a run)
+    │   ├── NotificationRefused     the operator's policy refuses the provider's type or host
+    │   └── DeliveryFailed          the provider answered with an error, or could not be reached
     └── ActionError                 something failed during a run; routed by ``on:``
         ├── Timeout                 a state, action or run deadline passed      (retryable)
         ├── Cancelled               the run or the action was cancelled
@@ -134,6 +137,21 @@ class SignatureRefused(FetchFailed):
     signed by an allowed key (``--allowed-signers``, ``--gpg-home``). The revision is not
     applied: the last good (verified) revision stays in use, as after any failed fetch. The
     message names the commit and git's reason."""
+
+
+class NotificationError(ReconcilerError):
+    """A notification could not go out (``reconciler/notify``). Logged with the provider's
+    name, never the URL; it never fails a run. Not an ``ActionError``."""
+
+
+class NotificationRefused(NotificationError):
+    """The operator's policy (``--notify-provider-types``, ``--notify-hosts``) does not allow a
+    provider's type or the host it sends to; nothing is sent to it."""
+
+
+class DeliveryFailed(NotificationError):
+    """A provider answered with an error status, or could not be reached, after the retries
+    its answer allowed. The message names the provider and the HTTP status."""
 
 
 class ActionError(ReconcilerError):

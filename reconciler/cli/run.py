@@ -152,6 +152,23 @@ def run(
             "RECONCILER_WEBHOOK_SECRET).",
         ),
     ] = None,
+    external_url: str | None = typer.Option(
+        None,
+        "--external-url",
+        help="URL people reach the page at, for links in notifications.",
+    ),
+    notify_hosts: str | None = typer.Option(
+        None,
+        "--notify-hosts",
+        help="Comma-separated host globs (host or host:port) notification providers may send "
+        "to; default none.",
+    ),
+    notify_provider_types: str | None = typer.Option(
+        None,
+        "--notify-provider-types",
+        help="Comma-separated provider types allowed (slack, teams, webhook, github, gitlab); "
+        "default all.",
+    ),
 ) -> None:
     """Run the reconcile daemon: watch the repository and converge every workflow."""
     if repo_arg is not None and repo is not None and repo_arg != repo:
@@ -190,6 +207,9 @@ def run(
             api_tokens_file=api_tokens_file,
             webhook_secret_file=webhook_secret_file,
             windows_file=windows_file,
+            external_url=external_url,
+            notify_hosts=notify_hosts,
+            notify_provider_types=notify_provider_types,
         )
     except ConfigError as exc:
         raise fail(str(exc)) from None

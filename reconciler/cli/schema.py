@@ -18,6 +18,7 @@ import typer
 
 from reconciler.cli.app import app, fail
 from reconciler.config.models import Workflow
+from reconciler.config.notifications import Alert, Provider
 from reconciler.plugin import PluginRegistry
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -63,7 +64,38 @@ def workflow_schema(registry: PluginRegistry) -> dict[str, Any]:
             plugin_prop["examples"] = registry.names()
         if branches:
             definition["allOf"] = [*definition.get("allOf", []), *branches]
-    return schema
+    return with_notification_documents(schema)
+
+
+def with_notification_documents(workflow: dict[str, Any]) -> dict[str, Any]:
+    """One schema for every document a repository holds: ``kind: Provider`` and ``kind: Alert``
+    by their models, anything else as a Workflow (the workflow schema moves under
+    ``$defs/Workflow``; its references into ``$defs`` are unchanged)."""
+    defs: dict[str, Any] = workflow.pop("$defs", {})
+    dialect = workflow.pop("$schema", SCHEMA_DIALECT)
+    title = workflow.get("title", "Workflow")
+    defs["Workflow"] = workflow
+    for model in (Provider, Alert):
+        doc = model.model_json_schema(by_alias=True)
+        for def_name, definition in doc.pop("$defs", {}).items():
+            defs.setdefault(def_name, definition)
+        defs[model.__name__] = doc
+
+    def kind_is(kind: str) -> dict[str, Any]:
+        return {"properties": {"kind": {"const": kind}}, "required": ["kind"]}
+
+    return {
+        "$schema": dialect,
+        "title": f"{title}, Provider or Alert",
+        "$defs": defs,
+        "if": kind_is("Provider"),
+        "then": {"$ref": "#/$defs/Provider"},
+        "else": {
+            "if": kind_is("Alert"),
+            "then": {"$ref": "#/$defs/Alert"},
+            "else": {"$ref": "#/$defs/Workflow"},
+        },
+    }
 
 
 def _accept_on_shorthand(defs: dict[str, Any]) -> None:

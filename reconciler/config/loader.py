@@ -3,8 +3,10 @@
 Called by: :mod:`reconciler.daemon.revision` (one file's bytes, :func:`load_text`, for each
 file a revision changed), ``reconciler validate``/``graph`` and the one-shot commands (a tree,
 :func:`load_tree`, or a file). It parses YAML
-with positions, validates each document against :class:`~reconciler.config.models.Workflow` and
-maps every pydantic error back to the line and column of the offending key or value.
+with positions, validates each document against :class:`~reconciler.config.models.Workflow` (or,
+for ``kind: Provider`` and ``kind: Alert``, against the models of
+:mod:`reconciler.config.notifications`) and maps every pydantic error back to the line and
+column of the offending key or value.
 :mod:`reconciler.config.validate` then runs the checks a single model cannot do.
 
 Guarantees callers rely on:
@@ -43,7 +45,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from reconciler.config import models
+from reconciler.config import models, notifications
 from reconciler.config.files import (
     FileRefused,
     read_tree,
@@ -59,8 +61,10 @@ from reconciler.config.files import (
     refused_result,
 )
 from reconciler.config.models import Workflow
+from reconciler.config.notifications import Alert, Provider
 from reconciler.config.snapshot import (
     FileResult,
+    LoadedNotification,
     LoadedWorkflow,
     Loc,
     NodePos,
@@ -95,6 +99,8 @@ MAX_EXPANDED_NODES = 100_000
 
 API_VERSION = "reconciler/v1"
 KIND = "Workflow"
+NOTIFICATION_KINDS: dict[str, type[Provider] | type[Alert]] = {"Provider": Provider, "Alert": Alert}
+"""The other kinds of document a repository holds (see :mod:`reconciler.config.notifications`)."""
 
 
 class _Refused(yaml.YAMLError):
@@ -229,7 +235,7 @@ _NON_PRINTABLE: re.Pattern[str] = yaml.reader.Reader.NON_PRINTABLE
 
 def _known_keys() -> set[str]:
     keys: set[str] = set()
-    for obj in vars(models).values():
+    for obj in [*vars(models).values(), *vars(notifications).values()]:
         if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not BaseModel:
             for name, info in obj.model_fields.items():
                 keys.add(info.alias or name)
@@ -689,6 +695,9 @@ def _load_document(node: Node, result: FileResult, *, built: _Built | None = Non
     if refused is not None:
         result.problems.append(refused)
         return
+    if data.get("kind") in NOTIFICATION_KINDS:
+        _load_notification(data, node, result, built=built, positions=positions, dups=duplicates)
+        return
     name = _readable_name(data)
     problems = [
         _duplicate_problem(key_node, key, path=path, name=name) for key_node, key in duplicates
@@ -713,6 +722,49 @@ def _load_document(node: Node, result: FileResult, *, built: _Built | None = Non
             line=doc_line,
             positions=kept,
         )
+    )
+
+
+def _load_notification(
+    data: dict[str, Any],
+    node: Node,
+    result: FileResult,
+    *,
+    built: _Built | None,
+    positions: dict[Loc, NodePos] | None,
+    dups: list[tuple[Node, str]],
+) -> None:
+    """Add a Provider or Alert document to ``result``, or its problems (each naming the
+    document, ``Kind/name``, so that no workflow is marked invalid for them)."""
+    path = result.path
+    kind = str(data["kind"])
+    model = NOTIFICATION_KINDS[kind]
+    name = _readable_name(data)
+    document = f"{kind}/{name or '?'}"
+    problems = [
+        replace(_duplicate_problem(key_node, key, path=path, name=None), document=document)
+        for key_node, key in dups
+    ]
+    doc_line = node.start_mark.line + 1
+    loaded: Provider | Alert | None = None
+    try:
+        loaded = model.model_validate(data)
+    except ValidationError as exc:
+        if positions is None:
+            positions = _positions(node)[0]
+        found = _validation_problems(exc, positions, path=path, name=None, doc_line=doc_line)
+        problems.extend(replace(p, document=document) for p in found)
+    result.problems.extend(problems)
+    if problems or loaded is None:
+        return
+    kept: Mapping[Loc, NodePos]
+    if built is not None:
+        kept = _LazyPositions(built.text, built.index)
+    else:
+        assert positions is not None
+        kept = positions
+    result.notifications.append(
+        LoadedNotification(document=loaded, path=path, line=doc_line, positions=kept)
     )
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
 from reconciler.config.models import Workflow
+from reconciler.config.notifications import Alert, Provider
 
 Severity = Literal["error", "warning"]
 Loc = tuple[str | int, ...]
@@ -42,6 +43,9 @@ class Problem:
     message: str
     severity: Severity = "error"
     workflow: str | None = None
+    document: str | None = None
+    """``Kind/name`` of the notification document (Provider, Alert) the problem belongs to: it
+    makes that document invalid, and no workflow."""
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}:{self.column}: {self.message}"
@@ -191,6 +195,29 @@ def _pick(pos: NodePos, *, key: bool) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
+class LoadedNotification:
+    """A Provider or Alert document that passed the schema, with where it came from (so that a
+    later check, an alert naming an unknown provider, can point at the line)."""
+
+    document: Provider | Alert
+    path: str
+    line: int
+    positions: Mapping[Loc, NodePos] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.document.name
+
+    @property
+    def kind(self) -> str:
+        return self.document.kind
+
+    def locate(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
+        """``(line, column)`` of the node at ``loc``, as :meth:`LoadedWorkflow.locate`."""
+        return locate(self.positions, loc, key=key, default=(self.line, 1))
+
+
+@dataclass(frozen=True)
 class FileResult:
     """Everything one file produced: its valid workflows, its problems, and failed names.
 
@@ -203,6 +230,8 @@ class FileResult:
     workflows: list[LoadedWorkflow] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     invalid_names: set[str] = field(default_factory=set)
+    notifications: list[LoadedNotification] = field(default_factory=list)
+    """The file's valid Provider and Alert documents."""
     digest: str = ""
     """sha256 of the file's bytes, so a caller can tell whether a re-read is needed."""
 
@@ -226,6 +255,10 @@ class Snapshot:
     problems: list[Problem] = field(default_factory=list)
     invalid: dict[str, list[Problem]] = field(default_factory=dict)
     files: dict[str, FileResult] = field(default_factory=dict)
+    providers: dict[str, Provider] = field(default_factory=dict)
+    """Valid Provider documents by name (a name defined twice is a problem, and neither kept)."""
+    alerts: dict[str, Alert] = field(default_factory=dict)
+    """Valid Alert documents by name whose every provider reference names a valid provider."""
 
     @classmethod
     def from_files(cls, revision: str, files: Mapping[str, FileResult]) -> Snapshot:
@@ -270,14 +303,72 @@ class Snapshot:
                 )
                 problems.append(dup)
                 invalid[name].append(dup)
+        providers, alerts, notes = _notifications(ordered.values())
         return cls(
             revision=revision,
             workflows=workflows,
-            problems=problems,
+            problems=problems + notes,
             invalid=dict(invalid),
             files=ordered,
+            providers=providers,
+            alerts=alerts,
         )
 
     @property
     def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.is_error]
+
+
+def _notifications(
+    results: Iterable[FileResult],
+) -> tuple[dict[str, Provider], dict[str, Alert], list[Problem]]:
+    """The valid providers and alerts of all files, and the problems across documents: a
+    name defined twice (per kind), an alert naming a provider that is not (validly) defined."""
+    by_kind: dict[str, dict[str, list[LoadedNotification]]] = {"Provider": {}, "Alert": {}}
+    failed: set[str] = set()
+    for result in results:
+        for ln in result.notifications:
+            by_kind[ln.kind].setdefault(ln.name, []).append(ln)
+        failed |= {p.document for p in result.problems if p.document is not None}
+    problems: list[Problem] = []
+    unique: dict[str, dict[str, LoadedNotification]] = {}
+    for kind, named in by_kind.items():
+        unique[kind] = {}
+        for name, found in named.items():
+            if len(found) == 1:
+                unique[kind][name] = found[0]
+                continue
+            for ln in found:
+                problems.append(
+                    Problem(
+                        ln.path,
+                        *ln.locate(("metadata", "name")),
+                        f"duplicate {kind} name {name!r}; none of its definitions is used",
+                        document=f"{kind}/{name}",
+                    )
+                )
+    providers = {n: ln.document for n, ln in unique["Provider"].items()}
+    alerts: dict[str, Alert] = {}
+    for name, ln in unique["Alert"].items():
+        alert = ln.document
+        assert isinstance(alert, Alert)
+        unknown = [
+            (i, ref) for i, ref in enumerate(alert.spec.provider_refs) if ref not in providers
+        ]
+        for i, ref in unknown:
+            why = "is invalid" if f"Provider/{ref}" in failed else "is not defined"
+            problems.append(
+                Problem(
+                    ln.path,
+                    *ln.locate(("spec", "providerRefs", i)),
+                    f"alert {name!r}: provider {ref!r} {why}; the alert is not used",
+                    document=f"Alert/{name}",
+                )
+            )
+        if not unknown:
+            alerts[name] = alert
+    return (
+        {n: p for n, p in providers.items() if isinstance(p, Provider)},
+        alerts,
+        problems,
+    )

@@ -44,6 +44,7 @@ from reconciler.daemon.state import DaemonState
 from reconciler.daemon.statuses import StatusBook
 from reconciler.engine.journal import RunStatus
 from reconciler.errors import StoreError
+from reconciler.notify import EventSink
 from reconciler.status import WorkflowStatusRecord
 from reconciler.store import Command, CommandKind, Store
 from reconciler.telemetry.instrument import DaemonMetrics
@@ -69,9 +70,12 @@ class CommandReader:
         approvals: ApprovalInbox,
         metrics: DaemonMetrics,
         interval: float,
+        events: EventSink | None = None,
     ) -> None:
         self.store = store
         self.approvals = approvals
+        self.events = events
+        """Told each status row a suspend or resume left (notifications)."""
         self.state = state
         self.queue = queue
         self.statuses = statuses
@@ -91,7 +95,7 @@ class CommandReader:
     async def applied(self, command: Command, status: WorkflowStatusRecord | None) -> None:
         """A suspend or resume this controller recorded: take in the row it left."""
         self.seen(command)
-        self._suspension(command.target, status)
+        await self._suspension(command.target, status)
 
     # -- following the log --------------------------------------------------------------------
 
@@ -164,7 +168,7 @@ class CommandReader:
             self.approvals.deliver(command)
         elif command.kind in (CommandKind.SUSPEND, CommandKind.RESUME):
             was = name in self.state.suspended
-            self._suspension(name, await self.store.get_status(name))
+            await self._suspension(name, await self.store.get_status(name))
             now = name in self.state.suspended
             if was != now:
                 what = "suspended" if now else "resumed"
@@ -176,8 +180,10 @@ class CommandReader:
         self.queue.add(name, Reason.MANUAL)
         return True
 
-    def _suspension(self, name: str, status: WorkflowStatusRecord | None) -> None:
+    async def _suspension(self, name: str, status: WorkflowStatusRecord | None) -> None:
         """Take in workflow ``name``'s status row: its ``suspended`` flag is the truth."""
+        events = self.events if self.events is not None and self.events.active else None
+        old = await self.statuses.get(name) if events is not None else None
         suspended = status is not None and status.suspended
         was = name in self.state.suspended
         if suspended:
@@ -187,5 +193,9 @@ class CommandReader:
         if status is not None:
             self.statuses.learn(status)
             self.metrics.status_changed(status)
+            if events is not None:
+                lw = self.state.target.valid.get(name)
+                labels = lw.workflow.metadata.labels if lw is not None else {}
+                events.status_stored(old, status, labels=labels)
         if was and not suspended and name in self.state.target.valid:
             self.queue.add(name, Reason.DRIFT_CHECK)  # a check: it runs only if out of sync

@@ -76,6 +76,7 @@ from reconciler.engine.journal import RunStatus
 from reconciler.engine.runner import Engine
 from reconciler.errors import SourceError
 from reconciler.grants import Grants
+from reconciler.notify import Notifier, NotifyPolicy, watch_source
 from reconciler.plugin import PluginRegistry
 from reconciler.secrets.resolver import SecretResolver
 from reconciler.sources import Revision, Source
@@ -153,6 +154,12 @@ class Controller:
         )
         """Every workflow's status row: read and written here, never in the store directly."""
         self.runs = RunSupervisor(self.engine, store)
+        self.notifier = Notifier(
+            NotifyPolicy.of(settings.notify_hosts, settings.notify_provider_types),
+            secrets=self.engine.secrets,
+            external_url=settings.external_url,
+        )
+        """The event sink: the repository's alerts, delivered to its providers."""
         self.reconciler = Reconciler(
             self.state,
             settings,
@@ -165,6 +172,7 @@ class Controller:
             metrics=self.metrics,
             store=store,
             now=now,
+            events=self.notifier,
         )
         self.commands = CommandReader(
             store,
@@ -175,6 +183,7 @@ class Controller:
             approvals=self.approvals,
             metrics=self.metrics,
             interval=settings.command_interval.total_seconds(),
+            events=self.notifier,
         )
         """What the API accepted through any replica, applied here (see daemon/commands.py)."""
         self.revisions = RevisionApplier(
@@ -189,6 +198,7 @@ class Controller:
             leases=self.leases,
             metrics=self.metrics,
             now=now,
+            on_loaded=self._notifications_loaded,
         )
 
     # -- what the view and the tests read ------------------------------------------------------
@@ -378,7 +388,11 @@ class Controller:
         self.leases.start()
         await self._load_unfinished_runs()
         self.scheduler.start()
+        self.notifier.start()
         source_stop = asyncio.Event()
+        source_health = asyncio.create_task(
+            watch_source(self.source, self.notifier, stop=source_stop), name="source-health"
+        )
         workers = [
             asyncio.create_task(self.reconciler.work(), name=f"reconcile-worker-{i}")
             for i in range(self.settings.max_concurrent_runs)
@@ -412,7 +426,8 @@ class Controller:
             commands_task.cancel()
             plugins_task.cancel()
             await self._shutdown(workers, source_task, prune_task, source_stop)
-            await asyncio.gather(commands_task, plugins_task, return_exceptions=True)
+            await asyncio.gather(commands_task, plugins_task, source_health, return_exceptions=True)
+            await self.notifier.close()
             leases_task.cancel()
             await asyncio.gather(leases_task, return_exceptions=True)
             await self.leases.stop()
@@ -504,3 +519,6 @@ class Controller:
         """The source's callback: apply ``revision``; the daemon is ready after the first."""
         await self.revisions.apply(revision)
         self.ready.set()
+
+    def _notifications_loaded(self, snapshot: Snapshot) -> None:
+        self.notifier.configure(snapshot.providers, snapshot.alerts, problems=snapshot.problems)

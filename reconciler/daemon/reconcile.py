@@ -53,6 +53,7 @@ from reconciler.daemon.windows import WindowVerdict, verdict_for
 from reconciler.engine.journal import RunRecord, RunStatus
 from reconciler.engine.runner import Engine
 from reconciler.errors import LeaseLost, ReconcilerError
+from reconciler.notify import EventSink
 from reconciler.plugin import RunInfo
 from reconciler.status import SUSPENDED_MESSAGE, Health, WorkflowStatusRecord
 from reconciler.store import CommandKind, Store
@@ -94,8 +95,11 @@ class Reconciler:
         metrics: DaemonMetrics,
         store: Store,
         now: Callable[[], datetime],
+        events: EventSink | None = None,
     ) -> None:
         self.state = state
+        self.events = events
+        """Told every status stored, with the one before it (notifications)."""
         self.store = store
         self.settings = settings
         self.queue = queue
@@ -622,13 +626,15 @@ class Reconciler:
             )
         nxt = self.scheduler.next_check(record.name)
         suspended = record.name in self.state.suspended  # the store keeps its own flag anyway
-        await self.statuses.put(
-            record.model_copy(update={"next_check_at": nxt, "suspended": suspended}),
-            durable=durable,
-            wait=wait,
-            fence=current_fence(),
-        )
+        events = self.events if self.events is not None and self.events.active else None
+        old = await self.statuses.get(record.name) if events is not None else None
+        stored = record.model_copy(update={"next_check_at": nxt, "suspended": suspended})
+        await self.statuses.put(stored, durable=durable, wait=wait, fence=current_fence())
         self.metrics.status_changed(record)
+        if events is not None:
+            lw = self.state.target.valid.get(record.name)
+            labels = lw.workflow.metadata.labels if lw is not None else {}
+            events.status_stored(old, stored, labels=labels)
 
     async def _wake_dependents(self, name: str) -> None:
         target = self.state.target

@@ -84,8 +84,12 @@ class RevisionApplier:
         leases: WorkflowLeases,
         metrics: DaemonMetrics,
         now: Callable[[], datetime],
+        on_loaded: Callable[[Snapshot], None] = lambda snapshot: None,
     ) -> None:
         self.state = state
+        self.on_loaded = on_loaded
+        """Called with each revision's snapshot before any of its work is queued (the
+        notifier takes its providers and alerts)."""
         self.registry = registry
         self.grants = grants
         self.workdir = workdir
@@ -115,6 +119,7 @@ class RevisionApplier:
             target.orphans = known - set(target.valid) - set(target.invalid)
         self._warn_unreadable(target, revision)
         self.state.target = target
+        self.on_loaded(snapshot)
         self.leases.revision_loaded(revision.id, at=self._now())
         self.metrics.snapshot_loaded(revision.id, target.problems)
         workflows = {n: lw.workflow for n, lw in target.valid.items()}

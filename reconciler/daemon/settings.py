@@ -238,8 +238,33 @@ class DaemonSettings(BaseSettings):
     )
     vault_namespace: str | None = Field(None, description="Vault Enterprise namespace.")
     vault_ca_cert: Path | None = Field(None, description="CA bundle for Vault's TLS certificate.")
+    external_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        description="URL people reach the daemon's page at; notifications link to workflows "
+        "under it. Unset: messages carry no link.",
+    )
+    notify_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Globs of hosts (host or host:port) notification providers may send to "
+        "(comma-separated). Default: none, so a repository's providers send nothing.",
+    )
+    notify_provider_types: Annotated[
+        list[Literal["slack", "teams", "webhook", "github", "gitlab"]] | None, NoDecode
+    ] = Field(
+        None,
+        description="Notification provider types a repository may use (comma-separated). "
+        "Unset: all.",
+    )
 
-    @field_validator("allow_plugins", "file_roots", "allow_env", mode="before")
+    @field_validator(
+        "allow_plugins",
+        "file_roots",
+        "allow_env",
+        "notify_hosts",
+        "notify_provider_types",
+        mode="before",
+    )
     @classmethod
     def _plugins_list(cls, value: Any) -> Any:
         return _split_list(value)

@@ -117,7 +117,9 @@ def unreadable_files(snapshot: Snapshot) -> dict[str, list[Problem]]:
     for path, result in snapshot.files.items():
         if not result.problems:  # the common case
             continue
-        nameless = [p for p in result.problems if p.is_error and p.workflow is None]
+        nameless = [
+            p for p in result.problems if p.is_error and p.workflow is None and p.document is None
+        ]
         if nameless:
             found[path] = nameless
     return found

@@ -3,9 +3,10 @@
 Everything reconciler measures is registered on :data:`REGISTRY` (never on prometheus-client's
 global default registry, so tests and several daemons in one process do not collide). Names carry
 the ``reconciler_`` prefix and no label ever holds an unbounded value: no run ids, no error text,
-no paths outside the repository. ``workflow`` and ``file`` are bounded by the repository,
-``plugin`` by the installed plugins, ``result``/``status``/``reason`` by fixed vocabularies (a
-status reason that is not one CamelCase word is shown as ``Other``) and
+no paths outside the repository. ``workflow``, ``file`` and (on notifications) ``provider`` are
+bounded by the repository, ``plugin`` by the installed plugins, ``result``/``status``/``reason``/
+``outcome`` by fixed vocabularies (a status reason that is not one CamelCase word is shown as
+``Other``) and
 ``revision`` (on ``snapshot_info`` only) by the one current revision.
 
 This module only *declares* the metrics. They are fed from the flow by
@@ -193,6 +194,26 @@ SECRET_ERRORS = Counter(
 for _provider in SECRET_PROVIDERS:
     for _reason in SECRET_REASONS:
         SECRET_ERRORS.labels(provider=_provider, reason=_reason)
+
+NOTIFICATION_OUTCOMES: tuple[str, ...] = (
+    "sent",
+    "failed",
+    "dropped",
+    "rate_limited",
+    "deduplicated",
+    "refused",
+)
+"""Values of ``outcome`` on ``reconciler_notifications_total``."""
+
+NOTIFICATIONS = Counter(
+    "reconciler_notifications_total",
+    "Notifications by provider (a Provider document's name) and outcome: sent, failed (the "
+    "provider answered an error or could not be reached, after retries), dropped (the queue was "
+    "full, or the daemon stopped), rate_limited, deduplicated (a repeat of the last event), "
+    "refused (the operator's --notify-hosts/--notify-provider-types do not allow it).",
+    ["provider", "outcome"],
+    registry=REGISTRY,
+)
 
 
 @dataclass

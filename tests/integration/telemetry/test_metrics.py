@@ -23,7 +23,12 @@ from reconciler.daemon.planner import Reason
 from reconciler.errors import ActionError
 from reconciler.plugin import PluginRegistry
 from reconciler.store import Health
-from reconciler.telemetry.metrics import RUN_RESULTS, SECRET_PROVIDERS, SECRET_REASONS
+from reconciler.telemetry.metrics import (
+    NOTIFICATION_OUTCOMES,
+    RUN_RESULTS,
+    SECRET_PROVIDERS,
+    SECRET_REASONS,
+)
 from tests.integration.telemetry.harness import (
     exposition,
     failing_workflow,
@@ -246,6 +251,7 @@ async def test_label_values_stay_bounded_however_many_runs_happen(tmp_path: Path
         "file",
         "provider",
         "reason",
+        "outcome",
         "version",
         "le",
     }
@@ -263,6 +269,10 @@ async def test_label_values_stay_bounded_however_many_runs_happen(tmp_path: Path
                 assert val in RUN_RESULTS
             elif key == "result" and name.startswith("reconciler_action_duration"):
                 assert val in error_names
+            elif key == "provider" and name.startswith("reconciler_notifications"):
+                pass  # a Provider document's name: bounded by the repository, like workflow
+            elif key == "outcome":
+                assert val in NOTIFICATION_OUTCOMES
             elif key == "provider":
                 assert val in SECRET_PROVIDERS
             elif key == "reason" and name == "reconciler_workflow_reason":

@@ -55,6 +55,7 @@ class EventType(StrEnum):
     RUN_STARTED = "run.started"
     RUN_SUCCEEDED = "run.succeeded"
     RUN_FAILED = "run.failed"
+    AWAITING_APPROVAL = "run.awaiting_approval"
     DRIFT_DETECTED = "drift.detected"
     DRIFT_HEALED = "drift.healed"
     SOURCE_FAILING = "source.failing"

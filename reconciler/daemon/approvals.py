@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,12 +137,21 @@ def decision_of(command: Command) -> ApprovalDecision:
 class ApprovalInbox:
     """The daemon's :class:`~reconciler.engine.approvals.ApprovalDesk` (see the module docstring).
 
-    ``retry`` is how long to wait before reading the store again when it failed.
+    ``retry`` is how long to wait before reading the store again when it failed;
+    ``on_request`` is told of every request a run starts waiting for (the notifications), and
+    must not block nor raise.
     """
 
-    def __init__(self, store: Store, *, retry: float = 2.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        retry: float = 2.0,
+        on_request: Callable[[ApprovalRequest], None] | None = None,
+    ) -> None:
         self.store = store
         self.retry = retry
+        self.on_request = on_request
         self._waiting: dict[str, tuple[ApprovalRequest, asyncio.Future[Command]]] = {}
         RUNS_AWAITING_APPROVAL.set_function(lambda: len(self._waiting))
 
@@ -153,6 +162,8 @@ class ApprovalInbox:
     async def decision(self, request: ApprovalRequest) -> ApprovalDecision:
         future: asyncio.Future[Command] = asyncio.get_running_loop().create_future()
         self._waiting[request.run_id] = (request, future)
+        if self.on_request is not None:
+            self.on_request(request)
         try:
             taken = await self._recorded(request, future)
             if taken is None:

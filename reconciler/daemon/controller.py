@@ -71,7 +71,7 @@ from reconciler.daemon.windows import (
     load_windows_file,
     verdict_for,
 )
-from reconciler.engine.approvals import pending_approval
+from reconciler.engine.approvals import ApprovalRequest, pending_approval
 from reconciler.engine.journal import RunStatus
 from reconciler.engine.runner import Engine
 from reconciler.errors import SourceError
@@ -114,7 +114,7 @@ class Controller:
         self._now = now
         self.journal = DaemonJournal(store)
         self.metrics = DaemonMetrics()
-        self.approvals = ApprovalInbox(store)
+        self.approvals = ApprovalInbox(store, on_request=self._approval_requested)
         """Where runs waiting at an approval gate get their decisions (daemon/approvals.py)."""
         self.engine = Engine(
             registry,
@@ -437,6 +437,20 @@ class Controller:
             failure = source_task.exception() if not source_task.cancelled() else None
             what = type(failure).__name__ if failure is not None else "it returned"
             raise SourceError(f"the source of workflow files stopped unexpectedly ({what})")
+
+    def _approval_requested(self, request: ApprovalRequest) -> None:
+        """Tell the notifications that a run waits for an approval (``run.awaiting_approval``)."""
+        if not self.notifier.active:
+            return
+        lw = self.state.target.valid.get(request.workflow)
+        self.notifier.approval_requested(
+            workflow=request.workflow,
+            run=request.run_id,
+            revision=request.revision,
+            state=request.state,
+            message=request.message,
+            labels=lw.workflow.metadata.labels if lw is not None else {},
+        )
 
     async def _prepare_plugins(self) -> None:
         """Initialise every plugin the daemon may use at start, so that one that cannot work

@@ -44,6 +44,7 @@ class ApprovalRequest:
     state: str
     message: str
     visit: int = 0
+    revision: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,7 @@ async def wait_for_approval(ctx: RunContext, approval: Approval, *, state: str) 
         state=state,
         message=message,
         visit=ctx.visit,
+        revision=ctx.record.revision,
     )
     await ctx.write(
         EventKind.APPROVAL_REQUESTED,

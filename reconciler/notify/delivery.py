@@ -311,6 +311,32 @@ class Notifier:
         status = "Failing" if failing else "Healthy"
         self.emit(Event(kind, None, revision, status=status, message=message))
 
+    def approval_requested(
+        self,
+        *,
+        workflow: str,
+        run: str,
+        revision: str,
+        state: str,
+        message: str,
+        labels: Mapping[str, str],
+    ) -> None:
+        """A run waits at an approval gate: ``run.awaiting_approval``."""
+        if not self._config.alerts:
+            return
+        self.emit(
+            Event(
+                EventType.AWAITING_APPROVAL,
+                workflow,
+                revision or None,
+                status="AwaitingApproval",
+                reason=state,
+                message=message or f"run {run[:8]} waits for an approval in state {state}",
+                run=run,
+                labels=labels,
+            )
+        )
+
     def emit(self, event: Event) -> None:
         """Queue ``event`` for every provider of every alert it matches (never blocks)."""
         config = self._config

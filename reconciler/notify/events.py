@@ -52,8 +52,8 @@ class Event:
     @property
     def family(self) -> str:
         """Events of one family replace each other for deduplication: ``status``, ``run``
-        (its outcome), ``run.started``, ``drift``, ``source``."""
-        if self.type is EventType.RUN_STARTED:
+        (its outcome), ``run.started``, ``run.awaiting_approval``, ``drift``, ``source``."""
+        if self.type in (EventType.RUN_STARTED, EventType.AWAITING_APPROVAL):
             return self.type.value
         return self.type.value.split(".", 1)[0]
 
@@ -75,6 +75,19 @@ class EventSink(Protocol):
     ) -> None: ...
 
     def source_changed(self, *, failing: bool, revision: str | None, message: str) -> None: ...
+
+    def approval_requested(
+        self,
+        *,
+        workflow: str,
+        run: str,
+        revision: str,
+        state: str,
+        message: str,
+        labels: Mapping[str, str],
+    ) -> None:
+        """A run of ``workflow`` waits at an approval gate in ``state`` (``message``: what the
+        approver is asked, rendered and redacted)."""
 
 
 def status_events(old: WorkflowStatusRecord | None, new: WorkflowStatusRecord) -> list[EventType]:

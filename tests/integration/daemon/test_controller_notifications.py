@@ -17,7 +17,7 @@ from tests.support.controller import eventually, running
 from tests.support.notify_server import FakeNotifyServer
 from tests.support.repos import commit
 from tests.support.waiting import until_async
-from tests.support.workflows import file_workflow, put
+from tests.support.workflows import file_workflow, gated_workflow, put
 
 
 @pytest.fixture
@@ -110,3 +110,22 @@ async def test_the_source_failing_and_recovering_is_told_once_each(
         await asyncio.to_thread(moved.rename, repo)
         await until_async(lambda: len(events(fake)) == 2, 20, "source.recovered")
     assert events(fake) == [("source.failing", None), ("source.recovered", None)]
+
+
+async def test_a_run_waiting_for_approval_is_announced_with_its_question(
+    tmp_path: Path, repo: Path, fake: FakeNotifyServer
+) -> None:
+    put(repo, gated_workflow("gate", tmp_path / "gate.txt", "x", message="Open the gate?"))
+    put(repo, document("Provider", "hook", type="webhook", address=f"{fake.url}/hook"))
+    put(repo, document("Alert", "asks", providerRefs=["hook"], events=["run.awaiting_approval"]))
+    commit(repo, "a gated workflow, its requests notified")
+    async with running(tmp_path, repo, notify_hosts=["127.0.0.1"]) as (controller, _store):
+        await until_async(lambda: len(events(fake)) == 1, 20, "the awaiting-approval event")
+        [request] = fake.requests_to("/hook")
+        assert (request.body["event"], request.body["workflow"]) == (
+            "run.awaiting_approval",
+            "gate",
+        )
+        assert request.body["message"] == "Open the gate?"
+        run_id = request.body["run"]
+        assert controller.approvals.waiting() == {run_id: "ask"}

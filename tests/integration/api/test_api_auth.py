@@ -20,7 +20,10 @@ MUTATIONS = [
     "/api/v1/workflows/{name}/sync",
     "/api/v1/workflows/{name}/suspend",
     "/api/v1/workflows/{name}/resume",
+    "/api/v1/workflows/{name}/runs",
     "/api/v1/runs/{run_id}/cancel",
+    "/api/v1/runs/{run_id}/approve",
+    "/api/v1/runs/{run_id}/reject",
 ]
 
 

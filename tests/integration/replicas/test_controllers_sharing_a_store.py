@@ -3,8 +3,9 @@ PostgreSQL schema: what is not worth a daemon process per test (see tests/e2e/te
 for those) — a manual sync sent to the replica that is not running the workflow, a workflow
 removed from git while another replica runs it, suspend/resume through one replica's API (which
 outlives the run another replica finishes), a cancel through the replica that does not hold the
-run, a run another replica takes over keeping the spec it started with, and syncs with run
-inputs sent through both replicas each answered by one run with exactly their inputs.
+run, a run another replica takes over keeping the spec it started with, syncs with run inputs
+sent through both replicas each answered by one run with exactly their inputs, and a run
+waiting for approval: decided through the other replica, and taken over while it waits.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.daemon.controller import Controller
+from reconciler.engine.approvals import pending_approval
 from reconciler.engine.journal import EventKind, RunRecord, RunStatus
 from reconciler.errors import InputRejected
 from reconciler.store import CommandKind, Health, Store
@@ -24,6 +26,7 @@ from tests.support import postgres
 from tests.support.controller import running
 from tests.support.repos import commit, init_repo
 from tests.support.waiting import until_async
+from tests.support.workflows import gated_workflow, put
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
 
@@ -409,3 +412,61 @@ async def test_syncs_with_inputs_through_both_replicas_each_run_once_with_their_
     assert [r.inputs for r in manual] == [{"tag": "a"}, {"tag": "b"}, None]  # in request order
     assert await store.unhandled_commands(CommandKind.SYNC) == []
     assert len(await store.list_runs("tagged")) == 4
+
+
+async def waiting_for_approval(store: Store, name: str) -> RunRecord:
+    """The run of ``name`` once its journal says it waits for an approval."""
+
+    async def asks() -> RunRecord | None:
+        for run in await store.list_runs(name):
+            if run.status is RunStatus.RUNNING and pending_approval(await store.entries(run.id)):
+                return run
+        return None
+
+    found = await until_async(asks, 30, f"a run of {name} waiting for approval")
+    assert found is not None
+    return found
+
+
+async def test_an_approval_through_one_replica_reaches_the_run_another_replica_holds(
+    tmp_path: Path, replicas: Replicas
+) -> None:
+    repo, out = tmp_path / "repo", tmp_path / "out"
+    init_repo(repo)
+    put(repo, gated_workflow("asks", out, "approved"))
+    commit(repo, "a workflow that asks")
+    pair = await replicas(2)
+    store = pair[0][1]
+    run = await waiting_for_approval(store, "asks")
+    holder = running_on(pair, run.id)
+    other = next(c for c, _ in pair if c is not holder)
+
+    assert await other.decide(run.id, approved=True, comment="ok", requested_by="bob") is None
+    [done] = await wait_for_runs(store, "asks", lambda runs: runs[0].status.finished)
+    assert done.status is RunStatus.SUCCEEDED and out.read_text() == "approved"
+    [decided] = [e for e in await store.entries(run.id) if e.kind is EventKind.APPROVAL_DECIDED]
+    assert (decided.detail["by"], decided.detail["comment"]) == ("bob", "ok")
+
+
+async def test_a_run_waiting_for_approval_is_taken_over_and_still_waits_for_its_decision(
+    tmp_path: Path, store_url: str
+) -> None:
+    repo, out = tmp_path / "repo", tmp_path / "out"
+    init_repo(repo)
+    put(repo, gated_workflow("asks", out, "approved"))
+    commit(repo, "a workflow that asks")
+    async with replica(tmp_path, store_url, "r1") as (_one, store):
+        run = await waiting_for_approval(store, "asks")
+    # r1 stopped: the run is left waiting for whoever takes it over
+    async with replica(tmp_path, store_url, "r2") as (two, store):
+
+        async def asked_again() -> bool:
+            entries = await store.entries(run.id)
+            return sum(e.kind is EventKind.APPROVAL_REQUESTED for e in entries) == 2
+
+        await until_async(asked_again, 30, "the taken-over run to ask again")
+        assert two.approvals.waiting() == {run.id: "ask"}
+        assert await two.decide(run.id, approved=False, requested_by="carol") is None
+        [done] = await wait_for_runs(store, "asks", lambda runs: runs[0].status.finished)
+    assert done.id == run.id and done.current_state == "rejected"
+    assert not out.exists()

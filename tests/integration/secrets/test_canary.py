@@ -351,9 +351,10 @@ def cli_outputs(base: str, run_ids: list[str]) -> dict[str, str]:
         done = subprocess.run(
             argv, capture_output=True, text=True, timeout=60, env=without_settings()
         )
-        # status exits 1: the canary workflow is Degraded after its failing run
-        expected = 1 if "status" in argv else 0
-        assert done.returncode == expected, (argv, done.stdout, done.stderr)
+        # status exits 1: the canary workflow is Degraded after its failing run; or 3 when the
+        # read falls while its back-off retry runs (Progressing), which a loaded machine allows
+        expected = {1, 3} if "status" in argv else {0}
+        assert done.returncode in expected, (argv, done.stdout, done.stderr)
         return done.stdout + done.stderr
 
     with ThreadPoolExecutor(max_workers=4) as pool:

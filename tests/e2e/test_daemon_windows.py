@@ -231,8 +231,13 @@ def test_a_bad_windows_file_stops_the_daemon_from_starting_naming_file_and_field
 
 
 def test_a_blocked_workflow_runs_as_soon_as_its_window_closes(tmp_path: Path, daemon: Any) -> None:
-    # a deny window that opened at the start of this minute and closes ~20 s from now; the
-    # workflow's interval (1h) is far away, so only the queue's feedback can run it in time
+    repo = init_repo(tmp_path / "repo")
+    put(repo, file_workflow("other", tmp_path / "other.txt", "x"))
+    commit(repo, "another workflow, so that the daemon starts")
+    d = daemon()
+    # once the daemon is up (its start takes long on a loaded machine): a deny window that
+    # opened at the start of this minute and closes ~20 s from now; the workflow's interval (1h)
+    # is far away, so only the queue's feedback can run it in time
     now = datetime.now(UTC)
     opened = now.replace(second=0, microsecond=0)
     closes = now + timedelta(seconds=20)
@@ -242,10 +247,8 @@ def test_a_blocked_workflow_runs_as_soon_as_its_window_closes(tmp_path: Path, da
         "schedule": f"{opened.minute} {opened.hour} * * *",
         "duration": f"{seconds}s",
     }
-    repo = init_repo(tmp_path / "repo")
     put(repo, with_windows(file_workflow("later", tmp_path / "later.txt", "x", keep=True), deny))
     commit(repo, "a workflow under a short freeze")
-    d = daemon()
 
     until(
         lambda: any(

@@ -54,7 +54,8 @@ def test_only_commits_signed_by_an_allowed_key_are_applied(tmp_path: Path) -> No
     ) as daemon:
         daemon.wait_ready(url)
         until(lambda: out.exists() and out.read_text() == "signed one", 30, "the signed commit")
-        assert revision_of(url, "motd") == first
+        # the file is written by the run; the status naming the revision is stored after it
+        until(lambda: revision_of(url, "motd") == first, 30, "the workflow at the signed commit")
         assert refused_gauge(url) == 0
 
         put(repo, file_workflow("motd", out, "unsigned", keep=True))

@@ -35,7 +35,7 @@ The helpers return plain dicts in the YAML shape (``action(...)`` is ``{"plugin"
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal, Self
 
@@ -145,6 +145,25 @@ def subscribe(
     if match is not None:
         body["match"] = match
     return {"to": to, "subscribe": body}
+
+
+def approval(
+    to: str,
+    *,
+    message: str = "",
+    approvers: Sequence[str] = (),
+    separate_requester: bool = False,
+) -> Spec:
+    """Go to ``to`` once a person approves the run (a rejection fails the state with
+    ``ApprovalRejected`` instead); races the state's other conditions."""
+    body: Spec = {}
+    if message:
+        body["message"] = message
+    if approvers:
+        body["approvers"] = list(approvers)
+    if separate_requester:
+        body["separateRequester"] = True
+    return {"to": to, "approval": body}
 
 
 def default(to: str) -> Spec:
@@ -442,6 +461,7 @@ __all__ = [
     "WorkflowBuilder",
     "action",
     "after",
+    "approval",
     "default",
     "foreach",
     "mock_error",

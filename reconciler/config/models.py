@@ -307,6 +307,11 @@ def _check_time_zone(value: str) -> str:
     return value
 
 
+MAX_WINDOW_DURATION = timedelta(days=36500)
+"""The longest ``duration`` of a change window: a century is "for good", and longer durations
+overflow the date arithmetic of :mod:`reconciler.daemon.windows`."""
+
+
 class SyncWindow(Model):
     """A change window: a time when runs may (``allow``) or may not (``deny``) start.
 
@@ -341,6 +346,11 @@ class SyncWindow(Model):
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("a window's duration must be longer than zero")
+        if value > MAX_WINDOW_DURATION:
+            # longer would leave the calendar (year 1 or 9999) when the window is evaluated
+            raise ValueError(
+                f"a window's duration is at most {MAX_WINDOW_DURATION.days}d (a century)"
+            )
         return value
 
 

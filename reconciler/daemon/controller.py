@@ -49,7 +49,7 @@ import structlog
 from reconciler.clock import utcnow
 from reconciler.config.parameters import accept_inputs
 from reconciler.config.snapshot import Snapshot
-from reconciler.daemon.approvals import ApprovalInbox, Refusal, refusal
+from reconciler.daemon.approvals import ApprovalInbox, Refusal, refusal, top_level
 from reconciler.daemon.approvals import payload as approval_payload
 from reconciler.daemon.commands import CommandReader
 from reconciler.daemon.journal import DaemonJournal
@@ -358,7 +358,8 @@ class Controller:
         who = requested_by or self.leases.owner
         pending = pending_approval(await self.store.entries(run_id))
         decided = await self.store.unhandled_commands(CommandKind.APPROVE, target=run_id)
-        refused = refusal(run, pending, who=who, decided=decided)
+        top = await top_level(self.store, run)
+        refused = refusal(run, pending, who=who, decided=decided, top=top)
         if refused is not None or pending is None:
             return refused
         command = await self.store.request(

@@ -57,8 +57,8 @@ REJECT = "reject"
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a decision is not taken: ``code`` for the API (``not_running``,
-    ``not_awaiting_approval``, ``not_an_approver``, ``requester_cannot_approve``,
-    ``already_decided``) and a sentence for people."""
+    ``not_awaiting_approval``, ``request_changed``, ``not_an_approver``,
+    ``requester_cannot_approve``, ``already_decided``) and a sentence for people."""
 
     code: str
     message: str
@@ -71,18 +71,29 @@ def refusal(
     who: str,
     decided: Sequence[Command] = (),
     top: RunRecord | None = None,
+    seen: int | None = None,
 ) -> Refusal | None:
     """Whether ``who`` (an API token's name) may approve or reject ``run`` now; ``None`` if so.
 
     ``pending`` is the run's open request (from its journal), ``decided`` the decisions already
     recorded and not yet taken by the run, ``top`` the top-level run ``run`` is a child of
     (:func:`top_level`; ``run`` itself when ``None``): whoever asked for that run asked for its
-    children too, so ``separateRequester`` keeps them from deciding a child's gate.
+    children too, so ``separateRequester`` keeps them from deciding a child's gate. ``seen``
+    is the request the decider read (an ``approval_requested`` ``seq``), when they say: it must
+    belong to the visit the run waits in now (a resumed run asking again in the same visit
+    still counts), else the run has moved on to another question since.
     """
     if run.status is not RunStatus.RUNNING:
         return Refusal("not_running", f"run {run.id} already {run.status.value}")
     if pending is None:
         return Refusal("not_awaiting_approval", f"run {run.id} is not waiting for an approval")
+    if seen is not None and not pending.visit < seen <= pending.seq:
+        return Refusal(
+            "request_changed",
+            f"run {run.id} no longer waits for the approval request {seen} that was read: it "
+            f"now asks in state {pending.state!r} (request {pending.seq}); read it and decide "
+            "again",
+        )
     if pending.approvers and who not in pending.approvers:
         allowed = ", ".join(pending.approvers)
         return Refusal(

@@ -347,6 +347,7 @@ class Controller:
         approved: bool,
         comment: str = "",
         requested_by: str | None = None,
+        seen: int | None = None,
     ) -> Refusal | None:
         """Approve (or reject) run ``run_id`` waiting at an approval gate, wherever it runs:
         checked (see :func:`~reconciler.daemon.approvals.refusal`), recorded in the store, and
@@ -359,7 +360,7 @@ class Controller:
         pending = pending_approval(await self.store.entries(run_id))
         decided = await self.store.unhandled_commands(CommandKind.APPROVE, target=run_id)
         top = await top_level(self.store, run)
-        refused = refusal(run, pending, who=who, decided=decided, top=top)
+        refused = refusal(run, pending, who=who, decided=decided, top=top, seen=seen)
         if refused is not None or pending is None:
             return refused
         command = await self.store.request(

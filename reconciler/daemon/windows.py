@@ -28,6 +28,7 @@ cron_trigger` (APScheduler's ``CronTrigger``, weekdays numbered as in cron).
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,9 @@ HORIZON = timedelta(days=400)
 MAX_STEPS = 1000
 """At most this many window openings are looked at per window and per question, so a window
 that never closes (``* * * * *`` for an hour) costs a bounded amount of work."""
+FIRE_CACHE = 32768
+"""How many openings :func:`_next_fire` remembers (a few MB): the walks of 32 windows that
+never close."""
 _TICK = timedelta(microseconds=1)
 
 Period = tuple[datetime, datetime | None]
@@ -128,7 +132,16 @@ def applicable(
 
 def _fire_at_or_after(window: SyncWindow, at: datetime) -> datetime | None:
     """The first opening of ``window`` at or after ``at``, in UTC."""
-    fire = cron_trigger(window.schedule, window.time_zone).get_next_fire_time(None, at)
+    return _next_fire(window.schedule, window.time_zone, at)
+
+
+@functools.lru_cache(maxsize=FIRE_CACHE)
+def _next_fire(schedule: str, time_zone: str, at: datetime) -> datetime | None:
+    """:func:`_fire_at_or_after` by value, remembered: :func:`open_periods` steps from one
+    opening to the next (``fire + 1µs``), the same instants at every evaluation, so a window
+    whose openings merge for :data:`MAX_STEPS` steps costs that walk once, not at every
+    question the API, ``/metrics`` and the planner ask."""
+    fire = cron_trigger(schedule, time_zone).get_next_fire_time(None, at)
     return fire.astimezone(UTC) if fire is not None else None
 
 

@@ -5,6 +5,7 @@ the longest duration accepted still evaluates."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -41,3 +42,26 @@ def test_the_longest_window_accepted_evaluates_without_leaving_the_calendar() ->
     window = SyncWindow.model_validate(body(duration="36500d"))
     verdict = evaluate([AppliedWindow(window, "spec.windows[0]")], datetime(9000, 1, 1, tzinfo=UTC))
     assert verdict is not None and verdict.blocked
+
+
+def test_windows_whose_openings_merge_for_good_cost_little_when_asked_again() -> None:
+    """A minutely window open for two minutes never closes: each evaluation follows its
+    openings up to ``MAX_STEPS``. The API's workflow list, ``/metrics`` and the planner ask
+    again every few seconds; asking again must not redo that walk (a generous bound: the
+    walk itself takes seconds for these windows on a loaded machine)."""
+    windows = [
+        AppliedWindow(
+            SyncWindow.model_validate(
+                {"kind": "deny", "schedule": "* * * * *", "duration": f"{120 + i}s"}
+            ),
+            f"spec.windows[{i}]",
+        )
+        for i in range(20)
+    ]
+    now = datetime(2026, 12, 6, 12, 0, 30, tzinfo=UTC)
+    evaluate(windows, now)
+    started = time.perf_counter()
+    for second in range(20):
+        verdict = evaluate(windows, now.replace(second=31 + second))
+        assert verdict is not None and verdict.blocked
+    assert time.perf_counter() - started < 1.0

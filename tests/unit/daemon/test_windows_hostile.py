@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from reconciler.config.models import SyncWindow
+from reconciler.config.models import OperatorWindow, SyncWindow
 from reconciler.daemon.windows import AppliedWindow, evaluate
 
 
@@ -65,3 +65,33 @@ def test_windows_whose_openings_merge_for_good_cost_little_when_asked_again() ->
         verdict = evaluate(windows, now.replace(second=31 + second))
         assert verdict is not None and verdict.blocked
     assert time.perf_counter() - started < 1.0
+
+
+def test_a_workflows_own_allow_window_does_not_open_the_operators_allow_only_policy() -> None:
+    """The operator lets runs start only at night; a commit adds an allow window that is
+    always open. Each side's allow windows restrict on their own: runs start only while one
+    of the operator's and (when the workflow has some) one of its own are open."""
+    nightly = OperatorWindow.model_validate(
+        {"kind": "allow", "schedule": "0 22 * * *", "duration": "2h"}
+    )
+    always = SyncWindow.model_validate({"kind": "allow", "schedule": "* * * * *", "duration": "2m"})
+    applied = [
+        AppliedWindow(always, "spec.windows[0]"),
+        AppliedWindow(nightly, "windows-file[0]"),
+    ]
+    noon = evaluate(applied, datetime(2026, 12, 7, 12, 0, tzinfo=UTC))
+    assert noon is not None and noon.blocked
+    assert [w.source for w in noon.windows] == ["windows-file[0]"]
+    assert noon.until == datetime(2026, 12, 7, 22, 0, tzinfo=UTC)
+    night = evaluate(applied, datetime(2026, 12, 7, 23, 0, tzinfo=UTC))
+    assert night is not None and not night.blocked
+    own_closed = [
+        AppliedWindow(
+            SyncWindow.model_validate({"kind": "allow", "schedule": "0 3 * * *", "duration": "1h"}),
+            "spec.windows[0]",
+        ),
+        AppliedWindow(nightly, "windows-file[0]"),
+    ]
+    late = evaluate(own_closed, datetime(2026, 12, 7, 23, 0, tzinfo=UTC))
+    assert late is not None and late.blocked
+    assert [w.source for w in late.windows] == ["spec.windows[0]"]

@@ -74,7 +74,7 @@ from reconciler.daemon.windows import (
 from reconciler.engine.approvals import pending_approval
 from reconciler.engine.journal import RunStatus
 from reconciler.engine.runner import Engine
-from reconciler.errors import SourceError
+from reconciler.errors import InputRejected, SourceError
 from reconciler.grants import Grants
 from reconciler.notify import Notifier, NotifyPolicy, watch_source
 from reconciler.plugin import PluginRegistry
@@ -84,6 +84,11 @@ from reconciler.store import CommandKind, Store, prune_periodically
 from reconciler.telemetry.instrument import DaemonMetrics
 
 log = structlog.get_logger("reconciler.daemon")
+
+MAX_WAITING_INPUT_RUNS = 16
+"""Requests with inputs that may wait per workflow (each gets a run of its own, never merged,
+with up to 64 KiB of inputs in the command log): the next is refused (429
+``too_many_waiting_runs``), so one operate token cannot queue an unbounded backlog."""
 
 
 class Controller:
@@ -267,6 +272,7 @@ class Controller:
             lw = self.state.target.valid.get(name)
             parameters = lw.workflow.spec.parameters if lw is not None else {}
             payload = {"inputs": accept_inputs(name, parameters, inputs)}
+            await self._check_backlog(name)
         who = requested_by or self.leases.owner
         command = await self.store.request(
             CommandKind.SYNC, name, requested_by=who, payload=payload
@@ -280,6 +286,18 @@ class Controller:
         )
         self.queue.add(name, Reason.MANUAL)
         return True
+
+    async def _check_backlog(self, name: str) -> None:
+        """Raise :class:`InputRejected` (``too_many_waiting_runs``) when
+        :data:`MAX_WAITING_INPUT_RUNS` requests with inputs already wait for ``name``."""
+        waiting = await self.store.unhandled_commands(CommandKind.SYNC, target=name)
+        if sum(1 for c in waiting if (c.payload or {}).get("inputs")) >= MAX_WAITING_INPUT_RUNS:
+            raise InputRejected(
+                f"workflow {name!r} already has {MAX_WAITING_INPUT_RUNS} runs with inputs "
+                "waiting to start; ask again once some have run",
+                code="too_many_waiting_runs",
+                input="",
+            )
 
     async def suspend(self, name: str, *, requested_by: str | None = None) -> bool:
         """Stop starting runs of ``name`` until :meth:`resume` (a run in progress finishes;

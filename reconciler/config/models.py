@@ -325,8 +325,9 @@ class SyncWindow(Model):
         description="allow: runs may start only while open; deny: they may not."
     )
     schedule: str = Field(
+        max_length=100,  # each item of a field is tried at every step of a window's walk
         description="When the window opens, as a 5-field cron expression "
-        "(minute hour day month weekday), e.g. '0 22 * * 1-5'."
+        "(minute hour day month weekday), e.g. '0 22 * * 1-5'; at most 100 characters.",
     )
     duration: Duration = Field(description="How long the window stays open, e.g. '4h'.")
     time_zone: str = Field(

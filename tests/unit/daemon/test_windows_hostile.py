@@ -95,3 +95,16 @@ def test_a_workflows_own_allow_window_does_not_open_the_operators_allow_only_pol
     late = evaluate(own_closed, datetime(2026, 12, 7, 23, 0, tzinfo=UTC))
     assert late is not None and late.blocked
     assert [w.source for w in late.windows] == ["spec.windows[0]"]
+
+
+def test_a_schedule_longer_than_a_cron_line_needs_is_refused() -> None:
+    """Three thousand ``0-59`` items in the minute field make every step of a window's walk
+    try each of them: ten seconds of the event loop for one window. A schedule is at most
+    100 characters, far more than any real crontab line's five fields."""
+    minutes = ",".join(["0-59"] * 3000)
+    with pytest.raises(ValueError) as refused:
+        SyncWindow.model_validate(body(schedule=f"{minutes} * * * *"))
+    assert "schedule" in str(refused.value)
+    assert "100 characters" in str(refused.value)
+    busy = "0,5,10,15,20,25,30,35,40,45,50,55 0-6,18-23 1-7,15-21 1,3,5,7,9,11 mon-fri"
+    assert SyncWindow.model_validate(body(schedule=busy)).schedule == busy

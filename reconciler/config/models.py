@@ -337,7 +337,11 @@ class SyncWindow(Model):
         False,
         description="Whether a manual sync may run while this window blocks runs.",
     )
-    description: str | None = Field(None, description="Free text shown with the window.")
+    description: str | None = Field(
+        None,
+        max_length=200,  # repeated in every status message, log line and refusal naming it
+        description="Free text shown with the window; at most 200 characters.",
+    )
 
     _schedule_ok = field_validator("schedule")(_check_schedule)
     _time_zone_ok = field_validator("time_zone")(_check_time_zone)

@@ -108,3 +108,12 @@ def test_a_schedule_longer_than_a_cron_line_needs_is_refused() -> None:
     assert "100 characters" in str(refused.value)
     busy = "0,5,10,15,20,25,30,35,40,45,50,55 0-6,18-23 1-7,15-21 1,3,5,7,9,11 mon-fri"
     assert SyncWindow.model_validate(body(schedule=busy)).schedule == busy
+
+
+def test_a_window_description_longer_than_a_line_is_refused() -> None:
+    """The description goes into every status message, log line and 409 refusal that names
+    the window, at every check: a commit must not make each of them a megabyte."""
+    with pytest.raises(ValueError) as refused:
+        SyncWindow.model_validate({**body(), "description": "freeze " * 100_000})
+    assert "description" in str(refused.value)
+    assert "200 characters" in str(refused.value)

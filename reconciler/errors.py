@@ -113,7 +113,8 @@ class InputRejected(ReconcilerError):
     --input``) that the workflow's ``spec.parameters`` do not accept. :attr:`code` says why —
     ``unknown_input`` (no such parameter), ``input_not_settable`` (declared ``settable:
     false``) or ``invalid_input`` (wrong type, or not one of its ``enum``) — and :attr:`input`
-    names the input (``inputs_too_large``: all of them over 64 KiB as JSON, naming the largest);
+    names the input (``inputs_too_large``: all of them over 64 KiB as JSON, naming the largest;
+    ``too_many_waiting_runs``: the workflow's backlog of runs with inputs is full, no input);
     the message names both and what was expected. Raised before anything is
     recorded, so a refused request leaves no trace. Not an ``ActionError``."""
 

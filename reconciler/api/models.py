@@ -289,6 +289,10 @@ class ApprovalOut(_Out):
         False, description="Whether the token whose sync started the run is refused."
     )
     requested_at: datetime
+    request: int = Field(
+        description="Which request this is (its journal entry's `seq`): send it back as the "
+        "decision's `request` so that it answers this question and no later one."
+    )
     why: str = Field("", description="Why the run started, as the daemon decided it.")
     diff: Any = Field(None, description="The field diff that made the run start, if any.")
 
@@ -303,6 +307,7 @@ class ApprovalOut(_Out):
             approvers=list(pending.approvers),
             separate_requester=pending.separate_requester,
             requested_at=pending.requested_at,
+            request=pending.seq,
             why=str(plan.get("message") or ""),
             diff=plan.get("diff"),
         )
@@ -334,6 +339,11 @@ class ApprovalBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     comment: str = Field("", max_length=2000, description="Why, in a sentence; journaled.")
+    request: int | None = Field(
+        None,
+        description="The `approval.request` the decision answers, as read; when the run has "
+        "moved on to another question since, the decision is refused (409 `request_changed`).",
+    )
 
 
 class RunList(_Out):

@@ -149,11 +149,18 @@ class DaemonView(Protocol):
         ...
 
     async def decide(
-        self, run_id: str, *, approved: bool, comment: str, requested_by: str
+        self,
+        run_id: str,
+        *,
+        approved: bool,
+        comment: str,
+        requested_by: str,
+        seen: int | None = None,
     ) -> Refusal | None:
         """Approve or reject run ``run_id`` waiting at an approval gate (recorded in the store
         before it returns; the run takes it wherever it waits). ``None`` when recorded, else
-        why not (the run is not waiting, the token may not decide, ...)."""
+        why not (the run is not waiting, the token may not decide, it no longer waits for the
+        request ``seen`` when given, ...)."""
         ...
 
     # -- the source ------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from urllib.parse import quote
 import httpx
 import typer
 from pydantic import BaseModel, ValidationError
-from rich.markup import escape
 from rich.table import Table
 
 from reconciler.api.models import (
@@ -48,6 +47,7 @@ from reconciler.api.models import (
 )
 from reconciler.cli.app import OutputFormat, OutputOption, app, console, err_console, fail
 from reconciler.cli.inputs import InputsError, collect_inputs
+from reconciler.cli.terminal import escape
 from reconciler.engine.journal import EventKind, RunStatus
 from reconciler.errors import ReconcilerError
 from reconciler.status import Health
@@ -157,7 +157,7 @@ def _run(coro: Any) -> Any:
     try:
         return asyncio.run(coro)
     except RemoteError as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
 
 
 def _when(value: datetime | None) -> str:
@@ -510,7 +510,9 @@ def mutate(
         if output is OutputFormat.json:
             _print_json(response.json())
         else:
-            console.print(answer.model_validate_json(response.content).message, highlight=False)
+            console.print(
+                escape(answer.model_validate_json(response.content).message), highlight=False
+            )
 
     _run(post())
 
@@ -624,7 +626,7 @@ def sync(
     try:
         given = collect_inputs(inputs or [], inputs_file)
     except InputsError as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
     workflow = quote(name, safe="")
     path = f"/api/v1/workflows/{workflow}/runs" if given else f"/api/v1/workflows/{workflow}/sync"
     body = {"inputs": given} if given else None
@@ -653,7 +655,7 @@ def _token_or_fail(token: str | None, token_file: Path | None) -> str:
     try:
         secret = _token(token, token_file)
     except RemoteError as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
     if secret is None:
         raise fail(
             "sync needs the daemon's API token: pass --token-file, set RECONCILER_API_TOKEN or "
@@ -681,7 +683,9 @@ async def _sync_and_wait(
     accepted = await call(server, "POST", path, token=token, body=body)
     if sys.stderr.isatty():
         answer = RunAccepted if inputs else Accepted
-        err_console.print(answer.model_validate_json(accepted.content).message, highlight=False)
+        err_console.print(
+            escape(answer.model_validate_json(accepted.content).message), highlight=False
+        )
     deadline = asyncio.get_running_loop().time() + within.total_seconds()
     run_id: str | None = None
     while True:

@@ -12,7 +12,9 @@ file loads) and :mod:`reconciler.daemon.windows` (when windows open). Calls: APS
 
 from __future__ import annotations
 
+import calendar
 import functools
+from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -76,7 +78,7 @@ def cron_trigger(expression: str, time_zone: str = "UTC") -> CronTrigger:
     if len(fields) != 5:
         raise ValueError(f"{expression!r} must have 5 fields (minute hour day month weekday)")
     minute, hour, day, month, weekday = fields
-    return CronTrigger(
+    trigger = CronTrigger(
         minute=minute,
         hour=hour,
         day=day,
@@ -84,3 +86,26 @@ def cron_trigger(expression: str, time_zone: str = "UTC") -> CronTrigger:
         day_of_week=weekdays_as_names(weekday),
         timezone=ZoneInfo(time_zone),
     )
+    if not has_a_day(trigger):
+        raise ValueError(
+            f"{expression!r} never fires: no day of its months is one of its days of the month"
+        )
+    return trigger
+
+
+def has_a_day(trigger: CronTrigger) -> bool:
+    """Whether some date of a leap year has a month and a day of the month ``trigger`` accepts.
+
+    Without one (``0 0 31 2 *``) the trigger never fires, and APScheduler only finds out by
+    searching every month up to the year 9999 (a tenth of a second at each question). Any
+    weekday is met by every date within 28 years, so the weekday field cannot make it never.
+    """
+    fields = {field.name: field for field in trigger.fields}
+    months, days = fields["month"], fields["day"]
+    for month in range(1, 13):
+        if months.get_next_value(datetime(2000, month, 1)) != month:
+            continue
+        for day in range(1, calendar.monthrange(2000, month)[1] + 1):
+            if days.get_next_value(datetime(2000, month, day)) == day:
+                return True
+    return False

@@ -307,6 +307,11 @@ def _check_time_zone(value: str) -> str:
     return value
 
 
+MAX_WINDOW_DURATION = timedelta(days=36500)
+"""The longest ``duration`` of a change window: a century is "for good", and longer durations
+overflow the date arithmetic of :mod:`reconciler.daemon.windows`."""
+
+
 class SyncWindow(Model):
     """A change window: a time when runs may (``allow``) or may not (``deny``) start.
 
@@ -320,8 +325,9 @@ class SyncWindow(Model):
         description="allow: runs may start only while open; deny: they may not."
     )
     schedule: str = Field(
+        max_length=100,  # each item of a field is tried at every step of a window's walk
         description="When the window opens, as a 5-field cron expression "
-        "(minute hour day month weekday), e.g. '0 22 * * 1-5'."
+        "(minute hour day month weekday), e.g. '0 22 * * 1-5'; at most 100 characters.",
     )
     duration: Duration = Field(description="How long the window stays open, e.g. '4h'.")
     time_zone: str = Field(
@@ -331,7 +337,11 @@ class SyncWindow(Model):
         False,
         description="Whether a manual sync may run while this window blocks runs.",
     )
-    description: str | None = Field(None, description="Free text shown with the window.")
+    description: str | None = Field(
+        None,
+        max_length=200,  # repeated in every status message, log line and refusal naming it
+        description="Free text shown with the window; at most 200 characters.",
+    )
 
     _schedule_ok = field_validator("schedule")(_check_schedule)
     _time_zone_ok = field_validator("time_zone")(_check_time_zone)
@@ -341,6 +351,11 @@ class SyncWindow(Model):
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("a window's duration must be longer than zero")
+        if value > MAX_WINDOW_DURATION:
+            # longer would leave the calendar (year 1 or 9999) when the window is evaluated
+            raise ValueError(
+                f"a window's duration is at most {MAX_WINDOW_DURATION.days}d (a century)"
+            )
         return value
 
 

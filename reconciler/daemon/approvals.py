@@ -25,7 +25,8 @@ the decision there.
 Who may decide is checked before anything is recorded, by :func:`refusal`: the run must be
 waiting (its journal says so, see :func:`~reconciler.engine.approvals.pending_approval`), the
 token must be one of the gate's ``approvers`` when it names some, and with
-``separateRequester`` not the token whose sync started the run.
+``separateRequester`` not the token whose sync started the run (for a ``workflow.run`` child,
+the top-level run: :func:`top_level`).
 
 Called by: the engine (through :class:`ApprovalDesk`), the controller (:meth:`ApprovalInbox.deliver`
 after recording) and the command reader. Calls: the store.
@@ -56,8 +57,8 @@ REJECT = "reject"
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a decision is not taken: ``code`` for the API (``not_running``,
-    ``not_awaiting_approval``, ``not_an_approver``, ``requester_cannot_approve``,
-    ``already_decided``) and a sentence for people."""
+    ``not_awaiting_approval``, ``request_changed``, ``not_an_approver``,
+    ``requester_cannot_approve``, ``already_decided``) and a sentence for people."""
 
     code: str
     message: str
@@ -69,16 +70,30 @@ def refusal(
     *,
     who: str,
     decided: Sequence[Command] = (),
+    top: RunRecord | None = None,
+    seen: int | None = None,
 ) -> Refusal | None:
     """Whether ``who`` (an API token's name) may approve or reject ``run`` now; ``None`` if so.
 
     ``pending`` is the run's open request (from its journal), ``decided`` the decisions already
-    recorded and not yet taken by the run.
+    recorded and not yet taken by the run, ``top`` the top-level run ``run`` is a child of
+    (:func:`top_level`; ``run`` itself when ``None``): whoever asked for that run asked for its
+    children too, so ``separateRequester`` keeps them from deciding a child's gate. ``seen``
+    is the request the decider read (an ``approval_requested`` ``seq``), when they say: it must
+    belong to the visit the run waits in now (a resumed run asking again in the same visit
+    still counts), else the run has moved on to another question since.
     """
     if run.status is not RunStatus.RUNNING:
         return Refusal("not_running", f"run {run.id} already {run.status.value}")
     if pending is None:
         return Refusal("not_awaiting_approval", f"run {run.id} is not waiting for an approval")
+    if seen is not None and not pending.visit < seen <= pending.seq:
+        return Refusal(
+            "request_changed",
+            f"run {run.id} no longer waits for the approval request {seen} that was read: it "
+            f"now asks in state {pending.state!r} (request {pending.seq}); read it and decide "
+            "again",
+        )
     if pending.approvers and who not in pending.approvers:
         allowed = ", ".join(pending.approvers)
         return Refusal(
@@ -86,7 +101,8 @@ def refusal(
             f"token {who!r} may not decide state {pending.state!r} of run {run.id}: "
             f"its approvers are {allowed}",
         )
-    requesters = [r for r in (run.requested_by or "").split(",") if r]
+    asked = {run.requested_by, (top or run).requested_by}
+    requesters = [r for names in asked for r in (names or "").split(",") if r]
     if pending.separate_requester and who in requesters:
         return Refusal(
             "requester_cannot_approve",
@@ -101,6 +117,24 @@ def refusal(
                 "the run takes it at once",
             )
     return None
+
+
+MAX_ANCESTORS = 64
+"""How many parents :func:`top_level` follows at most (``workflow.run`` nests far fewer)."""
+
+
+async def top_level(store: Store, run: RunRecord) -> RunRecord:
+    """The run at the top of ``run``'s ``workflow.run`` chain (``run`` itself when it has no
+    parent; the last one found when a parent is no longer stored)."""
+    top = run
+    for _ in range(MAX_ANCESTORS):
+        if top.parent_id is None:
+            break
+        parent = await store.get_run(top.parent_id)
+        if parent is None:
+            break
+        top = parent
+    return top
 
 
 def payload(*, approved: bool, comment: str, pending: PendingApproval) -> dict[str, Any]:

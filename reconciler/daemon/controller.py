@@ -49,7 +49,7 @@ import structlog
 from reconciler.clock import utcnow
 from reconciler.config.parameters import accept_inputs
 from reconciler.config.snapshot import Snapshot
-from reconciler.daemon.approvals import ApprovalInbox, Refusal, refusal
+from reconciler.daemon.approvals import ApprovalInbox, Refusal, refusal, top_level
 from reconciler.daemon.approvals import payload as approval_payload
 from reconciler.daemon.commands import CommandReader
 from reconciler.daemon.journal import DaemonJournal
@@ -74,7 +74,7 @@ from reconciler.daemon.windows import (
 from reconciler.engine.approvals import ApprovalRequest, pending_approval
 from reconciler.engine.journal import RunStatus
 from reconciler.engine.runner import Engine
-from reconciler.errors import SourceError
+from reconciler.errors import InputRejected, SourceError
 from reconciler.grants import Grants
 from reconciler.notify import Notifier, NotifyPolicy, watch_source
 from reconciler.plugin import PluginRegistry
@@ -84,6 +84,11 @@ from reconciler.store import CommandKind, Store, prune_periodically
 from reconciler.telemetry.instrument import DaemonMetrics
 
 log = structlog.get_logger("reconciler.daemon")
+
+MAX_WAITING_INPUT_RUNS = 16
+"""Requests with inputs that may wait per workflow (each gets a run of its own, never merged,
+with up to 64 KiB of inputs in the command log): the next is refused (429
+``too_many_waiting_runs``), so one operate token cannot queue an unbounded backlog."""
 
 
 class Controller:
@@ -267,6 +272,7 @@ class Controller:
             lw = self.state.target.valid.get(name)
             parameters = lw.workflow.spec.parameters if lw is not None else {}
             payload = {"inputs": accept_inputs(name, parameters, inputs)}
+            await self._check_backlog(name)
         who = requested_by or self.leases.owner
         command = await self.store.request(
             CommandKind.SYNC, name, requested_by=who, payload=payload
@@ -280,6 +286,18 @@ class Controller:
         )
         self.queue.add(name, Reason.MANUAL)
         return True
+
+    async def _check_backlog(self, name: str) -> None:
+        """Raise :class:`InputRejected` (``too_many_waiting_runs``) when
+        :data:`MAX_WAITING_INPUT_RUNS` requests with inputs already wait for ``name``."""
+        waiting = await self.store.unhandled_commands(CommandKind.SYNC, target=name)
+        if sum(1 for c in waiting if (c.payload or {}).get("inputs")) >= MAX_WAITING_INPUT_RUNS:
+            raise InputRejected(
+                f"workflow {name!r} already has {MAX_WAITING_INPUT_RUNS} runs with inputs "
+                "waiting to start; ask again once some have run",
+                code="too_many_waiting_runs",
+                input="",
+            )
 
     async def suspend(self, name: str, *, requested_by: str | None = None) -> bool:
         """Stop starting runs of ``name`` until :meth:`resume` (a run in progress finishes;
@@ -347,6 +365,7 @@ class Controller:
         approved: bool,
         comment: str = "",
         requested_by: str | None = None,
+        seen: int | None = None,
     ) -> Refusal | None:
         """Approve (or reject) run ``run_id`` waiting at an approval gate, wherever it runs:
         checked (see :func:`~reconciler.daemon.approvals.refusal`), recorded in the store, and
@@ -358,7 +377,8 @@ class Controller:
         who = requested_by or self.leases.owner
         pending = pending_approval(await self.store.entries(run_id))
         decided = await self.store.unhandled_commands(CommandKind.APPROVE, target=run_id)
-        refused = refusal(run, pending, who=who, decided=decided)
+        top = await top_level(self.store, run)
+        refused = refusal(run, pending, who=who, decided=decided, top=top, seen=seen)
         if refused is not None or pending is None:
             return refused
         command = await self.store.request(

@@ -124,10 +124,16 @@ class ControllerView:
         return await self._controller.cancel(run_id, requested_by=requested_by)
 
     async def decide(
-        self, run_id: str, *, approved: bool, comment: str, requested_by: str
+        self,
+        run_id: str,
+        *,
+        approved: bool,
+        comment: str,
+        requested_by: str,
+        seen: int | None = None,
     ) -> Refusal | None:
         return await self._controller.decide(
-            run_id, approved=approved, comment=comment, requested_by=requested_by
+            run_id, approved=approved, comment=comment, requested_by=requested_by, seen=seen
         )
 
     # -- the source ------------------------------------------------------------------------------

@@ -6,10 +6,12 @@ a window opening before a daylight saving change lasts as long as any other). Op
 together than ``duration`` overlap into one open period. The rules are Argo CD's sync windows:
 
 - a workflow to which at least one ``allow`` window applies starts runs only while one of them
-  is open;
+  is open — one of the operator's when the operator's file gives some, and one of its own when
+  it declares some (a commit's allow window cannot lift the operator's);
 - any open ``deny`` window blocks runs, whatever the allow windows say (deny wins);
 - while blocked, a manual sync runs only if every window blocking it says ``manualSync: true``
-  (the open deny windows, and the allow windows when none of them is open);
+  (the open deny windows, and the allow windows of a side, the operator's or the workflow's,
+  none of which is open);
 - a run in progress is never stopped, and a run resuming after a restart continues: only the
   start of a run is gated.
 
@@ -28,6 +30,7 @@ cron_trigger` (APScheduler's ``CronTrigger``, weekdays numbered as in cron).
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,6 +48,9 @@ HORIZON = timedelta(days=400)
 MAX_STEPS = 1000
 """At most this many window openings are looked at per window and per question, so a window
 that never closes (``* * * * *`` for an hour) costs a bounded amount of work."""
+FIRE_CACHE = 32768
+"""How many openings :func:`_next_fire` remembers (a few MB): the walks of 32 windows that
+never close."""
 _TICK = timedelta(microseconds=1)
 
 Period = tuple[datetime, datetime | None]
@@ -60,6 +66,11 @@ class AppliedWindow:
     source: str
 
     @property
+    def operators(self) -> bool:
+        """Whether the window comes from the operator's windows file (else from the workflow)."""
+        return self.source.startswith("windows-file")
+
+    @property
     def label(self) -> str:
         """``deny window spec.windows[0] ("release freeze")``: how messages name it."""
         about = f' ("{self.window.description}")' if self.window.description else ""
@@ -70,10 +81,11 @@ class AppliedWindow:
 class WindowVerdict:
     """Whether runs of a workflow may start at one instant, and for how long that holds.
 
-    ``windows`` are the windows blocking it when ``blocked`` (the open deny windows, else every
-    allow window, none being open), or the allow windows open now when not. ``until`` is the
-    next instant the verdict changes (blocked: when runs may start again, the next opening);
-    ``None`` when it does not change within :data:`HORIZON`.
+    ``windows`` are the windows blocking it when ``blocked`` (the open deny windows, and every
+    allow window of a side, the operator's or the workflow's, none of whose allow windows is
+    open), or the allow windows open now when not. ``until`` is the next instant the verdict
+    changes (blocked: when runs may start again, the next opening); ``None`` when it does not
+    change within :data:`HORIZON`.
     """
 
     blocked: bool
@@ -128,7 +140,16 @@ def applicable(
 
 def _fire_at_or_after(window: SyncWindow, at: datetime) -> datetime | None:
     """The first opening of ``window`` at or after ``at``, in UTC."""
-    fire = cron_trigger(window.schedule, window.time_zone).get_next_fire_time(None, at)
+    return _next_fire(window.schedule, window.time_zone, at)
+
+
+@functools.lru_cache(maxsize=FIRE_CACHE)
+def _next_fire(schedule: str, time_zone: str, at: datetime) -> datetime | None:
+    """:func:`_fire_at_or_after` by value, remembered: :func:`open_periods` steps from one
+    opening to the next (``fire + 1µs``), the same instants at every evaluation, so a window
+    whose openings merge for :data:`MAX_STEPS` steps costs that walk once, not at every
+    question the API, ``/metrics`` and the planner ask."""
+    fire = cron_trigger(schedule, time_zone).get_next_fire_time(None, at)
     return fire.astimezone(UTC) if fire is not None else None
 
 
@@ -164,12 +185,19 @@ def is_open(window: SyncWindow, now: datetime) -> bool:
 def _blocking(
     applied: Sequence[AppliedWindow], is_open_now: Sequence[bool]
 ) -> tuple[bool, tuple[AppliedWindow, ...], tuple[AppliedWindow, ...]]:
-    """``(blocked, blocking windows, open allow windows)`` given which windows are open."""
-    denies = tuple(w for w, o in zip(applied, is_open_now, strict=True) if o and _deny(w))
-    allows = tuple(w for w in applied if not _deny(w))
-    open_allows = tuple(w for w, o in zip(applied, is_open_now, strict=True) if o and not _deny(w))
-    closed_allows = allows if allows and not open_allows else ()
-    blocking = denies + closed_allows
+    """``(blocked, blocking windows, open allow windows)`` given which windows are open.
+
+    The workflow's own allow windows and the operator's restrict separately: a commit's
+    always-open allow window must not lift the operator's "only at night"."""
+    pairs = list(zip(applied, is_open_now, strict=True))
+    blocking = tuple(w for w, o in pairs if o and _deny(w))
+    open_allows: tuple[AppliedWindow, ...] = ()
+    for operators in (False, True):
+        allows = [(w, o) for w, o in pairs if not _deny(w) and w.operators == operators]
+        opened = tuple(w for w, o in allows if o)
+        if allows and not opened:
+            blocking += tuple(w for w, _o in allows)
+        open_allows += opened
     return bool(blocking), blocking, open_allows
 
 

@@ -51,9 +51,11 @@ class SignaturePolicy:
     def config(self) -> list[str]:
         """The ``-c`` options of ``git verify-commit`` (command line: outranks any config)."""
         signers = str(self.allowed_signers) if self.allowed_signers is not None else os.devnull
+        # without --gpg-home no GPG key is allowed: gpg would read the daemon user's own keyring
+        gpg = "gpg" if self.gpg_home is not None else "/bin/false"
         return [
             "-c",
-            "gpg.program=gpg",
+            f"gpg.program={gpg}",
             "-c",
             "gpg.ssh.program=ssh-keygen",
             "-c",

@@ -22,6 +22,7 @@ print request URLs at INFO (:data:`URL_LOGGERS`) are held at WARNING unless the 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import TextIO, cast
 
@@ -65,6 +66,20 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible_controls(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """Console lines only: the event's control characters (newline and tab kept) as visible
+    ``\\xNN`` text. The console renderer writes the event as it is, and it may quote a
+    comment or a workflow's message carrying ``ESC`` sequences that would drive the terminal;
+    other values it already shows with ``repr``."""
+    event = event_dict.get("event")
+    if isinstance(event, str):
+        event_dict["event"] = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", event)
+    return event_dict
+
+
 def configure_logging(
     level: str, *, json_lines: bool | None = None, stream: TextIO | None = None
 ) -> None:
@@ -102,6 +117,7 @@ def configure_logging(
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redact_event,
+            *([] if as_json else [visible_controls]),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -137,10 +137,16 @@ def runs_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> APIRo
         waiting.sort(key=lambda w: w.approval.requested_at)
         return ApprovalList(runs=waiting)
 
-    async def decide(run_id: str, request: Request, *, approved: bool, comment: str) -> Accepted:
+    async def decide(
+        run_id: str, request: Request, *, approved: bool, body: ApprovalBody | None
+    ) -> Accepted:
         run = await run_or_404(run_id)
         refused = await view.decide(
-            run.id, approved=approved, comment=comment, requested_by=requested_by(request)
+            run.id,
+            approved=approved,
+            comment=body.comment if body is not None else "",
+            requested_by=requested_by(request),
+            seen=body.request if body is not None else None,
         )
         if refused is not None:
             raise ApiError(_REFUSAL_STATUS.get(refused.code, 409), refused.code, refused.message)
@@ -161,8 +167,7 @@ def runs_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> APIRo
         responses={**CONFLICT, 403: {"model": ErrorResponse}},
     )
     async def approve(run_id: str, request: Request, body: ApprovalBody | None = None) -> Accepted:
-        comment = body.comment if body is not None else ""
-        return await decide(run_id, request, approved=True, comment=comment)
+        return await decide(run_id, request, approved=True, body=body)
 
     @router.post(
         "/api/v1/runs/{run_id}/reject",
@@ -174,8 +179,7 @@ def runs_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> APIRo
         responses={**CONFLICT, 403: {"model": ErrorResponse}},
     )
     async def reject(run_id: str, request: Request, body: ApprovalBody | None = None) -> Accepted:
-        comment = body.comment if body is not None else ""
-        return await decide(run_id, request, approved=False, comment=comment)
+        return await decide(run_id, request, approved=False, body=body)
 
     @router.post(
         "/api/v1/runs/{run_id}/cancel",

@@ -207,7 +207,7 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
         dependencies=write,
         tags=["steering"],
         summary="Start a run with inputs (a manual sync whose run has these inputs)",
-        responses={**CONFLICT, 422: {"model": ErrorResponse}},
+        responses={**CONFLICT, 422: {"model": ErrorResponse}, 429: {"model": ErrorResponse}},
     )
     async def start_run(
         name: str, request: Request, body: Annotated[RunRequest | None, Body()] = None
@@ -228,7 +228,8 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
                 name, requested_by=requested_by(request), inputs=body.inputs
             )
         except InputRejected as exc:
-            raise ApiError(422, exc.code, str(exc)) from None
+            status = 429 if exc.code == "too_many_waiting_runs" else 422
+            raise ApiError(status, exc.code, str(exc)) from None
         if not known:
             raise ApiError(404, "not_found", f"no workflow named {name!r}")
         shown = f" with inputs {', '.join(sorted(body.inputs))}" if body.inputs else ""

@@ -84,7 +84,7 @@ async function decide(run, verdict, comment, buttons) {
   try {
     const headers = { "Content-Type": "application/json" };
     const answer = await api(`/api/v1/runs/${encodeURIComponent(run.id)}/${verdict}`,
-      { method: "POST", headers, body: JSON.stringify({ comment }) });
+      { method: "POST", headers, body: JSON.stringify({ comment, request: run.approval.request }) });
     notice.textContent = answer.message;
   } catch (err) {
     notice.textContent = `${verdict} run ${short(run.id)} of ${run.workflow}: ${err.message}`;

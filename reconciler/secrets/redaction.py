@@ -410,8 +410,8 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         pattern = self._registry.pattern()
-        if pattern is None:
-            return True
+        if pattern is None or isinstance(record.msg, dict):
+            return True  # a structlog event (not text yet): redact_event masks it
         try:
             message = record.getMessage()
         except Exception:  # a bad format string: show the parts, masked

@@ -410,16 +410,17 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         pattern = self._registry.pattern()
-        if pattern is None or isinstance(record.msg, dict):
-            return True  # a structlog event (not text yet): redact_event masks it
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string: show the parts, masked
-            message = " ".join(map(str, (record.msg, *(record.args or ()))))
-            record.msg, record.args = message, None
-        masked = pattern.sub(MASK, message)
-        if masked != message:
-            record.msg, record.args = masked, None
+        if pattern is None:
+            return True
+        if not isinstance(record.msg, dict):  # a structlog event is masked by redact_event
+            try:
+                message = record.getMessage()
+            except Exception:  # a bad format string: show the parts, masked
+                message = " ".join(map(str, (record.msg, *(record.args or ()))))
+                record.msg, record.args = message, None
+            masked = pattern.sub(MASK, message)
+            if masked != message:
+                record.msg, record.args = masked, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

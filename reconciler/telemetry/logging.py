@@ -28,7 +28,8 @@ or ``run`` never misses a line for want of the key.
 Masking: :class:`~reconciler.secrets.redaction.RedactingFilter` is put on every handler of the
 root logger (a stdlib record's message, arguments and exception) and
 :func:`~reconciler.secrets.redaction.redact_event` runs last before rendering, for every line
-whichever logger wrote it; both mask every secret the process has seen
+whichever logger wrote it (and on reconciler's events before any handler sees them, so a handler
+an embedder added gets them masked too); both mask every secret the process has seen
 (:data:`~reconciler.secrets.redaction.REGISTRY`).
 
 Called by ``reconciler run`` (:mod:`reconciler.cli.run`) and the other commands
@@ -239,6 +240,8 @@ def configure_logging(
         processors=[
             structlog.stdlib.filter_by_level,
             *_shared_chain(),
+            # masked before any handler sees the event: one an embedder added renders it too
+            redact_event,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         # the cheap first cut: nothing below the lowest level any logger is set to

@@ -205,3 +205,19 @@ def test_structlog_lines_are_masked_in_event_values_and_tracebacks(registered: s
     first = json.loads(out.getvalue().splitlines()[0])
     assert first["event"] == "got ***" and first["detail"] == {"dsn": "nats://u:***@h"}
     assert first["n"] == 1
+
+
+def test_another_handler_on_the_root_logger_gets_reconciler_events_masked(
+    registered: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    configure_logging("info", json_lines=True, stream=io.StringIO())
+    with caplog.at_level(logging.INFO):
+        structlog.get_logger("reconciler.daemon").info(f"token {registered}", dsn=registered)
+        try:
+            raise RuntimeError(registered)
+        except RuntimeError:
+            structlog.get_logger("reconciler.daemon").exception("failed")
+
+    assert caplog.records
+    assert registered not in caplog.text
+    assert all(registered not in (r.exc_text or "") for r in caplog.records)

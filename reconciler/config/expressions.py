@@ -6,6 +6,9 @@ exactly one ``${{ expr }}`` evaluates to the expression's value with its type; a
 around one or more ``${{ }}`` evaluates to a string. Nothing from YAML is ever handed to ``eval``,
 a template engine or a shell.
 
+Functions: CEL's standard ones plus the string extension and ``now()`` of
+:mod:`reconciler.config.cel_functions`, handed to every evaluation (inline and in the worker).
+
 Scope names (``docs/workflows.md`` says which is visible where): ``inputs``, ``secrets`` (inside ``with:`` only), ``observed``,
 ``outputs``, ``result`` (in ``until``), ``message`` (in ``match``), the ``foreach`` variable,
 and ``run``.

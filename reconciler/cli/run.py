@@ -89,7 +89,21 @@ def run(
     grace_period: str | None = typer.Option(
         None, "--grace-period", help="On SIGTERM, time running states get to finish."
     ),
-    log_level: str | None = typer.Option(None, "--log-level", help="debug|info|warning|error"),
+    log_level: str | None = typer.Option(
+        None, "--log-level", help="debug|info|warning|error, for reconciler and its plugins."
+    ),
+    log_levels: str | None = typer.Option(
+        None,
+        "--log-levels",
+        metavar="LOGGER=LEVEL,...",
+        help="Levels of single loggers, e.g. 'aiosqlite=debug,httpx=info' (libraries log at "
+        "warning by default).",
+    ),
+    log_format: str | None = typer.Option(
+        None,
+        "--log-format",
+        help="json|console|auto (default auto: JSON when stderr is not a terminal).",
+    ),
     replica_id: str | None = typer.Option(
         None, "--replica-id", help="This replica's name in the leases table (PostgreSQL)."
     ),
@@ -197,6 +211,8 @@ def run(
             default_interval=default_interval,
             grace_period=grace_period,
             log_level=log_level,
+            log_levels=log_levels,
+            log_format=log_format,
             replica_id=replica_id,
             lease_ttl=lease_ttl,
             command_interval=command_interval,
@@ -220,7 +236,11 @@ def run(
     from reconciler.cli.serving import register_daemon_secrets, serve
 
     register_daemon_secrets(settings)
-    configure_logging(settings.log_level)
+    configure_logging(
+        settings.log_level,
+        json_lines={"json": True, "console": False}.get(settings.log_format),
+        levels=settings.log_levels,
+    )
     try:
         asyncio.run(serve(settings))
     except ReconcilerError as exc:

@@ -18,11 +18,17 @@ engine bounds them in two steps:
   scope. Concatenation copies: a chain of ``p`` ``+`` operators over strings or lists of up to
   ``longest`` items builds ``p`` results of up to ``p + 1`` times that, so it adds
   ``p (p + 1) (1 + longest / 64)`` units (``observed.content + observed.content + ...`` over a
-  16 MiB file is quadratic and would hold the event loop for minutes). The engine compares the
+  16 MiB file is quadratic and would hold the event loop for minutes). The string extension
+  functions (``split``, ``lowerAscii``, ...) are linear calls too, and those that build a new
+  value out of every character (:data:`GROWING`: ``split``, ``join``, ``replace``) cost more
+  and compound in a chain like ``+`` does: ``g`` of them add ``g (g + 1) (1 + longest / 16)``
+  units, so ``content.split("").join("").split("")...`` over a large file is refused
+  (:mod:`reconciler.config.cel_functions` bounds the size of what each builds). The engine compares the
   estimate with ``expression_cost_limit`` and raises
   :class:`~reconciler.errors.ExpressionBudgetExceeded` without evaluating when it is over.
 
-What callers may rely on: an expression without comprehension macros and without ``+`` has no
+What callers may rely on: an expression without comprehension macros, ``+`` or :data:`GROWING`
+calls has no
 :class:`Shape` (:func:`shape_of` returns ``None``) and costs nothing to check; the estimate is never below the
 number of elements the comprehensions visit. One unit takes about half a microsecond on a
 2-core machine, so the default budget of one million is about half a second of CPU.
@@ -37,6 +43,7 @@ from functools import lru_cache
 from typing import Any
 
 __all__ = [
+    "GROWING",
     "MACROS",
     "MAX_COMPREHENSION_DEPTH",
     "MAX_SOURCE_LENGTH",
@@ -50,9 +57,16 @@ MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 """The CEL macros that iterate over a list or map."""
 
 LINEAR = frozenset(
-    {"matches", "contains", "startsWith", "endsWith", "in", "size", "string", "bytes"}
+    {
+        *("matches", "contains", "startsWith", "endsWith", "in", "size", "string", "bytes"),
+        *("charAt", "indexOf", "lastIndexOf", "lowerAscii", "upperAscii", "substring", "trim"),
+        *("replace", "split", "join"),
+    }
 )
 """Functions and operators whose time grows with the size of their operand."""
+
+GROWING = frozenset({"replace", "split", "join"})
+"""Extension functions that build a value as large as their operand, or larger."""
 
 MAX_COMPREHENSION_DEPTH = 3
 """Deepest nesting of comprehension macros ``validate`` accepts."""
@@ -93,6 +107,8 @@ class Shape:
     depth: int
     pluses: int = 0
     """``+`` operators anywhere in the expression (concatenations copy their operands)."""
+    growing: int = 0
+    """Calls of :data:`GROWING` functions anywhere in the expression."""
 
 
 def _tokens(source: str) -> list[tuple[str, str]]:
@@ -197,17 +213,22 @@ def _depth(macros: tuple[Macro, ...] | list[Macro]) -> int:
 
 @lru_cache(maxsize=65536)
 def shape_of(source: str) -> Shape | None:
-    """The comprehension structure of ``source``, or ``None`` when it has neither a
-    comprehension nor a ``+``."""
-    maybe_macro = "(" in source and any(name in source for name in MACROS)
-    if not maybe_macro and "+" not in source:
+    """The comprehension structure of ``source``, or ``None`` when it has no comprehension,
+    no ``+`` and no :data:`GROWING` call."""
+    maybe_call = "(" in source and any(name in source for name in MACROS | GROWING)
+    if not maybe_call and "+" not in source:
         return None
     tokens = _tokens(source)
     macros, linear = _parse(tokens, 0, len(tokens))
     pluses = sum(1 for kind, text in tokens if kind == "op" and text == "+")
-    if not macros and not pluses:
+    growing = sum(
+        1
+        for i, (kind, text) in enumerate(tokens)
+        if kind == "id" and text in GROWING and i + 1 < len(tokens) and tokens[i + 1] == ("op", "(")
+    )
+    if not macros and not pluses and not growing:
         return None
-    return Shape(tuple(macros), linear, _depth(macros), pluses)
+    return Shape(tuple(macros), linear, _depth(macros), pluses, growing)
 
 
 def static_problem(source: str) -> str | None:
@@ -295,4 +316,6 @@ def estimate(shape: Shape, scope: Mapping[str, Any], limit: int) -> int:
     base = 1 + (shape.linear * per_linear() if shape.linear else 0)
     if shape.pluses:
         base += shape.pluses * (shape.pluses + 1) * per_linear()
+    if shape.growing:
+        base += shape.growing * (shape.growing + 1) * (1 + whole().longest // 16)
     return base + cost(shape.macros)

@@ -6,6 +6,9 @@ exactly one ``${{ expr }}`` evaluates to the expression's value with its type; a
 around one or more ``${{ }}`` evaluates to a string. Nothing from YAML is ever handed to ``eval``,
 a template engine or a shell.
 
+Functions: CEL's standard ones plus the string extension and ``now()`` of
+:mod:`reconciler.config.cel_functions`, handed to every evaluation (inline and in the worker).
+
 Scope names (``docs/workflows.md`` says which is visible where): ``inputs``, ``secrets`` (inside ``with:`` only), ``observed``,
 ``outputs``, ``result`` (in ``until``), ``message`` (in ``match``), the ``foreach`` variable,
 and ``run``.
@@ -26,12 +29,15 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime
 from functools import lru_cache
 from multiprocessing import get_context
 from typing import Any
 
 import cel
 
+from reconciler.clock import utcnow
+from reconciler.config.cel_functions import functions
 from reconciler.config.cost import estimate, shape_of
 from reconciler.errors import (
     EvaluationError,
@@ -58,10 +64,10 @@ def _workers() -> ProcessPoolExecutor:
     return _WORKERS
 
 
-def _execute_elsewhere(source: str, scope: dict[str, Any]) -> tuple[bool, Any]:
+def _execute_elsewhere(source: str, scope: dict[str, Any], now: datetime) -> tuple[bool, Any]:
     """Run in the worker process: (True, value) or (False, the EvaluationError's message)."""
     try:
-        return True, _execute(compile_expr(source), source, scope)
+        return True, _execute(compile_expr(source), source, scope, now=now)
     except EvaluationError as exc:
         return False, exc.message
 
@@ -163,8 +169,13 @@ def evaluate(
     *,
     cost_limit: int = DEFAULT_COST_LIMIT,
     inline_limit: int | None = None,
+    now: datetime | None = None,
 ) -> Any:
     """Evaluate CEL in ``scope``. Runtime failures raise :class:`EvaluationError`.
+
+    Beyond CEL's standard functions the expression may call the string extension and ``now()``
+    (:mod:`reconciler.config.cel_functions`); ``now()`` is ``now`` when given (aware, UTC),
+    else the time this call began.
 
     An expression that only reads a scalar field (``inputs.path``, the commonest in ``with:``)
     is answered by looking it up, with the value CEL would give: converting the whole scope to
@@ -191,17 +202,29 @@ def evaluate(
             )
         if inline_limit is not None and cost > inline_limit:
             raise NeedsWorker
-    return _execute(program, source, dict(scope))
+    return _execute(program, source, dict(scope), now=now or utcnow())
 
 
-def _execute(program: cel.Program, source: str, scope: dict[str, Any]) -> Any:
+def _execute(program: cel.Program, source: str, scope: dict[str, Any], *, now: datetime) -> Any:
     try:
-        return program.execute(scope)
+        return program.execute(cel.Context(variables=scope, functions=functions(now)))
     except KeyError as exc:
         raise EvaluationError(f"{source.strip()!r} failed: no such key: {exc}") from None
     except (ValueError, RuntimeError, TypeError, LookupError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise EvaluationError(f"{source.strip()!r} failed: {detail}") from None
+        raise EvaluationError(f"{source.strip()!r} failed: {_tidy(detail)}") from None
+
+
+_FUNCTION_FAILED = re.compile(
+    r"Function '[^']*' error: Python function call failed: \w+: (?P<why>.*?)"
+    r"(?:\. Check function arguments and their types\.)?$"
+)
+
+
+def _tidy(detail: str) -> str:
+    """An extension function's own message, without the binding's wrapping around it."""
+    found = _FUNCTION_FAILED.fullmatch(detail)
+    return found.group("why") if found else detail
 
 
 async def evaluate_async(
@@ -212,15 +235,16 @@ async def evaluate_async(
     Cancelling the caller (a state's ``timeout:``) returns at once; the worker finishes its
     evaluation, which the budget bounds, and the result is dropped.
     """
+    now = utcnow()
     try:
-        return evaluate(source, scope, cost_limit=cost_limit, inline_limit=INLINE_COST)
+        return evaluate(source, scope, cost_limit=cost_limit, inline_limit=INLINE_COST, now=now)
     except NeedsWorker:
         pass
     global _WORKERS
     loop = asyncio.get_running_loop()
     try:
         ok, value = await loop.run_in_executor(
-            _workers(), _execute_elsewhere, source, _plain(dict(scope))
+            _workers(), _execute_elsewhere, source, _plain(dict(scope)), now
         )
     except (BrokenProcessPool, OSError) as exc:  # killed (OOM?): the next call starts another
         _WORKERS = None

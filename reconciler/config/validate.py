@@ -447,6 +447,24 @@ def _check_expressions(
             report.add(loc, "unterminated ${{ (missing }})")
         for source in templates_in(value):
             _compile(source, loc, report)
+            _check_clock(source, loc, report)
+
+
+_NOW_CALL = re.compile(r"(?<![\w.])now\s*\(")
+_DESIRED_ROOTS = (("spec", "desired"), ("spec", "inputs"))
+
+
+def _check_clock(source: str, loc: Loc, report: _Reporter) -> None:
+    """A warning for ``now()`` in desired state: its value differs at every drift check, so
+    the workflow would never stay in sync. (In ``inSync`` it is the way to say "until it
+    expires", and in an action's ``with:`` it is evaluated once per run: both are fine.)"""
+    if loc[:2] in _DESIRED_ROOTS and _NOW_CALL.search(_strip_cel_strings(source)):
+        report.add(
+            loc,
+            "now() in desired state changes at every drift check, so the workflow would "
+            "never stay in sync; compare against now() in inSync instead",
+            severity="warning",
+        )
 
 
 def _compile(source: str, loc: Loc, report: _Reporter) -> None:

@@ -210,6 +210,7 @@ class ApprovalInbox:
             f"in state {request.state}",
             workflow=request.workflow,
             run=request.run_id,
+            state=request.state,
         )
         return decision_of(taken)
 
@@ -238,7 +239,9 @@ class ApprovalInbox:
             except StoreError as exc:
                 log.warning(
                     f"reading the approvals of run {request.run_id[:8]} failed: {exc}; retrying",
+                    workflow=request.workflow,
                     run=request.run_id,
+                    state=request.state,
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(future), self.retry)
@@ -262,5 +265,7 @@ class ApprovalInbox:
             log.warning(
                 f"marking the approvals of run {request.run_id[:8]} handled failed: {exc}; "
                 "the retention pass drops them",
+                workflow=request.workflow,
                 run=request.run_id,
+                state=request.state,
             )

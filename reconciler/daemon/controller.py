@@ -58,7 +58,7 @@ from reconciler.daemon.queue import Reason, WorkQueue
 from reconciler.daemon.reconcile import Reconciler
 from reconciler.daemon.replicas import WorkflowLeases
 from reconciler.daemon.revision import RevisionApplier
-from reconciler.daemon.runs import RunSupervisor, short
+from reconciler.daemon.runs import RunSupervisor, run_keys, short
 from reconciler.daemon.scheduler import DriftScheduler
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.daemon.state import DaemonState
@@ -343,8 +343,7 @@ class Controller:
         self.commands.seen(command)
         log.info(
             f"cancel of run {short(run_id)} of workflow {run.workflow} requested by {who}",
-            workflow=run.workflow,
-            run=run_id,
+            **run_keys(run),
             requested_by=who,
         )
         # handled by the command reader once the run is recorded cancelled (not before: a
@@ -353,8 +352,7 @@ class Controller:
             log.info(
                 f"cancel of run {short(run_id)} of workflow {run.workflow} recorded; the "
                 "replica that holds it applies it",
-                workflow=run.workflow,
-                run=run_id,
+                **run_keys(run),
             )
         return True
 
@@ -392,8 +390,7 @@ class Controller:
         log.info(
             f"{verdict} of run {short(run_id)} of workflow {run.workflow} in state "
             f"{pending.state} recorded, by {who}",
-            workflow=run.workflow,
-            run=run_id,
+            **run_keys(run),
             requested_by=who,
         )
         self.approvals.deliver(command)

@@ -129,39 +129,40 @@ class Reconciler:
             item = await self.queue.get()
             if item is None:
                 return
-            try:
-                with structlog.contextvars.bound_contextvars(
-                    workflow=item.key, run=None, state=None, revision=self.state.target.revision
-                ):
+            # the handlers below log inside the context too: a failed run's lines name it
+            with structlog.contextvars.bound_contextvars(
+                workflow=item.key, run=None, state=None, revision=self.state.target.revision
+            ):
+                try:
                     await self.reconcile(item)
-            except LeaseLost as exc:
-                log.warning(
-                    f"workflow {item.key}: {exc}; its journal writes from here are refused "
-                    "(LeaseLost) and the new owner completes the run",
-                    workflow=item.key,
-                    error="LeaseLost",
-                )
-            except (ReconcilerError, OSError) as exc:
-                # One workflow's trouble (a store hiccup, a bad file) must not stop the loop.
-                log.error(
-                    f"reconciling workflow {item.key} failed: {exc}",
-                    workflow=item.key,
-                    error=type(exc).__name__,
-                )
-                self.queue.fail(item.key)
-            except Exception as exc:
-                # A bug somewhere below must not silently kill this worker. The message is not
-                # logged (it could hold a secret value); the type and place are enough to debug.
-                log.error(
-                    f"reconciling workflow {item.key} crashed with {type(exc).__name__} at "
-                    f"{_innermost_frame(exc)}; this is a bug, the workflow backs off and is "
-                    "retried",
-                    workflow=item.key,
-                    error=type(exc).__name__,
-                )
-                self.queue.fail(item.key)
-            finally:
-                self.queue.done(item.key)
+                except LeaseLost as exc:
+                    log.warning(
+                        f"workflow {item.key}: {exc}; its journal writes from here are refused "
+                        "(LeaseLost) and the new owner completes the run",
+                        workflow=item.key,
+                        error="LeaseLost",
+                    )
+                except (ReconcilerError, OSError) as exc:
+                    # One workflow's trouble (a store hiccup, a bad file) must not stop the loop.
+                    log.error(
+                        f"reconciling workflow {item.key} failed: {exc}",
+                        workflow=item.key,
+                        error=type(exc).__name__,
+                    )
+                    self.queue.fail(item.key)
+                except Exception as exc:
+                    # A bug somewhere below must not silently kill this worker. The message is not
+                    # logged (it could hold a secret value); the type and place are enough to debug.
+                    log.error(
+                        f"reconciling workflow {item.key} crashed with {type(exc).__name__} at "
+                        f"{_innermost_frame(exc)}; this is a bug, the workflow backs off and is "
+                        "retried",
+                        workflow=item.key,
+                        error=type(exc).__name__,
+                    )
+                    self.queue.fail(item.key)
+                finally:
+                    self.queue.done(item.key)
 
     # -- one workflow ----------------------------------------------------------------------------
 

@@ -41,6 +41,18 @@ def short(run_id: str) -> str:
     return f"{run_id[:8]}…"
 
 
+def run_keys(record: RunRecord) -> dict[str, str | None]:
+    """The log keys of a line about ``record`` logged outside the run itself (a cancel or an
+    approval through the API, a take-over, an abandoned resume): the same ``workflow``,
+    ``run``, ``state`` and ``revision`` the run's own lines carry."""
+    return {
+        "workflow": record.workflow,
+        "run": record.id,
+        "state": record.current_state or None,
+        "revision": record.revision or None,
+    }
+
+
 @dataclass(frozen=True)
 class RunEnd:
     """How a run ended: with a result, or cancelled through the API (``result`` is ``None``)."""
@@ -229,8 +241,7 @@ class RunSupervisor:
         log.warning(
             f"run {short(record.id)} of workflow {record.workflow}: {why}; it resumes with the "
             "spec git holds now",
-            workflow=record.workflow,
-            run=record.id,
+            **run_keys(record),
         )
         return None
 
@@ -281,8 +292,7 @@ class RunSupervisor:
         log.info(
             f"taking over run {short(left[-1].id)} of workflow {name} (its replica stopped or "
             f"lost the lease); replica {owner}",
-            workflow=name,
-            run=left[-1].id,
+            **run_keys(left[-1]),
         )
 
     async def abandon_unless(self, valid: Collection[str] | Mapping[str, object]) -> None:
@@ -304,6 +314,5 @@ class RunSupervisor:
             await self.store.run_finished(record)
         log.warning(
             f"run {short(record.id)} of workflow {record.workflow} not resumed: {why}",
-            workflow=record.workflow,
-            run=record.id,
+            **run_keys(record),
         )

@@ -40,6 +40,7 @@ from reconciler.credential_files import fill_from_files
 from reconciler.errors import ConfigError
 from reconciler.grants import Grants
 from reconciler.sources.signatures import SignaturePolicy
+from reconciler.telemetry.logging import parse_levels
 from reconciler.types import Duration
 
 ENV_PREFIX = "RECONCILER_"
@@ -154,7 +155,20 @@ class DaemonSettings(BaseSettings):
         description="On SIGTERM, how long running states get to finish before they are "
         "cancelled (they resume on the next start).",
     )
-    log_level: str = Field("info", description="debug, info, warning or error.")
+    log_level: str = Field(
+        "info", description="debug, info, warning or error: reconciler's and the plugins' logs."
+    )
+    log_levels: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Levels of single loggers, e.g. 'aiosqlite=warning,httpx=debug' (a name "
+        "covers its children). Libraries such as aiosqlite, SQLAlchemy, httpx, watchfiles and "
+        "asyncio log at warning unless named here.",
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto",
+        description="json (one JSON object per line), console (readable) or auto: JSON when "
+        "stderr is not a terminal, console on one.",
+    )
     replica_id: str | None = Field(
         None,
         description="Name of this replica in the leases table (PostgreSQL stores); default "
@@ -268,6 +282,15 @@ class DaemonSettings(BaseSettings):
     @classmethod
     def _plugins_list(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("log_levels", mode="before")
+    @classmethod
+    def _logger_levels(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_levels(value)
+        if isinstance(value, Mapping):  # a config file's mapping: the same checks
+            return parse_levels(",".join(f"{k}={v}" for k, v in value.items()))
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -412,14 +412,15 @@ class RedactingFilter(logging.Filter):
         pattern = self._registry.pattern()
         if pattern is None:
             return True
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string: show the parts, masked
-            message = " ".join(map(str, (record.msg, *(record.args or ()))))
-            record.msg, record.args = message, None
-        masked = pattern.sub(MASK, message)
-        if masked != message:
-            record.msg, record.args = masked, None
+        if not isinstance(record.msg, dict):  # a structlog event is masked by redact_event
+            try:
+                message = record.getMessage()
+            except Exception:  # a bad format string: show the parts, masked
+                message = " ".join(map(str, (record.msg, *(record.args or ()))))
+                record.msg, record.args = message, None
+            masked = pattern.sub(MASK, message)
+            if masked != message:
+                record.msg, record.args = masked, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

@@ -293,7 +293,7 @@ class BaseSource:
         log.info(
             "source.revision",
             source=self.description,
-            revision=revision.short_id,
+            revision=revision.id,  # in full, as on every other line about the revision
             previous=revision.previous[:12] if revision.previous else None,
             changed=len(revision.changed),
             removed=len(revision.removed),

@@ -380,7 +380,7 @@ class _GitSourceBase(BaseSource):
             return
         common = Path(repo.common_dir)
         signer = self.verify.verify(common, sha, env=git_environment(common), where=where)
-        log.info("source.signature_verified", source=where, revision=sha[:12], signer=signer)
+        log.info("source.signature_verified", source=where, revision=sha, signer=signer)
 
     def _failure(self, what: str, exc: BaseException) -> FetchFailed:
         """A FetchFailed for ``exc`` naming this source, with credentials scrubbed."""

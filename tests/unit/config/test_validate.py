@@ -571,3 +571,59 @@ def test_any_state_graph_gets_positioned_problems_and_never_an_exception(
     ends = {n for n, s in spec_states.items() if "end" in s}
     if not ends:
         assert any("no path to an end state" in p.message for p in problems)
+
+
+def test_now_in_desired_state_is_a_warning_at_its_line() -> None:
+    problems = check(
+        """\
+          inputs: {stamp: "${{ string(now()) }}"}
+          desired: {content: "written at ${{ now() }}"}
+          observe: {plugin: t.read, with: {path: /tmp/x}}
+          start: write
+          states:
+            write:
+              action: {plugin: t.write, with: {path: /tmp/x, content: "${{ string(now()) }}"}}
+              transitions: [{to: done}]
+            done: {end: success}
+        """
+    )
+
+    assert where(problems) == [(6, "warning"), (7, "warning")]
+    assert all("never stay in sync" in p.message for p in problems)
+
+
+def test_now_in_in_sync_and_in_actions_is_not_a_warning() -> None:
+    problems = check(
+        """\
+          observe: {plugin: t.read, with: {path: /tmp/x}}
+          inSync: "timestamp(observed.expires) > now()"
+          start: write
+          states:
+            write:
+              action: {plugin: t.write, with: {path: /tmp/x, content: "${{ string(now()) }}"}}
+              transitions: [{to: done}]
+            done: {end: success}
+        """
+    )
+
+    assert problems == []
+
+
+def test_extension_functions_validate_like_standard_ones() -> None:
+    problems = check(
+        """\
+          inputs: {name: " Web ", hosts: [a, b]}
+          observe: {plugin: t.read, with: {path: "${{ inputs.name.trim().lowerAscii() }}"}}
+          inSync: "observed.content.split('\\\\n').exists(l, l.indexOf('ok') >= 0)"
+          start: write
+          states:
+            write:
+              action:
+                plugin: t.write
+                with: {path: /tmp/x, content: "${{ inputs.hosts.join(',').upperAscii() }}"}
+              transitions: [{to: done}]
+            done: {end: success}
+        """
+    )
+
+    assert problems == []

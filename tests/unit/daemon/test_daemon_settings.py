@@ -69,6 +69,28 @@ def test_allow_plugins_from_environment_is_comma_separated(
     assert DaemonSettings.load().allow_plugins == ["file.read", "http.check"]
 
 
+def test_log_levels_come_from_a_flag_the_environment_or_a_config_mapping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert DaemonSettings.load().log_levels == {}
+    assert DaemonSettings.load().log_format == "auto"
+    config = tmp_path / "reconciler.yaml"
+    config.write_text("log-levels: {aiosqlite: DEBUG, uvicorn.error: warning}\nlog-format: json\n")
+    from_file = DaemonSettings.load(config)
+    assert from_file.log_levels == {"aiosqlite": "debug", "uvicorn.error": "warning"}
+    assert from_file.log_format == "json"
+    monkeypatch.setenv("RECONCILER_LOG_LEVELS", "httpx=info")
+    assert DaemonSettings.load(config).log_levels == {"httpx": "info"}
+    assert DaemonSettings.load(config, log_levels="git=error").log_levels == {"git": "error"}
+
+
+def test_a_bad_log_levels_item_is_an_error_naming_the_setting_and_the_item() -> None:
+    with pytest.raises(ConfigError) as info:
+        DaemonSettings.load(log_levels="aiosqlite=warning,httpx=chatty")
+    assert "log-levels" in str(info.value)
+    assert "'httpx=chatty': the level is one of debug, info, warning, error" in str(info.value)
+
+
 def test_unknown_key_in_config_file_is_an_error_naming_the_file(tmp_path: Path) -> None:
     config = tmp_path / "reconciler.yaml"
     config.write_text("max-concurent-runs: 3\n")

@@ -764,6 +764,15 @@ def approve(
         str,
         typer.Option("--comment", "-m", metavar="TEXT", help="Why, in a sentence; journaled."),
     ] = "",
+    request: Annotated[
+        int | None,
+        typer.Option(
+            "--request",
+            metavar="N",
+            help="The REQUEST number `reconciler approvals` showed: refused if the run has "
+            "moved on to another question since.",
+        ),
+    ] = None,
     server: ServerOption = DEFAULT_SERVER,
     token: TokenOption = None,
     token_file: TokenFileOption = None,
@@ -775,6 +784,9 @@ def approve(
     `reconciler approvals` lists the runs waiting.
     """
     verb = "reject" if reject else "approve"
+    body: dict[str, Any] = {"comment": comment}
+    if request is not None:
+        body["request"] = request
     mutate(
         verb,
         f"/api/v1/runs/{quote(run_id, safe='')}/{verb}",
@@ -782,7 +794,7 @@ def approve(
         token=token,
         token_file=token_file,
         output=output,
-        body={"comment": comment},
+        body=body,
     )
 
 
@@ -803,7 +815,8 @@ def approvals(
             _print_json(raw)
             return
         table = Table()
-        for column in ("RUN", "WORKFLOW", "STATE", "WAITING SINCE", "APPROVERS", "QUESTION"):
+        columns = ("RUN", "WORKFLOW", "STATE", "REQUEST", "WAITING SINCE", "APPROVERS", "QUESTION")
+        for column in columns:
             table.add_column(column)
         for run in listing.runs:
             approval = run.approval
@@ -811,6 +824,7 @@ def approvals(
                 run.id[:8],
                 escape(run.workflow),
                 escape(approval.state),
+                str(approval.request),
                 _when(approval.requested_at),
                 escape(", ".join(approval.approvers) or "any operator"),
                 escape(approval.message),

@@ -109,8 +109,17 @@ def test_an_approval_inside_a_change_window_approved_from_the_cli(tmp_path: Path
         refused = cli("approve", waiting["id"][:8], token=ALICE, url=url, cwd=tmp_path)
         assert refused.returncode == 2
         assert "token 'alice' may not decide state 'ask'" in refused.stderr
+        assert f" {waiting['approval']['request']} " in table.stdout  # the REQUEST column
         approved = cli(
-            "approve", waiting["id"][:8], "-m", "change 4711", token=BOB, url=url, cwd=tmp_path
+            "approve",
+            waiting["id"][:8],
+            "--request",
+            str(waiting["approval"]["request"]),
+            "-m",
+            "change 4711",
+            token=BOB,
+            url=url,
+            cwd=tmp_path,
         )
         assert approved.returncode == 0, approved.stderr
         assert f"approval of run {waiting['id']}" in approved.stdout

@@ -433,7 +433,10 @@ def _unknown_without_history(ws: Workspace, outcomes: list[Outcome]) -> list[str
 
 @app.command()
 def plan(
-    paths: PathsArg,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Workflow files or directories (not with --ref)."),
+    ] = None,
     workflow: WorkflowOpt = None,
     detailed_exitcode: Annotated[
         bool,
@@ -447,8 +450,43 @@ def plan(
     output: OutputFormat = OutputOption,
     data_dir: DataDirOpt = None,
     store: StoreOpt = None,
+    ref: Annotated[
+        str | None,
+        typer.Option(
+            "--ref",
+            metavar="BRANCH|SHA",
+            help="Preview this branch, tag or commit of --repo against --base: new, changed, "
+            "removed or unchanged, whether each would run, and the field diff. Read from git "
+            "objects; the working tree is never touched.",
+        ),
+    ] = None,
+    base: Annotated[
+        str,
+        typer.Option("--base", metavar="REF", help="What --ref is compared with."),
+    ] = "HEAD",
+    repo: Annotated[
+        str,
+        typer.Option("--repo", metavar="PATH|URL", help="The git repository of --ref."),
+    ] = ".",
 ) -> None:
-    """Observe only: show which workflows are out of sync, with the field diff. Changes nothing."""
+    """Observe only: show which workflows are out of sync, with the field diff. Changes nothing.
+
+    With --ref, the workflows of a branch or commit are previewed against --base instead."""
+    if ref is not None:
+        if paths:
+            raise fail("give either PATHS or --ref, not both")
+        from reconciler.cli.preview import plan_ref
+
+        report = plan_ref(
+            ref, base=base, repo=repo, only=workflow, output=output, data_dir=data_dir, store=store
+        )
+        if report.failed:
+            raise typer.Exit(1)
+        if detailed_exitcode and any(w.would_run for w in report.workflows):
+            raise typer.Exit(2)
+        return
+    if not paths:
+        raise fail("give the workflow PATHS to plan, or --ref BRANCH|SHA")
     ws, outcomes = _execute(
         paths, workflow, apply=False, output=output, data_dir=data_dir, store=store
     )

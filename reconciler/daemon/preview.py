@@ -30,6 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+import structlog
+
 from reconciler.config.snapshot import LoadedWorkflow, Snapshot
 from reconciler.config.validate import ValidationCache
 from reconciler.daemon.check import check_workflow
@@ -38,12 +40,15 @@ from reconciler.daemon.revision import load_snapshot
 from reconciler.daemon.target import Target, dependency_order, select_target
 from reconciler.daemon.windows import WindowVerdict
 from reconciler.engine.runner import Observation
-from reconciler.errors import PreviewUnavailable
+from reconciler.errors import PreviewUnavailable, ReconcilerError, RefNotFound
 from reconciler.grants import Grants
+from reconciler.notify.previews import PreviewPublisher, PullRequest
 from reconciler.plugin import PluginRegistry
 from reconciler.previews import Change, PreviewReport, WorkflowPreview
 from reconciler.sources import Revision
 from reconciler.status import Health, WorkflowStatusRecord
+
+log = structlog.get_logger("reconciler.daemon.preview")
 
 DEFAULT_LIMIT = 50
 """Most probes one preview runs (new and changed workflows beyond it are listed, not observed)."""
@@ -266,3 +271,63 @@ class Previewer:
             return await preview_target(
                 head, changes, context, ref=ref, base=base.revision, removed=removed
             )
+
+
+class PullRequestPreviews:
+    """Previews of pull and merge requests, run in the background (the webhook answers at
+    once): pending commit status, the preview of the head commit, then the final status and
+    the one comment. A failure of the preview itself (the ref cannot be fetched) sets a
+    ``failure`` status saying so; nothing is ever raised to the caller."""
+
+    def __init__(self, previewer: Previewer, publisher: PreviewPublisher) -> None:
+        self.previewer = previewer
+        self.publisher = publisher
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, pr: PullRequest) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(pr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, pr: PullRequest) -> None:
+        where = f"{pr.forge.value} {pr.repository}#{pr.number}"
+        await self.publisher.status(pr, None)
+        try:
+            report = await self._preview(pr)
+        except ReconcilerError as exc:
+            log.warning(f"preview of {where} at {pr.head_sha[:12]} failed: {exc}")
+            await self.publisher.status(pr, None, error=str(exc))
+            return
+        log.info(
+            f"preview of {where} at {pr.head_sha[:12]}: {len(report.changes())} workflows "
+            f"changed, {'failure' if report.failed else 'success'}"
+        )
+        await self.publisher.status(pr, report)
+        await self.publisher.comment(pr, report)
+
+    async def _preview(self, pr: PullRequest) -> PreviewReport:
+        """The preview of the head commit, fetching what leads to it first when needed."""
+        missing: RefNotFound | None = None
+        for ref in (pr.head_sha, *pr.fetch_refs):
+            try:
+                report = await self.previewer.preview(ref)
+            except RefNotFound as exc:
+                missing = exc
+                continue
+            if report.revision == pr.head_sha or ref == pr.head_sha:
+                return report
+            try:  # the fetched branch moved on: the head commit is now in the clone
+                return await self.previewer.preview(pr.head_sha)
+            except RefNotFound:
+                return report
+        raise missing or RefNotFound(f"commit {pr.head_sha[:12]} cannot be found")
+
+    async def wait(self) -> None:
+        """Wait for the previews under way (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -75,6 +75,7 @@ def check_ref(ref: str) -> str:
         raise RefNotFound(f"{ref[:80]!r} is not a branch, tag or commit name")
     return ref
 
+
 ALLOWED_PROTOCOLS: tuple[str, ...] = ("https", "http", "ssh", "git", "file")
 """The transports the daemon's git may use (``GIT_ALLOW_PROTOCOL``). Remote helpers such as
 ``ext::`` (runs a command) and ``fd::`` are refused, even when a URL rewrite leads to them."""

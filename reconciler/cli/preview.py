@@ -72,8 +72,10 @@ def plan_ref(
             except SourceError as exc:
                 raise fail(str(exc)) from None
             workdir = Path.cwd()
-            head = select_target(load_snapshot(head_rev, None), registry, workdir=workdir)
             before = select_target(load_snapshot(base_rev, None), registry, workdir=workdir)
+            head = select_target(
+                load_snapshot(head_rev, None), registry, previous=before, workdir=workdir
+            )
             changes = compare(digests(before.snapshot), digests(head.snapshot, head.invalid))
             engine = Engine(
                 registry,

@@ -253,6 +253,7 @@ class Previewer:
                 load_snapshot(revision, None),
                 self.registry,
                 grants=self.grants,
+                previous=base,  # a file that breaks holds its workflows: invalid, not removed
                 workdir=self.workdir,
                 cache=self._validation,
             )

@@ -74,14 +74,18 @@ class PreviewReport:
     workflows: list[WorkflowPreview] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     """Every error at the ref as ``path:line:col: message`` (files that name no workflow too)."""
+    introduced: list[str] = field(default_factory=list)
+    """The errors of ``problems`` the base does not have: what this change breaks."""
     limited: list[str] = field(default_factory=list)
     """New or changed workflows whose probe was not run: over the limit or past the timeout."""
 
     @property
     def failed(self) -> bool:
-        """The preview's verdict for a commit status: ``failure`` when the ref has an invalid
-        workflow or file, or a probe it ran failed; a workflow that would run is no failure."""
-        return bool(self.problems) or any(w.probe_error or not w.valid for w in self.workflows)
+        """The preview's verdict for a commit status: ``failure`` when the ref brings an error
+        the base does not have (an invalid workflow or file), or a probe it ran failed. A
+        workflow that would run is no failure (that is what a change is for), and neither is
+        an error the base already had."""
+        return bool(self.introduced) or any(w.probe_error for w in self.workflows)
 
     def changes(self) -> list[WorkflowPreview]:
         """The workflows that are not unchanged."""
@@ -95,5 +99,6 @@ class PreviewReport:
             "failed": self.failed,
             "workflows": [w.as_dict() for w in self.workflows],
             "problems": self.problems,
+            "introduced": self.introduced,
             "limited": self.limited,
         }

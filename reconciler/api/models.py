@@ -418,10 +418,14 @@ class PreviewOut(_Out):
     revision: str = Field(description="The commit the ref resolved to.")
     base: str = Field(description="The daemon's current revision, compared with.")
     failed: bool = Field(
-        description="True when the ref has an invalid workflow or file, or a probe failed."
+        description="True when the ref brings an error the current revision does not have "
+        "(an invalid workflow or file), or a probe failed."
     )
     workflows: list[PreviewWorkflowOut]
     problems: list[str] = Field(description="Every error at the ref, `path:line:col: message`.")
+    introduced: list[str] = Field(
+        description="The errors of `problems` the daemon's current revision does not have."
+    )
     limited: list[str] = Field(
         description="New or changed workflows not observed: over the preview's limit or timeout."
     )

@@ -102,7 +102,13 @@ def plan_ref(
                     known = before.snapshot.workflows if before.snapshot is not None else {}
                     removed = {n: known.get(n) for n, c in changes.items() if c is Change.REMOVED}
                     return await preview_target(
-                        head, changes, context, ref=ref, base=base_rev.id, removed=removed
+                        head,
+                        changes,
+                        context,
+                        ref=ref,
+                        base=base_rev.id,
+                        removed=removed,
+                        base_problems={str(p) for p in before.problems if p.is_error},
                     )
             finally:
                 await registry.close()

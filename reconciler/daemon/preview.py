@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -114,12 +114,15 @@ async def preview_target(
     ref: str,
     base: str,
     removed: Mapping[str, LoadedWorkflow | None] = {},
+    base_problems: Collection[str] = (),
 ) -> PreviewReport:
     """The report for ``head`` (the target at ``ref``) given each name's ``changes`` against
     ``base``. ``removed`` holds the base's spec of workflows the ref removes (their
-    ``onDelete`` state would run)."""
+    ``onDelete`` state would run); ``base_problems`` the base's errors (``str`` of each), so
+    the report can tell the errors this change brings."""
     report = PreviewReport(ref=ref, revision=head.revision, base=base)
-    report.problems = sorted(str(p) for p in head.problems if p.is_error)
+    report.problems = sorted({str(p) for p in head.problems if p.is_error})
+    report.introduced = [p for p in report.problems if p not in set(base_problems)]
     statuses = dict(context.statuses)
     deadline = time.monotonic() + context.timeout
     probes = 0
@@ -270,7 +273,13 @@ class Previewer:
             known = base.snapshot.workflows if base.snapshot is not None else {}
             removed = {n: known.get(n) for n, c in changes.items() if c is Change.REMOVED}
             return await preview_target(
-                head, changes, context, ref=ref, base=base.revision, removed=removed
+                head,
+                changes,
+                context,
+                ref=ref,
+                base=base.revision,
+                removed=removed,
+                base_problems={str(p) for p in base.problems if p.is_error},
             )
 
 

@@ -3,8 +3,8 @@
 Two things go back to the forge for each preview of a head commit:
 
 - a **commit status** on that commit, context ``<context>/preview``: ``pending`` while the
-  preview runs, then ``success``, or ``failure`` when the ref has an invalid workflow or file or
-  a probe failed (:attr:`~reconciler.previews.PreviewReport.failed`; a workflow that would run
+  preview runs, then ``success``, or ``failure`` when the ref brings an error the daemon's
+  revision does not have (an invalid workflow or file) or a probe failed (:attr:`~reconciler.previews.PreviewReport.failed`; a workflow that would run
   is no failure: that is what a change is for). GitLab spells them ``running``/``failed``.
 - **one comment** (GitHub issue comment, GitLab merge request note) whose body starts with
   :data:`MARKER`: the publisher lists the comments, updates the one carrying the marker in
@@ -141,9 +141,9 @@ def render_comment(report: PreviewReport, *, title: str = "reconciler preview") 
             f"| {_fields(w)} |"
             for w in changes
         ]
-    if report.problems:
-        lines += ["", "**Errors at this commit:**", ""]
-        lines += [f"- {_cell(p)}" for p in report.problems[:50]]
+    if report.introduced:
+        lines += ["", "**Errors this commit brings:**", ""]
+        lines += [f"- {_cell(p)}" for p in report.introduced[:50]]
     if report.limited:
         lines += [
             "",

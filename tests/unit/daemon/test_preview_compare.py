@@ -154,3 +154,25 @@ async def test_probes_over_the_limit_are_listed_not_run() -> None:
     report, seen = await _preview(base, head, obs, limit=2)
     assert len(seen) == 2 and report.limited == ["w2"]
     assert "limit" in next(w for w in report.workflows if w.name == "w2").reason
+
+
+async def test_an_error_the_base_already_has_does_not_fail_the_preview() -> None:
+    broken = {"old.yaml": "apiVersion: reconciler/v1\nkind: Workflow\nmetadata: [\n"}
+    base = target(file_workflow("motd", "/tmp/motd", "hello", keep=True), raw=broken)
+    head = target(file_workflow("motd", "/tmp/motd", "hola", keep=True), raw=broken, previous=base)
+    seen: list[str] = []
+
+    async def observe(lw: LoadedWorkflow) -> Observation:
+        seen.append(lw.name)
+        return _observed(True)
+
+    changes = compare(digests(base.snapshot), digests(head.snapshot, head.invalid))
+    report = await preview_target(
+        head,
+        changes,
+        PreviewContext(statuses={}, observe=observe, now=lambda: NOW),
+        ref="feature",
+        base="r0",
+        base_problems={str(p) for p in base.problems if p.is_error},
+    )
+    assert report.problems and not report.introduced and not report.failed

@@ -16,6 +16,7 @@ def report(*workflows: WorkflowPreview, problems: list[str] | None = None) -> Pr
         base="b" * 40,
         workflows=list(workflows),
         problems=problems or [],
+        introduced=problems or [],
     )
 
 

@@ -178,3 +178,42 @@ def test_pull_and_merge_requests_get_one_status_and_one_comment_and_nothing_runs
             assert daemon.log_text().count("starting run") == runs_before
             assert daemon.alive()
         assert fake.token not in log.read_text()
+
+
+def test_a_forge_refusing_or_stalling_is_logged_and_the_daemon_carries_on(
+    tmp_path: Path, repo: Path
+) -> None:
+    live = tmp_path / "motd.txt"
+    put(repo, file_workflow("motd", live, "hello", keep=True))
+    commit(repo, "motd")
+    with FakeNotifyServer() as fake:
+        env = {
+            "RECONCILER_LISTEN": "127.0.0.1:0",
+            "RECONCILER_WEBHOOK_SECRET": SECRET,
+            "RECONCILER_PREVIEW_GITHUB_TOKEN": fake.token,
+        }
+        flags = ("--notify-hosts", f"127.0.0.1:{fake.port}", "--preview-github-url", fake.url)
+        log = tmp_path / "daemon.log"
+        with running(repo, tmp_path / "data", *flags, cwd=tmp_path, log=log, env=env) as daemon:
+            url = api_url(daemon)
+            until(lambda: live.exists(), 30, "motd to converge")
+            sha = push_branch(
+                repo, "feature", file_workflow("motd", live, "bonjour", keep=True), new=True
+            )
+            # statuses refused (401), the comment listing stalls past the client's 10 s
+            fake.script("/repos/acme/workflows/statuses", 401, 401)
+            fake.script("/repos/acme/workflows/issues", 200, stall=11.0)
+            assert github_hook(url, "opened", sha).status_code == 202
+            until(
+                lambda: "did not answer within 10 s" in daemon.log_text(),
+                40,
+                "the stalled request to be logged",
+            )
+            assert "answered HTTP 401" in daemon.log_text()
+            assert fake.comments_on("github:acme/workflows#7") == []
+            # the next delivery goes through, and the API still answers
+            assert github_hook(url, "reopened", sha).status_code == 202
+            until(lambda: fake.comments_on("github:acme/workflows#7"), 30, "the comment")
+            assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+            assert live.read_text() == "hello" and daemon.alive()
+        assert fake.token not in log.read_text()

@@ -5,7 +5,9 @@ the field diff (like ``terraform plan``). ``apply`` then runs what is out of syn
 prints a summary table and exits non-zero if anything failed; it is what the daemon does for one
 revision, without the daemon. Both act on the valid workflows of a path and report the invalid
 ones (a broken file never stops the good ones). With ``--data-dir``/``--store`` their runs land
-in the same history the daemon keeps; otherwise runs are journaled in memory.
+in the same history the daemon keeps; otherwise runs are journaled in memory. ``plan --ref``
+previews a branch or commit of a git repository against a base instead of planning paths
+(:mod:`reconciler.cli.preview`).
 
 Decisions are the daemon's own (:func:`reconciler.daemon.check.check_workflow`, then
 :func:`~reconciler.daemon.planner.plan_finished` after a run), taken per workflow in

@@ -133,6 +133,16 @@ class FetchFailed(SourceError):
     masked), branch and sub-path; the last good revision stays in use."""
 
 
+class PreviewUnavailable(SourceError):
+    """A preview cannot be made here: the daemon follows a directory, not a git repository,
+    or another preview is still running (the API answers 409)."""
+
+
+class RefNotFound(FetchFailed):
+    """A preview asked for a branch, tag or commit the repository does not have (or a ref
+    that is not a plain git name). Nothing was loaded; the API answers 404."""
+
+
 class SignatureRefused(FetchFailed):
     """With ``--verify-signatures``, the head commit of a fetched revision is unsigned or not
     signed by an allowed key (``--allowed-signers``, ``--gpg-home``). The revision is not

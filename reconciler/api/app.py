@@ -43,6 +43,7 @@ from reconciler.api.headers import SecurityHeaders
 from reconciler.api.models import ErrorResponse
 from reconciler.api.page import mount_page
 from reconciler.api.routes.health import READY_TIMEOUT, health_router
+from reconciler.api.routes.previews import previews_router
 from reconciler.api.routes.runs import runs_router
 from reconciler.api.routes.workflows import workflows_router
 from reconciler.api.view import DaemonView
@@ -157,6 +158,7 @@ def create_app(view: DaemonView) -> FastAPI:
     app.include_router(health_router(view))
     app.include_router(workflows_router(view, read=read, write=write))
     app.include_router(runs_router(view, read=read, write=write))
+    app.include_router(previews_router(view, write=write))
     mount_page(app)
     if settings.api_docs:
         mount_docs(app)

@@ -386,3 +386,56 @@ class HookResult(_Out):
 
     triggered: bool = Field(description="Whether an immediate fetch was started.")
     message: str
+
+
+class PreviewRequest(_Out):
+    """The body of ``POST /api/v1/previews``."""
+
+    ref: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Branch, `refs/...` name or full commit id to preview, fetched from the "
+        "daemon's repository.",
+    )
+
+
+class FieldChangeOut(_Out):
+    path: str = Field(description="Dotted path of the field (empty: the whole observation).")
+    desired: Any = Field(description="What the ref's workflow wants there.")
+    observed: Any = Field(description="What the live system has now (redacted).")
+
+
+class PreviewWorkflowOut(_Out):
+    workflow: str
+    change: Literal["new", "changed", "removed", "unchanged"]
+    path: str = Field(description="The file the workflow is in (at the ref, or the base).")
+    valid: bool = Field(description="False when the workflow is invalid at the ref.")
+    wouldRun: bool | None = Field(
+        description="Whether the daemon would start a run; null when not checked (unchanged, "
+        "invalid, or past the preview's limit or timeout)."
+    )
+    reason: str = Field(description="Why, in the planner's words.")
+    sync: str = Field(description="Synced, OutOfSync, Unknown (no probe), Error, or empty.")
+    diff: list[FieldChangeOut]
+    problems: list[str] = Field(description="`path:line:col: message` of each error.")
+    probeError: str | None = Field(description="Why the observe probe failed.")
+
+
+class PreviewOut(_Out):
+    """The answer to ``POST /api/v1/previews``: nothing was run and nothing was written."""
+
+    ref: str
+    revision: str = Field(description="The commit the ref resolved to.")
+    base: str = Field(description="The daemon's current revision, compared with.")
+    failed: bool = Field(
+        description="True when the ref brings an error the current revision does not have "
+        "(an invalid workflow or file), or a probe failed."
+    )
+    workflows: list[PreviewWorkflowOut]
+    problems: list[str] = Field(description="Every error at the ref, `path:line:col: message`.")
+    introduced: list[str] = Field(
+        description="The errors of `problems` the daemon's current revision does not have."
+    )
+    limited: list[str] = Field(
+        description="New or changed workflows not observed: over the preview's limit or timeout."
+    )

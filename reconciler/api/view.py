@@ -20,6 +20,8 @@ from reconciler.daemon.approvals import Refusal
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.daemon.windows import WindowVerdict
 from reconciler.engine.journal import JournalEntry, RunRecord
+from reconciler.notify.previews import PullRequest
+from reconciler.previews import PreviewReport
 from reconciler.status import WorkflowStatusRecord
 
 
@@ -186,4 +188,18 @@ class DaemonView(Protocol):
     def source_signature_refused(self) -> bool:
         """Whether the latest fetch failed because the head commit is not signed by an allowed
         key (``--verify-signatures``): the repository answers, its head is refused."""
+        ...
+
+    # -- previews --------------------------------------------------------------------------------
+
+    async def preview(self, ref: str) -> PreviewReport:
+        """The preview of ``ref`` (fetched from the daemon's repository) against the current
+        target: read-only probes of what it adds or changes, nothing run or written. Raises
+        :class:`~reconciler.errors.RefNotFound`, :class:`~reconciler.errors.FetchFailed` or
+        :class:`~reconciler.errors.PreviewUnavailable`."""
+        ...
+
+    def preview_pull_request(self, pr: PullRequest) -> None:
+        """Preview ``pr``'s head commit in the background and post the commit status and the
+        comment back to its forge; returns at once."""
         ...

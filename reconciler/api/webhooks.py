@@ -1,9 +1,13 @@
 """Push webhooks from GitHub, GitLab or anything that can sign a body.
 
 A correctly signed push of the tracked branch asks the daemon's source to fetch at once instead
-of waiting for the next poll (:meth:`~reconciler.api.view.DaemonView.fetch_now`). Nothing else
-is triggered and nothing from the payload is trusted beyond "something was pushed": the new
-revision is whatever the fetch finds.
+of waiting for the next poll (:meth:`~reconciler.api.view.DaemonView.fetch_now`). Nothing from
+the payload is trusted beyond "something was pushed": the new revision is whatever the fetch
+finds. A signed pull request (GitHub ``pull_request``) or merge request (GitLab ``Merge Request
+Hook``) event starts a preview of its head commit in the background
+(:meth:`~reconciler.api.view.DaemonView.preview_pull_request`; which actions do is
+:mod:`reconciler.api.pulls`): the answer is 202 at once, the result goes back to the forge as a
+commit status and one comment. Nothing a preview does runs a state or writes a status.
 
 - ``POST /hooks/github``: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`` and
   ``X-GitHub-Delivery: <id>``; ``X-GitHub-Event: push`` of ``refs/heads/<tracked branch>``
@@ -48,7 +52,9 @@ from pydantic import SecretStr
 
 from reconciler.api.auth import ApiError
 from reconciler.api.models import ErrorResponse, HookResult
+from reconciler.api.pulls import github_pull_request, gitlab_merge_request
 from reconciler.api.view import DaemonView
+from reconciler.notify.previews import PullRequest
 
 log = structlog.get_logger("reconciler.api.hooks")
 
@@ -221,6 +227,14 @@ def hooks_router(view: DaemonView) -> APIRouter:
                 "nothing triggered",
             )
 
+    def preview(provider: str, found: PullRequest | str) -> HookResult:
+        if isinstance(found, str):
+            return ignore(provider, found)
+        what = f"{found.repository}#{found.number} at {found.head_sha[:12]}"
+        log.info(f"{provider} webhook: previewing {what} in the background", provider=provider)
+        view.preview_pull_request(found)
+        return HookResult(triggered=True, message=f"previewing {what}")
+
     def push_of_branch(provider: str, payload: dict[str, Any], default: Any) -> HookResult:
         ref = payload.get("ref")
         if not isinstance(ref, str):
@@ -247,6 +261,9 @@ def hooks_router(view: DaemonView) -> APIRouter:
         if event == "ping":
             response.status_code = 200
             return HookResult(triggered=False, message="pong")
+        if event == "pull_request":
+            found = github_pull_request(_json(body), tracked=view.tracked_branch())
+            return preview("github", found)
         if event != "push":
             return ignore("github", f"event {event or '(none)'!r} is not a push")
         payload = _json(body)
@@ -271,6 +288,9 @@ def hooks_router(view: DaemonView) -> APIRouter:
         delivery = delivery_id(request, "Idempotency-Key", "X-Gitlab-Event-UUID")
         first_delivery("gitlab", delivery, _body_key("gitlab", body))
         event = request.headers.get("x-gitlab-event", "")
+        if event == "Merge Request Hook":
+            found = gitlab_merge_request(_json(body), tracked=view.tracked_branch())
+            return preview("gitlab", found)
         if event != "Push Hook":
             return ignore("gitlab", f"event {event or '(none)'!r} is not a Push Hook")
         payload = _json(body)

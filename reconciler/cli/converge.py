@@ -5,7 +5,9 @@ the field diff (like ``terraform plan``). ``apply`` then runs what is out of syn
 prints a summary table and exits non-zero if anything failed; it is what the daemon does for one
 revision, without the daemon. Both act on the valid workflows of a path and report the invalid
 ones (a broken file never stops the good ones). With ``--data-dir``/``--store`` their runs land
-in the same history the daemon keeps; otherwise runs are journaled in memory.
+in the same history the daemon keeps; otherwise runs are journaled in memory. ``plan --ref``
+previews a branch or commit of a git repository against a base instead of planning paths
+(:mod:`reconciler.cli.preview`).
 
 Decisions are the daemon's own (:func:`reconciler.daemon.check.check_workflow`, then
 :func:`~reconciler.daemon.planner.plan_finished` after a run), taken per workflow in
@@ -433,7 +435,10 @@ def _unknown_without_history(ws: Workspace, outcomes: list[Outcome]) -> list[str
 
 @app.command()
 def plan(
-    paths: PathsArg,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Workflow files or directories (not with --ref)."),
+    ] = None,
     workflow: WorkflowOpt = None,
     detailed_exitcode: Annotated[
         bool,
@@ -447,8 +452,43 @@ def plan(
     output: OutputFormat = OutputOption,
     data_dir: DataDirOpt = None,
     store: StoreOpt = None,
+    ref: Annotated[
+        str | None,
+        typer.Option(
+            "--ref",
+            metavar="BRANCH|SHA",
+            help="Preview this branch, tag or commit of --repo against --base: new, changed, "
+            "removed or unchanged, whether each would run, and the field diff. Read from git "
+            "objects; the working tree is never touched.",
+        ),
+    ] = None,
+    base: Annotated[
+        str,
+        typer.Option("--base", metavar="REF", help="What --ref is compared with."),
+    ] = "HEAD",
+    repo: Annotated[
+        str,
+        typer.Option("--repo", metavar="PATH|URL", help="The git repository of --ref."),
+    ] = ".",
 ) -> None:
-    """Observe only: show which workflows are out of sync, with the field diff. Changes nothing."""
+    """Observe only: show which workflows are out of sync, with the field diff. Changes nothing.
+
+    With --ref, the workflows of a branch or commit are previewed against --base instead."""
+    if ref is not None:
+        if paths:
+            raise fail("give either PATHS or --ref, not both")
+        from reconciler.cli.preview import plan_ref
+
+        report = plan_ref(
+            ref, base=base, repo=repo, only=workflow, output=output, data_dir=data_dir, store=store
+        )
+        if report.failed:
+            raise typer.Exit(1)
+        if detailed_exitcode and any(w.would_run for w in report.workflows):
+            raise typer.Exit(2)
+        return
+    if not paths:
+        raise fail("give the workflow PATHS to plan, or --ref BRANCH|SHA")
     ws, outcomes = _execute(
         paths, workflow, apply=False, output=output, data_dir=data_dir, store=store
     )

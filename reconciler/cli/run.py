@@ -183,6 +183,48 @@ def run(
         help="Comma-separated provider types allowed (slack, teams, webhook, github, gitlab); "
         "default all.",
     ),
+    preview_github_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--preview-github-token-file",
+            metavar="FILE",
+            help="GitHub token previews of pull requests post statuses and comments with (or "
+            "RECONCILER_PREVIEW_GITHUB_TOKEN).",
+        ),
+    ] = None,
+    preview_gitlab_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--preview-gitlab-token-file",
+            metavar="FILE",
+            help="GitLab token previews of merge requests post statuses and notes with (or "
+            "RECONCILER_PREVIEW_GITLAB_TOKEN).",
+        ),
+    ] = None,
+    preview_github_url: str | None = typer.Option(
+        None,
+        "--preview-github-url",
+        metavar="URL",
+        help="GitHub API base URL for previews (default https://api.github.com).",
+    ),
+    preview_gitlab_url: str | None = typer.Option(
+        None,
+        "--preview-gitlab-url",
+        metavar="URL",
+        help="GitLab base URL for previews (default https://gitlab.com).",
+    ),
+    preview_max_workflows: int | None = typer.Option(
+        None,
+        "--preview-max-workflows",
+        metavar="N",
+        help="Most probes one preview runs (default 50).",
+    ),
+    preview_timeout: str | None = typer.Option(
+        None,
+        "--preview-timeout",
+        metavar="DURATION",
+        help="Longest time one preview's probes take in all (default 2m).",
+    ),
 ) -> None:
     """Run the reconcile daemon: watch the repository and converge every workflow."""
     if repo_arg is not None and repo is not None and repo_arg != repo:
@@ -226,6 +268,12 @@ def run(
             external_url=external_url,
             notify_hosts=notify_hosts,
             notify_provider_types=notify_provider_types,
+            preview_github_token_file=preview_github_token_file,
+            preview_gitlab_token_file=preview_gitlab_token_file,
+            preview_github_url=preview_github_url,
+            preview_gitlab_url=preview_gitlab_url,
+            preview_max_workflows=preview_max_workflows,
+            preview_timeout=preview_timeout,
         )
     except ConfigError as exc:
         raise fail(str(exc)) from None

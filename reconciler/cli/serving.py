@@ -89,6 +89,8 @@ def register_daemon_secrets(settings: DaemonSettings) -> None:
         settings.webhook_secret,
         settings.vault_token,
         settings.vault_secret_id,
+        settings.preview_github_token,
+        settings.preview_gitlab_token,
     ):
         if secret is not None:
             register_secret(secret.get_secret_value())

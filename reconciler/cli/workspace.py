@@ -15,7 +15,9 @@ from pathlib import Path
 
 from reconciler.cli.validate import collect
 from reconciler.config.snapshot import LoadedWorkflow, Problem, Snapshot
-from reconciler.daemon.target import select_target
+from reconciler.daemon.target import dependency_order, select_target
+
+__all__ = ["Workspace", "dependency_order", "load_workspace"]
 from reconciler.plugin import PluginRegistry
 
 
@@ -59,27 +61,3 @@ def load_workspace(
         runnable = {name: lw for name, lw in runnable.items() if name in wanted}
         invalid = {name: p for name, p in invalid.items() if name in wanted}
     return Workspace(snapshot=snapshot, runnable=runnable, problems=problems, invalid=invalid)
-
-
-def dependency_order(workflows: dict[str, LoadedWorkflow]) -> list[str]:
-    """Names ordered so each comes after the workflows it depends on (ties by name).
-
-    Dependencies outside ``workflows`` are ignored here (the caller reports them); the validator
-    has already refused cycles, and any left over are appended in name order.
-    """
-    remaining = {
-        name: {d for d in lw.workflow.spec.depends_on if d in workflows}
-        for name, lw in workflows.items()
-    }
-    order: list[str] = []
-    while remaining:
-        ready = sorted(name for name, deps in remaining.items() if not deps)
-        if not ready:
-            order.extend(sorted(remaining))
-            break
-        for name in ready:
-            order.append(name)
-            del remaining[name]
-        for deps in remaining.values():
-            deps.difference_update(ready)
-    return order

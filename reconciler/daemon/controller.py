@@ -47,6 +47,7 @@ from typing import Any
 import structlog
 
 from reconciler.clock import utcnow
+from reconciler.config.notifications import ProviderType
 from reconciler.config.parameters import accept_inputs
 from reconciler.config.snapshot import Snapshot
 from reconciler.daemon.approvals import ApprovalInbox, Refusal, refusal, top_level
@@ -54,6 +55,7 @@ from reconciler.daemon.approvals import payload as approval_payload
 from reconciler.daemon.commands import CommandReader
 from reconciler.daemon.journal import DaemonJournal
 from reconciler.daemon.policy import UNRESTRICTED_PLUGINS_WARNING
+from reconciler.daemon.preview import Previewer, PullRequestPreviews
 from reconciler.daemon.queue import Reason, WorkQueue
 from reconciler.daemon.reconcile import Reconciler
 from reconciler.daemon.replicas import WorkflowLeases
@@ -77,6 +79,7 @@ from reconciler.engine.runner import Engine
 from reconciler.errors import InputRejected, SourceError
 from reconciler.grants import Grants
 from reconciler.notify import Notifier, NotifyPolicy, watch_source
+from reconciler.notify.previews import ForgeAccess, PreviewPublisher
 from reconciler.plugin import PluginRegistry
 from reconciler.secrets.resolver import SecretResolver
 from reconciler.sources import Revision, Source
@@ -191,6 +194,25 @@ class Controller:
             events=self.notifier,
         )
         """What the API accepted through any replica, applied here (see daemon/commands.py)."""
+        self.previewer = Previewer(
+            source=source,
+            registry=registry,
+            grants=self.engine.grants,
+            workdir=self.engine.workdir,
+            current=lambda: self.state.target,
+            statuses=self.statuses.load,
+            observe=lambda lw: self.engine.observe(lw.workflow),
+            now=now,
+            window=lambda lw, at: verdict_for(lw.workflow, self.state.windows, at),
+            limit=settings.preview_max_workflows,
+            timeout=settings.preview_timeout.total_seconds(),
+        )
+        """Previews of a ref (``POST /api/v1/previews``): read-only, see daemon/preview.py."""
+        self.pull_requests = PullRequestPreviews(
+            self.previewer,
+            PreviewPublisher(NotifyPolicy.of(settings.notify_hosts, None), self._forge_access),
+        )
+        """Previews of pull/merge requests from the webhooks, posted back to the forge."""
         self.revisions = RevisionApplier(
             self.state,
             registry,
@@ -205,6 +227,18 @@ class Controller:
             now=now,
             on_loaded=self._notifications_loaded,
         )
+
+    def _forge_access(self, forge: ProviderType) -> ForgeAccess | None:
+        """The operator's URL and token for ``forge`` (``None``: no token, nothing is sent)."""
+        s = self.settings
+        token, url = (
+            (s.preview_github_token, s.preview_github_url)
+            if forge is ProviderType.GITHUB
+            else (s.preview_gitlab_token, s.preview_gitlab_url)
+        )
+        if token is None or not token.get_secret_value():
+            return None
+        return ForgeAccess(url, token.get_secret_value())
 
     # -- what the view and the tests read ------------------------------------------------------
 
@@ -498,6 +532,7 @@ class Controller:
             + (f"; waiting for {', '.join(busy)} to finish" if busy else ""),
         )
         source_stop.set()
+        await self.pull_requests.close()
         self.scheduler.shutdown()
         self.queue.shutdown()
         prune_task.cancel()

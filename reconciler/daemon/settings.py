@@ -49,7 +49,14 @@ _FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar(
     "reconciler_settings_file", default=None
 )
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
-_SECRET_KEYS = {"api_token", "webhook_secret", "vault_token", "vault_secret_id"}
+_SECRET_KEYS = {
+    "api_token",
+    "webhook_secret",
+    "vault_token",
+    "vault_secret_id",
+    "preview_github_token",
+    "preview_gitlab_token",
+}
 
 
 def _split_list(value: Any) -> Any:
@@ -271,6 +278,44 @@ class DaemonSettings(BaseSettings):
         "Unset: all.",
     )
 
+    preview_github_url: str = Field(
+        "https://api.github.com",
+        pattern=r"^https?://[^\s]+$",
+        description="GitHub API base URL previews post commit statuses and comments to "
+        "(GitHub Enterprise: https://HOST/api/v3). Its host must be in notify-hosts.",
+    )
+    preview_gitlab_url: str = Field(
+        "https://gitlab.com",
+        pattern=r"^https?://[^\s]+$",
+        description="GitLab base URL previews post commit statuses and notes to (/api/v4 is "
+        "added). Its host must be in notify-hosts.",
+    )
+    preview_github_token_file: Path | None = Field(
+        None, description="File holding the GitHub token previews post with."
+    )
+    preview_gitlab_token_file: Path | None = Field(
+        None, description="File holding the GitLab token previews post with."
+    )
+    preview_github_token: SecretStr | None = Field(
+        None,
+        description="From RECONCILER_PREVIEW_GITHUB_TOKEN or --preview-github-token-file only.",
+    )
+    preview_gitlab_token: SecretStr | None = Field(
+        None,
+        description="From RECONCILER_PREVIEW_GITLAB_TOKEN or --preview-gitlab-token-file only.",
+    )
+    preview_max_workflows: int = Field(
+        50,
+        ge=0,
+        description="Most new or changed workflows whose observe probe one preview runs (the "
+        "others are listed as not observed).",
+    )
+    preview_timeout: Duration = Field(
+        timedelta(minutes=2),
+        description="How long one preview's probes may take in all (the rest are listed as "
+        "not observed).",
+    )
+
     @field_validator(
         "allow_plugins",
         "file_roots",
@@ -302,7 +347,9 @@ class DaemonSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _secrets_from_files(self) -> DaemonSettings:
-        fill_from_files(self, ("api_token", "webhook_secret"))
+        fill_from_files(
+            self, ("api_token", "webhook_secret", "preview_github_token", "preview_gitlab_token")
+        )
         return self
 
     @model_validator(mode="after")
@@ -335,6 +382,8 @@ class DaemonSettings(BaseSettings):
             self.allowed_signers,
             self.gpg_home,
             self.webhook_secret_file,
+            self.preview_github_token_file,
+            self.preview_gitlab_token_file,
             # the operator's change windows: a workflow that could write them could open its
             # own window (at the next start)
             self.windows_file,

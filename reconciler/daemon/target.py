@@ -14,6 +14,7 @@ and by the one-shot commands (``reconciler plan``/``apply``/``test``, through
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,3 +145,27 @@ def _last_known(name: str, files: dict[str, FileResult]) -> LoadedWorkflow | Non
             if lw.name == name:
                 return lw
     return None
+
+
+def dependency_order(workflows: Mapping[str, LoadedWorkflow]) -> list[str]:
+    """Names ordered so each comes after the workflows it depends on (ties by name).
+
+    Dependencies outside ``workflows`` are ignored here (the caller reports them); the validator
+    has already refused cycles, and any left over are appended in name order.
+    """
+    remaining = {
+        name: {d for d in lw.workflow.spec.depends_on if d in workflows}
+        for name, lw in workflows.items()
+    }
+    order: list[str] = []
+    while remaining:
+        ready = sorted(name for name, deps in remaining.items() if not deps)
+        if not ready:
+            order.extend(sorted(remaining))
+            break
+        for name in ready:
+            order.append(name)
+            del remaining[name]
+        for deps in remaining.values():
+            deps.difference_update(ready)
+    return order

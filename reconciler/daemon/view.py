@@ -22,6 +22,8 @@ from reconciler.daemon.controller import Controller
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.daemon.windows import WindowVerdict
 from reconciler.engine.journal import JournalEntry, RunRecord
+from reconciler.notify.previews import PullRequest
+from reconciler.previews import PreviewReport
 from reconciler.sources.base import scrub, url_secrets
 from reconciler.status import WorkflowStatusRecord
 
@@ -159,3 +161,9 @@ class ControllerView:
 
     def source_signature_refused(self) -> bool:
         return bool(getattr(self._controller.source, "signature_refused", False))
+
+    async def preview(self, ref: str) -> PreviewReport:
+        return await self._controller.previewer.preview(ref)
+
+    def preview_pull_request(self, pr: PullRequest) -> None:
+        self._controller.pull_requests.start(pr)

@@ -41,7 +41,7 @@ import structlog
 
 from reconciler.config.files import too_large
 from reconciler.config.loader import MAX_FILE_BYTES
-from reconciler.errors import FetchFailed, SignatureRefused
+from reconciler.errors import FetchFailed, RefNotFound, SignatureRefused
 from reconciler.sources.base import (
     BaseSource,
     Revision,
@@ -61,6 +61,20 @@ _REMOTE = "origin"
 _SYMLINK_MODE = "120000"
 _GITLINK_MODE = "160000"
 _NULL_SHA = "0" * 40
+_PREVIEW_REFS = "refs/reconciler-previews/"
+"""Where a remote source keeps refs fetched for previews (never the tracked branch's ref)."""
+_SAFE_REF = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/@+-]{1,200}$")
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+def check_ref(ref: str) -> str:
+    """``ref`` stripped, or :class:`RefNotFound` unless it is a plain branch, tag, ``refs/...``
+    name or commit id (no option, range, reflog or revision expression)."""
+    ref = ref.strip()
+    if not _SAFE_REF.match(ref) or ref.endswith((".lock", "/", ".")) or "@{" in ref:
+        raise RefNotFound(f"{ref[:80]!r} is not a branch, tag or commit name")
+    return ref
+
 
 ALLOWED_PROTOCOLS: tuple[str, ...] = ("https", "http", "ssh", "git", "file")
 """The transports the daemon's git may use (``GIT_ALLOW_PROTOCOL``). Remote helpers such as
@@ -399,6 +413,31 @@ class _GitSourceBase(BaseSource):
     def _fetch_sync(self, previous: Revision | None) -> Revision | None:
         raise NotImplementedError
 
+    async def read_ref(self, ref: str) -> Revision:
+        """The workflow files at ``ref`` (a branch, tag, ``refs/...`` name or commit id), read
+        from git objects, for a preview: nothing is checked out, the tracked branch and the
+        source's current revision are untouched, and no signature is required (nothing will
+        run from it). :class:`RefNotFound` when the repository has no such ref."""
+        ref = check_ref(ref)
+        try:
+            return await asyncio.to_thread(self._read_ref_sync, ref)
+        except FetchFailed as exc:
+            kind = RefNotFound if isinstance(exc, RefNotFound) else FetchFailed
+            raise kind(scrub(str(exc), self._secrets)) from None
+        except (git.GitError, OSError, ValueError) as exc:
+            raise self._failure(f"reading {ref} failed", exc) from None
+
+    def _read_ref_sync(self, ref: str) -> Revision:
+        raise NotImplementedError
+
+    def _read_commit(self, repo: git.Repo, rev: str, *, where: str, ref: str) -> Revision:
+        try:
+            sha = repo.git.rev_parse("--verify", "-q", "--end-of-options", f"{rev}^{{commit}}")
+        except git.GitCommandError:
+            raise RefNotFound(f"{where}: {ref} does not exist") from None
+        reader = _TreeReader(repo, self.subpath, where=where, limit=self.max_file_bytes)
+        return reader.read(str(sha).strip(), None)
+
 
 def _git_error_text(exc: BaseException) -> str:
     """The useful part of a git failure: its ``fatal:``/``error:`` lines, else the message."""
@@ -481,6 +520,51 @@ class RemoteGitSource(_GitSourceBase):
             return _TreeReader(repo, self.subpath, where=where, limit=self.max_file_bytes).read(
                 sha, previous
             )
+
+    def _read_ref_sync(self, ref: str) -> Revision:
+        with self._open_cache() as repo:
+            where = f"git {self.masked_url}"
+            if _FULL_SHA.match(ref) and self._has_object(repo, ref):
+                return self._read_commit(repo, ref, where=where, ref=ref)
+            remote = ref if ref.startswith("refs/") or ref == "HEAD" else f"refs/heads/{ref}"
+            local = _PREVIEW_REFS + remote.removeprefix("refs/")
+            try:
+                repo.git.fetch(
+                    "--no-tags",
+                    "--no-write-fetch-head",
+                    _REMOTE,
+                    f"+{remote}:{local}",
+                    kill_after_timeout=FETCH_TIMEOUT_SECONDS,
+                )
+            except git.GitCommandError as exc:
+                detail = _git_error_text(exc)
+                if "couldn't find remote ref" not in detail:
+                    raise FetchFailed(f"{where}: fetching {ref} failed: {detail}") from None
+                return self._fetch_commit(repo, ref, where=where)
+            return self._read_commit(repo, local, where=where, ref=ref)
+
+    def _fetch_commit(self, repo: git.Repo, ref: str, *, where: str) -> Revision:
+        """A commit id the remote serves directly (GitHub and GitLab do); else RefNotFound."""
+        if not _FULL_SHA.match(ref):
+            raise RefNotFound(f"{where}: {ref} does not exist")
+        try:
+            repo.git.fetch(
+                "--no-tags",
+                "--no-write-fetch-head",
+                _REMOTE,
+                ref,
+                kill_after_timeout=FETCH_TIMEOUT_SECONDS,
+            )
+        except git.GitCommandError:
+            raise RefNotFound(f"{where}: {ref} does not exist") from None
+        return self._read_commit(repo, ref, where=where, ref=ref)
+
+    @staticmethod
+    def _has_object(repo: git.Repo, sha: str) -> bool:
+        try:
+            return bool(repo.git.cat_file("-t", sha).strip() == "commit")
+        except git.GitCommandError:
+            return False
 
     @contextmanager
     def _open_cache(self) -> Iterator[git.Repo]:
@@ -585,6 +669,10 @@ class LocalGitSource(_GitSourceBase):
             return _TreeReader(
                 repo, self.subpath, where=self.description, limit=self.max_file_bytes
             ).read(sha, previous)
+
+    def _read_ref_sync(self, ref: str) -> Revision:
+        with _open_repo(self.path) as repo:
+            return self._read_commit(repo, ref, where=f"git {self.path}", ref=ref)
 
     def _watch_targets(self) -> tuple[list[Path], Callable[[Path], bool]] | None:
         roots = sorted({self.git_dir, self.common_dir})

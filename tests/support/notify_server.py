@@ -14,6 +14,11 @@ provider uses, answering as the real service documents it:
   ``Authorization: Bearer <token>`` must equal :attr:`token` (``401`` otherwise), ``422`` for
   an unknown state, ``201`` with the status;
 - ``POST /api/v4/projects/<id>/statuses/<sha>``: ``PRIVATE-TOKEN`` must equal :attr:`token`.
+- Pull request comments, kept in :attr:`comments` by thread: GitHub's issue comments
+  (``GET``/``POST /repos/<owner>/<repo>/issues/<n>/comments``,
+  ``PATCH /repos/<owner>/<repo>/issues/comments/<id>``) and GitLab's merge request notes
+  (``GET``/``POST /api/v4/projects/<id>/merge_requests/<iid>/notes``, ``PUT .../notes/<id>``),
+  with the same token checks; a comment is ``{"id", "body"}``.
 
 :meth:`script` makes the next requests to a path prefix answer given statuses (with
 ``Retry-After``), or stall past the client's timeout. Every request that reached an endpoint is
@@ -25,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +40,9 @@ from typing import Any
 
 GITHUB_STATES = {"error", "failure", "pending", "success"}
 GITLAB_STATES = {"pending", "running", "success", "failed", "canceled", "skipped"}
+_GITHUB_THREAD = re.compile(r"^(?:/api/v3)?/repos/([^/]+/[^/]+)/issues/(\d+)/comments$")
+_GITHUB_COMMENT = re.compile(r"^(?:/api/v3)?/repos/([^/]+/[^/]+)/issues/comments/(\d+)$")
+_GITLAB_THREAD = re.compile(r"^/api/v4/projects/([^/]+)/merge_requests/(\d+)/notes(?:/(\d+))?$")
 
 
 @dataclass
@@ -45,6 +54,7 @@ class Received:
     body: Any
     raw: bytes
     status: int
+    method: str = "POST"
 
 
 @dataclass
@@ -60,6 +70,8 @@ class FakeNotifyServer:
     slack_token: str = "T000/B000/XXXX"
     hmac_key: str = "hook-key"
     received: list[Received] = field(default_factory=list)
+    comments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    _next_comment: int = 1000
     _scripts: dict[str, list[_Scripted]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -108,10 +120,22 @@ class FakeNotifyServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                self._serve("POST")
+
+            def do_GET(self) -> None:
+                self._serve("GET")
+
+            def do_PATCH(self) -> None:
+                self._serve("PATCH")
+
+            def do_PUT(self) -> None:
+                self._serve("PUT")
+
+            def _serve(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 status, body, extra = fake.handle(
-                    self.path, {k.lower(): v for k, v in self.headers.items()}, raw
+                    self.path, {k.lower(): v for k, v in self.headers.items()}, raw, method=method
                 )
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 try:
@@ -144,11 +168,11 @@ class FakeNotifyServer:
         self.stop()
 
     def handle(
-        self, path: str, headers: dict[str, str], raw: bytes
+        self, path: str, headers: dict[str, str], raw: bytes, *, method: str = "POST"
     ) -> tuple[int, Any, dict[str, str]]:
         scripted = self._next_script(path)
         if scripted is not None:
-            self._record(path, headers, raw, scripted.status)  # on arrival: it may stall
+            self._record(path, headers, raw, scripted.status, method)  # on arrival: may stall
             if scripted.stall:
                 time.sleep(scripted.stall)  # stands for a server slower than the timeout
             extra = {"Retry-After": scripted.retry_after} if scripted.retry_after else {}
@@ -157,9 +181,50 @@ class FakeNotifyServer:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        status, answer = self._route(path, headers, raw, body)
-        self._record(path, headers, raw, status)
+        comment = self._comments(method, path, headers, body)
+        status, answer = comment or self._route(path, headers, raw, body)
+        self._record(path, headers, raw, status, method)
         return status, answer, {}
+
+    def comments_on(self, thread: str) -> list[dict[str, Any]]:
+        """The comments of a thread (``github:<owner>/<repo>#<n>`` or ``gitlab:<id>!<iid>``)."""
+        with self._lock:
+            return [dict(c) for c in self.comments.get(thread, [])]
+
+    def _comments(
+        self, method: str, path: str, headers: dict[str, str], body: Any
+    ) -> tuple[int, Any] | None:
+        bare = path.split("?", 1)[0]
+        if m := _GITHUB_THREAD.match(bare):
+            thread, one, ok = f"github:{m[1]}#{m[2]}", None, self._github_token(headers)
+        elif m := _GITHUB_COMMENT.match(bare):
+            thread, one, ok = f"github:{m[1]}#", int(m[2]), self._github_token(headers)
+        elif m := _GITLAB_THREAD.match(bare):
+            thread, one = f"gitlab:{m[1]}!{m[2]}", int(m[3]) if m[3] else None
+            ok = headers.get("private-token") == self.token
+        else:
+            return None
+        if not ok:
+            return 401, {"message": "Bad credentials"}
+        with self._lock:
+            if one is None and method == "GET":
+                return 200, list(self.comments.get(thread, []))
+            if one is None and method == "POST" and isinstance(body, dict):
+                self._next_comment += 1
+                made = {"id": self._next_comment, "body": body.get("body", "")}
+                self.comments.setdefault(thread, []).append(made)
+                return 201, made
+            if one is not None and method in {"PATCH", "PUT"} and isinstance(body, dict):
+                for name, items in self.comments.items():
+                    for item in items:
+                        if item["id"] == one and name.startswith(thread):
+                            item["body"] = body.get("body", "")
+                            return 200, item
+                return 404, {"message": "Not Found"}
+        return 405, {"message": "Method Not Allowed"}
+
+    def _github_token(self, headers: dict[str, str]) -> bool:
+        return headers.get("authorization") == f"Bearer {self.token}"
 
     def _route(self, path: str, headers: dict[str, str], raw: bytes, body: Any) -> tuple[int, Any]:
         endpoints: list[tuple[Callable[[str], bool], Callable[[], tuple[int, Any]]]] = [
@@ -217,10 +282,12 @@ class FakeNotifyServer:
                     return queue.pop(0)
         return None
 
-    def _record(self, path: str, headers: dict[str, str], raw: bytes, status: int) -> None:
+    def _record(
+        self, path: str, headers: dict[str, str], raw: bytes, status: int, method: str = "POST"
+    ) -> None:
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
         with self._lock:
-            self.received.append(Received(path, headers, body, raw, status))
+            self.received.append(Received(path, headers, body, raw, status, method))

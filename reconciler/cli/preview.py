@@ -25,7 +25,7 @@ from reconciler.cli.app import OutputFormat, console, fail
 from reconciler.cli.converge import _history
 from reconciler.clock import utcnow
 from reconciler.config.snapshot import LoadedWorkflow
-from reconciler.daemon.preview import PreviewContext, compare, digests, preview_target
+from reconciler.daemon.preview import PreviewContext, preview_against
 from reconciler.daemon.revision import load_snapshot
 from reconciler.daemon.target import select_target
 from reconciler.daemon.windows import verdict_for
@@ -33,7 +33,7 @@ from reconciler.engine.journal import MemoryJournal
 from reconciler.engine.runner import Engine, Observation
 from reconciler.errors import ConfigError, SourceError
 from reconciler.plugin import PluginRegistry
-from reconciler.previews import Change, PreviewReport
+from reconciler.previews import PreviewReport
 from reconciler.secrets.resolver import resolver_from_env
 from reconciler.sources import open_source
 
@@ -76,7 +76,6 @@ def plan_ref(
             head = select_target(
                 load_snapshot(head_rev, None), registry, previous=before, workdir=workdir
             )
-            changes = compare(digests(before.snapshot), digests(head.snapshot, head.invalid))
             engine = Engine(
                 registry,
                 journal=MemoryJournal(),
@@ -99,16 +98,8 @@ def plan_ref(
                         timeout=24 * 3600.0,
                         observe_unchanged=True,
                     )
-                    known = before.snapshot.workflows if before.snapshot is not None else {}
-                    removed = {n: known.get(n) for n, c in changes.items() if c is Change.REMOVED}
-                    return await preview_target(
-                        head,
-                        changes,
-                        context,
-                        ref=ref,
-                        base=base_rev.id,
-                        removed=removed,
-                        base_problems={str(p) for p in before.problems if p.is_error},
+                    return await preview_against(
+                        head, before, context, ref=ref, base_revision=base_rev.id
                     )
             finally:
                 await registry.close()

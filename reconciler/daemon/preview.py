@@ -153,6 +153,24 @@ async def preview_target(
     return report
 
 
+async def preview_against(
+    head: Target, base: Target, context: PreviewContext, *, ref: str, base_revision: str
+) -> PreviewReport:
+    """:func:`preview_target` of ``head`` against the whole ``base`` target: what changed
+    between them, the specs of the workflows the ref removes, and the base's own errors."""
+    changes = compare(digests(base.snapshot), digests(head.snapshot, head.invalid))
+    known = base.snapshot.workflows if base.snapshot is not None else {}
+    return await preview_target(
+        head,
+        changes,
+        context,
+        ref=ref,
+        base=base_revision,
+        removed={n: known.get(n) for n, c in changes.items() if c is Change.REMOVED},
+        base_problems={str(p) for p in base.problems if p.is_error},
+    )
+
+
 def _order(head: Target, changes: Mapping[str, Change]) -> list[str]:
     """Names with what depends on something after it (dependencies are checked first)."""
     return dependency_order(head.valid) + sorted(n for n in changes if n not in head.valid)
@@ -260,7 +278,6 @@ class Previewer:
                 workdir=self.workdir,
                 cache=self._validation,
             )
-            changes = compare(digests(base.snapshot), digests(head.snapshot, head.invalid))
             stored = {st.name: st for st in await self.statuses()}
             context = PreviewContext(
                 statuses=stored,
@@ -270,17 +287,7 @@ class Previewer:
                 limit=self.limit,
                 timeout=self.timeout,
             )
-            known = base.snapshot.workflows if base.snapshot is not None else {}
-            removed = {n: known.get(n) for n, c in changes.items() if c is Change.REMOVED}
-            return await preview_target(
-                head,
-                changes,
-                context,
-                ref=ref,
-                base=base.revision,
-                removed=removed,
-                base_problems={str(p) for p in base.problems if p.is_error},
-            )
+            return await preview_against(head, base, context, ref=ref, base_revision=base.revision)
 
 
 class PullRequestPreviews:

@@ -22,8 +22,7 @@ from reconciler.daemon.approvals import payload
 from reconciler.engine.approvals import pending_approval
 from reconciler.engine.journal import SINCE, EventKind, JournalEntry, RunRecord, RunStatus
 from reconciler.store import CommandKind, Store
-from tests.support.daemon import CLI, DaemonProcess, start, without_settings
-from tests.support.net import free_port
+from tests.support.daemon import CLI, DaemonProcess, Starter, restartable, without_settings
 from tests.support.repos import commit, init_repo
 from tests.support.waiting import until_async
 from tests.support.workflows import gated_workflow, put
@@ -34,7 +33,7 @@ ALICE, BOB = "al1ce-e2e-token-11", "b0b-e2e-token-22"
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Callable[[], tuple[DaemonProcess, str]]]:
+def daemon(tmp_path: Path) -> Iterator[Starter]:
     """Starts ``reconciler run`` on ``tmp_path / "repo"`` (same data each time) with the tokens
     of alice and bob; returns the process and its URL. Every process is killed at teardown."""
     tokens = tmp_path / "tokens.json"
@@ -46,30 +45,9 @@ def daemon(tmp_path: Path) -> Iterator[Callable[[], tuple[DaemonProcess, str]]]:
             ]
         )
     )
-    started: list[DaemonProcess] = []
-
-    def start_daemon() -> tuple[DaemonProcess, str]:
-        port = free_port()
-        process = start(
-            tmp_path / "repo",
-            tmp_path / "data",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--api-tokens-file",
-            str(tokens),
-            "--grace-period",
-            "2s",
-            cwd=tmp_path,
-            log=tmp_path / "daemon.log",
-        )
-        started.append(process)
-        url = f"http://127.0.0.1:{port}"
-        process.wait_ready(url)
-        return process, url
-
-    yield start_daemon
-    for process in started:
-        process.kill()
+    flags = ("--api-tokens-file", str(tokens), "--grace-period", "2s")
+    with restartable(tmp_path, *flags) as start_daemon:
+        yield start_daemon
 
 
 async def read_store(data: Path) -> tuple[list[RunRecord], dict[str, list[JournalEntry]]]:

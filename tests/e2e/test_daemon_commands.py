@@ -18,8 +18,7 @@ import pytest
 
 from reconciler.engine.journal import EventKind, RunRecord, RunStatus
 from reconciler.store import Health, Store
-from tests.support.daemon import DaemonProcess, start
-from tests.support.net import free_port
+from tests.support.daemon import DaemonProcess, restartable
 from tests.support.repos import commit, init_repo
 from tests.support.waiting import until_async
 from tests.support.workflows import file_workflow, put
@@ -77,31 +76,14 @@ class Api:
 def daemon(tmp_path: Path) -> Iterator[Callable[[], tuple[DaemonProcess, Api]]]:
     """Starts ``reconciler run`` on ``tmp_path / "repo"`` (same data each time), ready to steer;
     every process still running is killed at teardown."""
-    started: list[DaemonProcess] = []
+    flags = ("--poll-interval", "500ms", "--grace-period", "2s")
+    with restartable(tmp_path, *flags, env={"RECONCILER_API_TOKEN": TOKEN}) as start_daemon:
 
-    def start_daemon() -> tuple[DaemonProcess, Api]:
-        port = free_port()
-        process = start(
-            tmp_path / "repo",
-            tmp_path / "data",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--poll-interval",
-            "500ms",
-            "--grace-period",
-            "2s",
-            cwd=tmp_path,
-            log=tmp_path / "daemon.log",
-            env={"RECONCILER_API_TOKEN": TOKEN},
-        )
-        started.append(process)
-        url = f"http://127.0.0.1:{port}"
-        process.wait_ready(url)
-        return process, Api(url)
+        def steerable() -> tuple[DaemonProcess, Api]:
+            process, url = start_daemon()
+            return process, Api(url)
 
-    yield start_daemon
-    for process in started:
-        process.kill()
+        yield steerable
 
 
 async def runs_of(data_dir: Path, name: str) -> list[RunRecord]:

@@ -18,8 +18,7 @@ import pytest
 
 from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
 from reconciler.store import Store
-from tests.support.daemon import CLI, DaemonProcess, start, without_settings
-from tests.support.net import free_port
+from tests.support.daemon import CLI, DaemonProcess, Starter, restartable, without_settings
 from tests.support.repos import commit, init_repo
 from tests.support.waiting import until
 from tests.support.workflows import put
@@ -68,34 +67,12 @@ def scale_workflow(out: Path, *, hold: bool = False) -> dict[str, Any]:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Callable[[], tuple[DaemonProcess, str]]]:
+def daemon(tmp_path: Path) -> Iterator[Starter]:
     """Starts ``reconciler run`` on ``tmp_path / "repo"`` (same data each time) and returns it
     with its URL; every process still running is killed at teardown."""
-    started: list[DaemonProcess] = []
-
-    def start_daemon() -> tuple[DaemonProcess, str]:
-        port = free_port()
-        process = start(
-            tmp_path / "repo",
-            tmp_path / "data",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--poll-interval",
-            "500ms",
-            "--grace-period",
-            "2s",
-            cwd=tmp_path,
-            log=tmp_path / "daemon.log",
-            env={"RECONCILER_API_TOKEN": TOKEN},
-        )
-        started.append(process)
-        url = f"http://127.0.0.1:{port}"
-        process.wait_ready(url)
-        return process, url
-
-    yield start_daemon
-    for process in started:
-        process.kill()
+    flags = ("--poll-interval", "500ms", "--grace-period", "2s")
+    with restartable(tmp_path, *flags, env={"RECONCILER_API_TOKEN": TOKEN}) as start_daemon:
+        yield start_daemon
 
 
 def reconciler(url: str, *args: str) -> subprocess.CompletedProcess[str]:

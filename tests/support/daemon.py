@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from reconciler.store import Store, WorkflowStatusRecord
+from tests.support.net import free_port
 from tests.support.waiting import until
 
 CLI = (sys.executable, "-c", "from reconciler.cli import main; main()")
@@ -197,3 +198,41 @@ def wait_started(log: Path, proc: subprocess.Popen[bytes], *, within: float = 60
     """Until the daemon ``proc``, logging to ``log``, says :data:`STARTED` (see
     :meth:`DaemonProcess.wait_started`), for processes started some other way."""
     DaemonProcess(proc, log).wait_started(within=within)
+
+
+Starter = Callable[[], tuple[DaemonProcess, str]]
+"""Starts the daemon of :func:`restartable` (again) and returns it with its base URL."""
+
+
+@contextmanager
+def restartable(
+    tmp_path: Path, *flags: str, env: Mapping[str, str] | None = None
+) -> Iterator[Starter]:
+    """``reconciler run`` on ``tmp_path / "repo"``, keeping its data in ``tmp_path / "data"``,
+    with ``flags`` and ``env``: the function yielded starts it on a free port (a second call
+    after a ``kill`` is a restart on the same data) and returns it, ready, with its URL. Every
+    process still running is killed on leaving."""
+    started: list[DaemonProcess] = []
+
+    def start_daemon() -> tuple[DaemonProcess, str]:
+        port = free_port()
+        process = start(
+            tmp_path / "repo",
+            tmp_path / "data",
+            "--listen",
+            f"127.0.0.1:{port}",
+            *flags,
+            cwd=tmp_path,
+            log=tmp_path / "daemon.log",
+            env=env,
+        )
+        started.append(process)
+        url = f"http://127.0.0.1:{port}"
+        process.wait_ready(url)
+        return process, url
+
+    try:
+        yield start_daemon
+    finally:
+        for process in started:
+            process.kill()

@@ -10,7 +10,8 @@ that does not exist: ``Invalid``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,13 @@ import httpx
 import pytest
 import yaml
 
+from reconciler.api.tokens import hash_token
 from reconciler.daemon.controller import Controller
 from reconciler.store import Store
 from tests.support.controller import running, serving_api
 from tests.support.repos import commit, init_repo
 from tests.support.waiting import until_async
-from tests.support.workflows import file_workflow
+from tests.support.workflows import file_workflow, put
 
 TOKEN = "t0ken-for-tests-4c1d"
 SECRET = "hook-secret-9a7e"
@@ -125,13 +127,16 @@ async def start_daemon(
     token: str | None = TOKEN,
     secret: str | None = SECRET,
     poll_interval: str = "1h",
+    extra: Sequence[Mapping[str, Any]] = (),
     **overrides: Any,
 ) -> AsyncIterator[Daemon]:
-    """Commit the repository (unless this is a restart), start controller and API, yield;
-    stop both on exit."""
+    """Commit the repository (unless this is a restart) with ``extra`` workflow documents
+    beside the three, start controller and API, yield; stop both on exit."""
     repo, out = tmp_path / "repo", tmp_path / "motd.txt"
     if not repo.exists():  # a second start in the same tmp_path is a restart
         init_repo(repo)
+        for document in extra:
+            put(repo, document)
         write_repo(repo, out)
     url = f"file://{repo}"  # a remote: only polls (hourly) and hooks fetch, no file watcher
     async with (
@@ -151,6 +156,16 @@ async def start_daemon(
         daemon = Daemon(base, repo, out, controller, store, client)
         await daemon.until(_ready(controller), "the first revision to load")
         yield daemon
+
+
+def tokens_file(path: Path, tokens: Mapping[str, tuple[str, str]]) -> Path:
+    """A tokens file at ``path``: each name's (token, role), stored as its hash."""
+    entries = [
+        {"name": name, "sha256": hash_token(token), "role": role}
+        for name, (token, role) in tokens.items()
+    ]
+    path.write_text(json.dumps(entries))
+    return path
 
 
 def _ready(controller: Controller) -> Callable[[], Awaitable[bool]]:

@@ -18,9 +18,7 @@ from typing import Any
 import pytest
 
 from reconciler.store.records import CommandKind
-from tests.integration.api.conftest import Daemon, start_daemon, write_repo
-from tests.support.repos import commit, init_repo
-from tests.support.workflows import put
+from tests.integration.api.conftest import Daemon, start_daemon
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -53,11 +51,7 @@ CHAINED = {
 
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
-    repo = init_repo(tmp_path / "repo")
-    write_repo(repo, tmp_path / "motd.txt")
-    put(repo, CHAINED)
-    commit(repo, "two chained gates")
-    async for d in start_daemon(tmp_path):
+    async for d in start_daemon(tmp_path, extra=[CHAINED]):
         yield d
 
 

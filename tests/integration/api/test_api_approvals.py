@@ -4,18 +4,15 @@ checked before anything is recorded."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconciler.api.tokens import hash_token
 from reconciler.store.records import CommandKind
-from tests.integration.api.conftest import Daemon, start_daemon, write_repo
-from tests.support.repos import commit, init_repo
-from tests.support.workflows import gated_workflow, put
+from tests.integration.api.conftest import Daemon, start_daemon, tokens_file
+from tests.support.workflows import gated_workflow
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -26,26 +23,16 @@ ALICE, BOB, READER = "al1ce-token-0a1b", "b0b-token-2c3d", "r3ader-token-4e5f"
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
     """The API test daemon with three gated workflows: ``gate`` (anyone may decide),
     ``gate-bob`` (only bob) and ``gate-4eyes`` (not whoever asked for the run)."""
-    repo = init_repo(tmp_path / "repo")
-    write_repo(repo, tmp_path / "motd.txt")
-    put(repo, gated_workflow("gate", tmp_path / "gate.txt", "approved"))
-    put(repo, gated_workflow("gate-bob", tmp_path / "bob.txt", "x", approvers=("bob",)))
-    put(
-        repo,
+    gates = [
+        gated_workflow("gate", tmp_path / "gate.txt", "approved"),
+        gated_workflow("gate-bob", tmp_path / "bob.txt", "x", approvers=("bob",)),
         gated_workflow("gate-4eyes", tmp_path / "4eyes.txt", "y", separate_requester=True),
+    ]
+    tokens = tokens_file(
+        tmp_path / "tokens.json",
+        {"alice": (ALICE, "operate"), "bob": (BOB, "operate"), "dashboard": (READER, "read")},
     )
-    commit(repo, "gated workflows")
-    tokens = tmp_path / "tokens.json"
-    tokens.write_text(
-        json.dumps(
-            [
-                {"name": "alice", "sha256": hash_token(ALICE), "role": "operate"},
-                {"name": "bob", "sha256": hash_token(BOB), "role": "operate"},
-                {"name": "dashboard", "sha256": hash_token(READER), "role": "read"},
-            ]
-        )
-    )
-    async for d in start_daemon(tmp_path, api_tokens_file=tokens):
+    async for d in start_daemon(tmp_path, extra=gates, api_tokens_file=tokens):
         yield d
 
 

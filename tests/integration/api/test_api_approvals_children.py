@@ -7,17 +7,14 @@ started, or the requester approves their own change by wrapping the gated workfl
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconciler.api.tokens import hash_token
-from tests.integration.api.conftest import Daemon, start_daemon, write_repo
-from tests.support.repos import commit, init_repo
-from tests.support.workflows import gated_workflow, put
+from tests.integration.api.conftest import Daemon, start_daemon, tokens_file
+from tests.support.workflows import gated_workflow
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -45,21 +42,11 @@ RELEASE = {
 
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
-    repo = init_repo(tmp_path / "repo")
-    write_repo(repo, tmp_path / "motd.txt")
-    put(repo, gated_workflow("gate-4eyes", tmp_path / "4eyes.txt", "y", separate_requester=True))
-    put(repo, RELEASE)
-    commit(repo, "a release wrapping a four-eyes gate")
-    tokens = tmp_path / "tokens.json"
-    tokens.write_text(
-        json.dumps(
-            [
-                {"name": "alice", "sha256": hash_token(ALICE), "role": "operate"},
-                {"name": "bob", "sha256": hash_token(BOB), "role": "operate"},
-            ]
-        )
+    gate = gated_workflow("gate-4eyes", tmp_path / "4eyes.txt", "y", separate_requester=True)
+    tokens = tokens_file(
+        tmp_path / "tokens.json", {"alice": (ALICE, "operate"), "bob": (BOB, "operate")}
     )
-    async for d in start_daemon(tmp_path, api_tokens_file=tokens):
+    async for d in start_daemon(tmp_path, extra=[gate, RELEASE], api_tokens_file=tokens):
         yield d
 
 

@@ -24,6 +24,7 @@ MUTATIONS = [
     "/api/v1/runs/{run_id}/cancel",
     "/api/v1/runs/{run_id}/approve",
     "/api/v1/runs/{run_id}/reject",
+    "/api/v1/previews",
 ]
 
 

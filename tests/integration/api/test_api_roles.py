@@ -4,7 +4,6 @@ through, a wrong token 401; every mutation records the token's name in the comma
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,10 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 from reconciler.api.app import create_app
-from reconciler.api.tokens import hash_token
 from reconciler.daemon.view import ControllerView
 from reconciler.store.records import CommandKind
-from tests.integration.api.conftest import TOKEN, Daemon, start_daemon, write_repo
-from tests.support.repos import commit, init_repo
-from tests.support.workflows import gated_workflow, put
+from tests.integration.api.conftest import TOKEN, Daemon, start_daemon, tokens_file
+from tests.support.workflows import gated_workflow
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -27,27 +24,20 @@ READER, OPERATOR, ADMIN = "r3ader-token-5b1f", "0perator-token-77aa", "adm1n-tok
 WRITE_METHODS = {"post", "put", "patch", "delete"}
 
 
-def tokens_file(path: Path) -> Path:
-    entries = [
-        {"name": "dashboard", "sha256": hash_token(READER), "role": "read"},
-        {"name": "alice", "sha256": hash_token(OPERATOR), "role": "operate"},
-        {"name": "root-bot", "sha256": hash_token(ADMIN), "role": "admin"},
-    ]
-    path.write_text(json.dumps(entries))
-    return path
-
-
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
     """The test daemon with the three named tokens beside ``RECONCILER_API_TOKEN``; reading
     needs a token. Two gated workflows wait for approval: ``approve-me`` and ``reject-me``."""
-    repo = init_repo(tmp_path / "repo")
-    write_repo(repo, tmp_path / "motd.txt")
-    for name in ("approve-me", "reject-me"):
-        put(repo, gated_workflow(name, tmp_path / f"{name}.txt", name))
-    commit(repo, "gated workflows")
-    tokens = tokens_file(tmp_path / "tokens.json")
-    async for d in start_daemon(tmp_path, api_tokens_file=tokens, read_auth="token"):
+    gates = [gated_workflow(n, tmp_path / f"{n}.txt", n) for n in ("approve-me", "reject-me")]
+    tokens = tokens_file(
+        tmp_path / "tokens.json",
+        {
+            "dashboard": (READER, "read"),
+            "alice": (OPERATOR, "operate"),
+            "root-bot": (ADMIN, "admin"),
+        },
+    )
+    async for d in start_daemon(tmp_path, extra=gates, api_tokens_file=tokens, read_auth="token"):
         d.client.headers["Authorization"] = f"Bearer {READER}"  # the helpers' reads
         yield d
 

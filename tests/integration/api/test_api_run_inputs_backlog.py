@@ -16,9 +16,7 @@ import pytest
 
 from reconciler.daemon.controller import MAX_WAITING_INPUT_RUNS
 from reconciler.store.records import CommandKind
-from tests.integration.api.conftest import Daemon, start_daemon, write_repo
-from tests.support.repos import commit, init_repo
-from tests.support.workflows import put
+from tests.integration.api.conftest import Daemon, start_daemon
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -45,11 +43,7 @@ BUSY = {
 
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
-    repo = init_repo(tmp_path / "repo")
-    write_repo(repo, tmp_path / "motd.txt")
-    put(repo, BUSY)
-    commit(repo, "a workflow that stays busy")
-    async for d in start_daemon(tmp_path):
+    async for d in start_daemon(tmp_path, extra=[BUSY]):
         yield d
 
 

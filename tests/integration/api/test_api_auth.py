@@ -59,7 +59,8 @@ async def test_mutation_needs_the_bearer_token(daemon: Daemon, route: str) -> No
     assert TOKEN not in wrong.text
     basic = await daemon.client.post(url, headers={"Authorization": f"Basic {TOKEN}"})
     assert basic.status_code == 401
-    allowed = await daemon.client.post(url, headers=daemon.auth())
+    body = {"ref": "main"} if route == "/api/v1/previews" else None
+    allowed = await daemon.client.post(url, headers=daemon.auth(), json=body)
     assert allowed.status_code not in (401, 403), allowed.text
     if "{run_id}" in route:
         assert allowed.status_code == 404  # past auth: the run does not exist

@@ -202,6 +202,10 @@ class Notifier:
         self._clock = clock
         self._queue: asyncio.Queue[_Delivery] = asyncio.Queue(maxsize=queue_size)
         self._workers = workers
+        self._in_order: dict[str, asyncio.Lock] = {}
+        """One lock per provider: its messages go out in the order they were queued (a
+        recovery is never posted before the failure it follows), whichever worker takes them;
+        other providers go on meanwhile."""
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
         self._config = _Config()
@@ -423,8 +427,11 @@ class Notifier:
     async def _work(self) -> None:
         while True:
             delivery = await self._queue.get()
+            turn = self._in_order.setdefault(delivery.provider, asyncio.Lock())
             try:
-                await self.deliver(delivery.provider, delivery.route.provider, delivery.message)
+                # taken at once, before the next worker's get() returns: queue order holds
+                async with turn:
+                    await self.deliver(delivery.provider, delivery.route.provider, delivery.message)
             except Exception as exc:  # a bug must not stop delivery; never log the message
                 log.error(
                     f"delivering a notification to provider {delivery.provider} crashed with "

@@ -3,7 +3,8 @@
 Called by: :mod:`reconciler.daemon.revision`, which calls :meth:`DriftScheduler.sync` with the
 valid workflows of every new revision, and :mod:`reconciler.daemon.reconcile` (a status's next
 check time; forgetting a retired workflow). Calls: the queue, through ``on_due``; the scheduler keeps exactly one APScheduler job per workflow
-(``AsyncIOScheduler``; cron via ``CronTrigger.from_crontab``, in UTC) and, when a job fires,
+(``AsyncIOScheduler``; cron via :func:`~reconciler.config.cron.cron_trigger`, in UTC, weekdays
+numbered as in cron) and, when a job fires,
 calls ``on_due(name)`` — in the daemon that is ``queue.add(name, "drift-check")``, so a check
 due while the workflow runs is merged into one re-evaluation after the run.
 
@@ -20,9 +21,9 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from reconciler.config.cron import cron_trigger
 from reconciler.config.models import Workflow
 from reconciler.errors import ConfigError
 
@@ -45,7 +46,7 @@ def trigger_for(schedule: Schedule) -> BaseTrigger:
     kind, value = schedule
     if kind == "cron":
         try:
-            return CronTrigger.from_crontab(value, timezone=UTC)
+            return cron_trigger(value)  # weekdays numbered as in cron: 0 and 7 are Sunday
         except ValueError as exc:
             raise ConfigError(f"invalid cron {value!r}: {exc}") from None
     return IntervalTrigger(seconds=float(value), timezone=UTC)

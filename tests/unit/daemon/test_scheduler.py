@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from reconciler.config.models import Workflow
-from reconciler.daemon.scheduler import DriftScheduler, schedule_of
+from reconciler.daemon.scheduler import DriftScheduler, schedule_of, trigger_for
 from tests.support.waiting import until_async
 
 
@@ -84,3 +84,16 @@ async def test_invalid_cron_is_reported_not_raised() -> None:
     scheduler.sync({"bad": workflow("bad", cron="61 * * * *")})
     assert "bad" in scheduler.problems
     assert scheduler.next_check("bad") is None
+
+
+@pytest.mark.parametrize(
+    ("weekdays", "first"),
+    [("1", 0), ("1-5", 0), ("0", 6), ("7", 6), ("sat,sun", 5)],
+)
+def test_cron_weekdays_are_numbered_as_in_cron(weekdays: str, first: int) -> None:
+    # Monday 2026-12-07 00:00 UTC is the first instant looked at; 1 is Monday, 0 and 7 Sunday
+    trigger = trigger_for(("cron", f"0 9 * * {weekdays}"))
+    start = datetime(2026, 12, 7, tzinfo=UTC)
+    fire = trigger.get_next_fire_time(None, start)
+    assert fire is not None
+    assert fire.weekday() == first and fire.hour == 9

@@ -17,6 +17,7 @@ Exit codes: 0 valid (warnings allowed), 1 invalid (at least one error, or nothin
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,7 @@ import typer
 from rich.markup import escape
 
 from reconciler.cli.app import OutputFormat, OutputOption, app, console, fail
+from reconciler.cli.progress import progress_bars
 from reconciler.config.loader import load_file, load_tree
 from reconciler.config.snapshot import FileResult, Problem, Snapshot
 from reconciler.config.validate import validate_snapshot
@@ -32,8 +34,11 @@ from reconciler.grants import Grants
 from reconciler.plugin import PluginRegistry
 
 
-def collect(paths: list[Path]) -> dict[str, FileResult]:
-    """Every workflow file under ``paths``, keyed by its path as the user would write it.
+def collect(
+    paths: list[Path], *, progress: Callable[[int, int], None] | None = None
+) -> dict[str, FileResult]:
+    """Every workflow file under ``paths``, keyed by its path as the user would write it;
+    ``progress`` follows the reading of each directory.
 
     Raises :class:`typer.Exit` (code 2) with one clear line for a path that does not exist.
     """
@@ -42,7 +47,7 @@ def collect(paths: list[Path]) -> dict[str, FileResult]:
         if not path.exists():
             raise fail(f"{path}: no such file or directory")
         if path.is_dir():
-            tree = load_tree(path, display_root=path)
+            tree = load_tree(path, display_root=path, progress=progress)
             for result in tree.files.values():
                 files[result.path] = result
         else:
@@ -97,11 +102,14 @@ def validate(
     Checks YAML, schema, plugins, CEL, state machine, dependencies, secrets, literal paths and
     variables against the file roots and allowed variables.
     """
-    files = collect(paths)
-    snapshot = Snapshot.from_files("validate", files)
     registry = PluginRegistry.discover()
     grants = local_grants(file_root, allow_env)
-    checked = validate_snapshot(snapshot, registry, strict=strict, grants=grants)
+    with progress_bars() as step:
+        files = collect(paths, progress=step("reading files"))
+        snapshot = Snapshot.from_files("validate", files)
+        checked = validate_snapshot(
+            snapshot, registry, strict=strict, grants=grants, progress=step("checking workflows")
+        )
     problems = sorted(
         [*snapshot.problems, *checked],
         key=lambda p: (p.path, p.line, p.column, p.message),

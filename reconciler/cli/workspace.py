@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.cli.progress import progress_bars
 from reconciler.cli.validate import collect
 from reconciler.config.snapshot import LoadedWorkflow, Problem, Snapshot
 from reconciler.daemon.target import dependency_order, select_target
@@ -45,8 +46,9 @@ def load_workspace(
     workflow files" as a problem (the caller decides the exit code).
     """
     paths = list(paths)
-    snapshot = Snapshot.from_files("local", collect(paths))
-    target = select_target(snapshot, registry)
+    with progress_bars() as step:
+        snapshot = Snapshot.from_files("local", collect(paths, progress=step("reading files")))
+        target = select_target(snapshot, registry, progress=step("checking workflows"))
     problems = sorted(target.problems, key=lambda p: (p.path, p.line, p.column, p.message))
     # Files that name no workflow (they do not parse) are reported under their path.
     invalid = {**target.unreadable, **target.invalid}

@@ -328,6 +328,7 @@ def load_tree(
     *,
     display_root: Path | None = None,
     revision: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Snapshot:
     """Load every workflow file under ``root`` into a :class:`Snapshot`.
 
@@ -338,7 +339,7 @@ def load_tree(
     :func:`~reconciler.config.files.read_tree`, as the daemon's directory source reads them: a
     symlink that leaves ``root``, a FIFO, device or socket, or a file over :data:`MAX_FILE_BYTES`
     is an error for that file, and never opened or read. A directory that cannot be listed is
-    one error.
+    one error. ``progress`` is told ``(files parsed, files in all)`` after each file.
     """
     files: dict[str, FileResult] = {}
     with bulk_loading():
@@ -350,12 +351,15 @@ def load_tree(
             return Snapshot.from_files(
                 revision or "unreadable", {shown: refused_result(shown, reason)}
             )
-        for rel in sorted({*tree.files, *tree.refused}):
+        names = sorted({*tree.files, *tree.refused})
+        for done, rel in enumerate(names, start=1):
             shown = (display_root / rel).as_posix() if display_root is not None else rel
             if rel in tree.refused:
                 files[rel] = refused_result(shown, tree.refused[rel])
             else:
                 files[rel] = load_text(tree.files[rel], path=shown)
+            if progress is not None:
+                progress(done, len(names))
     if revision is None:
         h = hashlib.sha256()
         for rel, result in sorted(files.items()):

@@ -29,7 +29,7 @@ import difflib
 import functools
 import re
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +123,7 @@ class ValidationCache:
         strict: bool,
         grants: Grants | None = None,
         workdir: Path | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[Problem]:
         key = (id(registry), strict, grants, workdir)
         if self._key != key:
@@ -131,7 +132,10 @@ class ValidationCache:
         entries: dict[int, tuple[LoadedWorkflow, list[Problem]]] = {}
         problems: list[Problem] = []
         known_errors = known_error_names(registry)
-        for name in sorted(snapshot.workflows):
+        names = sorted(snapshot.workflows)
+        for done, name in enumerate(names, start=1):
+            if progress is not None:
+                progress(done - 1, len(names))
             lw = snapshot.workflows[name]
             hit = self._entries.get(id(lw))
             found = hit[1] if hit is not None and hit[0] is lw else None
@@ -158,6 +162,7 @@ def validate_snapshot(
     cache: ValidationCache | None = None,
     grants: Grants | None = None,
     workdir: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Problem]:
     """Static problems of every valid workflow in ``snapshot``, plus cross-workflow ones.
 
@@ -167,10 +172,11 @@ def validate_snapshot(
     ``cache`` (one per long-lived caller) skips workflows validated in an earlier snapshot.
     ``grants`` (with the ``workdir`` relative paths resolve against, default the current
     directory) adds the checks of literal paths and ``env:``/``file:`` references; without
-    grants they are skipped.
+    grants they are skipped. ``progress`` is told ``(workflows checked, workflows in all)``
+    as the checks go.
     """
     problems = (cache if cache is not None else ValidationCache())._problems(
-        snapshot, registry, strict=strict, grants=grants, workdir=workdir
+        snapshot, registry, strict=strict, grants=grants, workdir=workdir, progress=progress
     )
     problems.extend(_check_dependencies(snapshot))
     problems.extend(_check_child_runs(snapshot))

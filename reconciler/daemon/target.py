@@ -14,7 +14,7 @@ and by the one-shot commands (``reconciler plan``/``apply``/``test``, through
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +72,7 @@ def select_target(
     grants: Grants | None = None,
     workdir: Path | None = None,
     cache: ValidationCache | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Target:
     """Split ``snapshot`` into valid, invalid and removed workflows.
 
@@ -80,8 +81,11 @@ def select_target(
     workflow: the workflows it held in ``previous`` are invalid, never removed. A workflow of
     ``previous`` that is in no file any more is removed (and stays so until it is retired or
     comes back). ``orphans`` carry over from ``previous``, minus those that came back.
+    ``progress`` is told how far the static checks are (see ``validate_snapshot``).
     """
-    checked = validate_snapshot(snapshot, registry, cache=cache, grants=grants, workdir=workdir)
+    checked = validate_snapshot(
+        snapshot, registry, cache=cache, grants=grants, workdir=workdir, progress=progress
+    )
     invalid: dict[str, list[Problem]] = {k: list(v) for k, v in snapshot.invalid.items()}
     for problem in checked:
         if problem.is_error and problem.workflow in snapshot.workflows:

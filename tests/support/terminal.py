@@ -15,6 +15,7 @@ import pty
 import struct
 import subprocess
 import termios
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -46,3 +47,48 @@ def piped_beside_a_terminal(
         os.close(terminal)
         os.close(controller)
     return subprocess.CompletedProcess(done.args, done.returncode, done.stdout, "")
+
+
+def beside_a_terminal(
+    argv: Sequence[str],
+    *,
+    columns: int = 100,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    timeout: float = 60,
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """:func:`piped_beside_a_terminal`, and also what the command drew on the terminal (its
+    stderr, escape sequences included), read while it runs so that it never blocks."""
+    controller, terminal = pty.openpty()
+    drawn: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal side was closed: the command is done
+                return
+            if not chunk:
+                return
+            drawn.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+        done = subprocess.run(
+            list(argv),
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env={**env, "COLUMNS": str(columns)},
+            cwd=cwd,
+            timeout=timeout,
+        )
+    finally:
+        os.close(terminal)
+        reader.join(timeout=10)
+        os.close(controller)
+    result = subprocess.CompletedProcess(done.args, done.returncode, done.stdout, "")
+    return result, b"".join(drawn).decode(errors="replace")

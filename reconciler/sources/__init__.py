@@ -11,27 +11,46 @@ Where revisions come from. Callers (the daemon's controller, which hands each re
     source.refresh()                            # webhook: fetch now
 
 A :class:`Revision` holds raw bytes; ``reconciler/config``'s loader parses them.
+
+Importing this package imports nothing heavy: each name below is loaded from its module on
+first use (gitpython only with the git sources).
 """
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from git import InvalidGitRepositoryError, NoSuchPathError
+if TYPE_CHECKING:
+    from reconciler.sources.base import (
+        BaseSource,
+        OnRevision,
+        Revision,
+        Source,
+        is_workflow_file,
+    )
+    from reconciler.sources.directory import DirectorySource
+    from reconciler.sources.git import LocalGitSource, RemoteGitSource, is_remote_url
+    from reconciler.sources.opening import normalize_subpath, open_source
+    from reconciler.sources.signatures import SignaturePolicy
+    from reconciler.urls import mask_url
 
-from reconciler.config.loader import MAX_FILE_BYTES
-from reconciler.errors import FetchFailed
-from reconciler.sources.base import (
-    BaseSource,
-    OnRevision,
-    Revision,
-    Source,
-    is_workflow_file,
-)
-from reconciler.sources.directory import DirectorySource
-from reconciler.sources.git import LocalGitSource, RemoteGitSource, is_remote_url
-from reconciler.sources.signatures import SignaturePolicy
-from reconciler.urls import mask_url
+_HOMES = {
+    "BaseSource": "reconciler.sources.base",
+    "OnRevision": "reconciler.sources.base",
+    "Revision": "reconciler.sources.base",
+    "Source": "reconciler.sources.base",
+    "is_workflow_file": "reconciler.sources.base",
+    "DirectorySource": "reconciler.sources.directory",
+    "LocalGitSource": "reconciler.sources.git",
+    "RemoteGitSource": "reconciler.sources.git",
+    "is_remote_url": "reconciler.sources.git",
+    "normalize_subpath": "reconciler.sources.opening",
+    "open_source": "reconciler.sources.opening",
+    "SignaturePolicy": "reconciler.sources.signatures",
+    "mask_url": "reconciler.urls",
+}
+"""Where each public name lives."""
 
 __all__ = [
     "BaseSource",
@@ -50,78 +69,10 @@ __all__ = [
 ]
 
 
-def normalize_subpath(path: str) -> str:
-    """``path`` as a clean posix path relative to the repository root ("" for the root).
-
-    Raises ``ValueError`` for a path that escapes the repository (``..``) or is absolute.
-    """
-    text = path.replace("\\", "/").strip()
-    if text.startswith("/"):
-        raise ValueError(f"sub-path {path!r} must be relative to the repository root")
-    parts = [p for p in PurePosixPath(text).parts if p not in ("", ".")]
-    if ".." in parts:
-        raise ValueError(f"sub-path {path!r} must not contain '..'")
-    return "/".join(parts)
-
-
-def open_source(
-    repo: str,
-    *,
-    branch: str | None = None,
-    path: str = "",
-    data_dir: Path,
-    poll_interval: float = 60.0,
-    max_file_bytes: int = MAX_FILE_BYTES,
-    verify: SignaturePolicy | None = None,
-) -> Source:
-    """The source for ``repo``: a remote URL, a local git repository, or a plain directory.
-
-    - remote (``https://``, ``ssh://``, ``git@host:``, ``file://``, ``git://``): cloned bare into
-      ``<data_dir>/repos/`` on the first fetch, then polled every ``poll_interval`` seconds;
-    - a local git repository (its top-level directory): the committed tree of ``branch``
-      (default: the branch checked out now), watched and polled;
-    - any other existing directory: its files as on disk (development mode); ``branch`` must
-      then be None.
-
-    A workflow file larger than ``max_file_bytes`` (default: the loader's limit) is never read;
-    it is reported in :attr:`Revision.refused`, as are, for a plain directory, symlinks leaving
-    it and special files (FIFOs, devices, sockets).
-
-    Nothing is fetched here. Raises ``FetchFailed`` when a local path does not exist or a remote
-    URL uses a transport other than https, http, ssh, git or file (``ext::`` runs commands),
-    ``ValueError`` for a bad ``path`` or a branch given for a plain directory.
-    """
-    subpath = normalize_subpath(path)
-    if is_remote_url(repo):
-        return RemoteGitSource(
-            repo,
-            branch=branch,
-            subpath=subpath,
-            data_dir=data_dir,
-            poll_interval=poll_interval,
-            max_file_bytes=max_file_bytes,
-            verify=verify,
-        )
-    local = Path(repo).expanduser()
-    if not local.is_dir():
-        raise FetchFailed(f"repository {repo} does not exist (not a URL, not a directory)")
-    try:
-        return LocalGitSource(
-            local,
-            branch=branch,
-            subpath=subpath,
-            poll_interval=poll_interval,
-            max_file_bytes=max_file_bytes,
-            verify=verify,
-        )
-    except (InvalidGitRepositoryError, NoSuchPathError):
-        pass
-    if verify is not None:
-        raise ValueError(
-            f"{repo} is a plain directory, not a git repository: it has no signed commits to verify"
-        )
-    if branch is not None:
-        raise ValueError(f"{repo} is a plain directory, not a git repository: it has no branches")
-    return DirectorySource(
-        local, subpath=subpath, poll_interval=poll_interval, max_file_bytes=max_file_bytes
-    )
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

@@ -16,8 +16,18 @@ import pytest
 
 from tests.support.workflows import file_workflow, put
 
-DAEMON_STACK = {"fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "aiosqlite", "psycopg"}
-"""Packages only the daemon (and ``plan``/``apply`` with a store) may import."""
+DAEMON_STACK = {
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "alembic",
+    "aiosqlite",
+    "psycopg",
+    "git",
+}
+"""Packages only the daemon (and ``plan``/``apply`` with a store, ``plan --ref``) may import:
+its server and database stack, and gitpython."""
 
 PLUGIN_CLIENTS = {"sqlalchemy"}
 """What loading the built-in plugins still imports: the ``sql.*`` plugins validate a DSN with
@@ -75,4 +85,4 @@ def test_the_daemon_command_does_import_its_stack_so_the_check_above_can_fail(
     imported = imported_by(
         "run", "--listen", "not-an-address", "--repo", str(tmp_path), cwd=tmp_path
     )
-    assert {"fastapi", "uvicorn", "sqlalchemy"} <= imported
+    assert {"fastapi", "uvicorn", "sqlalchemy", "git"} <= imported

@@ -34,10 +34,9 @@ from functools import lru_cache
 from multiprocessing import get_context
 from typing import Any
 
-import cel
-
 from reconciler.clock import utcnow
 from reconciler.config.cel_functions import functions
+from reconciler.config.celimport import cel
 from reconciler.config.cost import estimate, shape_of
 from reconciler.errors import (
     EvaluationError,

@@ -19,7 +19,6 @@ from typing import Annotated
 import typer
 
 from reconciler.cli.app import app, fail
-from reconciler.daemon.settings import DaemonSettings
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.telemetry.logging import configure_logging
 
@@ -227,6 +226,8 @@ def run(
     ),
 ) -> None:
     """Run the reconcile daemon: watch the repository and converge every workflow."""
+    from reconciler.daemon.settings import DaemonSettings  # pydantic-settings: only for run
+
     if repo_arg is not None and repo is not None and repo_arg != repo:
         raise fail("give the repository either as an argument or with --repo, not both")
     try:

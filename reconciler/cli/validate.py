@@ -29,8 +29,7 @@ from reconciler.cli.progress import progress_bars
 from reconciler.config.loader import load_file, load_tree
 from reconciler.config.snapshot import FileResult, Problem, Snapshot
 from reconciler.config.validate import validate_snapshot
-from reconciler.daemon.settings import DaemonSettings
-from reconciler.grants import Grants
+from reconciler.grants import DEFAULT_DATA_DIR, Grants
 from reconciler.plugin import PluginRegistry
 
 
@@ -59,7 +58,7 @@ def collect(
 def local_grants(file_roots: list[Path] | None, allow_env: str | None) -> Grants:
     """The grants ``reconciler run`` would have with these flags in the current directory and
     its default data directory."""
-    data_dir = DaemonSettings.model_fields["data_dir"].default
+    data_dir = DEFAULT_DATA_DIR
     return Grants.for_daemon(
         workdir=Path.cwd(),
         file_roots=file_roots or None,

@@ -38,7 +38,7 @@ from pydantic_settings import (
 
 from reconciler.credential_files import fill_from_files
 from reconciler.errors import ConfigError
-from reconciler.grants import Grants
+from reconciler.grants import DEFAULT_DATA_DIR, Grants
 from reconciler.sources.signatures import SignaturePolicy
 from reconciler.telemetry.logging import parse_levels
 from reconciler.types import Duration
@@ -100,7 +100,7 @@ class DaemonSettings(BaseSettings):
         "checked out in a local repository.",
     )
     path: str = Field(".", description="Sub-path of the repository holding workflow files.")
-    data_dir: Path = Field(Path(".reconciler"), description="Where state, clones and SQLite live.")
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where state, clones and SQLite live.")
     workdir: Path = Field(
         Path("."),
         description="Directory relative paths in workflows resolve against (as with apply).",

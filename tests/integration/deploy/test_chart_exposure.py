@@ -170,3 +170,12 @@ def test_extra_volumes_are_mounted_and_extra_env_comes_after_the_charts_own(
     ]
     # The chart's own volumes are all still there.
     assert {"data", "work", "tmp", "home", "ca-bundle", "client-cert"} <= set(result.volumes)
+
+
+def test_notes_ask_for_an_ingress_or_route_when_webhooks_are_set_up_but_unreachable(
+    chart: helm.Chart,
+) -> None:
+    hint = "Enable ingress or httpRoute"
+    inside_only = {**VALUE_SETS["defaults"], "webhookSecret": {"existingSecret": "hooks"}}
+    assert hint in render(chart, inside_only).notes
+    assert hint not in rendered(chart, "ingress-for-webhooks").notes

@@ -1,10 +1,10 @@
 """The variables the chart's ``caBundle`` sets are read by the clients the daemon runs.
 
-The chart points ``SSL_CERT_FILE`` and ``GIT_SSL_CAINFO`` at the operator's bundle
-(test_chart_exposure.py checks the rendering); here a loopback HTTPS server with a certificate
-signed by a private CA shows that httpx — the client of the ``http.*`` plugins, notifications,
-previews and Vault — and git, run with the daemon's own git environment, refuse it without the
-variable and trust it with it. ``PGSSLROOTCERT`` is libpq's own variable and has no test here:
+The chart points ``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE`` and ``GIT_SSL_CAINFO`` at the
+operator's bundle (test_chart_exposure.py checks the rendering); here a loopback HTTPS server
+with a certificate signed by a private CA shows that httpx (the client of the ``http.*``
+plugins, notifications and previews), hvac (Vault's client, on requests) and git, run with the
+daemon's own git environment, refuse it without the variable and trust it with it. ``PGSSLROOTCERT`` is libpq's own variable and has no test here:
 the PostgreSQL server of the test machine does not serve TLS.
 """
 
@@ -20,7 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import hvac
+import hvac.exceptions
 import pytest
+import requests
 
 from reconciler.sources.git import git_environment
 
@@ -98,6 +101,20 @@ def test_httpx_trusts_a_private_ca_only_through_ssl_cert_file(
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_server.ca_file))
     with httpx.Client() as client:
         assert client.get(tls_server.url).status_code == 404
+
+
+def test_hvac_trusts_a_private_ca_only_through_requests_ca_bundle(
+    tls_server: TlsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The daemon's Vault client and the vault.* plugins build hvac.Client(verify=True) when no
+    # CA file of their own is configured.
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(requests.exceptions.SSLError):
+        hvac.Client(url=tls_server.url, verify=True).sys.is_initialized()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_server.ca_file))
+    with pytest.raises(hvac.exceptions.InvalidPath):  # the fake server's 404: TLS went through
+        hvac.Client(url=tls_server.url, verify=True).sys.is_initialized()
 
 
 def _ls_remote(url: str, *, extra: dict[str, str]) -> subprocess.CompletedProcess[str]:

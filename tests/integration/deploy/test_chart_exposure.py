@@ -118,7 +118,7 @@ def test_the_route_schema_check_refuses_a_field_the_gateway_api_does_not_define(
         validate_object(route)
 
 
-def test_the_ca_bundle_is_mounted_read_only_and_named_for_git_libpq_and_httpx(
+def test_the_ca_bundle_is_mounted_read_only_and_named_for_git_libpq_httpx_and_hvac(
     chart: helm.Chart,
 ) -> None:
     result = rendered(chart, "private-ca-and-extras")
@@ -132,7 +132,7 @@ def test_the_ca_bundle_is_mounted_read_only_and_named_for_git_libpq_and_httpx(
         "defaultMode": 0o444,
         "items": [{"key": "bundle.pem", "path": "ca.crt"}],
     }
-    for variable in ("GIT_SSL_CAINFO", "PGSSLROOTCERT", "SSL_CERT_FILE"):
+    for variable in ("GIT_SSL_CAINFO", "PGSSLROOTCERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
         assert result.env[variable] == {"name": variable, "value": CA_FILE}
 
 
@@ -147,7 +147,9 @@ def test_a_ca_bundle_may_come_from_a_secret(chart: helm.Chart) -> None:
 def test_without_a_ca_bundle_the_system_cas_stay_in_use(chart: helm.Chart) -> None:
     result = rendered(chart, "defaults")
     assert "ca-bundle" not in result.volumes
-    assert not {"GIT_SSL_CAINFO", "PGSSLROOTCERT", "SSL_CERT_FILE"} & set(result.env)
+    assert not {"GIT_SSL_CAINFO", "PGSSLROOTCERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"} & set(
+        result.env
+    )
 
 
 def test_extra_volumes_are_mounted_and_extra_env_comes_after_the_charts_own(

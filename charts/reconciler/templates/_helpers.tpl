@@ -53,3 +53,21 @@ app.kubernetes.io/part-of: reconciler
 {{- define "reconciler.vaultKubernetesAuth" -}}
 {{- if and .Values.vault.enabled (eq .Values.vault.authMethod "kubernetes") }}true{{- end }}
 {{- end }}
+
+{{/* The repository's URL; an install or upgrade without one fails with a message naming
+repo.url. `helm lint` (neither an install nor an upgrade) renders a placeholder, so the chart
+lints with its default values as chart-testing does. */}}
+{{- define "reconciler.repoUrl" -}}
+{{- if .Values.repo.url }}
+{{- .Values.repo.url }}
+{{- else if or .Release.IsInstall .Release.IsUpgrade }}
+{{- fail "repo.url is required: the https://, ssh:// or git@host:path URL of the repository holding the workflows" }}
+{{- else -}}
+https://git.example.invalid/set-repo-url.git
+{{- end }}
+{{- end }}
+
+{{/* "true" when the operator gave a CA bundle (a ConfigMap or a Secret), else "". */}}
+{{- define "reconciler.caBundle" -}}
+{{- if or .Values.caBundle.configMap .Values.caBundle.secret }}true{{- end }}
+{{- end }}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -111,6 +112,46 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}],
         },
     },
+    "ingress-for-webhooks": {
+        "repo": {"url": REPO_URL},
+        "webhookSecret": {"existingSecret": "reconciler-webhook"},
+        "ingress": {
+            "enabled": True,
+            "className": "nginx",
+            "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+            "hosts": [
+                {"host": "reconciler.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}
+            ],
+            "tls": [{"secretName": "reconciler-tls", "hosts": ["reconciler.example.com"]}],
+        },
+    },
+    "gateway-route-for-webhooks": {
+        "repo": {"url": REPO_URL},
+        "httpRoute": {
+            "enabled": True,
+            "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "https"}],
+            "hostnames": ["reconciler.example.com"],
+            "rules": [
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/hooks/"}}]},
+                {"matches": [{"path": {"type": "Exact", "value": "/"}}]},
+            ],
+        },
+    },
+    "private-ca-and-extras": {
+        "repo": {"url": REPO_URL},
+        "store": {"type": "postgresql", "postgresql": {"existingSecret": "reconciler-db"}},
+        "caBundle": {"configMap": "corporate-ca", "key": "bundle.pem"},
+        "extraVolumes": [{"name": "client-cert", "secret": {"secretName": "plugin-client-cert"}}],
+        "extraVolumeMounts": [
+            {"name": "client-cert", "mountPath": "/etc/plugin-client", "readOnly": True}
+        ],
+        "daemon": {
+            "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"}],
+            "extraEnvFrom": [
+                {"secretRef": {"name": "reconciler-plugin-env"}, "prefix": "RECONCILER_SECRET_"}
+            ],
+        },
+    },
 }
 NEEDS_ALERTS = {"monitoring"}
 
@@ -194,6 +235,105 @@ def render(chart: helm.Chart, values: dict[str, Any]) -> Rendered:
     return Rendered(objects, notes)
 
 
+# The Gateway API's HTTPRoute (gateway.networking.k8s.io/v1) as far as the chart renders it:
+# its fields and their types from the Gateway API reference, unknown fields refused. Neither
+# kubernetes-validate nor an installed model package knows the Gateway API's CRDs.
+_GATEWAY_NAME = {"type": "string", "minLength": 1, "maxLength": 253}
+_HOSTNAME = {
+    "type": "string",
+    "pattern": r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+}
+HTTPROUTE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "gateway.networking.k8s.io/v1"},
+        "kind": {"const": "HTTPRoute"},
+        "metadata": {"type": "object"},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "parentRefs": {
+                    "type": "array",
+                    "maxItems": 32,
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "group": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "namespace": {"type": "string"},
+                            "name": _GATEWAY_NAME,
+                            "sectionName": {"type": "string"},
+                            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                        },
+                    },
+                },
+                "hostnames": {"type": "array", "maxItems": 16, "items": _HOSTNAME},
+                "rules": {
+                    "type": "array",
+                    "maxItems": 16,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "name": {"type": "string"},
+                            "matches": {
+                                "type": "array",
+                                "maxItems": 64,
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "path": {
+                                            "type": "object",
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "type": {
+                                                    "enum": [
+                                                        "Exact",
+                                                        "PathPrefix",
+                                                        "RegularExpression",
+                                                    ]
+                                                },
+                                                "value": {"type": "string", "pattern": "^/"},
+                                            },
+                                        },
+                                        "headers": {"type": "array"},
+                                        "queryParams": {"type": "array"},
+                                        "method": {"type": "string"},
+                                    },
+                                },
+                            },
+                            "filters": {"type": "array"},
+                            "backendRefs": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "group": {"type": "string"},
+                                        "kind": {"type": "string"},
+                                        "namespace": {"type": "string"},
+                                        "name": _GATEWAY_NAME,
+                                        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                        "weight": {"type": "integer", "minimum": 0},
+                                    },
+                                },
+                            },
+                            "timeouts": {"type": "object"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
 CRD_MODELS = {
     "ServiceMonitor": monitoring_v1.ServiceMonitor,
     "PrometheusRule": monitoring_v1.PrometheusRule,
@@ -207,7 +347,11 @@ def validate_object(obj: dict[str, Any]) -> None:
     for every version in :data:`KUBE_VERSIONS`. The Prometheus Operator kinds are parsed with
     the models generated from their CRDs and must come back unchanged: a field the CRD does not
     know would be dropped, so the round trip catches it as well as wrong types and patterns.
+    The Gateway API's HTTPRoute is checked against :data:`HTTPROUTE_SCHEMA`.
     """
+    if obj.get("apiVersion", "").startswith("gateway.networking.k8s.io/"):
+        jsonschema.validate(obj, HTTPROUTE_SCHEMA)
+        return
     model = CRD_MODELS.get(obj["kind"])
     if model is None:
         for version in KUBE_VERSIONS:

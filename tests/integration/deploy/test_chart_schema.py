@@ -50,7 +50,6 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
         with_repo(daemon={"logLevel": "verbose"}),
         ["/daemon/logLevel", "'debug'", "'error'"],
     ),
-    "no repository": ({}, ["/repo/url"]),
     "a repository that is not a URL": (
         {"repo": {"url": "maintenance"}},
         ["/repo/url", "does not match pattern"],
@@ -78,6 +77,30 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "an unknown Vault auth method": (
         with_repo(vault={"enabled": True, "address": "https://vault:8200", "authMethod": "ldap"}),
         ["/vault/authMethod", "'kubernetes'"],
+    ),
+    "an Ingress without hosts": (
+        with_repo(ingress={"enabled": True}),
+        ["/ingress/hosts", "minItems"],
+    ),
+    "an Ingress path that is not absolute": (
+        with_repo(ingress={"enabled": True, "hosts": [{"paths": [{"path": "hooks"}]}]}),
+        ["/ingress/hosts/0/paths/0/path", "does not match pattern"],
+    ),
+    "an HTTPRoute attached to no Gateway": (
+        with_repo(httpRoute={"enabled": True}),
+        ["/httpRoute/parentRefs", "minItems"],
+    ),
+    "a CA bundle from a ConfigMap and a Secret at once": (
+        with_repo(caBundle={"configMap": "corporate-ca", "secret": "corporate-ca"}),
+        ["/caBundle/secret", "maxLength"],
+    ),
+    "an extra volume mount at a relative path": (
+        with_repo(extraVolumeMounts=[{"name": "x", "mountPath": "etc/x"}]),
+        ["/extraVolumeMounts/0/mountPath", "does not match pattern"],
+    ),
+    "an envFrom entry naming neither a ConfigMap nor a Secret": (
+        with_repo(daemon={"extraEnvFrom": [{"prefix": "X_"}]}),
+        ["/daemon/extraEnvFrom/0"],
     ),
     "a poll interval that is not a duration": (
         with_repo(repo={"url": REPO_URL, "pollInterval": "often"}),
@@ -150,3 +173,11 @@ def test_the_schema_accepts_every_documented_value_set(chart: helm.Chart, name: 
 
 def test_the_schema_accepts_the_chart_defaults_plus_a_repository(chart: helm.Chart) -> None:
     chart.validate_schema(chart.merge_values({"repo": {"url": "git@git.example.com:ops/x.git"}}))
+
+
+def test_an_install_without_a_repository_fails_naming_repo_url(chart: helm.Chart) -> None:
+    # The schema lets an empty repo.url through so that `helm lint` passes with the defaults;
+    # an install or upgrade then stops in the template, before anything is created.
+    chart.validate_schema({})
+    with pytest.raises(helm.HelmError, match=r"repo\.url is required"):
+        chart.render({}, name="ops", namespace="automation", is_install=True)

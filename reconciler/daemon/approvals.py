@@ -76,7 +76,7 @@ def refusal(
     """Whether ``who`` (an API token's name) may approve or reject ``run`` now; ``None`` if so.
 
     ``pending`` is the run's open request (from its journal), ``decided`` the decisions already
-    recorded and not yet taken by the run, ``top`` the top-level run ``run`` is a child of
+    recorded for the run (taken by it or not), ``top`` the top-level run ``run`` is a child of
     (:func:`top_level`; ``run`` itself when ``None``): whoever asked for that run asked for its
     children too, so ``separateRequester`` keeps them from deciding a child's gate. ``seen``
     is the request the decider read (an ``approval_requested`` ``seq``), when they say: it must

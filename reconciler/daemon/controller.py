@@ -408,7 +408,8 @@ class Controller:
             return Refusal("not_found", f"no run with id {run_id!r}")
         who = requested_by or self.leases.owner
         pending = pending_approval(await self.store.entries(run_id))
-        decided = await self.store.unhandled_commands(CommandKind.APPROVE, target=run_id)
+        # handled ones too: a decision the run has taken but not journaled yet still counts
+        decided = await self.store.commands_of(CommandKind.APPROVE, run_id)
         top = await top_level(self.store, run)
         refused = refusal(run, pending, who=who, decided=decided, top=top, seen=seen)
         if refused is not None or pending is None:

@@ -149,6 +149,13 @@ async def unhandled(
     return [_command(r) for r in rows]
 
 
+async def of_target(conn: AsyncConnection, kind: CommandKind, *, target: str) -> list[Command]:
+    """Every command of ``kind`` for ``target``, handled or not, oldest first."""
+    query = select(COMMANDS).where(COMMANDS.c.kind == kind.value, COMMANDS.c.target == target)
+    rows = (await conn.execute(query.order_by(COMMANDS.c.id))).mappings().all()
+    return [_command(r) for r in rows]
+
+
 async def last_id(conn: AsyncConnection) -> int:
     """The highest command id so far (0 when there is none)."""
     found = (

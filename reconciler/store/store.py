@@ -795,6 +795,12 @@ class Store:
         async with self._tx() as conn:
             return await commands.unhandled(conn, kind, target=target)
 
+    async def commands_of(self, kind: CommandKind, target: str) -> list[Command]:
+        """Every command of ``kind`` for ``target`` (a run id, a workflow), handled or not,
+        oldest first (the retention pass drops handled ones after a day)."""
+        async with self._tx() as conn:
+            return await commands.of_target(conn, kind, target=target)
+
     async def commands_handled(self, ids: Sequence[int], *, now: datetime | None = None) -> int:
         """Mark the commands ``ids`` handled; returns how many were not already."""
         async with self._tx() as conn:

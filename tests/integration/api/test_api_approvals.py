@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from reconciler.daemon.approvals import payload
+from reconciler.engine.approvals import pending_approval
 from reconciler.store.records import CommandKind
 from tests.integration.api.conftest import Daemon, start_daemon, tokens_file
 from tests.support.workflows import gated_workflow
@@ -182,3 +184,23 @@ async def test_whoever_asked_for_the_run_may_not_approve_it_with_separate_reques
     accepted = await daemon.client.post(f"/api/v1/runs/{run_id}/approve", headers=daemon.auth(BOB))
     assert accepted.status_code == 202, accepted.text
     assert (await finished(daemon, run_id))["status"] == "succeeded"
+
+
+async def test_a_decision_the_run_has_taken_but_not_journaled_yet_still_refuses_another(
+    daemon: Daemon,
+) -> None:
+    # the moment between the run taking a decision (its command marked handled) and its
+    # journal saying so: the request still looks open, but it is decided
+    run_id = (await waiting_run(daemon, "gate"))["id"]
+    pending = pending_approval(await daemon.store.entries(run_id))
+    assert pending is not None
+    taken = await daemon.store.request(
+        CommandKind.APPROVE,
+        run_id,
+        requested_by="alice",
+        payload=payload(approved=True, comment="", pending=pending),
+    )
+    await daemon.store.commands_handled([taken.id])
+    second = await daemon.client.post(f"/api/v1/runs/{run_id}/reject", headers=daemon.auth(BOB))
+    assert second.status_code == 409, second.text
+    assert second.json()["error"]["code"] == "already_decided"

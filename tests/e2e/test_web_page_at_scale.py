@@ -1,0 +1,137 @@
+"""The web page at 1,000 workflows in headless Chromium against a real daemon process: counts
+by status, a filter on name and label, a status filter, sortable columns, the view kept in the
+URL hash, the detail in view beside the list, rows reached and opened with the keyboard.
+
+The daemon is a real ``reconciler run`` on a git repository in ``tmp_path`` holding 1,000 small
+``file_workflow``s (interval 1h, a label each) that converge before the page is opened.
+Screenshots are saved by :func:`save_screenshot` (``tmp_path`` and ``test-output/``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_web_page import chromium, get_json, save_screenshot, serving
+from tests.support.repos import commit
+from tests.support.waiting import until
+from tests.support.workflows import file_workflow, put
+
+__all__ = ["chromium"]
+
+pytestmark = pytest.mark.timeout(300)
+
+COUNT = 1000
+TEAMS = ("ops", "web", "data", "infra")
+
+
+def team_of(index: int) -> str:
+    return TEAMS[index % len(TEAMS)]
+
+
+@pytest.fixture
+def thousand(tmp_path: Path, repo: Path) -> Iterator[str]:
+    """The base URL of a daemon whose 1,000 workflows all converged."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for index in range(COUNT):
+        put(
+            repo,
+            file_workflow(
+                f"wf-{index:04d}",
+                out / f"{index}.txt",
+                f"{index}\n",
+                keep=True,
+                labels={"team": team_of(index)},
+            ),
+        )
+    commit(repo, "a thousand workflows")
+    with serving(tmp_path, repo) as (base, process):
+
+        def all_converged() -> bool:
+            process.alive()
+            try:
+                listed = get_json(f"{base}/api/v1/workflows")["workflows"]
+            except OSError:
+                return False
+            statuses = [w["status"] for w in listed]  # type: ignore[union-attr]
+            return len(statuses) == COUNT and set(statuses) == {"Converged"}
+
+        until(all_converged, 240, "1,000 workflows to converge", interval=1.0)
+        yield base
+
+
+def shown_names(page: object) -> list[str]:
+    return page.evaluate(  # type: ignore[attr-defined,no-any-return]
+        "() => [...document.querySelectorAll('#workflows tbody tr')].map((r) => r.dataset.workflow)"
+    )
+
+
+def test_thousand_workflows_are_counted_filtered_sorted_and_opened_by_keyboard(
+    thousand: str, chromium: object, tmp_path: Path
+) -> None:
+    page = chromium.new_page(viewport={"width": 1400, "height": 900})  # type: ignore[attr-defined]
+    page.goto(thousand + "/")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#workflows tbody tr').length === {COUNT}"
+    )
+
+    # the summary counts by status; all converged
+    assert (
+        page.locator('#summary button[data-status="Converged"]').inner_text()
+        == f"Converged {COUNT}"
+    )
+    assert page.locator('#summary button[data-status=""]').inner_text() == f"all {COUNT}"
+
+    # a label filter narrows to that team, a name filter narrows further
+    page.fill("#filter", "team=ops")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#workflows tbody tr').length === {COUNT // 4}"
+    )
+    assert all(int(name[3:]) % 4 == 0 for name in shown_names(page))
+    page.fill("#filter", "team=ops wf-09")
+    names = shown_names(page)
+    assert names == [f"wf-{i:04d}" for i in range(900, 1000) if i % 4 == 0]
+    assert "q=team%3Dops+wf-09" in page.evaluate("location.hash")
+
+    # a click on the name column sorts descending; the hash keeps it and a link reproduces it
+    page.locator('#workflows th[data-sort="name"] button').click()
+    assert shown_names(page) == sorted(names, reverse=True)
+    link = page.evaluate("location.href")
+    assert "sort=name" not in link and "dir=desc" in link
+
+    other = chromium.new_page(viewport={"width": 1400, "height": 900})  # type: ignore[attr-defined]
+    other.goto(link)
+    other.wait_for_function(
+        f"() => document.querySelectorAll('#workflows tbody tr').length === {len(names)}"
+    )
+    assert shown_names(other) == sorted(names, reverse=True)
+    assert other.locator("#filter").input_value() == "team=ops wf-09"
+
+    # the status filter: nothing is Degraded, so no row; the summary's "all" clears it
+    page.select_option("#status-filter", "Degraded")
+    page.wait_for_function("() => document.querySelectorAll('#workflows tbody tr').length === 0")
+    assert "status=Degraded" in page.evaluate("location.hash")
+    page.locator('#summary button[data-status=""]').click()
+    page.fill("#filter", "")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#workflows tbody tr').length === {COUNT}"
+    )
+
+    # keyboard: focus a row, move down with the arrow, Enter opens that workflow's detail
+    page.locator('#workflows tr[data-workflow="wf-0101"]').focus()
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate("document.activeElement.dataset.workflow") == "wf-0100"
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate("document.activeElement.dataset.workflow") == "wf-0099"
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('#detail-name').innerText.startsWith('wf-0099')"
+    )
+    # the detail is in view beside the list, without scrolling the page down to it
+    box = page.locator("#detail-name").bounding_box()
+    assert box is not None and 0 <= box["y"] < 900
+    assert page.evaluate("window.scrollY") < 900
+    save_screenshot(page, tmp_path, "page-1000.png")

@@ -1,6 +1,7 @@
 """The web page at 1,000 workflows in headless Chromium against a real daemon process: counts
 by status, a filter on name and label, a status filter, sortable columns, the view kept in the
-URL hash, the detail in view beside the list, rows reached and opened with the keyboard.
+URL hash, the detail in view beside the list, rows reached and opened with the keyboard, and
+refreshes that download the unchanged list again only as a ``304 Not Modified``.
 
 The daemon is a real ``reconciler run`` on a git repository in ``tmp_path`` holding 1,000 small
 ``file_workflow``s (interval 1h, a label each) that converge before the page is opened.
@@ -9,13 +10,14 @@ Screenshots are saved by :func:`save_screenshot` (``tmp_path`` and ``test-output
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_web_page import chromium, get_json, save_screenshot, serving
-from tests.support.repos import commit
+from tests.support.repos import commit, init_repo
 from tests.support.waiting import until
 from tests.support.workflows import file_workflow, put
 
@@ -31,9 +33,12 @@ def team_of(index: int) -> str:
     return TEAMS[index % len(TEAMS)]
 
 
-@pytest.fixture
-def thousand(tmp_path: Path, repo: Path) -> Iterator[str]:
-    """The base URL of a daemon whose 1,000 workflows all converged."""
+@pytest.fixture(scope="module")
+def thousand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of a daemon whose 1,000 workflows all converged (shared by this module's
+    tests, which only read)."""
+    tmp_path = tmp_path_factory.mktemp("thousand")
+    repo = init_repo(tmp_path / "repo")
     out = tmp_path / "out"
     out.mkdir()
     for index in range(COUNT):
@@ -135,3 +140,46 @@ def test_thousand_workflows_are_counted_filtered_sorted_and_opened_by_keyboard(
     assert box is not None and 0 <= box["y"] < 900
     assert page.evaluate("window.scrollY") < 900
     save_screenshot(page, tmp_path, "page-1000.png")
+
+
+REFRESHES = 5
+
+
+def test_refreshes_of_an_unchanged_list_of_a_thousand_cost_headers_not_the_list(
+    thousand: str, chromium: object
+) -> None:
+    full = len(urllib.request.urlopen(f"{thousand}/api/v1/workflows", timeout=10).read())
+    assert full > 200_000  # the whole list, what every refresh downloaded before
+
+    page = chromium.new_page(viewport={"width": 1400, "height": 900})  # type: ignore[attr-defined]
+    lists: list[object] = []
+
+    def on_response(response: object) -> None:
+        if str(response.url).endswith("/api/v1/workflows"):  # type: ignore[attr-defined]
+            lists.append(response)
+
+    # Chromium reports a 304 without a body as an aborted request (no "requestfinished", no
+    # sizes): the bytes are counted from each answer's headers and its Content-Length.
+    page.on("response", on_response)
+    page.goto(thousand + "/")
+
+    def refreshed() -> bool:
+        page.wait_for_timeout(200)  # type: ignore[attr-defined]  # lets Playwright deliver events
+        return len(lists) >= 1 + REFRESHES
+
+    until(refreshed, 60, f"{REFRESHES} refreshes of the list (2 s apart)")
+
+    statuses = [r.status for r in lists]  # type: ignore[attr-defined]
+    headers = [r.headers for r in lists]  # type: ignore[attr-defined]
+    body_bytes = sum(int(h.get("content-length", "0")) for h in headers)
+    total = body_bytes + sum(len(k) + len(v) + 4 for h in headers for k, v in h.items())
+    print(
+        f"{len(lists)} list requests: {total} bytes "
+        f"(without conditional requests: {full * len(lists)} bytes)"
+    )
+    assert statuses[0] == 200 and set(statuses[1:]) == {304}
+    # one full list, then only headers: far below one full list per refresh
+    assert body_bytes == full
+    assert total < full + len(lists) * 2_000
+    assert page.locator("#unreachable").is_hidden()  # type: ignore[attr-defined]
+    assert page.locator("#workflows tbody tr").count() == COUNT  # type: ignore[attr-defined]

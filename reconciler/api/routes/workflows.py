@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from reconciler.api.auth import ApiError, requested_by
+from reconciler.api.etag import NOT_MODIFIED, conditional_json
 from reconciler.api.models import (
     Accepted,
     ErrorResponse,
@@ -101,16 +102,18 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
         dependencies=read,
         tags=["workflows"],
         summary="Every workflow with its status",
+        responses=NOT_MODIFIED,
     )
-    async def list_workflows() -> WorkflowList:
+    async def list_workflows(request: Request) -> Response:
         statuses = {st.name: st for st in await view.statuses()}
         names = sorted(set(statuses) | view.listed())
-        return WorkflowList(
+        listed = WorkflowList(
             revision=view.revision(),
             workflows=[
                 WorkflowSummary(**summary_fields(name, statuses.get(name))) for name in names
             ],
         )
+        return conditional_json(request, listed)
 
     @router.get(
         "/api/v1/workflows/{name}",
@@ -118,19 +121,21 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
         dependencies=read,
         tags=["workflows"],
         summary="One workflow: status, field diff, spec summary, problems",
+        responses=NOT_MODIFIED,
     )
-    async def get_workflow(name: str) -> WorkflowDetail:
+    async def get_workflow(name: str, request: Request) -> Response:
         status = await status_of(name)
         lw = view.spec(name)
         spec = SpecSummary.of(lw.workflow, file=lw.path, line=lw.line) if lw is not None else None
         problems = [ProblemOut.of(p) for p in view.problems(name)]
-        return WorkflowDetail(
+        detail = WorkflowDetail(
             **summary_fields(name, status),
             diff=status.diff if status is not None else None,
             observed_at=status.observed_at if status is not None else None,
             spec=spec,
             problems=problems,
         )
+        return conditional_json(request, detail)
 
     @router.get(
         "/api/v1/workflows/{name}/graph",

@@ -65,6 +65,28 @@ async function api(path, options = {}) {
   return body;
 }
 
+// Reads the page repeats every refresh (the list, the open workflow): each answer's ETag is
+// sent back as If-None-Match, and a 304 (nothing changed) reuses the body kept from before, so
+// an unchanged list of a thousand workflows costs a few hundred bytes, not the whole list.
+const kept = new Map();
+
+async function cachedApi(path) {
+  const last = kept.get(path);
+  const headers = last ? { "If-None-Match": last.etag } : {};
+  const response = await get(path, { headers, cache: "no-store" });
+  if (response.status === 304 && last) return last.body;
+  let body = null;
+  try { body = await response.json(); } catch (_) { body = null; }
+  if (!response.ok) {
+    const message = body && body.error ? body.error.message : `${response.status} ${response.statusText}`;
+    throw new Error(message);
+  }
+  const etag = response.headers.get("ETag");
+  if (etag) kept.set(path, { etag, body });
+  else kept.delete(path);
+  return body;
+}
+
 function token() { return sessionStorage.getItem("reconciler-token") || ""; }
 
 async function sync(name, button) {
@@ -468,16 +490,16 @@ async function refresh() {
     try { readiness = await ready.json(); } catch (_) { readiness = null; }
     if (!current()) return;
     renderReadiness(ready.ok, readiness);
-    const [list, approvals] = await Promise.all([api("/api/v1/workflows"), api("/api/v1/approvals")]);
+    const [list, approvals] = await Promise.all([cachedApi("/api/v1/workflows"), api("/api/v1/approvals")]);
     if (!current()) return;
     renderApprovals(approvals);
-    renderList(list);
+    if (list !== state.list) renderList(list); // the same object: a 304, nothing to redraw
     renderFresh();
     listed = true;
     if (state.selected) {
       const name = encodeURIComponent(state.selected);
       const [wf, runs] = await Promise.all([
-        api(`/api/v1/workflows/${name}`),
+        cachedApi(`/api/v1/workflows/${name}`),
         api(`/api/v1/runs?workflow=${name}&limit=20`),
       ]);
       if (!current()) return;

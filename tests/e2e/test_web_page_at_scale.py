@@ -183,3 +183,36 @@ def test_refreshes_of_an_unchanged_list_of_a_thousand_cost_headers_not_the_list(
     assert total < full + len(lists) * 2_000
     assert page.locator("#unreachable").is_hidden()  # type: ignore[attr-defined]
     assert page.locator("#workflows tbody tr").count() == COUNT  # type: ignore[attr-defined]
+
+
+def test_at_390_px_the_page_fits_the_screen_and_the_table_scrolls_in_its_box(
+    thousand: str, chromium: object, tmp_path: Path
+) -> None:
+    page = chromium.new_page(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
+    failed: list[str] = []
+    page.on(  # type: ignore[attr-defined]
+        "response", lambda r: failed.append(r.url) if r.status >= 400 else None
+    )
+    page.goto(thousand + "/#q=wf-09")
+    page.wait_for_function("() => document.querySelectorAll('#workflows tbody tr').length === 100")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    box = page.locator("#list .scroll")
+    assert box.evaluate("(el) => el.scrollWidth > el.clientWidth")  # the table scrolls inside
+
+    # below the list on a small screen, the detail is scrolled into view when a row opens
+    page.locator('#workflows tr[data-workflow="wf-0950"]').focus()
+    page.keyboard.press(" ")
+    page.wait_for_function(
+        "() => document.querySelector('#detail-name').innerText.startsWith('wf-0950')"
+    )
+    page.wait_for_function(
+        "() => { const r = document.querySelector('#detail').getBoundingClientRect();"
+        " return r.top < innerHeight && r.bottom > 0; }"
+    )
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # the favicon is the daemon's own SVG, and nothing the page asked for was missing
+    icon = page.evaluate("document.querySelector('link[rel=icon]').href")
+    assert icon == f"{thousand}/static/favicon.svg"
+    assert page.request.get(icon).headers["content-type"].startswith("image/svg+xml")
+    assert failed == []
+    save_screenshot(page, tmp_path, "page-390px.png")

@@ -1,6 +1,7 @@
 """The web page at 1,000 workflows in headless Chromium against a real daemon process: counts
 by status, a filter on name and label, a status filter, sortable columns, the view kept in the
-URL hash, the detail in view beside the list, rows reached and opened with the keyboard, and
+URL hash, the detail in view beside the list with Graphviz's drawing of its diagram, rows
+reached and opened with the keyboard, and
 refreshes that download the unchanged list again only as a ``304 Not Modified``.
 
 The daemon is a real ``reconciler run`` on a git repository in ``tmp_path`` holding 1,000 small
@@ -139,6 +140,21 @@ def test_thousand_workflows_are_counted_filtered_sorted_and_opened_by_keyboard(
     box = page.locator("#detail-name").bounding_box()
     assert box is not None and 0 <= box["y"] < 900
     assert page.evaluate("window.scrollY") < 900
+
+    # the diagram is Graphviz's layout, its states marked, no two texts overlapping
+    page.locator('#diagram svg.graphviz g.visited[data-state="write"]').wait_for()
+    boxes = page.evaluate(
+        "() => [...document.querySelectorAll('#diagram svg text')].map((t) => {"
+        " const r = t.getBoundingClientRect(); return [t.textContent, r.left, r.top, r.right, r.bottom]; })"
+    )
+    assert {"write", "done", "failed"} <= {b[0] for b in boxes}
+    # The lines of one state's label are stacked a line apart; their boxes include the font's
+    # ascent and descent, so they may touch by a few pixels without any glyph overlapping.
+    slack = 3
+    for i, (text_a, *a) in enumerate(boxes):
+        for text_b, *b in boxes[i + 1 :]:
+            apart = a[2] <= b[0] or b[2] <= a[0] or a[3] - slack <= b[1] or b[3] - slack <= a[1]
+            assert apart, f"{text_a!r} overlaps {text_b!r}"
     save_screenshot(page, tmp_path, "page-1000.png")
 
 

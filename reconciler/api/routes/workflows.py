@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from reconciler.api.auth import ApiError, requested_by
 from reconciler.api.etag import NOT_MODIFIED, conditional_json
+from reconciler.api.graphviz import GraphvizUnavailable, dot_to_svg
 from reconciler.api.models import (
     Accepted,
     ErrorResponse,
@@ -142,22 +143,27 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
         response_class=Response,
         dependencies=read,
         tags=["workflows"],
-        summary="State diagram (Mermaid or DOT), the current state highlighted",
+        summary="State diagram (Mermaid, DOT or SVG), the current state highlighted",
         responses={
             **CONFLICT,
             200: {
                 "content": {
                     "text/plain": {"schema": {"type": "string"}},
                     "application/json": {"schema": {"type": "object"}},
+                    "image/svg+xml": {"schema": {"type": "string"}},
                 }
             },
+            503: {"model": ErrorResponse, "description": "svg: Graphviz unavailable or failed"},
         },
     )
     async def get_graph(
         name: str,
         format: Annotated[
-            Literal["mermaid", "dot", "json"],
-            Query(description="mermaid, dot, or json (nodes and edges, as the web page draws)"),
+            Literal["mermaid", "dot", "json", "svg"],
+            Query(
+                description="mermaid, dot, json (nodes and edges), or svg (dot's drawing; "
+                "503 graphviz_unavailable without Graphviz)"
+            ),
         ] = "mermaid",
         run: Annotated[
             str | None, Query(description="Highlight this run (default: the one running).")
@@ -179,6 +185,12 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
         if format == "json":
             diagram = build_diagram(workflow, current=current, visited=visited)
             return JSONResponse(dataclasses.asdict(diagram))
+        if format == "svg":
+            try:
+                svg = await dot_to_svg(to_dot(workflow, current=current, visited=visited))
+            except GraphvizUnavailable as err:
+                raise ApiError(503, "graphviz_unavailable", str(err)) from None
+            return Response(svg, media_type="image/svg+xml")
         render = to_dot if format == "dot" else to_mermaid
         return PlainTextResponse(render(workflow, current=current, visited=visited))
 

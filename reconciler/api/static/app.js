@@ -378,6 +378,48 @@ function drawDiagram(diagram) {
   $("#diagram").replaceChildren(root);
 }
 
+// Graphviz's drawing of the diagram (served as SVG by the daemon), parsed as XML and kept only
+// as shapes and text: no script, no foreign content, no event handler, no link. The states get
+// `data-state` and the `visited`/`current` classes of the page's own drawing. Null when the
+// daemon cannot draw it (no Graphviz): the page then draws the diagram itself.
+function graphvizSvg(text, diagram) {
+  const doc = new DOMParser().parseFromString(text, "image/svg+xml");
+  const root = doc.documentElement;
+  if (!root || root.nodeName !== "svg" || doc.querySelector("parsererror")) return null;
+  for (const bad of root.querySelectorAll("script, foreignObject, a, use, image, style, iframe")) {
+    bad.replaceWith(...(bad.nodeName === "a" ? bad.childNodes : []));
+  }
+  for (const node of [root, ...root.querySelectorAll("*")]) {
+    for (const attr of [...node.attributes]) {
+      const name = attr.name.toLowerCase();
+      if (name.startsWith("on") || name.endsWith("href") || name === "style") node.removeAttribute(attr.name);
+    }
+  }
+  const byName = new Map(diagram.nodes.map((n) => [n.name, n]));
+  for (const group of root.querySelectorAll("g.node")) {
+    const title = group.querySelector("title");
+    const node = title ? byName.get(title.textContent) : null;
+    if (!node) continue;
+    group.setAttribute("data-state", node.name);
+    if (node.visited) group.classList.add("visited");
+    if (node.current) group.classList.add("current");
+  }
+  root.setAttribute("role", "img");
+  root.classList.add("graphviz");
+  return document.importNode(root, true);
+}
+
+async function showDiagram(name, query) {
+  const diagram = await api(`/api/v1/workflows/${name}/graph?format=json${query}`);
+  let drawn = null;
+  if (!state.noGraphviz) {
+    const response = await get(`/api/v1/workflows/${name}/graph?format=svg${query}`);
+    if (response.status === 503) state.noGraphviz = true;
+    if (response.ok) drawn = graphvizSvg(await response.text(), diagram);
+  }
+  return { diagram, drawn };
+}
+
 function renderDetail(wf, runs) {
   $("#detail").hidden = false;
   $("#detail-name").replaceChildren(wf.name, " ", badge(wf.status), " ", badge(wf.sync));
@@ -513,9 +555,10 @@ async function refresh() {
       const shown = state.run ? runs.runs.find((r) => r.id === state.run) : running || runs.runs[0];
       const diagramRun = running || shown;
       const query = diagramRun ? `&run=${encodeURIComponent(diagramRun.id)}` : "";
-      const diagram = await api(`/api/v1/workflows/${name}/graph?format=json${query}`);
+      const { diagram, drawn } = await showDiagram(name, query);
       if (!current()) return;
-      drawDiagram(diagram);
+      if (drawn) $("#diagram").replaceChildren(drawn);
+      else drawDiagram(diagram);
       const journal = shown ? await api(`/api/v1/runs/${encodeURIComponent(shown.id)}`) : null;
       if (!current()) return;
       if (journal) renderJournal(journal);

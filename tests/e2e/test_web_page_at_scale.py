@@ -6,11 +6,13 @@ refreshes that download the unchanged list again only as a ``304 Not Modified``.
 
 The daemon is a real ``reconciler run`` on a git repository in ``tmp_path`` holding 1,000 small
 ``file_workflow``s (interval 1h, a label each) that converge before the page is opened.
-Screenshots are saved by :func:`save_screenshot` (``tmp_path`` and ``test-output/``).
+Screenshots are saved by :func:`save_screenshot` (``tmp_path`` and ``test-output/``). A last
+test runs a small daemon whose ``PATH`` has no Graphviz: the page draws the diagram itself.
 """
 
 from __future__ import annotations
 
+import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_web_page import chromium, get_json, save_screenshot, serving
+from tests.support.daemon import running
+from tests.support.net import free_port
 from tests.support.repos import commit, init_repo
 from tests.support.waiting import until
 from tests.support.workflows import file_workflow, put
@@ -232,3 +236,42 @@ def test_at_390_px_the_page_fits_the_screen_and_the_table_scrolls_in_its_box(
     assert page.request.get(icon).headers["content-type"].startswith("image/svg+xml")
     assert failed == []
     save_screenshot(page, tmp_path, "page-390px.png")
+
+
+def test_without_graphviz_on_the_daemons_host_the_page_draws_the_diagram_itself(
+    tmp_path: Path, repo: Path, chromium: object
+) -> None:
+    # a PATH holding git and nothing else: no dot
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    git = shutil.which("git")
+    assert git is not None
+    (bin_dir / "git").symlink_to(git)
+    put(repo, file_workflow("motd", tmp_path / "motd.txt", "hello\n", keep=True))
+    commit(repo, "one workflow")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with running(
+        repo,
+        tmp_path / "data",
+        "--listen",
+        f"127.0.0.1:{port}",
+        cwd=tmp_path,
+        log=tmp_path / "daemon.log",
+        env={"PATH": str(bin_dir)},
+    ) as process:
+
+        def converged() -> bool:
+            process.alive()
+            try:
+                listed = get_json(f"{base}/api/v1/workflows")["workflows"]
+            except OSError:
+                return False
+            return [w["status"] for w in listed] == ["Converged"]  # type: ignore[union-attr]
+
+        until(converged, 60, "motd to converge", interval=0.3)
+        page = chromium.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+        page.goto(base + "/#wf=motd")
+        page.locator('#diagram svg:not(.graphviz) g[data-state="write"]').wait_for()
+        assert page.locator("#diagram svg.graphviz").count() == 0
+        assert page.locator("#unreachable").is_hidden()

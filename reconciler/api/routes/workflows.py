@@ -15,6 +15,8 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from reconciler.api.auth import ApiError, requested_by
+from reconciler.api.etag import NOT_MODIFIED, conditional_json
+from reconciler.api.graphviz import GraphvizUnavailable, dot_to_svg
 from reconciler.api.models import (
     Accepted,
     ErrorResponse,
@@ -101,16 +103,18 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
         dependencies=read,
         tags=["workflows"],
         summary="Every workflow with its status",
+        responses=NOT_MODIFIED,
     )
-    async def list_workflows() -> WorkflowList:
+    async def list_workflows(request: Request) -> Response:
         statuses = {st.name: st for st in await view.statuses()}
         names = sorted(set(statuses) | view.listed())
-        return WorkflowList(
+        listed = WorkflowList(
             revision=view.revision(),
             workflows=[
                 WorkflowSummary(**summary_fields(name, statuses.get(name))) for name in names
             ],
         )
+        return conditional_json(request, listed)
 
     @router.get(
         "/api/v1/workflows/{name}",
@@ -118,41 +122,48 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
         dependencies=read,
         tags=["workflows"],
         summary="One workflow: status, field diff, spec summary, problems",
+        responses=NOT_MODIFIED,
     )
-    async def get_workflow(name: str) -> WorkflowDetail:
+    async def get_workflow(name: str, request: Request) -> Response:
         status = await status_of(name)
         lw = view.spec(name)
         spec = SpecSummary.of(lw.workflow, file=lw.path, line=lw.line) if lw is not None else None
         problems = [ProblemOut.of(p) for p in view.problems(name)]
-        return WorkflowDetail(
+        detail = WorkflowDetail(
             **summary_fields(name, status),
             diff=status.diff if status is not None else None,
             observed_at=status.observed_at if status is not None else None,
             spec=spec,
             problems=problems,
         )
+        return conditional_json(request, detail)
 
     @router.get(
         "/api/v1/workflows/{name}/graph",
         response_class=Response,
         dependencies=read,
         tags=["workflows"],
-        summary="State diagram (Mermaid or DOT), the current state highlighted",
+        summary="State diagram (Mermaid, DOT or SVG), the current state highlighted",
         responses={
             **CONFLICT,
             200: {
                 "content": {
                     "text/plain": {"schema": {"type": "string"}},
                     "application/json": {"schema": {"type": "object"}},
+                    "image/svg+xml": {"schema": {"type": "string"}},
                 }
             },
+            503: {"model": ErrorResponse, "description": "svg: Graphviz unavailable or failed"},
         },
     )
     async def get_graph(
         name: str,
         format: Annotated[
-            Literal["mermaid", "dot", "json"],
-            Query(description="mermaid, dot, or json (nodes and edges, as the web page draws)"),
+            Literal["mermaid", "dot", "json", "svg"],
+            Query(
+                description="mermaid, dot, json (nodes and edges), or svg (dot's drawing; "
+                "503 graphviz_unavailable without Graphviz)"
+            ),
         ] = "mermaid",
         run: Annotated[
             str | None, Query(description="Highlight this run (default: the one running).")
@@ -174,6 +185,12 @@ def workflows_router(view: DaemonView, *, read: list[Any], write: list[Any]) -> 
         if format == "json":
             diagram = build_diagram(workflow, current=current, visited=visited)
             return JSONResponse(dataclasses.asdict(diagram))
+        if format == "svg":
+            try:
+                svg = await dot_to_svg(to_dot(workflow, current=current, visited=visited))
+            except GraphvizUnavailable as err:
+                raise ApiError(503, "graphviz_unavailable", str(err)) from None
+            return Response(svg, media_type="image/svg+xml")
         render = to_dot if format == "dot" else to_mermaid
         return PlainTextResponse(render(workflow, current=current, visited=visited))
 

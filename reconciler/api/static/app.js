@@ -8,7 +8,11 @@
 
 const REFRESH_MS = 2000;
 const SVG = "http://www.w3.org/2000/svg";
-const state = { selected: null, run: null, timer: null, generation: 0, asOf: null };
+const state = { selected: null, run: null, timer: null, generation: 0, asOf: null, list: null };
+// What the list shows, kept in the URL hash (#wf=NAME&q=TEXT&status=S&sort=KEY&dir=asc|desc)
+// so a link reproduces the view.
+const view = { q: "", status: "", sort: "name", dir: "asc" };
+const STATUSES = ["Converged", "Progressing", "Pending", "Degraded", "Invalid", "Suspended", "Unknown", "Retired"];
 
 // fetch() rejects only when no answer came at all: the daemon is down or the network is.
 class Unreachable extends Error {}
@@ -58,6 +62,28 @@ async function api(path, options = {}) {
     const message = body && body.error ? body.error.message : `${response.status} ${response.statusText}`;
     throw new Error(message);
   }
+  return body;
+}
+
+// Reads the page repeats every refresh (the list, the open workflow): each answer's ETag is
+// sent back as If-None-Match, and a 304 (nothing changed) reuses the body kept from before, so
+// an unchanged list of a thousand workflows costs a few hundred bytes, not the whole list.
+const kept = new Map();
+
+async function cachedApi(path) {
+  const last = kept.get(path);
+  const headers = last ? { "If-None-Match": last.etag } : {};
+  const response = await get(path, { headers, cache: "no-store" });
+  if (response.status === 304 && last) return last.body;
+  let body = null;
+  try { body = await response.json(); } catch (_) { body = null; }
+  if (!response.ok) {
+    const message = body && body.error ? body.error.message : `${response.status} ${response.statusText}`;
+    throw new Error(message);
+  }
+  const etag = response.headers.get("ETag");
+  if (etag) kept.set(path, { etag, body });
+  else kept.delete(path);
   return body;
 }
 
@@ -133,14 +159,86 @@ function windowText(window) {
   return `${window.state}${until}`;
 }
 
+// Does `wf` match the filter text? Each word must match: `key=value` a label exactly (or
+// `key=` any value of that label), anything else a part of the name or of a label.
+function matches(wf, query) {
+  const labels = Object.entries(wf.labels || {});
+  return query.toLowerCase().split(/\s+/).filter(Boolean).every((word) => {
+    const eq = word.indexOf("=");
+    if (eq > 0) {
+      const key = word.slice(0, eq), value = word.slice(eq + 1);
+      return labels.some(([k, v]) => k.toLowerCase() === key && (value === "" || v.toLowerCase() === value));
+    }
+    return wf.name.toLowerCase().includes(word)
+      || labels.some(([k, v]) => `${k}=${v}`.toLowerCase().includes(word));
+  });
+}
+
+// The value a column sorts by; ties fall back to the name so the order is stable.
+const SORT_KEYS = {
+  name: (wf) => wf.name,
+  status: (wf) => wf.status,
+  last: (wf) => (wf.running_run_id ? "~" : "") + (wf.updated_at || ""),
+  next: (wf) => wf.next_check_at || "~",
+};
+
+function visible(workflows) {
+  const key = SORT_KEYS[view.sort] || SORT_KEYS.name;
+  const sign = view.dir === "desc" ? -1 : 1;
+  return workflows
+    .filter((wf) => (!view.status || wf.status === view.status) && matches(wf, view.q))
+    .sort((a, b) => {
+      const ka = key(a), kb = key(b);
+      if (ka !== kb) return ka < kb ? -sign : sign;
+      return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+    });
+}
+
+// Counts by status; a click filters the list to that status (a second click clears it).
+function renderSummary(workflows) {
+  const counts = new Map();
+  for (const wf of workflows) counts.set(wf.status, (counts.get(wf.status) || 0) + 1);
+  const all = el("button", { type: "button", class: view.status ? "" : "active", "data-status": "",
+    onclick: () => setView({ status: "" }) }, `all ${workflows.length}`);
+  const parts = [...counts.keys()].sort((a, b) => STATUSES.indexOf(a) - STATUSES.indexOf(b)).map((status) =>
+    el("button", { type: "button", class: `${status}${view.status === status ? " active" : ""}`,
+      "data-status": status, "aria-pressed": String(view.status === status),
+      onclick: () => setView({ status: view.status === status ? "" : status }) },
+    `${status} ${counts.get(status)}`));
+  $("#summary").replaceChildren(all, ...parts);
+  const select = $("#status-filter");
+  const options = ["", ...STATUSES, ...[...counts.keys()].filter((s) => !STATUSES.includes(s))];
+  if (select.options.length !== options.length) {
+    select.replaceChildren(...options.map((s) => el("option", { value: s }, s || "any")));
+  }
+  select.value = view.status;
+}
+
+function renderSortHeaders() {
+  for (const th of document.querySelectorAll("#workflows th[data-sort]")) {
+    const on = th.dataset.sort === view.sort;
+    th.setAttribute("aria-sort", on ? (view.dir === "desc" ? "descending" : "ascending") : "none");
+  }
+}
+
 function renderList(data) {
+  state.list = data;
   $("#revision").textContent = data.revision ? `revision ${short(data.revision)}` : "no revision yet";
+  renderSummary(data.workflows);
+  renderSortHeaders();
+  const shown = visible(data.workflows);
+  $("#shown").textContent = shown.length === data.workflows.length
+    ? `${shown.length} workflows` : `${shown.length} of ${data.workflows.length} workflows`;
   const body = $("#workflows tbody");
+  const focused = document.activeElement && document.activeElement.closest
+    ? document.activeElement.closest("#workflows tbody tr") : null;
+  const refocus = focused ? focused.dataset.workflow : null;
   body.replaceChildren();
   $("#empty").hidden = data.workflows.length > 0;
-  for (const wf of data.workflows) {
+  for (const wf of shown) {
     const button = el("button", { onclick: (e) => { e.stopPropagation(); select(wf.name); sync(wf.name, button); } }, "sync");
-    const row = el("tr", { class: "clickable", "data-workflow": wf.name, onclick: () => select(wf.name) },
+    const row = el("tr", { class: "clickable", tabindex: "0", "data-workflow": wf.name, onclick: () => select(wf.name),
+      onkeydown: (e) => rowKey(e, wf.name) },
       el("td", {}, wf.name),
       el("td", { class: "status" }, badge(wf.status)),
       el("td", { class: "sync" }, badge(wf.sync)),
@@ -150,9 +248,61 @@ function renderList(data) {
       el("td", {}, when(wf.next_check_at)),
       el("td", { class: "window", title: wf.window ? wf.window.message : "" }, windowText(wf.window)),
       el("td", {}, button));
-    if (wf.name === state.selected) row.classList.add("selected");
+    if (wf.name === state.selected) {
+      row.classList.add("selected");
+      row.setAttribute("aria-selected", "true");
+    }
     body.append(row);
+    if (wf.name === refocus) row.focus({ preventScroll: true });
   }
+}
+
+// Keyboard on a row: Enter or Space opens its detail, the arrows move to the next row.
+function rowKey(event, name) {
+  if (event.target !== event.currentTarget) return;
+  if (event.key === "Enter" || event.key === " ") {
+    event.preventDefault();
+    select(name);
+  } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+    event.preventDefault();
+    const next = event.key === "ArrowDown" ? event.currentTarget.nextElementSibling : event.currentTarget.previousElementSibling;
+    if (next) next.focus();
+  }
+}
+
+// Change what the list shows, write it to the hash and redraw from the last answer.
+function setView(changes) {
+  Object.assign(view, changes);
+  writeHash();
+  if (state.list) renderList(state.list);
+  $("#filter").value = view.q;
+}
+
+function writeHash() {
+  const params = new URLSearchParams();
+  if (state.selected) params.set("wf", state.selected);
+  if (view.q) params.set("q", view.q);
+  if (view.status) params.set("status", view.status);
+  if (view.sort !== "name") params.set("sort", view.sort);
+  if (view.dir !== "asc") params.set("dir", view.dir);
+  const hash = params.toString();
+  history.replaceState(null, "", hash ? `#${hash}` : location.pathname + location.search);
+}
+
+// The hash of a link: the view's parameters, or (older links) just a workflow's name.
+function readHash() {
+  const raw = location.hash.slice(1);
+  if (!raw) return;
+  if (!raw.includes("=")) {
+    state.selected = decodeURIComponent(raw);
+    return;
+  }
+  const params = new URLSearchParams(raw);
+  state.selected = params.get("wf") || null;
+  view.q = params.get("q") || "";
+  view.status = params.get("status") || "";
+  view.sort = SORT_KEYS[params.get("sort")] ? params.get("sort") : "name";
+  view.dir = params.get("dir") === "desc" ? "desc" : "asc";
 }
 
 // A layered layout: each state sits in the column of its distance from `start`.
@@ -226,6 +376,48 @@ function drawDiagram(diagram) {
     root.append(group);
   }
   $("#diagram").replaceChildren(root);
+}
+
+// Graphviz's drawing of the diagram (served as SVG by the daemon), parsed as XML and kept only
+// as shapes and text: no script, no foreign content, no event handler, no link. The states get
+// `data-state` and the `visited`/`current` classes of the page's own drawing. Null when the
+// daemon cannot draw it (no Graphviz): the page then draws the diagram itself.
+function graphvizSvg(text, diagram) {
+  const doc = new DOMParser().parseFromString(text, "image/svg+xml");
+  const root = doc.documentElement;
+  if (!root || root.nodeName !== "svg" || doc.querySelector("parsererror")) return null;
+  for (const bad of root.querySelectorAll("script, foreignObject, a, use, image, style, iframe")) {
+    bad.replaceWith(...(bad.nodeName === "a" ? bad.childNodes : []));
+  }
+  for (const node of [root, ...root.querySelectorAll("*")]) {
+    for (const attr of [...node.attributes]) {
+      const name = attr.name.toLowerCase();
+      if (name.startsWith("on") || name.endsWith("href") || name === "style") node.removeAttribute(attr.name);
+    }
+  }
+  const byName = new Map(diagram.nodes.map((n) => [n.name, n]));
+  for (const group of root.querySelectorAll("g.node")) {
+    const title = group.querySelector("title");
+    const node = title ? byName.get(title.textContent) : null;
+    if (!node) continue;
+    group.setAttribute("data-state", node.name);
+    if (node.visited) group.classList.add("visited");
+    if (node.current) group.classList.add("current");
+  }
+  root.setAttribute("role", "img");
+  root.classList.add("graphviz");
+  return document.importNode(root, true);
+}
+
+async function showDiagram(name, query) {
+  const diagram = await api(`/api/v1/workflows/${name}/graph?format=json${query}`);
+  let drawn = null;
+  if (!state.noGraphviz) {
+    const response = await get(`/api/v1/workflows/${name}/graph?format=svg${query}`);
+    if (response.status === 503) state.noGraphviz = true;
+    if (response.ok) drawn = graphvizSvg(await response.text(), diagram);
+  }
+  return { diagram, drawn };
 }
 
 function renderDetail(wf, runs) {
@@ -340,27 +532,33 @@ async function refresh() {
     try { readiness = await ready.json(); } catch (_) { readiness = null; }
     if (!current()) return;
     renderReadiness(ready.ok, readiness);
-    const [list, approvals] = await Promise.all([api("/api/v1/workflows"), api("/api/v1/approvals")]);
+    const [list, approvals] = await Promise.all([cachedApi("/api/v1/workflows"), api("/api/v1/approvals")]);
     if (!current()) return;
     renderApprovals(approvals);
-    renderList(list);
+    if (list !== state.list) renderList(list); // the same object: a 304, nothing to redraw
     renderFresh();
     listed = true;
     if (state.selected) {
       const name = encodeURIComponent(state.selected);
       const [wf, runs] = await Promise.all([
-        api(`/api/v1/workflows/${name}`),
+        cachedApi(`/api/v1/workflows/${name}`),
         api(`/api/v1/runs?workflow=${name}&limit=20`),
       ]);
       if (!current()) return;
       renderDetail(wf, runs);
+      if (state.reveal) {
+        state.reveal = false;
+        // Beside the list (wide screens) the detail is always in view; below it, go there.
+        if (!matchMedia("(min-width: 1100px)").matches) $("#detail").scrollIntoView({ block: "start" });
+      }
       const running = runs.runs.find((r) => r.status === "running");
       const shown = state.run ? runs.runs.find((r) => r.id === state.run) : running || runs.runs[0];
       const diagramRun = running || shown;
       const query = diagramRun ? `&run=${encodeURIComponent(diagramRun.id)}` : "";
-      const diagram = await api(`/api/v1/workflows/${name}/graph?format=json${query}`);
+      const { diagram, drawn } = await showDiagram(name, query);
       if (!current()) return;
-      drawDiagram(diagram);
+      if (drawn) $("#diagram").replaceChildren(drawn);
+      else drawDiagram(diagram);
       const journal = shown ? await api(`/api/v1/runs/${encodeURIComponent(shown.id)}`) : null;
       if (!current()) return;
       if (journal) renderJournal(journal);
@@ -377,7 +575,9 @@ async function refresh() {
 function select(name) {
   if (state.selected !== name) state.run = null;
   state.selected = name;
-  history.replaceState(null, "", `#${encodeURIComponent(name)}`);
+  state.reveal = true;
+  writeHash();
+  if (state.list) renderList(state.list);
   refresh();
 }
 
@@ -388,7 +588,17 @@ document.addEventListener("DOMContentLoaded", () => {
     sessionStorage.setItem("reconciler-token", input.value);
     refresh();
   });
-  if (location.hash.length > 1) state.selected = decodeURIComponent(location.hash.slice(1));
+  readHash();
+  const filter = $("#filter");
+  filter.value = view.q;
+  filter.addEventListener("input", () => setView({ q: filter.value }));
+  $("#status-filter").addEventListener("change", (e) => setView({ status: e.target.value }));
+  for (const th of document.querySelectorAll("#workflows th[data-sort]")) {
+    th.querySelector("button").addEventListener("click", () => {
+      const key = th.dataset.sort;
+      setView({ sort: key, dir: view.sort === key && view.dir === "asc" ? "desc" : "asc" });
+    });
+  }
   refresh();
   state.timer = setInterval(refresh, REFRESH_MS);
 });

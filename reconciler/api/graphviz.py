@@ -18,6 +18,8 @@ import asyncio
 import shutil
 from collections import OrderedDict
 
+from reconciler.errors import ReconcilerError
+
 DOT_TIMEOUT = 5.0
 """Seconds a ``dot`` run may take before it is killed."""
 
@@ -25,7 +27,7 @@ _KEPT = 64
 _svgs: OrderedDict[str, str] = OrderedDict()
 
 
-class GraphvizUnavailable(Exception):
+class GraphvizUnavailable(ReconcilerError):
     """``dot`` is not installed, failed, or took too long; the message says which."""
 
 

@@ -30,23 +30,8 @@ def piped_beside_a_terminal(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` with stdout to a pipe and stderr to a terminal ``columns`` wide; its exit
     code and stdout (stderr is the terminal's, not returned: ``stderr`` is empty)."""
-    controller, terminal = pty.openpty()
-    try:
-        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-        done = subprocess.run(
-            list(argv),
-            stdout=subprocess.PIPE,
-            stderr=terminal,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env={**env, "COLUMNS": str(columns)},
-            cwd=cwd,
-            timeout=timeout,
-        )
-    finally:
-        os.close(terminal)
-        os.close(controller)
-    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout, "")
+    done, _drawn = beside_a_terminal(argv, columns=columns, env=env, cwd=cwd, timeout=timeout)
+    return done
 
 
 def beside_a_terminal(
@@ -57,8 +42,9 @@ def beside_a_terminal(
     cwd: Path | None = None,
     timeout: float = 60,
 ) -> tuple[subprocess.CompletedProcess[str], str]:
-    """:func:`piped_beside_a_terminal`, and also what the command drew on the terminal (its
-    stderr, escape sequences included), read while it runs so that it never blocks."""
+    """Run ``argv`` with stdout to a pipe and stderr to a terminal ``columns`` wide: its exit
+    code and stdout, and what it drew on the terminal (its stderr, escape sequences included),
+    read while it runs so that it never blocks."""
     controller, terminal = pty.openpty()
     drawn: list[bytes] = []
 

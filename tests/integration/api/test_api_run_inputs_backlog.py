@@ -16,29 +16,16 @@ import pytest
 
 from reconciler.daemon.controller import MAX_WAITING_INPUT_RUNS
 from reconciler.store.records import CommandKind
-from tests.integration.api.conftest import Daemon, start_daemon
+from tests.integration.api.conftest import SLOW, Daemon, start_daemon
 
 pytestmark = pytest.mark.timeout(90)
 
 BUSY = {
-    "apiVersion": "reconciler/v1",
-    "kind": "Workflow",
+    **SLOW,
     "metadata": {"name": "busy"},
-    "spec": {
-        "interval": "1h",
-        "parameters": {"n": {"type": "integer", "default": 0}},
-        "start": "wait",
-        "states": {
-            "wait": {
-                "action": {"plugin": "shell.run", "with": {"argv": ["sleep", "60"]}},
-                "next": "done",
-                "onError": "failed",
-            },
-            "done": {"end": "success"},
-            "failed": {"end": "failure"},
-        },
-    },
+    "spec": {**SLOW["spec"], "parameters": {"n": {"type": "integer", "default": 0}}},
 }
+"""The conftest's ``slow`` (a run that stays busy) under another name, with a parameter."""
 
 
 @pytest.fixture

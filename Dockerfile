@@ -1,7 +1,7 @@
 # The reconciler daemon image. Two stages: `build` installs the dependencies pinned, with their
 # hashes, in requirements.lock (so two builds of one commit install the same files), then the
 # package itself without resolving anything again; the final stage copies that virtualenv onto a
-# slim Python base with git, CA certificates and ssh, and runs `reconciler run` as a fixed
+# slim Python base with git, CA certificates, ssh and Graphviz, and runs `reconciler run` as a fixed
 # non-root UID. The Helm chart (charts/reconciler) runs this image
 # with a read-only root filesystem: only the data directory, /work (where workflows' files go),
 # /tmp and $HOME are written.
@@ -32,10 +32,11 @@ LABEL org.opencontainers.image.title="reconciler" \
 
 # git fetches the watched repository (https with CA certificates, or ssh with openssh-client);
 # with --verify-signatures, git verifies commits with ssh-keygen (openssh-client) or gpg.
+# Graphviz's dot draws the page's state diagrams (graph?format=svg).
 # Versions are left to the pinned Debian release so that security updates apply on rebuild.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates git openssh-client gpg \
+    && apt-get install -y --no-install-recommends ca-certificates git openssh-client gpg graphviz \
     && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 reconciler \

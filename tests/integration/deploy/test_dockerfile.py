@@ -93,8 +93,9 @@ def test_the_image_is_built_in_two_stages_on_a_slim_python() -> None:
 def test_the_final_stage_has_git_and_ca_certificates_and_runs_reconciler_as_non_root() -> None:
     stage = final_stage()
     runs = " ".join(arg for keyword, arg in stage if keyword == "RUN")
-    # openssh-client and gpg: git verifies signed commits with ssh-keygen or gpg
-    for package in ("git", "ca-certificates", "openssh-client", "gpg"):
+    # openssh-client and gpg: git verifies signed commits with ssh-keygen or gpg; graphviz: the
+    # page's state diagrams (graph?format=svg) are drawn by its dot
+    for package in ("git", "ca-certificates", "openssh-client", "gpg", "graphviz"):
         assert f" {package}" in runs
     users = [arg for keyword, arg in stage if keyword == "USER"]
     uid, gid = users[-1].split(":")

@@ -12,8 +12,9 @@ public contract: renaming one breaks users' workflows.
     │   └── LeaseLost               a fenced write came from a lease that is no longer current
     ├── InputRejected               a run-time input the workflow's ``spec.parameters`` refuse
     ├── SourceError                 the git repository or directory holding workflows failed
-    │   └── FetchFailed             a fetch/read failed (names the repo, masked, and branch)
-    │       └── SignatureRefused    the fetched head commit is not signed by an allowed key
+    │   ├── FetchFailed             a fetch/read failed (names the repo, masked, and branch)
+    │   │   └── SignatureRefused    the fetched head commit is not signed by an allowed key
+    │   └── CredentialsUnavailable  git's credentials (a GitHub App's token) could not be had
     ├── NotificationError           a notification could not go out (never stops a run)
     │   ├── NotificationRefused     the operator's policy refuses the provider's type or host
     │   └── DeliveryFailed          the provider answered with an error, or could not be reached
@@ -131,6 +132,12 @@ class SourceError(ReconcilerError):
 class FetchFailed(SourceError):
     """Fetching or reading a revision failed. The message names the repository (credentials
     masked), branch and sub-path; the last good revision stays in use."""
+
+
+class CredentialsUnavailable(SourceError):
+    """git's credentials could not be obtained: a GitHub App's installation token could not be
+    minted (key unreadable, API unreachable or refusing). The message names the app, the
+    installation and the file or API at fault, never a key or a token."""
 
 
 class PreviewUnavailable(SourceError):

@@ -57,10 +57,10 @@ DEFAULT_ALLOW_ENV: tuple[str, ...] = ("RECONCILER_SECRET_*",)
 """Variables ``env:`` references may read when the operator sets no ``--allow-env``."""
 
 DEFAULT_MAX_READ_BYTES = 16 * 1024 * 1024
+"""Largest file ``file.read`` or a ``file:`` secret reads (16 MiB)."""
 DEFAULT_DATA_DIR = Path(".reconciler")
 """The daemon's data directory when none is given (``--data-dir``): never reachable by a
 workflow, which is why the grants (and ``validate``'s local ones) know it."""
-"""Largest file ``file.read`` or a ``file:`` secret reads (16 MiB)."""
 
 DAEMON_ENV: tuple[str, ...] = (
     "RECONCILER_API_TOKEN*",
@@ -68,6 +68,7 @@ DAEMON_ENV: tuple[str, ...] = (
     "RECONCILER_VAULT_*",
     "RECONCILER_STORE*",
     "RECONCILER_REPO*",
+    "RECONCILER_GITHUB_*",
     "RECONCILER_*_FILE",
     "VAULT_*",
     "GIT_*",

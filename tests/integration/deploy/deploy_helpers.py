@@ -99,6 +99,16 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "webhookSecret": {"existingSecret": "reconciler-webhook", "key": "secret"},
         "daemon": {"allowPlugins": ["http.check", "http.request"], "logLevel": "debug"},
     },
+    "github-app-git": {
+        "repo": {"url": "https://github.com/example/maintenance.git"},
+        "git": {
+            "credentials": {
+                "type": "githubApp",
+                "existingSecret": "reconciler-github-app",
+                "githubApp": {"appId": "123456", "installationId": "7890123"},
+            }
+        },
+    },
     "locked-down-network": {
         "repo": {"url": REPO_URL},
         "networkPolicy": {

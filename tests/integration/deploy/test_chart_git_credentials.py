@@ -1,22 +1,30 @@
-"""The chart's git token reaches the daemon's real git source.
+"""The chart's git credentials reach the daemon's real git source.
 
 A bare repository is served over smart HTTP on loopback (``git http-backend`` behind a Basic-auth
 check, as a git host does), and :func:`reconciler.sources.open_source` clones it with the
 environment the chart gives the pod — the credential helper reading the token from the mounted
-Secret file — and fails without it.
+Secret file, or minting a GitHub App's installation token from a stand-in for GitHub's API that
+checks the app's signed JWT — and fails without it.
 """
 
 from __future__ import annotations
 
 import base64
 import http.server
+import json
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from deploy_helpers import VALUE_SETS, load_chart, render
 
 from reconciler.errors import FetchFailed
@@ -92,9 +100,15 @@ class _GitHost(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def git_host(tmp_path: Path) -> Iterator[str]:
-    """URL of a bare repository holding one workflow file, behind token auth."""
+def serve(handler: type[http.server.BaseHTTPRequestHandler]) -> tuple[str, Any]:
+    """Serve ``handler`` on a loopback port in a thread: (base URL, server to shut down)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def serve_repository(tmp_path: Path, *, password: str) -> Iterator[str]:
+    """URL of a bare repository holding one workflow file, behind Basic auth with ``password``."""
     work = tmp_path / "work"
     work.mkdir()
     git(work, "init", "-q", "-b", "main")
@@ -105,13 +119,18 @@ def git_host(tmp_path: Path) -> Iterator[str]:
     root = tmp_path / "srv"
     root.mkdir()
     git(root, "clone", "-q", "--bare", str(work), "ops.git")
-    handler = type("Host", (_GitHost,), {"root": root})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/ops.git"
+    expected = "Basic " + base64.b64encode(f"x-access-token:{password}".encode()).decode()
+    handler = type("Host", (_GitHost,), {"root": root, "expected": expected})
+    url, server = serve(handler)
+    yield f"{url}/ops.git"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def git_host(tmp_path: Path) -> Iterator[str]:
+    """URL of a bare repository holding one workflow file, behind token auth."""
+    yield from serve_repository(tmp_path, password=TOKEN)
 
 
 @pytest.fixture
@@ -166,3 +185,153 @@ async def test_without_the_chart_credentials_the_host_refuses_the_clone(
     source = open_source(git_host, branch="main", data_dir=tmp_path / "data")
     with pytest.raises(FetchFailed):
         await source.fetch()
+
+
+APP_ID = "123456"
+INSTALLATION = "7890123"
+INSTALLATION_TOKEN = "ghs_canaryInstallationToken42"
+
+
+class _GitHubApi(http.server.BaseHTTPRequestHandler):
+    """GitHub's token endpoint: a valid RS256 JWT of the app buys an installation token."""
+
+    public_key: Any
+    minted: list[dict[str, Any]]
+    refuse = False
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        claims: dict[str, Any] | None = None
+        try:
+            bearer = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            claims = jwt.decode(bearer, self.public_key, algorithms=["RS256"], issuer=APP_ID)
+        except jwt.PyJWTError:
+            pass
+        path = f"/app/installations/{INSTALLATION}/access_tokens"
+        if self.refuse or claims is None or self.path != path:
+            self._answer(401, {"message": "A JSON web token could not be decoded"})
+            return
+        self.minted.append({"claims": claims, "body": body})
+        expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._answer(201, {"token": INSTALLATION_TOKEN, "expires_at": expires})
+
+    def _answer(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class GitHubStandIn:
+    """The API's stand-in and what it saw: the app's key pair, the tokens it minted."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.private_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ).decode()
+        self.minted: list[dict[str, Any]] = []
+        self.handler = type(
+            "Api", (_GitHubApi,), {"public_key": key.public_key(), "minted": self.minted}
+        )
+        self.url, self._server = serve(self.handler)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def github(tmp_path: Path) -> Iterator[GitHubStandIn]:
+    api = GitHubStandIn(tmp_path)
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def app_repository(tmp_path: Path) -> Iterator[str]:
+    """The repository, accepting only the installation token as password."""
+    yield from serve_repository(tmp_path, password=INSTALLATION_TOKEN)
+
+
+def github_app_pod_env(tmp_path: Path, github: GitHubStandIn) -> dict[str, str]:
+    """The variables of the chart's pod with ``githubApp`` credentials pointed at the stand-in,
+    the Secret's volume at a temporary path, and the image's interpreter first on PATH."""
+    secret = tmp_path / "app-secret"
+    secret.mkdir()
+    (secret / "private-key.pem").write_text(github.private_pem)
+    with load_chart() as chart:
+        values = VALUE_SETS["github-app-git"]
+        credentials = values["git"]["credentials"]
+        rendered = render(
+            chart,
+            {
+                **values,
+                "git": {
+                    "credentials": {
+                        **credentials,
+                        "githubApp": {**credentials["githubApp"], "apiUrl": github.url},
+                    }
+                },
+            },
+        )
+    assert rendered.mounts[MOUNT]["name"] == "git-credentials"
+    env = {
+        name: item["value"].replace(MOUNT, str(secret))
+        for name, item in rendered.env.items()
+        if name.startswith(("GIT_", "RECONCILER_GITHUB_"))
+    }
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return env
+
+
+@pytest.mark.usefixtures("isolated_git")
+async def test_the_daemon_clones_as_a_github_app_with_a_token_it_mints_once(
+    app_repository: str,
+    github: GitHubStandIn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in github_app_pod_env(tmp_path, github).items():
+        monkeypatch.setenv(name, value)
+    source = open_source(app_repository, branch="main", path="workflows", data_dir=tmp_path / "d")
+
+    revision = await source.fetch()
+    await source.fetch()  # the next fetch reuses the cached token
+
+    assert revision is not None and set(revision.files) == {"disk.yaml"}
+    assert len(github.minted) == 1
+    minted = github.minted[0]
+    assert minted["claims"]["iss"] == APP_ID
+    assert minted["claims"]["exp"] - minted["claims"]["iat"] <= 600  # GitHub's limit
+    assert minted["body"] == {"permissions": {"contents": "read"}}
+    configs = [p.read_text() for p in (tmp_path / "d").rglob("config") if p.is_file()]
+    assert configs and not any(INSTALLATION_TOKEN in text for text in configs)
+
+
+@pytest.mark.usefixtures("isolated_git")
+async def test_a_github_app_the_api_refuses_fails_the_fetch_naming_the_app(
+    app_repository: str,
+    github: GitHubStandIn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    github.handler.refuse = True
+    for name, value in github_app_pod_env(tmp_path, github).items():
+        monkeypatch.setenv(name, value)
+    source = open_source(app_repository, branch="main", data_dir=tmp_path / "d")
+
+    with pytest.raises(FetchFailed) as failure:
+        await source.fetch()
+
+    message = str(failure.value)
+    assert f"GitHub App {APP_ID} (installation {INSTALLATION})" in message
+    assert "answered 401" in message and "could not be decoded" in message
+    assert "BEGIN RSA PRIVATE KEY" not in message and "eyJ" not in message

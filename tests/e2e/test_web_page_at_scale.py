@@ -230,6 +230,14 @@ def test_at_390_px_the_page_fits_the_screen_and_the_table_scrolls_in_its_box(
         " return r.top < innerHeight && r.bottom > 0; }"
     )
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # the detail's tables scroll in their own boxes and stay tables for screen readers
+    assert (
+        page.evaluate(
+            "['runs', 'journal', 'diff'].map((id) => [getComputedStyle(document.getElementById(id))"
+            ".display, document.getElementById(id).parentElement.className])"
+        )
+        == [["table", "scroll"]] * 3
+    )
     # the favicon is the daemon's own SVG, and nothing the page asked for was missing
     icon = page.evaluate("document.querySelector('link[rel=icon]').href")
     assert icon == f"{thousand}/static/favicon.svg"

@@ -144,10 +144,11 @@ function renderApprovals(data) {
       a.message ? el("p", { class: "question" }, a.message) : "",
       el("p", { class: "muted" }, `started because: ${a.why || run.reason}; may decide: ${who}`
         + (run.requested_by ? `; requested by ${run.requested_by}` : "")),
-      diffs.length ? el("table", { class: "diff" }, el("tbody", {}, ...diffs.map((d) => el("tr", {},
-        el("td", {}, el("code", {}, d.path)),
-        el("td", {}, el("code", {}, JSON.stringify(d.desired))),
-        el("td", {}, el("code", {}, d.missing ? "(missing)" : JSON.stringify(d.observed))))))) : "",
+      diffs.length ? el("div", { class: "scroll" }, el("table", { class: "diff" }, el("tbody", {},
+        ...diffs.map((d) => el("tr", {},
+          el("td", {}, el("code", {}, d.path)),
+          el("td", {}, el("code", {}, JSON.stringify(d.desired))),
+          el("td", {}, el("code", {}, d.missing ? "(missing)" : JSON.stringify(d.observed)))))))) : "",
       el("div", { class: "decide" }, comment, approve, reject));
   }));
 }

@@ -49,6 +49,7 @@ from reconciler.sources.base import (
     scrub,
     url_secrets,
 )
+from reconciler.sources.github_app import CACHE_DIR_VARIABLE
 from reconciler.sources.signatures import SignaturePolicy
 from reconciler.urls import mask_url
 
@@ -147,7 +148,9 @@ def git_environment(git_dir: Path | None = None) -> dict[str, str]:
       and every filter driver named in ``git_dir``'s config emptied (we never check out, so
       filters never run anyway);
     - ``GIT_ALLOW_PROTOCOL``: only :data:`ALLOWED_PROTOCOLS`, whatever the config says;
-    - never prompt (``GIT_TERMINAL_PROMPT=0``, ssh ``BatchMode``, an empty askpass).
+    - never prompt (``GIT_TERMINAL_PROMPT=0``, ssh ``BatchMode``, an empty askpass);
+    - a GitHub App credential helper caches its token inside ``git_dir`` unless the operator
+      chose a directory.
     """
     env = {
         "GIT_TERMINAL_PROMPT": "0",
@@ -159,6 +162,10 @@ def git_environment(git_dir: Path | None = None) -> dict[str, str]:
     for name, value in _DEFAULT_ENV:
         if name not in os.environ:
             env[name] = value
+    if git_dir is not None and CACHE_DIR_VARIABLE not in os.environ:
+        # A GitHub App's installation token is cached beside the clone, in the data
+        # directory no workflow can read, rather than in a $HOME a file root may cover.
+        env[CACHE_DIR_VARIABLE] = str(git_dir / "credentials")
     entries = [*_RESET_CONFIG, *_operator_config(), *_FORCED_CONFIG]
     if git_dir is not None:
         for driver in _filter_drivers(git_dir):

@@ -30,7 +30,9 @@ Settings (environment):
 ``RECONCILER_GITHUB_APP_PRIVATE_KEY_FILE`` the app's private key (PEM), e.g. a mounted Secret
 ``RECONCILER_GITHUB_API_URL``              default ``https://api.github.com``;
                                            GitHub Enterprise Server: ``https://HOST/api/v3``
-``RECONCILER_GITHUB_APP_CACHE_DIR``        default ``$XDG_CACHE_HOME/reconciler`` or
+``RECONCILER_GITHUB_APP_CACHE_DIR``        the daemon's git sets it to a directory inside
+                                           its clone, in the data directory no workflow can
+                                           read; elsewhere ``$XDG_CACHE_HOME/reconciler`` or
                                            ``~/.cache/reconciler``
 """
 
@@ -49,6 +51,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler.errors import CredentialsUnavailable
+
+CACHE_DIR_VARIABLE = "RECONCILER_GITHUB_APP_CACHE_DIR"
 
 USERNAME = "x-access-token"
 """The user name GitHub expects beside an installation token."""
@@ -85,7 +89,7 @@ class GitHubApp(BaseModel):
         pattern=r"^https?://\S+$",
         validation_alias="RECONCILER_GITHUB_API_URL",
     )
-    cache_dir: Path = Field(validation_alias="RECONCILER_GITHUB_APP_CACHE_DIR")
+    cache_dir: Path = Field(validation_alias=CACHE_DIR_VARIABLE)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> GitHubApp:
@@ -93,7 +97,7 @@ class GitHubApp(BaseModel):
         values = {name: value for name, value in environ.items() if value}
         home = Path(environ.get("HOME") or Path.home())
         values.setdefault(
-            "RECONCILER_GITHUB_APP_CACHE_DIR",
+            CACHE_DIR_VARIABLE,
             str(Path(environ.get("XDG_CACHE_HOME") or home / ".cache") / "reconciler"),
         )
         try:

@@ -314,6 +314,11 @@ async def test_the_daemon_clones_as_a_github_app_with_a_token_it_mints_once(
     assert minted["body"] == {"permissions": {"contents": "read"}}
     configs = [p.read_text() for p in (tmp_path / "d").rglob("config") if p.is_file()]
     assert configs and not any(INSTALLATION_TOKEN in text for text in configs)
+    # the token is cached beside the clone, in the data directory, not in $HOME
+    assert [p.name for p in (tmp_path / "d").rglob("github-app-*.json")] == [
+        f"github-app-{APP_ID}-{INSTALLATION}.json"
+    ]
+    assert not (tmp_path / ".cache").exists()
 
 
 @pytest.mark.usefixtures("isolated_git")

@@ -135,7 +135,7 @@ async def engine_linear(workflow: Workflow, states: int) -> float:
     elapsed = time.process_time() - started
     if not result.ok or len(result.path) != states:
         raise BenchmarkFailed(f"engine run ended {result.run.status} after {len(result.path)}")
-    transitions = sum(1 for e in journal.log[result.run.id] if e.kind == "transition")
+    transitions = sum(1 for e in await journal.entries(result.run.id) if e.kind == "transition")
     if transitions != states - 1:
         raise BenchmarkFailed(f"engine journaled {transitions} transitions, not {states - 1}")
     return elapsed

@@ -203,23 +203,76 @@ def copy_run(run: RunRecord) -> RunRecord:
     return dataclasses.replace(run, outputs=copy_data(run.outputs))
 
 
+_Row = tuple[Any, ...]
+"""How :class:`MemoryJournal` keeps an entry: ``seq``, ``at``, the kind's value, ``state``,
+``to_state``, ``outcome``, then the ``detail`` keys and values, alternating (the run id is the
+key of the list the row is in)."""
+
+_KIND_VALUES: dict[EventKind, str] = {kind: kind.value for kind in EventKind}
+_KINDS: dict[str, EventKind] = {kind.value: kind for kind in EventKind}
+
+
+def _row(entry: JournalEntry) -> _Row:
+    row: _Row = (
+        entry.seq,
+        entry.at,
+        _KIND_VALUES[entry.kind],
+        entry.state,
+        entry.to_state,
+        entry.outcome,
+    )
+    for item in entry.detail.items():
+        row += item
+    return row
+
+
+def _entry(run_id: str, row: _Row) -> JournalEntry:
+    return JournalEntry(
+        run_id=run_id,
+        seq=row[0],
+        at=row[1],
+        kind=_KINDS[row[2]],
+        state=row[3],
+        to_state=row[4],
+        outcome=row[5],
+        detail=dict(zip(row[6::2], row[7::2], strict=True)),
+    )
+
+
 class MemoryJournal:
-    """A :class:`Journal` in memory, for one-shot commands and tests."""
+    """A :class:`Journal` in memory, for one-shot commands and tests.
+
+    Entries are kept as flat tuples (the entry's fields, then its ``detail`` keys and values),
+    not as :class:`JournalEntry` objects, and rebuilt when read (each read builds new entries
+    and ``detail`` dicts; the values in them are shared with what was recorded, as before). The
+    garbage collector stops tracking a tuple that holds no container, so most rows (every
+    ``state_entered`` and successful ``action`` entry) cost no later collection anything, and a
+    ``transition`` row is one object where an entry and its ``detail`` were two: kept as entry
+    objects, a run of a thousand transitions added three thousand objects to every full
+    collection of the process.
+    """
 
     def __init__(self) -> None:
         self.runs: dict[str, RunRecord] = {}
-        self.log: dict[str, list[JournalEntry]] = {}
+        self._rows: dict[str, list[_Row]] = {}
+
+    @property
+    def log(self) -> dict[str, list[JournalEntry]]:
+        """Every run's entries, in the order they were recorded (a copy, built on each read)."""
+        return {
+            run_id: [_entry(run_id, row) for row in rows] for run_id, rows in self._rows.items()
+        }
 
     async def run_started(self, run: RunRecord) -> None:
         self.runs[run.id] = copy_run(run)
-        self.log.setdefault(run.id, [])
+        self._rows.setdefault(run.id, [])
 
     async def record(self, entry: JournalEntry) -> None:
         run_id = entry.run_id
-        log = self.log.get(run_id)
-        if log is None:
-            log = self.log[run_id] = []
-        log.append(entry)
+        rows = self._rows.get(run_id)
+        if rows is None:
+            rows = self._rows[run_id] = []
+        rows.append(_row(entry))
         run = self.runs.get(run_id)
         if run is None:
             return
@@ -242,7 +295,7 @@ class MemoryJournal:
         return copy_run(run) if run else None
 
     async def entries(self, run_id: str) -> list[JournalEntry]:
-        return list(self.log.get(run_id, []))
+        return [_entry(run_id, row) for row in self._rows.get(run_id, ())]
 
     async def unfinished_runs(self) -> list[RunRecord]:
         return [copy_run(r) for r in self.runs.values() if not r.status.finished]

@@ -1,0 +1,105 @@
+"""MemoryJournal: what is recorded is what is read back, and keeping it costs the collector little.
+
+The journal keeps entries in a compact form rather than as the objects it was given; these tests
+pin down that the difference is invisible to readers (every field, in order, per run) and that
+the compact form does what it is for: a growing journal of plain entries does not grow the set
+of objects every garbage collection of the process scans.
+"""
+
+from __future__ import annotations
+
+import gc
+from datetime import UTC, datetime
+
+from reconciler.engine.journal import EventKind, JournalEntry, MemoryJournal, RunRecord
+
+AT = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+def _entries(run_id: str) -> list[JournalEntry]:
+    return [
+        JournalEntry(
+            run_id=run_id, seq=1, at=AT, kind=EventKind.RUN_STARTED, detail={"reason": ""}
+        ),
+        JournalEntry(run_id=run_id, seq=2, at=AT, kind=EventKind.STATE_ENTERED, state="a"),
+        JournalEntry(
+            run_id=run_id,
+            seq=3,
+            at=AT,
+            kind=EventKind.ACTION,
+            state="a",
+            outcome="PluginError",
+            detail={"plugin": "x.y", "ok": False, "error": {"name": "PluginError"}},
+        ),
+        JournalEntry(
+            run_id=run_id,
+            seq=4,
+            at=AT,
+            kind=EventKind.TRANSITION,
+            state="a",
+            to_state="b",
+            outcome="success",
+            detail={"condition": "default", "outputs": {"first": {"value": [1, 2]}}},
+        ),
+    ]
+
+
+async def test_entries_read_back_equal_what_was_recorded_in_order_per_run() -> None:
+    journal = MemoryJournal()
+    for run_id in ("r1", "r2"):
+        await journal.run_started(RunRecord(id=run_id, workflow="wf"))
+        for entry in _entries(run_id):
+            await journal.record(entry)
+
+    assert await journal.entries("r1") == _entries("r1")
+    assert await journal.entries("r2") == _entries("r2")
+    assert journal.log == {"r1": _entries("r1"), "r2": _entries("r2")}
+    assert await journal.entries("unknown") == []
+    [entry] = [e for e in await journal.entries("r1") if e.kind is EventKind.TRANSITION]
+    assert type(entry.kind) is EventKind and type(entry.detail) is dict
+
+
+async def test_a_transition_sets_the_runs_state_and_outputs() -> None:
+    journal = MemoryJournal()
+    await journal.run_started(RunRecord(id="r1", workflow="wf"))
+    for entry in _entries("r1"):
+        await journal.record(entry)
+
+    run = await journal.get_run("r1")
+    assert run is not None
+    assert run.current_state == "b"
+    assert run.outputs == {"first": {"value": [1, 2]}}
+
+
+async def test_changing_an_entry_read_back_changes_nothing_the_journal_holds() -> None:
+    journal = MemoryJournal()
+    await journal.record(_entries("r1")[0])
+
+    [read] = await journal.entries("r1")
+    read.detail["reason"] = "changed"
+    read.seq = 99
+
+    assert await journal.entries("r1") == _entries("r1")[:1]
+
+
+async def test_plain_entries_add_nothing_for_the_collector_to_scan() -> None:
+    journal = MemoryJournal()
+    await journal.run_started(RunRecord(id="r1", workflow="wf"))
+    gc.collect()
+    before = len(gc.get_objects())
+    for seq in range(1, 2001):
+        await journal.record(
+            JournalEntry(
+                run_id="r1",
+                seq=seq,
+                kind=EventKind.ACTION,
+                state="s",
+                outcome="success",
+                detail={"plugin": "x.y", "index": 0, "attempt": 1, "ok": True, "duration": 0.1},
+            )
+        )
+    gc.collect()
+
+    # kept as entry objects, that was one more object per entry: 2,000
+    assert len(gc.get_objects()) - before < 100
+    assert len(await journal.entries("r1")) == 2000

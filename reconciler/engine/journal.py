@@ -213,6 +213,20 @@ its key is written as the 1-tuple ``(key,)`` and its value as its index there.""
 _KINDS: dict[str, EventKind] = {kind.value: kind for kind in EventKind}
 
 
+_HELD_KEYS: dict[Any, tuple[Any]] = {}
+
+
+def _held_key(key: Any) -> tuple[Any]:
+    """``(key,)``, the same tuple for the same few keys (an entry's detail has a handful): one
+    allocation less per row, and a row is untracked at the first collection that sees it."""
+    marker = _HELD_KEYS.get(key) if type(key) is str else None
+    if marker is None:
+        marker = (key,)
+        if type(key) is str and len(_HELD_KEYS) < 256:
+            _HELD_KEYS[key] = marker
+    return marker
+
+
 @dataclass(slots=True)
 class _Log:
     """One run's entries in :class:`MemoryJournal`: the rows, and the values they refer to."""
@@ -249,7 +263,7 @@ class _Log:
             else:  # every transition carries the same outputs until they change: kept once
                 if not held or held[-1] is not value:
                     held.append(value)
-                row += ((key,), len(held) - 1)
+                row += (_held_key(key), len(held) - 1)
         self.rows.append(tuple(row))
 
     def entry(self, run_id: str, row: _Row) -> JournalEntry:

@@ -103,3 +103,29 @@ async def test_plain_entries_add_nothing_for_the_collector_to_scan() -> None:
     # kept as entry objects, that was one more object per entry: 2,000
     assert len(gc.get_objects()) - before < 100
     assert len(await journal.entries("r1")) == 2000
+
+
+async def test_transitions_carrying_the_same_outputs_add_nothing_for_the_collector_either() -> None:
+    journal = MemoryJournal()
+    await journal.run_started(RunRecord(id="r1", workflow="wf"))
+    outputs = {"first": {"value": [1, 2]}}
+    gc.collect()
+    before = len(gc.get_objects())
+    for seq in range(1, 2001):
+        await journal.record(
+            JournalEntry(
+                run_id="r1",
+                seq=seq,
+                kind=EventKind.TRANSITION,
+                state=f"s{seq}",
+                to_state=f"s{seq + 1}",
+                outcome="success",
+                detail={"condition": "default", "outputs": outputs},
+            )
+        )
+    gc.collect()
+
+    assert len(gc.get_objects()) - before < 100
+    read = await journal.entries("r1")
+    assert [e.to_state for e in read] == [f"s{seq + 1}" for seq in range(1, 2001)]
+    assert all(e.detail == {"condition": "default", "outputs": outputs} for e in read)

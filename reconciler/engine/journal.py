@@ -234,37 +234,18 @@ class _Log:
     rows: list[_Row] = field(default_factory=list)
     held: list[Any] = field(default_factory=list)
 
-    def append(self, entry: JournalEntry) -> None:
-        detail = entry.detail
-        if not detail:  # most entries: built in one go
-            self.rows.append(
-                (
-                    entry.seq,
-                    entry.at,
-                    entry.kind._value_,
-                    entry.state,
-                    entry.to_state,
-                    entry.outcome,
-                )
-            )
-            return
-        row: list[Any] = [
-            entry.seq,
-            entry.at,
-            entry.kind._value_,
-            entry.state,
-            entry.to_state,
-            entry.outcome,
-        ]
+    def flat(self, detail: dict[str, Any]) -> tuple[Any, ...]:
+        """The part of a row that holds ``detail`` (see :data:`_Row`)."""
+        flat: list[Any] = []
         held = self.held
         for key, value in detail.items():
             if type(value) in _IMMUTABLE and type(key) is str:
-                row += (key, value)
+                flat += (key, value)
             else:  # every transition carries the same outputs until they change: kept once
                 if not held or held[-1] is not value:
                     held.append(value)
-                row += (_held_key(key), len(held) - 1)
-        self.rows.append(tuple(row))
+                flat += (_held_key(key), len(held) - 1)
+        return tuple(flat)
 
     def entry(self, run_id: str, row: _Row) -> JournalEntry:
         held = self.held
@@ -319,7 +300,9 @@ class MemoryJournal:
         log = self._logs.get(run_id)
         if log is None:
             log = self._logs[run_id] = _Log()
-        log.append(entry)
+        detail = entry.detail
+        row = (entry.seq, entry.at, entry.kind._value_, entry.state, entry.to_state, entry.outcome)
+        log.rows.append(row + log.flat(detail) if detail else row)
         run = self.runs.get(run_id)
         if run is None:
             return
@@ -330,7 +313,6 @@ class MemoryJournal:
             run.current_state = entry.state
         elif kind == "transition":
             run.current_state = entry.to_state
-            detail = entry.detail
             if "outputs" in detail:
                 run.outputs = dict(detail["outputs"])
 

@@ -204,7 +204,7 @@ def copy_run(run: RunRecord) -> RunRecord:
 
 
 _Row = tuple[Any, ...]
-"""How :class:`MemoryJournal` keeps an entry: ``seq``, ``at``, the kind's value, ``state``,
+"""How :class:`MemoryJournal` keeps an entry: the kind's value, ``seq``, ``at``, ``state``,
 ``to_state``, ``outcome``, then the ``detail`` keys and values, alternating (the run id is the
 key of the log the row is in). A value that is not a string, number, boolean or ``None`` (the
 outputs of a ``transition``, an error's details) is kept in the log's :attr:`_Log.held` list:
@@ -217,13 +217,12 @@ _HELD_KEYS: dict[Any, tuple[Any]] = {}
 
 
 def _held_key(key: Any) -> tuple[Any]:
-    """``(key,)``, the same tuple for the same few keys (an entry's detail has a handful): one
-    allocation less per row, and a row is untracked at the first collection that sees it."""
-    marker = _HELD_KEYS.get(key) if type(key) is str else None
-    if marker is None:
-        marker = (key,)
-        if type(key) is str and len(_HELD_KEYS) < 256:
-            _HELD_KEYS[key] = marker
+    """``(key,)``, the same tuple for the same few keys (an entry's detail has a handful; the
+    caller looks in :data:`_HELD_KEYS` first): one allocation less per row, and a row is
+    untracked at the first collection that sees it."""
+    marker = (key,)
+    if type(key) is str and len(_HELD_KEYS) < 256:
+        _HELD_KEYS[key] = marker
     return marker
 
 
@@ -234,18 +233,29 @@ class _Log:
     rows: list[_Row] = field(default_factory=list)
     held: list[Any] = field(default_factory=list)
 
-    def flat(self, detail: dict[str, Any]) -> tuple[Any, ...]:
-        """The part of a row that holds ``detail`` (see :data:`_Row`)."""
-        flat: list[Any] = []
+    def append(self, entry: JournalEntry) -> None:
+        # attribute by attribute: the interpreter's specialised slot loads beat attrgetter
+        row: _Row = (
+            entry.kind._value_,
+            entry.seq,
+            entry.at,
+            entry.state,
+            entry.to_state,
+            entry.outcome,
+        )
+        detail = entry.detail
+        if not detail:  # most entries
+            self.rows.append(row)
+            return
         held = self.held
         for key, value in detail.items():
             if type(value) in _IMMUTABLE and type(key) is str:
-                flat += (key, value)
+                row += (key, value)
             else:  # every transition carries the same outputs until they change: kept once
                 if not held or held[-1] is not value:
                     held.append(value)
-                flat += (_held_key(key), len(held) - 1)
-        return tuple(flat)
+                row += (_HELD_KEYS.get(key) or _held_key(key), len(held) - 1)
+        self.rows.append(row)
 
     def entry(self, run_id: str, row: _Row) -> JournalEntry:
         held = self.held
@@ -257,9 +267,9 @@ class _Log:
                 detail[key] = value
         return JournalEntry(
             run_id=run_id,
-            seq=row[0],
-            at=row[1],
-            kind=_KINDS[row[2]],
+            kind=_KINDS[row[0]],
+            seq=row[1],
+            at=row[2],
             state=row[3],
             to_state=row[4],
             outcome=row[5],
@@ -300,9 +310,7 @@ class MemoryJournal:
         log = self._logs.get(run_id)
         if log is None:
             log = self._logs[run_id] = _Log()
-        detail = entry.detail
-        row = (entry.seq, entry.at, entry.kind._value_, entry.state, entry.to_state, entry.outcome)
-        log.rows.append(row + log.flat(detail) if detail else row)
+        log.append(entry)
         run = self.runs.get(run_id)
         if run is None:
             return
@@ -313,6 +321,7 @@ class MemoryJournal:
             run.current_state = entry.state
         elif kind == "transition":
             run.current_state = entry.to_state
+            detail = entry.detail
             if "outputs" in detail:
                 run.outputs = dict(detail["outputs"])
 

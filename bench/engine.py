@@ -6,7 +6,18 @@ Exercises the engine (``reconciler/engine/runner.py`` with ``machine.py``, ``act
 :class:`~reconciler.engine.journal.MemoryJournal`, logging configured at the one-shot default
 (``warning``) by :func:`reconciler.telemetry.logging.configure_logging`.
 
-Two measurements, each the median of ``--repeat`` repetitions in this one process:
+Two measurements, each timed two ways in this one process:
+
+* **burst** — each subject starts on a collected heap (``gc.collect()`` before it) and makes one
+  run (or walk); the figure is the median of ``--repeat`` repetitions. What one run costs when
+  nothing else is going on.
+* **steady** — each subject loops, as a user's process does, until it has made ``--steady``
+  transitions (100,000 by default) or foreach items: the garbage collector on, the heap never
+  collected by hand, one engine and one journal kept for the whole loop (so the journal grows
+  as it does in a long-lived process), the whole loop timed once. What the engine holds up to
+  with the collector's scans counted.
+
+The subjects:
 
 * **linear machine** — ``--states`` states, each with only a default transition to the next, the
   last one ``end: success``. Our engine journals every transition (``state_entered`` and
@@ -18,7 +29,8 @@ Two measurements, each the median of ``--repeat`` repetitions in this one proces
   ``Semaphore(100)``. Every item is a validated request, a plugin call, a validated response and
   a journaled action entry in the engine; the baseline does only the call.
 
-Run ``python bench/engine.py [--states N] [--items M] [--repeat R]``; see ``bench/README.md``.
+Run ``python bench/engine.py [--states N] [--items M] [--repeat R] [--steady T]``; see
+``bench/README.md``.
 """
 
 from __future__ import annotations
@@ -135,14 +147,15 @@ async def engine_linear(workflow: Workflow, states: int) -> float:
     elapsed = time.process_time() - started
     if not result.ok or len(result.path) != states:
         raise BenchmarkFailed(f"engine run ended {result.run.status} after {len(result.path)}")
-    transitions = sum(1 for e in journal.log[result.run.id] if e.kind == "transition")
+    transitions = sum(1 for e in await journal.entries(result.run.id) if e.kind == "transition")
     if transitions != states - 1:
         raise BenchmarkFailed(f"engine journaled {transitions} transitions, not {states - 1}")
     return elapsed
 
 
-def transitions_linear(states: int) -> float:
-    """Seconds for ``transitions`` to walk the machine with one ``step`` trigger per state."""
+def _transitions_machine(states: int, *, cyclic: bool) -> tuple[Any, Callable[[], bool]]:
+    """A ``transitions`` model over ``s0 … s{n-1}`` with one ``step`` trigger per state (and,
+    when ``cyclic``, one from the last state back to the first), and its ``step``."""
     from transitions import Machine
 
     class Model:
@@ -151,9 +164,16 @@ def transitions_linear(states: int) -> float:
     model = Model()
     names = [f"s{i}" for i in range(states)]
     machine = Machine(model=model, states=names, initial=names[0], auto_transitions=False)
-    for src, dst in itertools.pairwise(names):
+    for src, dst in itertools.pairwise(names + names[:1] if cyclic else names):
         machine.add_transition("step", src, dst)
     step: Callable[[], bool] = model.step  # type: ignore[attr-defined]
+    return model, step
+
+
+def transitions_linear(states: int) -> float:
+    """Seconds for ``transitions`` to walk the machine with one ``step`` trigger per state."""
+    model, step = _transitions_machine(states, cyclic=False)
+    names = [f"s{i}" for i in range(states)]
     started = time.process_time()
     for _ in range(states - 1):
         step()
@@ -163,20 +183,29 @@ def transitions_linear(states: int) -> float:
     return elapsed
 
 
-def statemachine_linear(states: int) -> float:
-    """Seconds for ``python-statemachine`` to walk the machine with one ``step`` event a state."""
+def _statemachine(states: int, *, cyclic: bool) -> Any:
+    """A ``python-statemachine`` machine over ``s0 … s{n-1}`` with one ``step`` event over every
+    state pair (and, when ``cyclic``, from the last state back to the first, which then is not
+    final)."""
     from statemachine import State, StateMachine
 
+    last = states - 1
     nodes = [
-        State(f"s{i}", initial=i == 0, final=i == states - 1, value=f"s{i}") for i in range(states)
+        State(f"s{i}", initial=i == 0, final=i == last and not cyclic, value=f"s{i}")
+        for i in range(states)
     ]
     step = nodes[0].to(nodes[1])
-    for src, dst in itertools.pairwise(nodes[1:]):
+    for src, dst in itertools.pairwise(nodes[1:] + nodes[:1] if cyclic else nodes[1:]):
         step |= src.to(dst)
     attrs: dict[str, Any] = {f"s{i}": node for i, node in enumerate(nodes)}
     attrs["step"] = step
-    machine_cls = type("Linear", (StateMachine,), attrs)
-    machine = machine_cls()
+    machine_cls = type("Cyclic" if cyclic else "Linear", (StateMachine,), attrs)
+    return machine_cls()
+
+
+def statemachine_linear(states: int) -> float:
+    """Seconds for ``python-statemachine`` to walk the machine with one ``step`` event a state."""
+    machine = _statemachine(states, cyclic=False)
     send = machine.send
     started = time.process_time()
     for _ in range(states - 1):
@@ -223,6 +252,113 @@ async def gather_foreach(items: int) -> float:
     return elapsed
 
 
+# -- steady state: loops as users run them ------------------------------------------------------
+
+
+async def engine_linear_loop(workflow: Workflow, states: int, total: int) -> tuple[float, int]:
+    """Seconds for one engine and one journal to run the loaded linear machine back to back until
+    ``total`` transitions are made (whole runs: the count may pass ``total``), and that count."""
+    journal = MemoryJournal()
+    engine = Engine(registry(), journal=journal)
+    runs = -(-total // (states - 1))
+    started = time.process_time()
+    for _ in range(runs):
+        result = await engine.run(workflow, reason="bench")
+        if not result.ok:
+            raise BenchmarkFailed(f"engine run ended {result.run.status}")
+    elapsed = time.process_time() - started
+    made = 0
+    for run_id in journal.runs:
+        made += sum(1 for e in await journal.entries(run_id) if e.kind == "transition")
+    if made != runs * (states - 1):
+        raise BenchmarkFailed(f"engine journaled {made} transitions, not {runs * (states - 1)}")
+    return elapsed, made
+
+
+def transitions_loop(states: int, total: int) -> float:
+    """Seconds for ``transitions`` to make ``total`` steps round a cycle of ``states`` states."""
+    model, step = _transitions_machine(states, cyclic=True)
+    started = time.process_time()
+    for _ in range(total):
+        step()
+    elapsed = time.process_time() - started
+    if model.state != f"s{total % states}":
+        raise BenchmarkFailed(f"transitions stopped in {model.state}")
+    return elapsed
+
+
+def statemachine_loop(states: int, total: int) -> float:
+    """Seconds for ``python-statemachine`` to make ``total`` steps round a cycle of ``states``."""
+    machine = _statemachine(states, cyclic=True)
+    send = machine.send
+    started = time.process_time()
+    for _ in range(total):
+        send("step")
+    elapsed = time.process_time() - started
+    if machine.current_state_value != f"s{total % states}":
+        raise BenchmarkFailed(f"python-statemachine stopped in {machine.current_state_value}")
+    return elapsed
+
+
+async def engine_foreach_loop(workflow: Workflow, items: int, rounds: int) -> float:
+    """Seconds for one engine and one journal to run the foreach workflow ``rounds`` times."""
+    journal = MemoryJournal()
+    engine = Engine(registry(), journal=journal)
+    started = time.process_time()
+    for _ in range(rounds):
+        result = await engine.run(workflow, reason="bench")
+        if not result.ok or len(result.outputs.get("fan", [])) != items:
+            raise BenchmarkFailed(f"engine foreach ended {result.run.status}")
+    return time.process_time() - started
+
+
+async def gather_loop(items: int, rounds: int) -> float:
+    """Seconds for the gather baseline to run ``rounds`` rounds of ``items`` calls."""
+    elapsed = 0.0
+    for _ in range(rounds):
+        elapsed += await gather_foreach(items)
+    return elapsed
+
+
+async def measure_steady(*, states: int, items: int, total: int) -> list[Row]:
+    """The steady-state rows: each subject's loop of ``total`` transitions (or foreach items),
+    timed once, the collector on and never run by hand."""
+    linear = linear_workflow(states)
+    fan = foreach_workflow(items)
+    ours, made = await engine_linear_loop(linear, states, total)
+    peer_tr = transitions_loop(states, total)
+    peer_psm = statemachine_loop(states, total)
+    rounds = -(-total // items)
+    fe = await engine_foreach_loop(fan, items, rounds)
+    base = await gather_loop(items, rounds)
+    rates = {"ours": made / ours, "tr": total / peer_tr, "psm": total / peer_psm}
+    faster = max(rates["tr"], rates["psm"])
+    fe_rate, base_rate = rounds * items / fe, rounds * items / base
+    machine = f"steady: linear machine, {states} states, loop of {total:,} transitions"
+    fan_name = f"steady: foreach, {items} items, loop of {rounds} runs"
+    return [
+        Row(
+            machine,
+            "reconciler engine",
+            rates["ours"],
+            "transitions/s",
+            rates["ours"] / faster,
+            f"{made:,} transitions in {made // (states - 1)} runs, journals all",
+        ),
+        Row(machine, "transitions", rates["tr"], "transitions/s", rates["tr"] / faster),
+        Row(machine, "python-statemachine", rates["psm"], "transitions/s", rates["psm"] / faster),
+        Row(
+            fan_name,
+            "reconciler engine",
+            fe_rate,
+            "items/s",
+            fe_rate / base_rate,
+            f"{rounds} runs, journals all",
+        ),
+        Row(fan_name, "asyncio.gather+Semaphore", base_rate, "items/s", 1.0),
+    ]
+
+
 # -- driver -------------------------------------------------------------------------------------
 
 
@@ -230,12 +366,16 @@ def _median_rate(count: int, seconds: Sequence[float]) -> float:
     return count / statistics.median(seconds)
 
 
-async def measure(*, states: int, items: int, repeat: int) -> list[Row]:
-    """Run every subject ``repeat`` times (interleaved) and return the table rows."""
+async def measure(*, states: int, items: int, repeat: int, steady: int = 0) -> list[Row]:
+    """Run every subject ``repeat`` times (interleaved) and return the table rows: the steady
+    loops of ``steady`` transitions first (none when 0), right after the warm-up, before any
+    collection by hand, then the burst measurements."""
     if states < 2:
         raise ValueError("--states must be at least 2")
     if items < 1 or repeat < 1:
         raise ValueError("--items and --repeat must be at least 1")
+    if steady < 0:
+        raise ValueError("--steady cannot be negative")
     linear = linear_workflow(states)
     fan = foreach_workflow(items)
     keys = ("engine", "cold", "tr", "psm", "fe", "gather")
@@ -246,6 +386,7 @@ async def measure(*, states: int, items: int, repeat: int) -> list[Row]:
     statemachine_linear(states)
     await engine_foreach(fan, items)
     await gather_foreach(items)
+    rows = await measure_steady(states=states, items=items, total=steady) if steady else []
     for _ in range(repeat):
         # each subject starts on a collected heap, so none pays for another's garbage
         gc.collect()
@@ -269,9 +410,10 @@ async def measure(*, states: int, items: int, repeat: int) -> list[Row]:
     faster = max(peer_tr, peer_psm)
     fe = _median_rate(items, times["fe"])
     base = _median_rate(items, times["gather"])
-    machine = f"linear machine, {states} states"
-    fan_name = f"foreach, {items} items, concurrency {FOREACH_CONCURRENCY}"
+    machine = f"burst: linear machine, {states} states"
+    fan_name = f"burst: foreach, {items} items, concurrency {FOREACH_CONCURRENCY}"
     return [
+        *rows,
         Row(machine, "reconciler engine", ours, "transitions/s", ours / faster, "journals all"),
         Row(
             machine,
@@ -297,15 +439,21 @@ def _peer_versions() -> str:
     )
 
 
-def render_table(rows: Sequence[Row], *, states: int, items: int, repeat: int) -> str:
+def render_table(
+    rows: Sequence[Row], *, states: int, items: int, repeat: int, steady: int = 0
+) -> str:
     """The printed report: configuration, then one line per subject."""
     lines = [
         f"python {platform.python_version()} ({platform.python_implementation()}), "
         f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}",
         f"peers: {_peer_versions()}",
-        f"config: --states {states} --items {items} --repeat {repeat} "
-        "(median of repeats; CPU time of this process, so other load on the machine skews "
-        "little; logging at 'warning', the one-shot default)",
+        f"config: --states {states} --items {items} --repeat {repeat} --steady {steady} "
+        "(CPU time of this process, so other load on the machine skews little; logging at "
+        "'warning', the one-shot default)",
+        "timing: 'steady' rows time one loop per subject of --steady transitions (or foreach "
+        "items: whole runs of --items), the garbage collector on and never run by hand, one "
+        "engine and one journal for the whole loop, as a long-lived process runs it; 'burst' "
+        "rows time one run per subject on a heap collected just before it, median of --repeat",
         "note: the reconciler engine journals every transition to a MemoryJournal (with the "
         "redacted outputs) and every action; the peers record nothing",
         "note: 'reconciler engine' re-runs one loaded Workflow (as drift checks and retries do); "
@@ -335,7 +483,8 @@ def render_table(rows: Sequence[Row], *, states: int, items: int, repeat: int) -
     lines.extend(fmt(row) for row in body)
     lines.append("")
     lines.append(
-        "ratio: transitions/s against the faster peer; foreach items/s against the gather baseline"
+        "ratio: transitions/s against the faster peer of the same block; foreach items/s "
+        "against the gather baseline of the same block"
     )
     return "\n".join(lines)
 
@@ -345,14 +494,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--states", type=int, default=1000, help="states of the linear machine")
     parser.add_argument("--items", type=int, default=10_000, help="items of the foreach state")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions (median is reported)")
+    parser.add_argument(
+        "--steady",
+        type=int,
+        default=100_000,
+        help="transitions (and foreach items) of each steady-state loop; 0 skips them",
+    )
     args = parser.parse_args(argv)
     if args.states < 2:
         parser.error("--states must be at least 2 (a machine needs a transition)")
     if args.items < 1 or args.repeat < 1:
         parser.error("--items and --repeat must be at least 1")
+    if args.steady < 0:
+        parser.error("--steady cannot be negative")
     configure_logging("warning", json_lines=True)
-    rows = asyncio.run(measure(states=args.states, items=args.items, repeat=args.repeat))
-    print(render_table(rows, states=args.states, items=args.items, repeat=args.repeat))
+    rows = asyncio.run(
+        measure(states=args.states, items=args.items, repeat=args.repeat, steady=args.steady)
+    )
+    print(
+        render_table(
+            rows, states=args.states, items=args.items, repeat=args.repeat, steady=args.steady
+        )
+    )
     return 0
 
 

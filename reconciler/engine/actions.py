@@ -284,6 +284,8 @@ class RunContext:
         Raises :class:`NeedsWorker` when a ``${{ }}`` is too expensive to evaluate here: the
         caller then renders with :meth:`render_in_worker`. Errors are redacted.
         """
+        if not with_:  # nothing to render (many actions take no arguments)
+            return {}
         scope = _LazyScope(lambda: self.scope(with_secrets=True, extra=extra, attempt=attempt))
         try:
             fields = shell_fields_of(plugin_cls.Request)
@@ -368,14 +370,16 @@ class RunContext:
         extra: Mapping[str, Any] | None = None,
         attempt: int = 1,
         state: str | None = None,
+        found: tuple[type[Plugin[Any, Any]], Plugin[Any, Any]] | None = None,
     ) -> dict[str, Any]:
         """One try: render, validate, call (under ``time_limit``), validate the response.
 
         Returns the response as JSON-able data (by alias). ``deadline`` (event-loop time) is the
         outer limit the plugin is told about; ``time_limit`` (seconds) is this call's own limit.
+        ``found`` is what :meth:`plugin` returned for ``plugin_name``, when the caller has it.
         """
         own_deadline = self.now() + time_limit if time_limit is not None else None
-        plugin_cls, plugin = self.plugin(plugin_name)
+        plugin_cls, plugin = found if found is not None else self.plugin(plugin_name)
         try:  # inline: most requests are cheap to render, and an await per call adds up
             rendered = self.render_inline(plugin_cls, with_, extra=extra, attempt=attempt)
         except NeedsWorker:
@@ -451,13 +455,13 @@ class RunContext:
         a plain state (the caller decides; foreach keeps per-item results instead).
         """
         try:
-            plugin_cls, _ = self.plugin(action.plugin)
+            found = self.plugin(action.plugin)
         except PluginError as err:
             failed = {"plugin": action.plugin, "index": index, "attempt": 1, **(detail or {})}
             failed.update(ok=False, changed=False, error=self.error_detail(err), duration=0.0)
             await self.write(kind, state=state, outcome=err.name, detail=failed)
             raise
-        policy = effective_policy(retry, plugin_cls)
+        policy = effective_policy(retry, found[0])
         timeout = action.timeout.total_seconds() if action.timeout is not None else None
         attempt = 1
         while True:
@@ -478,6 +482,7 @@ class RunContext:
                     extra=extra,
                     attempt=attempt,
                     state=state,
+                    found=found,
                 )
             except ActionError as err:
                 entry.update(

@@ -47,37 +47,53 @@ async def run_foreach(
     ``as`` is visible to the later actions of the same item as ``outputs.<as>``). Raises
     :class:`TooManyFailures` when more items failed than ``tolerate`` allows, after storing the
     complete result list in ``ctx.outputs[state]``.
+
+    The items are run by ``concurrency`` workers that take them in order from one shared
+    iterator (with a concurrency of 1, in the caller's task): a worker per slot rather than a
+    task per item waiting on a semaphore, so a big ``foreach`` costs no task, no coroutine
+    parked for its turn and no semaphore wake-up per item, and the collector has thousands fewer
+    live objects to scan while it runs. Cancelling the caller cancels the workers.
     """
     items = await foreach_items(ctx, foreach)
-    semaphore = asyncio.Semaphore(foreach.concurrency)
     results: list[dict[str, Any]] = [{} for _ in items]
+    do = foreach.do
+    name = foreach.as_
+    run_id = ctx.record.id
+    pending = iter(enumerate(items))
 
     async def one(i: int, item: Any) -> None:
-        async with semaphore:
-            local: dict[str, Any] = {}
-            output: Any = None
-            try:
-                for j, action in enumerate(foreach.do):
-                    outputs = {**ctx.outputs, **local} if local else ctx.outputs
-                    extra = {foreach.as_: item, "outputs": outputs}
-                    output = await ctx.call_action(
-                        action,
-                        state=state,
-                        index=j,
-                        key=f"{ctx.record.id}/{state}/{i}/{j}",
-                        retry=retry,
-                        deadline=deadline,
-                        extra=extra,
-                        detail={"item": i},
-                    )
-                    if action.as_:
-                        local[action.as_] = output
-            except ActionError as err:
-                results[i] = {"item": item, "ok": False, "error": ctx.error_detail(err)}
-            else:
-                results[i] = {"item": item, "ok": True, "output": output}
+        local: dict[str, Any] = {}
+        output: Any = None
+        try:
+            for j, action in enumerate(do):
+                outputs = {**ctx.outputs, **local} if local else ctx.outputs
+                output = await ctx.call_action(
+                    action,
+                    state=state,
+                    index=j,
+                    key=f"{run_id}/{state}/{i}/{j}",
+                    retry=retry,
+                    deadline=deadline,
+                    extra={name: item, "outputs": outputs},
+                    detail={"item": i},
+                )
+                if action.as_:
+                    local[action.as_] = output
+        except ActionError as err:
+            results[i] = {"item": item, "ok": False, "error": ctx.error_detail(err)}
+        else:
+            results[i] = {"item": item, "ok": True, "output": output}
 
-    await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+    async def worker() -> None:
+        # the workers share one iterator: items start in order, one per free worker
+        for i, item in pending:
+            await one(i, item)
+
+    workers = min(foreach.concurrency, len(items))
+    if workers == 1:
+        await worker()
+    elif workers:
+        await asyncio.gather(*(worker() for _ in range(workers)))
     ctx.outputs[state] = results
     failed = sum(1 for r in results if not r["ok"])
     allowed = foreach.tolerated(len(items))

@@ -203,22 +203,113 @@ def copy_run(run: RunRecord) -> RunRecord:
     return dataclasses.replace(run, outputs=copy_data(run.outputs))
 
 
+_Row = tuple[Any, ...]
+"""How :class:`MemoryJournal` keeps an entry: the kind's value, ``seq``, ``at``, ``state``,
+``to_state``, ``outcome``, then the ``detail`` keys and values, alternating (the run id is the
+key of the log the row is in). A value that is not a string, number, boolean or ``None`` (the
+outputs of a ``transition``, an error's details) is kept in the log's :attr:`_Log.held` list:
+its key is written as the 1-tuple ``(key,)`` and its value as its index there."""
+
+_KINDS: dict[str, EventKind] = {kind.value: kind for kind in EventKind}
+
+
+_HELD_KEYS: dict[Any, tuple[Any]] = {}
+
+
+def _held_key(key: Any) -> tuple[Any]:
+    """``(key,)``, the same tuple for the same few keys (an entry's detail has a handful; the
+    caller looks in :data:`_HELD_KEYS` first): one allocation less per row, and a row is
+    untracked at the first collection that sees it."""
+    marker = (key,)
+    if type(key) is str and len(_HELD_KEYS) < 256:
+        _HELD_KEYS[key] = marker
+    return marker
+
+
+@dataclass(slots=True)
+class _Log:
+    """One run's entries in :class:`MemoryJournal`: the rows, and the values they refer to."""
+
+    rows: list[_Row] = field(default_factory=list)
+    held: list[Any] = field(default_factory=list)
+
+    def append(self, entry: JournalEntry) -> None:
+        # attribute by attribute: the interpreter's specialised slot loads beat attrgetter
+        row: _Row = (
+            entry.kind._value_,
+            entry.seq,
+            entry.at,
+            entry.state,
+            entry.to_state,
+            entry.outcome,
+        )
+        detail = entry.detail
+        if not detail:  # most entries
+            self.rows.append(row)
+            return
+        held = self.held
+        for key, value in detail.items():
+            if type(value) in _IMMUTABLE and type(key) is str:
+                row += (key, value)
+            else:  # every transition carries the same outputs until they change: kept once
+                if not held or held[-1] is not value:
+                    held.append(value)
+                row += (_HELD_KEYS.get(key) or _held_key(key), len(held) - 1)
+        self.rows.append(row)
+
+    def entry(self, run_id: str, row: _Row) -> JournalEntry:
+        held = self.held
+        detail: dict[Any, Any] = {}
+        for key, value in zip(row[6::2], row[7::2], strict=True):
+            if type(key) is tuple:
+                detail[key[0]] = held[value]
+            else:
+                detail[key] = value
+        return JournalEntry(
+            run_id=run_id,
+            kind=_KINDS[row[0]],
+            seq=row[1],
+            at=row[2],
+            state=row[3],
+            to_state=row[4],
+            outcome=row[5],
+            detail=detail,
+        )
+
+    def entries(self, run_id: str) -> list[JournalEntry]:
+        return [self.entry(run_id, row) for row in self.rows]
+
+
 class MemoryJournal:
-    """A :class:`Journal` in memory, for one-shot commands and tests."""
+    """A :class:`Journal` in memory, for one-shot commands and tests.
+
+    Entries are kept as flat tuples of strings, numbers and instants (see :data:`_Row`), not
+    as :class:`JournalEntry` objects, and rebuilt when read: each read builds new entries and
+    ``detail`` dicts, whose values are the ones recorded (shared, as before). The garbage
+    collector stops tracking a tuple that holds no container, so a growing journal adds almost
+    nothing to the collections of the process it lives in: kept as entry objects, a run of a
+    thousand transitions added three thousand objects to every later full collection, and in a
+    loop of runs the collector took about half the engine's time (``bench/engine.py``).
+    """
 
     def __init__(self) -> None:
         self.runs: dict[str, RunRecord] = {}
-        self.log: dict[str, list[JournalEntry]] = {}
+        self._logs: dict[str, _Log] = {}
+
+    @property
+    def log(self) -> dict[str, list[JournalEntry]]:
+        """Every run's entries, in the order they were recorded (a copy, built on each read)."""
+        return {run_id: log.entries(run_id) for run_id, log in self._logs.items()}
 
     async def run_started(self, run: RunRecord) -> None:
         self.runs[run.id] = copy_run(run)
-        self.log.setdefault(run.id, [])
+        self._logs.setdefault(run.id, _Log())
 
     async def record(self, entry: JournalEntry) -> None:
         run_id = entry.run_id
-        log = self.log.get(run_id)
+        log = self._logs.get(run_id)
         if log is None:
-            log = self.log[run_id] = []
+            log = self._logs[run_id] = _Log()
         log.append(entry)
         run = self.runs.get(run_id)
         if run is None:
@@ -242,7 +333,8 @@ class MemoryJournal:
         return copy_run(run) if run else None
 
     async def entries(self, run_id: str) -> list[JournalEntry]:
-        return list(self.log.get(run_id, []))
+        log = self._logs.get(run_id)
+        return log.entries(run_id) if log is not None else []
 
     async def unfinished_runs(self) -> list[RunRecord]:
         return [copy_run(r) for r in self.runs.values() if not r.status.finished]

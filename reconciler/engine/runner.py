@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -574,6 +575,14 @@ class Engine:
         ctx.logger.info("run finished", status=status.value, error=record.error)
 
     def _child_runner(self, parent: RunContext, depth: int) -> ChildRunner:
+        """What ``workflow.run`` calls to start a child of ``parent``'s run.
+
+        It holds ``parent`` weakly: ``parent`` holds it, and a cycle would keep every run's
+        context (and through it the journal and the engine) alive until the collector's next
+        full pass instead of freeing it when the run returns.
+        """
+        parent_ref = weakref.ref(parent)
+
         async def run_child(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
             workflow = self.workflows.get(name)
             if workflow is None:
@@ -582,6 +591,9 @@ class Engine:
                 raise ChildRunFailed(
                     f"workflow.run nested deeper than {MAX_CHILD_DEPTH} levels at {name!r}"
                 )
+            parent = parent_ref()
+            if parent is None:  # only a plugin that kept the runner past its call gets here
+                raise ChildRunFailed(f"cannot start {name!r}: its parent run is over")
             result = await self._run(
                 workflow,
                 reason=f"child of run {parent.record.id}",

@@ -8,7 +8,7 @@ from typing import Any
 from reconciler.engine.journal import EventKind
 from reconciler.engine.runner import Engine
 from reconciler.errors import TooManyFailures
-from reconciler.plugin import PluginRegistry
+from reconciler.plugin import ActionContext, Plugin, PluginRegistry, Request, Response
 
 END = {"done": {"end": "success"}, "failed": {"end": "failure"}}
 
@@ -164,3 +164,44 @@ async def test_items_that_are_not_a_list_fail_with_evaluation_error(
     )
     result = await engine.run(w)
     assert result.error is not None and result.error.name == "EvaluationError"
+
+
+class TaskRequest(Request):
+    pass
+
+
+class Tasks(Plugin[TaskRequest, Response]):
+    """Remembers which asyncio task each call ran on."""
+
+    Request = TaskRequest
+    Response = Response
+
+    def __init__(self) -> None:
+        self.tasks: list[asyncio.Task[Any] | None] = []
+
+    async def run(self, request: TaskRequest, context: ActionContext) -> Response:
+        self.tasks.append(asyncio.current_task())
+        await asyncio.sleep(0)  # let the other items in
+        return Response()
+
+
+async def test_items_share_one_task_per_concurrency_slot_not_one_each(
+    engine: Engine, registry: PluginRegistry, wf: Any
+) -> None:
+    # a foreach of thousands of items must not hold thousands of tasks and coroutines at once
+    registry.register("test.tasks", Tasks)
+    many = {"items": list(range(40)), "do": [{"plugin": "test.tasks"}], "concurrency": 4}
+    alone = {"items": list(range(5)), "do": [{"plugin": "test.tasks"}]}
+    w = wf(
+        {
+            "many": {"foreach": many, "next": "alone"},
+            "alone": {"foreach": alone, "next": "done"},
+            **END,
+        }
+    )
+    result = await engine.run(w)
+
+    assert result.ok and len(result.outputs["many"]) == 40 and len(result.outputs["alone"]) == 5
+    tasks = registry.instance("test.tasks").tasks
+    assert len(set(tasks[:40])) == 4
+    assert set(tasks[40:]) == {asyncio.current_task()}  # concurrency 1: the run's own task

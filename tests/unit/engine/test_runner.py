@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -572,3 +574,22 @@ async def test_plugin_init_runs_once_before_first_use_and_is_retried_after_failu
     assert (await engine.run(w)).ok
     assert (await engine.run(w)).ok
     assert registry.instance("test.init").inits == 2
+
+
+async def test_a_finished_run_is_freed_without_the_garbage_collector(
+    registry: PluginRegistry, wf: Any
+) -> None:
+    # a cycle (the run's context and its child runner) would keep the engine, its journal and
+    # everything the run held alive until the collector's next full pass
+    w = wf({"work": {"do": [{"plugin": "test.echo", "with": {"value": 1}}], "next": "done"}, **END})
+    gc.disable()
+    try:
+        journal = MemoryJournal()
+        engine = Engine(registry, journal=journal)
+        result = await engine.run(w)
+        assert result.ok
+        gone = weakref.ref(engine), weakref.ref(journal)
+        del engine, journal, result
+        assert [ref() for ref in gone] == [None, None]
+    finally:
+        gc.enable()

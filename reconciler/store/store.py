@@ -11,7 +11,10 @@ teams, PostgreSQL (``postgresql+psycopg://...``). Both run on SQLAlchemy 2's asy
 What callers may rely on: :meth:`Store.open` brings the schema to the newest Alembic revision
 before returning (migrations are the only schema source); every write method commits before it
 returns, in one transaction (a ``transition`` entry and the run's new ``current_state`` /
-``outputs`` land together or not at all); a status write never changes the row's
+``outputs`` land together or not at all), except a run's writes handed in with ``wait=False``,
+committed in order with the next batch of the store's one writer (``writer.py``: runs, journal
+entries and statuses are written in batches, one transaction per batch, and everything else
+begins once the writes handed in before it are committed); a status write never changes the row's
 ``suspended`` flag, and while it is set the row keeps reading ``Suspended``/
 ``SuspendedManually`` (only :meth:`Store.request_suspension` sets or clears it); timestamps
 come back timezone-aware UTC; database failures surface as :class:`StoreError` subclasses whose

@@ -368,11 +368,12 @@ class Store:
         return self.url.get_backend_name()
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+    async def _tx(self, *, settled: bool = True) -> AsyncIterator[AsyncConnection]:
         """One transaction, committed on success; driver errors become :class:`StoreError`.
         It begins once the writes handed to the writer before are committed, so it reads them
-        and writes after them."""
-        if self._writer.busy:
+        and writes after them (``settled=False``: at once, for the leases, which no write of
+        the writer touches)."""
+        if settled and self._writer.busy:
             await self._writer.settle()
         try:
             async with self._engine.begin() as conn:
@@ -801,18 +802,18 @@ class Store:
         """Take lease ``name`` for ``owner`` for ``ttl`` (seconds or timedelta); ``None`` while
         another owner holds it unexpired. See :mod:`reconciler.store.leases`."""
         delta = leases.as_timedelta(ttl)
-        async with self._tx() as conn:
+        async with self._tx(settled=False) as conn:
             return await leases.acquire(conn, name, owner, ttl=delta, now=now or utcnow())
 
     async def renew(self, lease: Lease, *, now: datetime | None = None) -> bool:
         """Extend ``lease`` by its TTL (updating ``lease.expires_at``); False once it was taken
         over, after which the holder must stop acting on it."""
-        async with self._tx() as conn:
+        async with self._tx(settled=False) as conn:
             return await leases.renew(conn, lease, now=now or utcnow())
 
     async def release(self, lease: Lease, *, now: datetime | None = None) -> bool:
         """Give ``lease`` up so another owner can take it at once."""
-        async with self._tx() as conn:
+        async with self._tx(settled=False) as conn:
             return await leases.release(conn, lease, now=now or utcnow())
 
     # ----------------------------------------------------------------- commands

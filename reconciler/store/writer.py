@@ -251,47 +251,36 @@ class GroupWriter:
         """Everything ``batch`` writes, in ``conn``'s transaction: fences first, then the runs'
         rows, the journal rows, the runs' net changes, and the status batches in order."""
         refused = self._check_fences(conn, batch)
-        rows: dict[str, dict[str, Any]] = {}
-        changes: dict[str, dict[str, Any]] = {}
-        entries: list[dict[str, Any]] = []
-        statuses: list[Write] = []
+        plan = _Plan()
         for write in batch:
             if write.fence is not None and (write.fence.name, write.fence.fencing_token) in refused:
                 write.outcome = leases.lost(write.fence)
-                continue
-            if write.run is not None:
-                rows[write.run["id"]] = dict(write.run)
-                changes.pop(write.run["id"], None)  # the whole row supersedes them
-            elif write.entry is not None:
-                entries.append(write.entry)
-                if write.changes:
-                    run_id = write.entry["run_id"]
-                    if run_id in rows:
-                        rows[run_id].update(write.changes)
-                    else:
-                        changes.setdefault(run_id, {}).update(write.changes)
-            elif write.statuses is not None:
-                statuses.append(write)
-        if rows:
-            conn.execute(self._run_upsert(), list(rows.values()))
-        if entries:
-            conn.execute(JOURNAL.insert(), entries)
-        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for run_id, change in changes.items():
-            by_columns.setdefault(tuple(sorted(change)), []).append({"_id": run_id, **change})
-        for columns, params in by_columns.items():
+            else:
+                plan.add(write)
+        if plan.rows:
+            conn.execute(self._run_upsert(), list(plan.rows.values()))
+        if plan.entries:
+            conn.execute(JOURNAL.insert(), plan.entries)
+        for columns, params in plan.updates().items():
             conn.execute(self._run_update(columns), params)
-        for write in statuses:
-            names = {row.get("name", row.get("key")) for row in write.statuses or ()}
-            lost = {
-                n
-                for n, lease in (write.fences or {}).items()
-                if n in names and (lease.name, lease.fencing_token) in refused
-            }
-            kept = [r for r in write.statuses or () if r.get("name", r.get("key")) not in lost]
-            if kept:
-                conn.execute(write.statement, kept)
-            write.outcome = lost
+        for write in plan.statuses:
+            self._write_statuses(conn, write, refused)
+
+    @staticmethod
+    def _write_statuses(conn: Connection, write: Write, refused: set[tuple[str, int]]) -> None:
+        """A status batch without the rows whose lease is in ``refused``; those names become
+        the write's outcome."""
+        rows = write.statuses or []
+        names = {_status_name(row) for row in rows}
+        lost = {
+            n
+            for n, lease in (write.fences or {}).items()
+            if n in names and (lease.name, lease.fencing_token) in refused
+        }
+        kept = [row for row in rows if _status_name(row) not in lost]
+        if kept:
+            conn.execute(write.statement, kept)
+        write.outcome = lost
 
     def _check_fences(self, conn: Connection, batch: list[Write]) -> set[tuple[str, int]]:
         """The leases of ``batch`` no longer current, as (name, token); each checked once."""
@@ -340,3 +329,43 @@ class GroupWriter:
         if isinstance(exc, LeaseLost):
             return exc
         return StoreUnavailable(f"store unavailable: {self._describe(url)}: {exc}")
+
+
+def _status_name(row: Mapping[str, Any]) -> Any:
+    """The workflow a status row is about (``key`` in a partial update's parameters)."""
+    return row.get("name", row.get("key"))
+
+
+class _Plan:
+    """A batch's writes merged into as few statements as they allow: each run's whole row
+    once (a later entry's change folded in), the journal rows together, and each run's net
+    change by the columns it sets; status batches as they came."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.changes: dict[str, dict[str, Any]] = {}
+        self.entries: list[dict[str, Any]] = []
+        self.statuses: list[Write] = []
+
+    def add(self, write: Write) -> None:
+        if write.run is not None:
+            run_id = write.run["id"]
+            self.rows[run_id] = dict(write.run)
+            self.changes.pop(run_id, None)  # the whole row supersedes them
+        elif write.entry is not None:
+            self.entries.append(write.entry)
+            if write.changes:
+                run_id = write.entry["run_id"]
+                target = self.rows.get(run_id)
+                if target is None:
+                    target = self.changes.setdefault(run_id, {})
+                target.update(write.changes)
+        elif write.statuses is not None:
+            self.statuses.append(write)
+
+    def updates(self) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+        """The runs' net changes, grouped by the columns they set (one statement each)."""
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for run_id, change in self.changes.items():
+            by_columns.setdefault(tuple(sorted(change)), []).append({"_id": run_id, **change})
+        return by_columns

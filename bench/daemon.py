@@ -1,6 +1,6 @@
 """Daemon benchmark: how the daemon's path scales, from a commit to the statuses it settles.
 
-Five figures on the 2-core development machine, each printed with its target and PASS/MISS:
+Six figures on the 2-core development machine, each printed with its target and PASS/MISS:
 
 (a) cold load and validation of 10,000 workflow files (``load_tree`` + ``validate_snapshot``,
     what ``reconciler validate`` and the daemon's first revision do), the best of three fresh
@@ -20,7 +20,11 @@ Five figures on the 2-core development machine, each printed with its target and
     Controller's workers observe, decide and store a status for each; timed until the queue is
     empty, the best of three passes (an info row adds the commit of the statuses the pass wrote
     behind);
-(e) resident memory (VmRSS) of a fresh process holding a Controller with 10,000 workflows loaded.
+(e) resident memory (VmRSS) of a fresh process holding a Controller with 10,000 workflows loaded;
+(f) throughput: runs per second converging ``--throughput-workflows`` (1,000) new workflows of one
+    ``file.write`` state each, committed at once, through a running Controller with the daemon's
+    default settings and logging (info, JSON lines into a file), on SQLite (the target) and on
+    PostgreSQL beside it; ``--only throughput`` runs only this figure.
 
 The workflows come from one template (observe, desired, a retried write state, shorthands), in
 100 directories of a temporary git repository; (c) uses ``--latency-workflows`` (1,000) so the

@@ -83,6 +83,8 @@ class Write:
     fence: Lease | None = None
     fences: Mapping[str, Lease] | None = None
     future: asyncio.Future[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    """The event loop that handed it in, whose waiters are woken there."""
     outcome: BaseException | set[str] | None = None
     """Set in the writer's thread: the error that refused it, or a status batch's refused names."""
 
@@ -113,11 +115,10 @@ class GroupWriter:
         self._ready = threading.Event()
         self._pending: list[Write] = []
         self._in_flight = 0
-        """Writes handed in and not resolved yet (read and written on the event loop only)."""
+        """Writes handed in and not committed (or refused) yet; changed under ``_lock``."""
         self._closing = False
         self._failed: dict[str, BaseException] = {}
         """Runs whose write failed without a waiter: their later writes are refused."""
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._statements: dict[Any, Any] = {}
 
@@ -128,16 +129,16 @@ class GroupWriter:
         loop = asyncio.get_running_loop()
         if self._closing:
             raise StoreUnavailable(f"the store is closed: {self._describe(self._url)}")
-        if self._thread is None:
-            self._loop = loop
+        if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(
                 target=self._run, name="reconciler-store-writer", daemon=True
             )
             self._thread.start()
+        write.loop = loop
         if wait:
             write.future = loop.create_future()
-        self._in_flight += 1
         with self._lock:
+            self._in_flight += 1
             self._pending.append(write)
             self._ready.set()
         return write.future
@@ -172,9 +173,9 @@ class GroupWriter:
             self._thread = None
         self._engine.dispose()
 
-    def _resolve(self, batch: Sequence[Write]) -> None:
+    @staticmethod
+    def _resolve(batch: Sequence[Write]) -> None:
         """On the event loop: wake the waiters of a committed (or refused) batch."""
-        self._in_flight -= len(batch)
         for write in batch:
             future = write.future
             if future is None or future.done():
@@ -188,8 +189,6 @@ class GroupWriter:
     # -- the writer's thread -------------------------------------------------------------------
 
     def _run(self) -> None:
-        loop = self._loop
-        assert loop is not None
         while True:
             self._ready.wait()
             with self._lock:
@@ -198,12 +197,21 @@ class GroupWriter:
                     self._ready.clear()
             if batch:
                 self._commit(batch)
-                try:
-                    loop.call_soon_threadsafe(self._resolve, batch)
-                except RuntimeError:  # the loop is closed: nobody waits any more
-                    return
+                with self._lock:
+                    self._in_flight -= len(batch)
+                self._wake(batch)
             elif self._closing:
                 return
+
+    def _wake(self, batch: list[Write]) -> None:
+        """Hand ``batch`` back to the event loop(s) it came from, once per loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Write]] = {}
+        for write in batch:
+            if write.future is not None and write.loop is not None:
+                by_loop.setdefault(write.loop, []).append(write)
+        for loop, writes in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(self._resolve, writes)
 
     def _commit(self, batch: list[Write]) -> None:
         """Commit ``batch`` in one transaction; when that fails, each write alone."""

@@ -119,7 +119,18 @@ class RunSupervisor:
         so a resumed run runs with them again.
         A cancellation that is not :meth:`cancel`'s (the daemon shutting down) propagates: the
         run's record then stays unfinished, so it resumes on the next start.
+
+        A run to resume whose cancel was accepted before it stopped (its record names who
+        cancelled it) is not resumed: it is recorded cancelled, as :meth:`cancel` would have.
         """
+        if resume is not None and resume.cancelled_by is not None:
+            log.info(
+                f"run {short(run_id)} of workflow {workflow.name} was cancelled through the API "
+                "before it stopped; recorded cancelled, not resumed",
+                **run_keys(resume),
+            )
+            await self._record_cancelled(run_id)
+            return RunEnd(None)
         task = asyncio.create_task(
             self.engine.run(
                 workflow,

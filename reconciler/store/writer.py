@@ -196,7 +196,13 @@ class GroupWriter:
                 if not self._pending:
                     self._ready.clear()
             if batch:
-                self._commit(batch)
+                try:
+                    self._commit(batch)
+                except Exception as exc:  # a bug below: the waiters must not wait forever
+                    failure = StoreError(f"the store's writer failed: {type(exc).__name__}")
+                    for write in batch:
+                        if write.outcome is None:
+                            write.outcome = failure
                 with self._lock:
                     self._in_flight -= len(batch)
                 self._wake(batch)
@@ -220,9 +226,12 @@ class GroupWriter:
             with self._engine.begin() as conn:
                 self._apply(conn, live)
         except (SQLAlchemyError, OSError) as exc:
-            if len(live) == 1:
-                live[0].outcome = self._translate(exc)
-                self._remember_failure(live[0])
+            error = self._translate(exc)
+            if len(live) == 1 or isinstance(error, StoreUnavailable):
+                # the database is gone: each write alone would wait for it in turn
+                for write in live:
+                    write.outcome = error
+                    self._remember_failure(write)
                 return
             for write in live:
                 write.outcome = None

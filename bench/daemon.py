@@ -1,6 +1,6 @@
 """Daemon benchmark: how the daemon's path scales, from a commit to the statuses it settles.
 
-Five figures on the 2-core development machine, each printed with its target and PASS/MISS:
+Six figures on the 2-core development machine, each printed with its target and PASS/MISS:
 
 (a) cold load and validation of 10,000 workflow files (``load_tree`` + ``validate_snapshot``,
     what ``reconciler validate`` and the daemon's first revision do), the best of three fresh
@@ -20,7 +20,11 @@ Five figures on the 2-core development machine, each printed with its target and
     Controller's workers observe, decide and store a status for each; timed until the queue is
     empty, the best of three passes (an info row adds the commit of the statuses the pass wrote
     behind);
-(e) resident memory (VmRSS) of a fresh process holding a Controller with 10,000 workflows loaded.
+(e) resident memory (VmRSS) of a fresh process holding a Controller with 10,000 workflows loaded;
+(f) throughput: runs per second converging ``--throughput-workflows`` (1,000) new workflows of one
+    ``file.write`` state each, committed at once, through a running Controller with the daemon's
+    default settings and logging (info, JSON lines into a file), on SQLite (the target) and on
+    PostgreSQL beside it; ``--only throughput`` runs only this figure.
 
 The workflows come from one template (observe, desired, a retried write state, shorthands), in
 100 directories of a temporary git repository; (c) uses ``--latency-workflows`` (1,000) so the
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -43,13 +48,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import structlog
-from cluster import git  # the benchmarks' one git helper (bench/cluster.py)
+from cluster import commit_all, file_workflow, git, init_repo, schema  # bench/cluster.py
 
 from reconciler.config.loader import load_text, load_tree
 from reconciler.config.snapshot import Snapshot
@@ -60,6 +66,7 @@ from reconciler.daemon.settings import DaemonSettings
 from reconciler.plugin import PluginRegistry
 from reconciler.sources import Revision, Source, open_source
 from reconciler.store import Store
+from reconciler.telemetry.logging import configure_logging
 
 TEMPLATE = """\
 apiVersion: reconciler/v1
@@ -443,6 +450,128 @@ def bench_memory(repo: Path, work: Path) -> float:
     return float(json.loads(out.strip().splitlines()[-1])["rss_mb"])
 
 
+# -- (f) throughput ---------------------------------------------------------------------------
+
+THROUGHPUT_TARGET = 500.0
+"""Runs per second converging new trivial workflows on SQLite (higher is better)."""
+
+
+class RateRow(Row):
+    """A row whose figure is a rate: it passes when it reaches its target."""
+
+    @property
+    def verdict(self) -> str:
+        if self.target is None:
+            return "info"
+        return "PASS" if self.value >= self.target else "MISS"
+
+    def cells(self) -> list[str]:
+        target = "-" if self.target is None else f">= {self.target:g} {self.unit}"
+        return [self.key, self.what, f"{self.value:.0f} {self.unit}", target, self.verdict]
+
+
+@contextlib.contextmanager
+def info_logging(path: Path) -> Iterator[None]:
+    """The daemon's own logging at its default level (info, JSON lines), into ``path``: a run's
+    log lines are part of what a run costs. Warnings only again afterwards."""
+    root = logging.getLogger()
+    kept = list(root.handlers)
+    with path.open("w", encoding="utf-8") as out:
+        for handler in kept:
+            root.removeHandler(handler)
+        configure_logging("info", json_lines=True, stream=out)
+        try:
+            yield
+        finally:
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            for handler in kept:
+                root.addHandler(handler)
+            root.setLevel(logging.WARNING)
+            quiet_logging()
+
+
+async def bench_throughput(work: Path, *, count: int, store: str | None) -> float:
+    """Runs per second converging ``count`` new workflows (one ``file.write`` each, no probe,
+    so each runs once) committed at once to the repository a running Controller watches.
+
+    The clock starts when ``git commit`` returns (the watcher sees it) and stops once the queue
+    has drained after the revision was loaded: every run finished and its outcome committed as
+    the workflow's status. ``store`` is a ``--store`` URL (``None``: SQLite in the data
+    directory). Logging is the daemon's default (info, JSON lines into a file)."""
+    label = "sqlite" if store is None else "postgresql"
+    base = work / f"throughput-{label}"
+    repo, out = base / "repo", base / "out"
+    init_repo(repo)
+    out.mkdir(parents=True)
+    (repo / "warmup.yaml").write_text(file_workflow("warmup", out / "warmup", "w"))
+    commit_all(repo, "warm-up")
+    settings = DaemonSettings.load(
+        repo=str(repo), data_dir=base / "data", poll_interval="1h", workdir=base, store=store
+    )
+    with info_logging(base / "daemon.log"):
+        db = await Store.open(settings.store, data_dir=settings.data_dir)
+        source = open_source(str(repo), data_dir=settings.data_dir, poll_interval=3600)
+        registry = PluginRegistry.discover()
+        controller = Controller(settings, db, source=source, registry=registry)
+        stop = asyncio.Event()
+        task = asyncio.create_task(controller.run(stop))
+        try:
+            await asyncio.wait_for(controller.ready.wait(), 120)
+            await drained(controller, within=120)
+            for n in range(count):
+                name = f"tp-{n:05d}"
+                (repo / f"{name}.yaml").write_text(file_workflow(name, out / name, "x"))
+            revision = commit_all(repo, "workload")
+            started = time.perf_counter()
+            deadline = time.monotonic() + 900
+            while controller.target.revision != revision:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the watcher did not see the commit")
+                await asyncio.sleep(0.005)
+            await drained(controller, within=900)
+            elapsed = time.perf_counter() - started
+            runs = await db.list_runs(limit=count + 10)
+            done = {
+                r.workflow for r in runs if r.revision == revision and r.status.value == "succeeded"
+            }
+            assert len(done) == count, f"only {len(done)} of {count} workflows ran"
+            statuses = [await controller.statuses.get(f"tp-{n:05d}") for n in range(count)]
+            converged = sum(1 for s in statuses if s is not None and s.status.value == "Converged")
+            assert converged == count, f"only {converged} of {count} workflows converged"
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 60)
+            await registry.close()
+            await db.close()
+    return count / elapsed
+
+
+async def throughput_rows(
+    args: argparse.Namespace, work: Path, say: Callable[[str], None]
+) -> list[Row]:
+    """Row (f): runs/s on SQLite (the target) and on PostgreSQL beside it (when it answers)."""
+    n = args.throughput_workflows
+    say(f"(f) throughput, {n:,} new workflows on SQLite ...")
+    rate = await bench_throughput(work, count=n, store=None)
+    rows: list[Row] = [
+        RateRow(
+            "f", f"runs/s converging {n:,} new workflows, SQLite", rate, "runs/s", THROUGHPUT_TARGET
+        )
+    ]
+    say(f"(f) throughput, {n:,} new workflows on PostgreSQL ...")
+    try:
+        with schema("bench_daemon") as db:
+            rate = await bench_throughput(work, count=n, store=db.store_url())
+    except psycopg.OperationalError as exc:
+        say(f"(f) PostgreSQL skipped: {exc}")
+    else:
+        rows.append(
+            RateRow("f", f"runs/s converging {n:,} new workflows, PostgreSQL", rate, "runs/s", None)
+        )
+    return rows
+
+
 # -- main ------------------------------------------------------------------------------------
 
 
@@ -505,6 +634,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--latency-workflows", type=int, default=1_000, help="workflows in the repos of (c)"
     )
     parser.add_argument("--samples", type=int, default=20, help="commits per latency case")
+    parser.add_argument(
+        "--throughput-workflows", type=int, default=1_000, help="new workflows for (f)"
+    )
+    parser.add_argument(
+        "--only", choices=["throughput"], help="run only this figure: throughput is (f)"
+    )
     parser.add_argument("--rss-of", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--cold-load-of", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
@@ -522,7 +657,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text, file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as tmp:
-        rows = asyncio.run(run_all(args, Path(tmp), say))
+        if args.only == "throughput":
+            rows = asyncio.run(throughput_rows(args, Path(tmp), say))
+        else:
+            rows = asyncio.run(run_all(args, Path(tmp), say))
+            rows += asyncio.run(throughput_rows(args, Path(tmp), say))
     print(f"reconciler daemon benchmark ({os.cpu_count()} CPUs, Python {sys.version.split()[0]})")
     print(table(rows))
     return 0 if all(r.verdict != "MISS" for r in rows) else 1

@@ -504,8 +504,9 @@ async def _atomic_write(
                 with contextlib.suppress(PermissionError):
                     os.fchown(fh.fileno(), *owner)
             os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            # the syncs wait for the disk (milliseconds each): in a thread, the other runs and
+            # the API go on meanwhile
+            await asyncio.to_thread(_sync_and_replace, fh.fileno(), tmp, path.name, dir_fd)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=dir_fd)
@@ -514,6 +515,13 @@ async def _atomic_write(
         with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=dir_fd)
         raise
-    # make the rename durable; some filesystems refuse to fsync a directory, which is fine
+
+
+def _sync_and_replace(fd: int, tmp: str, name: str, dir_fd: int) -> None:
+    """fsync the temp file ``fd``, rename it over ``name`` (both in ``dir_fd``) and fsync the
+    directory, so the rename is durable (some filesystems refuse to fsync a directory, which
+    is fine)."""
+    os.fsync(fd)
+    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     with contextlib.suppress(OSError):
         os.fsync(dir_fd)

@@ -6,6 +6,33 @@ Called by: the :class:`~reconciler.engine.runner.Engine` (through the metrics wr
 :class:`~reconciler.store.Store`, passing the lease fence of the workflow being reconciled
 (:func:`~reconciler.daemon.replicas.current_fence`) so a replica that lost a workflow cannot
 write into its run.
+
+**Durability.** Every write goes to the store's one writer, which commits the writes of all the
+runs in flight together, in order, one transaction per batch (``reconciler/store/writer.py``).
+A run waits for its writes only where the next step has an effect outside the store:
+
+- a ``state_entered`` entry (and an approval's entries) is committed before :meth:`record`
+  returns, so **an entry is durable before the next state's action starts** — and with it,
+  since batches commit in order, everything the run wrote before: its record
+  (``run_started``), its ``run_started`` entry, the ``transition`` into the state with the
+  outputs so far;
+- ``run_finished`` (the run's final record) is committed before it returns, so a run whose end
+  was reported is finished in the store;
+- the rest (``run_started``, the ``run_started``/``run_resumed``/``action``/``check``/
+  ``transition``/``run_finished`` entries) is handed in without waiting.
+
+What a ``kill -9`` can lose: the writes handed in after the run's last committed one — at most
+the entries since its last ``state_entered`` (the action's entry, the transition out of the
+state, the end). On the next start the run is found ``running`` in the state whose
+``state_entered`` was committed, and is resumed there: it is the same run (same id; its
+``run_finished`` entry is written once), the state's action runs again — as it always did when
+a process died between an action and the commit of its transition: actions are idempotent —
+and no other state's action runs twice. A run whose first ``state_entered`` was not committed
+ran no action; its record, if committed, resumes from the start state, and if not, nothing of
+it is left and the workflow is decided afresh (it runs once). A write that fails without a
+waiter refuses the run's later writes with its error, raised at the next write waited for.
+``tests/integration/daemon/test_group_commit_kill.py`` kills a daemon mid-batch and checks
+the resume is exactly once.
 """
 
 from __future__ import annotations
@@ -15,6 +42,20 @@ from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunSta
 from reconciler.errors import RunLeftUnfinished
 from reconciler.store import Store
 from reconciler.store.commands import SYNC_RUN_REASON
+
+UNWAITED = frozenset(
+    {
+        EventKind.RUN_STARTED,
+        EventKind.RUN_RESUMED,
+        EventKind.ACTION,
+        EventKind.CHECK,
+        EventKind.TRANSITION,
+        EventKind.RUN_FINISHED,
+    }
+)
+"""Entries :meth:`DaemonJournal.record` hands to the store's writer without waiting: none of
+them is followed by an effect outside the store before a ``state_entered`` entry or the run's
+final record, which are waited for (see the module docstring)."""
 
 
 class DaemonJournal:
@@ -39,7 +80,7 @@ class DaemonJournal:
     async def run_started(self, run: RunRecord) -> None:
         # A workflow's new manual run answers the syncs of it accepted so far.
         manual = run.parent_id is None and run.reason == SYNC_RUN_REASON
-        await self.store.run_started(run, fence=current_fence(), settles_syncs=manual)
+        await self.store.run_started(run, fence=current_fence(), settles_syncs=manual, wait=False)
 
     async def record(self, entry: JournalEntry) -> None:
         if (
@@ -49,7 +90,7 @@ class DaemonJournal:
         ):
             self.interrupted[entry.run_id] = entry.state
             return
-        await self.store.record(entry, fence=current_fence())
+        await self.store.record(entry, fence=current_fence(), wait=entry.kind not in UNWAITED)
 
     async def run_finished(self, run: RunRecord) -> None:
         if self.interrupting and run.status is RunStatus.CANCELLED:

@@ -89,6 +89,11 @@ class RunSupervisor:
         self._cancel_requested: set[str] = set()
         self._resumable: dict[str, RunRecord] = {}
         """Top-level runs to resume, by workflow: the next reconcile of it resumes the run."""
+        self._history: dict[str, int] | None = None
+        """One daemon on its store (:meth:`load_unfinished`): how many top-level runs of each
+        workflow the store held at start, plus those that ended here since (at most
+        ``keep_runs`` after a prune). ``None`` with replicas, whose runs this process does not
+        see: then the store is asked every time."""
 
     # -- runs in this process ------------------------------------------------------------------
 
@@ -114,7 +119,18 @@ class RunSupervisor:
         so a resumed run runs with them again.
         A cancellation that is not :meth:`cancel`'s (the daemon shutting down) propagates: the
         run's record then stays unfinished, so it resumes on the next start.
+
+        A run to resume whose cancel was accepted before it stopped (its record names who
+        cancelled it) is not resumed: it is recorded cancelled, as :meth:`cancel` would have.
         """
+        if resume is not None and resume.cancelled_by is not None:
+            log.info(
+                f"run {short(run_id)} of workflow {workflow.name} was cancelled through the API "
+                "before it stopped; recorded cancelled, not resumed",
+                **run_keys(resume),
+            )
+            await self._record_cancelled(run_id)
+            return RunEnd(None)
         task = asyncio.create_task(
             self.engine.run(
                 workflow,
@@ -166,6 +182,14 @@ class RunSupervisor:
         with ``--keep-runs 5``. A store failure is logged; the next run or pass prunes again."""
         if keep_runs is None and keep_days is None:
             return
+        history = self._history
+        if history is not None:
+            # one daemon: it knows how many runs the workflow has, so it prunes only once there
+            # are too many (the hourly pass enforces --keep-days: a run ending ages no other)
+            held = history[name] = history.get(name, 0) + 1
+            if keep_runs is None or held <= keep_runs:
+                return
+            history[name] = keep_runs
         try:
             await self.store.prune(keep_runs, keep_days, workflow=name)
         except StoreError as exc:
@@ -252,6 +276,7 @@ class RunSupervisor:
             if record.parent_id is not None:
                 continue  # a child run is resumed by its parent's workflow.run action
             self._resumable[record.workflow] = record
+        self._history = await self.store.top_level_run_counts()
 
     def resumable(self, name: str) -> bool:
         return name in self._resumable
@@ -271,7 +296,12 @@ class RunSupervisor:
         return record
 
     async def latest_run(self, name: str) -> RunRecord | None:
-        """The newest top-level run of workflow ``name`` in the store, finished or not."""
+        """The newest top-level run of workflow ``name`` in the store, finished or not.
+
+        ``None`` without asking the store when this daemon alone uses it and the workflow had
+        no run at start: every run of it since started here, and its status names it."""
+        if self._history is not None and name not in self._history:
+            return None
         return next((r for r in await self.store.list_runs(name, limit=5) if not r.parent_id), None)
 
     async def claim_unfinished(self, name: str, *, valid: bool, owner: str) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import Insert, update
+from sqlalchemy import Insert, Update, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -139,13 +139,12 @@ def lost(lease: Lease) -> LeaseLost:
     )
 
 
-async def _still_held(conn: AsyncConnection, lease: Lease) -> bool:
-    """Whether ``lease`` is still the current holder; locks its row (PostgreSQL) until commit.
-
-    The check is a no-op ``UPDATE`` of the lease row, so on PostgreSQL a concurrent takeover
-    waits for the surrounding write to commit instead of slipping in between.
-    """
-    stmt = (
+def held_statement(lease: Lease) -> Update:
+    """The check that ``lease`` is still the current holder: a no-op ``UPDATE`` of its row that
+    matches one row while it is (``rowcount == 1``), and locks the row (PostgreSQL) until the
+    surrounding transaction commits, so a concurrent takeover waits for the fenced write to
+    commit instead of slipping in between. The store's writer runs it on its own connection."""
+    return (
         update(LeaseRow)
         .where(
             LeaseRow.name == lease.name,
@@ -154,7 +153,12 @@ async def _still_held(conn: AsyncConnection, lease: Lease) -> bool:
         )
         .values(fencing_token=LeaseRow.fencing_token)
     )
-    return bool((await conn.execute(stmt)).rowcount == 1)
+
+
+async def _still_held(conn: AsyncConnection, lease: Lease) -> bool:
+    """Whether ``lease`` is still the current holder; locks its row (PostgreSQL) until commit
+    (:func:`held_statement`)."""
+    return bool((await conn.execute(held_statement(lease))).rowcount == 1)
 
 
 async def check_fence(conn: AsyncConnection, lease: Lease) -> None:

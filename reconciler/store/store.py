@@ -11,7 +11,10 @@ teams, PostgreSQL (``postgresql+psycopg://...``). Both run on SQLAlchemy 2's asy
 What callers may rely on: :meth:`Store.open` brings the schema to the newest Alembic revision
 before returning (migrations are the only schema source); every write method commits before it
 returns, in one transaction (a ``transition`` entry and the run's new ``current_state`` /
-``outputs`` land together or not at all); a status write never changes the row's
+``outputs`` land together or not at all), except a run's writes handed in with ``wait=False``,
+committed in order with the next batch of the store's one writer (``writer.py``: runs, journal
+entries and statuses are written in batches, one transaction per batch, and everything else
+begins once the writes handed in before it are committed); a status write never changes the row's
 ``suspended`` flag, and while it is set the row keeps reading ``Suspended``/
 ``SuspendedManually`` (only :meth:`Store.request_suspension` sets or clears it); timestamps
 come back timezone-aware UTC; database failures surface as :class:`StoreError` subclasses whose
@@ -36,7 +39,21 @@ from types import TracebackType
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import Table, bindparam, case, delete, event, inspect, literal, select, text, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    bindparam,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    inspect,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.exc import (
@@ -71,6 +88,7 @@ from reconciler.store.tables import (
     RunRow,
     WorkflowStatusRow,
 )
+from reconciler.store.writer import GroupWriter, Write
 from reconciler.urls import mask_urls_in_text
 
 DEFAULT_FILENAME = "reconciler.db"
@@ -133,12 +151,23 @@ def _reason(exc: BaseException, url: URL) -> str:
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Every SQLite connection's settings (see ``docs/operations.md``, "The store").
+
+    ``journal_mode=WAL``: readers (the API, ``reconciler status``) never block the writer nor
+    it them. ``synchronous=NORMAL``: in WAL mode a commit appends to the WAL file without an
+    ``fsync`` (the WAL is synced at each checkpoint), so a committed transaction survives the
+    process being killed (``kill -9``, a crash: the data is in the kernel's page cache) and the
+    database is never corrupted; only a power loss or a kernel crash can undo the last
+    commits, which then resume as runs interrupted one step earlier. ``FULL`` synced every
+    commit, the cost of most of a run's time. ``busy_timeout``: a connection waits for the
+    other writer (the one-shot CLI next to the daemon) rather than failing at once.
+    """
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=FULL")  # durable before returning, as Journal asks
+        cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
 
@@ -190,9 +219,16 @@ class Store:
     """The async store. Create it with :meth:`open`; one instance per process, shared by all
     tasks (the engine's pool hands each call its own connection)."""
 
-    def __init__(self, engine: AsyncEngine, *, url: URL) -> None:
+    def __init__(self, engine: AsyncEngine, *, url: URL, writer: Engine | None = None) -> None:
         self._engine = engine
         self.url = url
+        self._writer = GroupWriter(
+            writer if writer is not None else self._create_sync_engine(url),
+            url=url,
+            describe=describe,
+            reason=_reason,
+        )
+        """The one writer of runs, journal entries and statuses (group commit, writer.py)."""
         self._statements: dict[str, Any] = {}
         self._sqlite_file: tuple[int, int] | None = None
         """(device, inode) of the SQLite file once opened, to notice it being replaced."""
@@ -214,7 +250,7 @@ class Store:
         """
         resolved = resolve_url(url, data_dir=data_dir)
         engine = cls._create_engine(resolved)
-        store = cls(engine, url=resolved)
+        store = cls(engine, url=resolved, writer=cls._create_sync_engine(resolved))
         try:
             for attempt in range(1, SQLITE_OPEN_ATTEMPTS + 1):
                 try:
@@ -287,8 +323,28 @@ class Store:
             connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
         return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
+    @staticmethod
+    def _create_sync_engine(url: URL) -> Engine:
+        """The writer's engine (its thread's connections): the same database, synchronous
+        drivers (``sqlite3``, ``psycopg``), the same settings."""
+        if url.get_backend_name() == "sqlite":
+            engine = create_engine(url.set(drivername="sqlite"))
+            event.listen(engine, "connect", _set_sqlite_pragmas)
+            return engine
+        connect_args: dict[str, Any] = {}
+        if "connect_timeout" not in url.query:
+            connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
+        return create_engine(
+            url.set(drivername="postgresql+psycopg"),
+            pool_pre_ping=True,
+            pool_size=1,
+            connect_args=connect_args,
+        )
+
     async def close(self) -> None:
-        """Close every pooled connection. The store must not be used afterwards."""
+        """Commit the writes handed to the writer, then close every pooled connection. The
+        store must not be used afterwards."""
+        await self._writer.close()
         await self._engine.dispose()
         if self._sqlite_fd is not None:
             with contextlib.suppress(OSError):
@@ -312,8 +368,13 @@ class Store:
         return self.url.get_backend_name()
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction, committed on success; driver errors become :class:`StoreError`."""
+    async def _tx(self, *, settled: bool = True) -> AsyncIterator[AsyncConnection]:
+        """One transaction, committed on success; driver errors become :class:`StoreError`.
+        It begins once the writes handed to the writer before are committed, so it reads them
+        and writes after them (``settled=False``: at once, for the leases, which no write of
+        the writer touches)."""
+        if settled and self._writer.busy:
+            await self._writer.settle()
         try:
             async with self._engine.begin() as conn:
                 yield conn
@@ -448,12 +509,17 @@ class Store:
         rows = {r.name: _status_values(r) for r in records}
         if not rows:
             return set()
-        async with self._tx() as conn:
-            refused = await leases.refused_fences(conn, fences or {}, names=rows)
-            kept = [values for name, values in rows.items() if name not in refused]
-            if kept:
-                await conn.execute(self._status_upsert(conn.dialect.name), kept)
-        return refused
+        return await self._write_statuses(rows, self._status_upsert(self.backend), fences)
+
+    async def _write_statuses(
+        self, rows: dict[str, dict[str, Any]], statement: Any, fences: Mapping[str, Lease] | None
+    ) -> set[str]:
+        """``rows`` through ``statement`` by the writer, fenced per name; the names refused."""
+        wanted = {name: lease for name, lease in (fences or {}).items() if name in rows}
+        refused = await self._writer.write(
+            Write(statuses=list(rows.values()), statement=statement, fences=wanted)
+        )
+        return set(refused or ())
 
     async def touch_statuses(
         self,
@@ -478,12 +544,7 @@ class Store:
         statement = (
             update(WORKFLOW_STATUS).where(WORKFLOW_STATUS.c.name == bindparam("key")).values(values)
         )
-        async with self._tx() as conn:
-            refused = await leases.refused_fences(conn, fences or {}, names=rows)
-            kept = [row for name, row in rows.items() if name not in refused]
-            if kept:
-                await conn.execute(statement, kept)
-        return refused
+        return await self._write_statuses(rows, statement, fences)
 
     def _status_upsert(self, dialect: str) -> Any:
         """The insert-or-replace statement for status rows (built once per dialect).
@@ -548,7 +609,12 @@ class Store:
         return values
 
     async def run_started(
-        self, run: RunRecord, *, fence: Lease | None = None, settles_syncs: bool = False
+        self,
+        run: RunRecord,
+        *,
+        fence: Lease | None = None,
+        settles_syncs: bool = False,
+        wait: bool = True,
     ) -> None:
         """Record a new run (or overwrite the record of a run started again on resume), with
         the workflow document it carries (:attr:`RunRecord.document`), kept until it ends.
@@ -559,7 +625,13 @@ class Store:
         both the run (which resumes) and the answered syncs, or neither (the syncs are picked
         up at the next start). The run's ``requested_by`` becomes the names those syncs were
         requested by.
+
+        ``wait=False`` (as for :meth:`record`): handed to the writer, committed with its batch;
+        a run that settles syncs is always waited for.
         """
+        if not settles_syncs:
+            await self._hand_in(Write(key=run.id, run=self._run_values(run), fence=fence), wait)
+            return
         async with self._tx() as conn:
             if fence is not None:
                 await leases.check_fence(conn, fence)
@@ -575,7 +647,9 @@ class Store:
                         .values(requested_by=", ".join(names)[:1024])
                     )
 
-    async def record(self, entry: JournalEntry, *, fence: Lease | None = None) -> None:
+    async def record(
+        self, entry: JournalEntry, *, fence: Lease | None = None, wait: bool = True
+    ) -> None:
         """Append ``entry``; a ``transition`` also sets the run's ``current_state`` to
         ``entry.to_state`` and, when ``entry.detail`` has ``outputs``, its outputs; a
         ``state_entered`` sets ``current_state`` to ``entry.state``; a ``run_resumed`` entry sets
@@ -587,39 +661,44 @@ class Store:
 
         With ``fence``, the write is refused with :class:`LeaseLost` unless that lease is still
         current. A duplicate ``(run_id, seq)`` or an unknown run is a :class:`StoreError`.
+
+        Every write goes through the store's one writer, in a batch with the other runs'
+        (``writer.py``). ``wait=False`` returns once it is handed in: it is committed with its
+        batch, in order, so it is durable once any later write of the store is; should it fail,
+        every later write of the same run is refused with its error (the next waited for
+        raises it), so a run's journal has no gaps.
         """
         values: dict[str, Any] = JOURNAL_ENTRIES.dump_python(entry, mode="json")
         values["at"] = entry.at
         values["kind"] = entry.kind.value
-        async with self._tx() as conn:
-            if fence is not None:
-                await leases.check_fence(conn, fence)
-            await conn.execute(JOURNAL.insert().values(values))
-            changes: dict[str, Any] = {}
-            if entry.kind is EventKind.TRANSITION:
-                changes["current_state"] = entry.to_state
-                if "outputs" in values["detail"]:
-                    changes["outputs"] = dict(values["detail"]["outputs"] or {})
-            elif entry.kind is EventKind.STATE_ENTERED:
-                changes["current_state"] = entry.state
-            elif entry.kind is EventKind.RUN_RESUMED:
-                attempt = entry.detail.get("attempt")
-                if isinstance(attempt, int):
-                    changes["attempt"] = attempt
-            elif entry.kind is EventKind.RUN_FINISHED:
-                changes.update(_finished_changes(entry))
-            if changes:
-                await conn.execute(
-                    update(RunRow).where(RunRow.id == entry.run_id).values(**changes)
-                )
+        changes: dict[str, Any] = {}
+        if entry.kind is EventKind.TRANSITION:
+            changes["current_state"] = entry.to_state
+            if "outputs" in values["detail"]:
+                changes["outputs"] = dict(values["detail"]["outputs"] or {})
+        elif entry.kind is EventKind.STATE_ENTERED:
+            changes["current_state"] = entry.state
+        elif entry.kind is EventKind.RUN_RESUMED:
+            attempt = entry.detail.get("attempt")
+            if isinstance(attempt, int):
+                changes["attempt"] = attempt
+        elif entry.kind is EventKind.RUN_FINISHED:
+            changes.update(_finished_changes(entry))
+        write = Write(key=entry.run_id, entry=values, changes=changes, fence=fence)
+        await self._hand_in(write, wait)
 
-    async def run_finished(self, run: RunRecord, *, fence: Lease | None = None) -> None:
+    async def _hand_in(self, write: Write, wait: bool) -> None:
+        if wait:
+            await self._writer.write(write)
+        else:
+            self._writer.submit(write, wait=False)
+
+    async def run_finished(
+        self, run: RunRecord, *, fence: Lease | None = None, wait: bool = True
+    ) -> None:
         """Store the final status, ``finished_at``, error and outputs of ``run``; its workflow
-        document is dropped (a finished run is never resumed)."""
-        async with self._tx() as conn:
-            if fence is not None:
-                await leases.check_fence(conn, fence)
-            await self._upsert(conn, RUNS, self._run_values(run), key="id")
+        document is dropped (a finished run is never resumed). ``wait``: as for :meth:`record`."""
+        await self._hand_in(Write(key=run.id, run=self._run_values(run), fence=fence), wait)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         async with self._tx() as conn:
@@ -680,6 +759,16 @@ class Store:
             )
         return [_run_from_row(r) for r in rows]
 
+    async def top_level_run_counts(self) -> dict[str, int]:
+        """How many top-level runs the store holds of each workflow that has any."""
+        stmt = (
+            select(RunRow.workflow, func.count())
+            .where(RunRow.parent_id.is_(None))
+            .group_by(RunRow.workflow)
+        )
+        async with self._tx() as conn:
+            return {str(name): int(n) for name, n in (await conn.execute(stmt)).all()}
+
     async def list_runs(
         self,
         workflow: str | None = None,
@@ -713,18 +802,18 @@ class Store:
         """Take lease ``name`` for ``owner`` for ``ttl`` (seconds or timedelta); ``None`` while
         another owner holds it unexpired. See :mod:`reconciler.store.leases`."""
         delta = leases.as_timedelta(ttl)
-        async with self._tx() as conn:
+        async with self._tx(settled=False) as conn:
             return await leases.acquire(conn, name, owner, ttl=delta, now=now or utcnow())
 
     async def renew(self, lease: Lease, *, now: datetime | None = None) -> bool:
         """Extend ``lease`` by its TTL (updating ``lease.expires_at``); False once it was taken
         over, after which the holder must stop acting on it."""
-        async with self._tx() as conn:
+        async with self._tx(settled=False) as conn:
             return await leases.renew(conn, lease, now=now or utcnow())
 
     async def release(self, lease: Lease, *, now: datetime | None = None) -> bool:
         """Give ``lease`` up so another owner can take it at once."""
-        async with self._tx() as conn:
+        async with self._tx(settled=False) as conn:
             return await leases.release(conn, lease, now=now or utcnow())
 
     # ----------------------------------------------------------------- commands

@@ -36,6 +36,8 @@ def test_tiny_run_reports_each_figure_with_its_target_and_a_verdict() -> None:
             "5",
             "--samples",
             "3",
+            "--throughput-workflows",
+            "10",
         ],
         capture_output=True,
         text=True,
@@ -48,7 +50,7 @@ def test_tiny_run_reports_each_figure_with_its_target_and_a_verdict() -> None:
     by_key: dict[str, list[list[str]]] = {}
     for row in rows:
         by_key.setdefault(row[0], []).append(row)
-    assert sorted(by_key) == ["a", "b", "c", "d", "e"]
+    assert sorted(by_key) == ["a", "b", "c", "d", "e", "f"]
     assert "cold load + validation of 40 files" in by_key["a"][0][1]
     assert "1 of 40 files changed" in by_key["b"][0][1]
     assert "controller's handling of that revision" in by_key["b"][1][1]
@@ -59,10 +61,28 @@ def test_tiny_run_reports_each_figure_with_its_target_and_a_verdict() -> None:
     assert "no-drift pass over 40 workflows" in by_key["d"][0][1]
     assert "statuses committed to the store" in by_key["d"][1][1]
     assert by_key["e"][0][2].endswith("MB")
+    assert "10 new workflows, SQLite" in by_key["f"][0][1]
+    assert by_key["f"][0][2].endswith("runs/s") and by_key["f"][0][3].startswith(">= ")
     informative = [row for row in rows if row[-1] == "info"]
-    # no target: the revision's handling, two p50s, the commit after the pass
-    assert [row[0] for row in informative] == ["b", "c", "c", "d"]
+    # no target: the revision's handling, two p50s, the commit after the pass, PostgreSQL's rate
+    assert [row[0] for row in informative] == ["b", "c", "c", "d", "f"]
     for row in rows:
         if row not in informative:
-            assert row[3].startswith("< ")
+            assert row[3].startswith(("< ", ">= "))
             assert row[-1] in ("PASS", "MISS")
+
+
+def test_only_throughput_reports_runs_per_second_on_sqlite_and_postgresql() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--only", "throughput", "--throughput-workflows", "10"],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr
+    rows = _table(done.stdout)
+    assert [row[0] for row in rows] == ["f", "f"]
+    assert "SQLite" in rows[0][1] and "PostgreSQL" in rows[1][1]
+    assert all(row[2].endswith("runs/s") for row in rows)
+    assert rows[0][-1] in ("PASS", "MISS") and rows[1][-1] == "info"

@@ -2,7 +2,8 @@
 a real SQLite store: a run stopped while in a state that the next commit renames finishes in
 that state, at its own revision, and the new revision runs afterwards. A run recorded without its
 document (as before the store kept one), or with one that no longer loads, resumes with the spec
-git holds, as it always did."""
+git holds, as it always did. A run whose cancel was accepted before it stopped is not resumed
+at all: it ends cancelled."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from reconciler.engine.journal import EventKind, JournalEntry, RunRecord, RunStatus
-from reconciler.store import Health, Store
+from reconciler.store import CommandKind, Health, Store
 from reconciler.store.tables import RUNS
 from tests.support.controller import eventually, running
 from tests.support.repos import commit
@@ -137,3 +138,23 @@ async def test_a_run_without_a_usable_document_resumes_with_the_current_spec(
 
     assert resumed.status is RunStatus.FAILED
     assert resumed.error is not None and "unknown state 'hold'" in resumed.error
+
+
+async def test_a_run_cancelled_before_it_stopped_ends_cancelled_without_resuming(
+    tmp_path: Path, repo: Path
+) -> None:
+    out = tmp_path / "out"
+    put(repo, slow("hold", out))
+    run = await stopped_in(tmp_path, repo, "hold")
+    store = await Store.open(None, data_dir=tmp_path / "data")
+    try:  # the API accepted a cancel, and the daemon stopped before applying it
+        await store.request(CommandKind.CANCEL, run.id, requested_by="ops")
+    finally:
+        await store.close()
+
+    async with running(tmp_path, repo) as (_controller, store):
+        cancelled, entries = await finished(store, run.id)
+
+    assert cancelled.status is RunStatus.CANCELLED and cancelled.cancelled_by == "ops"
+    assert EventKind.RUN_RESUMED not in [e.kind for e in entries]
+    assert not out.exists()

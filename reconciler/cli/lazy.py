@@ -21,6 +21,7 @@ Called by :mod:`reconciler.cli.app` (the root group) only.
 from __future__ import annotations
 
 import importlib
+from abc import ABCMeta, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -51,7 +52,7 @@ class CommandSummary(TyperCommand):
         self.entry = entry
 
 
-class LazyGroup(HumanGroup):
+class LazyGroup(HumanGroup, metaclass=ABCMeta):
     """A group whose commands are imported on first use (see the module).
 
     Subclasses set :attr:`lazy_commands` (name → :class:`LazyCommand`, in the order ``--help``
@@ -90,10 +91,10 @@ class LazyGroup(HumanGroup):
             if current is None or isinstance(current, CommandSummary):
                 self.commands[name] = command
 
+    @abstractmethod
     def rebuild(self) -> TyperGroup:
         """The group as typer builds it from what the command modules registered so far
         (typically ``typer.main.get_group(app)``)."""
-        raise NotImplementedError
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         """The group's help lists the commands by their summaries: no command is imported."""

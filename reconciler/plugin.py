@@ -213,17 +213,29 @@ def _origin(ep: EntryPoint) -> str:
 
 
 class PluginRegistry:
-    """Plugins by name. Instances are created once and shared by every run."""
+    """Plugins by name. Instances are created once and shared by every run.
+
+    A discovered registry knows every plugin by its entry point and imports a plugin's module
+    the first time the plugin is asked for (:meth:`get`, ``in``, :meth:`instance`): a command
+    that validates a workflow using ``file.write`` does not import the NATS, Redis, SQL and
+    Vault clients of the other built-in plugins. :meth:`load_all` imports every one (the daemon
+    does at start, so a broken plugin is known before any run; ``reconciler plugins`` and
+    ``schema`` list them all). A plugin whose import fails is known by that failure from then
+    on: :attr:`load_errors` names it with the reason, and :meth:`names` leaves it out.
+    """
 
     def __init__(self, plugins: Mapping[str, type[Plugin[Any, Any]]] | None = None) -> None:
         self._classes: dict[str, type[Plugin[Any, Any]]] = dict(plugins or {})
+        self._pending: dict[str, EntryPoint] = {}
+        """Entry points found but not imported yet, by plugin name."""
         self._instances: dict[str, Plugin[Any, Any]] = {}
         self.load_errors: dict[str, str] = {}
-        """Entry points that failed to import, by plugin name, with the reason."""
+        """Entry points that failed to import (or clash), by plugin name, with the reason."""
 
     @classmethod
     def discover(cls) -> PluginRegistry:
-        """Load every plugin registered in the ``reconciler.plugins`` entry-point group.
+        """Every plugin registered in the ``reconciler.plugins`` entry-point group, each
+        imported on first use (see the class).
 
         Every one, allowed or not: the operator's allow-list is applied afterwards by
         ``restrict_registry`` in the daemon's plugin policy. A name that installed
@@ -231,9 +243,15 @@ class PluginRegistry:
         it is left out, with a load error naming both, so that a workflow using it fails with
         that message instead of silently calling the wrong package's code.
         """
+        return cls.from_entry_points(entry_points(group=ENTRY_POINT_GROUP))
+
+    @classmethod
+    def from_entry_points(cls, eps: Iterable[EntryPoint]) -> PluginRegistry:
+        """A registry of the plugins ``eps`` name, none imported yet (:meth:`discover` with
+        the installed ones; name clashes are refused the same way)."""
         registry = cls()
         found: dict[str, list[EntryPoint]] = {}
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        for ep in eps:
             same_name = found.setdefault(ep.name, [])
             # the same object twice (one package installed under two names, or found twice on
             # the path) is the same code: only different objects clash
@@ -249,37 +267,58 @@ class PluginRegistry:
                     "one, or rename its entry point"
                 )
                 continue
-            try:
-                plugin_cls = eps[0].load()
-            except Exception as exc:  # a broken third-party package must not stop the rest
-                registry.load_errors[name] = f"{type(exc).__name__}: {exc}"
-                continue
-            registry.register(name, plugin_cls)
+            registry._pending[name] = eps[0]
         return registry
+
+    def _load(self, name: str) -> type[Plugin[Any, Any]] | None:
+        """Plugin ``name``'s class, importing its entry point if it is not imported yet;
+        ``None`` when no plugin has that name or its import fails (then in load_errors)."""
+        plugin_cls = self._classes.get(name)
+        if plugin_cls is not None:
+            return plugin_cls
+        ep = self._pending.pop(name, None)
+        if ep is None:
+            return None
+        try:
+            loaded: type[Plugin[Any, Any]] = ep.load()
+        except Exception as exc:  # a broken third-party package must not stop the rest
+            self.load_errors[name] = f"{type(exc).__name__}: {exc}"
+            return None
+        self.register(name, loaded)
+        return loaded
+
+    def load_all(self) -> PluginRegistry:
+        """Import every plugin not imported yet (failures go to :attr:`load_errors`); returns
+        the registry, for ``PluginRegistry.discover().load_all()``."""
+        for name in list(self._pending):
+            self._load(name)
+        return self
 
     def register(self, name: str, plugin_cls: type[Plugin[Any, Any]]) -> None:
         if not plugin_cls.name:
             plugin_cls.name = name
+        self._pending.pop(name, None)
         self._classes[name] = plugin_cls
         self._instances.pop(name, None)
 
     def names(self) -> list[str]:
-        return sorted(self._classes)
+        """Every plugin name, imported or not (without a name whose import failed)."""
+        return sorted({*self._classes, *self._pending})
 
     def __contains__(self, name: object) -> bool:
-        return name in self._classes
+        return isinstance(name, str) and self._load(name) is not None
 
     def get(self, name: str) -> type[Plugin[Any, Any]]:
-        try:
-            return self._classes[name]
-        except KeyError:
-            raise PluginNotFound(self.unknown_message(name)) from None
+        plugin_cls = self._load(name)
+        if plugin_cls is None:
+            raise PluginNotFound(self.unknown_message(name))
+        return plugin_cls
 
     def unknown_message(self, name: str) -> str:
         msg = f"unknown plugin {name!r}"
         if name in self.load_errors:
             return f"{msg}: it failed to load ({self.load_errors[name]})"
-        close = difflib.get_close_matches(name, self._classes, n=1)
+        close = difflib.get_close_matches(name, self.names(), n=1)
         return f"{msg}; did you mean {close[0]!r}?" if close else msg
 
     def instance(self, name: str) -> Plugin[Any, Any]:
@@ -291,12 +330,18 @@ class PluginRegistry:
         return inst
 
     def error_names(self) -> set[str]:
-        """Every error name some plugin declares, for checking ``on:`` lists."""
-        out: set[str] = set()
-        for plugin_cls in self._classes.values():
-            for err in plugin_cls.errors:
-                out.add(err.__name__)
-        return out
+        """Every error name some plugin declares, for checking ``on:`` lists (imports every
+        plugin: see :meth:`declares_error` to ask about one name)."""
+        self.load_all()
+        return self._declared_errors()
+
+    def declares_error(self, name: str) -> bool:
+        """Whether some plugin declares the error ``name``. Asks the plugins imported so far
+        first, and imports the others only when none of those declares it."""
+        return name in self._declared_errors() or name in self.error_names()
+
+    def _declared_errors(self) -> set[str]:
+        return {err.__name__ for cls in self._classes.values() for err in cls.errors}
 
     async def close(self) -> None:
         for inst in self._instances.values():

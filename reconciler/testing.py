@@ -127,7 +127,7 @@ class MockRegistry(PluginRegistry):
         self.load_errors = dict(base.load_errors)
         keep = set(passthrough)
         for name in base.names():
-            if name not in self.scripts and name in keep:
+            if name not in self.scripts and name in keep and name in base:
                 self.register(name, base.get(name))
         for name in self.scripts:
             real = base.get(name) if name in base else None

@@ -16,10 +16,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reconciler.config.models import Workflow
-from reconciler.config.snapshot import Problem
-from reconciler.engine.approvals import PendingApproval
-from reconciler.engine.graph import short_duration, state_detail
 from reconciler.engine.journal import (
     JOURNAL_ENTRIES,
     RUN_RECORDS,
@@ -30,11 +26,18 @@ from reconciler.engine.journal import (
 )
 from reconciler.status import Health, Sync
 
-if TYPE_CHECKING:  # only the daemon builds window objects; the CLI reads them back
+if TYPE_CHECKING:  # only the daemon builds bodies from these; the CLI reads bodies back
+    from reconciler.config.models import Workflow
+    from reconciler.config.snapshot import Problem
     from reconciler.daemon.windows import AppliedWindow, WindowVerdict
+    from reconciler.engine.approvals import PendingApproval
 
 
 class _Out(BaseModel):
+    """Base of the bodies. Their ``of`` constructors run in the daemon only, so what they need
+    of the workflow model and the engine is imported there: the CLI reading a body back
+    (``reconciler status``) imports neither."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -113,6 +116,8 @@ class WindowRef(_Out):
 
     @classmethod
     def of(cls, applied: AppliedWindow) -> WindowRef:
+        from reconciler.engine.graph import short_duration  # the daemon's side only (see _Out)
+
         w = applied.window
         return cls(
             source=applied.source,
@@ -199,6 +204,8 @@ class SpecSummary(_Out):
 
     @classmethod
     def of(cls, workflow: Workflow, *, file: str, line: int) -> SpecSummary:
+        from reconciler.engine.graph import short_duration, state_detail  # the daemon's side
+
         spec = workflow.spec
         return cls(
             file=file,

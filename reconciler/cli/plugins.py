@@ -79,6 +79,7 @@ def plugins_command(
 
 
 def _list(registry: PluginRegistry, output: OutputFormat) -> None:
+    registry.load_all()
     rows = [describe_plugin(n, registry.get(n), schemas=False) for n in registry.names()]
     if output is OutputFormat.json:
         payload = {"plugins": rows, "loadErrors": dict(sorted(registry.load_errors.items()))}

@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from reconciler.cli.app import err_console
 
 Step = Callable[[str], Callable[[int, int], None]]
@@ -42,6 +40,15 @@ def progress_bars(*, enabled: bool | None = None) -> Iterator[Step]:
     if not show:
         yield _silent
         return
+    # rich's progress machinery: only where bars may be drawn, not in every piped command
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -46,7 +46,6 @@ from reconciler.api.models import (
     WorkflowList,
 )
 from reconciler.cli.app import OutputFormat, OutputOption, app, console, err_console, fail
-from reconciler.cli.inputs import InputsError, collect_inputs
 from reconciler.cli.terminal import escape
 from reconciler.engine.journal import EventKind, RunStatus
 from reconciler.errors import ReconcilerError
@@ -623,10 +622,15 @@ def sync(
     against the workflow's spec.parameters; a refused input exits 2 with the daemon's reason).
     With --wait, follow the manual run the sync causes and print its outcome.
     """
-    try:
-        given = collect_inputs(inputs or [], inputs_file)
-    except InputsError as exc:
-        raise fail(escape(str(exc))) from None
+    given: dict[str, Any] = {}
+    if inputs or inputs_file is not None:
+        # the workflow format's YAML loader: imported by a sync with inputs only
+        from reconciler.cli.inputs import InputsError, collect_inputs
+
+        try:
+            given = collect_inputs(inputs or [], inputs_file)
+        except InputsError as exc:
+            raise fail(escape(str(exc))) from None
     workflow = quote(name, safe="")
     path = f"/api/v1/workflows/{workflow}/runs" if given else f"/api/v1/workflows/{workflow}/sync"
     body = {"inputs": given} if given else None

@@ -160,7 +160,9 @@ def schema(
     ] = None,
 ) -> None:
     """Print the JSON Schema of workflow files (plugin requests included) for editors."""
-    text = json.dumps(workflow_schema(PluginRegistry.discover()), indent=2, sort_keys=False)
+    text = json.dumps(
+        workflow_schema(PluginRegistry.discover().load_all()), indent=2, sort_keys=False
+    )
     if out is None:
         print(text)
         return

@@ -218,9 +218,36 @@ def validate_workflow(
     return report.problems
 
 
-def known_error_names(registry: PluginRegistry) -> frozenset[str]:
-    """Every error name an ``on:`` list may use: the built-in ones and every plugin's."""
-    return frozenset(BUILTIN_ERROR_NAMES | registry.error_names())
+class KnownErrorNames(AbstractSet[str]):
+    """Every error name an ``on:`` list may use: the built-in ones and every plugin's.
+
+    A set that asks ``registry`` only when it must: ``in`` answers from the built-in names and
+    the plugins imported so far (those the workflows use), and imports the other plugins only
+    for a name none of those declares; listing the set (for a "did you mean" hint) imports
+    them all. Validating a workflow thus imports the plugins it names, not every one installed.
+    """
+
+    def __init__(self, registry: PluginRegistry) -> None:
+        self._registry = registry
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        return name in BUILTIN_ERROR_NAMES or self._registry.declares_error(name)
+
+    def _all(self) -> frozenset[str]:
+        return frozenset(BUILTIN_ERROR_NAMES | self._registry.error_names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+def known_error_names(registry: PluginRegistry) -> AbstractSet[str]:
+    """Every error name an ``on:`` list may use (:class:`KnownErrorNames`)."""
+    return KnownErrorNames(registry)
 
 
 # -- actions ---------------------------------------------------------------------------------

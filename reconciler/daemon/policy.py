@@ -30,7 +30,13 @@ class PolicyRegistry(PluginRegistry):
         def allowed(name: str) -> bool:  # glob patterns: "http.*" allows http.check, http.request
             return any(fnmatchcase(name, pattern) for pattern in allow)
 
-        super().__init__({name: registry.get(name) for name in registry.names() if allowed(name)})
+        super().__init__(
+            {
+                name: registry.get(name)
+                for name in registry.names()
+                if allowed(name) and name in registry  # `in` imports it; False if that fails
+            }
+        )
         self.allow = tuple(allow)
         self.load_errors = {k: v for k, v in registry.load_errors.items() if allowed(k)}
         self.refused = frozenset(name for name in registry.names() if not allowed(name))

@@ -393,7 +393,7 @@ class DaemonSettings(BaseSettings):
             self.vault_kubernetes_token_path,
         ]
         if self.vault_auth_method == "kubernetes" and self.vault_kubernetes_token_path is None:
-            from reconciler.secrets.vault import DEFAULT_KUBERNETES_TOKEN_PATH
+            from reconciler.secrets.vault_config import DEFAULT_KUBERNETES_TOKEN_PATH
 
             credentials.append(DEFAULT_KUBERNETES_TOKEN_PATH)
         return Grants.for_daemon(

@@ -113,12 +113,14 @@ def resolver_from_env(
 
     Raises :class:`~reconciler.errors.ConfigError` when the Vault variables are inconsistent.
     """
-    from reconciler.secrets.vault import VaultClient, VaultConfig
+    from reconciler.secrets.vault_config import VaultConfig
 
     config = VaultConfig.from_env(environ)
-    return DefaultResolver(
-        environ=environ, vault=VaultClient(config) if config is not None else None, grants=grants
-    )
+    if config is None:  # no Vault: no client library to import
+        return DefaultResolver(environ=environ, vault=None, grants=grants)
+    from reconciler.secrets.vault import VaultClient
+
+    return DefaultResolver(environ=environ, vault=VaultClient(config), grants=grants)
 
 
 def resolver_from_settings(settings: object, *, grants: Grants | None = None) -> DefaultResolver:
@@ -127,10 +129,14 @@ def resolver_from_settings(settings: object, *, grants: Grants | None = None) ->
 
     Raises :class:`~reconciler.errors.ConfigError` when the Vault settings are inconsistent.
     """
-    from reconciler.secrets.vault import VaultClient, VaultConfig
+    from reconciler.secrets.vault_config import VaultConfig
 
     config = VaultConfig.from_settings(settings)
-    return DefaultResolver(vault=VaultClient(config) if config is not None else None, grants=grants)
+    if config is None:
+        return DefaultResolver(vault=None, grants=grants)
+    from reconciler.secrets.vault import VaultClient
+
+    return DefaultResolver(vault=VaultClient(config), grants=grants)
 
 
 def _read_file(name: str, ref: str, *, path: str, grants: Grants) -> str:

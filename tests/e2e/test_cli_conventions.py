@@ -27,9 +27,12 @@ NOT_PRINTING = {("run",)}
 def commands(
     group: Any = None, prefix: tuple[str, ...] = ()
 ) -> Iterator[tuple[tuple[str, ...], Any]]:
-    """Every leaf command of the application as (its words, its click command)."""
+    """Every leaf command of the application as (its words, its click command), through
+    click's own look-up (the commands are imported on first use)."""
     group = group if group is not None else typer.main.get_command(app)
-    for name, command in sorted(group.commands.items()):
+    ctx = typer.Context(group)
+    for name in sorted(group.list_commands(ctx)):
+        command = group.get_command(ctx, name)
         words = (*prefix, name)
         if hasattr(command, "commands"):
             yield from commands(command, words)

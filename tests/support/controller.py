@@ -70,7 +70,7 @@ async def running(
         data_dir=settings.data_dir,
         poll_interval=settings.poll_interval.total_seconds(),
     )
-    registry = restrict_registry(PluginRegistry.discover(), settings.allow_plugins)
+    registry = restrict_registry(PluginRegistry.discover().load_all(), settings.allow_plugins)
     secrets = resolver if resolver is not None else resolver_from_settings(settings)
     controller = Controller(settings, store, source=source, registry=registry, secrets=secrets)
     stop = asyncio.Event()

@@ -1,4 +1,5 @@
-"""bench/cli.py runs at a tiny size and prints every row of its table with a target and verdict.
+"""bench/cli.py runs at a tiny size and prints every row of its table (wall times, CPU time)
+with a target and verdict.
 
 A smoke test only: it starts the real ``reconciler`` console script the benchmark times, and
 checks each figure is reported, never how fast anything is.
@@ -34,7 +35,7 @@ def test_tiny_run_reports_each_command_with_its_target_and_a_verdict() -> None:
         ("reconciler validate (one file)", "0.30"),
         ("reconciler apply (3 workflows, nothing to do)", "0.50"),
     ]:
-        median, _s, fastest, _s2, shown, _s3, verdict = rows[label]
-        assert float(median) >= float(fastest) > 0
+        median, _s, fastest, _s2, cpu, _s3, shown, _s4, verdict = rows[label]
+        assert float(median) >= float(fastest) > 0 and float(cpu) > 0
         assert shown == target and verdict in ("PASS", "MISS")
     assert "cores" in lines[-1]

@@ -3,10 +3,12 @@ daemon; a workflow using anything else is invalid with a message saying why."""
 
 from __future__ import annotations
 
+from importlib.metadata import EntryPoint
+
 from reconciler.config.loader import load_text
 from reconciler.config.validate import validate_workflow
 from reconciler.daemon.policy import restrict_registry
-from reconciler.plugin import PluginRegistry
+from reconciler.plugin import ENTRY_POINT_GROUP, PluginRegistry
 
 WORKFLOW = """\
 apiVersion: reconciler/v1
@@ -56,3 +58,18 @@ def test_an_empty_policy_allows_no_plugin_and_the_message_names_the_setting() ->
         "plugin 'shell.run' is not allowed here (the daemon's --allow-plugins / "
         "RECONCILER_ALLOW_PLUGINS is set but empty, which allows no plugin)"
     ]
+
+
+def test_an_allowed_plugin_that_fails_to_import_is_a_load_error_not_a_crash() -> None:
+    registry = PluginRegistry.from_entry_points(
+        [
+            EntryPoint(name="acme.gone", value="no_such_module_here:Gone", group=ENTRY_POINT_GROUP),
+            EntryPoint(
+                name="file.read", value="reconciler_plugins.files:FileRead", group=ENTRY_POINT_GROUP
+            ),
+        ]
+    )
+    restricted = restrict_registry(registry, ["acme.*", "file.*"])
+    assert restricted.names() == ["file.read"]
+    assert "ModuleNotFoundError" in restricted.load_errors["acme.gone"]
+    assert "it failed to load" in restricted.unknown_message("acme.gone")

@@ -270,27 +270,35 @@ class DaemonMetrics:
         """The workflow's status, sync and last success, as just stored.
 
         Its run and transition counters are created at 0 here, before its first run, so that
-        ``increase()`` in alert rules sees the very first failure.
+        ``increase()`` in alert rules sees the very first failure. Only the series whose value
+        changed since the last call are touched (this runs twice a run).
         """
         name = record.name
         reason = reason_label(record.reason)
         shown = (record.status, reason, record.sync, record.last_success_at)
-        if self._shown.get(name) == shown:
+        before = self._shown.get(name)
+        if before == shown:
             return
         self._shown[name] = shown
-        for result in RUN_RESULTS:
-            RUNS.labels(workflow=name, result=result)
-        TRANSITIONS.labels(workflow=name)
-        for health in STATUSES:
-            WORKFLOW_STATUS.labels(workflow=name, status=health.value).set(
-                1 if record.status is health else 0
-            )
-        show_reason(name, reason)
-        if record.sync is Sync.UNKNOWN:
-            hide_sync(name)
-        else:
-            WORKFLOW_IN_SYNC.labels(workflow=name).set(1 if record.sync is Sync.SYNCED else 0)
-        if record.last_success_at is not None:
+        if before is None:
+            for result in RUN_RESULTS:
+                RUNS.labels(workflow=name, result=result)
+            TRANSITIONS.labels(workflow=name)
+            for health in STATUSES:
+                WORKFLOW_STATUS.labels(workflow=name, status=health.value).set(
+                    1 if record.status is health else 0
+                )
+        elif before[0] is not record.status:  # only the two series that change
+            WORKFLOW_STATUS.labels(workflow=name, status=before[0].value).set(0)
+            WORKFLOW_STATUS.labels(workflow=name, status=record.status.value).set(1)
+        if before is None or before[1] != reason:
+            show_reason(name, reason)
+        if before is None or before[2] is not record.sync:
+            if record.sync is Sync.UNKNOWN:
+                hide_sync(name)
+            else:
+                WORKFLOW_IN_SYNC.labels(workflow=name).set(1 if record.sync is Sync.SYNCED else 0)
+        if record.last_success_at is not None and (before is None or before[3] != shown[3]):
             WORKFLOW_LAST_SUCCESS.labels(workflow=name).set(record.last_success_at.timestamp())
 
     def workflow_removed(self, name: str) -> None:

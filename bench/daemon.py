@@ -51,11 +51,11 @@ from pathlib import Path
 import structlog
 from cluster import git  # the benchmarks' one git helper (bench/cluster.py)
 
-from reconciler.config.loader import load_text, load_tree
-from reconciler.config.snapshot import Snapshot
+from reconciler.config.loader import load_tree
 from reconciler.config.validate import ValidationCache, validate_snapshot
 from reconciler.daemon.controller import Controller
 from reconciler.daemon.queue import Reason
+from reconciler.daemon.revision import load_snapshot
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.plugin import PluginRegistry
 from reconciler.sources import Revision, Source, open_source
@@ -261,8 +261,9 @@ async def bench_resnapshot(
     """Best of three commits changing one file: (the new snapshot, the controller's handling).
 
     The snapshot is the source's incremental read of the commit, the
-    changed file re-loaded (the others' results reused) and every workflow validated (unchanged
-    ones from the :class:`ValidationCache`), as the daemon's ``RevisionApplier.apply`` does it. The
+    changed file re-loaded (the others' results reused, :func:`load_snapshot`) and every workflow
+    validated (unchanged ones from the :class:`ValidationCache`), as the daemon's
+    ``RevisionApplier.apply`` does it. The
     controller's handling of the same revision adds the rest of that method: invalid and removed
     workflows, the drift scheduler, and queueing every workflow for its re-check.
     """
@@ -270,9 +271,9 @@ async def bench_resnapshot(
     try:
         first = await fetch(controller.source)
         await controller._on_revision(first)
-        files = {path: load_text(data, path=path) for path, data in first.files.items()}
+        snapshot = load_snapshot(first, None)
         cache = ValidationCache()
-        validate_snapshot(Snapshot.from_files(first.id, files), controller.registry, cache=cache)
+        validate_snapshot(snapshot, controller.registry, cache=cache)
         snapshot_times: list[float] = []
         handling_times: list[float] = []
         changed_path = workflow_path(repo, count // 2).relative_to(repo).as_posix()
@@ -283,11 +284,7 @@ async def bench_resnapshot(
             commit(repo, f"change one workflow ({attempt})")
             started = time.perf_counter()
             revision = await fetch(controller.source)
-            files = {
-                path: load_text(data, path=path) if path in revision.changed else files[path]
-                for path, data in revision.files.items()
-            }
-            snapshot = Snapshot.from_files(revision.id, files)
+            snapshot = load_snapshot(revision, snapshot)
             problems = validate_snapshot(snapshot, controller.registry, cache=cache)
             loaded = time.perf_counter()
             await controller._on_revision(revision)

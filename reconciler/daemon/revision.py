@@ -64,7 +64,7 @@ def load_snapshot(revision: Revision, previous: Snapshot | None) -> Snapshot:
                 files[path] = load_text(content, path=path)
     for path, reason in revision.refused.items():  # never read: a problem for that file
         files[path] = refused_result(path, reason)
-    return Snapshot.from_files(revision.id, files)
+    return Snapshot.from_files(revision.id, files, previous=previous)
 
 
 class RevisionApplier:

@@ -279,6 +279,40 @@ def test_snapshot_rebuilds_incrementally_from_reused_file_results(tmp_path: Path
     assert second.workflows["b"].digest != first.workflows["b"].digest
 
 
+def _shape(snapshot: Snapshot) -> tuple[object, ...]:
+    return (
+        snapshot.revision,
+        list(snapshot.workflows.items()),
+        [str(p) for p in snapshot.problems],
+        snapshot.invalid,
+        list(snapshot.files.items()),
+    )
+
+
+def test_a_change_built_on_the_previous_snapshot_equals_the_full_assembly() -> None:
+    base = {f"{n}.yaml": load_text(good(n), path=f"{n}.yaml") for n in ("a", "b", "c")}
+    first = Snapshot.from_files("rev-1", base)
+    changes = {
+        "an edit": {"b.yaml": load_text(good("b").replace("hello", "hi"), path="b.yaml")},
+        "a rename": {"b.yaml": load_text(good("z"), path="b.yaml")},
+        "a clash": {"b.yaml": load_text(good("a"), path="b.yaml")},
+        "a broken file": {"b.yaml": load_text("spec: [", path="b.yaml")},
+        "a second document": {"b.yaml": load_text(good("b") + "---\n" + good("d"), path="b.yaml")},
+    }
+    for why, change in changes.items():
+        files = {**first.files, **change}
+        quick = Snapshot.from_files("rev-2", files, previous=first)
+        assert _shape(quick) == _shape(Snapshot.from_files("rev-2", files)), why
+    edited = Snapshot.from_files("rev-2", {**first.files, **changes["an edit"]}, previous=first)
+    assert edited.workflows["a"] is first.workflows["a"]
+    assert edited.workflows["b"] is changes["an edit"]["b.yaml"].workflows[0]
+    assert list(first.workflows) == ["a", "b", "c"]  # the previous snapshot is left as it was
+    assert first.workflows["b"] is base["b.yaml"].workflows[0]
+    broken = Snapshot.from_files("rev-3", {**first.files, **changes["a broken file"]})
+    repaired = Snapshot.from_files("rev-4", first.files, previous=broken)
+    assert _shape(repaired) == _shape(Snapshot.from_files("rev-4", first.files))
+
+
 def test_tree_revision_follows_content(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(good("a"))
     first = load_tree(tmp_path).revision

@@ -84,9 +84,11 @@ __all__ = [
     "Snapshot",
     "YamlLoader",
     "bulk_loading",
+    "cached_documents",
     "load_file",
     "load_text",
     "load_tree",
+    "restore_text",
     "workflow_digest",
 ]
 
@@ -281,6 +283,36 @@ def load_text(text: str | bytes, *, path: str) -> FileResult:
     return result
 
 
+def cached_documents(result: FileResult) -> list[tuple[int, int, Workflow]] | None:
+    """What :func:`restore_text` needs to rebuild ``result`` without parsing: each workflow's
+    ``(line, document index, model)``; ``None`` when ``result`` cannot be rebuilt that way (it
+    has a problem, an invalid name or a notification document, or was read by the pure-Python
+    path, whose positions are not kept as the document's place in the file)."""
+    if result.problems or result.invalid_names or result.notifications:
+        return None
+    out: list[tuple[int, int, Workflow]] = []
+    for lw in result.workflows:
+        if not isinstance(lw.positions, _LazyPositions):
+            return None
+        out.append((lw.line, lw.positions.index, lw.workflow))
+    return out
+
+
+def restore_text(
+    text: str | bytes, *, path: str, documents: list[tuple[int, int, Workflow]]
+) -> FileResult:
+    """The :class:`FileResult` :func:`load_text` gives for ``text`` at ``path``, rebuilt from
+    what :func:`cached_documents` kept of an earlier load of the same bytes: nothing is parsed,
+    and the positions are read from ``text`` again when a problem needs them."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    result = FileResult(path=path, digest=hashlib.sha256(raw).hexdigest())
+    decoded = raw.decode("utf-8-sig")
+    for line, index, workflow in documents:
+        positions = _LazyPositions(decoded, index)
+        result.workflows.append(LoadedWorkflow(workflow, path, line, positions))
+    return result
+
+
 def load_file(file: Path, *, display: str | None = None) -> FileResult:
     """Load one file from disk; unreadable, special or oversized files become problems.
 
@@ -440,6 +472,11 @@ class _LazyPositions(Mapping[Loc, NodePos]):
         self._text = text
         self._index = index
         self._map: dict[Loc, NodePos] | None = None
+
+    @property
+    def index(self) -> int:
+        """The document's place among its file's documents."""
+        return self._index
 
     def _positions(self) -> dict[Loc, NodePos]:
         if self._map is None:

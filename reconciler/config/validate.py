@@ -29,7 +29,7 @@ import difflib
 import functools
 import re
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +141,7 @@ class ValidationCache:
             lw = snapshot.workflows[name]
             entry = self._entries.get(id(lw))
             if entry is None or entry[0] is not lw:
-                found = validate_workflow(
+                found, sites = _validate(
                     lw,
                     registry,
                     strict=strict,
@@ -150,7 +150,7 @@ class ValidationCache:
                     workdir=workdir,
                 )
                 depends = bool(lw.workflow.spec.depends_on)
-                entry = (lw, found, depends, tuple(_child_sites(lw)))
+                entry = (lw, found, depends, tuple(_children_of(sites)))
             entries[id(lw)] = entry
             checked.problems.extend(entry[1])
             if entry[2]:
@@ -163,7 +163,7 @@ class ValidationCache:
 
 _Entry = tuple[LoadedWorkflow, list[Problem], bool, tuple[tuple[Loc, str], ...]]
 """A :class:`ValidationCache` entry: the workflow, its own problems, whether it has a
-``dependsOn``, and its child runs by literal name (:func:`_child_sites`)."""
+``dependsOn``, and its child runs by literal name (:func:`_children_of`)."""
 
 
 @dataclass
@@ -225,6 +225,22 @@ def validate_workflow(
     """
     if known_errors is None:
         known_errors = known_error_names(registry)
+    return _validate(
+        lw, registry, strict=strict, known_errors=known_errors, grants=grants, workdir=workdir
+    )[0]
+
+
+def _validate(
+    lw: LoadedWorkflow,
+    registry: PluginRegistry,
+    *,
+    strict: bool,
+    known_errors: AbstractSet[str],
+    grants: Grants | None,
+    workdir: Path | None,
+) -> tuple[list[Problem], list[_ActionSite]]:
+    """:func:`validate_workflow`, and the workflow's action sites (its child runs are read
+    from them)."""
     report = _Reporter(lw)
     wf = lw.workflow
     sites = list(_action_sites(wf))
@@ -240,7 +256,7 @@ def validate_workflow(
         _check_grants(wf, sites, registry, report, grants=grants, base=base)
     _check_states(wf, registry, report, strict=strict, known_errors=known_errors)
     _check_tests(wf, registry, report, known_errors=known_errors)
-    return report.problems
+    return report.problems, sites
 
 
 def known_error_names(registry: PluginRegistry) -> frozenset[str]:
@@ -411,7 +427,9 @@ def _check_grants(
 def _walk(value: Any, loc: Loc) -> Iterator[tuple[Loc, Any]]:
     """Every (loc, leaf or key) in a nested structure; mapping entries yield (loc, key, value)."""
     yield loc, value
-    if isinstance(value, Mapping):
+    if type(value) is str:  # most leaves: spared the checks against the abstract Mapping
+        return
+    if isinstance(value, dict | Mapping):
         for k, v in value.items():
             yield from _walk(v, (*loc, str(k)))
     elif isinstance(value, list | tuple):
@@ -784,10 +802,10 @@ def _check_dependencies(
 CHILD_RUN_PLUGIN = "workflow.run"
 
 
-def _child_sites(lw: LoadedWorkflow) -> Iterator[tuple[Loc, str]]:
-    """Where ``lw`` runs another workflow by a literal name, and that name (a name computed by
-    ``${{ }}`` is known only at run time and is not listed)."""
-    for site in _action_sites(lw.workflow):
+def _children_of(sites: Iterable[_ActionSite]) -> Iterator[tuple[Loc, str]]:
+    """Where these action sites run another workflow by a literal name, and that name (a name
+    computed by ``${{ }}`` is known only at run time and is not listed)."""
+    for site in sites:
         name = site.with_.get("workflow") if site.plugin == CHILD_RUN_PLUGIN else None
         if isinstance(name, str) and "${{" not in name:
             yield (*site.loc, "with", "workflow"), name
@@ -798,7 +816,7 @@ def _check_child_runs(
 ) -> list[Problem]:
     """``workflow.run`` of a workflow the snapshot does not hold, and workflows that run each
     other in a cycle (the engine would stop them only at its nesting limit). ``parents`` are the
-    workflows that run others, with their :func:`_child_sites`, in name order."""
+    workflows that run others, with their :func:`_children_of`, in name order."""
     problems: list[Problem] = []
     existing = set(snapshot.workflows) | set(snapshot.invalid)
     graph: dict[str, list[str]] = {}

@@ -29,7 +29,7 @@ import structlog
 
 from reconciler.config.files import refused_result
 from reconciler.config.loader import bulk_loading, load_text, restore_text
-from reconciler.config.snapshot import FileResult, Snapshot
+from reconciler.config.snapshot import FileResult, Snapshot, compact
 from reconciler.config.validate import ValidationCache
 from reconciler.daemon.queue import Reason, WorkQueue
 from reconciler.daemon.replicas import WorkflowLeases
@@ -75,6 +75,7 @@ def load_snapshot(
                 files[path] = restore_text(content, path=path, documents=hit)
             else:
                 files[path] = load_text(content, path=path)
+            compact(files[path])  # kept for as long as the file does not change
     for path, reason in revision.refused.items():  # never read: a problem for that file
         files[path] = refused_result(path, reason)
     return Snapshot.from_files(revision.id, files, previous=previous)

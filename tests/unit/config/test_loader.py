@@ -12,7 +12,7 @@ from reconciler.config.loader import (
     load_text,
     load_tree,
 )
-from reconciler.config.snapshot import Snapshot
+from reconciler.config.snapshot import Snapshot, compact
 
 GOOD = dedent(
     """\
@@ -311,6 +311,19 @@ def test_a_change_built_on_the_previous_snapshot_equals_the_full_assembly() -> N
     broken = Snapshot.from_files("rev-3", {**first.files, **changes["a broken file"]})
     repaired = Snapshot.from_files("rev-4", first.files, previous=broken)
     assert _shape(repaired) == _shape(Snapshot.from_files("rev-4", first.files))
+
+
+def test_compacted_workflows_share_their_field_sets_and_stay_independent() -> None:
+    first, second = (load_text(good(n), path=f"{n}.yaml") for n in ("a", "b"))
+    before = first.workflows[0].workflow.model_dump(), second.workflows[0].workflow.model_dump()
+    compact(first)
+    compact(second)
+    one, two = first.workflows[0].workflow, second.workflows[0].workflow
+    assert one.metadata.model_fields_set is two.metadata.model_fields_set
+    assert (one.model_dump(), two.model_dump()) == before
+    renamed = one.metadata.model_copy(update={"labels": {"team": "x"}})
+    assert renamed.model_fields_set == {"name", "labels"}
+    assert one.metadata.model_fields_set == two.metadata.model_fields_set == {"name"}
 
 
 def test_tree_revision_follows_content(tmp_path: Path) -> None:

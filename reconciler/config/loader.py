@@ -269,7 +269,7 @@ def load_text(text: str | bytes, *, path: str) -> FileResult:
             Problem(path, line, column, f"not UTF-8 text (invalid byte 0x{raw[exc.start]:02x})")
         )
         return result
-    fast = _fast_documents(decoded)
+    fast = _fast_documents(decoded, kept=raw)
     if fast is not None:
         for built in fast:
             _load_document(built.node, result, built=built)
@@ -306,9 +306,8 @@ def restore_text(
     and the positions are read from ``text`` again when a problem needs them."""
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
     result = FileResult(path=path, digest=hashlib.sha256(raw).hexdigest())
-    decoded = raw.decode("utf-8-sig")
     for line, index, workflow in documents:
-        positions = _LazyPositions(decoded, index)
+        positions = _LazyPositions(raw, index)
         result.workflows.append(LoadedWorkflow(workflow, path, line, positions))
     return result
 
@@ -453,9 +452,9 @@ class _Built:
     node: Node
     data: Any
     duplicates: list[tuple[Node, str]]
-    text: str
+    text: str | bytes
     index: int
-    """The file's text and this document's place among the file's documents."""
+    """The file's text (or its UTF-8 bytes) and this document's place among its documents."""
 
 
 class _LazyPositions(Mapping[Loc, NodePos]):
@@ -463,12 +462,14 @@ class _LazyPositions(Mapping[Loc, NodePos]):
 
     Positions are only read to report a problem (validation, duplicates), and a full map costs
     about twenty times the file's text (a tuple key and a :class:`NodePos` per node: 200 MB for
-    10,000 workflows), so a workflow loaded by the fast path keeps its text instead.
+    10,000 workflows), so a workflow loaded by the fast path keeps its text instead: the file's
+    bytes when it was given them (the very object the source keeps for the file, so nothing
+    more is held), decoded on first use.
     """
 
     __slots__ = ("_index", "_map", "_text")
 
-    def __init__(self, text: str, index: int) -> None:
+    def __init__(self, text: str | bytes, index: int) -> None:
         self._text = text
         self._index = index
         self._map: dict[Loc, NodePos] | None = None
@@ -480,11 +481,14 @@ class _LazyPositions(Mapping[Loc, NodePos]):
 
     def _positions(self) -> dict[Loc, NodePos]:
         if self._map is None:
-            fast = _fast_documents(self._text)
+            text = self._text
+            if isinstance(text, bytes):
+                text = text.decode("utf-8-sig")
+            fast = _fast_documents(text)
             if fast is not None:
                 nodes = [built.node for built in fast]
             else:  # LibYAML went away meanwhile (tests switch it off): read it the pure way
-                nodes = [n for n, _ in _documents(self._text, path="") if n is not None]
+                nodes = [n for n, _ in _documents(text, path="") if n is not None]
             found = _positions(nodes[self._index])[0] if nodes[self._index :] else {}
             self._map, self._text = found, ""
         return self._map
@@ -506,13 +510,14 @@ class _Unusual(Exception):
     """Something the fast path leaves to the pure-Python path (never escapes this module)."""
 
 
-def _fast_documents(text: str) -> list[_Built] | None:
+def _fast_documents(text: str, *, kept: str | bytes | None = None) -> list[_Built] | None:
     """Every document composed by LibYAML and built in one walk, or None to use the pure path.
 
     None whenever the pure-Python path could report something or build differently (any YAML
     error, a character PyYAML's reader refuses, a document past the depth or expansion budget,
     a non-string key, a merge key, a tag other than str/null/bool/int/float/seq/map), so that
-    path alone decides every problem and its position.
+    path alone decides every problem and its position. ``kept`` is what the documents keep to
+    rebuild their positions from (``text`` unless given: the bytes ``text`` was decoded from).
     """
     if _FAST_LOADER is None or _NON_PRINTABLE.search(text):
         return None
@@ -525,7 +530,8 @@ def _fast_documents(text: str) -> list[_Built] | None:
                 continue
             builder = _Builder()
             data = builder.build(node, 1)
-            out.append(_Built(node, data, builder.duplicates, text, len(out)))
+            source = text if kept is None else kept
+            out.append(_Built(node, data, builder.duplicates, source, len(out)))
     except (_Unusual, yaml.YAMLError, RecursionError, ValueError):
         return None
     finally:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Literal
@@ -341,19 +341,10 @@ class Snapshot:
                 if problem.workflow is not None and problem.workflow in result.invalid_names:
                     invalid[problem.workflow].append(problem)
         workflows = {n: lw for n, lw in defined.items() if n not in again and n not in failed}
-        for name in [n for n in defined if n in again or n in failed] if again or failed else ():
-            lws = again.get(name, [defined[name]])
-            places = [_where(lw) for lw in lws] + failed.get(name, [])
-            for lw in lws:
-                others = [p for p in places if p != _where(lw)]
-                dup = Problem(
-                    lw.path,
-                    *lw.locate(("metadata", "name")),
-                    f"duplicate workflow name {name!r} (also defined at {', '.join(others)})",
-                    workflow=name,
-                )
+        if again or failed:
+            for dup in _duplicates(defined, again, failed):
                 problems.append(dup)
-                invalid[name].append(dup)
+                invalid[dup.workflow or ""].append(dup)
         providers, alerts, notes = _notifications(ordered.values())
         return cls(
             revision=revision,
@@ -368,6 +359,27 @@ class Snapshot:
     @property
     def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.is_error]
+
+
+def _duplicates(
+    defined: Mapping[str, LoadedWorkflow],
+    again: Mapping[str, list[LoadedWorkflow]],
+    failed: Mapping[str, list[str]],
+) -> Iterator[Problem]:
+    """The problem on each definition of a name defined more than once: ``defined`` holds the
+    first valid definition of each name, ``again`` every valid one of names defined again, and
+    ``failed`` the paths of the invalid ones."""
+    for name in [n for n in defined if n in again or n in failed]:
+        lws = again.get(name, [defined[name]])
+        places = [_where(lw) for lw in lws] + failed.get(name, [])
+        for lw in lws:
+            others = [p for p in places if p != _where(lw)]
+            yield Problem(
+                lw.path,
+                *lw.locate(("metadata", "name")),
+                f"duplicate workflow name {name!r} (also defined at {', '.join(others)})",
+                workflow=name,
+            )
 
 
 def _plain(result: FileResult) -> bool:

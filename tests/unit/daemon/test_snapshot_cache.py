@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from structlog.testing import capture_logs
-
 from reconciler.config.loader import load_text
 from reconciler.daemon.revision import load_snapshot
 from reconciler.daemon.snapshot_cache import CACHE_FILE, SnapshotCache, blob_id
 from reconciler.sources import Revision
+from tests.support.logs import every_log_line
 from tests.support.repos import git, init_repo
 from tests.support.workflows import file_workflow_yaml
 
@@ -98,7 +97,7 @@ def test_a_corrupt_cache_is_a_warning_and_ignored(tmp_path: Path) -> None:
     path = tmp_path / CACHE_FILE
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
 
-    with capture_logs() as logs:
+    with every_log_line() as logs:
         kept = SnapshotCache(tmp_path).load()
     assert kept == {}
     assert [e["log_level"] for e in logs] == ["warning"]
@@ -113,7 +112,7 @@ def test_a_cache_of_another_version_or_schema_is_ignored(tmp_path: Path) -> None
     document = json.loads(path.read_bytes())
     document["key"] = "0.0.1/1/0000000000000000"
     path.write_text(json.dumps(document))
-    with capture_logs() as logs:
+    with every_log_line() as logs:
         assert SnapshotCache(tmp_path).load() == {}
     assert [e["log_level"] for e in logs] == ["info"]
 
@@ -133,7 +132,7 @@ def test_an_unchanged_cache_is_not_written_again(tmp_path: Path) -> None:
 
 
 def test_a_missing_cache_is_silent(tmp_path: Path) -> None:
-    with capture_logs() as logs:
+    with every_log_line() as logs:
         assert SnapshotCache(tmp_path).load() == {}
     assert logs == []
 
@@ -141,7 +140,7 @@ def test_a_missing_cache_is_silent(tmp_path: Path) -> None:
 def test_a_cache_that_cannot_be_written_is_a_warning(tmp_path: Path) -> None:
     files = {"alpha.yaml": GOOD}
     loaded = load_snapshot(revision(files), None).files
-    with capture_logs() as logs:
+    with every_log_line() as logs:
         kept = SnapshotCache(tmp_path / "missing").save(loaded, files)
     assert kept == 0
     assert [e["log_level"] for e in logs] == ["warning"]

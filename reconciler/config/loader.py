@@ -188,6 +188,11 @@ _STR, _NULL, _BOOL, _INT, _FLOAT, _SEQ, _MAP = (
 )
 
 
+_PLAIN_SCALARS = 100_000
+"""Most plain scalars (of at most 64 characters) whose tag the fast loader remembers: a few MB
+at most, and every key and most values of a workflow are among them."""
+
+
 def _libyaml_loader() -> type[Any] | None:
     """A LibYAML-backed loader with :class:`YamlLoader`'s resolvers and constructors, or None.
 
@@ -206,6 +211,8 @@ def _libyaml_loader() -> type[Any] | None:
     wildcard = resolvers.get(None, [])
     by_first = {ch: tuple(found + wildcard) for ch, found in resolvers.items() if ch is not None}
     otherwise = tuple(wildcard)
+    plain: dict[str, str] = {}
+    """The tag of each plain scalar seen (keys and values repeat across files: one lookup)."""
 
     class FastLoader(CSafeLoader):
         yaml_implicit_resolvers = resolvers
@@ -222,9 +229,16 @@ def _libyaml_loader() -> type[Any] | None:
         def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
             if kind is ScalarNode:
                 if implicit[0]:
-                    for tag, regexp in by_first.get(value[:1], otherwise):
-                        if regexp.match(value):
-                            return tag
+                    tag = plain.get(value)
+                    if tag is None:
+                        tag = _STR
+                        for candidate, regexp in by_first.get(value[:1], otherwise):
+                            if regexp.match(value):
+                                tag = candidate
+                                break
+                        if len(value) <= 64 and len(plain) < _PLAIN_SCALARS:
+                            plain[value] = tag
+                    return tag
                 return _STR
             return _SEQ if kind is SequenceNode else _MAP
 

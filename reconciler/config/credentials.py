@@ -59,7 +59,11 @@ def find_credentials(value: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
     Flags literal (non-``${{ }}``) values under credential-like keys and well-known key
     formats anywhere. Yields descriptions only, never the value itself.
     """
-    if isinstance(value, Mapping):
+    if type(value) is str:  # most values: spared the checks against the abstract Mapping
+        what = _string_credential(value)
+        if what is not None:
+            yield loc, what
+    elif isinstance(value, dict | Mapping):
         for k, v in value.items():
             sub: Loc = (*loc, str(k))
             if _is_credential_key(str(k)) and _is_literal(v):

@@ -77,14 +77,15 @@ def read_tree(directory: Path, *, within: Path, limit: int) -> TreeFiles:
     """
     root = Path(os.path.realpath(within))
     out = TreeFiles()
-    found: list[tuple[str, Path]] = []
+    found: list[tuple[str, str]] = []
+    # Paths as strings: 10,000 files, and pathlib would cost as much as reading them.
     for dirpath, dirnames, filenames in os.walk(directory, onerror=_raise):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        base = Path(dirpath)
+        rel_dir = Path(os.path.relpath(dirpath, directory)).as_posix()
+        prefix = "" if rel_dir == "." else rel_dir + "/"
         for name in filenames:
             if is_workflow_name(name):
-                full = base / name
-                found.append((full.relative_to(directory).as_posix(), full))
+                found.append((prefix + name, os.path.join(dirpath, name)))
     for rel, full in sorted(found):
         try:
             data = read_workflow_file(full, within=root, limit=limit)
@@ -96,7 +97,7 @@ def read_tree(directory: Path, *, within: Path, limit: int) -> TreeFiles:
     return out
 
 
-def read_workflow_file(file: Path, *, within: Path | None, limit: int) -> bytes | None:
+def read_workflow_file(file: Path | str, *, within: Path | None, limit: int) -> bytes | None:
     """The bytes of ``file``, or None when it vanished before it could be looked at.
 
     Raises :class:`FileRefused` for a symlink leaving ``within`` (any symlink is followed when
@@ -109,7 +110,7 @@ def read_workflow_file(file: Path, *, within: Path | None, limit: int) -> bytes 
         return None
     except OSError as exc:
         raise FileRefused(f"cannot read file: {exc.strerror or type(exc).__name__}") from None
-    target = file
+    target: Path | str = file
     if stat.S_ISLNK(info.st_mode):
         target = Path(os.path.realpath(file))
         if within is not None and not target.is_relative_to(os.path.realpath(within)):
@@ -122,17 +123,35 @@ def read_workflow_file(file: Path, *, within: Path | None, limit: int) -> bytes 
     try:
         fd = os.open(target, _OPEN_FLAGS)
     except OSError as exc:
-        if exc.errno == errno.ENOENT and target == file:
+        if exc.errno == errno.ENOENT and target is file:
             return None
         if exc.errno == errno.ELOOP:
             raise FileRefused("replaced by a symlink while being read") from None
         raise FileRefused(f"cannot read file: {exc.strerror or type(exc).__name__}") from None
-    with os.fdopen(fd, "rb") as handle:
+    try:
         # What was opened may not be what was looked at (a rename in between): check again.
-        _require_small_regular(os.fstat(handle.fileno()), limit)
-        data = handle.read(limit + 1)
+        opened = os.fstat(fd)
+        _require_small_regular(opened, limit)
+        data = _read_up_to(fd, opened.st_size, limit)
+    finally:
+        os.close(fd)
     if len(data) > limit:
         raise FileRefused(f"file grew past the limit of {limit} bytes while read; refused")
+    return data
+
+
+def _read_up_to(fd: int, expected: int, limit: int) -> bytes:
+    """Everything ``fd`` holds, at most ``limit + 1`` bytes (one more tells it grew past the
+    limit). Reads ``expected`` (the size) and one byte more first: a buffer of the limit's size
+    for each small file would cost more than the read."""
+    data = os.read(fd, min(expected, limit) + 1)
+    if len(data) <= expected:  # a regular file reads short only at its end
+        return data
+    while len(data) <= limit:
+        more = os.read(fd, limit + 1 - len(data))
+        if not more:
+            break
+        data += more
     return data
 
 

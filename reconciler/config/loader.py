@@ -84,9 +84,11 @@ __all__ = [
     "Snapshot",
     "YamlLoader",
     "bulk_loading",
+    "cached_documents",
     "load_file",
     "load_text",
     "load_tree",
+    "restore_text",
     "workflow_digest",
 ]
 
@@ -186,6 +188,11 @@ _STR, _NULL, _BOOL, _INT, _FLOAT, _SEQ, _MAP = (
 )
 
 
+_PLAIN_SCALARS = 100_000
+"""Most plain scalars (of at most 64 characters) whose tag the fast loader remembers: a few MB
+at most, and every key and most values of a workflow are among them."""
+
+
 def _libyaml_loader() -> type[Any] | None:
     """A LibYAML-backed loader with :class:`YamlLoader`'s resolvers and constructors, or None.
 
@@ -204,6 +211,8 @@ def _libyaml_loader() -> type[Any] | None:
     wildcard = resolvers.get(None, [])
     by_first = {ch: tuple(found + wildcard) for ch, found in resolvers.items() if ch is not None}
     otherwise = tuple(wildcard)
+    plain: dict[str, str] = {}
+    """The tag of each plain scalar seen (keys and values repeat across files: one lookup)."""
 
     class FastLoader(CSafeLoader):
         yaml_implicit_resolvers = resolvers
@@ -220,9 +229,16 @@ def _libyaml_loader() -> type[Any] | None:
         def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
             if kind is ScalarNode:
                 if implicit[0]:
-                    for tag, regexp in by_first.get(value[:1], otherwise):
-                        if regexp.match(value):
-                            return tag
+                    tag = plain.get(value)
+                    if tag is None:
+                        tag = _STR
+                        for candidate, regexp in by_first.get(value[:1], otherwise):
+                            if regexp.match(value):
+                                tag = candidate
+                                break
+                        if len(value) <= 64 and len(plain) < _PLAIN_SCALARS:
+                            plain[value] = tag
+                    return tag
                 return _STR
             return _SEQ if kind is SequenceNode else _MAP
 
@@ -267,7 +283,7 @@ def load_text(text: str | bytes, *, path: str) -> FileResult:
             Problem(path, line, column, f"not UTF-8 text (invalid byte 0x{raw[exc.start]:02x})")
         )
         return result
-    fast = _fast_documents(decoded)
+    fast = _fast_documents(decoded, kept=raw)
     if fast is not None:
         for built in fast:
             _load_document(built.node, result, built=built)
@@ -278,6 +294,35 @@ def load_text(text: str | bytes, *, path: str) -> FileResult:
             continue
         assert node is not None
         _load_document(node, result)
+    return result
+
+
+def cached_documents(result: FileResult) -> list[tuple[int, int, Workflow]] | None:
+    """What :func:`restore_text` needs to rebuild ``result`` without parsing: each workflow's
+    ``(line, document index, model)``; ``None`` when ``result`` cannot be rebuilt that way (it
+    has a problem, an invalid name or a notification document, or was read by the pure-Python
+    path, whose positions are not kept as the document's place in the file)."""
+    if result.problems or result.invalid_names or result.notifications:
+        return None
+    out: list[tuple[int, int, Workflow]] = []
+    for lw in result.workflows:
+        if not isinstance(lw.positions, _LazyPositions):
+            return None
+        out.append((lw.line, lw.positions.index, lw.workflow))
+    return out
+
+
+def restore_text(
+    text: str | bytes, *, path: str, documents: list[tuple[int, int, Workflow]]
+) -> FileResult:
+    """The :class:`FileResult` :func:`load_text` gives for ``text`` at ``path``, rebuilt from
+    what :func:`cached_documents` kept of an earlier load of the same bytes: nothing is parsed,
+    and the positions are read from ``text`` again when a problem needs them."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    result = FileResult(path=path, digest=hashlib.sha256(raw).hexdigest())
+    for line, index, workflow in documents:
+        positions = _LazyPositions(raw, index)
+        result.workflows.append(LoadedWorkflow(workflow, path, line, positions))
     return result
 
 
@@ -421,9 +466,9 @@ class _Built:
     node: Node
     data: Any
     duplicates: list[tuple[Node, str]]
-    text: str
+    text: str | bytes
     index: int
-    """The file's text and this document's place among the file's documents."""
+    """The file's text (or its UTF-8 bytes) and this document's place among its documents."""
 
 
 class _LazyPositions(Mapping[Loc, NodePos]):
@@ -431,23 +476,33 @@ class _LazyPositions(Mapping[Loc, NodePos]):
 
     Positions are only read to report a problem (validation, duplicates), and a full map costs
     about twenty times the file's text (a tuple key and a :class:`NodePos` per node: 200 MB for
-    10,000 workflows), so a workflow loaded by the fast path keeps its text instead.
+    10,000 workflows), so a workflow loaded by the fast path keeps its text instead: the file's
+    bytes when it was given them (the very object the source keeps for the file, so nothing
+    more is held), decoded on first use.
     """
 
     __slots__ = ("_index", "_map", "_text")
 
-    def __init__(self, text: str, index: int) -> None:
+    def __init__(self, text: str | bytes, index: int) -> None:
         self._text = text
         self._index = index
         self._map: dict[Loc, NodePos] | None = None
 
+    @property
+    def index(self) -> int:
+        """The document's place among its file's documents."""
+        return self._index
+
     def _positions(self) -> dict[Loc, NodePos]:
         if self._map is None:
-            fast = _fast_documents(self._text)
+            text = self._text
+            if isinstance(text, bytes):
+                text = text.decode("utf-8-sig")
+            fast = _fast_documents(text)
             if fast is not None:
                 nodes = [built.node for built in fast]
             else:  # LibYAML went away meanwhile (tests switch it off): read it the pure way
-                nodes = [n for n, _ in _documents(self._text, path="") if n is not None]
+                nodes = [n for n, _ in _documents(text, path="") if n is not None]
             found = _positions(nodes[self._index])[0] if nodes[self._index :] else {}
             self._map, self._text = found, ""
         return self._map
@@ -469,13 +524,14 @@ class _Unusual(Exception):
     """Something the fast path leaves to the pure-Python path (never escapes this module)."""
 
 
-def _fast_documents(text: str) -> list[_Built] | None:
+def _fast_documents(text: str, *, kept: str | bytes | None = None) -> list[_Built] | None:
     """Every document composed by LibYAML and built in one walk, or None to use the pure path.
 
     None whenever the pure-Python path could report something or build differently (any YAML
     error, a character PyYAML's reader refuses, a document past the depth or expansion budget,
     a non-string key, a merge key, a tag other than str/null/bool/int/float/seq/map), so that
-    path alone decides every problem and its position.
+    path alone decides every problem and its position. ``kept`` is what the documents keep to
+    rebuild their positions from (``text`` unless given: the bytes ``text`` was decoded from).
     """
     if _FAST_LOADER is None or _NON_PRINTABLE.search(text):
         return None
@@ -488,7 +544,8 @@ def _fast_documents(text: str) -> list[_Built] | None:
                 continue
             builder = _Builder()
             data = builder.build(node, 1)
-            out.append(_Built(node, data, builder.duplicates, text, len(out)))
+            source = text if kept is None else kept
+            out.append(_Built(node, data, builder.duplicates, source, len(out)))
     except (_Unusual, yaml.YAMLError, RecursionError, ValueError):
         return None
     finally:

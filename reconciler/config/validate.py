@@ -29,7 +29,7 @@ import difflib
 import functools
 import re
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,11 +105,13 @@ class ValidationCache:
     and ``strict``. So results are kept by object identity (the entry holds the object, so its
     id cannot be reused meanwhile) and dropped when the registry or ``strict`` changes; a
     one-file commit then validates one workflow instead of all of them. Cross-workflow checks
-    (``dependsOn``) are always recomputed.
+    (``dependsOn``, ``workflow.run`` names) are always recomputed, from each workflow's child
+    runs kept beside its problems (finding them walks every action of a workflow, which at
+    10,000 workflows costs more than the rest of a one-file revision).
     """
 
     def __init__(self) -> None:
-        self._entries: dict[int, tuple[LoadedWorkflow, list[Problem]]] = {}
+        self._entries: dict[int, _Entry] = {}
         self._key: tuple[int, bool, Grants | None, Path | None] | None = None
 
     def __len__(self) -> int:
@@ -124,23 +126,22 @@ class ValidationCache:
         grants: Grants | None = None,
         workdir: Path | None = None,
         progress: Callable[[int, int], None] | None = None,
-    ) -> list[Problem]:
+    ) -> _Checked:
         key = (id(registry), strict, grants, workdir)
         if self._key != key:
             self._entries = {}
             self._key = key
-        entries: dict[int, tuple[LoadedWorkflow, list[Problem]]] = {}
-        problems: list[Problem] = []
+        entries: dict[int, _Entry] = {}
+        checked = _Checked([], [], [])
         known_errors = known_error_names(registry)
         names = sorted(snapshot.workflows)
         for done, name in enumerate(names, start=1):
             if progress is not None:
                 progress(done - 1, len(names))
             lw = snapshot.workflows[name]
-            hit = self._entries.get(id(lw))
-            found = hit[1] if hit is not None and hit[0] is lw else None
-            if found is None:
-                found = validate_workflow(
+            entry = self._entries.get(id(lw))
+            if entry is None or entry[0] is not lw:
+                found, sites = _validate(
                     lw,
                     registry,
                     strict=strict,
@@ -148,10 +149,33 @@ class ValidationCache:
                     grants=grants,
                     workdir=workdir,
                 )
-            entries[id(lw)] = (lw, found)
-            problems.extend(found)
+                depends = bool(lw.workflow.spec.depends_on)
+                entry = (lw, found, depends, tuple(_children_of(sites)))
+            entries[id(lw)] = entry
+            checked.problems.extend(entry[1])
+            if entry[2]:
+                checked.dependent.append((name, lw))
+            if entry[3]:
+                checked.parents.append((name, lw, entry[3]))
         self._entries = entries
-        return problems
+        return checked
+
+
+_Entry = tuple[LoadedWorkflow, list[Problem], bool, tuple[tuple[Loc, str], ...]]
+"""A :class:`ValidationCache` entry: the workflow, its own problems, whether it has a
+``dependsOn``, and its child runs by literal name (:func:`_children_of`)."""
+
+
+@dataclass
+class _Checked:
+    """What :meth:`ValidationCache._problems` found: every workflow's own problems, and the
+    workflows the cross-workflow checks look at (by name, in name order)."""
+
+    problems: list[Problem]
+    dependent: list[tuple[str, LoadedWorkflow]]
+    """Workflows with a ``dependsOn``."""
+    parents: list[tuple[str, LoadedWorkflow, tuple[tuple[Loc, str], ...]]]
+    """Workflows that run others by literal name, with those runs."""
 
 
 def validate_snapshot(
@@ -175,11 +199,12 @@ def validate_snapshot(
     grants they are skipped. ``progress`` is told ``(workflows checked, workflows in all)``
     as the checks go.
     """
-    problems = (cache if cache is not None else ValidationCache())._problems(
+    checked = (cache if cache is not None else ValidationCache())._problems(
         snapshot, registry, strict=strict, grants=grants, workdir=workdir, progress=progress
     )
-    problems.extend(_check_dependencies(snapshot))
-    problems.extend(_check_child_runs(snapshot))
+    problems = checked.problems
+    problems.extend(_check_dependencies(snapshot, checked.dependent))
+    problems.extend(_check_child_runs(snapshot, checked.parents))
     return problems
 
 
@@ -200,6 +225,22 @@ def validate_workflow(
     """
     if known_errors is None:
         known_errors = known_error_names(registry)
+    return _validate(
+        lw, registry, strict=strict, known_errors=known_errors, grants=grants, workdir=workdir
+    )[0]
+
+
+def _validate(
+    lw: LoadedWorkflow,
+    registry: PluginRegistry,
+    *,
+    strict: bool,
+    known_errors: AbstractSet[str],
+    grants: Grants | None,
+    workdir: Path | None,
+) -> tuple[list[Problem], list[_ActionSite]]:
+    """:func:`validate_workflow`, and the workflow's action sites (its child runs are read
+    from them)."""
     report = _Reporter(lw)
     wf = lw.workflow
     sites = list(_action_sites(wf))
@@ -215,7 +256,7 @@ def validate_workflow(
         _check_grants(wf, sites, registry, report, grants=grants, base=base)
     _check_states(wf, registry, report, strict=strict, known_errors=known_errors)
     _check_tests(wf, registry, report, known_errors=known_errors)
-    return report.problems
+    return report.problems, sites
 
 
 class KnownErrorNames(AbstractSet[str]):
@@ -413,7 +454,9 @@ def _check_grants(
 def _walk(value: Any, loc: Loc) -> Iterator[tuple[Loc, Any]]:
     """Every (loc, leaf or key) in a nested structure; mapping entries yield (loc, key, value)."""
     yield loc, value
-    if isinstance(value, Mapping):
+    if type(value) is str:  # most leaves: spared the checks against the abstract Mapping
+        return
+    if isinstance(value, dict | Mapping):
         for k, v in value.items():
             yield from _walk(v, (*loc, str(k)))
     elif isinstance(value, list | tuple):
@@ -745,14 +788,16 @@ def _mock_error_name(response: Any) -> str | None:
 # -- across workflows ------------------------------------------------------------------------
 
 
-def _check_dependencies(snapshot: Snapshot) -> list[Problem]:
+def _check_dependencies(
+    snapshot: Snapshot, dependent: list[tuple[str, LoadedWorkflow]]
+) -> list[Problem]:
+    """``dependsOn`` naming a workflow the snapshot does not hold, and cycles of them;
+    ``dependent`` are the workflows with a ``dependsOn``, in name order."""
     problems: list[Problem] = []
     existing = set(snapshot.workflows) | set(snapshot.invalid)
     graph: dict[str, list[str]] = {}
-    for name, lw in sorted(snapshot.workflows.items()):
+    for name, lw in dependent:  # the others have no edge out: in no cycle, name nothing
         deps = lw.workflow.spec.depends_on
-        if not deps:
-            continue  # no edge out: in no cycle, names nothing unknown
         graph[name] = [d for d in deps if d in snapshot.workflows]
         for i, dep in enumerate(deps):
             if dep not in existing:
@@ -784,24 +829,27 @@ def _check_dependencies(snapshot: Snapshot) -> list[Problem]:
 CHILD_RUN_PLUGIN = "workflow.run"
 
 
-def _child_sites(lw: LoadedWorkflow) -> Iterator[tuple[Loc, str]]:
-    """Where ``lw`` runs another workflow by a literal name, and that name (a name computed by
-    ``${{ }}`` is known only at run time and is not listed)."""
-    for site in _action_sites(lw.workflow):
+def _children_of(sites: Iterable[_ActionSite]) -> Iterator[tuple[Loc, str]]:
+    """Where these action sites run another workflow by a literal name, and that name (a name
+    computed by ``${{ }}`` is known only at run time and is not listed)."""
+    for site in sites:
         name = site.with_.get("workflow") if site.plugin == CHILD_RUN_PLUGIN else None
         if isinstance(name, str) and "${{" not in name:
             yield (*site.loc, "with", "workflow"), name
 
 
-def _check_child_runs(snapshot: Snapshot) -> list[Problem]:
+def _check_child_runs(
+    snapshot: Snapshot, parents: list[tuple[str, LoadedWorkflow, tuple[tuple[Loc, str], ...]]]
+) -> list[Problem]:
     """``workflow.run`` of a workflow the snapshot does not hold, and workflows that run each
-    other in a cycle (the engine would stop them only at its nesting limit)."""
+    other in a cycle (the engine would stop them only at its nesting limit). ``parents`` are the
+    workflows that run others, with their :func:`_children_of`, in name order."""
     problems: list[Problem] = []
     existing = set(snapshot.workflows) | set(snapshot.invalid)
     graph: dict[str, list[str]] = {}
     first_site: dict[tuple[str, str], Loc] = {}
-    for name, lw in sorted(snapshot.workflows.items()):
-        for loc, child in _child_sites(lw):
+    for name, lw, found in parents:
+        for loc, child in found:
             first_site.setdefault((name, child), loc)
             if child in snapshot.workflows and child not in graph.setdefault(name, []):
                 graph[name].append(child)

@@ -63,6 +63,7 @@ from reconciler.daemon.revision import RevisionApplier
 from reconciler.daemon.runs import RunSupervisor, run_keys, short
 from reconciler.daemon.scheduler import DriftScheduler
 from reconciler.daemon.settings import DaemonSettings
+from reconciler.daemon.snapshot_cache import SnapshotCache
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.statuses import StatusBook
 from reconciler.daemon.target import Target
@@ -226,6 +227,7 @@ class Controller:
             metrics=self.metrics,
             now=now,
             on_loaded=self._notifications_loaded,
+            cache=SnapshotCache(settings.data_dir),
         )
 
     def _forge_access(self, forge: ProviderType) -> ForgeAccess | None:

@@ -28,13 +28,14 @@ from pathlib import Path
 import structlog
 
 from reconciler.config.files import refused_result
-from reconciler.config.loader import bulk_loading, load_text
-from reconciler.config.snapshot import FileResult, Snapshot
+from reconciler.config.loader import bulk_loading, load_text, restore_text
+from reconciler.config.snapshot import FileResult, Snapshot, compact
 from reconciler.config.validate import ValidationCache
 from reconciler.daemon.queue import Reason, WorkQueue
 from reconciler.daemon.replicas import WorkflowLeases
 from reconciler.daemon.runs import RunSupervisor
 from reconciler.daemon.scheduler import DriftScheduler
+from reconciler.daemon.snapshot_cache import Documents, SnapshotCache, blob_id
 from reconciler.daemon.state import DaemonState
 from reconciler.daemon.statuses import StatusBook
 from reconciler.daemon.target import Target, select_target
@@ -50,8 +51,16 @@ BULK_LOAD_FILES = 500
 (:func:`~reconciler.config.loader.bulk_loading`)."""
 
 
-def load_snapshot(revision: Revision, previous: Snapshot | None) -> Snapshot:
-    """The snapshot of ``revision``, re-loading only the files it changed since ``previous``."""
+def load_snapshot(
+    revision: Revision,
+    previous: Snapshot | None,
+    *,
+    cached: Mapping[str, Documents] | None = None,
+) -> Snapshot:
+    """The snapshot of ``revision``, re-loading only the files it changed since ``previous``.
+
+    ``cached`` (:meth:`SnapshotCache.load`, by blob id) rebuilds the files it holds without
+    parsing them."""
     before: Mapping[str, FileResult] = previous.files if previous is not None else {}
     files: dict[str, FileResult] = {}
     many = len(revision.changed) >= BULK_LOAD_FILES  # the first revision, a big commit
@@ -60,11 +69,16 @@ def load_snapshot(revision: Revision, previous: Snapshot | None) -> Snapshot:
             old = before.get(path)
             if old is not None and path not in revision.changed:
                 files[path] = old
+                continue
+            hit = cached.get(blob_id(content)) if cached else None
+            if hit is not None:
+                files[path] = restore_text(content, path=path, documents=hit)
             else:
                 files[path] = load_text(content, path=path)
+            compact(files[path])  # kept for as long as the file does not change
     for path, reason in revision.refused.items():  # never read: a problem for that file
         files[path] = refused_result(path, reason)
-    return Snapshot.from_files(revision.id, files)
+    return Snapshot.from_files(revision.id, files, previous=previous)
 
 
 class RevisionApplier:
@@ -85,6 +99,7 @@ class RevisionApplier:
         metrics: DaemonMetrics,
         now: Callable[[], datetime],
         on_loaded: Callable[[Snapshot], None] = lambda snapshot: None,
+        cache: SnapshotCache | None = None,
     ) -> None:
         self.state = state
         self.on_loaded = on_loaded
@@ -101,11 +116,23 @@ class RevisionApplier:
         self.metrics = metrics
         self._now = now
         self._validation = ValidationCache()
+        self.cache = cache
+        """Where the loaded files are kept for the next start (see :mod:`snapshot_cache`)."""
 
     async def apply(self, revision: Revision) -> None:
         """Load ``revision``, make it the current target and queue what it affects."""
         previous = self.state.target
-        snapshot = load_snapshot(revision, previous.snapshot)
+        first = previous.snapshot is None
+        cached = None
+        if first and self.cache is not None:
+            with bulk_loading():  # thousands of models that live on
+                cached = self.cache.load()
+        snapshot = load_snapshot(revision, previous.snapshot, cached=cached)
+        if self.cache is not None and (first or len(revision.changed) >= BULK_LOAD_FILES):
+            # kept after the loads that cost: the start, a big commit (a small one is cheap to
+            # parse again at the next start)
+            kept = self.cache.save(snapshot.files, revision.files)
+            log.debug("snapshot cache written", files=len(revision.files), kept=kept)
         target = select_target(
             snapshot,
             self.registry,

@@ -61,11 +61,14 @@ def test_tiny_run_reports_each_figure_with_its_target_and_a_verdict() -> None:
     assert "no-drift pass over 40 workflows" in by_key["d"][0][1]
     assert "statuses committed to the store" in by_key["d"][1][1]
     assert by_key["e"][0][2].endswith("MB")
+    assert "first revision, every file parsed" in by_key["e"][1][1]
+    assert "after a restart, from the snapshot cache" in by_key["e"][2][1]
     assert "10 new workflows, SQLite" in by_key["f"][0][1]
     assert by_key["f"][0][2].endswith("runs/s") and by_key["f"][0][3].startswith(">= ")
     informative = [row for row in rows if row[-1] == "info"]
-    # no target: the revision's handling, two p50s, the commit after the pass, PostgreSQL's rate
-    assert [row[0] for row in informative] == ["b", "c", "c", "d", "f"]
+    # no target: the revision's handling, two p50s, the commit after the pass, the first
+    # revision cold and after a restart, PostgreSQL's rate
+    assert [row[0] for row in informative] == ["b", "c", "c", "d", "e", "e", "f"]
     for row in rows:
         if row not in informative:
             assert row[3].startswith(("< ", ">= "))

@@ -6,14 +6,11 @@ expected status shows up in the store, and checks what happened on disk and in t
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 import yaml
 from structlog.testing import capture_logs
 
@@ -23,6 +20,7 @@ from reconciler.engine.journal import EventKind, RunRecord, RunStatus
 from reconciler.store import Health, Store, WorkflowStatusRecord
 from tests.support import postgres
 from tests.support.controller import eventually, running
+from tests.support.logs import every_log_line
 from tests.support.repos import commit
 from tests.support.waiting import until_async
 from tests.support.workflows import file_workflow as keeps_file
@@ -57,18 +55,6 @@ def with_cleanup(document: dict[str, Any], marker: Path) -> None:
 async def gone(store: Store, name: str) -> bool:
     """Whether ``name`` has no status any more (the workflow was retired)."""
     return await store.get_status(name) is None
-
-
-@contextlib.contextmanager
-def every_log_line() -> Iterator[list[MutableMapping[str, Any]]]:
-    """Every structlog event at every level, whatever level an earlier test configured."""
-    before = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    try:
-        with capture_logs() as logs:
-            yield logs
-    finally:
-        structlog.configure(wrapper_class=before["wrapper_class"])
 
 
 def converged_at(revision: str) -> Callable[[WorkflowStatusRecord], bool]:

@@ -12,7 +12,7 @@ from reconciler.config.loader import (
     load_text,
     load_tree,
 )
-from reconciler.config.snapshot import Snapshot
+from reconciler.config.snapshot import Snapshot, compact
 
 GOOD = dedent(
     """\
@@ -277,6 +277,53 @@ def test_snapshot_rebuilds_incrementally_from_reused_file_results(tmp_path: Path
     assert second.revision == "rev-2"
     assert second.workflows["a"] is first.workflows["a"]
     assert second.workflows["b"].digest != first.workflows["b"].digest
+
+
+def _shape(snapshot: Snapshot) -> tuple[object, ...]:
+    return (
+        snapshot.revision,
+        list(snapshot.workflows.items()),
+        [str(p) for p in snapshot.problems],
+        snapshot.invalid,
+        list(snapshot.files.items()),
+    )
+
+
+def test_a_change_built_on_the_previous_snapshot_equals_the_full_assembly() -> None:
+    base = {f"{n}.yaml": load_text(good(n), path=f"{n}.yaml") for n in ("a", "b", "c")}
+    first = Snapshot.from_files("rev-1", base)
+    changes = {
+        "an edit": {"b.yaml": load_text(good("b").replace("hello", "hi"), path="b.yaml")},
+        "a rename": {"b.yaml": load_text(good("z"), path="b.yaml")},
+        "a clash": {"b.yaml": load_text(good("a"), path="b.yaml")},
+        "a broken file": {"b.yaml": load_text("spec: [", path="b.yaml")},
+        "a second document": {"b.yaml": load_text(good("b") + "---\n" + good("d"), path="b.yaml")},
+    }
+    for why, change in changes.items():
+        files = {**first.files, **change}
+        quick = Snapshot.from_files("rev-2", files, previous=first)
+        assert _shape(quick) == _shape(Snapshot.from_files("rev-2", files)), why
+    edited = Snapshot.from_files("rev-2", {**first.files, **changes["an edit"]}, previous=first)
+    assert edited.workflows["a"] is first.workflows["a"]
+    assert edited.workflows["b"] is changes["an edit"]["b.yaml"].workflows[0]
+    assert list(first.workflows) == ["a", "b", "c"]  # the previous snapshot is left as it was
+    assert first.workflows["b"] is base["b.yaml"].workflows[0]
+    broken = Snapshot.from_files("rev-3", {**first.files, **changes["a broken file"]})
+    repaired = Snapshot.from_files("rev-4", first.files, previous=broken)
+    assert _shape(repaired) == _shape(Snapshot.from_files("rev-4", first.files))
+
+
+def test_compacted_workflows_share_their_field_sets_and_stay_independent() -> None:
+    first, second = (load_text(good(n), path=f"{n}.yaml") for n in ("a", "b"))
+    before = first.workflows[0].workflow.model_dump(), second.workflows[0].workflow.model_dump()
+    compact(first)
+    compact(second)
+    one, two = first.workflows[0].workflow, second.workflows[0].workflow
+    assert one.metadata.model_fields_set is two.metadata.model_fields_set
+    assert (one.model_dump(), two.model_dump()) == before
+    renamed = one.metadata.model_copy(update={"labels": {"team": "x"}})
+    assert renamed.model_fields_set == {"name", "labels"}
+    assert one.metadata.model_fields_set == two.metadata.model_fields_set == {"name"}
 
 
 def test_tree_revision_follows_content(tmp_path: Path) -> None:

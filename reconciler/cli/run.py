@@ -55,7 +55,7 @@ def run(
         None, "--poll-interval", help="How often to fetch, e.g. 60s."
     ),
     max_concurrent_runs: int | None = typer.Option(
-        None, "--max-concurrent-runs", metavar="N", help="Runs in flight at once (default 4)."
+        None, "--max-concurrent-runs", metavar="N", help="Runs in flight at once (default 16)."
     ),
     allow_plugins: str | None = typer.Option(
         None, "--allow-plugins", help="Comma-separated globs of plugins the repository may use."

@@ -117,7 +117,13 @@ class DaemonSettings(BaseSettings):
     poll_interval: Duration = Field(
         timedelta(seconds=60), description="How often the repository is fetched."
     )
-    max_concurrent_runs: int = Field(4, ge=1, le=1000, description="Runs in flight at once.")
+    max_concurrent_runs: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Runs in flight at once. A run holds its slot while it waits (a timer, a "
+        "poll, a remote system), so a few long runs must not hold up every other workflow.",
+    )
     allow_plugins: Annotated[list[str] | None, NoDecode] = Field(
         None,
         description="Globs of plugins the repository may use (comma-separated). Unset: every "

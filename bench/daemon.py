@@ -548,7 +548,9 @@ async def bench_throughput(work: Path, *, count: int, store: str | None) -> floa
         repo=str(repo), data_dir=base / "data", poll_interval="1h", workdir=base, store=store
     )
     with info_logging(base / "daemon.log"):
-        db = await Store.open(settings.store, data_dir=settings.data_dir)
+        db = await Store.open(
+            settings.store, data_dir=settings.data_dir, connections=settings.store_connections()
+        )
         source = open_source(str(repo), data_dir=settings.data_dir, poll_interval=3600)
         registry = PluginRegistry.discover()
         controller = Controller(settings, db, source=source, registry=registry)

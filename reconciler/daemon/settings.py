@@ -367,6 +367,11 @@ class DaemonSettings(BaseSettings):
             )
         return self
 
+    def store_connections(self) -> int:
+        """Connections the daemon's store keeps open: one per run in flight, and four for the
+        API, the command reader, the lease keeper and retention."""
+        return self.max_concurrent_runs + 4
+
     def signature_policy(self) -> SignaturePolicy | None:
         """What a fetched head commit must be signed with; None without
         ``verify_signatures``."""

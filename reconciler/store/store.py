@@ -215,6 +215,10 @@ def _after_prefix(prefix: str) -> str:
     return prefix[:-1] + ("a" if last == "9" else chr(ord(last) + 1))
 
 
+DEFAULT_CONNECTIONS = 5
+"""Connections a store's pool keeps open unless told otherwise (SQLAlchemy's own default)."""
+
+
 class Store:
     """The async store. Create it with :meth:`open`; one instance per process, shared by all
     tasks (the engine's pool hands each call its own connection)."""
@@ -242,14 +246,21 @@ class Store:
     # ----------------------------------------------------------------- lifecycle
 
     @classmethod
-    async def open(cls, url: str | None, *, data_dir: Path) -> Store:
+    async def open(
+        cls, url: str | None, *, data_dir: Path, connections: int = DEFAULT_CONNECTIONS
+    ) -> Store:
         """Connect, migrate to head, and return the store.
+
+        ``connections`` is how many connections the pool keeps open (ten more may open for a
+        while when all are busy): the daemon asks for one per run in flight and a few for its
+        own loops and the API, so that runs do not queue for a connection or open and close one
+        each time (which costs a round trip and a backend process on PostgreSQL).
 
         Raises :class:`StoreUnavailable` (naming the host or file, never the password) when the
         database cannot be reached or opened, and :class:`StoreError` for an unusable URL.
         """
         resolved = resolve_url(url, data_dir=data_dir)
-        engine = cls._create_engine(resolved)
+        engine = cls._create_engine(resolved, connections=connections)
         store = cls(engine, url=resolved, writer=cls._create_sync_engine(resolved))
         try:
             for attempt in range(1, SQLITE_OPEN_ATTEMPTS + 1):
@@ -301,7 +312,7 @@ class Store:
             await conn.run_sync(migrate.upgrade_to_head)
 
     @staticmethod
-    def _create_engine(url: URL) -> AsyncEngine:
+    def _create_engine(url: URL, *, connections: int) -> AsyncEngine:
         if url.get_backend_name() == "sqlite":
             if url.database in (None, "", ":memory:") or "mode=memory" in str(url.database):
                 # Each pooled connection would see its own empty database.
@@ -315,13 +326,15 @@ class Store:
                 raise StoreUnavailable(
                     f"cannot open the store: {describe(url)}: {exc.strerror or exc}"
                 ) from None
-            engine = create_async_engine(url)
+            engine = create_async_engine(url, pool_size=connections)
             event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
             return engine
         connect_args: dict[str, Any] = {}
         if "connect_timeout" not in url.query:
             connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
-        return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        return create_async_engine(
+            url, pool_pre_ping=True, pool_size=connections, connect_args=connect_args
+        )
 
     @staticmethod
     def _create_sync_engine(url: URL) -> Engine:

@@ -7,8 +7,9 @@ workflow digest, so a one-file commit to 10,000 workflows costs about one file.
 :func:`~reconciler.daemon.target.select_target` then decides what is valid, invalid and removed;
 a file that no longer parses marks the workflows it held ``Invalid`` (never a removal).
 
-Then every workflow is queued — what the revision changed first, so its run does not wait
-behind re-checks of everything unchanged — removed ones to run their ``onDelete`` state and be
+Then every workflow is queued — what the revision changed (valid, or newly invalid) first and
+ahead of anything still waiting, so its run does not wait behind re-checks of everything
+unchanged; the rest in slices, letting the event loop run between them — removed ones to run their ``onDelete`` state and be
 retired, and runs waiting to resume whose workflow left git are abandoned. Nothing is decided
 here about any one workflow's status: that is :mod:`reconciler.daemon.reconcile`'s, when the
 queue hands the workflow out.
@@ -20,6 +21,7 @@ stopped), the queue, the drift scheduler, the run supervisor, leases and metrics
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -49,6 +51,10 @@ log = structlog.get_logger("reconciler.daemon")
 BULK_LOAD_FILES = 500
 """A revision changing at least this many files is loaded with the garbage collector kept out
 (:func:`~reconciler.config.loader.bulk_loading`)."""
+
+REQUEUE_SLICE = 2_000
+"""Unchanged workflows queued for their re-check between two turns of the event loop (a few
+milliseconds of queueing)."""
 
 
 def load_snapshot(
@@ -159,21 +165,39 @@ class RevisionApplier:
             f"({changed} files changed)",
             revision=revision.id,
         )
-        self._queue_all(target, previous)
+        await self._queue_all(target, previous)
         await self.runs.abandon_unless(target.valid)
 
-    def _queue_all(self, target: Target, previous: Target) -> None:
-        # What this revision changed goes first: its run should not wait behind re-checks of
-        # every unchanged workflow (all of them are still re-evaluated at the revision).
+    async def _queue_all(self, target: Target, previous: Target) -> None:
+        """Queue every workflow of ``target`` for its re-check, what the revision changed first.
+
+        The changed ones are queued and moved ahead of everything still waiting (re-checks of an
+        earlier revision included), and the loop is let go before the rest is queued: their run
+        does not wait behind the re-queueing of every unchanged workflow, nor behind their
+        re-checks. The rest goes in slices of :data:`REQUEUE_SLICE`, the loop let go between
+        them, so workers keep running while a large target is re-queued."""
         valid = target.valid
-        fresh = {n for n, lw in valid.items() if previous.valid.get(n) is not lw}
-        unchanged = sorted(n for n in valid if n not in fresh)
-        for name in [*sorted(fresh), *unchanged, *sorted(target.invalid)]:
-            self.queue.forget(name)
-            resume = name in valid and self.runs.resumable(name)
-            self.queue.add(name, Reason.RESUME if resume else Reason.REVISION)
+        fresh = sorted(n for n, lw in valid.items() if previous.valid.get(n) is not lw)
+        fresh += sorted(n for n in target.invalid if n not in previous.invalid)
+        self._requeue(fresh, target)
+        self.queue.hurry(fresh)
+        await asyncio.sleep(0)
+        first = set(fresh)
+        rest = [
+            *sorted(n for n in valid if n not in first),
+            *sorted(n for n in target.invalid if n not in first),
+        ]
+        for start in range(0, len(rest), REQUEUE_SLICE):
+            self._requeue(rest[start : start + REQUEUE_SLICE], target)
+            await asyncio.sleep(0)
         for name in sorted(set(target.removed) | target.orphans):
             self.queue.add(name, Reason.DELETE)
+
+    def _requeue(self, names: list[str], target: Target) -> None:
+        self.queue.forget(*names)
+        for name in names:
+            resume = name in target.valid and self.runs.resumable(name)
+            self.queue.add(name, Reason.RESUME if resume else Reason.REVISION)
 
     @staticmethod
     def _warn_unreadable(target: Target, revision: Revision) -> None:

@@ -68,14 +68,16 @@ def load_snapshot(
     ``cached`` (:meth:`SnapshotCache.load`, by blob id) rebuilds the files it holds without
     parsing them."""
     before: Mapping[str, FileResult] = previous.files if previous is not None else {}
-    files: dict[str, FileResult] = {}
-    many = len(revision.changed) >= BULK_LOAD_FILES  # the first revision, a big commit
+    # Unchanged files keep their result: start from the previous ones (a copy, not a walk of
+    # every path), drop those gone, and load the paths changed or not loaded before.
+    files: dict[str, FileResult] = dict(before)
+    for path in before.keys() - revision.files.keys():
+        del files[path]
+    loading = (revision.files.keys() - before.keys()) | (revision.changed & revision.files.keys())
+    many = len(loading) >= BULK_LOAD_FILES  # the first revision, a big commit
     with bulk_loading() if many else contextlib.nullcontext():
-        for path, content in revision.files.items():
-            old = before.get(path)
-            if old is not None and path not in revision.changed:
-                files[path] = old
-                continue
+        for path in sorted(loading):
+            content = revision.files[path]
             hit = cached.get(blob_id(content)) if cached else None
             if hit is not None:
                 files[path] = restore_text(content, path=path, documents=hit)
@@ -154,9 +156,12 @@ class RevisionApplier:
         self.state.target = target
         self.on_loaded(snapshot)
         self.leases.revision_loaded(revision.id, at=self._now())
-        self.metrics.snapshot_loaded(revision.id, target.problems)
         workflows = {n: lw.workflow for n, lw in target.valid.items()}
         self.runs.engine.workflows = workflows
+        fresh = self._queue_fresh(target, previous)
+        await asyncio.sleep(0)  # a waiting worker takes the first of them now
+        # what no run of the changed workflows waits for comes after
+        self.metrics.snapshot_loaded(revision.id, target.problems)
         self.scheduler.sync(workflows)
         changed = len(revision.changed) + len(revision.removed)
         log.info(
@@ -165,24 +170,25 @@ class RevisionApplier:
             f"({changed} files changed)",
             revision=revision.id,
         )
-        await self._queue_all(target, previous)
+        await self._queue_rest(target, fresh)
         await self.runs.abandon_unless(target.valid)
 
-    async def _queue_all(self, target: Target, previous: Target) -> None:
-        """Queue every workflow of ``target`` for its re-check, what the revision changed first.
-
-        The changed ones are queued and moved ahead of everything still waiting (re-checks of an
-        earlier revision included), and the loop is let go before the rest is queued: their run
-        does not wait behind the re-queueing of every unchanged workflow, nor behind their
-        re-checks. The rest goes in slices of :data:`REQUEUE_SLICE`, the loop let go between
-        them, so workers keep running while a large target is re-queued."""
+    def _queue_fresh(self, target: Target, previous: Target) -> set[str]:
+        """Queue what the revision changed (valid, or newly invalid) ahead of everything still
+        waiting, re-checks of an earlier revision included, so that their run does not wait
+        behind the re-queueing of every unchanged workflow, nor behind their re-checks."""
         valid = target.valid
         fresh = sorted(n for n, lw in valid.items() if previous.valid.get(n) is not lw)
         fresh += sorted(n for n in target.invalid if n not in previous.invalid)
         self._requeue(fresh, target)
         self.queue.hurry(fresh)
-        await asyncio.sleep(0)
-        first = set(fresh)
+        return set(fresh)
+
+    async def _queue_rest(self, target: Target, first: set[str]) -> None:
+        """Queue every workflow not in ``first`` for its re-check, in slices of
+        :data:`REQUEUE_SLICE` with the loop let go between them (workers keep running while a
+        large target is re-queued), then the removed ones for their ``onDelete``."""
+        valid = target.valid
         rest = [
             *sorted(n for n in valid if n not in first),
             *sorted(n for n in target.invalid if n not in first),

@@ -15,7 +15,7 @@ and by the one-shot commands (``reconciler plan``/``apply``/``test``, through
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 
 from reconciler.config.snapshot import FileResult, LoadedWorkflow, Problem, Snapshot
@@ -48,9 +48,15 @@ class Target:
     """Files that name no workflow any more (they do not parse, or were refused): path → errors."""
     dependents: dict[str, list[str]] = field(default_factory=dict, init=False)
     """Name → the valid workflows whose ``dependsOn`` lists it (so waking them is not a scan
-    of every workflow each time one converges)."""
+    of every workflow each time one converges), in no particular order."""
+    known_dependents: InitVar[dict[str, list[str]] | None] = None
+    """:attr:`dependents` when the caller already has them (:func:`select_target` updates the
+    previous target's for what changed); built from ``valid`` when ``None``."""
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, known_dependents: dict[str, list[str]] | None) -> None:
+        if known_dependents is not None:
+            self.dependents = known_dependents
+            return
         for other, lw in self.valid.items():
             for dep in dict.fromkeys(lw.workflow.spec.depends_on):
                 self.dependents.setdefault(dep, []).append(other)
@@ -113,7 +119,30 @@ def select_target(
         orphans=orphans,
         problems=[*snapshot.problems, *checked],
         unreadable=unreadable,
+        known_dependents=_dependents_after(previous, valid) if previous is not None else None,
     )
+
+
+def _dependents_after(
+    previous: Target, valid: Mapping[str, LoadedWorkflow]
+) -> dict[str, list[str]]:
+    """``previous.dependents`` updated for the workflows of ``valid`` that changed, came or
+    left: a revision changing one file of 100,000 does not read every workflow's ``dependsOn``
+    again (an unchanged workflow is the same object in both)."""
+    before = previous.valid
+    changed = [n for n, lw in valid.items() if before.get(n) is not lw]
+    changed += [n for n in before.keys() - valid.keys()]
+    if not changed:
+        return previous.dependents
+    touched = set(changed)
+    dependents = {
+        dep: [o for o in others if o not in touched] for dep, others in previous.dependents.items()
+    }
+    for name in changed:
+        lw = valid.get(name)
+        for dep in dict.fromkeys(lw.workflow.spec.depends_on if lw is not None else ()):
+            dependents.setdefault(dep, []).append(name)
+    return {dep: others for dep, others in dependents.items() if others}
 
 
 def unreadable_files(snapshot: Snapshot) -> dict[str, list[Problem]]:

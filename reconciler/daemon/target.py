@@ -100,17 +100,24 @@ def select_target(
     unreadable = unreadable_files(snapshot)
     for name, problems in _held_by_broken_files(snapshot, unreadable, before).items():
         invalid.setdefault(name, []).extend(problems)
-    valid = {n: lw for n, lw in snapshot.workflows.items() if n not in invalid}
-    present = set(valid) | set(invalid)
+    valid = (
+        {n: lw for n, lw in snapshot.workflows.items() if n not in invalid}
+        if invalid
+        else dict(snapshot.workflows)  # the common case, a copy
+    )
     removed: dict[str, LoadedWorkflow] = {}
     orphans: set[str] = set()
     if previous is not None:
-        removed = {n: lw for n, lw in previous.removed.items() if n not in present}
-        for name in (set(previous.valid) | set(previous.invalid)) - present:
+        # set operations on the names: a revision of 100,000 workflows walks none in Python
+        removed = {
+            n: lw for n, lw in previous.removed.items() if n not in valid and n not in invalid
+        }
+        gone = (previous.valid.keys() | previous.invalid.keys()) - valid.keys() - invalid.keys()
+        for name in gone:
             last = previous.valid.get(name) or _last_known(name, before)
             if last is not None:
                 removed[name] = last
-        orphans = previous.orphans - present
+        orphans = {n for n in previous.orphans if n not in valid and n not in invalid}
     return Target(
         snapshot=snapshot,
         valid=valid,

@@ -105,19 +105,7 @@ def select_target(
         if invalid
         else dict(snapshot.workflows)  # the common case, a copy
     )
-    removed: dict[str, LoadedWorkflow] = {}
-    orphans: set[str] = set()
-    if previous is not None:
-        # set operations on the names: a revision of 100,000 workflows walks none in Python
-        removed = {
-            n: lw for n, lw in previous.removed.items() if n not in valid and n not in invalid
-        }
-        gone = (previous.valid.keys() | previous.invalid.keys()) - valid.keys() - invalid.keys()
-        for name in gone:
-            last = previous.valid.get(name) or _last_known(name, before)
-            if last is not None:
-                removed[name] = last
-        orphans = {n for n in previous.orphans if n not in valid and n not in invalid}
+    removed, orphans = _gone(previous, valid, invalid, before) if previous else ({}, set())
     return Target(
         snapshot=snapshot,
         valid=valid,
@@ -128,6 +116,24 @@ def select_target(
         unreadable=unreadable,
         known_dependents=_dependents_after(previous, valid) if previous is not None else None,
     )
+
+
+def _gone(
+    previous: Target,
+    valid: Mapping[str, LoadedWorkflow],
+    invalid: Mapping[str, list[Problem]],
+    before: Mapping[str, FileResult],
+) -> tuple[dict[str, LoadedWorkflow], set[str]]:
+    """The removed workflows and the orphans after ``previous``, found with set operations on
+    the names: a revision of 100,000 workflows walks none of them in Python."""
+    removed = {n: lw for n, lw in previous.removed.items() if n not in valid and n not in invalid}
+    gone = (previous.valid.keys() | previous.invalid.keys()) - valid.keys() - invalid.keys()
+    for name in gone:
+        last = previous.valid.get(name) or _last_known(name, before)
+        if last is not None:
+            removed[name] = last
+    orphans = {n for n in previous.orphans if n not in valid and n not in invalid}
+    return removed, orphans
 
 
 def _dependents_after(
@@ -179,7 +185,7 @@ def _held_by_broken_files(
     return held
 
 
-def _last_known(name: str, files: dict[str, FileResult]) -> LoadedWorkflow | None:
+def _last_known(name: str, files: Mapping[str, FileResult]) -> LoadedWorkflow | None:
     for result in files.values():
         for lw in result.workflows:
             if lw.name == name:

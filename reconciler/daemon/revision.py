@@ -7,12 +7,12 @@ workflow digest, so a one-file commit to 10,000 workflows costs about one file.
 :func:`~reconciler.daemon.target.select_target` then decides what is valid, invalid and removed;
 a file that no longer parses marks the workflows it held ``Invalid`` (never a removal).
 
-Then every workflow is queued — what the revision changed (valid, or newly invalid) first and
-ahead of anything still waiting, so its run does not wait behind re-checks of everything
-unchanged; the rest in slices, letting the event loop run between them — removed ones to run their ``onDelete`` state and be
-retired, and runs waiting to resume whose workflow left git are abandoned. Nothing is decided
-here about any one workflow's status: that is :mod:`reconciler.daemon.reconcile`'s, when the
-queue hands the workflow out.
+Then every workflow is queued: what the revision changed (valid, or newly invalid) first, ahead
+of anything still waiting, and the event loop is let go so a worker can take it before the rest
+is queued (in slices, the loop let go between them); removed ones to run their ``onDelete``
+state and be retired. Runs waiting to resume whose workflow left git are abandoned. Nothing is
+decided here about any one workflow's status: that is :mod:`reconciler.daemon.reconcile`'s,
+when the queue hands the workflow out.
 
 Called by: the controller (the source's callback). Calls: the loader, the target selection, the
 status book (at the first revision, to find statuses of workflows gone while the daemon was

@@ -158,11 +158,10 @@ class RevisionApplier:
         self.leases.revision_loaded(revision.id, at=self._now())
         workflows = {n: lw.workflow for n, lw in target.valid.items()}
         self.runs.engine.workflows = workflows
+        self.scheduler.sync(workflows)  # before any check stores a next check time
         fresh = self._queue_fresh(target, previous)
         await asyncio.sleep(0)  # a waiting worker takes the first of them now
-        # what no run of the changed workflows waits for comes after
         self.metrics.snapshot_loaded(revision.id, target.problems)
-        self.scheduler.sync(workflows)
         changed = len(revision.changed) + len(revision.removed)
         log.info(
             f"revision {revision.short_id}: {len(target.valid)} workflows valid, "
@@ -188,11 +187,11 @@ class RevisionApplier:
         """Queue every workflow not in ``first`` for its re-check, in slices of
         :data:`REQUEUE_SLICE` with the loop let go between them (workers keep running while a
         large target is re-queued), then the removed ones for their ``onDelete``."""
-        valid = target.valid
-        rest = [
-            *sorted(n for n in valid if n not in first),
-            *sorted(n for n in target.invalid if n not in first),
-        ]
+        await asyncio.sleep(0)
+        rest = [n for n in target.valid if n not in first]
+        rest.sort()
+        rest += sorted(n for n in target.invalid if n not in first)
+        await asyncio.sleep(0)
         for start in range(0, len(rest), REQUEUE_SLICE):
             self._requeue(rest[start : start + REQUEUE_SLICE], target)
             await asyncio.sleep(0)

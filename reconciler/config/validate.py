@@ -113,6 +113,11 @@ class ValidationCache:
     def __init__(self) -> None:
         self._entries: dict[int, _Entry] = {}
         self._key: tuple[int, bool, Grants | None, Path | None] | None = None
+        self._last: dict[str, LoadedWorkflow] = {}
+        """The workflows of the last snapshot checked, by name."""
+        self._flagged: dict[str, _Entry] = {}
+        """The entries of those with something for the snapshot's checks (a problem, a
+        ``dependsOn``, a child run), by name: most workflows have none."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -129,36 +134,74 @@ class ValidationCache:
     ) -> _Checked:
         key = (id(registry), strict, grants, workdir)
         if self._key != key:
-            self._entries = {}
+            self._entries, self._last, self._flagged = {}, {}, {}
             self._key = key
-        entries: dict[int, _Entry] = {}
-        checked = _Checked([], [], [])
         known_errors = known_error_names(registry)
-        names = sorted(snapshot.workflows)
+        workflows = snapshot.workflows
+        if progress is None and self._last and workflows.keys() == self._last.keys():
+            # the same names as last time (a commit changing files, not names): only the
+            # workflows that are new objects are looked at, not every name
+            for name, lw in workflows.items():
+                old = self._last[name]
+                if old is not lw:
+                    self._entries.pop(id(old), None)
+                    self._remember(
+                        name, self._entry(lw, registry, strict, known_errors, grants, workdir)
+                    )
+            self._last = dict(workflows)
+            return _Checked.of(sorted(self._flagged.items(), key=lambda item: item[0]))
+        entries: dict[int, _Entry] = {}
+        self._flagged = {}
+        names = sorted(workflows)
         for done, name in enumerate(names, start=1):
             if progress is not None:
                 progress(done - 1, len(names))
-            lw = snapshot.workflows[name]
+            lw = workflows[name]
             entry = self._entries.get(id(lw))
             if entry is None or entry[0] is not lw:
-                found, sites = _validate(
-                    lw,
-                    registry,
-                    strict=strict,
-                    known_errors=known_errors,
-                    grants=grants,
-                    workdir=workdir,
-                )
-                depends = bool(lw.workflow.spec.depends_on)
-                entry = (lw, found, depends, tuple(_children_of(sites)))
+                entry = _validated(lw, registry, strict, known_errors, grants, workdir)
             entries[id(lw)] = entry
-            checked.problems.extend(entry[1])
-            if entry[2]:
-                checked.dependent.append((name, lw))
-            if entry[3]:
-                checked.parents.append((name, lw, entry[3]))
+            if entry[1] or entry[2] or entry[3]:
+                self._flagged[name] = entry
         self._entries = entries
-        return checked
+        self._last = dict(workflows)
+        return _Checked.of(self._flagged.items())
+
+    def _entry(
+        self,
+        lw: LoadedWorkflow,
+        registry: PluginRegistry,
+        strict: bool,
+        known_errors: AbstractSet[str],
+        grants: Grants | None,
+        workdir: Path | None,
+    ) -> _Entry:
+        entry = self._entries.get(id(lw))
+        if entry is None or entry[0] is not lw:
+            entry = _validated(lw, registry, strict, known_errors, grants, workdir)
+            self._entries[id(lw)] = entry
+        return entry
+
+    def _remember(self, name: str, entry: _Entry) -> None:
+        if entry[1] or entry[2] or entry[3]:
+            self._flagged[name] = entry
+        else:
+            self._flagged.pop(name, None)
+
+
+def _validated(
+    lw: LoadedWorkflow,
+    registry: PluginRegistry,
+    strict: bool,
+    known_errors: AbstractSet[str],
+    grants: Grants | None,
+    workdir: Path | None,
+) -> _Entry:
+    """A fresh :class:`ValidationCache` entry of ``lw``."""
+    found, sites = _validate(
+        lw, registry, strict=strict, known_errors=known_errors, grants=grants, workdir=workdir
+    )
+    return (lw, found, bool(lw.workflow.spec.depends_on), tuple(_children_of(sites)))
 
 
 _Entry = tuple[LoadedWorkflow, list[Problem], bool, tuple[tuple[Loc, str], ...]]
@@ -176,6 +219,19 @@ class _Checked:
     """Workflows with a ``dependsOn``."""
     parents: list[tuple[str, LoadedWorkflow, tuple[tuple[Loc, str], ...]]]
     """Workflows that run others by literal name, with those runs."""
+
+    @classmethod
+    def of(cls, entries: Iterable[tuple[str, _Entry]]) -> _Checked:
+        """What the entries found, ``(name, entry)`` in name order (fresh lists: the caller
+        adds the cross-workflow problems to ``problems``)."""
+        checked = cls([], [], [])
+        for name, (lw, found, depends, children) in entries:
+            checked.problems.extend(found)
+            if depends:
+                checked.dependent.append((name, lw))
+            if children:
+                checked.parents.append((name, lw, children))
+        return checked
 
 
 def validate_snapshot(

@@ -14,7 +14,9 @@ rely on:
 - ``dependsOn`` order: a key is held back while one of its dependencies (from the
   ``dependencies`` callable) is waiting or in flight, so dependencies are reconciled first;
 - back-off: :meth:`fail` re-adds a key after ``10s · 2^(failures-1)`` capped at 10 minutes;
-  :meth:`forget` (a success, a new revision) resets the count.
+  :meth:`forget` (a success, a new revision) resets the count;
+- :meth:`hurry` moves keys ahead of everything waiting (what a new revision changed, so its run
+  does not wait behind re-checks of every unchanged workflow still queued from earlier).
 
 Time comes from an injectable ``clock`` (seconds, monotonic), so tests drive back-off and delays
 without sleeping; :meth:`try_get` is the pure, non-blocking core and :meth:`get` only adds waiting.
@@ -104,6 +106,8 @@ class WorkQueue:
         """Reasons of keys that are waiting or dirty."""
         self._processing: set[str] = set()
         self._dirty: set[str] = set()
+        self._urgent: set[str] = set()
+        """Dirty keys :meth:`hurry` asked for: back at the front when their run is done."""
         self._delayed: list[_Delayed] = []
         self._seq = itertools.count()
         self._failures: dict[str, int] = {}
@@ -133,6 +137,24 @@ class WorkQueue:
         heapq.heappush(self._delayed, _Delayed(self._clock() + delay, next(self._seq), key, reason))
         self._wake()
 
+    def hurry(self, keys: Iterable[str]) -> None:
+        """Hand ``keys`` out before every other waiting key, in the order given.
+
+        Only keys already added count: a waiting one moves to the front, one in flight with
+        another run due after it (dirty) goes to the front when :meth:`done`. Dependency order
+        still holds (a hurried key waits for its dependencies). Costs one copy of the waiting
+        order, whatever the number of keys.
+        """
+        front: dict[str, None] = {}
+        for key in keys:
+            if key in self._order:
+                front[key] = None
+            elif key in self._dirty:
+                self._urgent.add(key)
+        if front:
+            self._order = {**front, **self._order}  # the merge keeps the first position
+            self._wake()
+
     def fail(self, key: str) -> float:
         """Record a failure of ``key`` and queue it again after its back-off; returns the delay."""
         failures = self._failures.get(key, 0) + 1
@@ -145,12 +167,17 @@ class WorkQueue:
         """Consecutive failures of ``key`` since it last succeeded or saw a new revision."""
         return self._failures.get(key, 0)
 
-    def forget(self, key: str) -> None:
-        """Reset ``key``'s back-off and drop its pending back-off retries (success, new revision)."""
-        self._failures.pop(key, None)
+    def forget(self, *keys: str) -> None:
+        """Reset the back-off of ``keys`` and drop their pending back-off retries (a success, a
+        new revision). Many keys at once cost one pass over the delayed entries."""
+        for key in keys:
+            self._failures.pop(key, None)
+        if not self._delayed:
+            return
+        gone = set(keys)
         before = len(self._delayed)
         self._delayed = [
-            d for d in self._delayed if not (d.key == key and d.reason == Reason.BACKOFF)
+            d for d in self._delayed if not (d.key in gone and d.reason == Reason.BACKOFF)
         ]
         if len(self._delayed) != before:
             heapq.heapify(self._delayed)
@@ -160,6 +187,7 @@ class WorkQueue:
         self._order.pop(key, None)
         self._reasons.pop(key, None)
         self._dirty.discard(key)
+        self._urgent.discard(key)
         self._failures.pop(key, None)
         self._delayed = [d for d in self._delayed if d.key != key]
         heapq.heapify(self._delayed)
@@ -203,7 +231,11 @@ class WorkQueue:
         self._processing.discard(key)
         if key in self._dirty:
             self._dirty.discard(key)
-            if not self._closed:
+            if key in self._urgent:
+                self._urgent.discard(key)
+                if not self._closed:
+                    self._order = {key: None, **self._order}
+            elif not self._closed:
                 self._order.setdefault(key, None)
         self._wake()
 

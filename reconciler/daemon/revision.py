@@ -7,11 +7,12 @@ workflow digest, so a one-file commit to 10,000 workflows costs about one file.
 :func:`~reconciler.daemon.target.select_target` then decides what is valid, invalid and removed;
 a file that no longer parses marks the workflows it held ``Invalid`` (never a removal).
 
-Then every workflow is queued — what the revision changed first, so its run does not wait
-behind re-checks of everything unchanged — removed ones to run their ``onDelete`` state and be
-retired, and runs waiting to resume whose workflow left git are abandoned. Nothing is decided
-here about any one workflow's status: that is :mod:`reconciler.daemon.reconcile`'s, when the
-queue hands the workflow out.
+Then every workflow is queued: what the revision changed (valid, or newly invalid) first, ahead
+of anything still waiting, and the event loop is let go so a worker can take it before the rest
+is queued (in slices, the loop let go between them); removed ones to run their ``onDelete``
+state and be retired. Runs waiting to resume whose workflow left git are abandoned. Nothing is
+decided here about any one workflow's status: that is :mod:`reconciler.daemon.reconcile`'s,
+when the queue hands the workflow out.
 
 Called by: the controller (the source's callback). Calls: the loader, the target selection, the
 status book (at the first revision, to find statuses of workflows gone while the daemon was
@@ -20,6 +21,7 @@ stopped), the queue, the drift scheduler, the run supervisor, leases and metrics
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -50,6 +52,10 @@ BULK_LOAD_FILES = 500
 """A revision changing at least this many files is loaded with the garbage collector kept out
 (:func:`~reconciler.config.loader.bulk_loading`)."""
 
+REQUEUE_SLICE = 2_000
+"""Unchanged workflows queued for their re-check between two turns of the event loop (a few
+milliseconds of queueing)."""
+
 
 def load_snapshot(
     revision: Revision,
@@ -62,14 +68,16 @@ def load_snapshot(
     ``cached`` (:meth:`SnapshotCache.load`, by blob id) rebuilds the files it holds without
     parsing them."""
     before: Mapping[str, FileResult] = previous.files if previous is not None else {}
-    files: dict[str, FileResult] = {}
-    many = len(revision.changed) >= BULK_LOAD_FILES  # the first revision, a big commit
+    # Unchanged files keep their result: start from the previous ones (a copy, not a walk of
+    # every path), drop those gone, and load the paths changed or not loaded before.
+    files: dict[str, FileResult] = dict(before)
+    for path in before.keys() - revision.files.keys():
+        del files[path]
+    loading = (revision.files.keys() - before.keys()) | (revision.changed & revision.files.keys())
+    many = len(loading) >= BULK_LOAD_FILES  # the first revision, a big commit
     with bulk_loading() if many else contextlib.nullcontext():
-        for path, content in revision.files.items():
-            old = before.get(path)
-            if old is not None and path not in revision.changed:
-                files[path] = old
-                continue
+        for path in sorted(loading):
+            content = revision.files[path]
             hit = cached.get(blob_id(content)) if cached else None
             if hit is not None:
                 files[path] = restore_text(content, path=path, documents=hit)
@@ -148,10 +156,12 @@ class RevisionApplier:
         self.state.target = target
         self.on_loaded(snapshot)
         self.leases.revision_loaded(revision.id, at=self._now())
-        self.metrics.snapshot_loaded(revision.id, target.problems)
         workflows = {n: lw.workflow for n, lw in target.valid.items()}
         self.runs.engine.workflows = workflows
-        self.scheduler.sync(workflows)
+        self.scheduler.sync(workflows)  # before any check stores a next check time
+        fresh = self._queue_fresh(target, previous)
+        await asyncio.sleep(0)  # a waiting worker takes the first of them now
+        self.metrics.snapshot_loaded(revision.id, target.problems)
         changed = len(revision.changed) + len(revision.removed)
         log.info(
             f"revision {revision.short_id}: {len(target.valid)} workflows valid, "
@@ -159,21 +169,40 @@ class RevisionApplier:
             f"({changed} files changed)",
             revision=revision.id,
         )
-        self._queue_all(target, previous)
+        await self._queue_rest(target, fresh)
         await self.runs.abandon_unless(target.valid)
 
-    def _queue_all(self, target: Target, previous: Target) -> None:
-        # What this revision changed goes first: its run should not wait behind re-checks of
-        # every unchanged workflow (all of them are still re-evaluated at the revision).
+    def _queue_fresh(self, target: Target, previous: Target) -> set[str]:
+        """Queue what the revision changed (valid, or newly invalid) ahead of everything still
+        waiting, re-checks of an earlier revision included, so that their run does not wait
+        behind the re-queueing of every unchanged workflow, nor behind their re-checks."""
         valid = target.valid
-        fresh = {n for n, lw in valid.items() if previous.valid.get(n) is not lw}
-        unchanged = sorted(n for n in valid if n not in fresh)
-        for name in [*sorted(fresh), *unchanged, *sorted(target.invalid)]:
-            self.queue.forget(name)
-            resume = name in valid and self.runs.resumable(name)
-            self.queue.add(name, Reason.RESUME if resume else Reason.REVISION)
+        fresh = sorted(n for n, lw in valid.items() if previous.valid.get(n) is not lw)
+        fresh += sorted(n for n in target.invalid if n not in previous.invalid)
+        self._requeue(fresh, target)
+        self.queue.hurry(fresh)
+        return set(fresh)
+
+    async def _queue_rest(self, target: Target, first: set[str]) -> None:
+        """Queue every workflow not in ``first`` for its re-check, in slices of
+        :data:`REQUEUE_SLICE` with the loop let go between them (workers keep running while a
+        large target is re-queued), then the removed ones for their ``onDelete``."""
+        await asyncio.sleep(0)
+        rest = [n for n in target.valid if n not in first]
+        rest.sort()
+        rest += sorted(n for n in target.invalid if n not in first)
+        await asyncio.sleep(0)
+        for start in range(0, len(rest), REQUEUE_SLICE):
+            self._requeue(rest[start : start + REQUEUE_SLICE], target)
+            await asyncio.sleep(0)
         for name in sorted(set(target.removed) | target.orphans):
             self.queue.add(name, Reason.DELETE)
+
+    def _requeue(self, names: list[str], target: Target) -> None:
+        self.queue.forget(*names)
+        for name in names:
+            resume = name in target.valid and self.runs.resumable(name)
+            self.queue.add(name, Reason.RESUME if resume else Reason.REVISION)
 
     @staticmethod
     def _warn_unreadable(target: Target, revision: Revision) -> None:

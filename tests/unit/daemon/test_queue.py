@@ -106,6 +106,55 @@ def test_forget_resets_backoff_and_drops_the_pending_retry() -> None:
     assert queue.fail("db") == 10
 
 
+def test_forgetting_many_keys_drops_only_their_backoff_retries() -> None:
+    clock = FakeClock()
+    queue = WorkQueue(clock=clock, max_concurrent=10)
+    for key in ("a", "b", "c"):
+        queue.fail(key)
+    queue.add_after("a", 5, reason=Reason.WINDOW)  # not a back-off: kept
+    queue.forget("a", "b")
+    assert (queue.failures("a"), queue.failures("b"), queue.failures("c")) == (0, 0, 1)
+    clock.advance(3600)
+    handed = {item.key: item.reasons for item in iter(queue.try_get, None)}
+    assert handed == {"a": {Reason.WINDOW}, "c": {Reason.BACKOFF}}
+
+
+def test_hurried_keys_are_handed_out_before_everything_already_waiting() -> None:
+    queue = WorkQueue(max_concurrent=10)
+    for key in ("a", "b", "c", "d"):
+        queue.add(key)
+    queue.hurry(["d", "b", "unknown"])  # a key never added is not queued by hurrying
+    keys = [item.key for item in iter(queue.try_get, None)]
+    assert keys == ["d", "b", "a", "c"]
+
+
+def test_hurried_key_in_flight_goes_first_when_its_run_is_done() -> None:
+    queue = WorkQueue(max_concurrent=1)
+    queue.add("changed")
+    assert queue.try_get() is not None
+    queue.add("changed")  # a new revision changed it while it ran
+    for key in ("x", "y"):
+        queue.add(key)
+    queue.hurry(["changed"])
+    queue.done("changed")
+    keys = []
+    while (item := queue.try_get()) is not None:
+        keys.append(item.key)
+        queue.done(item.key)
+    assert keys == ["changed", "x", "y"]
+
+
+def test_a_hurried_key_still_waits_for_its_dependency() -> None:
+    deps = {"app": ["database"]}
+    queue = WorkQueue(max_concurrent=10, dependencies=lambda k: deps.get(k, []))
+    queue.add("database")
+    queue.add("app")
+    queue.hurry(["app"])
+    item = queue.try_get()
+    assert item is not None and item.key == "database"
+    assert queue.try_get() is None
+
+
 def test_dependent_waits_while_its_dependency_is_queued_or_running() -> None:
     deps = {"app": ["database"], "database": []}
     queue = WorkQueue(max_concurrent=4, dependencies=lambda key: deps.get(key, []))
@@ -170,7 +219,7 @@ async def test_get_wakes_up_when_a_delayed_key_becomes_due() -> None:
 @given(
     ops=st.lists(
         st.tuples(
-            st.sampled_from(["add", "get", "done", "fail", "tick"]),
+            st.sampled_from(["add", "get", "done", "fail", "tick", "hurry", "forget"]),
             st.sampled_from(["a", "b", "c", "d"]),
         ),
         max_size=60,
@@ -201,6 +250,10 @@ def test_queue_invariants_hold_for_any_sequence_of_operations(
             queue.done(key)
         elif op == "tick":
             clock.advance(30)
+        elif op == "hurry":
+            queue.hurry([key])
+        elif op == "forget":
+            queue.forget(key)
         assert len(queue.processing) <= limit
     # Drain: finish everything in flight and let every back-off expire.
     for key in list(queue.processing):

@@ -97,3 +97,27 @@ def test_dependents_are_indexed_by_the_workflow_they_wait_for() -> None:
 
     assert sorted(target.dependents["db"]) == ["app", "web"]
     assert target.knows("app") and not target.knows("gone")
+
+
+def test_dependents_follow_each_revision_as_if_built_afresh() -> None:
+    texts = {
+        "db.yaml": workflow("db"),
+        "cache.yaml": workflow("cache"),
+        "app.yaml": workflow("app", depends_on="db"),
+        "web.yaml": workflow("web", depends_on="db"),
+    }
+    results = {path: load_text(text, path=path) for path, text in texts.items()}
+    first = select_target(Snapshot.from_files("r1", results), REGISTRY)
+    # the next revision reuses the unchanged files' results, as the daemon does
+    results = dict(results)
+    results["app.yaml"] = load_text(workflow("app", depends_on="cache"), path="app.yaml")
+    del results["web.yaml"]
+    results["api.yaml"] = load_text(workflow("api", depends_on="db"), path="api.yaml")
+    second_snapshot = Snapshot.from_files("r2", results, previous=first.snapshot)
+    second = select_target(second_snapshot, REGISTRY, previous=first)
+
+    def index(target: Target) -> dict[str, list[str]]:
+        return {name: sorted(others) for name, others in target.dependents.items()}
+
+    assert index(second) == {"db": ["api"], "cache": ["app"]}
+    assert index(second) == index(select_target(second_snapshot, REGISTRY))

@@ -20,8 +20,10 @@ status row's ``suspended`` flag). The controller that answered applies it at onc
   run that is waiting to be resumed or taken over (or whose replica was killed before the run
   was recorded cancelled) is applied where and when it resumes.
 
-At start (:meth:`CommandReader.catch_up`, once the first revision is loaded) the syncs still
-unhandled are queued again: a sync answered ``202`` just before a ``kill -9`` still runs.
+At start (:meth:`CommandReader.catch_up`, as soon as the first revision is loaded and before the
+daemon says it is ready) the syncs still unhandled are queued again: a sync answered ``202``
+just before a ``kill -9`` still runs, as the manual run it was, not behind a run that a
+dependency converging or a drift check started first.
 
 What callers may rely on: every command is applied at most once per controller; applying is
 idempotent anyway (a sync queued twice runs once — per distinct set of run inputs —, a
@@ -85,6 +87,8 @@ class CommandReader:
         self._cursor = 0
         self._seen: set[int] = set()
         self._failing = False
+        self.caught_up = False
+        """Whether :meth:`catch_up` has run (the controller runs it with the first revision)."""
 
     # -- the controller's own requests --------------------------------------------------------
 
@@ -103,12 +107,10 @@ class CommandReader:
         """Once ``ready`` (the first revision is loaded), catch up, then poll until cancelled;
         a store failure is logged once and retried at the next poll."""
         await ready.wait()
-        caught_up = False
         while True:
             try:
-                if not caught_up:
+                if not self.caught_up:  # the first revision's attempt failed
                     await self.catch_up()
-                    caught_up = True
                 await self.poll()
                 if self._failing:
                     log.info("reading the command log works again")
@@ -132,6 +134,7 @@ class CommandReader:
                     "queued again",
                     workflow=command.target,
                 )
+        self.caught_up = True
 
     async def poll(self) -> None:
         """Apply the commands recorded since the last poll, then the pending cancels."""

@@ -39,6 +39,7 @@ in here and passed down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -77,7 +78,7 @@ from reconciler.daemon.windows import (
 from reconciler.engine.approvals import ApprovalRequest, pending_approval
 from reconciler.engine.journal import RunStatus
 from reconciler.engine.runner import Engine
-from reconciler.errors import InputRejected, SourceError
+from reconciler.errors import InputRejected, SourceError, StoreError
 from reconciler.grants import Grants
 from reconciler.notify import Notifier, NotifyPolicy, watch_source
 from reconciler.notify.previews import ForgeAccess, PreviewPublisher
@@ -585,8 +586,13 @@ class Controller:
             await self.runs.load_unfinished()
 
     async def _on_revision(self, revision: Revision) -> None:
-        """The source's callback: apply ``revision``; the daemon is ready after the first."""
+        """The source's callback: apply ``revision``; the daemon is ready after the first, once
+        the syncs accepted before a restart are queued again (the command reader retries a
+        failure at its next poll)."""
         await self.revisions.apply(revision)
+        if not self.ready.is_set():
+            with contextlib.suppress(StoreError):
+                await self.commands.catch_up()
         self.ready.set()
 
     def _notifications_loaded(self, snapshot: Snapshot) -> None:

@@ -151,7 +151,11 @@ async def start_daemon(
             **overrides,
         ) as (controller, store),
         serving_api(controller) as base,
-        httpx.AsyncClient(base_url=base, timeout=10) as client,
+        # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them:
+        # reusing one as the server closes it is a ReadError.
+        httpx.AsyncClient(
+            base_url=base, timeout=10, limits=httpx.Limits(keepalive_expiry=2)
+        ) as client,
     ):
         daemon = Daemon(base, repo, out, controller, store, client)
         await daemon.until(_ready(controller), "the first revision to load")

@@ -40,7 +40,14 @@ import structlog
 from reconciler.config.models import Workflow
 from reconciler.config.snapshot import LoadedWorkflow
 from reconciler.daemon.check import check_workflow
-from reconciler.daemon.planner import Decision, Next, Observation, plan_finished, plan_invalid
+from reconciler.daemon.planner import (
+    Decision,
+    Next,
+    Observation,
+    RunReason,
+    plan_finished,
+    plan_invalid,
+)
 from reconciler.daemon.planner import Reason as StatusReason
 from reconciler.daemon.queue import Reason, WorkItem, WorkQueue
 from reconciler.daemon.replicas import WorkflowLeases, current_fence
@@ -535,9 +542,13 @@ class Reconciler:
         if lw.workflow.spec.on_delete is not None and window is not None and window.blocked:
             await self._hold_retirement(name, window)
             return
-        await self.runs.run_on_delete(
-            lw.workflow, run_id=uuid4().hex, revision=self.state.target.revision
-        )
+        revision = self.state.target.revision
+        latest = await self.runs.latest_run(name)
+        if latest is not None and latest.reason == RunReason.DELETE and latest.revision == revision:
+            # Replicas: the one that held the lease first ran this removal's onDelete already.
+            log.debug(f"workflow {name} was retired by another replica", workflow=name)
+        else:
+            await self.runs.run_on_delete(lw.workflow, run_id=uuid4().hex, revision=revision)
         self.state.target.removed.pop(name, None)
         await self._forget(name)
         log.info(f"workflow {name} retired (its run history is kept)", workflow=name)

@@ -157,12 +157,11 @@ class ValidationCache:
             if progress is not None:
                 progress(done - 1, len(names))
             lw = workflows[name]
-            entry = self._entries.get(id(lw))
-            if entry is None or entry[0] is not lw:
-                entry = _validated(lw, registry, strict, known_errors, grants, workdir)
+            entry = self._known(lw) or _validated(
+                lw, registry, strict, known_errors, grants, workdir
+            )
             entries[id(lw)] = entry
-            if entry[1] or entry[2] or entry[3]:
-                self._flagged[name] = entry
+            self._remember(name, entry)
         self._entries = entries
         self._last = dict(workflows)
         return _Checked.of(self._flagged.items())
@@ -176,11 +175,16 @@ class ValidationCache:
         grants: Grants | None,
         workdir: Path | None,
     ) -> _Entry:
-        entry = self._entries.get(id(lw))
-        if entry is None or entry[0] is not lw:
+        entry = self._known(lw)
+        if entry is None:
             entry = _validated(lw, registry, strict, known_errors, grants, workdir)
             self._entries[id(lw)] = entry
         return entry
+
+    def _known(self, lw: LoadedWorkflow) -> _Entry | None:
+        """The entry kept for this very object, if any (an id may have been reused)."""
+        entry = self._entries.get(id(lw))
+        return entry if entry is not None and entry[0] is lw else None
 
     def _remember(self, name: str, entry: _Entry) -> None:
         if entry[1] or entry[2] or entry[3]:
